@@ -1,0 +1,59 @@
+"""Handle.Net REST compatible resolution: GET /api/handles/{prefix}/{suffix}."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+
+from ledger.api.deps import NodeDep
+from ledger.resolver.handle_format import filter_values, handle_values
+from ledger.resolver.identifiers import InvalidIdentifier, split_handle
+from ledger.resolver.registry import get_identifier, get_prefix
+
+router = APIRouter(tags=["handle"])
+
+_CALLBACK_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,63}")
+
+
+def _answer(body: dict[str, Any], status: int, callback: str | None) -> Response:
+    if callback is not None and _CALLBACK_RE.fullmatch(callback):
+        text = f"{callback}({json.dumps(body)});"
+        return Response(text, status_code=status, media_type="application/javascript")
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/api/handles/{prefix}/{suffix:path}")
+async def resolve_handle(
+    prefix: str,
+    suffix: str,
+    node: NodeDep,
+    index: Annotated[list[str] | None, Query()] = None,
+    type: Annotated[list[str] | None, Query()] = None,
+    callback: str | None = None,
+    auth: bool = False,  # accepted for compatibility: a ledger node has no cache to bypass
+    publicOnly: bool = True,  # noqa: N803 - Handle.Net's parameter name; all values are public here
+) -> Response:
+    handle = f"{prefix}/{suffix}"
+    try:
+        split_handle(handle)
+    except InvalidIdentifier as exc:
+        return _answer({"responseCode": 102, "handle": handle, "message": str(exc)}, 400, callback)
+    try:
+        indexes = [int(i) for i in index or []]
+    except ValueError:
+        return _answer({"responseCode": 202, "handle": handle, "message": "index must be an integer"}, 400, callback)
+    view = node.chain.latest
+    if get_prefix(view, prefix) is None:
+        message = f"prefix {prefix} is not homed on this ledger"
+        return _answer({"responseCode": 301, "handle": handle, "message": message}, 400, callback)
+    record = get_identifier(view, handle)
+    if record is None:
+        return _answer({"responseCode": 100, "handle": handle}, 404, callback)
+    values = filter_values(handle_values(record, prefix), indexes, list(type or []))
+    if not values:
+        return _answer({"responseCode": 200, "handle": handle}, 200, callback)
+    return _answer({"responseCode": 1, "handle": handle, "values": values}, 200, callback)

@@ -1,0 +1,168 @@
+"""`ledger bench`: a real devnet under load from several members, measured end to end.
+
+It starts N node processes, adds one member (with a prefix) per client, pre-signs the
+transactions, then has each client submit its batches over HTTP (msgpack, `wait=true`) to its
+node. Throughput is counted from the first submit until every node has committed the last
+transaction; latency is per transaction, from its request's start until the node answered that
+it committed. The ceiling printed beside it, Ed25519 verifications per second on this machine
+(all cores), is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+
+from ledger import devnet
+from ledger.client import LedgerClient, Signer
+from ledger.codec import encode
+from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
+from ledger.members import MemberAdd
+from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+
+
+def measure_verify_ceiling(seconds: float = 1.0, threads: int | None = None) -> float:
+    """Ed25519 verifications per second with one thread per core (cryptography releases the GIL)."""
+    key = SigningKey.generate()
+    digest = signing_digest(DOMAIN_TX, b"ceiling")
+    sig = key.sign_digest(digest)
+    threads = threads or os.cpu_count() or 1
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def work(i: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            for _ in range(200):
+                verify_digest(key.public_key, digest, sig)
+            n += 200
+        counts[i] = n
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _setup_clients(net: dict[str, Any], clients: int) -> list[SigningKey]:
+    """One fresh member per client, each owning a prefix of its own."""
+    client = LedgerClient(net["nodes"][0]["http"])
+    admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
+    keys = [SigningKey.generate() for _ in range(clients)]
+    for i, key in enumerate(keys):
+        admin.send("member.add", MemberAdd(f"bench{i}", key.public_key, ("registrar",)))
+        admin.send("prefix.create", PrefixCreate(f"88.900.{i}", key.id))
+    client.close()
+    return keys
+
+
+def _presign(net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int) -> list[list[bytes]]:
+    """Each client's request bodies (msgpack arrays of canonical signed txs), in nonce order."""
+    from ledger.tx import make_tx
+
+    per_client = [txs // len(keys) + (1 if i < txs % len(keys) else 0) for i in range(len(keys))]
+    bodies: list[list[bytes]] = []
+    for i, (key, count) in enumerate(zip(keys, per_client, strict=True)):
+        raws = [
+            encode(make_tx(key, net["chain_id"], n + 1, "id.register", IdRegister(
+                f"88.900.{i}/EQ-{n:08d}", (ValueSpec(1, "URL", f"https://twin.example/{i}/{n}"),))))
+            for n in range(count)
+        ]
+        bodies.append([msgpack.packb(raws[j : j + batch], use_bin_type=True) for j in range(0, count, batch)])
+    return bodies
+
+
+def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False) -> dict[str, Any]:
+    log = sys.stderr
+    print("measuring the Ed25519 verification ceiling...", file=log)
+    ceiling = measure_verify_ceiling()
+    per_core = measure_verify_ceiling(threads=1)
+    directory = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    try:
+        print(f"starting a {nodes}-node devnet in {directory}...", file=log)
+        net = devnet.up(directory, nodes, base_port=18700, batch_size=2000)
+        keys = _setup_clients(net, clients)
+        print(f"pre-signing {txs} transactions from {clients} members...", file=log)
+        bodies = _presign(net, keys, txs, batch)
+        latencies: list[float] = []
+        failures: list[str] = []
+        lock = threading.Lock()
+        last_ids: list[str] = []
+
+        def client_loop(i: int) -> None:
+            url = net["nodes"][i % nodes]["http"]
+            with httpx.Client(base_url=url, timeout=180) as http:
+                for body in bodies[i]:
+                    t0 = time.perf_counter()
+                    r = http.post("/v1/tx", content=body, params={"wait": "true", "timeout": "120"},
+                                  headers={"content-type": "application/msgpack"})
+                    elapsed = time.perf_counter() - t0
+                    results = r.json().get("results", [])
+                    ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
+                    with lock:
+                        latencies.extend([elapsed] * len(ok))
+                        failures.extend(x.get("reason", "?") for x in results if x not in ok)
+                        if results:
+                            last_ids.append(results[-1]["tx_id"])
+
+        print("submitting...", file=log)
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Done when every node has committed every client's last transaction.
+        for n in net["nodes"]:
+            with httpx.Client(base_url=n["http"], timeout=10) as http:
+                for tx_id in last_ids:
+                    while http.get(f"/v1/tx/{tx_id}").json().get("status") != "committed":
+                        time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        rss = max(_rss_mb(n["pid"]) for n in net["nodes"] if n.get("pid"))
+        committed = len(latencies)
+        latencies.sort()
+        return {
+            "nodes": nodes,
+            "txs": txs,
+            "clients": clients,
+            "committed": committed,
+            "failed": len(failures),
+            "seconds": round(elapsed, 3),
+            "committed_tx_per_s": round(committed / elapsed, 1),
+            "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1) if latencies else None,
+            "verify_ceiling_tx_per_s": round(ceiling, 1),
+            "verify_per_core_per_s": round(per_core, 1),
+            "max_node_rss_mb": round(rss, 1),
+        }
+    finally:
+        try:
+            devnet.down(directory)
+        except devnet.DevnetError:
+            pass
+        if not keep:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,331 @@
+"""The committed chain on disk: blocks, certificates, authenticated versioned state and indexes.
+
+Theory of operation: `ChainDB` executes blocks (to propose them, or to check a proposed or fetched
+block) into an `ExecutedBlock` held in memory, and `commit` writes one executed block with its
+certificate in a single atomic, synced batch: block, certificate, hash index, tx index, new
+sparse-Merkle nodes, the flat latest-value index, the state root, the history accumulator nodes
+and peaks, and finally the head pointer. Reopening after a crash therefore finds exactly the
+blocks whose batch completed.
+
+State reads at the head use the flat index (one LevelDB get). Reads and proofs at an older height
+walk the sparse Merkle tree from that height's root, whose nodes are immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import merkle
+from ledger.chain import (
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    InvalidBlock,
+    check_block_links,
+    check_certificate,
+    compute_block_hash,
+    compute_tx_root,
+)
+from ledger.codec import decode, encode
+from ledger.genesis import Genesis, genesis_state
+from ledger.members import MembersModule, lookup_sender
+from ledger.resolver.registry import RegistryModule
+from ledger.smt import EMPTY as EMPTY_ROOT
+from ledger.smt import SMTProof, SparseMerkleTree
+from ledger.state import Module, Overlay, StateMachine, StateView, TxResult, VerifiedCache
+from ledger.store import NS, Store, height_key
+
+HEAD_KEY = NS.META + b"head"
+GENESIS_KEY = NS.META + b"genesis"
+
+
+def default_modules() -> list[Module]:
+    return [MembersModule(), RegistryModule()]
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    height: int
+    index: int
+    ok: bool
+    reason: str
+    message: str
+
+
+@dataclass
+class ExecutedBlock:
+    """A block executed but not yet committed; children may be built on it (pipelining)."""
+
+    block: Block
+    block_hash: bytes
+    results: list[TxResult]
+    changes: dict[bytes, bytes | None]
+    new_nodes: dict[bytes, bytes]
+    state_after: StateView
+    history_after: merkle.HistoryAccumulator  # includes this block's hash
+    history_nodes: list[tuple[int, int, bytes]]  # accumulator nodes completed by this block
+
+
+class _ChangesView:
+    """A pending block's changes over the state it was built on."""
+
+    def __init__(self, base: StateView, changes: dict[bytes, bytes | None]) -> None:
+        self._base = base
+        self._changes = changes
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._changes:
+            return self._changes[key]
+        return self._base.get(key)
+
+
+class GenesisMismatch(RuntimeError):
+    pass
+
+
+class _LatestView:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._store.get(NS.STATE_LATEST + key)
+
+
+class _RootView:
+    """State as of one sparse Merkle root."""
+
+    def __init__(self, smt: SparseMerkleTree, root: bytes) -> None:
+        self._smt = smt
+        self._root = root
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._smt.get(self._root, key)
+
+
+class ChainDB:
+    def __init__(self, store: Store, genesis: Genesis, modules: Sequence[Module] | None = None) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.validators = genesis.validator_keys()
+        self.smt = SparseMerkleTree(self._get_node)
+        self.machine = StateMachine(
+            genesis.chain_id, modules if modules is not None else default_modules(), lookup_sender
+        )
+        self.verified = VerifiedCache()
+        self.latest = _LatestView(store)
+        stored_genesis = store.get(GENESIS_KEY)
+        if stored_genesis is None:
+            self._write_genesis()
+        elif stored_genesis != genesis.hash():
+            raise GenesisMismatch("this data directory belongs to a different genesis")
+        self._load_head()
+
+    # --- opening ---------------------------------------------------------------------------------
+
+    def _get_node(self, node_hash: bytes) -> bytes | None:
+        return self.store.get(NS.STATE_NODE + node_hash)
+
+    def _write_genesis(self) -> None:
+        changes: dict[bytes, bytes | None] = dict(genesis_state(self.genesis))
+        root, nodes = self.smt.update(EMPTY_ROOT, changes)
+        header = BlockHeader(
+            height=0,
+            prev_hash=self.genesis.hash(),
+            view=0,
+            timestamp=self.genesis.timestamp,
+            tx_root=compute_tx_root(()),
+            state_root=root,
+            history_root=merkle.merkle_root(()),
+            proposer="",
+        )
+        block = Block(header, ())
+        block_hash = compute_block_hash(header)
+        history = merkle.HistoryAccumulator(0, [])
+        history_nodes = history.append(block_hash)
+        executed = ExecutedBlock(block, block_hash, [], changes, nodes, self.latest, history, history_nodes)
+        cert = CommitCertificate(0, 0, block_hash, ())
+        self._write(executed, cert, extra=[(GENESIS_KEY, self.genesis.hash())])
+
+    def _load_head(self) -> None:
+        raw = self.store.get(HEAD_KEY)
+        if raw is None:
+            raise RuntimeError("store has a genesis but no head")
+        height = int.from_bytes(raw, "big")
+        block = self.get_block(height)
+        assert block is not None  # written in the same batch as the head pointer
+        self.head = block.header
+        self.head_hash = compute_block_hash(block.header)
+        peaks = decode(tuple[bytes, ...], self.store.get(NS.HISTORY_PEAKS + height_key(height)) or b"")
+        self.history = merkle.HistoryAccumulator(height + 1, list(peaks))
+
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    # --- executing -------------------------------------------------------------------------------
+
+    def _tip(self, parent: ExecutedBlock | None) -> tuple[BlockHeader, bytes, StateView, merkle.HistoryAccumulator]:
+        if parent is None:
+            return self.head, self.head_hash, self.latest, self.history
+        return parent.block.header, parent.block_hash, parent.state_after, parent.history_after
+
+    def _execute(
+        self, block: Block, parent: ExecutedBlock | None, base: StateView, history: merkle.HistoryAccumulator,
+        parent_root: bytes,
+    ) -> ExecutedBlock:
+        header = block.header
+        overlay = Overlay(base)
+        results = self.machine.execute_block(overlay, block.txs, header.height, header.timestamp, self.verified)
+        changes = dict(sorted(overlay.changes.items()))
+        root, nodes = self.smt.update(parent_root, changes)
+        if header.state_root != root:
+            header = _with_state_root(header, root)
+            block = Block(header, block.txs)
+        block_hash = compute_block_hash(header)
+        history_after = merkle.HistoryAccumulator(history.size, list(history.peaks))
+        history_nodes = history_after.append(block_hash)
+        return ExecutedBlock(
+            block, block_hash, results, changes, nodes, _ChangesView(base, changes), history_after,
+            history_nodes,
+        )
+
+    def build_block(
+        self, txs: Sequence[bytes], view: int, timestamp: int, proposer: str, parent: ExecutedBlock | None = None
+    ) -> ExecutedBlock:
+        """Execute `txs` on the head (or on a pending `parent`) and wrap the outcome in a header."""
+        tip, tip_hash, base, history = self._tip(parent)
+        header = BlockHeader(
+            height=tip.height + 1,
+            prev_hash=tip_hash,
+            view=view,
+            timestamp=max(timestamp, tip.timestamp),
+            tx_root=compute_tx_root(txs),
+            state_root=b"",  # filled in by execution
+            history_root=history.root(),
+            proposer=proposer,
+        )
+        return self._execute(Block(header, tuple(txs)), parent, base, history, tip.state_root)
+
+    def execute_block(self, block: Block, parent: ExecutedBlock | None = None) -> ExecutedBlock:
+        """Check a block someone else proposed against its parent and re-execute it."""
+        tip, _, base, history = self._tip(parent)
+        check_block_links(block, tip, history.root())
+        executed = self._execute(block, parent, base, history, tip.state_root)
+        # Executing the transactions yields the state root the header claims.
+        if executed.block.header != block.header:
+            raise InvalidBlock("state_root does not match the executed transactions")
+        return executed
+
+    def apply_certified_block(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
+        """Catch-up path: verify the certificate against the genesis validators, execute, commit."""
+        check_certificate(cert, self.chain_id, block.header, self.validators)
+        executed = self.execute_block(block)
+        self.commit(executed, cert)
+        return executed
+
+    # --- committing ------------------------------------------------------------------------------
+
+    def commit(self, executed: ExecutedBlock, cert: CommitCertificate) -> None:
+        header = executed.block.header
+        # Blocks commit in order, each on the current head.
+        if header.height != self.head.height + 1 or header.prev_hash != self.head_hash:
+            raise InvalidBlock(f"block {header.height} does not extend the head {self.head.height}")
+        # The certificate is for this block.
+        if cert.block_hash != executed.block_hash:
+            raise InvalidBlock("certificate names another block")
+        self._write(executed, cert)
+        self.verified.discard(r.tx_id for r in executed.results)
+
+    def _write(
+        self, executed: ExecutedBlock, cert: CommitCertificate, extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        header = executed.block.header
+        hk = height_key(header.height)
+        puts: list[tuple[bytes, bytes]] = [
+            (NS.BLOCK + hk, encode(executed.block)),
+            (NS.CERT + hk, encode(cert)),
+            (NS.BLOCK_BY_HASH + executed.block_hash, hk),
+            (NS.STATE_ROOT + hk, header.state_root),
+        ]
+        indexed: set[bytes] = set()
+        for i, r in enumerate(executed.results):
+            # Index the first occurrence of a tx id only; a replayed copy must not hide it.
+            if r.tx_id in indexed or self.store.get(NS.TX + r.tx_id) is not None:
+                continue
+            indexed.add(r.tx_id)
+            puts.append((NS.TX + r.tx_id, encode(TxLocation(header.height, i, r.ok, r.reason, r.message))))
+        puts.extend((NS.STATE_NODE + h, node) for h, node in executed.new_nodes.items())
+        deletes = []
+        for key, value in executed.changes.items():
+            if value is None:
+                deletes.append(NS.STATE_LATEST + key)
+            else:
+                puts.append((NS.STATE_LATEST + key, value))
+        history = executed.history_after
+        for level, index, node_hash in executed.history_nodes:
+            puts.append((NS.HISTORY_NODE + bytes([level]) + index.to_bytes(8, "big"), node_hash))
+        puts.append((NS.HISTORY_PEAKS + hk, encode(tuple(history.peaks))))
+        puts.extend(extra)
+        puts.append((HEAD_KEY, hk))
+        self.store.write_batch(puts, deletes, sync=True)
+        self.history = history
+        self.head = header
+        self.head_hash = executed.block_hash
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self.store.get(NS.BLOCK + height_key(height))
+        return None if raw is None else decode(Block, raw)
+
+    def get_certificate(self, height: int) -> CommitCertificate | None:
+        raw = self.store.get(NS.CERT + height_key(height))
+        return None if raw is None else decode(CommitCertificate, raw)
+
+    def get_tx_location(self, tx_id: bytes) -> TxLocation | None:
+        raw = self.store.get(NS.TX + tx_id)
+        return None if raw is None else decode(TxLocation, raw)
+
+    def state_root_at(self, height: int) -> bytes | None:
+        return self.store.get(NS.STATE_ROOT + height_key(height))
+
+    def view_at(self, height: int | None = None) -> Any:
+        """A read-only state view at `height` (the head when None)."""
+        if height is None or height == self.head.height:
+            return self.latest
+        root = self.state_root_at(height)
+        if root is None:
+            raise KeyError(f"no committed block at height {height}")
+        return _RootView(self.smt, root)
+
+    def prove(self, key: bytes, height: int | None = None) -> tuple[int, bytes | None, SMTProof]:
+        """(height, value, proof) of `key` against that height's state root."""
+        h = self.head.height if height is None else height
+        root = self.state_root_at(h)
+        if root is None:
+            raise KeyError(f"no committed block at height {h}")
+        return h, self.smt.get(root, key), self.smt.prove(root, key)
+
+    def history_proof(self, index: int, size: int) -> list[bytes]:
+        """Inclusion proof of block `index` in the history accumulator over blocks 0..size-1."""
+        def get_node(level: int, idx: int) -> bytes:
+            raw = self.store.get(NS.HISTORY_NODE + bytes([level]) + idx.to_bytes(8, "big"))
+            if raw is None:
+                raise KeyError(f"history node {level}/{idx} missing")
+            return raw
+
+        return merkle.history_inclusion_proof(index, size, get_node)
+
+
+def _with_state_root(header: BlockHeader, root: bytes) -> BlockHeader:
+    return BlockHeader(
+        header.height, header.prev_hash, header.view, header.timestamp, header.tx_root, root,
+        header.history_root, header.proposer,
+    )
+
+
+__all__ = ["ChainDB", "ExecutedBlock", "TxLocation", "GenesisMismatch", "ZERO_HASH"]

@@ -1,0 +1,402 @@
+"""The `ledger` command.
+
+Writes take `--node URL` and `--key FILE`; without them they use the running devnet (found with
+`--dir`, $LEDGER_DEVNET or ./.devnet): its first node, and its `org1` key for identifier writes or
+its `admin` key for prefix and member administration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger import devnet as devnet_mod
+from ledger.client import LedgerClient, LedgerError, Signer, check_result
+from ledger.crypto import KeyFileError, SigningKey
+from ledger.progress import Progress
+from ledger.resolver.identifiers import InvalidIdentifier, split_handle
+from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_REJECTED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# --- resolving defaults from the devnet ------------------------------------------------------------
+
+
+def _devnet(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        return devnet_mod.load_devnet(devnet_mod.devnet_dir(getattr(args, "dir", None)))
+    except devnet_mod.DevnetError:
+        return None
+
+
+def _node_url(args: argparse.Namespace) -> str:
+    if args.node:
+        return str(args.node)
+    net = _devnet(args)
+    if net is None:
+        raise CliError("no --node given and no running devnet found (start one with `ledger devnet up`)", EXIT_USAGE)
+    return str(net["nodes"][0]["http"])
+
+
+def _key(args: argparse.Namespace, default_member: str) -> SigningKey:
+    path = args.key
+    if not path:
+        net = _devnet(args)
+        if net is None:
+            raise CliError("no --key given and no devnet found", EXIT_USAGE)
+        path = net["keys"][default_member]
+    try:
+        return SigningKey.load(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+def _member_id(text: str, args: argparse.Namespace) -> str:
+    """A member given as an id, a devnet member name (admin, org1...) or a key file."""
+    net = _devnet(args)
+    if net is not None and text in net["keys"]:
+        return SigningKey.load(net["keys"][text]).id
+    if Path(text).is_file():
+        return SigningKey.load(text).id
+    return text
+
+
+def _signer(args: argparse.Namespace, default_member: str) -> tuple[LedgerClient, Signer]:
+    client = LedgerClient(_node_url(args))
+    return client, Signer(_key(args, default_member), client)
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists (use --force to overwrite)", EXIT_USAGE)
+    key = SigningKey.generate()
+    key.save(out)
+    _print_json({"id": key.id, "public_key": key.public_key.hex(), "file": str(out)})
+    return 0
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from ledger.api.app import create_app
+    from ledger.config import ConfigError, NodeConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = NodeConfig.load(args.home)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    uvicorn.run(
+        create_app(args.home), host=config.http.host, port=config.http.port, log_level="warning",
+        loop="uvloop", http="httptools",
+    )
+    return 0
+
+
+def cmd_devnet_up(args: argparse.Namespace) -> int:
+    directory = devnet_mod.devnet_dir(args.dir)
+    try:
+        data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size)
+    except devnet_mod.DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    for i, n in enumerate(data["nodes"]):
+        print(f"node{i}  {n['http']}  id={n['id']}  pid={n['pid']}")
+    print(f"devnet: {directory / 'devnet.json'}  logs: {directory / 'logs'}")
+    if args.demo:
+        _load_demo(data)
+    if args.detach:
+        return 0
+    print("devnet running; press Ctrl-C to stop it")
+    stop = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop:
+        time.sleep(0.2)
+    print("\nstopping devnet...")
+    devnet_mod.down(directory)
+    return 0
+
+
+def _load_demo(data: dict[str, Any]) -> None:
+    """A prefix per organisation and a few registered pieces of equipment to look at."""
+    client = LedgerClient(data["nodes"][0]["http"])
+    admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
+    for i, org in enumerate(("org1", "org2", "org3"), start=1):
+        key = SigningKey.load(data["keys"][org])
+        prefix = f"88.100.{i}"
+        try:
+            admin.send("prefix.create", PrefixCreate(prefix, key.id))
+        except LedgerError as exc:
+            if exc.reason != "already_exists":
+                raise
+            admin.resync()
+        signer = Signer(key, client)
+        txs = [
+            signer.sign("id.register", IdRegister(
+                f"{prefix}/EQ-2024-{n:06d}",
+                (ValueSpec(1, "URL", f"https://twin.{org}.example/EQ-2024-{n:06d}"),),
+            ))
+            for n in range(1, 4)
+        ]
+        client.submit(txs, wait=True)
+    print("demo data: prefixes 88.100.1-3 with identifiers like 88.100.1/EQ-2024-000001")
+
+
+def cmd_devnet_down(args: argparse.Namespace) -> int:
+    try:
+        stopped = devnet_mod.down(devnet_mod.devnet_dir(args.dir))
+    except devnet_mod.DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"stopped {len(stopped)} node(s)")
+    return 0
+
+
+def cmd_devnet_status(args: argparse.Namespace) -> int:
+    try:
+        rows = devnet_mod.status(devnet_mod.devnet_dir(args.dir))
+    except devnet_mod.DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        _print_json(rows)
+        return 0
+    header = f"{'node':<7} {'url':<24} {'height':>7} {'view':>5} {'primary':<8} health"
+    print(header)
+    for r in rows:
+        h = "-" if r["height"] is None else str(r["height"])
+        v = "-" if r["view"] is None else str(r["view"])
+        p = "-" if r["primary"] is None else ("yes" if r["primary"] else "no")
+        print(f"{r['node']:<7} {r['url']:<24} {h:>7} {v:>5} {p:<8} {r['health']}")
+    return 0 if all(r["health"] == "ok" for r in rows) else EXIT_REJECTED
+
+
+def cmd_id_prefix(args: argparse.Namespace) -> int:
+    client, signer = _signer(args, "admin")
+    owner = _member_id(args.owner, args) if args.owner else signer.key.id
+    result = signer.send("prefix.create", PrefixCreate(args.prefix, owner))
+    _print_json({"prefix": args.prefix, "owner": owner, "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def _parse_values(url: str | None, extra: Sequence[str]) -> tuple[ValueSpec, ...]:
+    values: list[ValueSpec] = []
+    if url:
+        values.append(ValueSpec(1, "URL", url))
+    for item in extra:
+        vtype, sep, value = item.partition("=")
+        if not sep or vtype.upper() not in VALUE_TYPES:
+            raise CliError(f"--value takes TYPE=VALUE with TYPE one of {', '.join(VALUE_TYPES)}", EXIT_USAGE)
+        values.append(ValueSpec(len(values) + 1, vtype.upper(), value))
+    if not values:
+        raise CliError("give --url and/or --value TYPE=VALUE", EXIT_USAGE)
+    return tuple(values)
+
+
+def cmd_id_register(args: argparse.Namespace) -> int:
+    try:
+        split_handle(args.identifier)
+    except InvalidIdentifier as exc:
+        raise CliError(f"invalid identifier: {exc}", EXIT_USAGE) from exc
+    values = _parse_values(args.url, args.value or [])
+    client, signer = _signer(args, "org1")
+    result = signer.send("id.register", IdRegister(args.identifier, values))
+    _print_json({"identifier": args.identifier, "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def cmd_id_import(args: argparse.Namespace) -> int:
+    rows = _read_import_csv(Path(args.file))
+    client, signer = _signer(args, "org1")
+    progress = Progress(len(rows), "import")
+    errors: list[tuple[int, str, str]] = []
+    todo: list[tuple[int, str, str]] = []
+    for line, identifier, url in rows:
+        try:
+            split_handle(identifier)
+            if not url:
+                raise InvalidIdentifier("empty url")
+            todo.append((line, identifier, url))
+        except InvalidIdentifier as exc:
+            errors.append((line, identifier, str(exc)))
+            progress.advance(failed=1)
+    retried: set[int] = set()
+    while todo:
+        chunk, todo = todo[: args.batch], todo[args.batch :]
+        txs = [signer.sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in chunk]
+        results = client.submit(txs, wait=True, timeout=120)
+        gap = False
+        for (line, identifier, url), result in zip(chunk, results, strict=True):
+            try:
+                check_result(result)
+                progress.advance()
+            except LedgerError as exc:
+                # A row refused before ordering leaves a nonce gap that fails the rows signed after it: retry those once.
+                if exc.reason == "nonce_gap" and line not in retried:
+                    retried.add(line)
+                    todo.append((line, identifier, url))
+                    gap = True
+                    continue
+                errors.append((line, identifier, f"{exc.reason}: {exc.message}"))
+                progress.advance(failed=1)
+        if gap or any(not r.get("accepted") for r in results):
+            signer.resync()
+    progress.close()
+    for line, identifier, message in errors:
+        print(f"line {line}: {identifier}: {message}", file=sys.stderr)
+    print(json.dumps({"imported": len(rows) - len(errors), "failed": len(errors)}))
+    return EXIT_REJECTED if errors else 0
+
+
+def _read_import_csv(path: Path) -> list[tuple[int, str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"identifier", "url"} <= set(reader.fieldnames):
+                raise CliError(f"{path}: the header must be `identifier,url`", EXIT_USAGE)
+            return [
+                (reader.line_num, (row.get("identifier") or "").strip(), (row.get("url") or "").strip())
+                for row in reader
+            ]
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not UTF-8 text", EXIT_USAGE) from exc
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    with LedgerClient(_node_url(args)) as client:
+        _print_json(client.resolve(args.identifier, args.height, args.proof))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ledger.benchmark import run_bench
+
+    result = run_bench(args.nodes, args.txs, args.clients, args.batch)
+    print(json.dumps(result))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def _write_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", help="node URL (default: the devnet's first node)")
+    p.add_argument("--key", help="member key file (default: a devnet member key)")
+    p.add_argument("--dir", help="devnet directory to take defaults from (default: $LEDGER_DEVNET or ./.devnet)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key file (PEM, mode 0600)")
+    p.add_argument("--out", required=True, help="where to write the key")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_keygen)
+
+    node = sub.add_parser("node", help="run a node").add_subparsers(dest="node_command", required=True)
+    p = node.add_parser("run", help="run the node configured in HOME/config.json")
+    p.add_argument("--home", required=True, help="node home directory (config.json, key, data)")
+    p.set_defaults(func=cmd_node_run)
+
+    dev = sub.add_parser("devnet", help="a local multi-node network").add_subparsers(dest="devnet_command",
+                                                                                      required=True)
+    p = dev.add_parser("up", help="create keys and genesis, start the nodes, wait until healthy")
+    p.add_argument("--nodes", type=int, default=1, help="number of validators (default 1)")
+    p.add_argument("--dir", help="devnet directory (default: $LEDGER_DEVNET or ./.devnet)")
+    p.add_argument("--detach", action="store_true", help="return once the nodes are healthy")
+    p.add_argument("--base-port", type=int, default=devnet_mod.DEFAULT_HTTP_PORT, help="first HTTP port to try")
+    p.add_argument("--batch-size", type=int, default=1000, help="max transactions per block")
+    p.add_argument("--demo", action="store_true", help="load demo prefixes and identifiers")
+    p.add_argument("--ethereum", default="none", help="anchoring chain (only 'none' in this build)")
+    p.set_defaults(func=cmd_devnet_up)
+    p = dev.add_parser("down", help="stop the devnet's nodes")
+    p.add_argument("--dir")
+    p.set_defaults(func=cmd_devnet_down)
+    p = dev.add_parser("status", help="height, view, primary and health of each node")
+    p.add_argument("--dir")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_devnet_status)
+
+    ids = sub.add_parser("id", help="identifier prefixes and registrations").add_subparsers(dest="id_command",
+                                                                                             required=True)
+    p = ids.add_parser("prefix", help="create a prefix (admin for top-level, parent owner for sub-prefixes)")
+    p.add_argument("prefix")
+    p.add_argument("--owner", help="member id, devnet member name or key file (default: the signer)")
+    _write_opts(p)
+    p.set_defaults(func=cmd_id_prefix)
+    p = ids.add_parser("register", help="register an identifier under a prefix you own")
+    p.add_argument("identifier", help="e.g. 88.100.1/EQ-2024-000123")
+    p.add_argument("--url", help="the URL value (index 1)")
+    p.add_argument("--value", action="append", metavar="TYPE=VALUE", help=f"more values; TYPE in {VALUE_TYPES}")
+    _write_opts(p)
+    p.set_defaults(func=cmd_id_register)
+    p = ids.add_parser("import", help="bulk-register from a CSV with header identifier,url")
+    p.add_argument("file")
+    p.add_argument("--batch", type=int, default=500, help="transactions per request")
+    _write_opts(p)
+    p.set_defaults(func=cmd_id_import)
+
+    p = sub.add_parser("resolve", help="resolve an identifier; prints JSON")
+    p.add_argument("identifier")
+    p.add_argument("--height", type=int, help="as of this committed height")
+    p.add_argument("--proof", action="store_true", help="include a proof")
+    p.add_argument("--node")
+    p.add_argument("--dir")
+    p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("bench", help="start a devnet, load it, print figures as one JSON line last")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--txs", type=int, default=20_000)
+    p.add_argument("--clients", type=int, default=3, help="concurrent submitting members (at most 3)")
+    p.add_argument("--batch", type=int, default=500, help="transactions per HTTP request")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except LedgerError as exc:
+        print(f"error: rejected: {exc.reason}: {exc.message}", file=sys.stderr)
+        return EXIT_REJECTED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Python SDK: sign transactions and talk to a node over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import msgpack
+
+from ledger.codec import encode
+from ledger.crypto import SigningKey
+from ledger.tx import SignedTx, make_tx
+
+
+class LedgerError(Exception):
+    """The node refused a request or a transaction; `reason` is the node's stable reason string."""
+
+    def __init__(self, reason: str, message: str, status: int = 0, body: Any = None) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.status = status
+        self.body = body
+
+
+class LedgerClient:
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        try:
+            r = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.HTTPError as exc:
+            raise LedgerError("unreachable", f"cannot reach {self.url}: {exc}") from exc
+        body = _json(r)
+        if r.status_code >= 400:
+            raise LedgerError(body.get("error", str(r.status_code)), body.get("message", r.text), r.status_code, body)
+        return body
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/v1/status")
+        return result
+
+    def member(self, member_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/v1/members/{member_id}")
+        return result
+
+    def tx(self, tx_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/v1/tx/{tx_id}")
+        return result
+
+    def block(self, height: int | str = "latest") -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/v1/blocks/{height}")
+        return result
+
+    def resolve(self, identifier: str, height: int | None = None, proof: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height, proof=proof or None)
+        return result
+
+    def submit(self, txs: Sequence[SignedTx], wait: bool = True, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Submit signed transactions as one msgpack batch; per-tx results in order."""
+        body = msgpack.packb([encode(t) for t in txs], use_bin_type=True)
+        params = {"wait": str(wait).lower(), "timeout": str(timeout)}
+        try:
+            r = self.http.post(
+                "/v1/tx", content=body, params=params, headers={"content-type": "application/msgpack"},
+                timeout=timeout + 30,
+            )
+        except httpx.HTTPError as exc:
+            raise LedgerError("unreachable", f"cannot reach {self.url}: {exc}") from exc
+        data = _json(r)
+        if "results" in data:
+            results: list[dict[str, Any]] = data["results"]
+            return results
+        raise LedgerError(data.get("error", str(r.status_code)), data.get("message", r.text), r.status_code, data)
+
+
+def _json(r: httpx.Response) -> dict[str, Any]:
+    try:
+        data = r.json()
+    except ValueError:
+        return {"error": str(r.status_code), "message": r.text[:500]}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+class Signer:
+    """Signs a member's transactions with consecutive nonces, starting from the node's view."""
+
+    def __init__(self, key: SigningKey, client: LedgerClient, chain_id: str | None = None) -> None:
+        self.key = key
+        self.client = client
+        self.chain_id = chain_id or client.status()["chain_id"]
+        self.next_nonce = 0
+        self.resync()
+
+    def resync(self) -> None:
+        """Continue from the committed nonce (after transactions were refused or lost)."""
+        self.next_nonce = int(self.client.member(self.key.id)["nonce"]) + 1
+
+    def sign(self, kind: str, payload: Any) -> SignedTx:
+        tx = make_tx(self.key, self.chain_id, self.next_nonce, kind, payload)
+        self.next_nonce += 1
+        return tx
+
+    def send(self, kind: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
+        """Sign, submit and wait for one transaction; raise LedgerError unless it commits successfully."""
+        result = self.client.submit([self.sign(kind, payload)], wait=True, timeout=timeout)[0]
+        check_result(result, self)
+        return result
+
+
+def check_result(result: dict[str, Any], signer: Signer | None = None) -> None:
+    if not result.get("accepted"):
+        if signer is not None:
+            signer.resync()
+        raise LedgerError(result.get("reason", "rejected"), result.get("message", ""), 0, result)
+    if result.get("status") != "committed":
+        raise LedgerError("timeout", f"transaction {result['tx_id']} not committed yet", 0, result)
+    if not result.get("ok"):
+        raise LedgerError(result.get("reason", "failed"), result.get("message", ""), 0, result)

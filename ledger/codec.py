@@ -1,0 +1,262 @@
+"""Canonical msgpack encoding of typed records.
+
+Theory of operation: every record that is hashed or signed is a frozen dataclass whose fields
+are drawn from a small type algebra (int, bool, str, bytes, None-able, tuple[T, ...],
+dict[str, T] and nested records). A record encodes as a msgpack array of its fields in
+declaration order; dicts encode as maps with sorted keys. msgpack already chooses the shortest
+form for every int, str and bin header, so the encoding of a value is unique.
+
+Decoding is strict: the bytes are unpacked, rebuilt into the typed record (rejecting wrong types,
+floats, ext types, wrong arity), then encoded again; if that encoding is not byte-for-byte the
+input, the input was not canonical (long-form headers, unsorted or duplicate map keys, trailing
+bytes...) and is rejected. So a signature always covers exactly one byte string per record.
+
+`to_plain`/`from_plain` give the JSON-facing form of the same records (bytes as lowercase hex).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, Union
+
+import msgpack
+
+T = TypeVar("T")
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+class CodecError(ValueError):
+    """Raised for bytes or plain data that are not the canonical form of the expected type."""
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+
+def _to_msgpack_tree(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [_to_msgpack_tree(getattr(value, name)) for name in _field_names(type(value))]
+    if isinstance(value, tuple | list):
+        return [_to_msgpack_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_msgpack_tree(value[k]) for k in sorted(value)}
+    if isinstance(value, float):
+        raise CodecError("floats are not canonical")
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of a record (or of a plain value built from the supported types)."""
+    try:
+        return msgpack.packb(_to_msgpack_tree(value), use_bin_type=True)
+    except (OverflowError, TypeError) as exc:
+        raise CodecError(str(exc)) from exc
+
+
+# --- typed decoding ----------------------------------------------------------------------------
+
+_field_cache: dict[type, tuple[str, ...]] = {}
+_converter_cache: dict[Any, Callable[[Any, bool], Any]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _field_cache.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _field_cache[cls] = names
+    return names
+
+
+def _fail(expected: str, got: Any) -> typing.NoReturn:
+    raise CodecError(f"expected {expected}, got {type(got).__name__}")
+
+
+def _converter(tp: Any) -> Callable[[Any, bool], Any]:
+    """Build (and cache) a function turning an unpacked msgpack tree or plain JSON into `tp`.
+
+    The bool argument selects the plain (JSON) form, where bytes arrive as hex strings.
+    """
+    conv = _converter_cache.get(tp)
+    if conv is None:
+        conv = _build_converter(tp)
+        _converter_cache[tp] = conv
+    return conv
+
+
+def _build_converter(tp: Any) -> Callable[[Any, bool], Any]:
+    origin = typing.get_origin(tp)
+    if tp is int:
+
+        def conv_int(v: Any, plain: bool) -> int:
+            if type(v) is not int:
+                _fail("int", v)
+            return v
+
+        return conv_int
+    if tp is bool:
+
+        def conv_bool(v: Any, plain: bool) -> bool:
+            if type(v) is not bool:
+                _fail("bool", v)
+            return v
+
+        return conv_bool
+    if tp is str:
+
+        def conv_str(v: Any, plain: bool) -> str:
+            if type(v) is not str:
+                _fail("str", v)
+            return v
+
+        return conv_str
+    if tp is bytes:
+
+        def conv_bytes(v: Any, plain: bool) -> bytes:
+            if plain:
+                if type(v) is not str:
+                    _fail("hex string", v)
+                try:
+                    out = bytes.fromhex(v)
+                except ValueError as exc:
+                    raise CodecError("invalid hex") from exc
+                if out.hex() != v:
+                    raise CodecError("hex must be lowercase without separators")
+                return out
+            if type(v) is not bytes:
+                _fail("bytes", v)
+            return v
+
+        return conv_bytes
+    if tp is type(None):
+
+        def conv_none(v: Any, plain: bool) -> None:
+            if v is not None:
+                _fail("nil", v)
+            return None
+
+        return conv_none
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        inner = [a for a in args if a is not type(None)]
+        if len(args) != 2 or len(inner) != 1:
+            raise TypeError(f"only Optional[X] unions are supported, not {tp}")
+        inner_conv = _converter(inner[0])
+
+        def conv_optional(v: Any, plain: bool) -> Any:
+            return None if v is None else inner_conv(v, plain)
+
+        return conv_optional
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"only tuple[X, ...] is supported, not {tp}")
+        item_conv = _converter(args[0])
+
+        def conv_tuple(v: Any, plain: bool) -> tuple[Any, ...]:
+            if type(v) is not list:
+                _fail("array", v)
+            return tuple(item_conv(x, plain) for x in v)
+
+        return conv_tuple
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if key_t is not str:
+            raise TypeError("only dict[str, X] is supported")
+        val_conv = _converter(val_t)
+
+        def conv_dict(v: Any, plain: bool) -> dict[str, Any]:
+            if type(v) is not dict:
+                _fail("map", v)
+            out = {}
+            for k, x in v.items():
+                if type(k) is not str:
+                    _fail("str key", k)
+                out[k] = val_conv(x, plain)
+            return out
+
+        return conv_dict
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _record_converter(tp)
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _record_converter(cls: type) -> Callable[[Any, bool], Any]:
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    convs: list[Callable[[Any, bool], Any]] = []
+
+    def conv_record(v: Any, plain: bool) -> Any:
+        if not convs:  # resolved lazily so records may refer to each other
+            convs.extend(_converter(hints[n]) for n in names)
+        if plain:
+            if type(v) is not dict:
+                _fail(f"object for {cls.__name__}", v)
+            if set(v) != set(names):
+                missing = sorted(set(names) - set(v))
+                extra = sorted(set(v) - set(names))
+                raise CodecError(f"{cls.__name__}: missing fields {missing}, unknown fields {extra}")
+            return cls(*(c(v[n], True) for c, n in zip(convs, names, strict=True)))
+        if type(v) is not list:
+            _fail(f"array for {cls.__name__}", v)
+        if len(v) != len(names):
+            raise CodecError(f"{cls.__name__}: expected {len(names)} fields, got {len(v)}")
+        return cls(*(c(x, False) for c, x in zip(convs, v, strict=True)))
+
+    return conv_record
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise CodecError("msgpack ext types are not allowed")
+
+
+def unpack_strict(data: bytes) -> Any:
+    """Unpack msgpack without any type conversion; reject ext types and invalid UTF-8."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise CodecError("record too large")
+    try:
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, ext_hook=_reject_ext)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises a zoo of exception types on garbage
+        raise CodecError(f"malformed msgpack: {exc}") from exc
+
+
+def decode(cls: type[T], data: bytes) -> T:
+    """Decode canonical bytes into `cls`; raise CodecError for anything else."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CodecError("expected bytes")
+    data = bytes(data)
+    try:
+        value = _converter(cls)(unpack_strict(data), False)
+    except (TypeError, ValueError) as exc:
+        raise CodecError(str(exc)) from exc
+    if encode(value) != data:
+        raise CodecError(f"non-canonical encoding of {getattr(cls, '__name__', cls)}")
+    return typing.cast(T, value)
+
+
+# --- plain (JSON) form -------------------------------------------------------------------------
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-ready form: records become objects keyed by field name, bytes become hex."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def from_plain(cls: type[T], value: Any) -> T:
+    """Build a record from its JSON form, with the same type checks as `decode`."""
+    try:
+        return typing.cast(T, _converter(cls)(value, True))
+    except (TypeError, ValueError) as exc:
+        raise CodecError(str(exc)) from exc

@@ -1,0 +1,84 @@
+"""A node's configuration: `HOME/config.json`, with paths relative to HOME.
+
+```json
+{"node_key": "node.pem", "genesis": "genesis.json", "data_dir": "data",
+ "http": {"host": "127.0.0.1", "port": 8700},
+ "p2p": {"host": "127.0.0.1", "port": 9700},
+ "peers": [{"id": "<validator id>", "host": "10.0.0.2", "port": 9700}],
+ "batch_size": 1000, "tick_ms": 10}
+```
+Peers are named by host and port, so validators on separate machines are configured the same
+way as a local devnet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    id: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    node_key: Path
+    genesis: Path
+    data_dir: Path
+    http: Endpoint
+    p2p: Endpoint
+    peers: tuple[Peer, ...] = ()
+    batch_size: int = 1000
+    tick_ms: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: str | Path) -> NodeConfig:
+        home = Path(home).resolve()
+        path = home / "config.json"
+        try:
+            raw = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        try:
+            return cls(
+                home=home,
+                node_key=home / raw.get("node_key", "node.pem"),
+                genesis=home / raw.get("genesis", "genesis.json"),
+                data_dir=home / raw.get("data_dir", "data"),
+                http=Endpoint(raw["http"]["host"], int(raw["http"]["port"])),
+                p2p=Endpoint(raw.get("p2p", {}).get("host", "127.0.0.1"), int(raw.get("p2p", {}).get("port", 0))),
+                peers=tuple(Peer(p["id"], p["host"], int(p["port"])) for p in raw.get("peers", [])),
+                batch_size=int(raw.get("batch_size", 1000)),
+                tick_ms=int(raw.get("tick_ms", 10)),
+                extra={k: v for k, v in raw.items() if k not in _KNOWN},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: missing or invalid setting {exc}") from exc
+
+
+_KNOWN = {"node_key", "genesis", "data_dir", "http", "p2p", "peers", "batch_size", "tick_ms"}
+
+
+def write_config(home: Path, settings: dict[str, Any]) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(settings, indent=2) + "\n")

@@ -1,0 +1,26 @@
+"""The replica's view of the application: build a block, check a block. Pure from its side.
+
+The driver implements this over the chain database; simulations implement it in memory. A block
+is built or checked on top of `parent` (the hash of a block the replica has accepted but not yet
+committed, or None for the committed head), which allows several sequence numbers in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ledger.chain import Block
+
+
+class Application(Protocol):
+    def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block:
+        """Execute `txs` on `parent` and return the resulting block (header with state root)."""
+        ...
+
+    def validate(self, block: Block, parent: bytes | None) -> bool:
+        """Re-execute a proposed block on `parent`; True if its header is exactly what execution gives."""
+        ...
+
+    def committed_height(self) -> int:
+        ...

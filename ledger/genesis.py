@@ -1,0 +1,115 @@
+"""Genesis: the chain id, the validator set, the founding members with roles, initial prefixes.
+
+The genesis file is JSON (the plain form of `Genesis`). Its canonical hash becomes block 0's
+`prev_hash`, so every node that accepts block 1 agrees on the same genesis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.codec import CodecError, encode, from_plain, to_plain
+from ledger.crypto import derive_id, sha256
+from ledger.members import check_roles, member_key, new_member
+from ledger.resolver.identifiers import InvalidIdentifier, check_prefix
+from ledger.resolver.registry import Prefix, prefix_key
+from ledger.tx import TxRejected
+
+
+@dataclass(frozen=True)
+class GenesisValidator:
+    name: str
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class GenesisMember:
+    name: str
+    public_key: bytes
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GenesisPrefix:
+    prefix: str
+    owner: str  # member id
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    timestamp: int  # ms
+    validators: tuple[GenesisValidator, ...]
+    members: tuple[GenesisMember, ...]
+    prefixes: tuple[GenesisPrefix, ...]
+
+    def validator_keys(self) -> dict[str, bytes]:
+        """Validator id -> public key."""
+        return {derive_id(v.public_key): v.public_key for v in self.validators}
+
+    def validator_ids(self) -> list[str]:
+        """Validator ids in genesis order (the primary rotation order)."""
+        return [derive_id(v.public_key) for v in self.validators]
+
+    def hash(self) -> bytes:
+        return sha256(encode(self))
+
+
+class InvalidGenesis(ValueError):
+    pass
+
+
+def check_genesis(genesis: Genesis) -> None:
+    # The chain has a name.
+    if not genesis.chain_id or not genesis.chain_id.isprintable():
+        raise InvalidGenesis("chain_id must be non-empty printable text")
+    # There is at least one validator, each with a distinct key.
+    keys = [v.public_key for v in genesis.validators]
+    if not keys or len(set(keys)) != len(keys):
+        raise InvalidGenesis("validators must be non-empty with distinct keys")
+    # Someone can administer the chain.
+    if not any("admin" in m.roles for m in genesis.members):
+        raise InvalidGenesis("genesis needs at least one admin member")
+    member_ids = {derive_id(m.public_key) for m in genesis.members}
+    # Members have distinct keys.
+    if len(member_ids) != len(genesis.members):
+        raise InvalidGenesis("two members share a key")
+    for p in genesis.prefixes:
+        # Initial prefixes are well formed and owned by a founding member.
+        try:
+            check_prefix(p.prefix)
+        except InvalidIdentifier as exc:
+            raise InvalidGenesis(str(exc)) from exc
+        if p.owner not in member_ids:
+            raise InvalidGenesis(f"prefix {p.prefix} owner {p.owner} is not a genesis member")
+
+
+def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
+    """The state before block 1: members and initial prefixes."""
+    check_genesis(genesis)
+    state: dict[bytes, bytes] = {}
+    for m in genesis.members:
+        try:
+            member = new_member(m.name, m.public_key, check_roles(m.roles))
+        except TxRejected as exc:
+            raise InvalidGenesis(f"member {m.name}: {exc.message}") from exc
+        state[member_key(member.id)] = encode(member)
+    for p in genesis.prefixes:
+        state[prefix_key(p.prefix)] = encode(Prefix(p.prefix, p.owner, 0))
+    return state
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    try:
+        raw = json.loads(Path(path).read_text())
+        genesis = from_plain(Genesis, raw)
+    except (OSError, json.JSONDecodeError, CodecError) as exc:
+        raise InvalidGenesis(f"cannot load genesis {path}: {exc}") from exc
+    check_genesis(genesis)
+    return genesis
+
+
+def save_genesis(genesis: Genesis, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_plain(genesis), indent=2) + "\n")

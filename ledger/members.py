@@ -1,0 +1,143 @@
+"""Members: the organisations allowed to transact, their keys and roles.
+
+Only an active member's transaction, signed with its current key, is executed. The admin adds
+and removes members and sets roles; a member rotates its own key, after which transactions signed
+with the old key fail with `bad_signature`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ledger.crypto import PUBLIC_KEY_LEN, derive_id
+from ledger.state import Handler, SenderInfo, StateView, TxContext, get_record
+from ledger.tx import Reject, TxRejected, register_kind
+
+ROLES = ("admin", "registrar", "issuer", "auditor")
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    public_key: bytes
+    roles: tuple[str, ...]
+    active: bool
+
+
+@dataclass(frozen=True)
+class MemberAdd:
+    name: str
+    public_key: bytes
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemberSetRoles:
+    member: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemberRemove:
+    member: str
+
+
+@dataclass(frozen=True)
+class MemberRotateKey:
+    public_key: bytes
+
+
+def member_key(member_id: str) -> bytes:
+    return b"member/" + member_id.encode()
+
+
+def get_member(view: StateView, member_id: str) -> Member | None:
+    return get_record(view, Member, member_key(member_id))
+
+
+def lookup_sender(view: StateView, member_id: str) -> SenderInfo | None:
+    member = get_member(view, member_id)
+    if member is None or not member.active:
+        return None
+    return SenderInfo(member.public_key, member.roles)
+
+
+def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [r for r in roles if r not in ROLES]
+    # Roles come from the fixed list.
+    if unknown:
+        raise TxRejected(Reject.INVALID_VALUE, f"unknown roles {unknown}; known: {list(ROLES)}")
+    # One canonical order, so equal role sets encode identically.
+    return tuple(sorted(set(roles)))
+
+
+def new_member(name: str, public_key: bytes, roles: tuple[str, ...]) -> Member:
+    # A member's key is a raw Ed25519 public key.
+    if len(public_key) != PUBLIC_KEY_LEN:
+        raise TxRejected(Reject.INVALID_VALUE, "public_key must be 32 bytes")
+    # Names are short, printable labels.
+    if not 0 < len(name) <= 128 or not name.isprintable():
+        raise TxRejected(Reject.INVALID_VALUE, "name must be 1-128 printable characters")
+    return Member(derive_id(public_key), name, public_key, check_roles(roles), True)
+
+
+def process_member_add(ctx: TxContext, p: MemberAdd) -> None:
+    ctx.require_role("admin")
+    member = new_member(p.name, p.public_key, p.roles)
+    existing = ctx.get(Member, member_key(member.id))
+    # A key belongs to one member, once.
+    if existing is not None:
+        raise TxRejected(Reject.ALREADY_EXISTS, f"member {member.id} already exists")
+    ctx.put(member_key(member.id), member)
+
+
+def _existing(ctx: TxContext, member_id: str) -> Member:
+    member = ctx.get(Member, member_key(member_id))
+    if member is None or not member.active:
+        raise TxRejected(Reject.NOT_FOUND, f"no active member {member_id}")
+    return member
+
+
+def process_member_set_roles(ctx: TxContext, p: MemberSetRoles) -> None:
+    ctx.require_role("admin")
+    member = _existing(ctx, p.member)
+    roles = check_roles(p.roles)
+    # The last admin cannot remove its own admin role (the chain would have no admin left).
+    if p.member == ctx.sender and "admin" not in roles:
+        raise TxRejected(Reject.UNAUTHORIZED, "an admin cannot drop its own admin role")
+    ctx.put(member_key(member.id), replace(member, roles=roles))
+
+
+def process_member_remove(ctx: TxContext, p: MemberRemove) -> None:
+    ctx.require_role("admin")
+    member = _existing(ctx, p.member)
+    # An admin cannot remove itself, so an admin always remains.
+    if p.member == ctx.sender:
+        raise TxRejected(Reject.UNAUTHORIZED, "an admin cannot remove itself")
+    ctx.put(member_key(member.id), replace(member, active=False))
+
+
+def process_member_rotate_key(ctx: TxContext, p: MemberRotateKey) -> None:
+    member = _existing(ctx, ctx.sender)
+    # The new key is a raw Ed25519 public key.
+    if len(p.public_key) != PUBLIC_KEY_LEN:
+        raise TxRejected(Reject.INVALID_VALUE, "public_key must be 32 bytes")
+    # The id stays the member's original id; only the verifying key changes.
+    ctx.put(member_key(member.id), replace(member, public_key=p.public_key))
+
+
+class MembersModule:
+    handlers: Mapping[str, Handler] = {
+        "member.add": process_member_add,
+        "member.roles": process_member_set_roles,
+        "member.remove": process_member_remove,
+        "member.rotate_key": process_member_rotate_key,
+    }
+
+
+register_kind("member.add", MemberAdd)
+register_kind("member.roles", MemberSetRoles)
+register_kind("member.remove", MemberRemove)
+register_kind("member.rotate_key", MemberRotateKey)

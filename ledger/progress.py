@@ -1,0 +1,46 @@
+"""A dependency-free progress bar on stderr (redrawn in place on a terminal, a line per 10% otherwise)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self._tty = self.stream.isatty()
+        self._last_decile = -1
+
+    def advance(self, n: int = 1, failed: int = 0) -> None:
+        self.done += n
+        self.failed += failed
+        self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        frac = min(self.done / self.total, 1.0)
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        filled = int(frac * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        text = (f"{self.label} [{bar}] {self.done}/{self.total} {frac:6.1%} "
+                f"{rate:,.0f}/s failed={self.failed}")
+        if self._tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        else:
+            decile = int(frac * 10)
+            if decile == self._last_decile and not final:
+                return
+            self._last_decile = decile
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._draw(final=True)

@@ -1,0 +1,1 @@
+"""Identifier registry and resolution."""

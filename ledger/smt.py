@@ -1,0 +1,424 @@
+"""Authenticated, versioned key-value state: a compressed sparse Merkle tree.
+
+Theory of operation
+-------------------
+Every key sits at a fixed position in a binary tree of depth 256: its *path*
+is ``sha256(key)`` read most-significant bit first (bit 0 = go left/right at
+the root). Storing 2**256 positions is impossible, so the tree is compressed
+(the Jellyfish/Diem binary layout):
+
+* an empty subtree is the constant ``EMPTY`` (32 zero bytes);
+* a subtree holding exactly one leaf *is* that leaf (its hash does not depend
+  on the depth it sits at), so a leaf hangs as high as it can;
+* anything else is an internal node ``H(0x01 || left || right)``.
+
+Leaf hash is ``H(0x00 || path || sha256(value))``. The 0x00/0x01 prefix keeps
+leaves and internal nodes apart (an internal node cannot pose as a leaf, or the
+other way round), and ``EMPTY`` is not a SHA-256 output anyone can produce.
+With these rules the tree for a given key->value map is unique (*canonical*),
+so the root depends only on the map: never on insertion order, batching or
+history. Typical depth is about log2(n) (~20 for a million keys).
+
+Versioning: nodes are immutable and content-addressed (node hash -> encoding).
+An update writes new nodes along the changed paths and shares every untouched
+subtree with the previous version, so each committed height only needs to
+remember its root and every old root stays readable and provable for as long
+as its nodes are kept. The node store is the caller's (LevelDB in the node): it
+hands us a lookup function and receives the new nodes from :meth:`update` to
+write atomically with its block. Node encodings::
+
+    internal: 0x01 || left(32) || right(32)          (the hash preimage itself)
+    leaf:     0x00 || path(32) || len(key) u32be || key || value
+
+A leaf carries the key and value so :meth:`get` needs no second table and the
+state can be listed (:meth:`items`).
+
+Batch update: changes are hashed to paths and sorted once; one recursion walks
+down the old tree, at each node splitting the sorted slice at the first path
+whose bit at this depth is 1 (a bisect, because every path in the slice shares
+the bits above). Untouched subtrees are returned as-is without being read.
+Where the recursion reaches an empty slot or an old leaf, the remaining
+changes (plus the old leaf unless it is being overwritten) are built into a
+fresh canonical subtree. On the way back up, a node whose children went empty
+collapses: a lone leaf beside an empty sibling is lifted into its parent's
+slot. Each new node is hashed exactly once.
+
+Proofs list the sibling hashes from the root down to where the key's path
+ends: at its own leaf (inclusion), at ``EMPTY`` (absence), or at a different
+leaf whose path shares the prefix walked so far (absence; the proof carries
+that leaf's path and value hash). The verifier recomputes the root from the
+bottom; it refuses an "other leaf" with the queried key's own path, and one
+whose path does not agree with the key's path for the whole length of the
+proof, so a proof made for one key cannot be reused for another.
+
+A decoded-node cache (two generations of dicts: a cheap approximation of LRU
+that costs one dict lookup on a hit) keeps the upper levels of the tree and
+recently written nodes in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EMPTY",
+    "MissingNodeError",
+    "NodeGetter",
+    "SMTProof",
+    "SparseMerkleTree",
+    "key_path",
+    "leaf_hash",
+    "verify_proof",
+]
+
+EMPTY = bytes(32)
+
+NodeGetter = Callable[[bytes], bytes | None]
+
+_sha256 = hashlib.sha256
+
+# Decoded nodes: internal = (left, right); leaf = (path, key, value).
+_Node = tuple[bytes, ...]
+
+# What the update recursion knows about a subtree it returns.
+_K_UNKNOWN = -1  # untouched subtree: not loaded, kind not known
+_K_EMPTY = 0
+_K_LEAF = 1
+_K_INTERNAL = 2
+
+
+class MissingNodeError(KeyError):
+    """A node referenced by the tree is not in the node store (unknown root or pruned/corrupt store)."""
+
+
+def key_path(key: bytes) -> bytes:
+    """The key's 256-bit position in the tree."""
+    return _sha256(key).digest()
+
+
+def leaf_hash(path: bytes, value_hash: bytes) -> bytes:
+    return _sha256(b"\x00" + path + value_hash).digest()
+
+
+def _decode(enc: bytes) -> _Node:
+    if len(enc) == 65 and enc[0] == 1:
+        return (enc[1:33], enc[33:65])
+    if len(enc) >= 37 and enc[0] == 0:
+        klen = int.from_bytes(enc[33:37], "big")
+        end = 37 + klen
+        if end <= len(enc):
+            return (enc[1:33], enc[37:end], enc[end:])
+    raise ValueError("corrupt SMT node encoding")
+
+
+@dataclass(frozen=True)
+class SMTProof:
+    """Sibling hashes from the root down, plus the blocking leaf for some absence proofs.
+
+    ``leaf`` is ``(key_path, value_hash)`` of a different key whose leaf sits
+    where the queried key's path ends; it is None for inclusion proofs and for
+    absence proofs that end in an empty slot.
+    """
+
+    siblings: tuple[bytes, ...]
+    leaf: tuple[bytes, bytes] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "siblings": [s.hex() for s in self.siblings],
+            "leaf": None if self.leaf is None else [self.leaf[0].hex(), self.leaf[1].hex()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SMTProof:
+        """Parse :meth:`to_dict` output; raises ValueError on malformed input."""
+        try:
+            raw_sib = d["siblings"]
+            raw_leaf = d.get("leaf")
+            if not isinstance(raw_sib, list) or len(raw_sib) > 256:
+                raise ValueError("siblings must be a list of at most 256 hashes")
+            siblings = tuple(_hex32(s) for s in raw_sib)
+            leaf: tuple[bytes, bytes] | None = None
+            if raw_leaf is not None:
+                if not isinstance(raw_leaf, list) or len(raw_leaf) != 2:
+                    raise ValueError("leaf must be [key_path, value_hash]")
+                leaf = (_hex32(raw_leaf[0]), _hex32(raw_leaf[1]))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"malformed SMT proof: {e}") from None
+        return cls(siblings, leaf)
+
+
+def _hex32(s: object) -> bytes:
+    if not isinstance(s, str) or len(s) != 64:
+        raise ValueError("expected 64 hex digits")
+    return bytes.fromhex(s)
+
+
+def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: SMTProof) -> bool:
+    """True iff ``proof`` shows ``key`` maps to ``value`` (None: key absent) under ``root``.
+
+    Never raises; any malformed input gives False.
+    """
+    try:
+        if not (isinstance(root, bytes) and len(root) == 32 and isinstance(key, bytes)):
+            return False
+        siblings = proof.siblings
+        if not isinstance(siblings, tuple) or len(siblings) > 256:
+            return False
+        for s in siblings:
+            if not (isinstance(s, bytes) and len(s) == 32):
+                return False
+        path = _sha256(key).digest()
+        n = len(siblings)
+        leaf = proof.leaf
+        if value is not None:
+            if not isinstance(value, bytes) or leaf is not None:
+                return False
+            h = _sha256(b"\x00" + path + _sha256(value).digest()).digest()
+        elif leaf is None:
+            h = EMPTY
+        else:
+            if not (isinstance(leaf, tuple) and len(leaf) == 2):
+                return False
+            other_path, other_vhash = leaf
+            if not (isinstance(other_path, bytes) and len(other_path) == 32):
+                return False
+            if not (isinstance(other_vhash, bytes) and len(other_vhash) == 32):
+                return False
+            diff = int.from_bytes(other_path, "big") ^ int.from_bytes(path, "big")
+            # The other leaf must be a different key that lies on this key's
+            # path for all n levels; otherwise it proves nothing about this key.
+            if diff == 0 or 256 - diff.bit_length() < n:
+                return False
+            h = _sha256(b"\x00" + other_path + other_vhash).digest()
+        bits = int.from_bytes(path, "big")
+        shift = 256 - n
+        for s in reversed(siblings):
+            pair = s + h if bits >> shift & 1 else h + s
+            h = _sha256(b"\x01" + pair).digest()
+            shift += 1
+        return h == root
+    except Exception:
+        return False
+
+
+class SparseMerkleTree:
+    """Versioned SMT over a content-addressed node store.
+
+    The object holds no root: every call names the root (version) it works
+    on, so one instance serves all heights. ``get_node`` maps a node hash to
+    its encoding (None if absent). Nodes returned by :meth:`update` must be
+    made readable through ``get_node`` by the caller (they are also cached
+    here, so a caller may write them lazily but must not drop them).
+    """
+
+    def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000) -> None:
+        self._get_node = get_node
+        self._half = max(cache_size, 0) // 2
+        self._hot: dict[bytes, _Node] = {}
+        self._cold: dict[bytes, _Node] = {}
+
+    # --- node cache ---
+
+    def _remember(self, h: bytes, node: _Node) -> None:
+        if self._half:
+            hot = self._hot
+            hot[h] = node
+            if len(hot) >= self._half:
+                # Generation flip: whatever was not used since the last flip is dropped.
+                self._cold = hot
+                self._hot = {}
+
+    def _load(self, h: bytes) -> _Node:
+        node = self._hot.get(h)
+        if node is not None:
+            return node
+        node = self._cold.get(h)
+        if node is None:
+            enc = self._get_node(h)
+            if enc is None:
+                raise MissingNodeError(h.hex())
+            node = _decode(enc)
+        self._remember(h, node)
+        return node
+
+    def clear_cache(self) -> None:
+        self._hot = {}
+        self._cold = {}
+
+    # --- reads ---
+
+    def get(self, root: bytes, key: bytes) -> bytes | None:
+        """Value of ``key`` in version ``root``, or None if absent."""
+        path = _sha256(key).digest()
+        bits = int.from_bytes(path, "big")
+        shift = 255
+        h = root
+        hot = self._hot
+        load = self._load
+        while h != EMPTY:
+            node = hot.get(h) or load(h)
+            if len(node) == 2:
+                h = node[bits >> shift & 1]
+                shift -= 1
+            else:
+                return node[2] if node[0] == path else None
+        return None
+
+    def prove(self, root: bytes, key: bytes) -> SMTProof:
+        """Inclusion proof if ``key`` is present in ``root``, else an absence proof."""
+        path = _sha256(key).digest()
+        bits = int.from_bytes(path, "big")
+        shift = 255
+        siblings: list[bytes] = []
+        h = root
+        load = self._load
+        while h != EMPTY:
+            node = load(h)
+            if len(node) == 2:
+                bit = bits >> shift & 1
+                siblings.append(node[1 - bit])
+                h = node[bit]
+                shift -= 1
+            elif node[0] == path:
+                return SMTProof(tuple(siblings))
+            else:
+                return SMTProof(tuple(siblings), (node[0], _sha256(node[2]).digest()))
+        return SMTProof(tuple(siblings))
+
+    def items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """All (key, value) pairs of version ``root``, in path order."""
+        stack = [root]
+        while stack:
+            h = stack.pop()
+            if h == EMPTY:
+                continue
+            node = self._load(h)
+            if len(node) == 2:
+                stack.append(node[1])
+                stack.append(node[0])
+            else:
+                yield node[1], node[2]
+
+    # --- writes ---
+
+    def update(self, root: bytes, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
+        """Apply ``changes`` (value None = delete) to version ``root``.
+
+        Returns ``(new_root, new_nodes)`` where ``new_nodes`` maps hash ->
+        encoding for every node of the new version not already in ``root``'s
+        tree. ``root`` itself is left intact.
+        """
+        recs: list[tuple[bytes, bytes, bytes | None]] = []
+        for k, v in changes.items():
+            if not isinstance(k, bytes):
+                raise TypeError(f"SMT keys must be bytes, not {type(k).__name__}")
+            if v is not None and not isinstance(v, bytes):
+                raise TypeError(f"SMT values must be bytes or None, not {type(v).__name__}")
+            recs.append((_sha256(k).digest(), k, v))
+        if not recs:
+            return root, {}
+        # Paths are unique per key, so sorting on them alone is a total order:
+        # the result cannot depend on the mapping's iteration order.
+        recs.sort(key=lambda r: r[0])
+        paths = [r[0] for r in recs]
+        keys = [r[1] for r in recs]
+        vals = [r[2] for r in recs]
+        ints = [int.from_bytes(p, "big") for p in paths]
+        # ins[i] = number of inserts (non-None values) among the first i changes,
+        # so "how many leaves would this slice add" is O(1).
+        ins = [0] * (len(recs) + 1)
+        c = 0
+        for i, v in enumerate(vals):
+            if v is not None:
+                c += 1
+            ins[i + 1] = c
+
+        new_nodes: dict[bytes, bytes] = {}
+        remember = self._remember
+        load = self._load
+        sha256 = _sha256
+
+        def split(lo: int, hi: int, depth: int) -> int:
+            # All paths in [lo, hi) agree above `depth`; the right half starts at
+            # the smallest path with that prefix and bit `depth` set.
+            s = 255 - depth
+            return bisect_left(ints, ((ints[lo] >> s) | 1) << s, lo, hi)
+
+        def make_leaf(i: int) -> bytes:
+            path, key, v = paths[i], keys[i], vals[i]
+            assert v is not None
+            h = sha256(b"\x00" + path + sha256(v).digest()).digest()
+            new_nodes[h] = b"\x00" + path + len(key).to_bytes(4, "big") + key + v
+            remember(h, (path, key, v))
+            return h
+
+        def make_internal(left: bytes, right: bytes) -> bytes:
+            enc = b"\x01" + left + right
+            h = sha256(enc).digest()
+            new_nodes[h] = enc
+            remember(h, (left, right))
+            return h
+
+        def build(lo: int, hi: int, depth: int, extra_int: int, extra: bytes | None) -> tuple[bytes, int]:
+            """Fresh canonical subtree of the inserts in [lo, hi) plus the old leaf ``extra``."""
+            cnt = ins[hi] - ins[lo]
+            if extra is not None:
+                cnt += 1
+            if cnt == 0:
+                return EMPTY, _K_EMPTY
+            if cnt == 1:
+                if extra is not None:
+                    return extra, _K_LEAF
+                return make_leaf(bisect_left(ins, ins[lo] + 1, lo, hi + 1) - 1), _K_LEAF
+            # cnt >= 2 implies at least one insert, so the slice is non-empty.
+            mid = split(lo, hi, depth)
+            if extra is not None and extra_int >> (255 - depth) & 1:
+                left = build(lo, mid, depth + 1, 0, None)[0]
+                right = build(mid, hi, depth + 1, extra_int, extra)[0]
+            else:
+                left = build(lo, mid, depth + 1, extra_int, extra)[0]
+                right = build(mid, hi, depth + 1, 0, None)[0]
+            return make_internal(left, right), _K_INTERNAL
+
+        def is_leaf(h: bytes, kind: int) -> bool:
+            if kind == _K_UNKNOWN:
+                return len(load(h)) == 3
+            return kind == _K_LEAF
+
+        def apply(h: bytes, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
+            if h == EMPTY:
+                return build(lo, hi, depth, 0, None)
+            node = load(h)
+            if len(node) == 2:
+                old_l, old_r = node
+                mid = split(lo, hi, depth)
+                nl, kl = apply(old_l, lo, mid, depth + 1) if lo < mid else (old_l, _K_UNKNOWN)
+                nr, kr = apply(old_r, mid, hi, depth + 1) if mid < hi else (old_r, _K_UNKNOWN)
+                if nl == old_l and nr == old_r:
+                    return h, _K_INTERNAL
+                # Keep the tree canonical after deletions: a lone leaf next to an
+                # empty sibling moves up into this node's place.
+                if nl == EMPTY:
+                    if nr == EMPTY:
+                        return EMPTY, _K_EMPTY
+                    if is_leaf(nr, kr):
+                        return nr, _K_LEAF
+                elif nr == EMPTY and is_leaf(nl, kl):
+                    return nl, _K_LEAF
+                return make_internal(nl, nr), _K_INTERNAL
+            # An old leaf: rebuild this slot from it and the changes that land here.
+            lint = int.from_bytes(node[0], "big")
+            i = bisect_left(ints, lint, lo, hi)
+            if i < hi and ints[i] == lint:
+                if hi - lo == 1 and vals[i] == node[2]:
+                    return h, _K_LEAF  # rewrite with the same value
+                return build(lo, hi, depth, 0, None)  # overwritten or deleted
+            return build(lo, hi, depth, lint, h)
+
+        new_root = apply(root, 0, len(recs), 0)[0]
+        return new_root, new_nodes

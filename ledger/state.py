@@ -1,0 +1,228 @@
+"""The deterministic state machine: applies an ordered batch of transactions over modules.
+
+Theory of operation: state is a flat map of byte keys to canonical record bytes. A block executes
+on a `BlockOverlay` above the committed state; each transaction executes on its own overlay above
+that. The envelope is checked first (decodes, right chain, active member, signature under the
+member's *current* key, next nonce); a transaction failing those changes nothing at all. A valid
+envelope consumes its nonce, then the module handler runs; if the handler raises `TxRejected`,
+its overlay is dropped, so a failed transaction changes nothing but its sender's nonce (which
+keeps the signed bytes from being replayed later, as in Ethereum).
+
+Nothing here reads a clock or iterates an unordered collection into a result: the block's changes
+come out sorted by key, and time is the header's timestamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from ledger.codec import CodecError, decode, encode
+from ledger.crypto import DOMAIN_TX, signing_digest, verify_digest
+from ledger.tx import (
+    Reject,
+    SignedTx,
+    TxRejected,
+    check_tx_stateless,
+    compute_tx_id,
+    decode_payload,
+    decode_tx,
+)
+
+R = TypeVar("R")
+
+_DELETED = object()
+
+
+class StateView(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class Overlay:
+    """Buffered writes over a base view; `None` in `changes` marks a deletion."""
+
+    def __init__(self, base: StateView) -> None:
+        self.base = base
+        self.changes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.changes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.changes[key] = None
+
+    def merge_into(self, target: Overlay) -> None:
+        target.changes.update(self.changes)
+
+
+def get_record(view: StateView, cls: type[R], key: bytes) -> R | None:
+    raw = view.get(key)
+    return None if raw is None else decode(cls, raw)
+
+
+@dataclass(frozen=True)
+class TxContext:
+    """What a module handler sees: the sender, the block's height and time, and the state."""
+
+    state: Overlay
+    sender: str
+    roles: tuple[str, ...]
+    height: int
+    timestamp: int
+    tx_id: bytes
+
+    def get(self, cls: type[R], key: bytes) -> R | None:
+        return get_record(self.state, cls, key)
+
+    def put(self, key: bytes, record: Any) -> None:
+        self.state.put(key, encode(record))
+
+    def delete(self, key: bytes) -> None:
+        self.state.delete(key)
+
+    def require_role(self, role: str) -> None:
+        if role not in self.roles:
+            raise TxRejected(Reject.UNAUTHORIZED, f"sender lacks the {role} role")
+
+
+Handler = Callable[[TxContext, Any], None]
+
+
+class Module(Protocol):
+    """A state module: the tx kinds it handles (their payload types are registered in ledger.tx)."""
+
+    handlers: Mapping[str, Handler]
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_id: bytes
+    ok: bool
+    reason: str  # "" when ok, else a Reject value
+    message: str
+
+
+@dataclass(frozen=True)
+class SenderInfo:
+    public_key: bytes
+    roles: tuple[str, ...]
+
+
+# Resolves a sender id to its key and roles in the given view, or None if not an active member.
+SenderLookup = Callable[[StateView, str], SenderInfo | None]
+
+
+def nonce_key(sender: str) -> bytes:
+    return b"nonce/" + sender.encode()
+
+
+def get_nonce(view: StateView, sender: str) -> int:
+    raw = view.get(nonce_key(sender))
+    return 0 if raw is None else decode(int, raw)
+
+
+class VerifiedCache:
+    """Signatures already verified on this node, keyed by (tx id, public key).
+
+    Reusing a verification between admission and execution within one node is allowed; every node
+    still verifies every transaction itself.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._seen: dict[bytes, bytes] = {}
+        self._limit = limit
+
+    def add(self, tx_id: bytes, public_key: bytes) -> None:
+        if len(self._seen) >= self._limit:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[tx_id] = public_key
+
+    def hit(self, tx_id: bytes, public_key: bytes) -> bool:
+        return self._seen.get(tx_id) == public_key
+
+    def discard(self, tx_ids: Iterable[bytes]) -> None:
+        for t in tx_ids:
+            self._seen.pop(t, None)
+
+
+class StateMachine:
+    def __init__(self, chain_id: str, modules: Iterable[Module], sender_lookup: SenderLookup) -> None:
+        self.chain_id = chain_id
+        self.handlers: dict[str, Handler] = {}
+        for module in modules:
+            for kind, handler in module.handlers.items():
+                if kind in self.handlers:
+                    raise ValueError(f"two modules handle {kind!r}")
+                self.handlers[kind] = handler
+        self.sender_lookup = sender_lookup
+
+    def execute_block(
+        self,
+        block_state: Overlay,
+        txs: Iterable[bytes],
+        height: int,
+        timestamp: int,
+        verified: VerifiedCache | None = None,
+    ) -> list[TxResult]:
+        """Execute `txs` in order on `block_state`, which collects the block's changes."""
+        return [self.execute_tx(block_state, raw, height, timestamp, verified) for raw in txs]
+
+    def execute_tx(
+        self,
+        block_state: Overlay,
+        raw: bytes,
+        height: int,
+        timestamp: int,
+        verified: VerifiedCache | None = None,
+    ) -> TxResult:
+        tx_id = compute_tx_id(raw)
+        try:
+            tx, sender = self.check_envelope(block_state, raw, tx_id, verified)
+        except TxRejected as exc:
+            return TxResult(tx_id, False, exc.reason.value, exc.message)
+        # A valid envelope consumes its nonce, whether or not the payload succeeds.
+        block_state.put(nonce_key(tx.sender), encode(tx.nonce))
+        tx_state = Overlay(block_state)
+        ctx = TxContext(tx_state, tx.sender, sender.roles, height, timestamp, tx_id)
+        try:
+            self.handlers[tx.kind](ctx, decode_payload(tx))
+        except TxRejected as exc:
+            return TxResult(tx_id, False, exc.reason.value, exc.message)
+        except CodecError as exc:  # a stored record that does not decode is a handler bug; fail the tx
+            return TxResult(tx_id, False, Reject.INVALID_VALUE.value, str(exc))
+        tx_state.merge_into(block_state)
+        return TxResult(tx_id, True, "", "")
+
+    def check_envelope(
+        self, view: StateView, raw: bytes, tx_id: bytes, verified: VerifiedCache | None
+    ) -> tuple[SignedTx, SenderInfo]:
+        """Every check of a transaction that does not run its payload; raises TxRejected."""
+        tx = decode_tx(raw)
+        check_tx_stateless(tx, self.chain_id)
+        # The kind is handled by a module of this state machine.
+        if tx.kind not in self.handlers:
+            raise TxRejected(Reject.UNKNOWN_KIND, f"no module handles {tx.kind!r}")
+        # The sender is an active member.
+        sender = self.sender_lookup(view, tx.sender)
+        if sender is None:
+            raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
+        # The signature is the sender's, under its current key.
+        if verified is None or not verified.hit(tx_id, sender.public_key):
+            digest = signing_digest(DOMAIN_TX, tx.body())
+            if not verify_digest(sender.public_key, digest, tx.signature):
+                raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify under the sender's key")
+            if verified is not None:
+                verified.add(tx_id, sender.public_key)
+        # The nonce is the next one: lower is a replay, higher leaves a gap.
+        expected = get_nonce(view, tx.sender) + 1
+        if tx.nonce < expected:
+            raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used (next is {expected})")
+        if tx.nonce > expected:
+            raise TxRejected(Reject.NONCE_GAP, f"nonce {tx.nonce} skips ahead (next is {expected})")
+        return tx, sender
