@@ -10,6 +10,7 @@ it committed. The ceiling printed beside it, Ed25519 verifications per second on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -160,9 +161,7 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False
             "max_node_rss_mb": round(rss, 1),
         }
     finally:
-        try:
+        with contextlib.suppress(devnet.DevnetError):
             devnet.down(directory)
-        except devnet.DevnetError:
-            pass
         if not keep:
             shutil.rmtree(directory, ignore_errors=True)

@@ -259,7 +259,7 @@ def cmd_id_import(args: argparse.Namespace) -> int:
                 check_result(result)
                 progress.advance()
             except LedgerError as exc:
-                # A row refused before ordering leaves a nonce gap that fails the rows signed after it: retry those once.
+                # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
                 if exc.reason == "nonce_gap" and line not in retried:
                     retried.add(line)
                     todo.append((line, identifier, url))

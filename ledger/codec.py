@@ -35,10 +35,17 @@ class CodecError(ValueError):
 
 # --- encoding ----------------------------------------------------------------------------------
 
+# Per-class encoders, compiled once: a record becomes a list of its fields, with conversion code
+# only for fields that need it (msgpack packs ints, strs, bytes, bools, None and tuples natively).
+_encoder_cache: dict[type, Callable[[Any], Any]] = {}
+
 
 def _to_msgpack_tree(value: Any) -> Any:
+    enc = _encoder_cache.get(type(value))
+    if enc is not None:
+        return enc(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [_to_msgpack_tree(getattr(value, name)) for name in _field_names(type(value))]
+        return _record_encoder(type(value))(value)
     if isinstance(value, tuple | list):
         return [_to_msgpack_tree(v) for v in value]
     if isinstance(value, dict):
@@ -48,11 +55,54 @@ def _to_msgpack_tree(value: Any) -> Any:
     return value
 
 
+def _field_encoder(tp: Any) -> Callable[[Any], Any] | None:
+    """None when msgpack can pack values of `tp` as they are."""
+    if tp in (int, str, bytes, bool, type(None)):
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner_enc = _field_encoder(inner[0]) if len(inner) == 1 else _to_msgpack_tree
+        if inner_enc is None:
+            return None
+        return lambda v: None if v is None else inner_enc(v)
+    if origin is tuple:
+        item_enc = _field_encoder(typing.get_args(tp)[0])
+        if item_enc is None:
+            return None
+        return lambda v: [item_enc(x) for x in v]
+    return _to_msgpack_tree
+
+
+def _record_encoder(cls: type) -> Callable[[Any], Any]:
+    enc = _encoder_cache.get(cls)
+    if enc is not None:
+        return enc
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    encoders = [_field_encoder(hints[n]) for n in names]
+    if all(e is None for e in encoders):
+
+        def encode_plain_record(v: Any) -> Any:
+            return [getattr(v, n) for n in names]
+
+        enc = encode_plain_record
+    else:
+        pairs = list(zip(names, encoders, strict=True))
+
+        def encode_record(v: Any) -> Any:
+            return [getattr(v, n) if e is None else e(getattr(v, n)) for n, e in pairs]
+
+        enc = encode_record
+    _encoder_cache[cls] = enc
+    return enc
+
+
 def encode(value: Any) -> bytes:
     """Canonical bytes of a record (or of a plain value built from the supported types)."""
     try:
         return msgpack.packb(_to_msgpack_tree(value), use_bin_type=True)
-    except (OverflowError, TypeError) as exc:
+    except (OverflowError, TypeError, ValueError) as exc:
         raise CodecError(str(exc)) from exc
 
 
@@ -224,8 +274,12 @@ def unpack_strict(data: bytes) -> Any:
         raise CodecError(f"malformed msgpack: {exc}") from exc
 
 
-def decode(cls: type[T], data: bytes) -> T:
-    """Decode canonical bytes into `cls`; raise CodecError for anything else."""
+def decode(cls: type[T], data: bytes, trusted: bool = False) -> T:
+    """Decode canonical bytes into `cls`; raise CodecError for anything else.
+
+    `trusted=True` skips the canonical re-encoding check, for bytes this node wrote itself
+    (its own store), which were produced by `encode` and so are canonical already.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError("expected bytes")
     data = bytes(data)
@@ -233,7 +287,7 @@ def decode(cls: type[T], data: bytes) -> T:
         value = _converter(cls)(unpack_strict(data), False)
     except (TypeError, ValueError) as exc:
         raise CodecError(str(exc)) from exc
-    if encode(value) != data:
+    if not trusted and encode(value) != data:
         raise CodecError(f"non-canonical encoding of {getattr(cls, '__name__', cls)}")
     return typing.cast(T, value)
 

@@ -6,6 +6,7 @@ config naming its peers by host and port; here all hosts are 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -220,10 +221,8 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
             if not is_alive(pid):
                 return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def down(directory: Path) -> list[str]:

@@ -119,14 +119,14 @@ class Node:
     async def submit(self, raws: Sequence[bytes]) -> list[Admission]:
         """Admit transactions; accepted ones go to the replica. Results are in input order."""
         results: list[Admission | None] = [None] * len(raws)
-        candidates: list[tuple[int, bytes, SignedTx, bytes, bytes]] = []  # (i, id, tx, key, digest)
+        candidates: list[tuple[int, bytes, SignedTx, Any, bytes, bytes]] = []  # (i, id, tx, payload, key, digest)
         batch_ids: set[bytes] = set()
         view = self.chain.latest
         for i, raw in enumerate(raws):
             tx_id = compute_tx_id(raw) if len(raw) <= MAX_TX_BYTES else b""
             try:
                 tx = decode_tx(raw)
-                check_tx_stateless(tx, self.chain.chain_id)
+                payload = check_tx_stateless(tx, self.chain.chain_id)
                 # Not already waiting here, committed, or repeated within this request.
                 if tx_id in self._mempool or tx_id in batch_ids or self.chain.get_tx_location(tx_id):
                     raise TxRejected(Reject.DUPLICATE, "transaction already submitted")
@@ -141,16 +141,16 @@ class Node:
                 results[i] = Admission(tx_id, False, exc.reason.value, exc.message)
                 continue
             batch_ids.add(tx_id)
-            candidates.append((i, tx_id, tx, sender.public_key, signing_digest(DOMAIN_TX, tx.body())))
-        verdicts = await self._verify_all([(c[3], c[4], c[2].signature) for c in candidates])
+            candidates.append((i, tx_id, tx, payload, sender.public_key, signing_digest(DOMAIN_TX, tx.body())))
+        verdicts = await self._verify_all([(c[4], c[5], c[2].signature) for c in candidates])
         accepted: list[bytes] = []
-        for (i, tx_id, _tx, public_key, _), good in zip(candidates, verdicts, strict=True):
+        for (i, tx_id, tx, payload, public_key, _), good in zip(candidates, verdicts, strict=True):
             if not good:
                 results[i] = Admission(tx_id, False, Reject.BAD_SIGNATURE.value, "signature does not verify")
             elif len(self._mempool) >= MAX_MEMPOOL:
                 results[i] = Admission(tx_id, False, Reject.MEMPOOL_FULL.value, "node is overloaded; retry")
             else:
-                self.chain.verified.add(tx_id, public_key)
+                self.chain.verified.add(tx_id, public_key, tx, payload)
                 self._mempool.add(tx_id)
                 accepted.append(raws[i])
                 results[i] = Admission(tx_id, True)

@@ -36,7 +36,7 @@ class Progress:
             self.stream.write("\r" + text + ("\n" if final else ""))
         else:
             decile = int(frac * 10)
-            if decile == self._last_decile and not final:
+            if decile == self._last_decile:
                 return
             self._last_decile = decile
             self.stream.write(text + "\n")

@@ -14,6 +14,7 @@ come out sorted by key, and time is the header's timestamp.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -26,7 +27,6 @@ from ledger.tx import (
     TxRejected,
     check_tx_stateless,
     compute_tx_id,
-    decode_payload,
     decode_tx,
 )
 
@@ -61,9 +61,24 @@ class Overlay:
         target.changes.update(self.changes)
 
 
+# Decoded state records, by type and bytes: members and prefixes are read by every tx of a block.
+# Records are frozen, so sharing one decoded object is safe.
+_record_memo: dict[tuple[type, bytes], Any] = {}
+_RECORD_MEMO_LIMIT = 8192
+
+
 def get_record(view: StateView, cls: type[R], key: bytes) -> R | None:
     raw = view.get(key)
-    return None if raw is None else decode(cls, raw)
+    if raw is None:
+        return None
+    memo_key = (cls, raw)
+    record = _record_memo.get(memo_key)
+    if record is None:
+        record = decode(cls, raw, trusted=True)  # state bytes were encoded by this node
+        if len(_record_memo) >= _RECORD_MEMO_LIMIT:
+            _record_memo.clear()
+        _record_memo[memo_key] = record
+    return typing.cast(R, record)
 
 
 @dataclass(frozen=True)
@@ -124,27 +139,28 @@ def nonce_key(sender: str) -> bytes:
 
 def get_nonce(view: StateView, sender: str) -> int:
     raw = view.get(nonce_key(sender))
-    return 0 if raw is None else decode(int, raw)
+    return 0 if raw is None else decode(int, raw, trusted=True)
 
 
 class VerifiedCache:
-    """Signatures already verified on this node, keyed by (tx id, public key).
+    """Transactions this node already decoded and verified, keyed by tx id (the hash of its bytes).
 
     Reusing a verification between admission and execution within one node is allowed; every node
-    still verifies every transaction itself.
+    still verifies every transaction itself. The decoded tx and payload are kept too, so the bytes
+    are not decoded again at execution (same id, same bytes, same decoding).
     """
 
-    def __init__(self, limit: int = 200_000) -> None:
-        self._seen: dict[bytes, bytes] = {}
+    def __init__(self, limit: int = 400_000) -> None:
+        self._seen: dict[bytes, tuple[bytes, SignedTx, Any]] = {}
         self._limit = limit
 
-    def add(self, tx_id: bytes, public_key: bytes) -> None:
+    def add(self, tx_id: bytes, public_key: bytes, tx: SignedTx, payload: Any) -> None:
         if len(self._seen) >= self._limit:
             self._seen.pop(next(iter(self._seen)))
-        self._seen[tx_id] = public_key
+        self._seen[tx_id] = (public_key, tx, payload)
 
-    def hit(self, tx_id: bytes, public_key: bytes) -> bool:
-        return self._seen.get(tx_id) == public_key
+    def get(self, tx_id: bytes) -> tuple[bytes, SignedTx, Any] | None:
+        return self._seen.get(tx_id)
 
     def discard(self, tx_ids: Iterable[bytes]) -> None:
         for t in tx_ids:
@@ -183,7 +199,7 @@ class StateMachine:
     ) -> TxResult:
         tx_id = compute_tx_id(raw)
         try:
-            tx, sender = self.check_envelope(block_state, raw, tx_id, verified)
+            tx, payload, sender = self.check_envelope(block_state, raw, tx_id, verified)
         except TxRejected as exc:
             return TxResult(tx_id, False, exc.reason.value, exc.message)
         # A valid envelope consumes its nonce, whether or not the payload succeeds.
@@ -191,7 +207,7 @@ class StateMachine:
         tx_state = Overlay(block_state)
         ctx = TxContext(tx_state, tx.sender, sender.roles, height, timestamp, tx_id)
         try:
-            self.handlers[tx.kind](ctx, decode_payload(tx))
+            self.handlers[tx.kind](ctx, payload)
         except TxRejected as exc:
             return TxResult(tx_id, False, exc.reason.value, exc.message)
         except CodecError as exc:  # a stored record that does not decode is a handler bug; fail the tx
@@ -201,10 +217,14 @@ class StateMachine:
 
     def check_envelope(
         self, view: StateView, raw: bytes, tx_id: bytes, verified: VerifiedCache | None
-    ) -> tuple[SignedTx, SenderInfo]:
+    ) -> tuple[SignedTx, Any, SenderInfo]:
         """Every check of a transaction that does not run its payload; raises TxRejected."""
-        tx = decode_tx(raw)
-        check_tx_stateless(tx, self.chain_id)
+        known = verified.get(tx_id) if verified is not None else None
+        if known is not None:
+            verified_key, tx, payload = known
+        else:
+            verified_key, tx = b"", decode_tx(raw)
+            payload = check_tx_stateless(tx, self.chain_id)
         # The kind is handled by a module of this state machine.
         if tx.kind not in self.handlers:
             raise TxRejected(Reject.UNKNOWN_KIND, f"no module handles {tx.kind!r}")
@@ -213,16 +233,16 @@ class StateMachine:
         if sender is None:
             raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
         # The signature is the sender's, under its current key.
-        if verified is None or not verified.hit(tx_id, sender.public_key):
+        if verified_key != sender.public_key:
             digest = signing_digest(DOMAIN_TX, tx.body())
             if not verify_digest(sender.public_key, digest, tx.signature):
                 raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify under the sender's key")
             if verified is not None:
-                verified.add(tx_id, sender.public_key)
+                verified.add(tx_id, sender.public_key, tx, payload)
         # The nonce is the next one: lower is a replay, higher leaves a gap.
         expected = get_nonce(view, tx.sender) + 1
         if tx.nonce < expected:
             raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used (next is {expected})")
         if tx.nonce > expected:
             raise TxRejected(Reject.NONCE_GAP, f"nonce {tx.nonce} skips ahead (next is {expected})")
-        return tx, sender
+        return tx, payload, sender

@@ -143,8 +143,8 @@ def tx_from_plain(obj: Any) -> SignedTx:
         raise TxRejected(Reject.MALFORMED, str(exc)) from exc
 
 
-def check_tx_stateless(tx: SignedTx, chain_id: str) -> None:
-    """Checks that need no state; raise TxRejected with the first failing reason."""
+def check_tx_stateless(tx: SignedTx, chain_id: str) -> Any:
+    """Checks that need no state; return the decoded payload or raise TxRejected."""
     # The transaction is meant for this chain.
     if tx.chain_id != chain_id:
         raise TxRejected(Reject.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {chain_id!r}")
@@ -152,4 +152,4 @@ def check_tx_stateless(tx: SignedTx, chain_id: str) -> None:
     if not 1 <= tx.nonce < 2**63:
         raise TxRejected(Reject.MALFORMED, "nonce out of range")
     # The kind is known and its payload decodes canonically.
-    decode_payload(tx)
+    return decode_payload(tx)
