@@ -114,11 +114,12 @@ async def submit_tx(
             status = _REJECT_STATUS.get(a.reason, 400)
             return JSONResponse({"error": a.reason, **results[0]}, status_code=status)
         return JSONResponse(results[0], status_code=200 if wait and outcomes[0] else 202)
-    status = 400 if n_accepted == 0 else (200 if wait else 202)
-    return JSONResponse(
-        {"accepted": n_accepted, "rejected": len(admissions) - n_accepted, "results": results},
-        status_code=status,
-    )
+    answer: dict[str, Any] = {"accepted": n_accepted, "rejected": len(admissions) - n_accepted, "results": results}
+    if n_accepted == 0:
+        reasons = {a.reason for a in admissions}
+        answer.update(error=reasons.pop() if len(reasons) == 1 else "rejected", message="no transaction was accepted")
+        return JSONResponse(answer, status_code=400)
+    return JSONResponse(answer, status_code=200 if wait else 202)
 
 
 def parse_tx_id(text: str) -> bytes:
