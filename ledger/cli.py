@@ -298,6 +298,36 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.codec import decode, to_plain
+    from ledger.genesis import InvalidGenesis, load_genesis
+    from ledger.proofs import InvalidProof, verify_state_proof
+    from ledger.resolver.registry import IdentifierRecord, identifier_key
+
+    try:
+        doc = json.loads(Path(args.file).read_text())
+        genesis = load_genesis(args.genesis)
+    except (OSError, json.JSONDecodeError, InvalidGenesis) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    proof = doc.get("proof", doc) if isinstance(doc, dict) else doc
+    try:
+        verified = verify_state_proof(proof, genesis)
+        record = None if verified.value is None else to_plain(decode(IdentifierRecord, verified.value))
+        # An answer that carries its proof must say what the proof proves.
+        identifier = doc.get("identifier") or doc.get("handle")
+        if identifier is not None and identifier_key(identifier) != verified.key:
+            raise InvalidProof("the proof is for another identifier than the answer")
+        if "record" in doc and doc["record"] != record:
+            raise InvalidProof("the answer's record differs from the proven value")
+    except InvalidProof as exc:
+        print(json.dumps({"valid": False, "reason": str(exc)}))
+        return EXIT_REJECTED
+    _print_json({"valid": True, "chain_id": genesis.chain_id, "height": verified.height,
+                 "key": verified.key.decode(errors="replace"), "present": verified.value is not None,
+                 "record": record})
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ledger.benchmark import run_bench
 
@@ -375,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node")
     p.add_argument("--dir")
     p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("verify", help="check a proof (or an answer carrying one) offline; exit 0 only if valid")
+    p.add_argument("file", help="JSON from `ledger resolve --proof` or a ?proof=true answer")
+    p.add_argument("--genesis", required=True, help="the chain's genesis file (the trust root)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("bench", help="start a devnet, load it, print figures as one JSON line last")
     p.add_argument("--nodes", type=int, default=1)

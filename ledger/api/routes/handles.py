@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from ledger.api.deps import NodeDep
+from ledger.proofs import build_state_proof
 from ledger.resolver.handle_format import filter_values, handle_values
 from ledger.resolver.identifiers import InvalidIdentifier, split_handle
-from ledger.resolver.registry import get_identifier, get_prefix
+from ledger.resolver.registry import get_identifier, get_prefix, identifier_key
 
 router = APIRouter(tags=["handle"])
 
@@ -34,6 +35,7 @@ async def resolve_handle(
     index: Annotated[list[str] | None, Query()] = None,
     type: Annotated[list[str] | None, Query()] = None,
     callback: str | None = None,
+    proof: bool = False,
     auth: bool = False,  # accepted for compatibility: a ledger node has no cache to bypass
     publicOnly: bool = True,  # noqa: N803 - Handle.Net's parameter name; all values are public here
 ) -> Response:
@@ -51,9 +53,11 @@ async def resolve_handle(
         message = f"prefix {prefix} is not homed on this ledger"
         return _answer({"responseCode": 301, "handle": handle, "message": message}, 400, callback)
     record = get_identifier(view, handle)
+    # proof=true adds a top-level proof of the record (or of its absence) against a certified header.
+    extra = {"proof": build_state_proof(node.chain, identifier_key(handle))} if proof else {}
     if record is None:
-        return _answer({"responseCode": 100, "handle": handle}, 404, callback)
+        return _answer({"responseCode": 100, "handle": handle, **extra}, 404, callback)
     values = filter_values(handle_values(record, prefix), indexes, list(type or []))
     if not values:
-        return _answer({"responseCode": 200, "handle": handle}, 200, callback)
-    return _answer({"responseCode": 1, "handle": handle, "values": values}, 200, callback)
+        return _answer({"responseCode": 200, "handle": handle, **extra}, 200, callback)
+    return _answer({"responseCode": 1, "handle": handle, "values": values, **extra}, 200, callback)
