@@ -111,6 +111,12 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         config = NodeConfig.load(args.home)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    try:  # open the store once up front, so a locked or damaged home fails with a clear message
+        from ledger.store import LevelDBStore, StoreError
+
+        LevelDBStore(config.data_dir / "ledger.db").close()
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
     uvicorn.run(
         create_app(args.home), host=config.http.host, port=config.http.port, log_level="warning",
         loop="uvloop", http="httptools",
@@ -119,6 +125,8 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_up(args: argparse.Namespace) -> int:
+    if args.ethereum != "none":
+        raise CliError("anchoring to Ethereum is not available in this build; use --ethereum none", EXIT_USAGE)
     directory = devnet_mod.devnet_dir(args.dir)
     try:
         data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size)

@@ -55,21 +55,41 @@ def _to_msgpack_tree(value: Any) -> Any:
     return value
 
 
-def _field_encoder(tp: Any) -> Callable[[Any], Any] | None:
-    """None when msgpack can pack values of `tp` as they are."""
-    if tp in (int, str, bytes, bool, type(None)):
-        return None
+_PRIMITIVES = (int, str, bytes, bool, type(None))
+
+
+def _primitive_types(tp: Any) -> tuple[type, ...] | None:
+    """The exact Python types allowed for a field msgpack packs as it is, or None if not such a field."""
+    if tp in _PRIMITIVES:
+        return (tp,)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if all(a in _PRIMITIVES for a in args):
+            return tuple(args)
+    return None
+
+
+def _checked(allowed: tuple[type, ...]) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) not in allowed:
+            raise CodecError(f"expected {'/'.join(t.__name__ for t in allowed)}, got {type(v).__name__}")
+        return v
+
+    return check
+
+
+def _field_encoder(tp: Any) -> Callable[[Any], Any]:
+    """Converts a field's value to what msgpack packs, checking primitive types exactly."""
+    allowed = _primitive_types(tp)
+    if allowed is not None:
+        return _checked(allowed)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         inner_enc = _field_encoder(inner[0]) if len(inner) == 1 else _to_msgpack_tree
-        if inner_enc is None:
-            return None
         return lambda v: None if v is None else inner_enc(v)
     if origin is tuple:
         item_enc = _field_encoder(typing.get_args(tp)[0])
-        if item_enc is None:
-            return None
         return lambda v: [item_enc(x) for x in v]
     return _to_msgpack_tree
 
@@ -80,20 +100,12 @@ def _record_encoder(cls: type) -> Callable[[Any], Any]:
         return enc
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
-    encoders = [_field_encoder(hints[n]) for n in names]
-    if all(e is None for e in encoders):
+    pairs = [(n, _field_encoder(hints[n])) for n in names]
 
-        def encode_plain_record(v: Any) -> Any:
-            return [getattr(v, n) for n in names]
+    def encode_record(v: Any) -> Any:
+        return [e(getattr(v, n)) for n, e in pairs]
 
-        enc = encode_plain_record
-    else:
-        pairs = list(zip(names, encoders, strict=True))
-
-        def encode_record(v: Any) -> Any:
-            return [getattr(v, n) if e is None else e(getattr(v, n)) for n, e in pairs]
-
-        enc = encode_record
+    enc = encode_record
     _encoder_cache[cls] = enc
     return enc
 
@@ -262,16 +274,31 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise CodecError("msgpack ext types are not allowed")
 
 
+def _reject_timestamps(value: Any) -> None:
+    # msgpack decodes ext type -1 (Timestamp) itself, without calling ext_hook.
+    if isinstance(value, msgpack.Timestamp):
+        raise CodecError("msgpack ext types are not allowed")
+    if type(value) is list:
+        for v in value:
+            if type(v) in (list, dict, msgpack.Timestamp):
+                _reject_timestamps(v)
+    elif type(value) is dict:
+        for v in value.values():
+            _reject_timestamps(v)
+
+
 def unpack_strict(data: bytes) -> Any:
-    """Unpack msgpack without any type conversion; reject ext types and invalid UTF-8."""
+    """Unpack msgpack without any type conversion; reject every ext type and invalid UTF-8."""
     if len(data) > MAX_RECORD_BYTES:
         raise CodecError("record too large")
     try:
-        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, ext_hook=_reject_ext)
+        value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, ext_hook=_reject_ext)
     except CodecError:
         raise
     except Exception as exc:  # msgpack raises a zoo of exception types on garbage
         raise CodecError(f"malformed msgpack: {exc}") from exc
+    _reject_timestamps(value)
+    return value
 
 
 def decode(cls: type[T], data: bytes, trusted: bool = False) -> T:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -107,8 +107,8 @@ class SigningKey:
             raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
         try:
             key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise KeyFileError(f"{path} is not a PEM private key") from exc
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise KeyFileError(f"{path} is not a PEM private key this ledger can use") from exc
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError(f"{path} is not an Ed25519 key")
         return cls(key)

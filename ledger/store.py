@@ -33,6 +33,10 @@ class NS:
     CONSENSUS = b"k/"  # replica's persisted votes and view (consensus durability)
 
 
+class StoreError(RuntimeError):
+    """The store cannot be opened: locked by another process, or damaged."""
+
+
 def height_key(height: int) -> bytes:
     return height.to_bytes(8, "big")
 
@@ -67,11 +71,11 @@ class MemoryStore:
         hi = lo
         while hi < len(keys) and keys[hi].startswith(prefix):
             hi += 1
-        selected = keys[lo:hi]
+        # A snapshot taken when iteration starts, as LevelDB iterators are.
+        snapshot = [(k, self._data[k]) for k in keys[lo:hi]]
         if reverse:
-            selected.reverse()
-        for k in selected:
-            yield k, self._data[k]
+            snapshot.reverse()
+        yield from snapshot
 
     def write_batch(
         self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), sync: bool = True
@@ -95,16 +99,25 @@ class LevelDBStore:
         import plyvel  # local import keeps plyvel out of modules that only need the protocol
 
         Path(path).mkdir(parents=True, exist_ok=True)
-        self._db = plyvel.DB(
-            str(path), create_if_missing=True, paranoid_checks=True, lru_cache_size=cache_mb << 20
-        )
+        try:
+            self._db = plyvel.DB(
+                str(path), create_if_missing=True, paranoid_checks=True, lru_cache_size=cache_mb << 20
+            )
+        except plyvel.IOError as exc:
+            raise StoreError(f"cannot open {path}: {exc} (is another node using this home?)") from exc
+        except plyvel.CorruptionError as exc:
+            raise StoreError(f"{path} is corrupt: {exc}") from exc
 
     def get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(key)
         return value
 
     def iterate(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        with self._db.iterator(prefix=prefix, reverse=reverse) as it:
+        if reverse:
+            # plyvel 1.5's reverse prefix iterator skips a key equal to the prefix: reverse a forward scan.
+            yield from reversed(list(self.iterate(prefix)))
+            return
+        with self._db.iterator(prefix=prefix) as it:
             yield from it
 
     def write_batch(
