@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-NODES  ?= 1
+NODES  ?= 4
 DEVNET_DIR ?= .devnet
 
 .PHONY: install devnet test lint bench clean

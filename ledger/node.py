@@ -14,21 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ledger.app import LedgerApp
-from ledger.chaindb import ChainDB
+from ledger.chain import InvalidBlock
+from ledger.chaindb import ChainDB, ExecutedBlock
+from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.config import NodeConfig
-from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, Persist, Send
+from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.replica import Replica, ReplicaConfig
 from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
 from ledger.genesis import load_genesis
 from ledger.members import lookup_sender
 from ledger.metrics import NodeMetrics
+from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
+from ledger.net.transport import Transport, TransportError
 from ledger.state import get_nonce
 from ledger.store import NS, LevelDBStore, Store
 from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_stateless, compute_tx_id, decode_tx
@@ -36,6 +43,11 @@ from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_state
 log = logging.getLogger("ledger.node")
 
 MAX_MEMPOOL = 200_000
+MAX_FORWARDED_PER_MESSAGE = 10_000
+
+# First byte of every peer message: what the rest is.
+MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
+MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,8 @@ class Node:
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
         self.chain = ChainDB(self.store, self.genesis)
-        self.app = LedgerApp(self.chain, wall_clock_ms)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+        self.app = LedgerApp(self.chain, wall_clock_ms, verify_pool=self._pool)
         validators = self.genesis.validator_ids()
         if self.key.id not in validators:
             raise ValueError(f"node key {self.key.id} is not a validator of this genesis")
@@ -81,23 +94,35 @@ class Node:
             self.genesis.validator_keys(),
             persisted,
         )
+        self.transport: Transport | None = None
         if len(validators) > 1:
-            raise NotImplementedError("multi-validator networking is not available in this build")
+            self.transport = Transport(
+                self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
+                on_message=self._on_peer_message, on_request=self._on_peer_request,
+            )
         self.metrics = NodeMetrics()
         self.metrics.height.set(self.chain.height)
         self._mempool: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         self._ticker: asyncio.Task[None] | None = None
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.transport is not None:
+            await self.transport.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
         log.info("node %s started at height %d", self.key.id, self.chain.height)
 
     async def stop(self) -> None:
+        for task in [self._catch_up_task, *self._background]:
+            if task is not None:
+                task.cancel()
+        if self.transport is not None:
+            await self.transport.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,8 +244,17 @@ class Node:
                 persist = []
             if isinstance(action, Deliver):
                 self._deliver(action)
-            elif isinstance(action, Send | Broadcast | FetchBlocks):
-                log.warning("no transport for %s in a single-validator build", type(action).__name__)
+            elif self.transport is None:
+                log.warning("no peers for %s in a single-validator network", type(action).__name__)
+            elif isinstance(action, Send):
+                self.transport.send(action.to, bytes([MSG_CONSENSUS]) + action.message)
+            elif isinstance(action, Broadcast):
+                self.transport.broadcast(bytes([MSG_CONSENSUS]) + action.message)
+            elif isinstance(action, ForwardTxs):
+                body = msgpack.packb(list(action.txs), use_bin_type=True)
+                self.transport.send(action.to, bytes([MSG_FORWARD]) + body)
+            elif isinstance(action, FetchBlocks) and (self._catch_up_task is None or self._catch_up_task.done()):
+                self._catch_up_task = asyncio.create_task(self._catch_up(), name="catch-up")
         if persist:
             self._flush(persist)
 
@@ -230,10 +264,16 @@ class Node:
         self.store.write_batch(puts, deletes, sync=True)
 
     def _deliver(self, action: Deliver) -> None:
+        if action.block.header.height <= self.chain.height:
+            return  # already applied through catch-up
         started = time.perf_counter()
         executed = self.app.commit(action.block, action.certificate)
-        height = executed.block.header.height
         self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
+        self._on_committed(executed)
+
+    def _on_committed(self, executed: ExecutedBlock) -> None:
+        """Bookkeeping after a block is on disk: metrics, mempool, clients waiting on its txs."""
+        height = executed.block.header.height
         self.metrics.height.set(height)
         self.metrics.blocks_committed.inc()
         ok = sum(1 for r in executed.results if r.ok)
@@ -245,6 +285,63 @@ class Node:
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
         self.metrics.mempool.set(len(self._mempool))
+
+    # --- peers -----------------------------------------------------------------------------------
+
+    def _on_peer_message(self, peer: str, payload: bytes) -> None:
+        if not payload:
+            return
+        kind, body = payload[0], payload[1:]
+        if kind == MSG_CONSENSUS:
+            self._perform(self.replica.step(peer, body))
+        elif kind == MSG_FORWARD:
+            try:
+                raws = unpack_strict(body)
+            except CodecError:
+                return
+            if not isinstance(raws, list) or len(raws) > MAX_FORWARDED_PER_MESSAGE:
+                return
+            txs = [r for r in raws if isinstance(r, bytes)]
+            task = asyncio.create_task(self.submit(txs))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _on_peer_request(self, peer: str, payload: bytes) -> bytes:
+        request = decode(BlockRequest, payload)
+        return encode(serve_blocks(self.chain, request))
+
+    async def _catch_up(self) -> None:
+        """Fetch certified blocks from peers until none has more; verify and apply each in order."""
+        if self.transport is None:
+            return
+        peers = self.transport.connected_peers()
+        random.shuffle(peers)
+        for peer in peers:
+            while True:
+                request = BlockRequest(self.chain.height + 1, 64)
+                try:
+                    reply = decode(BlockBatch, await self.transport.request(peer, encode(request), timeout=10.0))
+                except (TransportError, CodecError) as exc:
+                    log.info("catch-up from %s failed: %s", peer, exc)
+                    break
+                applied = 0
+                for entry in reply.blocks:
+                    header = entry.block.header
+                    if header.height != self.chain.height + 1:
+                        continue  # applied meanwhile by normal ordering
+                    try:
+                        executed = self.app.apply_certified(entry.block, entry.certificate)
+                    except InvalidBlock as exc:
+                        log.warning("peer %s served an invalid block %d: %s", peer, header.height, exc)
+                        break
+                    applied += 1
+                    self._on_committed(executed)
+                    self._perform(self.replica.notify_committed(
+                        header.height, executed.block_hash, entry.certificate, entry.block.txs))
+                    await asyncio.sleep(0)  # let the node serve while it catches up
+                if applied == 0 or self.chain.height >= reply.head_height:
+                    break
+        log.info("catch-up done at height %d", self.chain.height)
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -260,7 +357,7 @@ class Node:
             "state_root": head.state_root.hex(),
             "timestamp": head.timestamp,
             "validators": self.genesis.validator_ids(),
-            "peers": [],
+            "peers": self.transport.connected_peers() if self.transport is not None else [],
             "mempool": len(self._mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": None,

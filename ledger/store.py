@@ -101,7 +101,8 @@ class LevelDBStore:
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
             self._db = plyvel.DB(
-                str(path), create_if_missing=True, paranoid_checks=True, lru_cache_size=cache_mb << 20
+                str(path), create_if_missing=True, paranoid_checks=True, lru_cache_size=cache_mb << 20,
+                bloom_filter_bits=10,  # most tx-index lookups are for ids not there yet
             )
         except plyvel.IOError as exc:
             raise StoreError(f"cannot open {path}: {exc} (is another node using this home?)") from exc

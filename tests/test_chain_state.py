@@ -833,13 +833,6 @@ def test_replica_delivers_nothing_with_nothing_pending(chain: Chain) -> None:
     assert chain.db.height == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidBlock,
-    reason="bug: ledger/consensus/replica.py Replica._cut_batch proposes every batch on the committed head "
-    "(parent=None), so submit() of >= 2*batch_size txs returns two Delivers for the same height; the "
-    "driver commits the first and the second fails with InvalidBlock (txs lost from the mempool)",
-)
 def test_replica_batches_cut_in_one_call_commit_in_order(chain: Chain) -> None:
     replica, app = _replica(chain, batch_size=2, batch_ticks=1)
     actions = replica.submit(_registrations(4))

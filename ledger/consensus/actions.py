@@ -5,7 +5,12 @@ Ordering rules (the driver must keep them):
   signed message leave before the record of having signed it is durable, so after a crash it cannot
   sign a conflicting message for the same (view, sequence).
 - `Deliver` commits blocks in height order; the driver writes the block and its certificate
-  atomically before it acknowledges any transaction in it.
+  atomically before it acknowledges any transaction in it, and applies it before it calls the
+  replica again (the replica builds and checks the next blocks on top of it).
+- `Persist` with an empty value deletes the key (the replica garbage-collects what a stable
+  checkpoint covers this way).
+- `ForwardTxs` and `FetchBlocks` carry no signed consensus state: they may be performed late,
+  reordered with messages or dropped (the replica retries).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from ledger.chain import Block, CommitCertificate
 
 @dataclass(frozen=True)
 class Persist:
-    """Durably store `value` under `key` (in the consensus namespace) before what follows is sent."""
+    """Durably store `value` under `key` (in the consensus namespace) before what follows is sent.
+
+    An empty `value` means: delete `key`.
+    """
 
     key: bytes
     value: bytes
@@ -48,9 +56,27 @@ class Deliver:
 
 @dataclass(frozen=True)
 class FetchBlocks:
-    """This replica is behind: fetch certified blocks from `from_height` on from peers (catch-up)."""
+    """This replica is behind: fetch certified blocks from `from_height` on from peers (catch-up).
+
+    The driver checks each block's certificate, applies the blocks in height order and calls
+    `replica.notify_committed(height, block_hash, certificate, txs)` for each one.
+    """
 
     from_height: int
 
 
-Action = Persist | Send | Broadcast | Deliver | FetchBlocks
+@dataclass(frozen=True)
+class ForwardTxs:
+    """Hand client transactions this backup admitted to validator `to` (the primary).
+
+    The receiving driver admits them like any client submission (signature, nonce, duplicate
+    checks) and passes the accepted ones to its replica's `submit`. No ordering rule: it may be
+    performed after the rest of the list, coalesced, or dropped under load (the censorship timer
+    covers a lost forward).
+    """
+
+    to: str
+    txs: tuple[bytes, ...]
+
+
+Action = Persist | Send | Broadcast | Deliver | FetchBlocks | ForwardTxs

@@ -1,0 +1,1 @@
+"""Deterministic simulation of a network of consensus replicas (see network.py)."""
