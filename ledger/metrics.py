@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _CountersFrom(Collector):
+    """Exposes a component's own counters dict (the replica's, the transport's) at scrape time."""
+
+    def __init__(self, name: str, documentation: str, source: Callable[[], Mapping[str, int]]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["event"])
+        for event, value in sorted(self.source().items()):
+            family.add_metric([event], value)
+        yield family
 
 
 class NodeMetrics:
@@ -23,9 +42,9 @@ class NodeMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.http_errors = Counter("ledger_http_errors", "HTTP requests answered with 4xx/5xx", ["status"], registry=r)
-        self.consensus_dropped = Counter(
-            "ledger_consensus_dropped", "Consensus messages dropped", ["reason"], registry=r
-        )
+
+    def expose_counters(self, name: str, documentation: str, source: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_CountersFrom(name, documentation, source))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -102,6 +102,11 @@ class Node:
             )
         self.metrics = NodeMetrics()
         self.metrics.height.set(self.chain.height)
+        # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
+        self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
+        if self.transport is not None:
+            transport = self.transport
+            self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
         self._mempool: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -136,6 +141,7 @@ class Node:
             await asyncio.sleep(interval)
             try:
                 self._perform(self.replica.tick())
+                self.metrics.view.set(self.replica.view)
             except Exception:  # a bug here must not stop the ticker; it is logged loudly
                 log.exception("tick failed")
 

@@ -182,6 +182,7 @@ def test_metrics_and_docs(client: TestClient, home: Home) -> None:
     text = client.get("/metrics").text
     assert "ledger_height 1.0" in text
     assert "ledger_tx_committed_total 1.0" in text
+    assert 'ledger_consensus_total{event="dropped_bad_signature"} 0.0' in text
     assert client.get("/docs").status_code == 200
     assert "/v1/tx" in client.get("/openapi.json").json()["paths"]
 
