@@ -8,9 +8,9 @@ from typing import Any
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, check_certificate
 from ledger.chaindb import ChainDB, ExecutedBlock
-from ledger.crypto import DOMAIN_TX, signing_digest, verify_digest
+from ledger.crypto import verify_digest
 from ledger.members import lookup_sender
-from ledger.tx import SignedTx, TxRejected, check_tx_stateless, compute_tx_id, decode_tx
+from ledger.tx import SignedTx, TxRejected, check_tx_stateless, compute_signing_digest, compute_tx_id, decode_tx
 
 PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 
@@ -98,7 +98,7 @@ class LedgerApp:
             sender = lookup_sender(view, tx.sender)
             if sender is None:
                 continue
-            work.append((tx_id, tx, payload, sender.public_key, signing_digest(DOMAIN_TX, tx.body()), tx.signature))
+            work.append((tx_id, tx, payload, sender.public_key, compute_signing_digest(raw, tx), tx.signature))
         if not work:
             return
         size = -(-len(work) // self.verify_workers)

@@ -72,10 +72,30 @@ def _primitive_types(tp: Any) -> tuple[type, ...] | None:
 def _checked(allowed: tuple[type, ...]) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if type(v) not in allowed:
-            raise CodecError(f"expected {'/'.join(t.__name__ for t in allowed)}, got {type(v).__name__}")
+            _bad_type(allowed, v)
         return v
 
     return check
+
+
+def _bad_type(allowed: tuple[type, ...], v: Any) -> typing.NoReturn:
+    raise CodecError(f"expected {'/'.join(t.__name__ for t in allowed)}, got {type(v).__name__}")
+
+
+def _type_test(var: str, allowed: tuple[type, ...]) -> str:
+    """Python source that is true when `var` is NOT of one of the `allowed` exact types."""
+    tests = [f"type({var}) is not {t.__name__}" for t in allowed if t is not type(None)]
+    if type(None) not in allowed:
+        return " and ".join(tests)
+    return f"{var} is not None" + (f" and {' and '.join(tests)}" if tests else "")
+
+
+def _compile(source: str, name: str, env: dict[str, Any]) -> Callable[..., Any]:
+    """Build a function from generated source (the codec's hot paths: one per record class)."""
+    namespace: dict[str, Any] = {}
+    exec(source, {"CodecError": CodecError, **env}, namespace)  # noqa: S102 - source built from field names only
+    fn: Callable[..., Any] = namespace[name]
+    return fn
 
 
 def _field_encoder(tp: Any) -> Callable[[Any], Any]:
@@ -100,12 +120,20 @@ def _record_encoder(cls: type) -> Callable[[Any], Any]:
         return enc
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
-    pairs = [(n, _field_encoder(hints[n])) for n in names]
-
-    def encode_record(v: Any) -> Any:
-        return [e(getattr(v, n)) for n, e in pairs]
-
-    enc = encode_record
+    # Generated code: read each field, check primitive types inline, convert the others.
+    lines = ["def encode_record(v):"]
+    env: dict[str, Any] = {"_bad_type": _bad_type}
+    for i, n in enumerate(names):
+        lines.append(f"    x{i} = v.{n}")
+        allowed = _primitive_types(hints[n])
+        if allowed is not None:
+            env[f"a{i}"] = allowed
+            lines.append(f"    if {_type_test(f'x{i}', allowed)}: _bad_type(a{i}, x{i})")
+        else:
+            env[f"e{i}"] = _field_encoder(hints[n])
+            lines.append(f"    x{i} = e{i}(x{i})")
+    lines.append(f"    return [{', '.join(f'x{i}' for i in range(len(names)))}]")
+    enc = _compile("\n".join(lines), "encode_record", env)
     _encoder_cache[cls] = enc
     return enc
 
@@ -245,27 +273,49 @@ def _build_converter(tp: Any) -> Callable[[Any, bool], Any]:
     raise TypeError(f"unsupported field type {tp!r}")
 
 
+def _compile_record_decoder(cls: type, names: tuple[str, ...], hints: dict[str, Any]) -> Callable[[Any], Any]:
+    """Generated decoder of the msgpack form: arity check, inline primitive checks, nested converters."""
+    env: dict[str, Any] = {"cls": cls, "_fail": _fail, "_bad_type": _bad_type}
+    xs = ", ".join(f"x{i}" for i in range(len(names)))
+    lines = [
+        "def decode_record(v):",
+        f"    if type(v) is not list: _fail('array for {cls.__name__}', v)",
+        f"    if len(v) != {len(names)}:",
+        f"        raise CodecError('{cls.__name__}: expected {len(names)} fields, got %d' % len(v))",
+    ]
+    if names:
+        lines.append(f"    {xs}, = v")
+    for i, n in enumerate(names):
+        allowed = _primitive_types(hints[n])
+        if allowed is not None:
+            env[f"a{i}"] = allowed
+            lines.append(f"    if {_type_test(f'x{i}', allowed)}: _bad_type(a{i}, x{i})")
+        else:
+            env[f"c{i}"] = _converter(hints[n])
+            lines.append(f"    x{i} = c{i}(x{i}, False)")
+    lines.append(f"    return cls({xs})")
+    return _compile("\n".join(lines), "decode_record", env)
+
+
 def _record_converter(cls: type) -> Callable[[Any, bool], Any]:
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
     convs: list[Callable[[Any, bool], Any]] = []
+    fast: list[Callable[[Any], Any]] = []
 
     def conv_record(v: Any, plain: bool) -> Any:
         if not convs:  # resolved lazily so records may refer to each other
             convs.extend(_converter(hints[n]) for n in names)
-        if plain:
-            if type(v) is not dict:
-                _fail(f"object for {cls.__name__}", v)
-            if set(v) != set(names):
-                missing = sorted(set(names) - set(v))
-                extra = sorted(set(v) - set(names))
-                raise CodecError(f"{cls.__name__}: missing fields {missing}, unknown fields {extra}")
-            return cls(*(c(v[n], True) for c, n in zip(convs, names, strict=True)))
-        if type(v) is not list:
-            _fail(f"array for {cls.__name__}", v)
-        if len(v) != len(names):
-            raise CodecError(f"{cls.__name__}: expected {len(names)} fields, got {len(v)}")
-        return cls(*(c(x, False) for c, x in zip(convs, v, strict=True)))
+            fast.append(_compile_record_decoder(cls, names, hints))
+        if not plain:
+            return fast[0](v)
+        if type(v) is not dict:
+            _fail(f"object for {cls.__name__}", v)
+        if set(v) != set(names):
+            missing = sorted(set(names) - set(v))
+            extra = sorted(set(v) - set(names))
+            raise CodecError(f"{cls.__name__}: missing fields {missing}, unknown fields {extra}")
+        return cls(*(c(v[n], True) for c, n in zip(convs, names, strict=True)))
 
     return conv_record
 

@@ -5,7 +5,8 @@
  "http": {"host": "127.0.0.1", "port": 8700},
  "p2p": {"host": "127.0.0.1", "port": 9700},
  "peers": [{"id": "<validator id>", "host": "10.0.0.2", "port": 9700}],
- "batch_size": 1000, "tick_ms": 10}
+ "batch_size": 1000, "tick_ms": 10,
+ "view_change_timeout_ms": 2000, "request_timeout_ms": 5000, "retransmit_ms": 500}
 ```
 Peers are named by host and port, so validators on separate machines are configured the same
 way as a local devnet.
@@ -47,6 +48,11 @@ class NodeConfig:
     peers: tuple[Peer, ...] = ()
     batch_size: int = 1000
     tick_ms: int = 10
+    # Consensus timers in milliseconds (the replica counts them in ticks of tick_ms).
+    view_change_timeout_ms: int = 2000  # no progress on in-flight work for this long -> view change
+    request_timeout_ms: int = 5000  # a forwarded client tx not ordered by then -> view change
+    retransmit_ms: int = 500  # while stalled, resend own consensus messages this often
+    verify_threads: int = 2  # signature-checking threads; 1 = verify on the event loop
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -70,15 +76,27 @@ class NodeConfig:
                 peers=tuple(Peer(p["id"], p["host"], int(p["port"])) for p in raw.get("peers", [])),
                 batch_size=int(raw.get("batch_size", 1000)),
                 tick_ms=int(raw.get("tick_ms", 10)),
+                view_change_timeout_ms=int(raw.get("view_change_timeout_ms", 2000)),
+                request_timeout_ms=int(raw.get("request_timeout_ms", 5000)),
+                retransmit_ms=int(raw.get("retransmit_ms", 500)),
+                verify_threads=int(raw.get("verify_threads", 2)),
                 extra={k: v for k, v in raw.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: missing or invalid setting {exc}") from exc
 
 
-_KNOWN = {"node_key", "genesis", "data_dir", "http", "p2p", "peers", "batch_size", "tick_ms"}
+_KNOWN = {
+    "node_key", "genesis", "data_dir", "http", "p2p", "peers", "batch_size", "tick_ms",
+    "view_change_timeout_ms", "request_timeout_ms", "retransmit_ms", "verify_threads",
+}
 
 
 def write_config(home: Path, settings: dict[str, Any]) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def ticks(ms: int, tick_ms: int) -> int:
+    """A duration in whole ticks, at least one."""
+    return max(1, -(-ms // tick_ms))

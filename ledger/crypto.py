@@ -6,19 +6,26 @@ so a signature made for one purpose (say, a prepare vote) can never be replayed 
 
 Member and node ids are derived from public keys: the first 20 bytes of
 sha256(b"ledger/id/v1" || public_key), as 40 lowercase hex characters.
+
+Keys, key files and signing use `cryptography` (OpenSSL). Verification, which every validator does
+for every transaction and message and which bounds throughput, uses libsodium (PyNaCl): twice as
+fast here, and stricter (it also refuses small-order keys and non-canonical points). Every node
+runs the same check, so all agree on which signatures are valid; signatures made by any RFC 8032
+signer with an honest key verify.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError, CryptoError
 
 from ledger.codec import encode
 
@@ -114,17 +121,13 @@ class SigningKey:
         return cls(key)
 
 
-@lru_cache(maxsize=4096)
-def _public_key(public_key: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key)
-
-
 def verify_digest(public_key: bytes, digest: bytes, signature: bytes) -> bool:
+    """True only if `signature` is `public_key`'s Ed25519 signature of `digest` (libsodium; releases the GIL)."""
     if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
         return False
     try:
-        _public_key(public_key).verify(signature, digest)
-    except (InvalidSignature, ValueError):
+        crypto_sign_open(signature + digest, public_key)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
 

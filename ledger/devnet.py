@@ -123,6 +123,8 @@ def create(directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batc
             "p2p": {"host": "127.0.0.1", "port": p2p_ports[i]},
             "peers": peers,
             "batch_size": batch_size,
+            # The devnet's nodes share this machine's cores: one verifying thread per core in all.
+            "verify_threads": max(1, (os.cpu_count() or 1) // nodes),
         })
         entries.append({"id": key.id, "http": f"http://127.0.0.1:{http_ports[i]}", "pid": None, "home": str(home)})
     data = {

@@ -27,10 +27,10 @@ from ledger.app import LedgerApp
 from ledger.chain import InvalidBlock
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.codec import CodecError, decode, encode, unpack_strict
-from ledger.config import NodeConfig
+from ledger.config import NodeConfig, ticks
 from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.replica import Replica, ReplicaConfig
-from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
+from ledger.crypto import SigningKey, verify_digest
 from ledger.genesis import load_genesis
 from ledger.members import lookup_sender
 from ledger.metrics import NodeMetrics
@@ -38,7 +38,16 @@ from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.net.transport import Transport, TransportError
 from ledger.state import get_nonce
 from ledger.store import NS, LevelDBStore, Store
-from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_stateless, compute_tx_id, decode_tx
+from ledger.tx import (
+    MAX_TX_BYTES,
+    Reject,
+    SignedTx,
+    TxRejected,
+    check_tx_stateless,
+    compute_signing_digest,
+    compute_tx_id,
+    decode_tx,
+)
 
 log = logging.getLogger("ledger.node")
 
@@ -81,14 +90,25 @@ class Node:
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
         self.chain = ChainDB(self.store, self.genesis)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
-        self.app = LedgerApp(self.chain, wall_clock_ms, verify_pool=self._pool)
+        # Signature checks run on a thread pool when this node has cores of its own to spare; where
+        # several nodes share the cores (a devnet), threads only add GIL hand-offs, so verify inline.
+        self._pool = (
+            ThreadPoolExecutor(max_workers=config.verify_threads, thread_name_prefix="verify")
+            if config.verify_threads > 1 else None
+        )
+        self.app = LedgerApp(self.chain, wall_clock_ms, verify_pool=self._pool, verify_workers=config.verify_threads)
         validators = self.genesis.validator_ids()
         if self.key.id not in validators:
             raise ValueError(f"node key {self.key.id} is not a validator of this genesis")
         persisted = {k[len(NS.CONSENSUS):]: v for k, v in self.store.iterate(NS.CONSENSUS)}
         self.replica = Replica(
-            ReplicaConfig(self.genesis.chain_id, tuple(validators), batch_size=config.batch_size),
+            ReplicaConfig(
+                self.genesis.chain_id, tuple(validators), batch_size=config.batch_size,
+                view_change_ticks=ticks(config.view_change_timeout_ms, config.tick_ms),
+                request_timeout_ticks=ticks(config.request_timeout_ms, config.tick_ms),
+                retransmit_ticks=ticks(config.retransmit_ms, config.tick_ms),
+                fetch_retry_ticks=ticks(1000, config.tick_ms),
+            ),
             self.key,
             self.app,
             self.genesis.validator_keys(),
@@ -132,7 +152,8 @@ class Node:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.store.close()
 
     async def _tick_loop(self) -> None:
@@ -172,7 +193,7 @@ class Node:
                 results[i] = Admission(tx_id, False, exc.reason.value, exc.message)
                 continue
             batch_ids.add(tx_id)
-            candidates.append((i, tx_id, tx, payload, sender.public_key, signing_digest(DOMAIN_TX, tx.body())))
+            candidates.append((i, tx_id, tx, payload, sender.public_key, compute_signing_digest(raw, tx)))
         verdicts = await self._verify_all([(c[4], c[5], c[2].signature) for c in candidates])
         accepted: list[bytes] = []
         for (i, tx_id, tx, payload, public_key, _), good in zip(candidates, verdicts, strict=True):
@@ -197,7 +218,7 @@ class Node:
         return done
 
     async def _verify_all(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        if len(items) < 64:
+        if self._pool is None or len(items) < 64:
             return [verify_digest(*item) for item in items]
         loop = asyncio.get_running_loop()
         half = len(items) // 2

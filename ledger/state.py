@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ledger.codec import CodecError, decode, encode
-from ledger.crypto import DOMAIN_TX, signing_digest, verify_digest
+from ledger.crypto import verify_digest
 from ledger.tx import (
     Reject,
     SignedTx,
     TxRejected,
     check_tx_stateless,
+    compute_signing_digest,
     compute_tx_id,
     decode_tx,
 )
 
 R = TypeVar("R")
 
-_DELETED = object()
 
 
 class StateView(Protocol):
@@ -234,7 +234,7 @@ class StateMachine:
             raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
         # The signature is the sender's, under its current key.
         if verified_key != sender.public_key:
-            digest = signing_digest(DOMAIN_TX, tx.body())
+            digest = compute_signing_digest(raw, tx)
             if not verify_digest(sender.public_key, digest, tx.signature):
                 raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify under the sender's key")
             if verified is not None:

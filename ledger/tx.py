@@ -98,6 +98,24 @@ def _fields(body: TxBody) -> tuple[str, str, str, int, bytes]:
     return body.chain_id, body.kind, body.sender, body.nonce, body.payload
 
 
+_SIGNATURE_TAIL = b"\xc4\x40"  # msgpack bin8 header of a 64-byte signature
+
+
+def compute_signing_digest(raw: bytes, tx: SignedTx) -> bytes:
+    """The digest `tx.signature` must sign, taken from `raw` (the canonical bytes of `tx`).
+
+    The canonical SignedTx is a 6-array whose first five elements are exactly the canonical
+    TxBody's, so the body's bytes are the 5-array header plus `raw` without the signature: no
+    re-encoding on the hot path.
+    """
+    tail = _SIGNATURE_TAIL + tx.signature
+    if raw[:1] == b"\x96" and len(tx.signature) == 64 and raw.endswith(tail):
+        body = b"\x95" + raw[1 : -len(tail)]
+    else:
+        body = encode(tx.body())
+    return sha256(DOMAIN_TX + body)
+
+
 def decode_payload(tx: SignedTx) -> Any:
     ptype = PAYLOAD_TYPES.get(tx.kind)
     if ptype is None:
