@@ -96,7 +96,7 @@ def _presign(net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int) 
     return bodies
 
 
-def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False) -> dict[str, Any]:
+def run_bench(nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30) -> dict[str, Any]:
     log = sys.stderr
     print("measuring the Ed25519 verification ceiling...", file=log)
     ceiling = measure_verify_ceiling()
@@ -104,7 +104,7 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False
     directory = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     try:
         print(f"starting a {nodes}-node devnet in {directory}...", file=log)
-        net = devnet.up(directory, nodes, base_port=18700, batch_size=2000)
+        net = devnet.up(directory, nodes, base_port=18700, batch_size=2000, batch_wait_ms=batch_wait_ms)
         keys = _setup_clients(net, clients)
         print(f"pre-signing {txs} transactions from {clients} members...", file=log)
         bodies = _presign(net, keys, txs, batch)
@@ -150,6 +150,7 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False
             "nodes": nodes,
             "txs": txs,
             "clients": clients,
+            "batch": batch,
             "committed": committed,
             "failed": len(failures),
             "seconds": round(elapsed, 3),
@@ -163,5 +164,4 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, keep: bool = False
     finally:
         with contextlib.suppress(devnet.DevnetError):
             devnet.down(directory)
-        if not keep:
-            shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)

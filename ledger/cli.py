@@ -129,7 +129,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
         raise CliError("anchoring to Ethereum is not available in this build; use --ethereum none", EXIT_USAGE)
     directory = devnet_mod.devnet_dir(args.dir)
     try:
-        data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size)
+        data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size, args.batch_wait_ms)
     except devnet_mod.DevnetError as exc:
         raise CliError(str(exc)) from exc
     for i, n in enumerate(data["nodes"]):
@@ -339,7 +339,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ledger.benchmark import run_bench
 
-    result = run_bench(args.nodes, args.txs, args.clients, args.batch)
+    result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms)
     print(json.dumps(result))
     return 0
 
@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="return once the nodes are healthy")
     p.add_argument("--base-port", type=int, default=devnet_mod.DEFAULT_HTTP_PORT, help="first HTTP port to try")
     p.add_argument("--batch-size", type=int, default=1000, help="max transactions per block")
+    p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.add_argument("--demo", action="store_true", help="load demo prefixes and identifiers")
     p.add_argument("--ethereum", default="none", help="anchoring chain (only 'none' in this build)")
     p.set_defaults(func=cmd_devnet_up)
@@ -422,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="start a devnet, load it, print figures as one JSON line last")
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--txs", type=int, default=20_000)
-    p.add_argument("--clients", type=int, default=3, help="concurrent submitting members (at most 3)")
-    p.add_argument("--batch", type=int, default=500, help="transactions per HTTP request")
+    p.add_argument("--clients", type=int, default=4, help="concurrent submitting members")
+    p.add_argument("--batch", type=int, default=150, help="transactions per HTTP request")
+    p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -53,6 +53,7 @@ class NodeConfig:
     request_timeout_ms: int = 5000  # a forwarded client tx not ordered by then -> view change
     retransmit_ms: int = 500  # while stalled, resend own consensus messages this often
     verify_threads: int = 2  # signature-checking threads; 1 = verify on the event loop
+    batch_wait_ms: int = 30  # the primary cuts a partial batch after waiting this long (bigger blocks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -80,6 +81,7 @@ class NodeConfig:
                 request_timeout_ms=int(raw.get("request_timeout_ms", 5000)),
                 retransmit_ms=int(raw.get("retransmit_ms", 500)),
                 verify_threads=int(raw.get("verify_threads", 2)),
+                batch_wait_ms=int(raw.get("batch_wait_ms", 30)),
                 extra={k: v for k, v in raw.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -88,7 +90,7 @@ class NodeConfig:
 
 _KNOWN = {
     "node_key", "genesis", "data_dir", "http", "p2p", "peers", "batch_size", "tick_ms",
-    "view_change_timeout_ms", "request_timeout_ms", "retransmit_ms", "verify_threads",
+    "view_change_timeout_ms", "request_timeout_ms", "retransmit_ms", "verify_threads", "batch_wait_ms",
 }
 
 

@@ -81,7 +81,10 @@ def _free_ports(count: int, start: int) -> list[int]:
     return ports
 
 
-def create(directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batch_size: int = 1000) -> dict[str, Any]:
+def create(
+    directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batch_size: int = 1000,
+    batch_wait_ms: int = 30,
+) -> dict[str, Any]:
     """Create keys, genesis and node homes; reuse them if the directory already holds this devnet."""
     existing = directory / "devnet.json"
     if existing.exists():
@@ -125,6 +128,7 @@ def create(directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batc
             "batch_size": batch_size,
             # The devnet's nodes share this machine's cores: one verifying thread per core in all.
             "verify_threads": max(1, (os.cpu_count() or 1) // nodes),
+            "batch_wait_ms": batch_wait_ms,
         })
         entries.append({"id": key.id, "http": f"http://127.0.0.1:{http_ports[i]}", "pid": None, "home": str(home)})
     data = {
@@ -186,9 +190,12 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path,
     raise DevnetError(f"node at {url} not healthy after {timeout:.0f}s (see {log_path})")
 
 
-def up(directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batch_size: int = 1000) -> dict[str, Any]:
+def up(
+    directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batch_size: int = 1000,
+    batch_wait_ms: int = 30,
+) -> dict[str, Any]:
     """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy."""
-    data = create(directory, nodes, base_port, batch_size)
+    data = create(directory, nodes, base_port, batch_size, batch_wait_ms)
     log_dir = directory / "logs"
     procs = {}
     for entry in data["nodes"]:
