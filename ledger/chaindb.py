@@ -111,7 +111,8 @@ class ChainDB:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.validators = genesis.validator_keys()
-        self.smt = SparseMerkleTree(self._get_node)
+        # Bounded: each cached node costs a few hundred bytes; the top levels are what matter.
+        self.smt = SparseMerkleTree(self._get_node, cache_size=200_000)
         self.machine = StateMachine(
             genesis.chain_id, modules if modules is not None else default_modules(), lookup_sender
         )

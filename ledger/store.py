@@ -103,6 +103,8 @@ class LevelDBStore:
             self._db = plyvel.DB(
                 str(path), create_if_missing=True, paranoid_checks=True, lru_cache_size=cache_mb << 20,
                 bloom_filter_bits=10,  # most tx-index lookups are for ids not there yet
+                compression=None,  # hashes and signatures do not compress; snappy only costs CPU
+                write_buffer_size=32 << 20,  # fewer, larger level-0 files: less compaction per block
             )
         except plyvel.IOError as exc:
             raise StoreError(f"cannot open {path}: {exc} (is another node using this home?)") from exc
