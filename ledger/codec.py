@@ -90,6 +90,15 @@ def _type_test(var: str, allowed: tuple[type, ...]) -> str:
     return f"{var} is not None" + (f" and {' and '.join(tests)}" if tests else "")
 
 
+def _primitive_check_line(i: int, tp: Any, env: dict[str, Any]) -> str | None:
+    """Generated source checking field `x{i}` of primitive type `tp` inline (None if `tp` is not primitive)."""
+    allowed = _primitive_types(tp)
+    if allowed is None:
+        return None
+    env[f"a{i}"] = allowed
+    return f"    if {_type_test(f'x{i}', allowed)}: _bad_type(a{i}, x{i})"
+
+
 def _compile(source: str, name: str, env: dict[str, Any]) -> Callable[..., Any]:
     """Build a function from generated source (the codec's hot paths: one per record class)."""
     namespace: dict[str, Any] = {}
@@ -125,13 +134,11 @@ def _record_encoder(cls: type) -> Callable[[Any], Any]:
     env: dict[str, Any] = {"_bad_type": _bad_type}
     for i, n in enumerate(names):
         lines.append(f"    x{i} = v.{n}")
-        allowed = _primitive_types(hints[n])
-        if allowed is not None:
-            env[f"a{i}"] = allowed
-            lines.append(f"    if {_type_test(f'x{i}', allowed)}: _bad_type(a{i}, x{i})")
-        else:
+        check = _primitive_check_line(i, hints[n], env)
+        if check is None:
             env[f"e{i}"] = _field_encoder(hints[n])
-            lines.append(f"    x{i} = e{i}(x{i})")
+            check = f"    x{i} = e{i}(x{i})"
+        lines.append(check)
     lines.append(f"    return [{', '.join(f'x{i}' for i in range(len(names)))}]")
     enc = _compile("\n".join(lines), "encode_record", env)
     _encoder_cache[cls] = enc
@@ -286,13 +293,11 @@ def _compile_record_decoder(cls: type, names: tuple[str, ...], hints: dict[str, 
     if names:
         lines.append(f"    {xs}, = v")
     for i, n in enumerate(names):
-        allowed = _primitive_types(hints[n])
-        if allowed is not None:
-            env[f"a{i}"] = allowed
-            lines.append(f"    if {_type_test(f'x{i}', allowed)}: _bad_type(a{i}, x{i})")
-        else:
+        check = _primitive_check_line(i, hints[n], env)
+        if check is None:
             env[f"c{i}"] = _converter(hints[n])
-            lines.append(f"    x{i} = c{i}(x{i}, False)")
+            check = f"    x{i} = c{i}(x{i}, False)"
+        lines.append(check)
     lines.append(f"    return cls({xs})")
     return _compile("\n".join(lines), "decode_record", env)
 

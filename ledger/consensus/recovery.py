@@ -164,26 +164,21 @@ class Recovery:
         """Others delivered blocks above ours (so the primary is not what holds us back)."""
         r = self.r
         d = r._delivered
-        if (r._stable is not None and r._stable.height > d) or r._nv_base > d:
-            return True
-        claims = sorted(r._claims.values(), reverse=True)
-        weak = r._quorums.weak
-        return len(claims) >= weak and claims[weak - 1] > d
-
-    def is_behind(self) -> bool:
-        r = self.r
-        d = r._delivered
         # A stable checkpoint or an installed new view's base lies above us.
         if (r._stable is not None and r._stable.height > d) or r._nv_base > d:
             return True
         # f+1 validators (so at least one honest) delivered beyond us.
         claims = sorted(r._claims.values(), reverse=True)
         weak = r._quorums.weak
-        if len(claims) >= weak and claims[weak - 1] > d:
+        return len(claims) >= weak and claims[weak - 1] > d
+
+    def is_behind(self) -> bool:
+        r = self.r
+        if self.is_fetchable_behind():
             return True
         # A certificate above us that we cannot deliver in order.
         stalled = r._now - r._last_delivery >= r.config.retransmit_ticks
-        return stalled and any(h > d for h in r._certs)
+        return stalled and any(h > r._delivered for h in r._certs)
 
     def maybe_fetch(self) -> None:
         r = self.r
