@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 NODES  ?= 4
 DEVNET_DIR ?= .devnet
 
-.PHONY: install devnet test lint bench clean
+.PHONY: install contracts devnet test lint bench clean
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	if [ -f contracts/package.json ]; then cd contracts && npm ci --no-audit --no-fund; fi
 	touch $(STAMP)
+
+# Recompile contracts/LedgerAnchor.sol with the pinned solcjs; commit contracts/build/LedgerAnchor.json.
+contracts: install
+	$(PY) contracts/build.py
 
 devnet: install
 	$(VENV)/bin/ledger devnet up --nodes $(NODES) --dir $(DEVNET_DIR) --demo

@@ -1,0 +1,151 @@
+"""LedgerAnchor against a real Anvil node (from the pinned npm package), started and stopped by pid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+
+from ledger.anchor import contract as ac
+
+REPO = Path(__file__).resolve().parents[1]
+ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil's first dev account
+ANVIL_CHAIN_ID = 31337
+MAX_ANCHOR_GAS = 55_000
+
+pytestmark = pytest.mark.skipif(
+    not os.access(ANVIL, os.X_OK), reason="Anvil binary absent: run `make install` (npm ci in contracts/)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(ANVIL_CHAIN_ID)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 2}))
+        while not w3.is_connected():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"anvil did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    p = tmp_path / "dev.key"
+    p.write_text(DEV_KEY + "\n")
+    os.chmod(p, 0o600)
+    return p
+
+
+def test_deploy_anchor_redeploy_on_anvil(anvil_url: str, key_file: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    w3 = ac.connect(anvil_url)
+    assert w3.eth.chain_id == ANVIL_CHAIN_ID
+    deployer = ac.load_key_file(key_file)
+    submitter = Account.create()
+    # fund the submitter from the dev account (locally signed, like any other network)
+    ac.send_transaction(w3, deployer, {"to": submitter.address, "value": Web3.to_wei(1, "ether")})
+
+    out = tmp_path / "deployment.json"
+
+    args = argparse.Namespace(
+        rpc=anvil_url, key=str(key_file), submitter=[submitter.address], out=str(out),
+        artifact=None, force=False, timeout=60.0,
+    )
+    assert ac.run_deploy(args) == 0
+    printed = capsys.readouterr().out
+    assert "deployed LedgerAnchor" in printed
+    assert DEV_KEY.removeprefix("0x") not in printed
+    dep = json.loads(out.read_text())
+    assert dep["chain_id"] == ANVIL_CHAIN_ID
+    assert dep["submitters"] == [submitter.address]
+    assert dep["code_hash"] == ac.load_artifact().runtime_code_hash
+
+    c = ac.anchor_contract(w3, dep["address"])
+    gas = []
+    for h in (1, 2, 5, 9):
+        receipt = ac.submit_anchor(w3, submitter, c, h, Web3.keccak(text=f"anvil-{h}"))
+        gas.append(receipt["gasUsed"])
+        (ev,) = c.events.Anchored().process_receipt(receipt)
+        assert ev["args"]["height"] == h and ev["args"]["submitter"] == submitter.address
+    with capsys.disabled():
+        print(f"\nLedgerAnchor gas on Anvil: first anchor {gas[0]}, later anchors {gas[1:]}")
+    assert max(gas[1:]) <= MAX_ANCHOR_GAS
+    assert ac.latest_anchor(c) == (9, Web3.keccak(text="anvil-9"))
+    assert c.functions.rootAt(5).call() == Web3.keccak(text="anvil-5")
+
+    # reverts surface as ContractLogicError (custom error data) on Anvil
+    with pytest.raises(ContractLogicError) as info:
+        ac.submit_anchor(w3, submitter, c, 9, Web3.keccak(text="again"))
+    data = ac.revert_data(info.value)
+    assert data is not None
+    assert ac.decode_revert(c.abi, data) == ("AlreadyAnchored", (9, Web3.keccak(text="anvil-9")))
+    with pytest.raises(ContractLogicError) as info:
+        ac.submit_anchor(w3, deployer, c, 10, Web3.keccak(text="x"))
+    data = ac.revert_data(info.value)
+    assert data is not None and ac.decode_revert(c.abi, data) == ("NotSubmitter", (deployer.address,))
+
+    # logs by topic (0x strings)
+    topic0 = Web3.keccak(text="Anchored(uint64,bytes32,address)").to_0x_hex()
+    logs = w3.eth.get_logs({"address": c.address, "fromBlock": 0, "toBlock": "latest", "topics": [topic0]})
+    assert [c.events.Anchored().process_log(lg)["args"]["height"] for lg in logs] == [1, 2, 5, 9]
+
+    # re-running the deployment re-uses the contract; a new submitter is only added
+    # (through the script, as a user would run it)
+    block_before = w3.eth.block_number
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "contracts" / "deploy.py"), "--rpc", anvil_url, "--key", str(key_file),
+         "--submitter", submitter.address, "--out", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "re-used LedgerAnchor" in proc.stdout
+    assert DEV_KEY.removeprefix("0x") not in proc.stdout + proc.stderr
+    assert w3.eth.block_number == block_before
+    assert json.loads(out.read_text())["address"] == dep["address"]
+
+    second = Account.create()
+    args.submitter = [submitter.address, second.address]
+    assert ac.run_deploy(args) == 0
+    printed = capsys.readouterr().out
+    assert "re-used LedgerAnchor" in printed and f"added submitters: {second.address}" in printed
+    assert c.functions.isSubmitter(second.address).call()
+    assert json.loads(out.read_text())["address"] == dep["address"]
