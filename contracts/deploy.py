@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.anchor.contract import add_deploy_arguments, run_deploy  # noqa: E402
+from ledger.anchor.contract import run_deploy  # noqa: E402
+from ledger.anchor.deploy_args import add_deploy_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

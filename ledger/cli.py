@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import devnet as devnet_mod
+from ledger.anchor.deploy_args import add_deploy_arguments, run_deploy_lazily
 from ledger.client import LedgerClient, LedgerError, Signer, check_result
 from ledger.crypto import KeyFileError, SigningKey
 from ledger.progress import Progress
@@ -432,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=150, help="transactions per HTTP request")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.set_defaults(func=cmd_bench)
+
+    contracts = sub.add_parser("contracts", help="the Ethereum anchor contract").add_subparsers(
+        dest="contracts_command", required=True)
+    p = contracts.add_parser("deploy", help="deploy LedgerAnchor (or re-use a matching deployment) and add submitters")
+    add_deploy_arguments(p)
+    p.set_defaults(func=run_deploy_lazily)
+
     return parser
 
 

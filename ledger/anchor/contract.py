@@ -414,19 +414,6 @@ def _unique_checksummed(addresses: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def add_deploy_arguments(parser: Any) -> None:
-    """Add the deploy options to an argparse parser (or subparser)."""
-    parser.add_argument("--rpc", required=True, help=f"JSON-RPC URL (http/https), or {TESTER_RPC!r}")
-    parser.add_argument("--key", required=True, help="file holding the deployer's hex private key (mode 0600)")
-    parser.add_argument(
-        "--submitter", action="append", default=[], metavar="ADDR", help="authorise ADDR to anchor (repeatable)"
-    )
-    parser.add_argument(
-        "--out", default=None, help="deployment file (default: contracts/deployments/<chain id>.json)"
-    )
-    parser.add_argument("--artifact", default=None, help="contract artifact (default: contracts/build/...)")
-    parser.add_argument("--force", action="store_true", help="replace a deployment file of another chain")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait per transaction")
 
 
 def run_deploy(args: Any) -> int:
