@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +133,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.started_at = time.time()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -299,8 +300,21 @@ class Node:
         self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
         self._on_committed(executed)
 
+    def add_commit_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        """Call `listener` with every block once it is on disk, before any of its txs is acknowledged.
+
+        For consumers of committed blocks (response caches, the anchoring service). A listener must
+        be quick and must not raise; a failing listener is logged and does not stop the node.
+        """
+        self._commit_listeners.append(listener)
+
     def _on_committed(self, executed: ExecutedBlock) -> None:
-        """Bookkeeping after a block is on disk: metrics, mempool, clients waiting on its txs."""
+        """Bookkeeping after a block is on disk: listeners, metrics, mempool, clients waiting on its txs."""
+        for listener in self._commit_listeners:
+            try:
+                listener(executed)
+            except Exception:  # one consumer's bug must not stop commits
+                log.exception("commit listener %r failed", listener)
         height = executed.block.header.height
         self.metrics.height.set(height)
         self.metrics.blocks_committed.inc()
