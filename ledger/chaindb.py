@@ -32,6 +32,8 @@ from ledger.chain import (
 from ledger.codec import decode, encode
 from ledger.genesis import Genesis, genesis_state
 from ledger.members import MembersModule, lookup_sender
+from ledger.nft.assets import AssetsModule
+from ledger.nft.rights import RightsModule
 from ledger.resolver.registry import RegistryModule
 from ledger.smt import EMPTY as EMPTY_ROOT
 from ledger.smt import SMTProof, SparseMerkleTree
@@ -43,7 +45,7 @@ GENESIS_KEY = NS.META + b"genesis"
 
 
 def default_modules() -> list[Module]:
-    return [MembersModule(), RegistryModule()]
+    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule()]
 
 
 @dataclass(frozen=True)

@@ -440,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_arguments(p)
     p.set_defaults(func=run_deploy_lazily)
 
+    from ledger.cli_assets import add_asset_commands  # imports this module: import here, not at the top
+
+    add_asset_commands(sub)
     return parser
 
 
@@ -457,4 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the `ledger.cli` module itself, not this `__main__` copy, so there is one CliError class
+    # (ledger.cli_assets imports ledger.cli).
+    from ledger.cli import main as ledger_main
+
+    sys.exit(ledger_main())

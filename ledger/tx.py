@@ -42,6 +42,10 @@ class Reject(enum.StrEnum):
     NOT_FOUND = "not_found"
     ALREADY_EXISTS = "already_exists"
     INVALID_VALUE = "invalid_value"
+    LOCKED = "locked"  # the asset is locked (ERC-5192): it cannot be transferred
+    EXPIRED = "expired"  # a time bound lies in the past at block time
+    EXCEEDS_PARENT = "exceeds_parent"  # a sublicence would be wider or longer than its parent
+    INACTIVE = "inactive"  # the asset is burned or the licence (or an ancestor) is revoked or expired
 
 
 class TxRejected(Exception):

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 
 from ledger.api.errors import error_response, install_error_handlers
-from ledger.api.routes import blocks, handles, members, resolve, status, tx
+from ledger.api.routes import assets, blocks, handles, members, resolve, status, tx
 from ledger.config import NodeConfig
 from ledger.node import Node
 
@@ -49,6 +49,6 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
                 node.metrics.http_errors.labels(str(response.status_code)).inc()
         return response
 
-    for module in (status, tx, blocks, handles, resolve, members):
+    for module in (status, tx, blocks, handles, resolve, members, assets):
         app.include_router(module.router)
     return app

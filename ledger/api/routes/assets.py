@@ -1,0 +1,121 @@
+"""Asset tokens, their provenance, licences and the rights check (with a state proof of the deciding licence)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from ledger.api.deps import NodeDep
+from ledger.api.errors import ApiError
+from ledger.codec import to_plain
+from ledger.nft.assets import (
+    KINDS,
+    asset_key,
+    get_asset,
+    get_history,
+    ids_from_index,
+    kind_index_prefix,
+    owner_index_prefix,
+    user_of,
+)
+from ledger.nft.rights import check, get_licence, inactive_reason, licence_key
+from ledger.proofs import build_state_proof
+from ledger.store import NS
+
+router = APIRouter(tags=["assets"])
+MAX_LIST = 1000
+
+
+def parse_time_ms(text: str) -> int:
+    """Milliseconds since the epoch from digits (ms) or ISO 8601 (naive means UTC)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(400, "malformed", f"at must be milliseconds or ISO 8601, not {text!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+@router.get("/v1/assets")
+async def list_assets(
+    node: NodeDep, owner: str | None = None, kind: str | None = None,
+    limit: int = Query(100, ge=1, le=MAX_LIST),
+) -> dict[str, Any]:
+    """Live tokens by owner and/or kind, in id order (burned tokens are not listed)."""
+    if kind is not None and kind not in KINDS:
+        raise ApiError(400, "invalid_value", f"unknown kind {kind!r}; known: {list(KINDS)}")
+    if owner is None and kind is None:
+        raise ApiError(400, "malformed", "give owner and/or kind")
+    prefix = owner_index_prefix(owner) if owner is not None else kind_index_prefix(kind or "")
+    scan = NS.STATE_LATEST + prefix
+    view = node.chain.latest
+    assets = []
+    for token in ids_from_index((k[len(NS.STATE_LATEST):] for k, _ in node.chain.store.iterate(scan)), prefix):
+        asset = get_asset(view, token)
+        if asset is None or (kind is not None and asset.kind != kind):
+            continue
+        assets.append(to_plain(asset))
+        if len(assets) >= limit:
+            break
+    return {"height": node.chain.height, "owner": owner, "kind": kind, "assets": assets}
+
+
+@router.get("/v1/assets/{token}")
+async def asset(token: str, node: NodeDep, proof: bool = False) -> dict[str, Any]:
+    view = node.chain.latest
+    record = get_asset(view, token)
+    if record is None:
+        raise ApiError(404, "not_found", f"no asset {token!r}")
+    head = node.chain.head
+    extra: dict[str, Any] = {}
+    if proof:
+        extra["proof"] = build_state_proof(node.chain, asset_key(token), head.height)
+    # userOf at the head's block time: nobody once the lease expired.
+    return {"height": head.height, "asset": to_plain(record), "user_of": user_of(record, head.timestamp), **extra}
+
+
+@router.get("/v1/assets/{token}/history")
+async def history(token: str, node: NodeDep) -> dict[str, Any]:
+    view = node.chain.latest
+    if get_asset(view, token) is None:
+        raise ApiError(404, "not_found", f"no asset {token!r}")
+    return {"id": token, "height": node.chain.height, "history": [to_plain(e) for e in get_history(view, token)]}
+
+
+@router.get("/v1/licences/{licence_id}")
+async def licence(licence_id: str, node: NodeDep, proof: bool = False) -> dict[str, Any]:
+    record = get_licence(node.chain.latest, licence_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no licence {licence_id}")
+    head = node.chain.head
+    reason = inactive_reason(node.chain.latest, record, head.timestamp)
+    extra: dict[str, Any] = {}
+    if proof:
+        extra["proof"] = build_state_proof(node.chain, licence_key(licence_id), head.height)
+    return {"height": head.height, "licence": to_plain(record), "active": reason == "",
+            "inactive_reason": reason, **extra}
+
+
+@router.get("/v1/rights/check")
+async def rights_check(
+    node: NodeDep, token: str, holder: str, purpose: str, at: str | None = None, proof: bool = True
+) -> dict[str, Any]:
+    """May `holder` use `token` for `purpose` at `at` (ms or ISO 8601; default: now)? The answer
+    carries a state proof of the deciding licence (at the head), when there is one."""
+    at_ms = parse_time_ms(at) if at is not None else time.time_ns() // 1_000_000
+    height = node.chain.height
+    decision = check(node.chain.latest, token, holder, purpose, at_ms)
+    extra: dict[str, Any] = {}
+    if proof and decision.licence_id:
+        extra["proof"] = build_state_proof(node.chain, licence_key(decision.licence_id), height)
+    return {
+        "token": token, "holder": holder, "purpose": purpose, "at": at_ms, "height": height,
+        "allowed": decision.allowed, "reason": decision.reason, "license_id": decision.licence_id or None,
+        **extra,
+    }

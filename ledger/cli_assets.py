@@ -1,0 +1,215 @@
+"""The `ledger asset ...` and `ledger rights ...` commands.
+
+Writes sign with `--key` (a key file or a devnet member name such as org2) and default to the
+devnet's org1 key, like `ledger id register`. Members (`--to`, `--holder`) are devnet member names,
+key files or member ids. Times are ISO 8601 (a naive time means UTC) or milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from ledger import cli
+from ledger.client import LedgerClient, LedgerError
+from ledger.nft.assets import KINDS, AssetBurn, AssetMint, AssetTransfer
+from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
+
+EXIT_DENIED = 1
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from digits or ISO 8601."""
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise cli.CliError(f"not an ISO 8601 time: {text!r}", cli.EXIT_USAGE) from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _hash(text: str) -> bytes:
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise cli.CliError("--hash takes a sha256 as 64 hex digits", cli.EXIT_USAGE)
+    return digest
+
+
+def _writer(args: argparse.Namespace) -> tuple[LedgerClient, Any]:
+    # --key may name a devnet member (org2) instead of a key file.
+    net = cli._devnet(args)
+    if args.key and net is not None and args.key in net["keys"]:
+        args.key = net["keys"][args.key]
+    return cli._signer(args, "org1")
+
+
+def _get(args: argparse.Namespace, path: str, **params: Any) -> dict[str, Any]:
+    url = cli._node_url(args)
+    try:
+        r = httpx.get(url.rstrip("/") + path, params={k: v for k, v in params.items() if v is not None}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise LedgerError("unreachable", f"cannot reach {url}: {exc}") from exc
+    try:
+        body: dict[str, Any] = r.json()
+    except ValueError as exc:
+        raise LedgerError(str(r.status_code), r.text[:500], r.status_code) from exc
+    if r.status_code >= 400:
+        raise LedgerError(body.get("error", str(r.status_code)), body.get("message", r.text), r.status_code, body)
+    return body
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_asset_mint(args: argparse.Namespace) -> int:
+    owner = cli._member_id(args.owner, args) if args.owner else ""
+    payload = AssetMint(args.id, args.kind, args.uri, _hash(args.hash), owner, args.identifier or "")
+    _, signer = _writer(args)
+    result = signer.send("asset.mint", payload)
+    cli._print_json({"id": args.id, "owner": owner or signer.key.id, "identifier": args.identifier,
+                     "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def cmd_asset_transfer(args: argparse.Namespace) -> int:
+    to = cli._member_id(args.to, args)
+    _, signer = _writer(args)
+    result = signer.send("asset.transfer", AssetTransfer(args.id, to))
+    cli._print_json({"id": args.id, "owner": to, "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def cmd_asset_burn(args: argparse.Namespace) -> int:
+    _, signer = _writer(args)
+    result = signer.send("asset.burn", AssetBurn(args.id))
+    cli._print_json({"id": args.id, "burned": True, "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def cmd_asset_show(args: argparse.Namespace) -> int:
+    body = _get(args, f"/v1/assets/{args.id}")
+    history = _get(args, f"/v1/assets/{args.id}/history")["history"]
+    asset = body["asset"]
+    cli._print_json({"id": asset["id"], "owner": asset["owner"], "kind": asset["kind"], "burned": asset["burned"],
+                     "user_of": body["user_of"], "height": body["height"], "asset": asset, "history": history})
+    return 0
+
+
+def cmd_rights_grant(args: argparse.Namespace) -> int:
+    holder = cli._member_id(args.to, args)
+    payload = LicenceGrant(
+        args.token, args.parent or "", holder, tuple(args.purpose), parse_time(args.valid_from) if args.valid_from
+        else 0, parse_time(args.until), args.sublicensable, args.terms_uri or "",
+        _hash(args.terms_hash) if args.terms_hash else b"",
+    )
+    _, signer = _writer(args)
+    result = signer.send("licence.grant", payload)
+    cli._print_json({"license_id": compute_licence_id(bytes.fromhex(result["tx_id"])), "token": args.token,
+                     "holder": holder, "purposes": sorted(set(args.purpose)), "valid_until": payload.valid_until,
+                     "parent": args.parent, "tx_id": result["tx_id"], "height": result["height"]})
+    return 0
+
+
+def cmd_rights_revoke(args: argparse.Namespace) -> int:
+    _, signer = _writer(args)
+    result = signer.send("licence.revoke", LicenceRevoke(args.licence))
+    cli._print_json({"license_id": args.licence, "revoked": True, "tx_id": result["tx_id"],
+                     "height": result["height"]})
+    return 0
+
+
+def cmd_rights_check(args: argparse.Namespace) -> int:
+    holder = cli._member_id(args.holder, args)
+    at = str(parse_time(args.at)) if args.at else None
+    body = _get(args, "/v1/rights/check", token=args.token, holder=holder, purpose=args.purpose, at=at,
+                proof="true" if args.proof else "false")
+    cli._print_json(body)
+    return 0 if body["allowed"] else EXIT_DENIED
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report this module's usage errors itself: under `python -m ledger.cli` the caller's CliError
+    is another class object than `ledger.cli.CliError`."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except cli.CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.code
+
+    return run
+
+
+def _read_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", help="node URL (default: the devnet's first node)")
+    p.add_argument("--dir", help="devnet directory to take defaults from")
+
+
+def add_asset_commands(sub: Any) -> None:
+    """Add the `asset` and `rights` command groups to the `ledger` parser's subparsers."""
+    assets = sub.add_parser("asset", help="asset tokens: mint, transfer, burn, show").add_subparsers(
+        dest="asset_command", required=True)
+    p = assets.add_parser("mint", help="mint a token (issuer role)")
+    p.add_argument("id")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--uri", required=True, help="metadata URI")
+    p.add_argument("--hash", required=True, help="sha256 of the metadata, 64 hex digits")
+    p.add_argument("--identifier", help="bind an equipment token to an identifier under your prefix")
+    p.add_argument("--owner", help="owner if not the minter (member name, key file or id)")
+    cli._write_opts(p)
+    p.set_defaults(func=_guarded(cmd_asset_mint))
+    p = assets.add_parser("transfer", help="transfer a token")
+    p.add_argument("id")
+    p.add_argument("--to", required=True, help="member name, key file or id")
+    cli._write_opts(p)
+    p.set_defaults(func=_guarded(cmd_asset_transfer))
+    p = assets.add_parser("burn", help="decommission a token")
+    p.add_argument("id")
+    cli._write_opts(p)
+    p.set_defaults(func=_guarded(cmd_asset_burn))
+    p = assets.add_parser("show", help="print a token with its owner and history as JSON")
+    p.add_argument("id")
+    _read_opts(p)
+    p.set_defaults(func=_guarded(cmd_asset_show))
+
+    rights = sub.add_parser("rights", help="data-rights licences: grant, revoke, check").add_subparsers(
+        dest="rights_command", required=True)
+    p = rights.add_parser("grant", help="grant a licence (root: token owner; child: holder of --parent)")
+    p.add_argument("token")
+    p.add_argument("--to", required=True, help="holder: member name, key file or id")
+    p.add_argument("--purpose", required=True, action="append", help="a purpose (repeat for more)")
+    p.add_argument("--until", required=True, help="end of validity, ISO 8601")
+    p.add_argument("--from", dest="valid_from", help="start of validity, ISO 8601 (default: block time)")
+    p.add_argument("--sublicensable", action="store_true")
+    p.add_argument("--parent", help="parent licence id, for a sublicence")
+    p.add_argument("--terms-uri", help="URI of the licence terms")
+    p.add_argument("--terms-hash", help="sha256 of the terms, 64 hex digits")
+    cli._write_opts(p)
+    p.set_defaults(func=_guarded(cmd_rights_grant))
+    p = rights.add_parser("revoke", help="revoke a licence (its grantor or the token owner)")
+    p.add_argument("licence")
+    cli._write_opts(p)
+    p.set_defaults(func=_guarded(cmd_rights_revoke))
+    p = rights.add_parser("check", help="exit 0 when allowed, 1 when denied; prints JSON")
+    p.add_argument("token")
+    p.add_argument("--holder", required=True, help="member name, key file or id")
+    p.add_argument("--purpose", required=True)
+    p.add_argument("--at", help="ISO 8601 time (default: now)")
+    p.add_argument("--proof", action="store_true", help="include the state proof of the deciding licence")
+    _read_opts(p)
+    p.set_defaults(func=_guarded(cmd_rights_check))
