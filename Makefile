@@ -21,7 +21,7 @@ contracts: install
 	$(PY) contracts/build.py
 
 devnet: install
-	$(VENV)/bin/ledger devnet up --nodes $(NODES) --dir $(DEVNET_DIR) --demo
+	$(VENV)/bin/ledger devnet up --nodes $(NODES) --dir $(DEVNET_DIR) --ethereum anvil --demo
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,8 @@
 """`ledger bench`: a real devnet under load from several members, measured end to end.
 
 It starts N node processes, adds one member (with a prefix) per client, pre-signs the
-transactions, then has each client submit its batches over HTTP (msgpack, `wait=true`) to its
+transactions (identifier registrations, or the mixed workload: asset mints, licence grants and
+transfers in equal parts), then has each client submit its batches over HTTP (msgpack, `wait=true`) to its
 node. Throughput is counted from the first submit until every node has committed the last
 transaction; latency is per transaction, from its request's start until the node answered that
 it committed. The ceiling printed beside it, Ed25519 verifications per second on this machine
@@ -29,6 +30,8 @@ from ledger.client import LedgerClient, Signer
 from ledger.codec import encode
 from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
 from ledger.members import MemberAdd
+from ledger.nft.assets import AssetMint, AssetTransfer
+from ledger.nft.rights import LicenceGrant
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 
 
@@ -69,34 +72,54 @@ def _rss_mb(pid: int) -> float:
 
 
 def _setup_clients(net: dict[str, Any], clients: int) -> list[SigningKey]:
-    """One fresh member per client, each owning a prefix of its own."""
+    """One fresh member per client (registrar and issuer), each owning a prefix of its own."""
     client = LedgerClient(net["nodes"][0]["http"])
     admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
     keys = [SigningKey.generate() for _ in range(clients)]
     for i, key in enumerate(keys):
-        admin.send("member.add", MemberAdd(f"bench{i}", key.public_key, ("registrar",)))
+        admin.send("member.add", MemberAdd(f"bench{i}", key.public_key, ("issuer", "registrar")))
         admin.send("prefix.create", PrefixCreate(f"88.900.{i}", key.id))
     client.close()
     return keys
 
 
-def _presign(net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int) -> list[list[bytes]]:
+def _registration(i: int, n: int) -> tuple[str, Any]:
+    return "id.register", IdRegister(f"88.900.{i}/EQ-{n:08d}", (ValueSpec(1, "URL", f"https://twin.example/{i}/{n}"),))
+
+
+def _mixed(keys: list[SigningKey], i: int, n: int) -> tuple[str, Any]:
+    """A cycle of mint, licence grant and transfer on the client's own fresh token."""
+    token = f"B{i}-{n - n % 3}"
+    other = keys[(i + 1) % len(keys)].id
+    step = n % 3
+    if step == 0:
+        return "asset.mint", AssetMint(token, "data", f"https://data.example/{token}", bytes(32), "", "")
+    if step == 1:
+        month = int(time.time() * 1000) + 30 * 86_400_000
+        return "licence.grant", LicenceGrant(token, "", other, ("analytics",), 0, month, False, "", b"")
+    return "asset.transfer", AssetTransfer(token, other)
+
+
+def _presign(
+    net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int, workload: str = "register"
+) -> list[list[bytes]]:
     """Each client's request bodies (msgpack arrays of canonical signed txs), in nonce order."""
     from ledger.tx import make_tx
 
     per_client = [txs // len(keys) + (1 if i < txs % len(keys) else 0) for i in range(len(keys))]
     bodies: list[list[bytes]] = []
     for i, (key, count) in enumerate(zip(keys, per_client, strict=True)):
-        raws = [
-            encode(make_tx(key, net["chain_id"], n + 1, "id.register", IdRegister(
-                f"88.900.{i}/EQ-{n:08d}", (ValueSpec(1, "URL", f"https://twin.example/{i}/{n}"),))))
-            for n in range(count)
-        ]
+        raws = []
+        for n in range(count):
+            kind, payload = _registration(i, n) if workload == "register" else _mixed(keys, i, n)
+            raws.append(encode(make_tx(key, net["chain_id"], n + 1, kind, payload)))
         bodies.append([msgpack.packb(raws[j : j + batch], use_bin_type=True) for j in range(0, count, batch)])
     return bodies
 
 
-def run_bench(nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30) -> dict[str, Any]:
+def run_bench(
+    nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register"
+) -> dict[str, Any]:
     log = sys.stderr
     print("measuring the Ed25519 verification ceiling...", file=log)
     ceiling = measure_verify_ceiling()
@@ -106,8 +129,8 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int
         print(f"starting a {nodes}-node devnet in {directory}...", file=log)
         net = devnet.up(directory, nodes, base_port=18700, batch_size=2000, batch_wait_ms=batch_wait_ms)
         keys = _setup_clients(net, clients)
-        print(f"pre-signing {txs} transactions from {clients} members...", file=log)
-        bodies = _presign(net, keys, txs, batch)
+        print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
+        bodies = _presign(net, keys, txs, batch, workload)
         latencies: list[float] = []
         failures: list[str] = []
         lock = threading.Lock()
@@ -148,6 +171,7 @@ def run_bench(nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int
         latencies.sort()
         return {
             "nodes": nodes,
+            "workload": workload,
             "txs": txs,
             "clients": clients,
             "batch": batch,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import merkle
+from ledger.anchor.records import AnchorModule
 from ledger.chain import (
     ZERO_HASH,
     Block,
@@ -31,7 +32,7 @@ from ledger.chain import (
 )
 from ledger.codec import decode, encode
 from ledger.genesis import Genesis, genesis_state
-from ledger.members import MembersModule, lookup_sender
+from ledger.members import MembersModule, validator_sender_lookup
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
 from ledger.resolver.registry import RegistryModule
@@ -45,7 +46,7 @@ GENESIS_KEY = NS.META + b"genesis"
 
 
 def default_modules() -> list[Module]:
-    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule()]
+    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule()]
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class ChainDB:
         # Bounded: each cached node costs a few hundred bytes; the top levels are what matter.
         self.smt = SparseMerkleTree(self._get_node, cache_size=200_000)
         self.machine = StateMachine(
-            genesis.chain_id, modules if modules is not None else default_modules(), lookup_sender
+            genesis.chain_id, modules if modules is not None else default_modules(),
+            validator_sender_lookup(self.validators),
         )
         self.verified = VerifiedCache()
         self.latest = _LatestView(store)

@@ -17,13 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ledger import devnet as devnet_mod
 from ledger.anchor.deploy_args import add_deploy_arguments, run_deploy_lazily
 from ledger.client import LedgerClient, LedgerError, Signer, check_result
 from ledger.crypto import KeyFileError, SigningKey
 from ledger.progress import Progress
 from ledger.resolver.identifiers import InvalidIdentifier, split_handle
-from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec
+from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec, storage_key
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -72,13 +74,24 @@ def _key(args: argparse.Namespace, default_member: str) -> SigningKey:
 
 
 def _member_id(text: str, args: argparse.Namespace) -> str:
-    """A member given as an id, a devnet member name (admin, org1...) or a key file."""
+    """A member given as an id, a devnet member's key name, a key file, or its ledger name."""
     net = _devnet(args)
     if net is not None and text in net["keys"]:
         return SigningKey.load(net["keys"][text]).id
     if Path(text).is_file():
         return SigningKey.load(text).id
-    return text
+    if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
+        return text
+    # Otherwise a name that genesis or `member add` gave: ask the node.
+    url = getattr(args, "node", None) or (net["nodes"][0]["http"] if net is not None else None)
+    if url is None:
+        raise CliError(f"unknown member {text!r} (give an id, a key file, or --node to look up names)", EXIT_USAGE)
+    with LedgerClient(url) as client:
+        try:
+            member: dict[str, Any] = client._get("/v1/members", name=text)
+        except LedgerError as exc:
+            raise CliError(f"unknown member {text!r}: {exc.message}", EXIT_USAGE) from exc
+    return str(member["id"])
 
 
 def _signer(args: argparse.Namespace, default_member: str) -> tuple[LedgerClient, Signer]:
@@ -131,16 +144,23 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_up(args: argparse.Namespace) -> int:
-    if args.ethereum != "none":
-        raise CliError("anchoring to Ethereum is not available in this build; use --ethereum none", EXIT_USAGE)
+    if args.ethereum == "tester":
+        raise CliError("--ethereum tester is an in-process chain that the devnet's node processes cannot share; "
+                       "use --ethereum anvil", EXIT_USAGE)
+    if args.ethereum not in (None, "anvil", "none") and not args.ethereum.startswith(("http://", "https://")):
+        raise CliError(f"--ethereum must be anvil, none or an http(s) RPC URL, not {args.ethereum!r}", EXIT_USAGE)
     directory = devnet_mod.devnet_dir(args.dir)
     try:
-        data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size, args.batch_wait_ms)
+        data = devnet_mod.up(directory, args.nodes, args.base_port, args.batch_size, args.batch_wait_ms,
+                             ethereum=args.ethereum, eth_key=args.eth_key)
     except devnet_mod.DevnetError as exc:
         raise CliError(str(exc)) from exc
     for i, n in enumerate(data["nodes"]):
         print(f"node{i}  {n['http']}  id={n['id']}  pid={n['pid']}")
     print(f"devnet: {directory / 'devnet.json'}  logs: {directory / 'logs'}")
+    eth = data.get("ethereum") or {}
+    if eth.get("rpc"):
+        print(f"anchoring to {eth['rpc']} (chain {eth['chain_id']}) contract {eth['anchor_contract']}")
     if args.demo:
         _load_demo(data)
     if args.detach:
@@ -215,7 +235,7 @@ def cmd_devnet_status(args: argparse.Namespace) -> int:
 
 def cmd_id_prefix(args: argparse.Namespace) -> int:
     client, signer = _signer(args, "admin")
-    owner = _member_id(args.owner, args) if args.owner else signer.key.id
+    owner = _member_id(args.owner, args) if args.owner else signer.member_id
     result = signer.send("prefix.create", PrefixCreate(args.prefix, owner))
     _print_json({"prefix": args.prefix, "owner": owner, "tx_id": result["tx_id"], "height": result["height"]})
     return 0
@@ -247,47 +267,103 @@ def cmd_id_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registered_urls(client: LedgerClient, identifiers: Sequence[str]) -> dict[str, set[str] | None]:
+    """For each identifier: the URL values of its committed record, or None when not registered."""
+    try:
+        r = client.http.post("/v1/resolve", json=list(identifiers), timeout=120)
+        r.raise_for_status()
+        results = r.json()["results"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise CliError(f"batch resolve failed: {exc}") from exc
+    out: dict[str, set[str] | None] = {}
+    for text, res in zip(identifiers, results, strict=True):
+        record = res.get("record")
+        out[text] = None if record is None else {v["value"] for v in record["values"] if v["type"] == "URL"}
+    return out
+
+
+MAX_ERRORS_SHOWN = 20  # on stderr; all of them go to the report file
+
+
 def cmd_id_import(args: argparse.Namespace) -> int:
-    rows = _read_import_csv(Path(args.file))
+    """Register rows in batches. Per-row errors go to the report CSV (line,identifier,error) and do not stop
+    the import. Rows whose identifier is already registered with the row's URL count as done (`skipped`),
+    so re-running after an interruption resumes where the committed rows end."""
+    path = Path(args.file)
+    rows = _read_import_csv(path)
+    report_path = Path(args.report) if args.report else path.with_name(path.name + ".errors.csv")
     client, signer = _signer(args, "org1")
     progress = Progress(len(rows), "import")
-    errors: list[tuple[int, str, str]] = []
+    failed = skipped = imported = 0
+    report_file = report_path.open("w", newline="", encoding="utf-8")
+    report = csv.writer(report_file)
+    report.writerow(["line", "identifier", "error"])
+
+    def fail(line: int, identifier: str, message: str) -> None:
+        nonlocal failed
+        failed += 1
+        report.writerow([line, identifier, message])
+        if failed <= MAX_ERRORS_SHOWN:
+            print(f"line {line}: {identifier}: {message}", file=sys.stderr)
+        progress.advance(failed=1)
+
     todo: list[tuple[int, str, str]] = []
     for line, identifier, url in rows:
         try:
-            split_handle(identifier)
+            storage_key(identifier)
             if not url:
                 raise InvalidIdentifier("empty url")
             todo.append((line, identifier, url))
         except InvalidIdentifier as exc:
-            errors.append((line, identifier, str(exc)))
-            progress.advance(failed=1)
+            fail(line, identifier, f"invalid: {exc}")
     retried: set[int] = set()
-    while todo:
-        chunk, todo = todo[: args.batch], todo[args.batch :]
-        txs = [signer.sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in chunk]
-        results = client.submit(txs, wait=True, timeout=120)
-        gap = False
-        for (line, identifier, url), result in zip(chunk, results, strict=True):
-            try:
-                check_result(result)
-                progress.advance()
-            except LedgerError as exc:
-                # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
-                if exc.reason == "nonce_gap" and line not in retried:
-                    retried.add(line)
-                    todo.append((line, identifier, url))
-                    gap = True
-                    continue
-                errors.append((line, identifier, f"{exc.reason}: {exc.message}"))
-                progress.advance(failed=1)
-        if gap or any(not r.get("accepted") for r in results):
-            signer.resync()
-    progress.close()
-    for line, identifier, message in errors:
-        print(f"line {line}: {identifier}: {message}", file=sys.stderr)
-    print(json.dumps({"imported": len(rows) - len(errors), "failed": len(errors)}))
-    return EXIT_REJECTED if errors else 0
+    try:
+        while todo:
+            chunk, todo = todo[: args.batch], todo[args.batch :]
+            # Skip rows already committed (an earlier, interrupted run): checked before signing.
+            known = _registered_urls(client, [i for _, i, _ in chunk])
+            fresh = []
+            for line, identifier, url in chunk:
+                urls = known.get(identifier)
+                if urls is None:
+                    fresh.append((line, identifier, url))
+                elif url in urls:
+                    skipped += 1
+                    progress.advance()
+                else:
+                    fail(line, identifier, "already_exists: registered with another URL")
+            if not fresh:
+                continue
+            txs = [signer.sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in fresh]
+            results = client.submit(txs, wait=True, timeout=120)
+            gap = False
+            for (line, identifier, url), result in zip(fresh, results, strict=True):
+                try:
+                    check_result(result)
+                    imported += 1
+                    progress.advance()
+                except LedgerError as exc:
+                    # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
+                    if exc.reason == "nonce_gap" and line not in retried:
+                        retried.add(line)
+                        todo.append((line, identifier, url))
+                        gap = True
+                        continue
+                    if exc.reason == "already_exists" and url in (_registered_urls(client, [identifier])[identifier]
+                                                                  or set()):
+                        skipped += 1  # a duplicate row of this file, or committed by a concurrent run
+                        progress.advance()
+                        continue
+                    fail(line, identifier, f"{exc.reason}: {exc.message}")
+            if gap or any(not r.get("accepted") for r in results):
+                signer.resync()
+    finally:
+        report_file.close()
+        progress.close()
+    if failed:
+        print(f"{failed} row(s) failed: see {report_path}", file=sys.stderr)
+    print(json.dumps({"imported": imported, "skipped": skipped, "failed": failed, "report": str(report_path)}))
+    return EXIT_REJECTED if failed else 0
 
 
 def _read_import_csv(path: Path) -> list[tuple[int, str, str]]:
@@ -345,7 +421,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ledger.benchmark import run_bench
 
-    result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms)
+    result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload)
     print(json.dumps(result))
     return 0
 
@@ -384,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000, help="max transactions per block")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.add_argument("--demo", action="store_true", help="load demo prefixes and identifiers")
-    p.add_argument("--ethereum", default="none", help="anchoring chain (only 'none' in this build)")
+    p.add_argument("--ethereum", default=None,
+                   help="anchoring chain: anvil (local, started here), none, or an http(s) RPC URL "
+                        "(default: the devnet's current choice, none for a new devnet)")
+    p.add_argument("--eth-key", default=None, help="deployer key file for --ethereum URL (default: Anvil dev key)")
     p.set_defaults(func=cmd_devnet_up)
     p = dev.add_parser("down", help="stop the devnet's nodes")
     p.add_argument("--dir")
@@ -410,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ids.add_parser("import", help="bulk-register from a CSV with header identifier,url")
     p.add_argument("file")
     p.add_argument("--batch", type=int, default=500, help="transactions per request")
+    p.add_argument("--report", help="per-row error report CSV (default: FILE.errors.csv)")
     _write_opts(p)
     p.set_defaults(func=cmd_id_import)
 
@@ -432,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members")
     p.add_argument("--batch", type=int, default=150, help="transactions per HTTP request")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
+    p.add_argument("--workload", choices=("register", "mixed"), default="register",
+                   help="identifier registrations, or asset mints, licence grants and transfers")
     p.set_defaults(func=cmd_bench)
 
     contracts = sub.add_parser("contracts", help="the Ethereum anchor contract").add_subparsers(
@@ -441,8 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_deploy_lazily)
 
     from ledger.cli_assets import add_asset_commands  # imports this module: import here, not at the top
+    from ledger.cli_members import add_member_commands
 
     add_asset_commands(sub)
+    add_member_commands(sub)
     return parser
 
 

@@ -77,7 +77,7 @@ def cmd_asset_mint(args: argparse.Namespace) -> int:
     payload = AssetMint(args.id, args.kind, args.uri, _hash(args.hash), owner, args.identifier or "")
     _, signer = _writer(args)
     result = signer.send("asset.mint", payload)
-    cli._print_json({"id": args.id, "owner": owner or signer.key.id, "identifier": args.identifier,
+    cli._print_json({"id": args.id, "owner": owner or signer.member_id, "identifier": args.identifier,
                      "tx_id": result["tx_id"], "height": result["height"]})
     return 0
 

@@ -101,15 +101,24 @@ class Signer:
         self.key = key
         self.client = client
         self.chain_id = chain_id or client.status()["chain_id"]
+        self.member_id = key.id
         self.next_nonce = 0
         self.resync()
 
     def resync(self) -> None:
         """Continue from the committed nonce (after transactions were refused or lost)."""
-        self.next_nonce = int(self.client.member(self.key.id)["nonce"]) + 1
+        try:
+            member = self.client.member(self.key.id)
+        except LedgerError as exc:
+            if exc.status != 404:
+                raise
+            # A member that rotated its key keeps its first id: find it by the current key.
+            member = self.client._get("/v1/members", public_key=self.key.public_key.hex())
+        self.member_id = str(member["id"])
+        self.next_nonce = int(member["nonce"]) + 1
 
     def sign(self, kind: str, payload: Any) -> SignedTx:
-        tx = make_tx(self.key, self.chain_id, self.next_nonce, kind, payload)
+        tx = make_tx(self.key, self.chain_id, self.next_nonce, kind, payload, sender=self.member_id)
         self.next_nonce += 1
         return tx
 

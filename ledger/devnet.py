@@ -192,10 +192,27 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, log_path: Path,
 
 def up(
     directory: Path, nodes: int, base_port: int = DEFAULT_HTTP_PORT, batch_size: int = 1000,
-    batch_wait_ms: int = 30,
+    batch_wait_ms: int = 30, ethereum: str | None = None, eth_key: str | None = None,
 ) -> dict[str, Any]:
-    """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy."""
+    """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy.
+
+    `ethereum` (anvil | none | an RPC URL; None keeps the devnet's current choice) selects the chain
+    the validators anchor to: see ledger.anchor.devchain.
+    """
     data = create(directory, nodes, base_port, batch_size, batch_wait_ms)
+    eth = data.get("ethereum") or {}
+    if ethereum is None:
+        ethereum = "none" if not eth.get("rpc") else "anvil" if eth.get("anvil_pid") else str(eth["rpc"])
+    if ethereum != "none" or eth.get("rpc"):
+        from ledger.anchor.devchain import DevchainError, setup
+
+        try:
+            setup(directory, data, ethereum, eth_key)
+        except DevchainError as exc:
+            raise DevnetError(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - RPC or deployment failure, shown to the user
+            raise DevnetError(f"setting up Ethereum ({ethereum}) failed: {type(exc).__name__}: {exc}") from exc
+        save_devnet(directory, data)
     log_dir = directory / "logs"
     procs = {}
     for entry in data["nodes"]:
@@ -243,6 +260,11 @@ def down(directory: Path) -> list[str]:
             stop_pid(pid)
             stopped.append(entry["id"])
         entry["pid"] = None
+    if (data.get("ethereum") or {}).get("anvil_pid"):
+        from ledger.anchor.devchain import stop as stop_anvil
+
+        if stop_anvil(data):
+            stopped.append("anvil")
     save_devnet(directory, data)
     return stopped
 

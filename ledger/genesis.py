@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ledger.codec import CodecError, encode, from_plain, to_plain
 from ledger.crypto import derive_id, sha256
-from ledger.members import check_roles, member_key, new_member
+from ledger.members import check_roles, member_key, member_key_index, member_name_key, new_member
 from ledger.resolver.identifiers import InvalidIdentifier, check_prefix
 from ledger.resolver.registry import Prefix, prefix_key
 from ledger.tx import TxRejected
@@ -73,9 +73,11 @@ def check_genesis(genesis: Genesis) -> None:
     if not any("admin" in m.roles for m in genesis.members):
         raise InvalidGenesis("genesis needs at least one admin member")
     member_ids = {derive_id(m.public_key) for m in genesis.members}
-    # Members have distinct keys.
+    # Members have distinct keys and distinct names.
     if len(member_ids) != len(genesis.members):
         raise InvalidGenesis("two members share a key")
+    if len({m.name for m in genesis.members}) != len(genesis.members):
+        raise InvalidGenesis("two members share a name")
     for p in genesis.prefixes:
         # Initial prefixes are well formed and owned by a founding member.
         try:
@@ -96,6 +98,8 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
         except TxRejected as exc:
             raise InvalidGenesis(f"member {m.name}: {exc.message}") from exc
         state[member_key(member.id)] = encode(member)
+        state[member_name_key(member.name)] = member.id.encode()
+        state[member_key_index(member.public_key)] = member.id.encode()
     for p in genesis.prefixes:
         state[prefix_key(p.prefix)] = encode(Prefix(p.prefix, p.owner, 0))
     return state

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ledger.crypto import PUBLIC_KEY_LEN, derive_id
-from ledger.state import Handler, SenderInfo, StateView, TxContext, get_record
+from ledger.state import Handler, SenderInfo, SenderLookup, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
 ROLES = ("admin", "registrar", "issuer", "auditor")
@@ -53,6 +53,26 @@ def member_key(member_id: str) -> bytes:
     return b"member/" + member_id.encode()
 
 
+def member_name_key(name: str) -> bytes:
+    return b"member-name/" + name.encode()
+
+
+def member_key_index(public_key: bytes) -> bytes:
+    return b"member-pk/" + public_key.hex().encode()
+
+
+def find_member_by_public_key(view: StateView, public_key: bytes) -> Member | None:
+    """The member whose current key this is (ids stay the first key's after a rotation)."""
+    raw = view.get(member_key_index(public_key))
+    return None if raw is None else get_member(view, raw.decode())
+
+
+def find_member_by_name(view: StateView, name: str) -> Member | None:
+    """Members are named on the command line by the names genesis or `member.add` gave them."""
+    raw = view.get(member_name_key(name))
+    return None if raw is None else get_member(view, raw.decode())
+
+
 def get_member(view: StateView, member_id: str) -> Member | None:
     return get_record(view, Member, member_key(member_id))
 
@@ -62,6 +82,28 @@ def lookup_sender(view: StateView, member_id: str) -> SenderInfo | None:
     if member is None or not member.active:
         return None
     return SenderInfo(member.public_key, member.roles)
+
+
+VALIDATOR_KINDS = frozenset({"anchor.record"})  # system transactions a validator sends with its node key
+
+
+def validator_sender_lookup(validators: Mapping[str, bytes]) -> SenderLookup:
+    """`lookup_sender`, extended to the genesis validators (id -> public key).
+
+    A validator that is not a member may send the system kinds of VALIDATOR_KINDS only, with the
+    `validator` role. A validator that is also a member keeps its member rights and gains the role.
+    """
+    known = dict(validators)
+
+    def lookup(view: StateView, sender_id: str) -> SenderInfo | None:
+        info = lookup_sender(view, sender_id)
+        if sender_id not in known:
+            return info
+        if info is None:
+            return SenderInfo(known[sender_id], ("validator",), VALIDATOR_KINDS)
+        return SenderInfo(info.public_key, tuple(sorted({*info.roles, "validator"})), info.kinds)
+
+    return lookup
 
 
 def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
@@ -90,7 +132,12 @@ def process_member_add(ctx: TxContext, p: MemberAdd) -> None:
     # A key belongs to one member, once.
     if existing is not None:
         raise TxRejected(Reject.ALREADY_EXISTS, f"member {member.id} already exists")
+    # A name names one member, so commands can use it.
+    if ctx.state.get(member_name_key(member.name)) is not None:
+        raise TxRejected(Reject.ALREADY_EXISTS, f"a member is already named {member.name!r}")
     ctx.put(member_key(member.id), member)
+    ctx.state.put(member_name_key(member.name), member.id.encode())
+    ctx.state.put(member_key_index(member.public_key), member.id.encode())
 
 
 def _existing(ctx: TxContext, member_id: str) -> Member:
@@ -124,8 +171,13 @@ def process_member_rotate_key(ctx: TxContext, p: MemberRotateKey) -> None:
     # The new key is a raw Ed25519 public key.
     if len(p.public_key) != PUBLIC_KEY_LEN:
         raise TxRejected(Reject.INVALID_VALUE, "public_key must be 32 bytes")
+    # The new key is no other member's current key.
+    if ctx.state.get(member_key_index(p.public_key)) is not None:
+        raise TxRejected(Reject.ALREADY_EXISTS, "that key belongs to a member already")
     # The id stays the member's original id; only the verifying key changes.
     ctx.put(member_key(member.id), replace(member, public_key=p.public_key))
+    ctx.state.delete(member_key_index(member.public_key))
+    ctx.state.put(member_key_index(p.public_key), member.id.encode())
 
 
 class MembersModule:

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from ledger.anchor.records import disabled_status
 from ledger.app import LedgerApp
 from ledger.chain import InvalidBlock
 from ledger.chaindb import ChainDB, ExecutedBlock
@@ -32,7 +33,6 @@ from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, Fo
 from ledger.consensus.replica import Replica, ReplicaConfig
 from ledger.crypto import SigningKey, verify_digest
 from ledger.genesis import load_genesis
-from ledger.members import lookup_sender
 from ledger.metrics import NodeMetrics
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.net.transport import Transport, TransportError
@@ -48,6 +48,9 @@ from ledger.tx import (
     compute_tx_id,
     decode_tx,
 )
+
+if TYPE_CHECKING:
+    from ledger.anchor.service import AnchorService
 
 log = logging.getLogger("ledger.node")
 
@@ -135,6 +138,12 @@ class Node:
         self._background: set[asyncio.Task[Any]] = set()
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.started_at = time.time()
+        # Anchoring to Ethereum, when configured (web3 is imported only then).
+        self.anchoring: AnchorService | None = None
+        if config.ethereum is not None:
+            from ledger.anchor.service import AnchorService
+
+            self.anchoring = AnchorService(self, config.ethereum)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -142,9 +151,13 @@ class Node:
         if self.transport is not None:
             await self.transport.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
+        if self.anchoring is not None:
+            self.anchoring.start()
         log.info("node %s started at height %d", self.key.id, self.chain.height)
 
     async def stop(self) -> None:
+        if self.anchoring is not None:
+            await self.anchoring.stop()
         for task in [self._catch_up_task, *self._background]:
             if task is not None:
                 task.cancel()
@@ -184,9 +197,11 @@ class Node:
                 # Not already waiting here, committed, or repeated within this request.
                 if tx_id in self._mempool or tx_id in batch_ids or self.chain.get_tx_location(tx_id):
                     raise TxRejected(Reject.DUPLICATE, "transaction already submitted")
-                sender = lookup_sender(view, tx.sender)
+                sender = self.chain.machine.sender_lookup(view, tx.sender)
                 if sender is None:
                     raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
+                if sender.kinds is not None and tx.kind not in sender.kinds:
+                    raise TxRejected(Reject.UNAUTHORIZED, f"{tx.sender} may not send {tx.kind!r}")
                 # A nonce at or below the committed one can never execute again.
                 committed_nonce = get_nonce(view, tx.sender)
                 if tx.nonce <= committed_nonce:
@@ -402,7 +417,7 @@ class Node:
             "peers": self.transport.connected_peers() if self.transport is not None else [],
             "mempool": len(self._mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "anchoring": None,
+            "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
         }
 
 

@@ -127,6 +127,7 @@ class TxResult:
 class SenderInfo:
     public_key: bytes
     roles: tuple[str, ...]
+    kinds: frozenset[str] | None = None  # the only tx kinds this sender may send; None = any
 
 
 # Resolves a sender id to its key and roles in the given view, or None if not an active member.
@@ -232,6 +233,9 @@ class StateMachine:
         sender = self.sender_lookup(view, tx.sender)
         if sender is None:
             raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
+        # A sender limited to some kinds (a validator sending system transactions) sends only those.
+        if sender.kinds is not None and tx.kind not in sender.kinds:
+            raise TxRejected(Reject.UNAUTHORIZED, f"{tx.sender} may not send {tx.kind!r}")
         # The signature is the sender's, under its current key.
         if verified_key != sender.public_key:
             digest = compute_signing_digest(raw, tx)

@@ -92,9 +92,12 @@ def compute_tx_id(raw: bytes) -> bytes:
     return sha256(raw)
 
 
-def make_tx(key: SigningKey, chain_id: str, nonce: int, kind: str, payload: Any) -> SignedTx:
-    """Build and sign a transaction (the SDK and CLI path)."""
-    body = TxBody(chain_id, kind, key.id, nonce, encode(payload))
+def make_tx(
+    key: SigningKey, chain_id: str, nonce: int, kind: str, payload: Any, sender: str | None = None
+) -> SignedTx:
+    """Build and sign a transaction (the SDK and CLI path). `sender` is the member id when it is not
+    the key's own id (a member that rotated its key keeps its original id)."""
+    body = TxBody(chain_id, kind, sender or key.id, nonce, encode(payload))
     return SignedTx(*_fields(body), key.sign(DOMAIN_TX, body))
 
 

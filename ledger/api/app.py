@@ -9,7 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 
 from ledger.api.errors import error_response, install_error_handlers
-from ledger.api.routes import assets, blocks, handles, members, resolve, status, tx
+from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
+from ledger.api.routes import anchors, assets, blocks, gs1, handles, members, resolve, status, tx
 from ledger.config import NodeConfig
 from ledger.node import Node
 
@@ -19,10 +20,13 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def create_app(home: str | Path | None = None, node: Node | None = None) -> FastAPI:
     """An app serving `node`, or the node configured in `home` (built and stopped by the lifespan)."""
 
+    cache = ResponseCache()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_node = node if node is not None else Node(NodeConfig.load(home or "."))
         app.state.node = the_node
+        the_node.add_commit_listener(cache.on_commit)  # Handle answer cache: fresh at every commit
         await the_node.start()
         try:
             yield
@@ -49,6 +53,9 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
                 node.metrics.http_errors.labels(str(response.status_code)).inc()
         return response
 
-    for module in (status, tx, blocks, handles, resolve, members, assets):
+    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, gs1):
         app.include_router(module.router)
+    # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.
+    app.state.handle_cache = cache
+    app.add_middleware(HandleCacheMiddleware, cache=cache)
     return app

@@ -1,18 +1,43 @@
 """State module: prefix ownership and identifier records of typed values (the Handle model).
 
 A prefix has an owner. The admin creates top-level prefixes; the owner of a prefix creates
-sub-prefixes under it (88.100 -> 88.100.1) for any member. Only a prefix's owner registers,
-updates or deletes identifiers under it. A record holds typed values (URL, EMAIL, HASH, TWIN,
-NFT, ...) as in the Handle data model; timestamps are the block time of the last change.
+sub-prefixes under it (88.100 -> 88.100.1) for any member, and `prefix.transfer` hands a prefix to
+another member (by its owner, or by the owner of a prefix above it). Only a prefix's owner
+registers, updates or deletes identifiers under it. A record holds typed values (URL, EMAIL, HASH,
+TWIN, NFT, DESC) as in the Handle data model; timestamps are the block time of the last change.
+
+GS1 items: a GS1 company prefix is the prefix `gs1:<digits>`. An identifier given in any GS1 form
+(Digital Link path or URI, EPC URN, element string, `gs1/01/...`, `gs1:<cp>/01/...`) is stored under
+its canonical key `gs1/01/<gtin14>[/21/<serial>]` (see `identifiers.parse_identifier`); its owner is
+the owner of the longest registered `gs1:` prefix among the key's company-prefix candidates.
+Other identifiers are Handles `<prefix>/<suffix>`, stored as given.
+
+Value-level changes: `id.value_set` adds or replaces the value at one index, `id.value_remove`
+removes one value (the last value of a record is removed with `id.delete`).
+
+History: every change of a record (register, update, value set/remove, delete, NFT bind and
+decommission) appends an entry under `id-h/<key>/<n:08d>` (n from 0), with the values after the
+change, the height, tx id, block time and the acting member; `id-hc/<key>` holds the entry count.
+History is state, so it is covered by state proofs and readable at any height.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger.codec import decode
 from ledger.members import get_member
-from ledger.resolver.identifiers import InvalidIdentifier, check_prefix, parent_prefix, split_handle
+from ledger.resolver.identifiers import (
+    Identifier,
+    InvalidIdentifier,
+    check_prefix,
+    owner_prefix_candidates,
+    parent_prefix,
+    parse_identifier,
+    split_handle,
+)
 from ledger.state import Handler, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
@@ -79,12 +104,110 @@ class IdDelete:
     handle: str
 
 
+@dataclass(frozen=True)
+class PrefixTransfer:
+    prefix: str
+    new_owner: str
+
+
+@dataclass(frozen=True)
+class IdValueSet:
+    """Add the value at `value.index`, or replace the value already there."""
+
+    handle: str
+    value: ValueSpec
+
+
+@dataclass(frozen=True)
+class IdValueRemove:
+    handle: str
+    index: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change of a record: the values after it (empty once deleted) and who made it when."""
+
+    seq: int
+    change: str  # the tx kind: id.register, id.update, id.value_set, id.value_remove, id.delete, asset.*
+    values: tuple[HandleValue, ...]
+    height: int
+    tx_id: str  # hex
+    time: int  # ms, block time
+    actor: str
+
+
 def prefix_key(prefix: str) -> bytes:
     return b"prefix/" + prefix.encode()
 
 
 def identifier_key(handle: str) -> bytes:
     return b"id/" + handle.encode()
+
+
+def history_key(handle: str, seq: int) -> bytes:
+    return b"id-h/" + handle.encode() + b"/" + f"{seq:08d}".encode()
+
+
+def history_count_key(handle: str) -> bytes:
+    return b"id-hc/" + handle.encode()
+
+
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+GS1_FORM_STARTS = ("/", "(", "^", "gs1/", "gs1:")
+
+
+def is_gs1_form(text: str) -> bool:
+    """True when `text` is written in one of the GS1 forms (not a plain Handle)."""
+    return text.startswith(GS1_FORM_STARTS) or text[:4].lower() == "urn:" or _SCHEME_RE.match(text) is not None
+
+
+def storage_key(text: str) -> tuple[str, Identifier | None]:
+    """The key a record is stored under: the canonical GS1 key for GS1 forms, else the Handle as given
+    (checked with `split_handle`, as before GS1 support). Raises InvalidIdentifier."""
+    if is_gs1_form(text):
+        ident = parse_identifier(text)
+        if ident.scheme == "gs1":
+            return ident.canonical, ident
+    split_handle(text)
+    return text, None
+
+
+def owning_prefix(view: StateView, text: str) -> tuple[str, str, Prefix | None]:
+    """(storage key, prefix name, prefix record or None) of an identifier in any accepted form.
+    A GS1 item's prefix is its longest registered `gs1:<digits>` candidate (the longest candidate when
+    none is registered). Raises InvalidIdentifier."""
+    key, ident = storage_key(text)
+    if ident is None:
+        prefix = key.partition("/")[0]
+        return key, prefix, get_prefix(view, prefix)
+    candidates = owner_prefix_candidates(ident)
+    for candidate in candidates:
+        record = get_prefix(view, candidate)
+        if record is not None:
+            return key, candidate, record
+    return key, candidates[0] if candidates else "gs1", None
+
+
+def get_history(view: StateView, handle: str, limit: int = 1000, start: int = 0) -> tuple[int, list[HistoryEntry]]:
+    """(total entries, entries from `start`, at most `limit`) of a record's history, oldest first."""
+    raw = view.get(history_count_key(handle))
+    total = 0 if raw is None else decode(int, raw, trusted=True)
+    out: list[HistoryEntry] = []
+    for seq in range(max(0, start), min(total, max(0, start) + limit)):
+        entry = get_record(view, HistoryEntry, history_key(handle, seq))
+        if entry is not None:
+            out.append(entry)
+    return total, out
+
+
+def append_history(ctx: TxContext, handle: str, change: str, values: tuple[HandleValue, ...]) -> None:
+    """Record one change of `handle` (called by every handler that changes an identifier record)."""
+    count = ctx.state.get(history_count_key(handle))
+    seq = 0 if count is None else decode(int, count, trusted=True)
+    ctx.put(history_key(handle, seq), HistoryEntry(seq, change, values, ctx.height, ctx.tx_id.hex(),
+                                                   ctx.timestamp, ctx.sender))
+    ctx.put(history_count_key(handle), seq + 1)
 
 
 def get_prefix(view: StateView, prefix: str) -> Prefix | None:
@@ -122,18 +245,40 @@ def process_prefix_create(ctx: TxContext, p: PrefixCreate) -> None:
     ctx.put(prefix_key(p.prefix), Prefix(p.prefix, p.owner, ctx.height))
 
 
-def _owned_handle(ctx: TxContext, handle: str) -> None:
+def process_prefix_transfer(ctx: TxContext, p: PrefixTransfer) -> None:
+    record = ctx.get(Prefix, prefix_key(p.prefix))
+    # The prefix exists.
+    if record is None:
+        raise TxRejected(Reject.NOT_FOUND, f"prefix {p.prefix} is not registered")
+    # Its owner, or the owner of a prefix above it (who delegated it), transfers it.
+    allowed = record.owner == ctx.sender
+    parent = parent_prefix(p.prefix)
+    while not allowed and parent is not None:
+        above = ctx.get(Prefix, prefix_key(parent))
+        allowed = above is not None and above.owner == ctx.sender
+        parent = parent_prefix(parent)
+    if not allowed:
+        raise TxRejected(Reject.UNAUTHORIZED, f"only the owner of {p.prefix} (or of a prefix above it) transfers it")
+    # The new owner is an active member.
+    owner = get_member(ctx.state, p.new_owner)
+    if owner is None or not owner.active:
+        raise TxRejected(Reject.NOT_FOUND, f"new owner {p.new_owner} is not an active member")
+    ctx.put(prefix_key(p.prefix), Prefix(p.prefix, p.new_owner, record.created_height))
+
+
+def _owned_handle(ctx: TxContext, handle: str) -> str:
+    """The storage key of `handle`, after checking that the sender owns its prefix."""
     try:
-        prefix, _ = split_handle(handle)
+        key, prefix, record = owning_prefix(ctx.state, handle)
     except InvalidIdentifier as exc:
         raise _invalid(exc) from exc
-    record = ctx.get(Prefix, prefix_key(prefix))
     # The prefix exists on this ledger.
     if record is None:
         raise TxRejected(Reject.NOT_FOUND, f"prefix {prefix} is not registered")
     # Only its owner changes identifiers under it.
     if record.owner != ctx.sender:
         raise TxRejected(Reject.UNAUTHORIZED, f"only the owner of {prefix} changes its identifiers")
+    return key
 
 
 def build_values(
@@ -166,31 +311,63 @@ def build_values(
 
 
 def process_id_register(ctx: TxContext, p: IdRegister) -> None:
-    _owned_handle(ctx, p.handle)
+    key = _owned_handle(ctx, p.handle)
     # An identifier is registered once.
-    if ctx.get(IdentifierRecord, identifier_key(p.handle)) is not None:
-        raise TxRejected(Reject.ALREADY_EXISTS, f"{p.handle} already exists")
+    if ctx.get(IdentifierRecord, identifier_key(key)) is not None:
+        raise TxRejected(Reject.ALREADY_EXISTS, f"{key} already exists")
     values = build_values(p.values, ctx.timestamp)
-    ctx.put(identifier_key(p.handle), IdentifierRecord(p.handle, values, ctx.height, ctx.height, ctx.timestamp))
+    ctx.put(identifier_key(key), IdentifierRecord(key, values, ctx.height, ctx.height, ctx.timestamp))
+    append_history(ctx, key, "id.register", values)
+
+
+def _existing(ctx: TxContext, handle: str) -> tuple[str, IdentifierRecord]:
+    key = _owned_handle(ctx, handle)
+    record = ctx.get(IdentifierRecord, identifier_key(key))
+    # Only existing identifiers are changed.
+    if record is None:
+        raise TxRejected(Reject.NOT_FOUND, f"{key} does not exist")
+    return key, record
+
+
+def _store_values(ctx: TxContext, key: str, record: IdentifierRecord, specs: tuple[ValueSpec, ...],
+                  change: str) -> None:
+    values = build_values(specs, ctx.timestamp, record.values)
+    updated = IdentifierRecord(key, values, record.created_height, ctx.height, record.created_at)
+    ctx.put(identifier_key(key), updated)
+    append_history(ctx, key, change, values)
 
 
 def process_id_update(ctx: TxContext, p: IdUpdate) -> None:
-    _owned_handle(ctx, p.handle)
-    record = ctx.get(IdentifierRecord, identifier_key(p.handle))
-    # Only existing identifiers are updated.
-    if record is None:
-        raise TxRejected(Reject.NOT_FOUND, f"{p.handle} does not exist")
-    values = build_values(p.values, ctx.timestamp, record.values)
-    updated = IdentifierRecord(p.handle, values, record.created_height, ctx.height, record.created_at)
-    ctx.put(identifier_key(p.handle), updated)
+    key, record = _existing(ctx, p.handle)
+    _store_values(ctx, key, record, p.values, "id.update")
+
+
+def _specs(values: tuple[HandleValue, ...]) -> list[ValueSpec]:
+    return [ValueSpec(v.index, v.type, v.value) for v in values]
+
+
+def process_id_value_set(ctx: TxContext, p: IdValueSet) -> None:
+    key, record = _existing(ctx, p.handle)
+    specs = [s for s in _specs(record.values) if s.index != p.value.index]
+    _store_values(ctx, key, record, (*specs, p.value), "id.value_set")
+
+
+def process_id_value_remove(ctx: TxContext, p: IdValueRemove) -> None:
+    key, record = _existing(ctx, p.handle)
+    # The value exists.
+    if not any(v.index == p.index for v in record.values):
+        raise TxRejected(Reject.NOT_FOUND, f"{key} has no value at index {p.index}")
+    specs = tuple(s for s in _specs(record.values) if s.index != p.index)
+    # A record keeps at least one value: delete the identifier instead.
+    if not specs:
+        raise TxRejected(Reject.INVALID_VALUE, f"index {p.index} is the last value of {key}; use id.delete")
+    _store_values(ctx, key, record, specs, "id.value_remove")
 
 
 def process_id_delete(ctx: TxContext, p: IdDelete) -> None:
-    _owned_handle(ctx, p.handle)
-    # Only existing identifiers are deleted.
-    if ctx.get(IdentifierRecord, identifier_key(p.handle)) is None:
-        raise TxRejected(Reject.NOT_FOUND, f"{p.handle} does not exist")
-    ctx.delete(identifier_key(p.handle))
+    key, _ = _existing(ctx, p.handle)
+    ctx.delete(identifier_key(key))
+    append_history(ctx, key, "id.delete", ())
 
 
 class RegistryModule:
@@ -199,6 +376,9 @@ class RegistryModule:
         "id.register": process_id_register,
         "id.update": process_id_update,
         "id.delete": process_id_delete,
+        "prefix.transfer": process_prefix_transfer,
+        "id.value_set": process_id_value_set,
+        "id.value_remove": process_id_value_remove,
     }
 
 
@@ -206,3 +386,6 @@ register_kind("prefix.create", PrefixCreate)
 register_kind("id.register", IdRegister)
 register_kind("id.update", IdUpdate)
 register_kind("id.delete", IdDelete)
+register_kind("prefix.transfer", PrefixTransfer)
+register_kind("id.value_set", IdValueSet)
+register_kind("id.value_remove", IdValueRemove)

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from ledger.api.deps import NodeDep
 from ledger.proofs import build_state_proof
 from ledger.resolver.handle_format import filter_values, handle_values
-from ledger.resolver.identifiers import InvalidIdentifier, split_handle
-from ledger.resolver.registry import get_identifier, get_prefix, identifier_key
+from ledger.resolver.identifiers import InvalidIdentifier
+from ledger.resolver.registry import get_identifier, identifier_key, owning_prefix
 
 router = APIRouter(tags=["handle"])
 
@@ -40,24 +40,26 @@ async def resolve_handle(
     publicOnly: bool = True,  # noqa: N803 - Handle.Net's parameter name; all values are public here
 ) -> Response:
     handle = f"{prefix}/{suffix}"
+    view = node.chain.latest
     try:
-        split_handle(handle)
+        # A Handle is stored as given; a GS1 key (gs1/01/<gtin>/21/<serial>, gs1:<cp>/01/...) under its
+        # canonical key, owned by its longest registered gs1:<digits> prefix.
+        key, owner_prefix, prefix_record = owning_prefix(view, handle)
     except InvalidIdentifier as exc:
         return _answer({"responseCode": 102, "handle": handle, "message": str(exc)}, 400, callback)
     try:
         indexes = [int(i) for i in index or []]
     except ValueError:
         return _answer({"responseCode": 202, "handle": handle, "message": "index must be an integer"}, 400, callback)
-    view = node.chain.latest
-    if get_prefix(view, prefix) is None:
-        message = f"prefix {prefix} is not homed on this ledger"
+    if prefix_record is None:
+        message = f"prefix {owner_prefix} is not homed on this ledger"
         return _answer({"responseCode": 301, "handle": handle, "message": message}, 400, callback)
-    record = get_identifier(view, handle)
+    record = get_identifier(view, key)
     # proof=true adds a top-level proof of the record (or of its absence) against a certified header.
-    extra = {"proof": build_state_proof(node.chain, identifier_key(handle))} if proof else {}
+    extra = {"proof": build_state_proof(node.chain, identifier_key(key))} if proof else {}
     if record is None:
         return _answer({"responseCode": 100, "handle": handle, **extra}, 404, callback)
-    values = filter_values(handle_values(record, prefix), indexes, list(type or []))
+    values = filter_values(handle_values(record, owner_prefix), indexes, list(type or []))
     if not values:
         return _answer({"responseCode": 200, "handle": handle, **extra}, 200, callback)
     return _answer({"responseCode": 1, "handle": handle, "values": values, **extra}, 200, callback)

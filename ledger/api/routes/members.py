@@ -9,11 +9,29 @@ from fastapi import APIRouter
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.codec import to_plain
-from ledger.members import get_member
+from ledger.members import find_member_by_name, find_member_by_public_key, get_member
 from ledger.resolver.registry import get_prefix
 from ledger.state import get_nonce
 
 router = APIRouter(tags=["members"])
+
+
+@router.get("/v1/members")
+async def find_member(node: NodeDep, name: str | None = None, public_key: str | None = None) -> dict[str, Any]:
+    """A member by the name genesis or `member.add` gave it, or by its current public key (hex)."""
+    view = node.chain.latest
+    if name is not None:
+        record = find_member_by_name(view, name)
+    elif public_key is not None:
+        try:
+            record = find_member_by_public_key(view, bytes.fromhex(public_key))
+        except ValueError as exc:
+            raise ApiError(400, "malformed", "public_key is hex") from exc
+    else:
+        raise ApiError(400, "malformed", "give name= or public_key=")
+    if record is None:
+        raise ApiError(404, "not_found", "no such member")
+    return {**to_plain(record), "nonce": get_nonce(view, record.id)}
 
 
 @router.get("/v1/members/{member_id}")

@@ -1,38 +1,117 @@
-"""Native resolution: an identifier's record at any committed height, optionally with its proof."""
+"""Native resolution: an identifier's record at any committed height, optionally with its proof.
+
+Identifiers are accepted in every form `parse_identifier` accepts (Handle, GS1 Digital Link path or
+URI, EPC URN, element string, canonical GS1 key) and answered under their storage key (`identifier`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+import segno
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.proofs import build_state_proof
-from ledger.resolver.identifiers import InvalidIdentifier, split_handle
-from ledger.resolver.registry import get_identifier, identifier_key
+from ledger.resolver.identifiers import InvalidIdentifier
+from ledger.resolver.registry import get_history, identifier_key
+from ledger.resolver.resolution import Resolved, resolution_url, resolve_text
 
 router = APIRouter(tags=["resolve"])
+
+MAX_BATCH = 1000
+MAX_HISTORY_PAGE = 1000
+
+
+def _height(chain: ChainDB, height: int | None) -> int:
+    head = chain.height
+    if height is not None and not 0 <= height <= head:
+        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head})")
+    return head if height is None else height
+
+
+def _lookup(chain: ChainDB, identifier: str, at: int) -> Resolved:
+    try:
+        return resolve_text(chain.view_at(at), identifier)
+    except InvalidIdentifier as exc:
+        raise ApiError(400, "invalid_identifier", str(exc), identifier=identifier) from exc
+
+
+@router.get("/v1/resolve/{identifier:path}/history")
+async def history(identifier: str, node: NodeDep, height: int | None = None, start: int = 0,
+                  limit: int = MAX_HISTORY_PAGE) -> dict[str, Any]:
+    """Every change of the record (oldest first) as of `height`: the change, the values after it, the
+    height, tx id, block time (ms) and the member who made it; paged with `start` and `limit`."""
+    at = _height(node.chain, height)
+    found = _lookup(node.chain, identifier, at)
+    total, entries = get_history(node.chain.view_at(at), found.key, max(1, min(limit, MAX_HISTORY_PAGE)), start)
+    if total == 0:
+        raise ApiError(404, "not_found", f"{found.key} has no history", identifier=found.key, height=at)
+    return {"identifier": found.key, "height": at, "total": total, "start": start,
+            "history": [to_plain(e) for e in entries]}
+
+
+def _answer(node: Any, found: Resolved, at: int, proof: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"identifier": found.key, "height": at,
+                            "record": None if found.record is None else to_plain(found.record)}
+    if found.key != found.text:
+        body["input"] = found.text
+    if proof:
+        body["proof"] = build_state_proof(node.chain, identifier_key(found.key), at)
+    return body
 
 
 @router.get("/v1/resolve/{identifier:path}")
 async def resolve(identifier: str, node: NodeDep, height: int | None = None, proof: bool = False) -> dict[str, Any]:
     """The record of `identifier` as of `height` (default: the head); `proof=true` adds a state proof
     (also for an identifier that does not exist: then it proves the absence)."""
+    at = _height(node.chain, height)
+    found = _lookup(node.chain, identifier, at)
+    body = _answer(node, found, at, proof)
+    if found.record is None:
+        body.pop("record")
+        raise ApiError(404, "not_found", f"{found.key} is not registered", **body)
+    return body
+
+
+@router.post("/v1/resolve")
+async def resolve_batch(
+    node: NodeDep,
+    identifiers: Annotated[list[str], Body(max_length=MAX_BATCH)],
+    height: int | None = None,
+    proof: bool = False,
+) -> dict[str, Any]:
+    """Resolve up to 1000 identifiers (a JSON list of strings) at one height. Answers are in input order:
+    `{identifier, height, record}` (record null when not registered, plus `proof` with `proof=true`), or
+    `{input, error, message}` for an identifier that does not parse."""
+    at = _height(node.chain, height)
+    view = node.chain.view_at(at)
+    out: list[dict[str, Any]] = []
+    for text in identifiers:
+        try:
+            found = resolve_text(view, text)
+        except InvalidIdentifier as exc:
+            out.append({"input": text, "error": "invalid_identifier", "message": str(exc)})
+            continue
+        out.append(_answer(node, found, at, proof))
+    return {"height": at, "results": out}
+
+
+@router.get("/v1/qr/{identifier:path}", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG QR code"}})
+async def qr(identifier: str, request: Request, scale: int = 4, base: str | None = None) -> Response:
+    """A QR code (SVG) of the identifier's resolution URL: its GS1 Digital Link URI for GS1 items, its
+    Handle REST URL otherwise, on this node (or on `base`, e.g. https://id.example.com). The path ends
+    in `.svg`."""
+    if not identifier.endswith(".svg"):
+        raise ApiError(404, "not_found", "QR codes are served as /v1/qr/{identifier}.svg")
     try:
-        split_handle(identifier)
+        url = resolution_url(identifier[:-4], base or str(request.base_url).rstrip("/"))
     except InvalidIdentifier as exc:
         raise ApiError(400, "invalid_identifier", str(exc)) from exc
-    head = node.chain.height
-    if height is not None and not 0 <= height <= head:
-        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head})")
-    at = head if height is None else height
-    record = get_identifier(node.chain.view_at(at), identifier)
-    extra: dict[str, Any] = {}
-    if proof:
-        extra["proof"] = build_state_proof(node.chain, identifier_key(identifier), at)
-    if record is None:
-        raise ApiError(404, "not_found", f"{identifier} is not registered", identifier=identifier, height=at,
-                       **extra)
-    return {"identifier": identifier, "height": at, "record": to_plain(record), **extra}
+    svg = segno.make(url, micro=False).svg_inline(scale=max(1, min(scale, 20)))
+    return Response(svg, media_type="image/svg+xml", headers={"X-Resolution-URL": url})

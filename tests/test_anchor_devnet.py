@@ -1,0 +1,127 @@
+"""Anchoring on a real 4-node devnet with a real Anvil (`ledger devnet up --ethereum anvil`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ledger import devnet as devnet_mod
+from ledger.anchor import devchain
+from ledger.client import LedgerClient, Signer
+from ledger.crypto import SigningKey
+from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+
+pytestmark = pytest.mark.skipif(
+    not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
+)
+
+
+def _base_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1]) % 20_000 + 20_000
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    directory = tmp_path_factory.mktemp("anchor-devnet")
+    try:
+        data = devnet_mod.up(directory, 4, base_port=_base_port(), ethereum="anvil")
+        yield directory, data
+    finally:
+        devnet_mod.down(directory)
+        data = devnet_mod.load_devnet(directory)
+        assert not devnet_mod.is_alive(data["ethereum"]["anvil_pid"])
+
+
+def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def _anchoring(url: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{url}/v1/status", timeout=5).json()["anchoring"]
+    return result
+
+
+def _contract(data: dict[str, Any]) -> Any:
+    from ledger.anchor import contract as ac
+
+    w3 = ac.connect(data["ethereum"]["rpc"])
+    return w3, ac.anchor_contract(w3, data["ethereum"]["anchor_contract"])
+
+
+def _load(url: str, signer: Signer, start: int, count: int) -> None:
+    client = signer.client
+    for n in range(start, start + count):
+        client.submit([signer.sign("id.register", IdRegister(f"88.300/e{n}", (ValueSpec(1, "URL", "u"),)))],
+                      wait=True)
+
+
+def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]]) -> None:
+    directory, data = net
+    eth = data["ethereum"]
+    assert eth["rpc"] and eth["chain_id"] == 31337 and eth["anchor_contract"] and eth["anvil_pid"]
+    urls = [n["http"] for n in data["nodes"]]
+    client = LedgerClient(urls[0])
+    admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
+    org1 = SigningKey.load(data["keys"]["org1"])
+    admin.send("prefix.create", PrefixCreate("88.300", org1.id))
+    signer = Signer(org1, client)
+    _load(urls[0], signer, 0, 12)
+
+    # Within the devnet's interval (10 blocks / 5 s) every node reports an anchored height.
+    first = _wait(lambda: all(_anchoring(u)["last_anchored_height"] for u in urls) and _anchoring(urls[0]),
+                  40, "a recorded anchor on every node")
+    h = first["last_anchored_height"]
+    w3, contract = _contract(data)
+    block_hash = httpx.get(f"{urls[0]}/v1/blocks/{h}").json()["hash"]
+    assert contract.functions.rootAt(h).call().hex() == block_hash
+    record = httpx.get(f"{urls[2]}/v1/anchors/{h}").json()
+    assert record["block_hash"] == block_hash and record["contract"] == eth["anchor_contract"]
+    receipt = w3.eth.get_transaction_receipt(record["tx_hash"])
+    assert receipt["blockNumber"] == record["eth_block"]
+    print(f"anchor gas used: {receipt['gasUsed']}")
+
+    # Anvil dies (state dumped every second); the ledger goes on; anchoring reports the error.
+    time.sleep(1.5)
+    os.kill(eth["anvil_pid"], signal.SIGKILL)
+    _load(urls[0], signer, 100, 12)
+    _wait(lambda: any(_anchoring(u)["last_error"] for u in urls), 30, "an anchoring error while Anvil is down")
+    target = httpx.get(f"{urls[0]}/v1/status").json()["height"]
+
+    # Anvil comes back on the same port with its state: anchoring resumes past the outage.
+    port = int(str(eth["rpc"]).rsplit(":", 1)[1])
+    pid, rpc = devchain.start_anvil(directory, port)
+    saved = devnet_mod.load_devnet(directory)
+    saved["ethereum"]["anvil_pid"] = pid
+    devnet_mod.save_devnet(directory, saved)
+    assert rpc == eth["rpc"]
+    _wait(lambda: _anchoring(urls[0])["last_anchored_height"] >= target, 45, "anchoring after the restart")
+    w3, contract = _contract(data)
+    assert contract.functions.latest().call()[0] >= target
+
+    # No double anchors: each Anchored event names a new, higher height whose root is the ledger's block.
+    logs = contract.events.Anchored.get_logs(from_block=0)
+    heights = [int(e["args"]["height"]) for e in logs]
+    assert heights == sorted(set(heights)) and len(heights) >= 2
+    later = w3.eth.get_transaction_receipt(logs[-1]["transactionHash"])["gasUsed"]
+    print(f"gas of a later anchor: {later}")
+    assert later <= 55_000
+    for e in logs:
+        hh = int(e["args"]["height"])
+        assert bytes(e["args"]["root"]).hex() == httpx.get(f"{urls[1]}/v1/blocks/{hh}").json()["hash"]
