@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import signal
 import sys
 import time
@@ -61,9 +62,12 @@ def _node_url(args: argparse.Namespace) -> str:
 
 
 def _key(args: argparse.Namespace, default_member: str) -> SigningKey:
+    """The signing key: --key FILE, --key NAME of a devnet member (org2), or the devnet's default member."""
     path = args.key
+    net = _devnet(args)
+    if path and net is not None and path in net["keys"] and not Path(path).is_file():
+        path = net["keys"][path]
     if not path:
-        net = _devnet(args)
         if net is None:
             raise CliError("no --key given and no devnet found", EXIT_USAGE)
         path = net["keys"][default_member]
@@ -431,7 +435,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _write_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", help="node URL (default: the devnet's first node)")
-    p.add_argument("--key", help="member key file (default: a devnet member key)")
+    p.add_argument("--key", help="member key file, or a devnet member name such as org2 (default: a devnet key)")
     p.add_argument("--dir", help="devnet directory to take defaults from (default: $LEDGER_DEVNET or ./.devnet)")
 
 
@@ -540,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as exc:
         print(f"error: rejected: {exc.reason}: {exc.message}", file=sys.stderr)
         return EXIT_REJECTED
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 
