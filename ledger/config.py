@@ -6,7 +6,7 @@
  "p2p": {"host": "127.0.0.1", "port": 9700},
  "peers": [{"id": "<validator id>", "host": "10.0.0.2", "port": 9700}],
  "batch_size": 1000, "tick_ms": 10,
- "view_change_timeout_ms": 2000, "request_timeout_ms": 5000, "retransmit_ms": 500,
+ "view_change_timeout_ms": 2000, "request_timeout_ms": 1500, "retransmit_ms": 500,
  "ethereum": {"rpc": "http://127.0.0.1:8545", "chain_id": 31337, "contract": "0x...",
               "key_file": "eth.key", "interval_blocks": 100, "interval_s": 600}}
 ```
@@ -88,7 +88,7 @@ class NodeConfig:
     tick_ms: int = 10
     # Consensus timers in milliseconds (the replica counts them in ticks of tick_ms).
     view_change_timeout_ms: int = 2000  # no progress on in-flight work for this long -> view change
-    request_timeout_ms: int = 5000  # a forwarded client tx not ordered by then -> view change
+    request_timeout_ms: int = 1500  # a forwarded client tx not ordered by then -> view change
     retransmit_ms: int = 500  # while stalled, resend own consensus messages this often
     verify_threads: int = 2  # signature-checking threads; 1 = verify on the event loop
     batch_wait_ms: int = 30  # the primary cuts a partial batch after waiting this long (bigger blocks)
@@ -117,7 +117,7 @@ class NodeConfig:
                 batch_size=int(raw.get("batch_size", 1000)),
                 tick_ms=int(raw.get("tick_ms", 10)),
                 view_change_timeout_ms=int(raw.get("view_change_timeout_ms", 2000)),
-                request_timeout_ms=int(raw.get("request_timeout_ms", 5000)),
+                request_timeout_ms=int(raw.get("request_timeout_ms", 1500)),
                 retransmit_ms=int(raw.get("retransmit_ms", 500)),
                 verify_threads=int(raw.get("verify_threads", 2)),
                 batch_wait_ms=int(raw.get("batch_wait_ms", 30)),

@@ -56,6 +56,7 @@ log = logging.getLogger("ledger.node")
 
 MAX_MEMPOOL = 200_000
 MAX_FORWARDED_PER_MESSAGE = 10_000
+MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every missed tick at once
 
 # First byte of every peer message: what the rest is.
 MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
@@ -172,11 +173,18 @@ class Node:
         self.store.close()
 
     async def _tick_loop(self) -> None:
+        """One replica tick per elapsed `tick_ms` of wall time, so timeouts keep their meaning in
+        seconds even when a busy event loop wakes the ticker late (at most a few ticks at once)."""
         interval = self.config.tick_ms / 1000
+        last = time.monotonic()
         while True:
             await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = min(int((now - last) / interval), MAX_TICKS_PER_WAKEUP)
+            last = now if due == MAX_TICKS_PER_WAKEUP else last + due * interval
             try:
-                self._perform(self.replica.tick())
+                for _ in range(due):
+                    self._perform(self.replica.tick())
                 self.metrics.view.set(self.replica.view)
             except Exception:  # a bug here must not stop the ticker; it is logged loudly
                 log.exception("tick failed")

@@ -17,8 +17,10 @@ removes one value (the last value of a record is removed with `id.delete`).
 
 History: every change of a record (register, update, value set/remove, delete, NFT bind and
 decommission) appends an entry under `id-h/<key>/<n:08d>` (n from 0), with the values after the
-change, the height, tx id, block time and the acting member; `id-hc/<key>` holds the entry count.
-History is state, so it is covered by state proofs and readable at any height.
+change, the height, tx id, block time and the acting member; `id-hc/<key>` holds the entry count
+once there are two or more (a record with one entry, the common case of a registration, stores
+only that entry: one state key fewer per registration). History is state, so it is covered by
+state proofs and readable at any height.
 """
 
 from __future__ import annotations
@@ -191,8 +193,7 @@ def owning_prefix(view: StateView, text: str) -> tuple[str, str, Prefix | None]:
 
 def get_history(view: StateView, handle: str, limit: int = 1000, start: int = 0) -> tuple[int, list[HistoryEntry]]:
     """(total entries, entries from `start`, at most `limit`) of a record's history, oldest first."""
-    raw = view.get(history_count_key(handle))
-    total = 0 if raw is None else decode(int, raw, trusted=True)
+    total = history_count(view, handle)
     out: list[HistoryEntry] = []
     for seq in range(max(0, start), min(total, max(0, start) + limit)):
         entry = get_record(view, HistoryEntry, history_key(handle, seq))
@@ -201,13 +202,21 @@ def get_history(view: StateView, handle: str, limit: int = 1000, start: int = 0)
     return total, out
 
 
+def history_count(view: StateView, handle: str) -> int:
+    """Entries in a record's history: the stored count, or 0/1 by whether the first entry exists."""
+    raw = view.get(history_count_key(handle))
+    if raw is not None:
+        return decode(int, raw, trusted=True)
+    return 0 if view.get(history_key(handle, 0)) is None else 1
+
+
 def append_history(ctx: TxContext, handle: str, change: str, values: tuple[HandleValue, ...]) -> None:
     """Record one change of `handle` (called by every handler that changes an identifier record)."""
-    count = ctx.state.get(history_count_key(handle))
-    seq = 0 if count is None else decode(int, count, trusted=True)
+    seq = history_count(ctx.state, handle)
     ctx.put(history_key(handle, seq), HistoryEntry(seq, change, values, ctx.height, ctx.tx_id.hex(),
                                                    ctx.timestamp, ctx.sender))
-    ctx.put(history_count_key(handle), seq + 1)
+    if seq > 0:  # a lone first entry needs no count (see history_count)
+        ctx.put(history_count_key(handle), seq + 1)
 
 
 def get_prefix(view: StateView, prefix: str) -> Prefix | None:
