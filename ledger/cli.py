@@ -395,7 +395,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger.codec import decode, to_plain
     from ledger.genesis import InvalidGenesis, load_genesis
-    from ledger.proofs import InvalidProof, verify_state_proof
+    from ledger.proofs import InvalidProof, check_anchor_on_chain, verify_state_proof
     from ledger.resolver.registry import IdentifierRecord, identifier_key
 
     try:
@@ -416,9 +416,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except InvalidProof as exc:
         print(json.dumps({"valid": False, "reason": str(exc)}))
         return EXIT_REJECTED
+    anchor: dict[str, Any] | None = None
+    if verified.anchor is not None:
+        claim = verified.anchor
+        anchor = {"height": claim.height, "eth_chain_id": claim.eth_chain_id, "contract": claim.contract,
+                  "tx_hash": claim.tx_hash, "checked_on_chain": False}
+        if args.rpc:
+            try:
+                check_anchor_on_chain(claim, args.rpc)
+            except InvalidProof as exc:
+                print(json.dumps({"valid": False, "reason": f"anchor: {exc}"}))
+                return EXIT_REJECTED
+            anchor["checked_on_chain"] = True
+    elif args.rpc:
+        print(json.dumps({"valid": False, "reason": "--rpc given but the proof carries no Ethereum anchor"}))
+        return EXIT_REJECTED
     _print_json({"valid": True, "chain_id": genesis.chain_id, "height": verified.height,
                  "key": verified.key.decode(errors="replace"), "present": verified.value is not None,
-                 "record": record})
+                 "record": record, "anchor": anchor})
     return 0
 
 
@@ -500,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", help="resolve an identifier; prints JSON")
     p.add_argument("identifier")
     p.add_argument("--height", type=int, help="as of this committed height")
-    p.add_argument("--proof", action="store_true", help="include a proof")
+    p.add_argument("--proof", action="store_true", help="include a proof (reaching the latest Ethereum anchor)")
     p.add_argument("--node")
     p.add_argument("--dir")
     p.set_defaults(func=cmd_resolve)
@@ -508,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a proof (or an answer carrying one) offline; exit 0 only if valid")
     p.add_argument("file", help="JSON from `ledger resolve --proof` or a ?proof=true answer")
     p.add_argument("--genesis", required=True, help="the chain's genesis file (the trust root)")
+    p.add_argument("--rpc", help="also check on this Ethereum JSON-RPC that the anchor is on chain")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("bench", help="start a devnet, load it, print figures as one JSON line last")

@@ -65,7 +65,9 @@ class LedgerClient:
         return result
 
     def resolve(self, identifier: str, height: int | None = None, proof: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height, proof=proof or None)
+        """The record (with a proof reaching the latest Ethereum anchor when `proof`)."""
+        flags = {"proof": "true", "anchor": "true"} if proof else {}
+        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height, **flags)
         return result
 
     def submit(self, txs: Sequence[SignedTx], wait: bool = True, timeout: float = 30.0) -> list[dict[str, Any]]:

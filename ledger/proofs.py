@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger import merkle
 from ledger.chain import BlockHeader, CommitCertificate, InvalidBlock, check_certificate, compute_block_hash
 from ledger.chaindb import ChainDB
 from ledger.codec import CodecError, from_plain, to_plain
@@ -32,19 +33,64 @@ class InvalidProof(ValueError):
 
 
 @dataclass(frozen=True)
+class AnchorClaim:
+    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height`."""
+
+    height: int
+    root: bytes
+    eth_chain_id: int
+    contract: str
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class VerifiedState:
     height: int
     key: bytes
     value: bytes | None
     header: BlockHeader
+    anchor: AnchorClaim | None = None
 
 
-def build_state_proof(chain: ChainDB, key: bytes, height: int | None = None) -> dict[str, Any]:
+def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
+    """The path from block `height` to the latest Ethereum anchor at or above it (None if none yet).
+
+    The anchored header hashes to the root the contract stores for its height; its history_root
+    covers every earlier block, so an RFC 6962 inclusion proof links block `height` to it.
+    """
+    from ledger.anchor.records import get_anchor_record, latest_recorded_height
+
+    view = chain.latest
+    record = get_anchor_record(view, latest_recorded_height(view))
+    if record is None or record.height < height:
+        return None
+    anchored = chain.get_block(record.height)
+    if anchored is None:
+        return None
+    path = [] if record.height == height else chain.history_proof(height, record.height)
+    return {
+        "height": record.height,
+        "header": to_plain(anchored.header),
+        "history_proof": [h.hex() for h in path],
+        "eth_chain_id": record.eth_chain_id,
+        "contract": record.contract,
+        "tx_hash": record.tx_hash.hex(),
+        "eth_block": record.eth_block,
+    }
+
+
+def build_state_proof(
+    chain: ChainDB, key: bytes, height: int | None = None, anchor: bool = False
+) -> dict[str, Any]:
+    """The proof of `key` at `height` (default: head); `anchor=True` adds the Ethereum anchor path."""
     h, value, smt = chain.prove(key, height)
     block = chain.get_block(h)
     cert = chain.get_certificate(h)
     if block is None or cert is None:
         raise KeyError(f"no committed block at height {h}")
+    extra: dict[str, Any] = {}
+    if anchor:
+        extra["anchor"] = build_anchor_section(chain, h)
     return {
         "type": PROOF_TYPE,
         "chain_id": chain.chain_id,
@@ -54,6 +100,7 @@ def build_state_proof(chain: ChainDB, key: bytes, height: int | None = None) -> 
         "smt": smt.to_dict(),
         "header": to_plain(block.header),
         "certificate": to_plain(cert),
+        **extra,
     }
 
 
@@ -95,4 +142,52 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     # The value (or its absence) is what the header's state root commits to.
     if not verify_proof(header.state_root, key, value, smt):
         raise InvalidProof("state proof does not match the header's state_root")
-    return VerifiedState(header.height, key, value, header)
+    section = proof.get("anchor")
+    claim = None if section is None else check_anchor_section(section, header)
+    return VerifiedState(header.height, key, value, header, claim)
+
+
+def check_anchor_section(section: Any, header: BlockHeader) -> AnchorClaim:
+    """Check the offline part of an anchor: block `header` is covered by the anchored header."""
+    try:
+        anchored = from_plain(BlockHeader, section["header"])
+        path = [bytes.fromhex(h) for h in section["history_proof"]]
+        claim = AnchorClaim(int(section["height"]), compute_block_hash(anchored), int(section["eth_chain_id"]),
+                            str(section["contract"]), str(section["tx_hash"]))
+    except (KeyError, TypeError, ValueError, CodecError) as exc:
+        raise InvalidProof(f"malformed anchor section: {exc}") from exc
+    # The anchor section names its header's height.
+    if claim.height != anchored.height or claim.height < header.height:
+        raise InvalidProof("anchor height does not match its header, or lies below the proven block")
+    if claim.height == header.height:
+        # The proven block is the anchored block itself.
+        if anchored != header:
+            raise InvalidProof("anchored header differs from the proven block's header")
+    # Otherwise the anchored header's history_root (blocks 0..A-1) includes the proven block.
+    elif not merkle.verify_inclusion(merkle.leaf_hash(compute_block_hash(header)), header.height, claim.height,
+                                     path, anchored.history_root):
+        raise InvalidProof("history proof does not link the block to the anchored header")
+    return claim
+
+
+def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
+    """Ask the Ethereum chain at `rpc` whether the contract stores the claimed root; raise InvalidProof if not."""
+    from ledger.anchor import contract as ac
+
+    try:
+        w3 = ac.connect(rpc)
+        chain_id = int(w3.eth.chain_id)
+        # The chain is the one the anchor names.
+        if chain_id != claim.eth_chain_id:
+            raise InvalidProof(f"the RPC serves chain {chain_id}, the anchor is on chain {claim.eth_chain_id}")
+        # There is a contract at the address.
+        if not w3.eth.get_code(ac.to_checksum_address(claim.contract)):
+            raise InvalidProof(f"no contract at {claim.contract} on chain {chain_id}")
+        root = bytes(ac.anchor_contract(w3, claim.contract).functions.rootAt(claim.height).call())
+    except InvalidProof:
+        raise
+    except Exception as exc:  # web3 raises many types for a bad address, a wrong contract or a dead RPC
+        raise InvalidProof(f"cannot read the anchor from {rpc}: {exc}") from exc
+    # The contract stores exactly the anchored header's hash for that height.
+    if root != claim.root:
+        raise InvalidProof(f"contract {claim.contract} does not hold this block's hash for height {claim.height}")

@@ -125,3 +125,56 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     for e in logs:
         hh = int(e["args"]["height"])
         assert bytes(e["args"]["root"]).hex() == httpx.get(f"{urls[1]}/v1/blocks/{hh}").json()["hash"]
+
+
+def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from ledger.cli import main as ledger_main
+
+    directory, data = net
+    url = data["nodes"][1]["http"]
+    client = LedgerClient(url)
+    org1 = SigningKey.load(data["keys"]["org1"])
+    try:
+        admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
+        admin.send("prefix.create", PrefixCreate("88.300", org1.id))
+    except Exception:  # the other test in this module created it already
+        pass
+    signer = Signer(org1, client)
+    client.submit([signer.sign("id.register", IdRegister("88.300/proof-1", (ValueSpec(1, "URL", "u"),)))], wait=True)
+    height = httpx.get(f"{url}/v1/status").json()["height"]
+    _load(url, signer, 500, 3)  # more blocks, so the anchor lies above the record's block
+    _wait(lambda: _anchoring(url)["last_anchored_height"] > height, 40, "an anchor above the record's block")
+
+    answer = client.resolve("88.300/proof-1", height=height, proof=True)
+    assert answer["proof"]["anchor"]["height"] > height and answer["proof"]["anchor"]["history_proof"]
+    genesis = data["genesis"]
+    rpc = data["ethereum"]["rpc"]
+
+    def verify(doc: Any, *extra: str) -> tuple[int, Any]:
+        f = tmp_path / "answer.json"
+        f.write_text(json.dumps(doc))
+        code = ledger_main(["verify", str(f), "--genesis", genesis, *extra])
+        return code, json.loads(capsys.readouterr().out)
+
+    code, out = verify(answer, "--rpc", rpc)
+    assert code == 0 and out["anchor"]["checked_on_chain"] is True
+    code, out = verify(answer)
+    assert code == 0 and out["anchor"]["checked_on_chain"] is False
+
+    wrong_contract = json.loads(json.dumps(answer))
+    wrong_contract["proof"]["anchor"]["contract"] = "0x" + "11" * 20
+    code, out = verify(wrong_contract, "--rpc", rpc)
+    assert code == 1 and "no contract" in out["reason"]
+
+    wrong_chain = json.loads(json.dumps(answer))
+    wrong_chain["proof"]["anchor"]["eth_chain_id"] = 1
+    code, out = verify(wrong_chain, "--rpc", rpc)
+    assert code == 1 and "chain" in out["reason"]
+
+    broken_path = json.loads(json.dumps(answer))
+    broken_path["proof"]["anchor"]["history_proof"][0] = "00" * 32
+    code, out = verify(broken_path)
+    assert code == 1 and "history proof" in out["reason"]

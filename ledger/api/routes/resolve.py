@@ -55,23 +55,26 @@ async def history(identifier: str, node: NodeDep, height: int | None = None, sta
             "history": [to_plain(e) for e in entries]}
 
 
-def _answer(node: Any, found: Resolved, at: int, proof: bool) -> dict[str, Any]:
+def _answer(node: Any, found: Resolved, at: int, proof: bool, anchor: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"identifier": found.key, "height": at,
                             "record": None if found.record is None else to_plain(found.record)}
     if found.key != found.text:
         body["input"] = found.text
     if proof:
-        body["proof"] = build_state_proof(node.chain, identifier_key(found.key), at)
+        body["proof"] = build_state_proof(node.chain, identifier_key(found.key), at, anchor=anchor)
     return body
 
 
 @router.get("/v1/resolve/{identifier:path}")
-async def resolve(identifier: str, node: NodeDep, height: int | None = None, proof: bool = False) -> dict[str, Any]:
+async def resolve(
+    identifier: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+) -> dict[str, Any]:
     """The record of `identifier` as of `height` (default: the head); `proof=true` adds a state proof
-    (also for an identifier that does not exist: then it proves the absence)."""
+    (also for an identifier that does not exist: then it proves the absence); with `anchor=true` the
+    proof also carries the path to the latest Ethereum anchor covering that height (null if none yet)."""
     at = _height(node.chain, height)
     found = _lookup(node.chain, identifier, at)
-    body = _answer(node, found, at, proof)
+    body = _answer(node, found, at, proof, anchor and proof)
     if found.record is None:
         body.pop("record")
         raise ApiError(404, "not_found", f"{found.key} is not registered", **body)
