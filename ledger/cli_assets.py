@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from ledger import cli
+from ledger import cli, timefmt
 from ledger.client import LedgerClient, LedgerError
 from ledger.nft.assets import KINDS, AssetBurn, AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
@@ -25,15 +24,10 @@ EXIT_DENIED = 1
 
 def parse_time(text: str) -> int:
     """Milliseconds since the epoch from digits or ISO 8601."""
-    if text.isdigit():
-        return int(text)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timefmt.parse_time_ms(text)
     except ValueError as exc:
         raise cli.CliError(f"not an ISO 8601 time: {text!r}", cli.EXIT_USAGE) from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
 
 
 def _hash(text: str) -> bytes:

@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.test_node_process import ledger
+
 pytestmark = pytest.mark.slow
-
-
-def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, text=True, timeout=180)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture

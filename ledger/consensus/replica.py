@@ -377,13 +377,19 @@ class Replica:
         self.metrics["dropped_bad_signature"] += 1
         return False
 
+    def _in_window(self, height: int, floor: int) -> bool:
+        """Above `floor` (else stale) and not beyond the high watermark; drops are counted."""
+        if height <= floor:
+            self.metrics["dropped_stale"] += 1
+            return False
+        if height > self._high():
+            self.metrics["dropped_out_of_window"] += 1
+            return False
+        return True
+
     def _receive_ordering(self, sender: str, env: Envelope, body: PrePrepare | Prepare | Commit) -> None:
         # Within the watermarks.
-        if body.height <= self._low:
-            self.metrics["dropped_stale"] += 1
-            return
-        if body.height > self._high():
-            self.metrics["dropped_out_of_window"] += 1
+        if not self._in_window(body.height, self._low):
             return
         if not self._verified(env, body):
             return
@@ -415,11 +421,8 @@ class Replica:
                     self._ord.handle_ordering(sender, env, body)
 
     def _receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
-        if body.height <= self._delivered:
-            self.metrics["dropped_stale"] += 1
-            return
-        if body.height > self._high():
-            self.metrics["dropped_out_of_window"] += 1
+        # Above what this replica delivered, within the high watermark.
+        if not self._in_window(body.height, self._delivered):
             return
         if not self._verified(env, body):
             return

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ledger import timefmt
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.codec import to_plain
@@ -30,16 +30,10 @@ MAX_LIST = 1000
 
 
 def parse_time_ms(text: str) -> int:
-    """Milliseconds since the epoch from digits (ms) or ISO 8601 (naive means UTC)."""
-    if text.isdigit():
-        return int(text)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timefmt.parse_time_ms(text)
     except ValueError as exc:
         raise ApiError(400, "malformed", f"at must be milliseconds or ISO 8601, not {text!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
 
 
 @router.get("/v1/assets")
