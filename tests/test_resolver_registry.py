@@ -121,6 +121,9 @@ def test_value_level_updates_and_history(net: Net) -> None:
     # History as of an earlier height stops there; paging works.
     early = net.client.get(f"/v1/resolve/{hd}/history", params={"height": heights[1]}).json()
     assert early["total"] == 2
+    # Before any change the one entry is derived from the record; it equals the entry stored later.
+    first = net.client.get(f"/v1/resolve/{hd}/history", params={"height": heights[0]}).json()
+    assert first["total"] == 1 and first["history"] == hist["history"][:1]
     page = net.client.get(f"/v1/resolve/{hd}/history", params={"start": 4, "limit": 1}).json()
     assert [e["change"] for e in page["history"]] == ["id.update"]
     # Registered again after deletion: history goes on.

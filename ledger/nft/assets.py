@@ -290,7 +290,7 @@ def _bind(ctx: TxContext, token: str, handle: str) -> int:
     index = _next_free_index(record.values)
     values = (*record.values, HandleValue(index, "NFT", token, DEFAULT_TTL, ctx.timestamp))
     ctx.put(identifier_key(handle), replace(record, values=values, updated_height=ctx.height))
-    append_history(ctx, handle, "asset.bind", values)
+    append_history(ctx, handle, "asset.bind", values, record)
     return index
 
 
@@ -398,7 +398,7 @@ def _mark_decommissioned(ctx: TxContext, asset: Asset) -> None:
     )
     if values != record.values:
         ctx.put(identifier_key(asset.identifier), replace(record, values=values, updated_height=ctx.height))
-        append_history(ctx, asset.identifier, "asset.decommission", values)
+        append_history(ctx, asset.identifier, "asset.decommission", values, record)
 
 
 def process_asset_burn(ctx: TxContext, p: AssetBurn) -> None:

@@ -16,18 +16,19 @@ Value-level changes: `id.value_set` adds or replaces the value at one index, `id
 removes one value (the last value of a record is removed with `id.delete`).
 
 History: every change of a record (register, update, value set/remove, delete, NFT bind and
-decommission) appends an entry under `id-h/<key>/<n:08d>` (n from 0), with the values after the
-change, the height, tx id, block time and the acting member; `id-hc/<key>` holds the entry count
-once there are two or more (a record with one entry, the common case of a registration, stores
-only that entry: one state key fewer per registration). History is state, so it is covered by
-state proofs and readable at any height.
+decommission) is an entry `id-h/<key>/<n:08d>` (n from 0) with the values after the change, the
+height, tx id, block time and the acting member; `id-hc/<key>` holds the entry count. A record never
+changed since its registration stores neither: its single entry is derived from the record, which
+names its registering member and tx (so a bulk registration writes one state key per identifier).
+The first later change stores that derived entry, then its own. History is state, so it is covered
+by state proofs and readable at any height.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ledger.codec import decode
 from ledger.members import get_member
@@ -81,6 +82,8 @@ class IdentifierRecord:
     created_height: int
     updated_height: int
     created_at: int  # ms, block time of registration
+    created_by: str  # the registering member
+    created_tx: str  # hex id of the registering transaction
 
 
 @dataclass(frozen=True)
@@ -197,26 +200,52 @@ def get_history(view: StateView, handle: str, limit: int = 1000, start: int = 0)
     out: list[HistoryEntry] = []
     for seq in range(max(0, start), min(total, max(0, start) + limit)):
         entry = get_record(view, HistoryEntry, history_key(handle, seq))
+        if entry is None and seq == 0:
+            record = get_record(view, IdentifierRecord, identifier_key(handle))
+            entry = None if record is None else registration_entry(record)
         if entry is not None:
             out.append(entry)
     return total, out
 
 
+def registration_entry(record: IdentifierRecord) -> HistoryEntry:
+    """The first history entry of a record never changed since registration, derived from the record."""
+    return HistoryEntry(0, "id.register", record.values, record.created_height, record.created_tx,
+                        record.created_at, record.created_by)
+
+
 def history_count(view: StateView, handle: str) -> int:
-    """Entries in a record's history: the stored count, or 0/1 by whether the first entry exists."""
+    """Entries in a record's history. A record never changed since its registration stores no history:
+    its one entry is derived from the record (so a registration writes one state key, not three)."""
     raw = view.get(history_count_key(handle))
     if raw is not None:
         return decode(int, raw, trusted=True)
-    return 0 if view.get(history_key(handle, 0)) is None else 1
+    if view.get(history_key(handle, 0)) is not None:
+        return 1
+    return 0 if view.get(identifier_key(handle)) is None else 1
 
 
-def append_history(ctx: TxContext, handle: str, change: str, values: tuple[HandleValue, ...]) -> None:
-    """Record one change of `handle` (called by every handler that changes an identifier record)."""
-    seq = history_count(ctx.state, handle)
+def append_history(
+    ctx: TxContext, handle: str, change: str, values: tuple[HandleValue, ...], previous: IdentifierRecord | None
+) -> None:
+    """Record one change of `handle`; `previous` is the record before the change (None if there was none).
+
+    Called by every handler that changes an identifier record after a registration; the first such
+    change also stores the registration entry it derives from `previous`.
+    """
+    raw = ctx.state.get(history_count_key(handle))
+    if raw is not None:
+        seq = decode(int, raw, trusted=True)
+    elif ctx.state.get(history_key(handle, 0)) is not None:
+        seq = 1
+    elif previous is not None:
+        ctx.put(history_key(handle, 0), registration_entry(previous))
+        seq = 1
+    else:
+        seq = 0
     ctx.put(history_key(handle, seq), HistoryEntry(seq, change, values, ctx.height, ctx.tx_id.hex(),
                                                    ctx.timestamp, ctx.sender))
-    if seq > 0:  # a lone first entry needs no count (see history_count)
-        ctx.put(history_count_key(handle), seq + 1)
+    ctx.put(history_count_key(handle), seq + 1)
 
 
 def get_prefix(view: StateView, prefix: str) -> Prefix | None:
@@ -325,8 +354,12 @@ def process_id_register(ctx: TxContext, p: IdRegister) -> None:
     if ctx.get(IdentifierRecord, identifier_key(key)) is not None:
         raise TxRejected(Reject.ALREADY_EXISTS, f"{key} already exists")
     values = build_values(p.values, ctx.timestamp)
-    ctx.put(identifier_key(key), IdentifierRecord(key, values, ctx.height, ctx.height, ctx.timestamp))
-    append_history(ctx, key, "id.register", values)
+    record = IdentifierRecord(key, values, ctx.height, ctx.height, ctx.timestamp, ctx.sender, ctx.tx_id.hex())
+    ctx.put(identifier_key(key), record)
+    # A first registration needs no history entry (derived from the record); a re-registration after a
+    # delete continues the stored history.
+    if ctx.state.get(history_count_key(key)) is not None:
+        append_history(ctx, key, "id.register", values, None)
 
 
 def _existing(ctx: TxContext, handle: str) -> tuple[str, IdentifierRecord]:
@@ -341,9 +374,8 @@ def _existing(ctx: TxContext, handle: str) -> tuple[str, IdentifierRecord]:
 def _store_values(ctx: TxContext, key: str, record: IdentifierRecord, specs: tuple[ValueSpec, ...],
                   change: str) -> None:
     values = build_values(specs, ctx.timestamp, record.values)
-    updated = IdentifierRecord(key, values, record.created_height, ctx.height, record.created_at)
-    ctx.put(identifier_key(key), updated)
-    append_history(ctx, key, change, values)
+    ctx.put(identifier_key(key), replace(record, values=values, updated_height=ctx.height))
+    append_history(ctx, key, change, values, record)
 
 
 def process_id_update(ctx: TxContext, p: IdUpdate) -> None:
@@ -374,9 +406,9 @@ def process_id_value_remove(ctx: TxContext, p: IdValueRemove) -> None:
 
 
 def process_id_delete(ctx: TxContext, p: IdDelete) -> None:
-    key, _ = _existing(ctx, p.handle)
+    key, record = _existing(ctx, p.handle)
     ctx.delete(identifier_key(key))
-    append_history(ctx, key, "id.delete", ())
+    append_history(ctx, key, "id.delete", (), record)
 
 
 class RegistryModule:
