@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--txs", type=int, default=20_000)
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members")
-    p.add_argument("--batch", type=int, default=150, help="transactions per HTTP request")
+    p.add_argument("--batch", type=int, default=175, help="transactions per HTTP request")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.add_argument("--workload", choices=("register", "mixed"), default="register",
                    help="identifier registrations, or asset mints, licence grants and transfers")

@@ -95,7 +95,7 @@ class MemoryStore:
 class LevelDBStore:
     """LevelDB through plyvel. One process owns a directory at a time (LevelDB locks it)."""
 
-    def __init__(self, path: str | Path, cache_mb: int = 64) -> None:
+    def __init__(self, path: str | Path, cache_mb: int = 32) -> None:
         import plyvel  # local import keeps plyvel out of modules that only need the protocol
 
         Path(path).mkdir(parents=True, exist_ok=True)
