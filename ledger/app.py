@@ -8,7 +8,7 @@ from typing import Any
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, check_certificate
 from ledger.chaindb import ChainDB, ExecutedBlock
-from ledger.crypto import verify_digest
+from ledger.crypto import verify_many
 from ledger.members import lookup_sender
 from ledger.tx import SignedTx, TxRejected, check_tx_stateless, compute_signing_digest, compute_tx_id, decode_tx
 
@@ -102,13 +102,8 @@ class LedgerApp:
         if not work:
             return
         size = -(-len(work) // self.verify_workers)
-        chunks = [work[i : i + size] for i in range(0, len(work), size)]
-        verdicts = self.verify_pool.map(_verify_chunk, chunks)
-        for chunk, oks in zip(chunks, verdicts, strict=True):
-            for (tx_id, tx, payload, public_key, _, _), ok in zip(chunk, oks, strict=True):
-                if ok:
-                    self.chain.verified.add(tx_id, public_key, tx, payload)
-
-
-def _verify_chunk(chunk: Sequence[tuple[bytes, SignedTx, Any, bytes, bytes, bytes]]) -> list[bool]:
-    return [verify_digest(public_key, digest, sig) for _, _, _, public_key, digest, sig in chunk]
+        chunks = [[(w[3], w[4], w[5]) for w in work[i : i + size]] for i in range(0, len(work), size)]
+        verdicts = [ok for oks in self.verify_pool.map(verify_many, chunks) for ok in oks]
+        for (tx_id, tx, payload, public_key, _, _), ok in zip(work, verdicts, strict=True):
+            if ok:
+                self.chain.verified.add(tx_id, public_key, tx, payload)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,11 @@ def verify_digest(public_key: bytes, digest: bytes, signature: bytes) -> bool:
     except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
+
+
+def verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """`verify_digest` over (public_key, digest, signature) triples; one pool task per call."""
+    return [verify_digest(pk, digest, sig) for pk, digest, sig in items]
 
 
 def verify(public_key: bytes, domain: bytes, obj: Any, signature: bytes) -> bool:

@@ -31,7 +31,7 @@ from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.config import NodeConfig, ticks
 from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.replica import Replica, ReplicaConfig
-from ledger.crypto import SigningKey, verify_digest
+from ledger.crypto import SigningKey, verify_many
 from ledger.genesis import load_genesis
 from ledger.metrics import NodeMetrics
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
@@ -244,12 +244,12 @@ class Node:
 
     async def _verify_all(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         if self._pool is None or len(items) < 64:
-            return [verify_digest(*item) for item in items]
+            return verify_many(items)
         loop = asyncio.get_running_loop()
         half = len(items) // 2
         parts = await asyncio.gather(
-            loop.run_in_executor(self._pool, _verify_chunk, items[:half]),
-            loop.run_in_executor(self._pool, _verify_chunk, items[half:]),
+            loop.run_in_executor(self._pool, verify_many, items[:half]),
+            loop.run_in_executor(self._pool, verify_many, items[half:]),
         )
         return parts[0] + parts[1]
 
@@ -427,7 +427,3 @@ class Node:
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
         }
-
-
-def _verify_chunk(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    return [verify_digest(pk, digest, sig) for pk, digest, sig in items]

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +18,7 @@ from ledger import devnet
 from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from tests.devnetutil import devnet_up
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +43,7 @@ def status(node: dict[str, Any]) -> dict[str, Any]:
 class Cluster:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        port = random.Random(os.getpid() + 7).randrange(20000, 40000)
-        subprocess.run([sys.executable, "-m", "ledger.cli", "devnet", "up", "--nodes", "4", "--dir", str(directory),
-                        "--detach", "--base-port", str(port)], check=True, capture_output=True, timeout=120)
-        self.data = json.loads((directory / "devnet.json").read_text())
+        self.data = devnet_up(directory, 4)
         self.nodes: list[dict[str, Any]] = self.data["nodes"]
         self.extra_pids: list[int] = []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_node_process import ledger
+from tests.devnetutil import ledger
 from tests.test_node_process import net as net  # noqa: F401 - the devnet fixture
 
 pytestmark = pytest.mark.slow

@@ -139,11 +139,11 @@ def test_licences_and_rights_check_with_proof(client: TestClient, home: Home) ->
 @pytest.mark.slow
 def test_cli_done_when_steps_on_one_node(tmp_path: Path) -> None:
     import json
-    import os
-    import random
     import subprocess
     import sys
     from datetime import UTC, datetime, timedelta
+
+    from tests.devnetutil import devnet_down, devnet_up
 
     def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args, *(() if args[0] == "devnet" else
@@ -152,9 +152,8 @@ def test_cli_done_when_steps_on_one_node(tmp_path: Path) -> None:
             raise AssertionError(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    d = str(tmp_path / "devnet")
-    port = random.Random(os.getpid() + 5).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", "1", "--dir", d, "--detach", "--base-port", str(port))
+    net = devnet_up(tmp_path / "devnet", 1)
+    d = net["dir"]
     try:
         meta = hashlib.sha256(b"pump metadata").hexdigest()
         # 1. The admin gives 88.100.1 to org1; org1 registers and mints equipment bound to it; org2 is refused.
@@ -198,4 +197,4 @@ def test_cli_done_when_steps_on_one_node(tmp_path: Path) -> None:
             denied = ledger("rights", "check", "DATA-1", "--holder", holder, "--purpose", "analytics", check=False)
             assert denied.returncode == 1, denied.stdout
     finally:
-        ledger("devnet", "down", "--dir", d, check=False)
+        devnet_down(net)

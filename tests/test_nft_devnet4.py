@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,20 +12,16 @@ from typing import Any
 import pytest
 
 from ledger.crypto import SigningKey
-from tests.test_node_process import ledger
+from tests.devnetutil import devnet_down, devnet_up, ledger
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def net4(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    d = tmp_path / "devnet"
-    port = random.Random(os.getpid() + 11).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", "4", "--dir", str(d), "--detach", "--base-port", str(port))
-    data = json.loads((d / "devnet.json").read_text())
-    data["dir"] = str(d)
+    data = devnet_up(tmp_path / "devnet", 4)
     yield data
-    ledger("devnet", "down", "--dir", str(d), check=False)
+    devnet_down(data)
 
 
 def sha(text: str) -> str:

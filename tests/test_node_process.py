@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,28 +18,16 @@ from ledger import devnet
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, ValueSpec
+from tests.devnetutil import devnet_down, devnet_up, ledger
 
 pytestmark = pytest.mark.slow
 
 
-def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    d = tmp_path / "devnet"
-    port = random.Random(os.getpid()).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", "1", "--dir", str(d), "--detach", "--base-port", str(port))
-    data = json.loads((d / "devnet.json").read_text())
-    data["dir"] = str(d)
+    data = devnet_up(tmp_path / "devnet", 1)
     yield data
-    ledger("devnet", "down", "--dir", str(d), check=False)
-    for pid in data.get("extra_pids", []):
-        devnet.stop_pid(pid)
+    devnet_down(data)
 
 
 def restart(data: dict[str, Any]) -> None:
@@ -54,7 +39,7 @@ def restart(data: dict[str, Any]) -> None:
         time.sleep(0.02)
     log = Path(data["dir"]) / "logs" / "restart.log"
     proc = devnet.start_node(node["home"], log.parent)
-    data.setdefault("extra_pids", []).append(proc.pid)
+    data["extra_pids"].append(proc.pid)
     node["pid"] = proc.pid
     devnet.wait_healthy(node["http"], proc, log)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,20 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_node_process import ledger
+from tests.devnetutil import devnet_down, devnet_up, ledger
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    d = tmp_path / "devnet"
-    port = random.Random(os.getpid() + 7).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", "1", "--dir", str(d), "--detach", "--base-port", str(port))
-    data = json.loads((d / "devnet.json").read_text())
-    data["dir"] = str(d)
+    data = devnet_up(tmp_path / "devnet", 1)
     yield data
-    ledger("devnet", "down", "--dir", str(d), check=False)
+    devnet_down(data)
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
