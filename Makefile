@@ -7,7 +7,22 @@ DEVNET_DIR ?= .devnet
 
 .PHONY: install contracts devnet test lint bench clean
 
-install: $(STAMP)
+# Debian packages for the browser tests (chromium) and the resolver benchmark (nginx, wrk). Best effort:
+# without root or apt, the browser tests skip with a message and the benchmark skips nginx.
+SYSTEM_PKGS := chromium chromium-driver nginx wrk
+SYS_STAMP   := $(VENV)/.system-stamp
+
+install: $(STAMP) $(SYS_STAMP)
+
+$(SYS_STAMP):
+	mkdir -p $(VENV)
+	if command -v chromium >/dev/null && command -v nginx >/dev/null && command -v wrk >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q --no-install-recommends $(SYSTEM_PKGS) >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(SYSTEM_PKGS) >/dev/null)) || \
+	  echo "warning: could not install $(SYSTEM_PKGS); browser tests will skip"; \
+	else echo "warning: not root or no apt-get: $(SYSTEM_PKGS) not installed; browser tests will skip"; fi
+	touch $(SYS_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
