@@ -122,6 +122,9 @@ class ChainDB:
         )
         self.verified = VerifiedCache()
         self.latest = _LatestView(store)
+        # Decoded (header, certificate) of recently proven heights: committed blocks never change, and a
+        # proof would otherwise decode a whole block (all its transactions) for its header.
+        self._certified: dict[int, tuple[BlockHeader, CommitCertificate]] = {}
         stored_genesis = store.get(GENESIS_KEY)
         if stored_genesis is None:
             self._write_genesis()
@@ -290,6 +293,19 @@ class ChainDB:
     def get_certificate(self, height: int) -> CommitCertificate | None:
         raw = self.store.get(NS.CERT + height_key(height))
         return None if raw is None else decode(CommitCertificate, raw)
+
+    def certified_header(self, height: int) -> tuple[BlockHeader, CommitCertificate] | None:
+        """The header of committed block `height` and its commit certificate."""
+        cached = self._certified.get(height)
+        if cached is not None:
+            return cached
+        block, cert = self.get_block(height), self.get_certificate(height)
+        if block is None or cert is None:
+            return None
+        if len(self._certified) >= 1024:
+            self._certified.clear()
+        self._certified[height] = (block.header, cert)
+        return block.header, cert
 
     def get_tx_location(self, tx_id: bytes) -> TxLocation | None:
         raw = self.store.get(NS.TX + tx_id)

@@ -140,9 +140,12 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     # The node keeps many long-lived objects (state-tree cache, queues); collect young garbage less
     # often so full collections do not rescan them at every burst of allocations.
     gc.set_threshold(50_000, 20, 20)
+    from ledger.api.fastpath import fast_protocol
+
+    app = create_app(args.home)
     uvicorn.run(
-        create_app(args.home), host=config.http.host, port=config.http.port, log_level="warning",
-        loop="uvloop", http="httptools",
+        app, host=config.http.host, port=config.http.port, log_level="warning",
+        loop="uvloop", http=fast_protocol(app.state.handle_cache),
     )
     return 0
 

@@ -84,10 +84,10 @@ def build_state_proof(
 ) -> dict[str, Any]:
     """The proof of `key` at `height` (default: head); `anchor=True` adds the Ethereum anchor path."""
     h, value, smt = chain.prove(key, height)
-    block = chain.get_block(h)
-    cert = chain.get_certificate(h)
-    if block is None or cert is None:
+    certified = chain.certified_header(h)
+    if certified is None:
         raise KeyError(f"no committed block at height {h}")
+    header, cert = certified
     extra: dict[str, Any] = {}
     if anchor:
         extra["anchor"] = build_anchor_section(chain, h)
@@ -98,7 +98,7 @@ def build_state_proof(
         "key": key.hex(),
         "value": None if value is None else value.hex(),
         "smt": smt.to_dict(),
-        "header": to_plain(block.header),
+        "header": to_plain(header),
         "certificate": to_plain(cert),
         **extra,
     }

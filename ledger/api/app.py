@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api.errors import error_response, install_error_handlers
 from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
@@ -15,6 +17,33 @@ from ledger.config import NodeConfig
 from ledger.node import Node
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class BodyLimitMiddleware:
+    """Refuses oversized bodies up front and counts error answers. Plain ASGI: Starlette's
+    `BaseHTTPMiddleware` would add a task and memory streams to every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = error_response(413, "oversized", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            await response(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                node = getattr(scope["app"].state, "node", None)
+                if node is not None:
+                    node.metrics.http_errors.labels(str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
 
 
 def create_app(home: str | Path | None = None, node: Node | None = None) -> FastAPI:
@@ -41,18 +70,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return error_response(413, "oversized", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        response = await call_next(request)
-        if response.status_code >= 400:
-            node = getattr(request.app.state, "node", None)
-            if node is not None:
-                node.metrics.http_errors.labels(str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(BodyLimitMiddleware)
     for module in (status, tx, blocks, handles, resolve, members, assets, anchors, gs1):
         app.include_router(module.router)
     # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.

@@ -15,21 +15,51 @@ transactions is acknowledged, on the event loop thread that also serves requests
 Hence a node never serves from the cache an answer older than a commit it has acknowledged.
 `auth=true` (Handle.Net: bypass caches) always runs the route. The cache holds at most `limit`
 entries (cleared when full).
+
+Each entry also keeps its HTTP/1.1 wire form (status line and headers), so `ledger.api.fastpath`
+can answer a hit from the connection's protocol object, before any ASGI scope or task exists.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import http
+from typing import NamedTuple
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ledger.api.handle_answer import answer, parse_query
 from ledger.chaindb import ExecutedBlock
 
 HANDLE_PATH = "/api/handles/"
 CACHED_STATUSES = frozenset({200, 400, 404})
 RELEVANT_PREFIXES = (b"id/", b"prefix/")
 
-Entry = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class Entry(NamedTuple):
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    wire_head: bytes  # "HTTP/1.1 <status>\r\n" and the route's header lines, without the blank line
+
+
+def make_entry(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Entry:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())]
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    return Entry(status, headers, body, b"".join(lines))
+
+
+def cache_key(raw_path: bytes, query: bytes) -> bytes:
+    return raw_path + b"?" + query
+
+
+def bypasses_cache(query: bytes) -> bool:
+    """Handle.Net's `auth=true` asks for an authoritative answer, so it never comes from the cache."""
+    return b"auth=" in query and b"auth=false" not in query
+
+
+def wants_proof(query: bytes) -> bool:
+    return b"proof" in query
 
 
 class ResponseCache:
@@ -52,6 +82,14 @@ class ResponseCache:
         self.plain.clear()
         self.proofs.clear()
 
+    def lookup(self, key: bytes, proof: bool) -> Entry | None:
+        entry = (self.proofs if proof else self.plain).get(key)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
     def store(self, key: bytes, entry: Entry, proof: bool, generation: int) -> None:
         if generation != self.generation:
             return  # a block committed meanwhile: this answer may be older than the head
@@ -62,6 +100,10 @@ class ResponseCache:
 
 
 class HandleCacheMiddleware:
+    """Serves Handle answers from the cache, and computes misses with `handle_answer.answer` directly
+    (no routing); requests whose query the lean parser refuses go to the FastAPI route, which
+    answers them with its validation error."""
+
     def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
         self.app = app
         self.cache = cache
@@ -71,31 +113,36 @@ class HandleCacheMiddleware:
             await self.app(scope, receive, send)
             return
         query: bytes = scope.get("query_string", b"")
-        if b"auth=" in query and b"auth=false" not in query:
-            await self.app(scope, receive, send)
-            return
-        key = scope.get("raw_path", scope["path"].encode()) + b"?" + query
-        proof = b"proof" in query
+        use_cache = not bypasses_cache(query)
+        key = cache_key(scope.get("raw_path", scope["path"].encode()), query)
+        proof = wants_proof(query)
         cache = self.cache
-        entry = (cache.proofs if proof else cache.plain).get(key)
-        if entry is not None:
-            cache.hits += 1
-            await send({"type": "http.response.start", "status": entry[0], "headers": entry[1]})
-            await send({"type": "http.response.body", "body": entry[2]})
-            return
-        cache.misses += 1
-        generation = cache.generation
-        started: dict[str, Any] = {}
-        chunks: list[bytes] = []
+        entry = cache.lookup(key, proof) if use_cache else None
+        if entry is None:
+            generation = cache.generation
+            entry = _compute(scope, query)
+            if entry is None:
+                await self.app(scope, receive, send)
+                return
+            if use_cache and entry.status in CACHED_STATUSES:
+                cache.store(key, entry, proof, generation)
+        await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
+        await send({"type": "http.response.body", "body": entry.body})
 
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False) and started.get("status") in CACHED_STATUSES:
-                    headers = [(bytes(k), bytes(v)) for k, v in started.get("headers", [])]
-                    cache.store(key, (started["status"], headers, b"".join(chunks)), proof, generation)
-            await send(message)
 
-        await self.app(scope, receive, capture)
+def _compute(scope: Scope, query: bytes) -> Entry | None:
+    """The answer to a Handle request, or None when it is not one `{prefix}/{suffix}` with a valid query."""
+    handle = scope["path"][len(HANDLE_PATH):]
+    prefix, slash, _ = handle.partition("/")
+    if not prefix or not slash:
+        return None
+    try:
+        parsed = parse_query(query)
+    except ValueError:
+        return None
+    node = scope["app"].state.node
+    result = answer(node, handle, parsed)
+    if result.status >= 400:
+        node.metrics.http_errors.labels(str(result.status)).inc()
+    headers = [(b"content-length", b"%d" % len(result.body)), (b"content-type", result.media_type.encode())]
+    return make_entry(result.status, headers, result.body)
