@@ -8,7 +8,6 @@ its `admin` key for prefix and member administration.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -18,15 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ledger import devnet as devnet_mod
 from ledger.anchor.deploy_args import add_deploy_arguments, run_deploy_lazily
-from ledger.client import LedgerClient, LedgerError, Signer, check_result
+from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import KeyFileError, SigningKey
-from ledger.progress import Progress
 from ledger.resolver.identifiers import InvalidIdentifier, split_handle
-from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec, storage_key
+from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -170,6 +166,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
         print(f"anchoring to {eth['rpc']} (chain {eth['chain_id']}) contract {eth['anchor_contract']}")
     if args.demo:
         _load_demo(data)
+    print(f"open {data['nodes'][0]['http']}/network to see the validators (the explorer: resolve, tokens, labels)")
     if args.detach:
         return 0
     print("devnet running; press Ctrl-C to stop it")
@@ -189,7 +186,8 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
 
 
 def _load_demo(data: dict[str, Any]) -> None:
-    """A prefix per organisation and a few registered pieces of equipment to look at."""
+    """A prefix per organisation and a few registered pieces of equipment to look at; the first one
+    fully described (digital twin, bound token, licences) by `_load_demo_assets`."""
     client = LedgerClient(data["nodes"][0]["http"])
     admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
     for i, org in enumerate(("org1", "org2", "org3"), start=1):
@@ -205,12 +203,61 @@ def _load_demo(data: dict[str, Any]) -> None:
         txs = [
             signer.sign("id.register", IdRegister(
                 f"{prefix}/EQ-2024-{n:06d}",
-                (ValueSpec(1, "URL", f"https://twin.{org}.example/EQ-2024-{n:06d}"),),
+                (ValueSpec(1, "URL", f"https://twin.{org}.example/EQ-2024-{n:06d}"),
+                 *_demo_twin(org, n)),
             ))
             for n in range(1, 4)
         ]
         client.submit(txs, wait=True)
-    print("demo data: prefixes 88.100.1-3 with identifiers like 88.100.1/EQ-2024-000001")
+    _load_demo_assets(client, data, admin)
+    print("demo data: prefixes 88.100.1-3 with identifiers like 88.100.1/EQ-2024-000001 (twin, token "
+          f"{DEMO_TOKEN}, licences), and the GS1 item /01/09506000134376/21/12345")
+
+
+DEMO_TOKEN = "PUMP-2024-000001"
+
+
+def _demo_twin(org: str, n: int) -> tuple[ValueSpec, ...]:
+    if (org, n) != ("org1", 1):
+        return ()
+    return (ValueSpec(2, "TWIN", "https://twin.org1.example/twins/EQ-2024-000001"),
+            ValueSpec(3, "DESC", "Centrifugal pump P-7, hall 2"))
+
+
+def _load_demo_assets(client: LedgerClient, data: dict[str, Any], admin: Signer) -> None:
+    """A GS1 item, and a token bound to 88.100.1/EQ-2024-000001 with a licence tree: org1 licenses org2,
+    which sublicenses org3 twice and revokes one of them (so the pages show every licence state)."""
+    import hashlib
+
+    from ledger.nft.assets import AssetMint
+    from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
+
+    try:
+        client._get(f"/v1/assets/{DEMO_TOKEN}")
+        return  # loaded by an earlier --demo
+    except LedgerError as exc:
+        if exc.status != 404:
+            raise
+    org1, org2, org3 = (Signer(SigningKey.load(data["keys"][o]), client) for o in ("org1", "org2", "org3"))
+    admin.send("prefix.create", PrefixCreate("gs1:9506000", org1.member_id))
+    org1.send("id.register", IdRegister("/01/09506000134376/21/12345", (
+        ValueSpec(1, "URL", "https://products.org1.example/09506000134376"),
+        ValueSpec(2, "TWIN", "https://twin.org1.example/twins/09506000134376-12345"))))
+    org1.send("asset.mint", AssetMint(DEMO_TOKEN, "equipment", f"https://meta.org1.example/{DEMO_TOKEN}.json",
+                                      hashlib.sha256(b"demo metadata of " + DEMO_TOKEN.encode()).digest(), "",
+                                      "88.100.1/EQ-2024-000001"))
+    day = 86_400_000
+    now = int(time.time() * 1000)
+
+    def grant(signer: Signer, parent: str, holder: Signer, purposes: tuple[str, ...], days: int, sub: bool) -> str:
+        result = signer.send("licence.grant", LicenceGrant(DEMO_TOKEN, parent, holder.member_id, purposes, 0,
+                                                            now + days * day, sub, "", b""))
+        return compute_licence_id(bytes.fromhex(result["tx_id"]))
+
+    root = grant(org1, "", org2, ("maintenance", "monitoring"), 365, True)
+    grant(org2, root, org3, ("maintenance",), 90, False)
+    revoked = grant(org2, root, org3, ("monitoring",), 180, False)
+    org2.send("licence.revoke", LicenceRevoke(revoked))
 
 
 def cmd_devnet_down(args: argparse.Namespace) -> int:
@@ -274,132 +321,47 @@ def cmd_id_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registered_urls(client: LedgerClient, identifiers: Sequence[str]) -> dict[str, set[str] | None]:
-    """For each identifier: the URL values of its committed record, or None when not registered."""
-    try:
-        r = client.http.post("/v1/resolve", json=list(identifiers), timeout=120)
-        r.raise_for_status()
-        results = r.json()["results"]
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        raise CliError(f"batch resolve failed: {exc}") from exc
-    out: dict[str, set[str] | None] = {}
-    for text, res in zip(identifiers, results, strict=True):
-        record = res.get("record")
-        out[text] = None if record is None else {v["value"] for v in record["values"] if v["type"] == "URL"}
-    return out
-
-
-MAX_ERRORS_SHOWN = 20  # on stderr; all of them go to the report file
-
-
 def cmd_id_import(args: argparse.Namespace) -> int:
-    """Register rows in batches. Per-row errors go to the report CSV (line,identifier,error) and do not stop
-    the import. Rows whose identifier is already registered with the row's URL count as done (`skipped`),
-    so re-running after an interruption resumes where the committed rows end."""
+    """Bulk-register a CSV (see ledger.id_import): progress, batching, per-row error report, resume."""
+    from ledger.id_import import ImportFileError, ProbeError, import_file
+
     path = Path(args.file)
-    rows = _read_import_csv(path)
     report_path = Path(args.report) if args.report else path.with_name(path.name + ".errors.csv")
     client, signer = _signer(args, "org1")
-    progress = Progress(len(rows), "import")
-    failed = skipped = imported = 0
-    report_file = report_path.open("w", newline="", encoding="utf-8")
-    report = csv.writer(report_file)
-    report.writerow(["line", "identifier", "error"])
-
-    def fail(line: int, identifier: str, message: str) -> None:
-        nonlocal failed
-        failed += 1
-        report.writerow([line, identifier, message])
-        if failed <= MAX_ERRORS_SHOWN:
-            print(f"line {line}: {identifier}: {message}", file=sys.stderr)
-        progress.advance(failed=1)
-
-    todo: list[tuple[int, str, str]] = []
-    for line, identifier, url in rows:
-        try:
-            storage_key(identifier)
-            if not url:
-                raise InvalidIdentifier("empty url")
-            todo.append((line, identifier, url))
-        except InvalidIdentifier as exc:
-            fail(line, identifier, f"invalid: {exc}")
-    retried: set[int] = set()
     try:
-        while todo:
-            chunk, todo = todo[: args.batch], todo[args.batch :]
-            # Skip rows already committed (an earlier, interrupted run): checked before signing.
-            known = _registered_urls(client, [i for _, i, _ in chunk])
-            fresh = []
-            for line, identifier, url in chunk:
-                urls = known.get(identifier)
-                if urls is None:
-                    fresh.append((line, identifier, url))
-                elif url in urls:
-                    skipped += 1
-                    progress.advance()
-                else:
-                    fail(line, identifier, "already_exists: registered with another URL")
-            if not fresh:
-                continue
-            txs = [signer.sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in fresh]
-            results = client.submit(txs, wait=True, timeout=120)
-            gap = False
-            for (line, identifier, url), result in zip(fresh, results, strict=True):
-                try:
-                    check_result(result)
-                    imported += 1
-                    progress.advance()
-                except LedgerError as exc:
-                    # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
-                    if exc.reason == "nonce_gap" and line not in retried:
-                        retried.add(line)
-                        todo.append((line, identifier, url))
-                        gap = True
-                        continue
-                    if exc.reason == "already_exists" and url in (_registered_urls(client, [identifier])[identifier]
-                                                                  or set()):
-                        skipped += 1  # a duplicate row of this file, or committed by a concurrent run
-                        progress.advance()
-                        continue
-                    fail(line, identifier, f"{exc.reason}: {exc.message}")
-            if gap or any(not r.get("accepted") for r in results):
-                signer.resync()
-    finally:
-        report_file.close()
-        progress.close()
-    if failed:
-        print(f"{failed} row(s) failed: see {report_path}", file=sys.stderr)
-    print(json.dumps({"imported": imported, "skipped": skipped, "failed": failed, "report": str(report_path)}))
-    return EXIT_REJECTED if failed else 0
-
-
-def _read_import_csv(path: Path) -> list[tuple[int, str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or not {"identifier", "url"} <= set(reader.fieldnames):
-                raise CliError(f"{path}: the header must be `identifier,url`", EXIT_USAGE)
-            return [
-                (reader.line_num, (row.get("identifier") or "").strip(), (row.get("url") or "").strip())
-                for row in reader
-            ]
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{path} is not UTF-8 text", EXIT_USAGE) from exc
+        tally = import_file(client, signer, path, args.batch, report_path)
+    except ImportFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except ProbeError as exc:
+        raise CliError(str(exc)) from exc
+    if tally.failed:
+        print(f"{tally.failed} row(s) failed: see {report_path}", file=sys.stderr)
+    print(json.dumps({"imported": tally.imported, "skipped": tally.skipped, "failed": tally.failed,
+                      "report": str(report_path)}))
+    return EXIT_REJECTED if tally.failed else 0
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     with LedgerClient(_node_url(args)) as client:
-        _print_json(client.resolve(args.identifier, args.height, args.proof))
+        if not args.proof:
+            _print_json(client.resolve(args.identifier, args.height))
+            return 0
+        proven = client.proven(f"/v1/resolve/{args.identifier}", args.height)
+    if proven.note:
+        print(f"note: {proven.note}", file=sys.stderr)
+    _print_json(proven.body)
+    if not proven.found:
+        print(f"error: not registered as of height {proven.body.get('height')}: the proof proves its absence",
+              file=sys.stderr)
+        return EXIT_REJECTED
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ledger.codec import decode, to_plain
+    from ledger.cli_assets import check_token_answer, is_token_key
     from ledger.genesis import InvalidGenesis, load_genesis
     from ledger.proofs import InvalidProof, check_anchor_on_chain, verify_state_proof
-    from ledger.resolver.registry import IdentifierRecord, identifier_key
+    from ledger.resolver import proofs as resolution
 
     try:
         doc = json.loads(Path(args.file).read_text())
@@ -409,13 +371,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     proof = doc.get("proof", doc) if isinstance(doc, dict) else doc
     try:
         verified = verify_state_proof(proof, genesis)
-        record = None if verified.value is None else to_plain(decode(IdentifierRecord, verified.value))
         # An answer that carries its proof must say what the proof proves.
-        identifier = doc.get("identifier") or doc.get("handle")
-        if identifier is not None and identifier_key(identifier) != verified.key:
-            raise InvalidProof("the proof is for another identifier than the answer")
-        if "record" in doc and doc["record"] != record:
-            raise InvalidProof("the answer's record differs from the proven value")
+        if isinstance(doc, dict) and "proof" in doc and doc.get("height", verified.height) != verified.height:
+            raise InvalidProof(f"the answer says height {doc['height']}, its proof is as of {verified.height}")
+        record: Any
+        if is_token_key(verified.key):
+            record = check_token_answer(doc, verified.key, verified.value)
+        elif resolution.is_identifier_key(verified.key):
+            record = resolution.check_answer(doc, verified.key, verified.value)
+        else:  # another kind of state key: the proven bytes as they are
+            record = None if verified.value is None else verified.value.hex()
     except InvalidProof as exc:
         print(json.dumps({"valid": False, "reason": str(exc)}))
         return EXIT_REJECTED
@@ -518,13 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", help="resolve an identifier; prints JSON")
     p.add_argument("identifier")
     p.add_argument("--height", type=int, help="as of this committed height")
-    p.add_argument("--proof", action="store_true", help="include a proof (reaching the latest Ethereum anchor)")
+    p.add_argument("--proof", action="store_true",
+                   help="include a proof reaching the latest Ethereum anchor: as of the latest anchored height "
+                   "unless --height is given (an anchor never covers the head); for an unknown identifier, "
+                   "print its proof of absence (and exit 1)")
     p.add_argument("--node")
     p.add_argument("--dir")
     p.set_defaults(func=cmd_resolve)
 
     p = sub.add_parser("verify", help="check a proof (or an answer carrying one) offline; exit 0 only if valid")
-    p.add_argument("file", help="JSON from `ledger resolve --proof` or a ?proof=true answer")
+    p.add_argument("file", help="JSON from `ledger resolve --proof`, `ledger asset show --proof` or a ?proof=true "
+                   "answer")
     p.add_argument("--genesis", required=True, help="the chain's genesis file (the trust root)")
     p.add_argument("--rpc", help="also check on this Ethereum JSON-RPC that the anchor is on chain")
     p.set_defaults(func=cmd_verify)

@@ -16,8 +16,9 @@ import httpx
 
 from ledger import cli, timefmt
 from ledger.client import LedgerClient, LedgerError
-from ledger.nft.assets import KINDS, AssetBurn, AssetMint, AssetTransfer
-from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
+from ledger.codec import CodecError, decode, to_plain
+from ledger.nft.assets import KINDS, Asset, AssetBurn, AssetMint, AssetTransfer, asset_key
+from ledger.nft.rights import Licence, LicenceGrant, LicenceRevoke, compute_licence_id, licence_key
 
 EXIT_DENIED = 1
 
@@ -91,12 +92,24 @@ def cmd_asset_burn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_with_proof(args: argparse.Namespace) -> dict[str, Any]:
+    """The token with a proof reaching the latest Ethereum anchor (see `LedgerClient.proven`)."""
+    with LedgerClient(cli._node_url(args)) as client:
+        proven = client.proven(f"/v1/assets/{args.id}", args.height)
+    if proven.note:
+        print(f"note: {args.id}: {proven.note}", file=sys.stderr)
+    return proven.body
+
+
 def cmd_asset_show(args: argparse.Namespace) -> int:
-    body = _get(args, f"/v1/assets/{args.id}")
-    history = _get(args, f"/v1/assets/{args.id}/history")["history"]
+    body = _show_with_proof(args) if args.proof else _get(args, f"/v1/assets/{args.id}", height=args.height)
+    # the history up to the height shown
+    history = [e for e in _get(args, f"/v1/assets/{args.id}/history")["history"] if e["height"] <= body["height"]]
     asset = body["asset"]
+    extra = {"proof": body["proof"]} if args.proof else {}
     cli._print_json({"id": asset["id"], "owner": asset["owner"], "kind": asset["kind"], "burned": asset["burned"],
-                     "user_of": body["user_of"], "height": body["height"], "asset": asset, "history": history})
+                     "user_of": body["user_of"], "height": body["height"], "asset": asset, "history": history,
+                     **extra})
     return 0
 
 
@@ -130,6 +143,46 @@ def cmd_rights_check(args: argparse.Namespace) -> int:
                 proof="true" if args.proof else "false")
     cli._print_json(body)
     return 0 if body["allowed"] else EXIT_DENIED
+
+
+# --- checking an answer that carries a proof (`ledger verify`) ---------------------------------------
+
+TOKEN_RECORDS: dict[bytes, type[Asset] | type[Licence]] = {b"asset/": Asset, b"licence/": Licence}
+ASSET_SUMMARY = ("owner", "kind", "burned")
+
+
+def is_token_key(key: bytes) -> bool:
+    """Whether a proven key is an asset token's or a licence's."""
+    return any(key.startswith(prefix) for prefix in TOKEN_RECORDS)
+
+
+def check_token_answer(doc: Any, key: bytes, value: bytes | None) -> Any:
+    """The proven asset or licence record (JSON form; None if absent), after checking that the answer
+    around the proof (`asset show --proof`, `/v1/assets/..`, `/v1/licences/..`, `/v1/rights/check`)
+    says what the proof proves. Raises InvalidProof otherwise."""
+    from ledger.proofs import InvalidProof  # (not at the top: keeps `ledger` quick to start)
+
+    cls = next(c for prefix, c in TOKEN_RECORDS.items() if key.startswith(prefix))
+    try:
+        record = None if value is None else to_plain(decode(cls, value))
+    except CodecError as exc:
+        raise InvalidProof(f"the proven value is not a {cls.__name__} record: {exc}") from exc
+    if not isinstance(doc, dict):
+        return record
+    claimed = doc.get("asset") if cls is Asset else doc.get("licence")
+    claimed_id = doc.get("id") if cls is Asset else doc.get("license_id")
+    if isinstance(claimed, dict):
+        claimed_id = claimed.get("id", claimed_id)
+    make_key = asset_key if cls is Asset else licence_key
+    if claimed_id is not None and make_key(str(claimed_id)) != key:
+        raise InvalidProof(f"the proof is for another {cls.__name__.lower()} than the answer")
+    if claimed is not None and claimed != record:
+        raise InvalidProof(f"the answer's {cls.__name__.lower()} differs from the proven value")
+    # `asset show` repeats some of the token's fields at the top
+    summary: dict[str, Any] = record if cls is Asset and record is not None else {}
+    if any(name in doc and doc[name] != summary.get(name) for name in ASSET_SUMMARY if summary):
+        raise InvalidProof("the answer's asset differs from the proven value")
+    return record
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -178,6 +231,10 @@ def add_asset_commands(sub: Any) -> None:
     p.set_defaults(func=_guarded(cmd_asset_burn))
     p = assets.add_parser("show", help="print a token with its owner and history as JSON")
     p.add_argument("id")
+    p.add_argument("--height", type=int, help="the token as of this committed height (default: the head)")
+    p.add_argument("--proof", action="store_true",
+                   help="include a state proof for `ledger verify`, reaching the latest Ethereum anchor (without "
+                        "--height, the token is shown as of the latest anchored height)")
     _read_opts(p)
     p.set_defaults(func=_guarded(cmd_asset_show))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,6 +23,13 @@ class LedgerError(Exception):
         self.message = message
         self.status = status
         self.body = body
+
+
+@dataclass(frozen=True)
+class Proven:
+    body: dict[str, Any]
+    found: bool  # False: the body is a 404 answer proving absence
+    note: str | None  # why the answer is not as of the latest anchored height
 
 
 class LedgerClient:
@@ -65,10 +73,42 @@ class LedgerClient:
         return result
 
     def resolve(self, identifier: str, height: int | None = None, proof: bool = False) -> dict[str, Any]:
-        """The record (with a proof reaching the latest Ethereum anchor when `proof`)."""
-        flags = {"proof": "true", "anchor": "true"} if proof else {}
-        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height, **flags)
+        """The record (with a proof reaching the latest Ethereum anchor when `proof`: see `proven`)."""
+        if proof:
+            return self.proven(f"/v1/resolve/{identifier}", height).body
+        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height)
         return result
+
+    def latest_anchored_height(self) -> int | None:
+        """The height of the latest Ethereum anchor recorded in the ledger (None: none yet, or no anchoring)."""
+        try:
+            return int(self._get("/v1/anchors/latest")["height"])
+        except LedgerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def proven(self, path: str, height: int | None = None) -> Proven:
+        """`GET path?proof=true&anchor=true`. An anchor covers only blocks at or below it, never the head, so
+        without `height` the answer is as of the latest anchored height; when the thing asked for is newer
+        than that, as of the head, with a note that no anchor covers it yet. A 404 answer that carries a
+        proof (of absence) is returned with `found` False, not raised: when absent at the head too, the one
+        as of the anchored height, whose proof reaches the anchor."""
+        flags = {"proof": "true", "anchor": "true"}
+        anchored = self.latest_anchored_height() if height is None else None
+        try:
+            return Proven(self._get(path, height=height if height is not None else anchored, **flags), True, None)
+        except LedgerError as exc:
+            if height is not None or anchored is None or exc.status != 404:
+                return _absence(exc)
+            absent_then = exc
+        try:
+            return Proven(self._get(path, **flags), True, f"not found as of the latest anchored height {anchored}: "
+                          "proven at the head, which no Ethereum anchor covers yet")
+        except LedgerError as exc:
+            if exc.status != 404:
+                raise
+            return _absence(absent_then)
 
     def submit(self, txs: Sequence[SignedTx], wait: bool = True, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Submit signed transactions as one msgpack batch; per-tx results in order."""
@@ -140,3 +180,10 @@ def check_result(result: dict[str, Any], signer: Signer | None = None) -> None:
         raise LedgerError("timeout", f"transaction {result['tx_id']} not committed yet", 0, result)
     if not result.get("ok"):
         raise LedgerError(result.get("reason", "failed"), result.get("message", ""), 0, result)
+
+
+def _absence(exc: LedgerError) -> Proven:
+    """A 404 answer carrying a proof of absence, or `exc` raised."""
+    if exc.status == 404 and isinstance(exc.body, dict) and "proof" in exc.body:
+        return Proven(exc.body, False, None)
+    raise exc

@@ -8,7 +8,7 @@
  "batch_size": 1000, "tick_ms": 10,
  "view_change_timeout_ms": 2000, "request_timeout_ms": 1500, "retransmit_ms": 500,
  "ethereum": {"rpc": "http://127.0.0.1:8545", "chain_id": 31337, "contract": "0x...",
-              "key_file": "eth.key", "interval_blocks": 100, "interval_s": 600}}
+              "key_file": "eth.key", "interval_blocks": 1000, "interval_s": 600}}
 ```
 The `ethereum` section is optional: without it the node does not anchor.
 Peers are named by host and port, so validators on separate machines are configured the same
@@ -52,7 +52,7 @@ class EthereumConfig:
     contract: str
     chain_id: int | None = None
     key_file: Path | None = None
-    interval_blocks: int = 100  # anchor once this many blocks are unanchored...
+    interval_blocks: int = 1000  # anchor once this many blocks are unanchored...
     interval_s: float = 600.0  # ...or once the oldest unanchored block has waited this long
     grace_s: float = 20.0  # a backup validator takes over after rank * grace_s
     max_backoff_s: float = 60.0  # cap of the exponential back-off after RPC failures
@@ -67,7 +67,7 @@ class EthereumConfig:
             contract=str(raw["contract"]),
             chain_id=None if chain_id is None else int(chain_id),
             key_file=None if not key_file else home / str(key_file),
-            interval_blocks=max(1, int(raw.get("interval_blocks", 100))),
+            interval_blocks=max(1, int(raw.get("interval_blocks", 1000))),
             interval_s=float(raw.get("interval_s", 600.0)),
             grace_s=float(raw.get("grace_s", 20.0)),
             max_backoff_s=float(raw.get("max_backoff_s", 60.0)),

@@ -34,6 +34,7 @@ from ledger.consensus.replica import Replica, ReplicaConfig
 from ledger.crypto import SigningKey, verify_many
 from ledger.genesis import load_genesis
 from ledger.metrics import NodeMetrics
+from ledger.net.peers import PeerTracker
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.net.transport import Transport, TransportError
 from ledger.state import get_nonce
@@ -119,6 +120,8 @@ class Node:
             self.genesis.validator_keys(),
             persisted,
         )
+        # What each peer has shown lately (last message, view, height), for GET /v1/network only.
+        self.peer_info = PeerTracker()
         self.transport: Transport | None = None
         if len(validators) > 1:
             self.transport = Transport(
@@ -357,6 +360,7 @@ class Node:
         if not payload:
             return
         kind, body = payload[0], payload[1:]
+        self.peer_info.heard(peer, body if kind == MSG_CONSENSUS else None)
         if kind == MSG_CONSENSUS:
             self._perform(self.replica.step(peer, body))
         elif kind == MSG_FORWARD:

@@ -21,11 +21,12 @@ def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def devnet_up(directory: Path, nodes: int) -> dict[str, Any]:
-    """`ledger devnet up --detach` in `directory`; its devnet.json, plus `dir` (and `extra_pids` for restarts)."""
+def devnet_up(directory: Path, nodes: int, *extra: str) -> dict[str, Any]:
+    """`ledger devnet up --detach [EXTRA...]` in `directory`; its devnet.json, plus `dir` (and `extra_pids` for
+    restarts)."""
     # A per-process base port keeps parallel runs apart; `devnet up` still skips ports in use.
     port = random.Random(os.getpid() * 16 + nodes).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", str(nodes), "--dir", str(directory), "--detach", "--base-port", str(port))
+    ledger("devnet", "up", "--nodes", str(nodes), "--dir", str(directory), "--detach", "--base-port", str(port), *extra)
     data: dict[str, Any] = json.loads((directory / "devnet.json").read_text())
     data["dir"] = str(directory)
     data["extra_pids"] = []

@@ -180,3 +180,15 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     broken_path["proof"]["anchor"]["history_proof"][0] = "00" * 32
     code, out = verify(broken_path)
     assert code == 1 and "history proof" in out["reason"]
+
+    # As a user would: `ledger resolve ID --proof` (no height: as of the latest anchor), then verify on chain.
+    assert ledger_main(["resolve", "88.300/proof-1", "--proof", "--node", url]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["proof"]["anchor"] is not None
+    code, out = verify(printed, "--rpc", rpc)
+    assert code == 0 and out["present"] and out["anchor"]["checked_on_chain"] is True
+    # An unknown identifier: exit 1, and the printed proof of absence verifies, on chain too.
+    assert ledger_main(["resolve", "88.300/never-registered", "--proof", "--node", url]) == 1
+    absent = json.loads(capsys.readouterr().out)
+    code, out = verify(absent, "--rpc", rpc)
+    assert code == 0 and out["present"] is False and out["anchor"]["checked_on_chain"] is True, out

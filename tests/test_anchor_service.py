@@ -9,17 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ledger.anchor.ethclient import AnchorConflict, derive_eth_key
 from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_recorded_height
-from ledger.anchor.service import (
-    AnchorConflict,
-    AnchorReceipt,
-    AnchorService,
-    anchor_due,
-    backoff_delay,
-    derive_eth_key,
-    designated_index,
-    takeover_rank,
-)
+from ledger.anchor.recovery import AnchorReceipt
+from ledger.anchor.service import AnchorService, anchor_due, backoff_delay, designated_index, takeover_rank
 from ledger.chaindb import ChainDB
 from ledger.codec import encode
 from ledger.config import EthereumConfig, NodeConfig
@@ -74,7 +67,7 @@ def test_ethereum_config_is_optional(tmp_path: Path) -> None:
     home = make_home(tmp_path)
     assert NodeConfig.load(home.path).ethereum is None
     cfg = EthereumConfig.from_dict({"rpc": "http://x", "contract": CONTRACT, "chain_id": 5, "key_file": "k"}, home.path)
-    assert cfg.chain_id == 5 and cfg.key_file == home.path / "k" and cfg.interval_blocks == 100
+    assert cfg.chain_id == 5 and cfg.key_file == home.path / "k" and cfg.interval_blocks == 1000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,6 +139,17 @@ class FakeChain:
         self.down = False
         self.calls = 0
         self.submits: list[int] = []
+        self.events: list[AnchorReceipt] = []
+
+    def anchor(self, height: int, root: bytes, submitter: str = SUBMITTER) -> AnchorReceipt:
+        """Anchor as the contract would, emitting the event (tx hash and block derive from the height)."""
+        if height <= self.latest:
+            raise AnchorConflict("HeightNotIncreasing" if height not in self.roots else "AlreadyAnchored")
+        self.roots[height] = root
+        self.latest = height
+        receipt = AnchorReceipt(height, root, height.to_bytes(32, "big"), 100 + height, submitter)
+        self.events.append(receipt)
+        return receipt
 
     def client(self) -> FakeClient:
         if self.down:
@@ -170,12 +174,14 @@ class FakeClient:
         c = self.chain
         if c.down:
             raise ConnectionError("fake RPC is down")
-        if height <= c.latest:
-            raise AnchorConflict("HeightNotIncreasing" if height not in c.roots else "AlreadyAnchored")
-        c.roots[height] = root
-        c.latest = height
+        receipt = c.anchor(height, root)
         c.submits.append(height)
-        return AnchorReceipt(height, root, height.to_bytes(32, "big"), 100 + height, SUBMITTER)
+        return receipt
+
+    def anchored_since(self, from_block: int) -> list[AnchorReceipt]:
+        if self.chain.down:
+            raise ConnectionError("fake RPC is down")
+        return [r for r in self.chain.events if r.eth_block >= from_block]
 
 
 def _cfg(**kw: float) -> EthereumConfig:
@@ -307,21 +313,26 @@ def test_conflict_from_the_contract_is_not_an_error(tmp_path: Path) -> None:
         await svc.step()
         assert fake.submits == [] and svc.last_error is None and svc.chain_latest == 50
 
-        # A submit racing another validator: the read said 0, the contract refuses.
+        # A submit racing another validator: reads said 0 until the contract refused the anchor.
         fake2 = FakeChain()
         svc2 = AnchorService(node, _cfg(), client_factory=fake2.client)
         client = fake2.client()
-        orig = client.latest_height
-        calls = {"n": 0}
+        orig_latest, orig_submit = client.latest_height, client.submit
+        refused: list[int] = []
 
         def stale_latest() -> int:
-            calls["n"] += 1
-            return 0 if calls["n"] == 1 else orig()
+            return orig_latest() if refused else 0
 
-        fake2.roots[3], fake2.latest = b"\x02" * 32, 3
+        def racing_submit(height: int, root: bytes) -> AnchorReceipt:
+            refused.append(height)
+            return orig_submit(height, root)
+
+        fake2.anchor(3, b"\x02" * 32)
         client.latest_height = stale_latest  # type: ignore[method-assign]
+        client.submit = racing_submit  # type: ignore[method-assign]
         svc2._client = client
         await svc2.step()
+        assert refused == [3]
         assert svc2.conflicts == 1 and svc2.last_error is None and svc2.chain_latest == 3
         await svc.stop()
         await svc2.stop()

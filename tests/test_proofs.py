@@ -115,3 +115,53 @@ def test_proof_does_not_verify_against_another_validator_set(
     save_genesis(other, tmp_path / "other-genesis.json")
     code, out = verify(tmp_path, doc, tmp_path / "other-genesis.json", capsys)
     assert code == 1 and "certificate" in out["reason"]
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, node
+
+
+def _edited(value: Any) -> Any:
+    """The value with one character (or digit) changed, keeping its JSON type."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str) and value:
+        last = value[-1]
+        return value[:-1] + ("0" if last != "0" else "1")
+    return "x" if value is None else value
+
+
+@pytest.mark.parametrize("path", ["/v1/resolve/88.100.1/EQ-1?proof=true", "/api/handles/88.100.1/EQ-1?proof=true",
+                                  "/v1/resolve/88.100.1/NOPE?proof=true"])
+def test_every_edited_field_fails_verification(client: TestClient, home: Home, tmp_path: Path, path: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever single field of an answer is edited (a proof field, or a claim around the proof), `ledger
+    verify` refuses it; fields that carry no claim (a message for people) are the only ones skipped."""
+    doc = client.get(path).json()
+    genesis = home.path / "genesis.json"
+    code, _ = verify(tmp_path, doc, genesis, capsys)
+    assert code == 0
+    passed = []
+    for where, value in _leaves(doc):
+        if where in {("message",), ("error",)}:
+            continue
+        edited = copy.deepcopy(doc)
+        target = edited
+        for step in where[:-1]:
+            target = target[step]
+        target[where[-1]] = _edited(value)
+        if edited == doc:
+            continue
+        code, _ = verify(tmp_path, edited, genesis, capsys)
+        if code == 0:
+            passed.append(where)
+    assert passed == [], f"edits that still verify: {passed}"

@@ -1,5 +1,7 @@
 """Anchoring the ledger's roots into Ethereum (issue 6).
 
-``ledger.anchor.contract`` holds the LedgerAnchor contract tooling: artifact loading, key files,
-idempotent deployment and small call helpers. The node's anchoring service builds on it.
+``contract``: the LedgerAnchor contract tooling (artifact, key files, idempotent deployment, call
+helpers). ``records``: the ``anchor.record`` system transaction (state machine; no web3).
+``ethclient``: the service's view of the contract. ``recovery``: receipts the ledger lost, found
+again in the contract's events. ``service``: the node's anchoring task. ``devchain``: Anvil for devnets.
 """

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.anchor.service import derive_eth_key
+from ledger.anchor.ethclient import derive_eth_key
 from ledger.crypto import SigningKey
 
 REPO = Path(__file__).resolve().parents[2]

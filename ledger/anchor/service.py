@@ -16,40 +16,45 @@ takeover never anchors a height twice or a lower one; the contract refuses those
 
 Ethereum calls run on a dedicated thread, never on the event loop. A failure (RPC down, wrong
 chain, reverted transaction) is recorded in `last_error` and retried with exponential back-off;
-the ledger itself never waits for Ethereum. After a successful anchor the validator records the
-receipt in the ledger with an `anchor.record` system transaction signed by its node key.
+the ledger itself never waits for Ethereum. A validator never sends an anchor while an earlier
+transaction of its own is still pending (after a restart, or a receipt wait that timed out): the
+two would race, and the second could only revert.
+
+Receipts. After a successful anchor the validator records the receipt in the ledger with an
+`anchor.record` system transaction signed by its node key. Whenever the contract holds anchors
+above the ledger's latest record (the sender crashed before recording, or two validators anchored
+at once), validators recover the receipts from the contract's events and record them before
+anchoring again (see `ledger.anchor.recovery`): the sender at once, the others in takeover order
+after `rank * grace_s`. A restarted validator reads the contract as its first step, so it finds
+its own unrecorded anchor even when nothing else is due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ledger.anchor.ethclient import AnchorConflict, ChainClient, ClientFactory, Web3ChainClient, eth_account_for
 from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, latest_recorded_height
+from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
+from ledger.chain import compute_block_hash
 from ledger.codec import encode
 from ledger.config import EthereumConfig
-from ledger.crypto import SigningKey
 from ledger.state import get_nonce
 from ledger.tx import TxRejected, decode_tx, make_tx
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
     from ledger.chaindb import ExecutedBlock
     from ledger.node import Node
 
 log = logging.getLogger("ledger.anchor")
 
 T = TypeVar("T")
-ETH_KEY_DOMAIN = b"ledger/anchor/eth-key/v1\x00"
-CONFLICT_ERRORS = ("AlreadyAnchored", "HeightNotIncreasing")
 POLL_S = 0.5  # how often the task looks again when nothing woke it
 RECORD_WAIT_S = 10.0
 
@@ -83,103 +88,6 @@ def anchor_due(
     if work_height <= last_anchored or head <= last_anchored:
         return False
     return head - last_anchored >= interval_blocks or waited_s >= interval_s
-
-
-def derive_eth_key(node_key: SigningKey) -> bytes:
-    """A deterministic secp256k1 private key for a validator, derived from its node key (devnets)."""
-    return hashlib.sha256(ETH_KEY_DOMAIN + node_key.to_pem()).digest()
-
-
-def eth_account_for(node_key: SigningKey, key_file: Any = None) -> LocalAccount:
-    from eth_account import Account
-
-    from ledger.anchor.contract import load_key_file
-
-    if key_file is not None:
-        return load_key_file(key_file)
-    account: LocalAccount = Account.from_key(derive_eth_key(node_key))
-    return account
-
-
-# --------------------------------------------------------------------------------------------------
-# The chain client: the Ethereum side, behind a small interface (a fake one in tests)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AnchorReceipt:
-    height: int
-    root: bytes
-    tx_hash: bytes
-    eth_block: int
-    submitter: str
-
-
-class AnchorConflict(Exception):
-    """The contract refused the anchor: that height or a higher one is already anchored."""
-
-
-class ChainClient(Protocol):
-    chain_id: int
-    contract: str
-    address: str  # this validator's Ethereum address
-
-    def latest_height(self) -> int:
-        """The contract's latest anchored height, 0 if none."""
-        ...
-
-    def submit(self, height: int, root: bytes) -> AnchorReceipt:
-        """Anchor and wait for the receipt; AnchorConflict if the contract refuses the height."""
-        ...
-
-
-class Web3ChainClient:
-    """ChainClient over web3 and the committed LedgerAnchor artifact. Blocking: call it on a thread."""
-
-    def __init__(self, cfg: EthereumConfig, account: LocalAccount) -> None:
-        from ledger.anchor import contract as ac
-
-        self._ac = ac
-        self.cfg = cfg
-        self.account = account
-        self.address: str = str(account.address)
-        self.w3 = ac.connect(cfg.rpc, timeout=10.0)
-        self.chain_id = int(self.w3.eth.chain_id)
-        if cfg.chain_id is not None and self.chain_id != cfg.chain_id:
-            raise ac.AnchorContractError(
-                f"the RPC at {cfg.rpc} serves chain id {self.chain_id}, configured {cfg.chain_id}"
-            )
-        self.artifact = ac.load_artifact()
-        self.instance = ac.anchor_contract(self.w3, cfg.contract, self.artifact)
-        self.contract = str(self.instance.address)
-        code = bytes(self.w3.eth.get_code(self.instance.address))
-        if not code:
-            raise ac.AnchorContractError(f"no contract at {self.contract} on chain {self.chain_id}")
-
-    def latest_height(self) -> int:
-        latest = self._ac.latest_anchor(self.instance)
-        return 0 if latest is None else latest[0]
-
-    def submit(self, height: int, root: bytes) -> AnchorReceipt:
-        ac = self._ac
-        try:
-            receipt = ac.submit_anchor(
-                self.w3, self.account, self.instance, height, root, timeout=self.cfg.tx_timeout_s
-            )
-        except Exception as exc:
-            data = ac.revert_data(exc)
-            decoded = ac.decode_revert(self.artifact.abi, data) if data else None
-            if decoded is not None and decoded[0] in CONFLICT_ERRORS:
-                raise AnchorConflict(f"{decoded[0]}{decoded[1]}") from None
-            if decoded is not None:
-                raise ac.AnchorContractError(f"anchor reverted: {decoded[0]}{decoded[1]}") from None
-            raise
-        return AnchorReceipt(
-            height, root, bytes(receipt["transactionHash"]), int(receipt["blockNumber"]), self.address
-        )
-
-
-ClientFactory = Callable[[], ChainClient]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,12 +130,18 @@ class AnchorService:
         self._work_since: float | None = clock() if chain.height > 0 else None
         self._due_since: float | None = None
         self.chain_latest = 0  # the contract's latest height, as last read or written by us
+        self._chain_read = False  # the first step reads the contract, due or not (restart recovery)
+        self._unrecorded_since: float | None = None  # when we first saw an anchor above the latest record
+        self._settled = 0  # anchors up to here that will never be recorded (foreign roots)
         self.last_receipt: AnchorReceipt | None = None
-        self._to_record: list[AnchorReceipt] = []
+        self._to_record: list[AnchorReceipt] = []  # lowest height first
         self.attempt = 0
         self.last_error: str | None = None
+        self._error_recorded = 0  # the ledger's latest record when last_error was set
         self.anchors_sent = 0
         self.conflicts = 0
+        self.recovered = 0  # receipts of other senders (or of our previous life) recorded from the events
+        self.foreign: list[int] = []  # heights whose root on the contract is not this ledger's block
         self.chain_id: int | None = cfg.chain_id
         self.contract = cfg.contract
 
@@ -267,12 +181,16 @@ class AnchorService:
                 raise
             except Exception as exc:  # noqa: BLE001 - RPC, chain or contract trouble: back off, retry
                 self.attempt += 1
-                self.last_error = _describe(exc)
+                self._set_error(_describe(exc))
                 self._client = None  # reconnect next time (Anvil restarted, RPC switched...)
                 delay = backoff_delay(self.attempt, self.backoff_base, self.cfg.max_backoff_s)
                 log.warning("anchoring failed (attempt %d, retry in %.1fs): %s", self.attempt, delay,
                             self.last_error)
                 await asyncio.sleep(delay)
+
+    def _set_error(self, message: str) -> None:
+        self.last_error = message
+        self._error_recorded = latest_recorded_height(self.node.chain.latest)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -286,34 +204,60 @@ class AnchorService:
             self.contract = client.contract
         return client
 
+    async def _read_chain(self) -> int:
+        client = await self._get_client()
+        on_chain = await self._call(client.latest_height)
+        self.chain_latest = max(self.chain_latest, on_chain)
+        self._chain_read = True
+        return on_chain
+
     def last_anchored(self) -> int:
         return max(self.chain_latest, latest_recorded_height(self.node.chain.latest))
 
+    def _rank(self, last: int) -> int:
+        """This validator's place in the takeover order for the anchor after height `last`."""
+        n = len(self.validators)
+        return takeover_rank(self.my_index, designated_index(self.node.replica.view, last, n), n)
+
+    def _block_hash(self, height: int) -> bytes | None:
+        block = self.node.chain.get_block(height)
+        return None if block is None else compute_block_hash(block.header)
+
     async def step(self) -> None:
-        """One look: record pending receipts, then anchor if due and it is this validator's turn."""
+        """One look: record receipts, recover lost ones, then anchor if due and it is this validator's turn."""
         if self._to_record:
             await self._record_pending()
         now = self.clock()
+        recorded = latest_recorded_height(self.node.chain.latest)
+        if self.last_error is not None and recorded > self._error_recorded:
+            self.last_error = None  # anchoring went on since (through another validator)
+        if not self._chain_read:
+            await self._read_chain()
+        if self.chain_latest > max(recorded, self._settled):
+            await self._recover(now, recorded)
+            return
+        self._unrecorded_since = None
+        await self._anchor_if_due(now, recorded)
+
+    async def _anchor_if_due(self, now: float, recorded: int) -> None:
         chain = self.node.chain
-        last = self.last_anchored()
-        head = chain.height
+        last = max(self.chain_latest, recorded)
         waited = 0.0 if self._work_since is None else now - self._work_since
-        if not anchor_due(head, self._work_height, last, self.cfg.interval_blocks, waited, self.cfg.interval_s):
+        if not anchor_due(chain.height, self._work_height, last, self.cfg.interval_blocks, waited,
+                          self.cfg.interval_s):
             self._due_since = None
             if self._work_height <= last:
                 self._work_since = None
             return
         if self._due_since is None:
             self._due_since = now
-        designated = designated_index(self.node.replica.view, last, len(self.validators))
-        rank = takeover_rank(self.my_index, designated, len(self.validators))
-        if now - self._due_since < rank * self.cfg.grace_s:
+        if now - self._due_since < self._rank(last) * self.cfg.grace_s:
             return  # the designated validator (or an earlier backup) still has time
         client = await self._get_client()
-        on_chain = await self._call(client.latest_height)
-        self.chain_latest = max(self.chain_latest, on_chain)
-        if on_chain >= self._work_height:
-            return  # someone anchored meanwhile; not due any more
+        on_chain = await self._read_chain()
+        if self.chain_latest > max(recorded, self._settled):
+            await self._recover(now, recorded)  # anchored meanwhile, not recorded yet: that comes first
+            return
         # Anchor the head as it is now (no await between reading the height and its hash).
         height, root = chain.height, chain.head_hash
         if height <= on_chain:
@@ -323,7 +267,7 @@ class AnchorService:
         except AnchorConflict as exc:
             self.conflicts += 1
             log.info("anchor of height %d refused by the contract (%s); re-reading it", height, exc)
-            self.chain_latest = max(self.chain_latest, await self._call(client.latest_height))
+            await self._read_chain()
             return
         self.anchors_sent += 1
         self.chain_latest = max(self.chain_latest, height)
@@ -331,11 +275,53 @@ class AnchorService:
         self.last_error = None
         self._due_since = None
         log.info("anchored height %d in eth block %d (tx 0x%s)", height, receipt.eth_block, receipt.tx_hash.hex())
-        self._to_record.append(receipt)
+        await self._recover(self.clock(), recorded)
+
+    async def _recover(self, now: float, recorded: int) -> None:
+        """Record every anchor above the ledger's latest record, with receipts from the contract's events."""
+        if self._unrecorded_since is None:
+            self._unrecorded_since = now
+        ours = self.last_receipt is not None and self.last_receipt.height >= self.chain_latest
+        # Its sender records an anchor within seconds; the others step in in takeover order.
+        if not ours and now - self._unrecorded_since < self._rank(recorded) * self.cfg.grace_s:
+            return
+        client = await self._get_client()
+        # Re-read: the contract is the authority (a redeployed dev chain may hold less than we saw).
+        self.chain_latest = await self._call(client.latest_height)
+        if self.chain_latest <= max(recorded, self._settled):
+            return
+        chain = self.node.chain
+        latest = get_anchor_record(chain.latest, recorded) if recorded else None
+        found = await self._call(client.anchored_since, scan_start(latest, client.chain_id, client.contract))
+        view = chain.latest  # as it is after the scan
+        plan = plan_recovery(found, lambda h: get_anchor_record(view, h) is not None, chain.height,
+                             self._block_hash)
+        for r in plan.foreign:
+            self._settled = max(self._settled, r.height)
+            self.foreign.append(r.height)
+            self._set_error(f"the contract holds a root for height {r.height} that is not this ledger's block "
+                            f"(tx 0x{r.tx_hash.hex()}, from {r.submitter}); not recorded")
+            log.error("anchoring: %s", self.last_error)
+        mine = None if self.last_receipt is None else self.last_receipt.tx_hash
+        for r in self._queue(plan.record):
+            if r.tx_hash != mine:
+                self.recovered += 1
+                log.info("recovering the unrecorded anchor of height %d (tx 0x%s, from %s)", r.height,
+                         r.tx_hash.hex(), r.submitter)
+        if plan.record and not plan.foreign:
+            self.last_error = None
         await self._record_pending()
 
+    def _queue(self, receipts: list[AnchorReceipt]) -> list[AnchorReceipt]:
+        """Add receipts not queued yet, keeping the queue in height order; returns those added."""
+        queued = {r.height for r in self._to_record}
+        added = [r for r in receipts if r.height not in queued]
+        self._to_record = sorted(self._to_record + added, key=lambda r: r.height)
+        return added
+
     async def _record_pending(self) -> None:
-        """Submit `anchor.record` for our anchors not yet in the ledger; wait briefly for each."""
+        """Submit `anchor.record` for queued receipts not yet in the ledger, lowest height first;
+        wait briefly for each."""
         chain = self.node.chain
         while self._to_record:
             receipt = self._to_record[0]
@@ -354,11 +340,8 @@ class AnchorService:
             nonce = get_nonce(chain.latest, self.node.key.id) + 1
             raw = encode(make_tx(self.node.key, chain.chain_id, nonce, KIND, record))
             (admission,) = await self.node.submit([raw])
-            if not admission.accepted:
-                if admission.reason in ("duplicate",):
-                    pass  # already on its way: wait for it below
-                else:
-                    raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
+            if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
+                raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
             (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)
             if outcome is None:
                 return  # not committed yet; looked at again on the next step
@@ -379,6 +362,7 @@ class AnchorService:
             rec = get_anchor_record(chain.latest, last) if last else None
             if rec is not None:
                 tx_hash, eth_block = "0x" + rec.tx_hash.hex(), rec.eth_block
+        designated = designated_index(self.node.replica.view, last, len(self.validators))
         return {
             "enabled": True,
             "last_anchored_height": last,
@@ -390,11 +374,15 @@ class AnchorService:
             "chain_id": self.chain_id,
             "rpc": self.cfg.rpc,
             "submitter": self.eth_address or None,
+            "designated": self.validators[designated],
             "interval_blocks": self.cfg.interval_blocks,
             "interval_s": self.cfg.interval_s,
+            "grace_s": self.cfg.grace_s,
             "anchors_sent": self.anchors_sent,
             "conflicts": self.conflicts,
+            "recovered": self.recovered,
             "unrecorded": len(self._to_record),
+            "foreign_heights": self.foreign,
         }
 
 

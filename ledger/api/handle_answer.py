@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ledger.node import Node
-from ledger.proofs import build_state_proof
 from ledger.resolver.handle_format import filter_values, handle_values
 from ledger.resolver.identifiers import InvalidIdentifier
-from ledger.resolver.registry import get_identifier, identifier_key, owning_prefix
+from ledger.resolver.proofs import build_resolution_proof
+from ledger.resolver.registry import get_identifier, owning_prefix
 
 JSON_TYPE = "application/json"
 JSONP_TYPE = "application/javascript"
@@ -97,7 +97,7 @@ def answer(node: Node, handle: str, query: HandleQuery) -> Answer:
         return _encode({"responseCode": 301, "handle": handle, "message": message}, 400, query.callback)
     record = get_identifier(view, key)
     # proof=true adds a top-level proof of the record (or of its absence) against a certified header.
-    extra = {"proof": build_state_proof(node.chain, identifier_key(key))} if query.proof else {}
+    extra = {"proof": build_resolution_proof(node.chain, key)} if query.proof else {}
     if record is None:
         return _encode({"responseCode": 100, "handle": handle, **extra}, 404, query.callback)
     values = filter_values(handle_values(record, owner_prefix), indexes, query.type)

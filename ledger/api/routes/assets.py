@@ -1,4 +1,10 @@
-"""Asset tokens, their provenance, licences and the rights check (with a state proof of the deciding licence)."""
+"""Asset tokens, their provenance, licences and the rights check (with a state proof of the deciding licence).
+
+Like resolution answers, a token or a licence can be read at any committed `height` (default: the
+head), `proof=true` adds a state proof, and `anchor=true` adds to the proof the path to the latest
+Ethereum anchor at or above that height (null while none covers it: the head never is, since the
+anchor's own receipt lands in a later block). See docs/proofs.md.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from fastapi import APIRouter, Query
 from ledger import timefmt
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.chain import BlockHeader
+from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.nft.assets import (
     KINDS,
@@ -60,18 +68,34 @@ async def list_assets(
     return {"height": node.chain.height, "owner": owner, "kind": kind, "assets": assets}
 
 
+def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
+    """The header of committed block `height` (default: the head); 404 beyond the head."""
+    head = chain.head
+    if height is None or height == head.height:
+        return head
+    block = chain.get_block(height) if 0 <= height < head.height else None
+    if block is None:
+        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")
+    return block.header
+
+
+def _at(height: int | None) -> str:
+    return "" if height is None else f" at height {height}"
+
+
 @router.get("/v1/assets/{token}")
-async def asset(token: str, node: NodeDep, proof: bool = False) -> dict[str, Any]:
-    view = node.chain.latest
-    record = get_asset(view, token)
+async def asset(
+    token: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+) -> dict[str, Any]:
+    at = _header_at(node.chain, height)
+    record = get_asset(node.chain.view_at(at.height), token)
     if record is None:
-        raise ApiError(404, "not_found", f"no asset {token!r}")
-    head = node.chain.head
+        raise ApiError(404, "not_found", f"no asset {token!r}" + _at(height))
     extra: dict[str, Any] = {}
     if proof:
-        extra["proof"] = build_state_proof(node.chain, asset_key(token), head.height)
-    # userOf at the head's block time: nobody once the lease expired.
-    return {"height": head.height, "asset": to_plain(record), "user_of": user_of(record, head.timestamp), **extra}
+        extra["proof"] = build_state_proof(node.chain, asset_key(token), at.height, anchor=anchor)
+    # userOf at that block's time: nobody once the lease expired.
+    return {"height": at.height, "asset": to_plain(record), "user_of": user_of(record, at.timestamp), **extra}
 
 
 @router.get("/v1/assets/{token}/history")
@@ -83,16 +107,19 @@ async def history(token: str, node: NodeDep) -> dict[str, Any]:
 
 
 @router.get("/v1/licences/{licence_id}")
-async def licence(licence_id: str, node: NodeDep, proof: bool = False) -> dict[str, Any]:
-    record = get_licence(node.chain.latest, licence_id)
+async def licence(
+    licence_id: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+) -> dict[str, Any]:
+    at = _header_at(node.chain, height)
+    view = node.chain.view_at(at.height)
+    record = get_licence(view, licence_id)
     if record is None:
-        raise ApiError(404, "not_found", f"no licence {licence_id}")
-    head = node.chain.head
-    reason = inactive_reason(node.chain.latest, record, head.timestamp)
+        raise ApiError(404, "not_found", f"no licence {licence_id}" + _at(height))
+    reason = inactive_reason(view, record, at.timestamp)
     extra: dict[str, Any] = {}
     if proof:
-        extra["proof"] = build_state_proof(node.chain, licence_key(licence_id), head.height)
-    return {"height": head.height, "licence": to_plain(record), "active": reason == "",
+        extra["proof"] = build_state_proof(node.chain, licence_key(licence_id), at.height, anchor=anchor)
+    return {"height": at.height, "licence": to_plain(record), "active": reason == "",
             "inactive_reason": reason, **extra}
 
 

@@ -6,6 +6,7 @@ URI, EPC URN, element string, canonical GS1 key) and answered under their storag
 
 from __future__ import annotations
 
+import io
 from typing import Annotated, Any
 
 import segno
@@ -16,10 +17,11 @@ from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
-from ledger.proofs import build_state_proof
 from ledger.resolver.identifiers import InvalidIdentifier
-from ledger.resolver.registry import get_history, identifier_key
+from ledger.resolver.proofs import build_resolution_proof
+from ledger.resolver.registry import get_history
 from ledger.resolver.resolution import Resolved, resolution_url, resolve_text
+from ledger.web import answer_page_url
 
 router = APIRouter(tags=["resolve"])
 
@@ -61,7 +63,7 @@ def _answer(node: Any, found: Resolved, at: int, proof: bool, anchor: bool = Fal
     if found.key != found.text:
         body["input"] = found.text
     if proof:
-        body["proof"] = build_state_proof(node.chain, identifier_key(found.key), at, anchor=anchor)
+        body["proof"] = build_resolution_proof(node.chain, found.key, at, anchor=anchor)
     return body
 
 
@@ -106,15 +108,21 @@ async def resolve_batch(
 
 @router.get("/v1/qr/{identifier:path}", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG QR code"}})
-async def qr(identifier: str, request: Request, scale: int = 4, base: str | None = None) -> Response:
+async def qr(
+    identifier: str, request: Request, scale: int = 4, base: str | None = None, page: bool = False
+) -> Response:
     """A QR code (SVG) of the identifier's resolution URL: its GS1 Digital Link URI for GS1 items, its
-    Handle REST URL otherwise, on this node (or on `base`, e.g. https://id.example.com). The path ends
-    in `.svg`."""
+    Handle REST URL otherwise, on this node (or on `base`, e.g. https://id.example.com). With `page=true`
+    it encodes the web answer page instead (`/resolve/{identifier}`, what a phone's browser shows).
+    The path ends in `.svg`."""
     if not identifier.endswith(".svg"):
         raise ApiError(404, "not_found", "QR codes are served as /v1/qr/{identifier}.svg")
     try:
-        url = resolution_url(identifier[:-4], base or str(request.base_url).rstrip("/"))
+        encode_url = answer_page_url if page else resolution_url
+        url = encode_url(identifier[:-4], base or str(request.base_url).rstrip("/"))
     except InvalidIdentifier as exc:
         raise ApiError(400, "invalid_identifier", str(exc)) from exc
-    svg = segno.make(url, micro=False).svg_inline(scale=max(1, min(scale, 20)))
-    return Response(svg, media_type="image/svg+xml", headers={"X-Resolution-URL": url})
+    # A standalone SVG document (with its xmlns): `svg_inline` output does not display as an <img>.
+    svg = io.BytesIO()
+    segno.make(url, micro=False).save(svg, kind="svg", scale=max(1, min(scale, 20)), xmldecl=False)
+    return Response(svg.getvalue(), media_type="image/svg+xml", headers={"X-Resolution-URL": url})

@@ -1,0 +1,230 @@
+"""JSON routes behind the explorer pages, each useful on its own: the network as this node sees it,
+block activity, recent blocks (and the block at a time), a token's licence tree, nameplate labels."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from ledger import timefmt
+from ledger.api.activity import ChainActivity
+from ledger.api.deps import NodeDep
+from ledger.api.errors import ApiError
+from ledger.chain import compute_block_hash
+from ledger.chaindb import ChainDB
+from ledger.codec import to_plain
+from ledger.crypto import derive_id
+from ledger.members import get_member
+from ledger.nft.assets import get_asset
+from ledger.nft.rights import inactive_reason, licences_of
+from ledger.node import Node
+from ledger.resolver.identifiers import InvalidIdentifier, check_prefix
+from ledger.resolver.registry import get_prefix, owning_prefix
+from ledger.resolver.resolution import resolve_text
+from ledger.store import NS
+from ledger.web import answer_page_url
+
+router = APIRouter(tags=["explorer"])
+
+MAX_BLOCK_LIST = 100
+MAX_LABELS = 200
+MAX_WINDOW_S = 900
+
+
+def _time_ms(text: str, name: str) -> int:
+    try:
+        return timefmt.parse_time_ms(text)
+    except ValueError as exc:
+        raise ApiError(400, "malformed", f"{name} must be milliseconds or ISO 8601, not {text!r}") from exc
+
+
+def _member_name(view: Any, member_id: str) -> str | None:
+    member = get_member(view, member_id) if member_id else None
+    return None if member is None else member.name
+
+
+# --- network ---------------------------------------------------------------------------------------
+
+
+@router.get("/v1/network")
+async def network(node: NodeDep) -> dict[str, Any]:
+    """Every validator as this node sees it: itself from its own state; each peer from its recent
+    messages and a probe of its head height (see `ledger.net.peers`). `lag` is this node's height
+    minus the validator's (negative when it is ahead); `primary` is the primary of this node's view."""
+    transport = node.transport
+    connected = set(transport.connected_peers()) if transport is not None else set()
+    if transport is not None:
+        await node.peer_info.refresh(transport, sorted(connected))
+    head, now = node.chain.height, time.time()
+    validators = []
+    for v in node.genesis.validators:
+        vid = derive_id(v.public_key)
+        is_self = vid == node.key.id
+        seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
+                 "rtt_ms": None} if is_self else node.peer_info.seen(vid).to_json(now))
+        validators.append({
+            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary,
+            "connected": is_self or vid in connected, **seen,
+            "lag": None if seen["height"] is None else head - seen["height"],
+        })
+    return {"node_id": node.key.id, "chain_id": node.chain.chain_id, "height": head, "view": node.replica.view,
+            "primary": node.replica.primary, "validators": validators}
+
+
+def _activity(request: Request, node: Node) -> ChainActivity:
+    """The app's ChainActivity, started on first use: read back from the chain, then kept up to date
+    by a commit listener (both here, between two awaits, so no block falls in between)."""
+    activity: ChainActivity | None = getattr(request.app.state, "chain_activity", None)
+    if activity is None:
+        activity = ChainActivity()
+        activity.backfill(node.chain)
+        node.add_commit_listener(activity.on_commit)
+        request.app.state.chain_activity = activity
+    return activity
+
+
+@router.get("/v1/activity")
+async def activity(
+    request: Request, node: NodeDep,
+    window_s: Annotated[int, Query(ge=10, le=MAX_WINDOW_S)] = 300,
+    bucket_s: Annotated[int, Query(ge=1, le=60)] = 5,
+) -> dict[str, Any]:
+    """Committed transactions per second and mean block time, per `bucket_s` over the last `window_s`."""
+    now_ms = time.time_ns() // 1_000_000
+    series = _activity(request, node).series(now_ms, window_s * 1000, bucket_s * 1000)
+    return {"now": now_ms, "height": node.chain.height, "bucket_ms": bucket_s * 1000, "buckets": series}
+
+
+# --- blocks ----------------------------------------------------------------------------------------
+
+
+def _timestamp(chain: ChainDB, height: int) -> int:
+    block = chain.get_block(height)
+    if block is None:
+        raise ApiError(500, "internal", f"block {height} is missing from the store")
+    return block.header.timestamp
+
+
+def _height_at(chain: ChainDB, at_ms: int, top: int) -> int:
+    """The highest height <= `top` whose block time is <= `at_ms` (-1 if none): block times never
+    decrease along the chain, so a binary search finds it."""
+    lo, hi = 0, top
+    if top < 0 or _timestamp(chain, 0) > at_ms:
+        return -1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _timestamp(chain, mid) <= at_ms:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@router.get("/v1/blocks")
+async def list_blocks(
+    node: NodeDep, before: int | None = None, until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BLOCK_LIST)] = 20,
+) -> dict[str, Any]:
+    """Block summaries, newest first, at or below height `before` (default: the head) and, with `until`
+    (ms or ISO 8601), with block time at or before it: `?until=T&limit=1` gives the ledger's height at T."""
+    chain = node.chain
+    top = chain.height if before is None else min(before, chain.height)
+    if until is not None:
+        top = _height_at(chain, _time_ms(until, "until"), top)
+    out = []
+    for height in range(top, max(top - limit, -1), -1):
+        block = chain.get_block(height)
+        if block is None:
+            continue
+        h = block.header
+        out.append({"height": height, "hash": compute_block_hash(h).hex(), "timestamp": h.timestamp, "view": h.view,
+                    "proposer": h.proposer, "tx_count": len(block.txs)})
+    last = top - limit
+    return {"head": chain.height, "blocks": out, "next_before": last if last >= 0 and out else None}
+
+
+# --- licences --------------------------------------------------------------------------------------
+
+
+@router.get("/v1/assets/{token}/licences")
+async def token_licences(token: str, node: NodeDep, at: str | None = None) -> dict[str, Any]:
+    """Every licence on `token` (the whole ERC-5218 tree: roots have no `parent`), each with `active`
+    and `inactive_reason` (revoked, expired, not_yet_valid, ancestor_...) at `at` (default: now)."""
+    view = node.chain.latest
+    if get_asset(view, token) is None:
+        raise ApiError(404, "not_found", f"no asset {token!r}")
+    at_ms = _time_ms(at, "at") if at is not None else time.time_ns() // 1_000_000
+    licences = []
+    for lic in licences_of(view, token):
+        reason = inactive_reason(view, lic, at_ms)
+        licences.append({**to_plain(lic), "active": reason == "", "inactive_reason": reason,
+                         "holder_name": _member_name(view, lic.holder),
+                         "grantor_name": _member_name(view, lic.grantor)})
+    return {"token": token, "height": node.chain.height, "at": at_ms, "licences": licences}
+
+
+# --- labels ----------------------------------------------------------------------------------------
+
+
+def _keys_under(node: Node, prefix: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+    """Up to `limit` registered identifiers under `prefix` in key order after `after`, and the key to
+    continue after (None at the end). A gs1:<digits> prefix lists the GTIN (01) items it owns.
+    Pages after the first skip the keys before `after` one by one (the store scans by prefix)."""
+    view = node.chain.latest
+    gs1 = prefix.startswith("gs1:")
+    scans = ([f"id/gs1/01/{d}{prefix[4:]}".encode() for d in range(10)] if gs1 else [f"id/{prefix}/".encode()])
+    out: list[str] = []
+    for scan in scans:
+        for raw_key, _ in node.chain.store.iterate(NS.STATE_LATEST + scan):
+            key = raw_key[len(NS.STATE_LATEST) + 3:].decode()
+            if after is not None and key <= after:
+                continue
+            if gs1 and owning_prefix(view, key)[1] != prefix:
+                continue  # owned by a longer registered company prefix
+            if len(out) == limit:
+                return out, out[-1]
+            out.append(key)
+    return out, None
+
+
+def _label(view: Any, text: str, base: str) -> dict[str, Any]:
+    try:
+        found = resolve_text(view, text)
+        url = answer_page_url(found.key, base)
+    except InvalidIdentifier as exc:
+        return {"input": text, "error": "invalid_identifier", "message": str(exc)}
+    owner = found.prefix_record.owner if found.prefix_record is not None else None
+    return {"input": text, "identifier": found.key, "registered": found.record is not None, "prefix": found.prefix,
+            "holder": owner, "holder_name": _member_name(view, owner or ""), "url": url}
+
+
+@router.get("/v1/labels")
+async def labels(
+    request: Request, node: NodeDep,
+    identifier: Annotated[list[str] | None, Query(max_length=MAX_LABELS)] = None,
+    prefix: str | None = None, after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LABELS)] = 50,
+) -> dict[str, Any]:
+    """What a nameplate shows, per identifier (given as `identifier=`, repeated, or every identifier
+    under `prefix`, paged with `after` and `limit`): its key, the holder organisation (owner of its
+    prefix, with member name) and `url`, the answer page the label's QR code encodes
+    (`/v1/qr/{identifier}.svg?page=true`)."""
+    view = node.chain.latest
+    base = str(request.base_url).rstrip("/")
+    following = None
+    if prefix is not None:
+        try:
+            check_prefix(prefix)
+        except InvalidIdentifier as exc:
+            raise ApiError(400, "invalid_identifier", str(exc)) from exc
+        if get_prefix(view, prefix) is None:
+            raise ApiError(404, "not_found", f"prefix {prefix} is not registered on this ledger")
+        texts, following = _keys_under(node, prefix, after, limit)
+    elif identifier:
+        texts = identifier
+    else:
+        raise ApiError(400, "malformed", "give identifier= (repeated) or prefix=")
+    return {"height": node.chain.height, "prefix": prefix, "next_after": following,
+            "labels": [_label(view, t, base) for t in texts]}

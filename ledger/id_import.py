@@ -1,0 +1,190 @@
+"""`ledger id import FILE.csv`: bulk registration of identifiers from a CSV with the header `identifier,url`.
+
+The file is streamed: rows are read, checked, signed and submitted one batch at a time, so a file of
+a million rows costs the client a batch's memory, not the file's (a first pass only counts rows for
+the progress bar). Per-row errors go to the report CSV (line,identifier,error) and do not stop the
+import. Before a batch is signed its identifiers are looked up on the node: rows already registered
+with the row's URL count as done (`skipped`), so re-running after an interruption resumes where the
+committed rows end.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from ledger.client import LedgerClient, LedgerError, Signer, check_result
+from ledger.progress import Progress
+from ledger.resolver.identifiers import InvalidIdentifier
+from ledger.resolver.registry import IdRegister, ValueSpec, storage_key
+
+MAX_ERRORS_SHOWN = 20  # on stderr; all of them go to the report file
+PROBE_LIMIT = 1000  # identifiers per `POST /v1/resolve` (the node's batch limit)
+
+Row = tuple[int, str, str]  # (line in the file, identifier, url)
+
+
+class ImportFileError(Exception):
+    """The file cannot be imported at all (unreadable, not UTF-8, wrong header)."""
+
+
+class ProbeError(Exception):
+    """The node did not answer the lookup of already registered identifiers."""
+
+
+def _open_reader(path: Path) -> tuple[TextIO, csv.DictReader[str]]:
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from exc
+    reader = csv.DictReader(f)
+    try:
+        fields = reader.fieldnames
+    except UnicodeDecodeError as exc:
+        f.close()
+        raise ImportFileError(f"{path} is not UTF-8 text") from exc
+    if fields is None or not {"identifier", "url"} <= set(fields):
+        f.close()
+        raise ImportFileError(f"{path}: the header must be `identifier,url`")
+    return f, reader
+
+
+def count_rows(path: Path) -> int:
+    """Data rows in the file (checks the header and the encoding before anything is submitted)."""
+    f, reader = _open_reader(path)
+    with f:
+        try:
+            return sum(1 for _ in reader)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"{path} is not UTF-8 text") from exc
+
+
+def read_rows(path: Path) -> Iterator[Row]:
+    f, reader = _open_reader(path)
+    with f:
+        for row in reader:
+            yield reader.line_num, (row.get("identifier") or "").strip(), (row.get("url") or "").strip()
+
+
+def registered_urls(client: LedgerClient, identifiers: Sequence[str]) -> dict[str, set[str] | None]:
+    """For each identifier: the URL values of its committed record, or None when not registered."""
+    out: dict[str, set[str] | None] = {}
+    for start in range(0, len(identifiers), PROBE_LIMIT):
+        part = list(identifiers[start:start + PROBE_LIMIT])
+        try:
+            r = client.http.post("/v1/resolve", json=part, timeout=120)
+            r.raise_for_status()
+            results = r.json()["results"]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise ProbeError(f"batch resolve failed: {exc}") from exc
+        for text, res in zip(part, results, strict=True):
+            record = res.get("record")
+            out[text] = None if record is None else {v["value"] for v in record["values"] if v["type"] == "URL"}
+    return out
+
+
+@dataclass
+class Tally:
+    imported: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+class Importer:
+    def __init__(self, client: LedgerClient, signer: Signer, report: Any, progress: Progress) -> None:
+        self.client = client
+        self.signer = signer
+        self.report = report  # a csv.writer
+        self.progress = progress
+        self.tally = Tally()
+        self._retried: set[int] = set()
+
+    def run(self, rows: Iterator[Row], batch: int) -> Tally:
+        chunk: list[Row] = []
+        for line, identifier, url in rows:
+            try:
+                storage_key(identifier)
+                if not url:
+                    raise InvalidIdentifier("empty url")
+            except InvalidIdentifier as exc:
+                self._fail(line, identifier, f"invalid: {exc}")
+                continue
+            chunk.append((line, identifier, url))
+            if len(chunk) >= batch:
+                self._commit(chunk)
+                chunk = []
+        if chunk:
+            self._commit(chunk)
+        return self.tally
+
+    def _fail(self, line: int, identifier: str, message: str) -> None:
+        self.tally.failed += 1
+        self.report.writerow([line, identifier, message])
+        if self.tally.failed <= MAX_ERRORS_SHOWN:
+            print(f"line {line}: {identifier}: {message}", file=sys.stderr)
+        self.progress.advance(failed=1)
+
+    def _skip(self) -> None:
+        self.tally.skipped += 1
+        self.progress.advance()
+
+    def _commit(self, chunk: list[Row]) -> None:
+        """Register a batch; rows refused only because of a nonce gap are submitted once more."""
+        while chunk:
+            chunk = self._submit(chunk)
+
+    def _submit(self, chunk: list[Row]) -> list[Row]:
+        # Skip rows already committed (an earlier, interrupted run): checked before signing.
+        known = registered_urls(self.client, [i for _, i, _ in chunk])
+        fresh = []
+        for line, identifier, url in chunk:
+            urls = known.get(identifier)
+            if urls is None:
+                fresh.append((line, identifier, url))
+            elif url in urls:
+                self._skip()
+            else:
+                self._fail(line, identifier, "already_exists: registered with another URL")
+        if not fresh:
+            return []
+        sign = self.signer.sign
+        txs = [sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in fresh]
+        results = self.client.submit(txs, wait=True, timeout=120)
+        again: list[Row] = []
+        for (line, identifier, url), result in zip(fresh, results, strict=True):
+            try:
+                check_result(result)
+                self.tally.imported += 1
+                self.progress.advance()
+            except LedgerError as exc:
+                # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
+                if exc.reason == "nonce_gap" and line not in self._retried:
+                    self._retried.add(line)
+                    again.append((line, identifier, url))
+                elif exc.reason == "already_exists" and url in (
+                        registered_urls(self.client, [identifier])[identifier] or set()):
+                    self._skip()  # a duplicate row of this file, or committed by a concurrent run
+                else:
+                    self._fail(line, identifier, f"{exc.reason}: {exc.message}")
+        if again or any(not r.get("accepted") for r in results):
+            self.signer.resync()
+        return again
+
+
+def import_file(client: LedgerClient, signer: Signer, path: Path, batch: int, report_path: Path) -> Tally:
+    """Import `path`; raises ImportFileError before submitting anything if the file is unusable."""
+    total = count_rows(path)
+    progress = Progress(total, "import")
+    with report_path.open("w", newline="", encoding="utf-8") as report_file:
+        report = csv.writer(report_file)
+        report.writerow(["line", "identifier", "error"])
+        try:
+            return Importer(client, signer, report, progress).run(read_rows(path), max(1, batch))
+        finally:
+            progress.close()

@@ -1,0 +1,121 @@
+// Token: owner, kind, metadata, lease and lock state, full history, and the licence tree.
+// URL: /token/<id>.
+
+import { get, keyOfPath, memberName, resolveUrl } from "../api.js";
+import { badge, externalLink, facts, fmtTime, h, humanIdentifier, message, table, timeEl } from "../dom.js";
+
+const REASONS = {
+  not_yet_valid: "Not yet valid",
+  ancestor_revoked: "Inactive: a licence above it was revoked",
+  ancestor_expired: "Inactive: a licence above it expired",
+  ancestor_not_yet_valid: "Inactive: a licence above it is not yet valid",
+  ancestor_missing: "Inactive: its parent licence is missing",
+};
+
+function memberEl(id, names) {
+  return h("span", { title: id }, names.get(id) || id);
+}
+
+/** A licence's state as [class, badge text, explanation]: never told by colour alone. */
+function licenceState(l, names) {
+  if (l.revoked) {
+    return ["revoked", "Revoked", [`Revoked ${fmtTime(l.revoked_at)} by `, memberEl(l.revoked_by, names), ` (block ${l.revoked_height})`]];
+  }
+  if (l.inactive_reason === "expired") return ["expired", "Expired", [`Expired ${fmtTime(l.valid_until)}`]];
+  if (l.active) return ["active", "Active", [`Valid ${fmtTime(l.valid_from)} – ${fmtTime(l.valid_until)}`]];
+  return ["inactive", "Inactive", [REASONS[l.inactive_reason] || l.inactive_reason]];
+}
+
+function licenceItem(l, children, names) {
+  const [state, word, why] = licenceState(l, names);
+  const box = h("div", { class: `licence ${state}`, "data-licence": l.id, "data-state": state },
+    badge(state, word), " ",
+    h("span", { class: "who" }, h("strong", {}, names.get(l.holder) || l.holder), ` for ${l.purposes.join(", ")}`),
+    h("div", { class: "muted" }, why),
+    h("div", { class: "muted" }, l.parent ? "Sublicence granted by " : "Granted by ", memberEl(l.grantor, names),
+      l.sublicensable ? " · may sublicense" : "", " · ", h("span", { class: "mono", title: l.id }, l.id.slice(0, 12))),
+    l.terms_uri ? h("div", {}, "Terms: ", externalLink(l.terms_uri)) : null);
+  return h("li", {}, box, children);
+}
+
+/** The ERC-5218 tree as nested lists: roots first, each licence above its sublicences. */
+function licenceTree(licences, names) {
+  const ids = new Set(licences.map(l => l.id));
+  const children = new Map();
+  for (const l of licences) {
+    const parent = l.parent && ids.has(l.parent) ? l.parent : "";
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(l);
+  }
+  const branch = (parent, cls) => {
+    const kids = children.get(parent) || [];
+    if (!kids.length) return null;
+    return h("ul", { class: cls }, kids.map(l => licenceItem(l, branch(l.id, null), names)));
+  };
+  return branch("", "tree") || h("p", { class: "muted" }, "No licences.");
+}
+
+const EVENTS = {
+  mint: "Minted", approve: "Approval", lease: "Lease", lock: "Locked", unlock: "Unlocked", transfer: "Transferred",
+  burn: "Burned (decommissioned)",
+};
+
+async function names(ids) {
+  const unique = [...new Set(ids.filter(Boolean))];
+  const found = await Promise.all(unique.map(memberName));
+  return new Map(unique.map((id, i) => [id, found[i]]).filter(([, n]) => n));
+}
+
+export async function render(view, { params, signal }) {
+  const token = keyOfPath(params[0]);
+  const enc = encodeURIComponent(token);
+  document.title = `Token ${token} · Ledger explorer`;
+  view.append(h("h1", {}, `Token ${token}`));
+  const [asset, history, licences] = await Promise.all([
+    get(`/v1/assets/${enc}`, { signal }), get(`/v1/assets/${enc}/history`, { signal }),
+    get(`/v1/assets/${enc}/licences`, { signal }),
+  ]);
+  if (!asset.ok) {
+    view.append(message("error", asset.status === 404 ? `There is no token ${token} on this ledger.` : asset.body.message));
+    return;
+  }
+  const a = asset.body.asset;
+  const events = history.ok ? history.body.history : [];
+  const tree = licences.ok ? licences.body.licences : [];
+  const who = await names([a.owner, a.minter, a.user, a.approved, ...events.flatMap(e => [e.actor, e.from_member, e.to_member]),
+    ...tree.flatMap(l => [l.holder, l.grantor, l.revoked_by])]);
+  const lease = asset.body.user_of
+    ? [memberEl(asset.body.user_of, who), " until ", timeEl(a.user_expires)]
+    : a.user ? ["lease to ", memberEl(a.user, who), " expired ", timeEl(a.user_expires)] : "not leased";
+  view.append(h("section", { class: "card", "aria-labelledby": "asset-title" },
+    h("h2", { id: "asset-title" }, "Token"),
+    facts([
+      ["Owner", a.burned ? badge("burned", "Burned: no owner") : memberEl(a.owner, who)],
+      ["Kind", a.kind],
+      ["Identifier", a.identifier ? h("a", { href: resolveUrl(a.identifier) }, humanIdentifier(a.identifier)) : "not bound"],
+      ["Metadata", externalLink(a.uri)],
+      ["Metadata SHA-256", h("span", { class: "mono" }, a.sha256)],
+      ["Lock", a.locked ? [badge("warn", "Locked"), " cannot change hands until its owner unlocks it"] : "not locked"],
+      ["Lease", lease],
+      ["Approved", a.approved ? memberEl(a.approved, who) : null],
+      ["Minted", [timeEl(a.minted_at), " in ", h("a", { href: `/block/${a.minted_height}` }, `block ${a.minted_height}`),
+        " by ", memberEl(a.minter, who)]],
+      ["As of", h("a", { href: `/block/${asset.body.height}` }, `block ${asset.body.height}`)],
+    ])));
+  view.append(h("section", { class: "card", "aria-labelledby": "history-title" },
+    h("h2", { id: "history-title" }, "History"),
+    table(["When", "Event", "From → to", "By", "Block", "Detail"], events.map(e => h("tr", { "data-event": e.event },
+      h("td", {}, timeEl(e.timestamp)), h("td", {}, EVENTS[e.event] || e.event),
+      h("td", {}, e.from_member || e.to_member ? [e.from_member ? memberEl(e.from_member, who) : "—", " → ",
+        e.to_member ? memberEl(e.to_member, who) : "—"] : ""),
+      h("td", {}, memberEl(e.actor, who)), h("td", { class: "num" }, h("a", { href: `/block/${e.height}` }, String(e.height))),
+      h("td", { class: "wrap" }, e.detail || ""))))));
+  const counts = tree.reduce((c, l) => ({ ...c, [licenceState(l, who)[0]]: (c[licenceState(l, who)[0]] || 0) + 1 }), {});
+  view.append(h("section", { class: "card", id: "licences", "aria-labelledby": "tree-title" },
+    h("h2", { id: "tree-title" }, "Licence tree"),
+    h("p", { class: "muted" }, tree.length
+      ? `${tree.length} licences: ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ")}; states as of now.`
+      : "No licences granted on this token."),
+    licenceTree(tree, who)));
+  if (location.hash === "#licences") document.getElementById("licences").scrollIntoView();
+}

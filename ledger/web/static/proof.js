@@ -1,0 +1,99 @@
+// The proof panel of an answer: the block, its signers, the Ethereum anchor, and the proof as a file.
+
+import { get, resolveUrl, validators } from "./api.js";
+import { badge, facts, h, timeEl } from "./dom.js";
+
+function blockLink(height) {
+  return h("a", { href: `/block/${height}` }, `block ${height}`);
+}
+
+function keyText(hex) {
+  // State keys are ASCII ("id/<identifier>"); show them as text when they decode.
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(hex.match(/../g) || [], b => parseInt(b, 16)));
+  } catch {
+    return hex;
+  }
+}
+
+function fileName(key, height) {
+  return `proof-${key.replace(/[^A-Za-z0-9._-]+/g, "_")}-h${height}.json`;
+}
+
+async function anchorFacts(proof, key, updatedHeight, signal) {
+  const anchor = proof.anchor;
+  if (anchor) {
+    const covers = anchor.height === proof.height
+      ? ["this block itself was anchored"]
+      : ["covers this block through a history proof of ", String(anchor.history_proof.length), " hashes"];
+    return [
+      h("p", { class: "anchor-status" }, badge("ok", "Anchored"), " in Ethereum at ledger ",
+        h("a", { href: `/block/${anchor.height}`, class: "anchor-height" }, `block ${anchor.height}`),
+        "; ", ...covers, "."),
+      facts([
+        ["Chain id", h("span", { class: "mono anchor-chain" }, String(anchor.eth_chain_id))],
+        ["Transaction", h("span", { class: "mono anchor-tx" }, anchor.tx_hash.startsWith("0x") ? anchor.tx_hash : `0x${anchor.tx_hash}`)],
+        ["Contract", h("span", { class: "mono" }, anchor.contract)],
+        ["Ethereum block", String(anchor.eth_block)],
+      ]),
+    ];
+  }
+  const latest = await get("/v1/anchors/latest", { signal });
+  if (!latest.ok) {
+    return [h("p", { class: "anchor-status" }, badge("plain", "Not anchored"),
+      " This ledger has recorded no Ethereum anchor yet.")];
+  }
+  const a = latest.body;
+  if (a.height < proof.height) {
+    // Anchors are taken every few blocks: an answer from a newer block is proven by an older anchor
+    // only when the record has not changed since.
+    const same = updatedHeight !== null && updatedHeight <= a.height;
+    return [h("p", { class: "anchor-status" }, badge("warn", "Not anchored yet"),
+      ` Block ${proof.height} is newer than the latest Ethereum anchor (ledger block ${a.height}, chain ${a.eth_chain_id}, `,
+      h("span", { class: "mono" }, a.tx_hash), "). ",
+      h("a", { href: resolveUrl(key, { height: a.height }), class: "anchored-answer" },
+        same ? `See the same record proven at anchored height ${a.height}` : `See the answer as of anchored height ${a.height}`),
+      ".")];
+  }
+  return [h("p", { class: "anchor-status" }, badge("plain", "No anchor section"),
+    " Ask again for the answer to include the anchor path.")];
+}
+
+/**
+ * The proof panel. `text` is the node's answer exactly as received: that is the file offered for
+ * download, which `ledger verify FILE --genesis GENESIS` checks (the answer carries its proof).
+ */
+export async function proofPanel({ proof, text, key, updatedHeight = null, signal }) {
+  const [known, anchorPart] = await Promise.all([validators(), anchorFacts(proof, key, updatedHeight, signal)]);
+  const signatures = proof.certificate.signatures || [];
+  const present = proof.value !== null;
+  const name = id => (known.get(id) || {}).name || "unknown validator";
+  const blob = new Blob([text], { type: "application/json" });
+  const href = URL.createObjectURL(blob);
+  signal.addEventListener("abort", () => URL.revokeObjectURL(href));
+  const file = fileName(key, proof.height);
+  return h("section", { class: "card proof", id: "proof", "aria-labelledby": "proof-title" },
+    h("h2", { id: "proof-title" }, "Proof"),
+    h("p", { class: "verdict" },
+      present ? "The record is " : "The absence of this identifier is ",
+      `committed in the state of block ${proof.height}, whose header ${signatures.length} of ${known.size || "?"} validators signed.`),
+    facts([
+      ["Block", blockLink(proof.height)],
+      ["Block hash", h("span", { class: "mono block-hash" }, proof.certificate.block_hash)],
+      ["Block time", timeEl(proof.header.timestamp)],
+      ["State root", h("span", { class: "mono" }, proof.header.state_root)],
+      ["Proven key", h("span", { class: "mono" }, keyText(proof.key))],
+      ["Merkle path", `${(proof.smt.siblings || []).length} sibling hashes up to the state root`],
+    ]),
+    h("h3", {}, "Signed by"),
+    h("ul", { class: "signers" }, signatures.map(s =>
+      h("li", { "data-validator": s.validator }, h("strong", {}, name(s.validator)), " ",
+        h("span", { class: "mono muted", title: s.validator }, s.validator.slice(0, 12))))),
+    h("h3", {}, "Ethereum anchor"),
+    anchorPart,
+    h("p", { class: "download" },
+      h("a", { class: "button", href, download: file, id: "download-proof" }, "Download proof (JSON)")),
+    h("p", { class: "hint" }, "Check it offline, trusting only the genesis file: ",
+      h("code", {}, `ledger verify ${file} --genesis genesis.json`)),
+  );
+}

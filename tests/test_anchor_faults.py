@@ -1,0 +1,345 @@
+"""Anchoring on a 4-node devnet with a real Anvil, under validator faults (issue 6): the anchoring
+validator killed mid-anchor and restarted, a stopped designated validator replaced by a backup, and
+asset and licence proofs checked on the chain. One devnet for the module, as a user would run it
+(`ledger devnet up --nodes 4 --ethereum anvil`: anchors every 10 blocks or 5 s, takeover after 5 s)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from web3 import Web3
+from web3.types import RPCEndpoint
+
+from ledger import devnet as devnet_mod
+from ledger.anchor import contract as ac
+from ledger.anchor import devchain
+from ledger.anchor.ethclient import AnchorInFlight, Web3ChainClient
+from ledger.client import LedgerClient, Signer
+from ledger.config import EthereumConfig
+from ledger.crypto import SigningKey
+from ledger.nft.assets import AssetMint
+from ledger.nft.rights import LicenceGrant, compute_licence_id
+from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+
+pytestmark = pytest.mark.skipif(
+    not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
+)
+
+PREFIX = "88.400"
+SLACK_S = 15.0  # beyond the configured delays: the anchor transaction, its record, a busy 2-core machine
+
+
+def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            value = cond()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Net:
+    """The devnet, its Anvil, and the node processes a test killed, restarted or stopped."""
+
+    def __init__(self, directory: Path, data: dict[str, Any]) -> None:
+        self.dir = directory
+        self.data = data
+        self.nodes: list[dict[str, Any]] = data["nodes"]
+        self.urls = [n["http"] for n in self.nodes]
+        self.rpc = str(data["ethereum"]["rpc"])
+        self.w3 = ac.connect(self.rpc)
+        self.contract = ac.anchor_contract(self.w3, data["ethereum"]["anchor_contract"])
+        self.extra_pids: list[int] = []
+        self.stopped: set[int] = set()
+        self.n_loaded = 0
+        self._signer: Signer | None = None
+
+    # --- the ledger ------------------------------------------------------------------------------
+
+    def anchoring(self, i: int) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.urls[i]}/v1/status", timeout=5).json()["anchoring"]
+        return result
+
+    def live(self) -> list[int]:
+        return [i for i in range(len(self.nodes)) if i not in self.stopped]
+
+    def signer(self) -> Signer:
+        if self._signer is None:
+            client = LedgerClient(self.urls[self.live()[0]])
+            admin = Signer(SigningKey.load(self.data["keys"]["admin"]), client)
+            org1 = SigningKey.load(self.data["keys"]["org1"])
+            admin.send("prefix.create", PrefixCreate(PREFIX, org1.id))
+            self._signer = Signer(org1, client)
+        return self._signer
+
+    def load(self, count: int, via: int = 0) -> int:
+        """Register `count` identifiers, one block each (anchoring work); the height reached."""
+        signer = self.signer()
+        signer.client = LedgerClient(self.urls[via])
+        result: dict[str, Any] = {}
+        for _ in range(count):
+            self.n_loaded += 1
+            result = signer.send("id.register", IdRegister(f"{PREFIX}/w{self.n_loaded}", (ValueSpec(1, "URL", "u"),)))
+        return int(result["height"])
+
+    def recorded(self, i: int, height: int) -> dict[str, Any] | None:
+        r = httpx.get(f"{self.urls[i]}/v1/anchors/{height}", timeout=5)
+        return r.json() if r.status_code == 200 else None
+
+    def block_hash(self, height: int) -> str:
+        return str(httpx.get(f"{self.urls[self.live()[0]]}/v1/blocks/{height}", timeout=5).json()["hash"])
+
+    # --- the chain -------------------------------------------------------------------------------
+
+    def anchors(self) -> list[dict[str, Any]]:
+        """Every Anchored event of the contract, oldest first."""
+        return [
+            {"height": int(e["args"]["height"]), "root": bytes(e["args"]["root"]).hex(),
+             "tx_hash": "0x" + bytes(e["transactionHash"]).hex(), "eth_block": int(e["blockNumber"]),
+             "submitter": str(e["args"]["submitter"])}
+            for e in self.contract.events.Anchored.get_logs(from_block=0, to_block="latest")
+        ]
+
+    def all_recorded(self) -> bool:
+        """Each anchor on the contract is recorded, with its receipt, on every live node."""
+        anchors = self.anchors()
+        return bool(anchors) and all(
+            (rec := self.recorded(i, a["height"])) is not None and rec["tx_hash"] == a["tx_hash"]
+            and rec["eth_block"] == a["eth_block"] and rec["submitter"] == a["submitter"]
+            for a in anchors for i in self.live()
+        )
+
+    def automine(self, on: bool) -> None:
+        self.w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [on])
+
+    def pending_anchors(self) -> list[tuple[str, str]]:
+        """(sender, tx hash) of the anchor transactions waiting in Anvil's pool."""
+        pool = self.w3.provider.make_request(RPCEndpoint("txpool_content"), [])["result"]["pending"]
+        to = str(self.contract.address).lower()
+        return [(Web3.to_checksum_address(sender), tx["hash"]) for sender, txs in pool.items()
+                for tx in txs.values() if str(tx.get("to", "")).lower() == to]
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def index_of_eth(self, address: str) -> int:
+        return next(i for i in range(len(self.nodes)) if self.anchoring(i)["submitter"] == address)
+
+    def kill9(self, i: int) -> None:
+        pid = self.nodes[i]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not devnet_mod.is_alive(pid), 10, f"node{i} to die")
+
+    def restart(self, i: int) -> None:
+        proc = devnet_mod.start_node(self.nodes[i]["home"], self.dir / "logs")
+        self.nodes[i]["pid"] = proc.pid
+        self.extra_pids.append(proc.pid)
+        devnet_mod.wait_healthy(self.urls[i], proc, self.dir / "logs" / f"node{i}.log")
+
+    def pause(self, i: int) -> None:
+        os.kill(self.nodes[i]["pid"], signal.SIGSTOP)
+        self.stopped.add(i)
+
+    def resume(self, i: int) -> None:
+        os.kill(self.nodes[i]["pid"], signal.SIGCONT)
+        self.stopped.discard(i)
+
+    def close(self) -> None:
+        for i in list(self.stopped):
+            with contextlib.suppress(ProcessLookupError):
+                self.resume(i)
+        for pid in self.extra_pids:
+            devnet_mod.stop_pid(pid)
+        devnet_mod.down(self.dir)
+
+
+def _base_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1]) % 20_000 + 20_000
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    directory = tmp_path_factory.mktemp("anchor-faults")
+    try:
+        net = Net(directory, devnet_mod.up(directory, 4, base_port=_base_port(), ethereum="anvil"))
+    except BaseException:
+        devnet_mod.down(directory)
+        raise
+    try:
+        yield net
+    finally:
+        net.close()
+        assert not devnet_mod.is_alive(devnet_mod.load_devnet(directory)["ethereum"]["anvil_pid"])
+
+
+def _assert_anchors_sound(net: Net) -> list[dict[str, Any]]:
+    """No height anchored twice, heights increasing, each root the ledger's block hash."""
+    anchors = net.anchors()
+    heights = [a["height"] for a in anchors]
+    assert heights == sorted(set(heights)), heights
+    for a in anchors:
+        assert a["root"] == net.block_hash(a["height"]), a
+    return anchors
+
+
+def _assert_anchoring_healthy(net: Net, height: int) -> None:
+    for i in net.live():
+        def caught_up(i: int = i) -> dict[str, Any] | None:
+            s = net.anchoring(i)
+            return s if s["last_anchored_height"] >= height else None
+
+        s = _wait(caught_up, 30, f"node{i} to report anchored height {height}")
+        assert s["last_error"] is None and s["unrecorded"] == 0 and s["foreign_heights"] == [], (i, s)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_validator_never_sends_a_second_anchor_while_its_first_is_pending(net: Net, tmp_path: Path) -> None:
+    # A separate contract and submitter on the devnet's Anvil, so the devnet's anchors are untouched.
+    deployer = ac.load_key_file(net.dir / "keys" / "anvil-dev.key")
+    me = Account.create()
+    ac.send_transaction(net.w3, deployer, {"to": me.address, "value": Web3.to_wei(1, "ether")})
+    address = ac.deploy(net.w3, deployer, submitters=[me.address], out=tmp_path / "d.json").deployment.address
+    client = Web3ChainClient(EthereumConfig(rpc=net.rpc, contract=address, chain_id=31337, tx_timeout_s=20), me)
+    other = ac.anchor_contract(net.w3, address)
+    net.automine(False)
+    try:
+        # The first anchor is sent, not mined (as when its sender was killed waiting for the receipt).
+        data = other.encode_abi("anchor", args=[1, b"\x01" * 32])
+        tx = me.sign_transaction({"to": address, "data": data, "gas": 100_000, "chainId": 31337, "nonce": 0,
+                                  "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+        net.w3.eth.send_raw_transaction(tx.raw_transaction)
+        with pytest.raises(AnchorInFlight):
+            client.submit(2, b"\x02" * 32)
+    finally:
+        net.automine(True)
+    _wait(lambda: client.latest_height() == 1, 10, "the pending anchor to be mined")
+    assert client.submit(2, b"\x02" * 32).height == 2
+    assert [int(e["args"]["height"]) for e in other.events.Anchored.get_logs(from_block=0)] == [1, 2]
+
+
+def test_validator_killed_mid_anchor_gets_its_receipt_recorded_after_restart(net: Net) -> None:
+    net.automine(False)
+    try:
+        net.load(12)  # more than the interval's 10 blocks: an anchor is due
+        sender, tx_hash = _wait(lambda: net.pending_anchors(), 30, "an anchor transaction in Anvil's pool")[0]
+        victim = net.index_of_eth(sender)
+        net.kill9(victim)  # it sent the anchor and now waits for its receipt: it never records it
+        net.restart(victim)
+    finally:
+        net.automine(True)
+
+    # The anchor is mined after all; its receipt, which died with its sender, is recorded from the chain.
+    mined = _wait(lambda: [a for a in net.anchors() if a["tx_hash"] == tx_hash], 30, "the pending anchor mined")[0]
+    _wait(net.all_recorded, 60, "every anchor recorded on every node")
+    record = net.recorded(victim, mined["height"])
+    assert record is not None and record["submitter"] == sender and record["tx_hash"] == tx_hash
+    assert sum(net.anchoring(i)["recovered"] for i in net.live()) >= 1
+
+    # Anchoring goes on above it, nothing double-anchored, nothing left unrecorded, no error left.
+    top = net.load(12, via=victim)
+    _wait(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), 60, "an anchor above the new work")
+    anchors = _assert_anchors_sound(net)
+    _assert_anchoring_healthy(net, anchors[-1]["height"])
+
+
+def test_a_backup_takes_over_from_a_stopped_designated_validator(net: Net) -> None:
+    status = net.anchoring(0)
+    designated = next(i for i, n in enumerate(net.nodes) if n["id"] == status["designated"])
+    stopped_eth = net.anchoring(designated)["submitter"]
+    before = net.anchors()[-1]["height"] if net.anchors() else 0
+    n = len(net.nodes)
+    # Due after interval_s at the latest; the r-th backup steps in r * grace_s after that.
+    bound = status["interval_s"] + (n - 1) * status["grace_s"] + SLACK_S
+    net.pause(designated)
+    try:
+        via = net.live()[0]
+        top = net.load(12, via=via)
+        started = time.monotonic()
+        _wait(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), bound,
+              f"a backup to anchor within {bound:.0f}s")
+        took = time.monotonic() - started
+    finally:
+        net.resume(designated)
+    print(f"\nbackup took over in {took:.1f}s (bound {bound:.0f}s)")
+    new = [a for a in _assert_anchors_sound(net) if a["height"] > before]
+    assert new and all(a["submitter"] != stopped_eth for a in new)
+    # The stopped validator, continued, catches up and reports the backup's anchor without error.
+    _assert_anchoring_healthy(net, new[-1]["height"])
+
+
+def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from ledger.cli import main as ledger_main
+
+    url = net.urls[1]
+    org1 = net.signer()
+    org1.client = LedgerClient(url)
+    org2 = SigningKey.load(net.data["keys"]["org2"])
+    token = "DATA-ANCHORED-1"
+    minted = org1.send("asset.mint", AssetMint(token, "data", "https://d.example/1", hashlib.sha256(b"m").digest(),
+                                               "", ""))
+    until = int((datetime.now(UTC) + timedelta(days=30)).timestamp() * 1000)
+    granted = org1.send("licence.grant", LicenceGrant(token, "", org2.id, ("analytics",), 0, until, False, "", b""))
+    licence_id = compute_licence_id(bytes.fromhex(granted["tx_id"]))
+    net.load(12, via=1)  # work, so that an anchor lands above the grant
+    _wait(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > granted["height"],
+          60, "a recorded anchor above the licence")
+
+    def cli(*args: str) -> tuple[int, Any]:
+        code = ledger_main(list(args))
+        return code, json.loads(capsys.readouterr().out)
+
+    def verify(doc: Any, *extra: str) -> tuple[int, Any]:
+        f = tmp_path / "proof.json"
+        f.write_text(json.dumps(doc))
+        return cli("verify", str(f), "--genesis", net.data["genesis"], *extra)
+
+    # `ledger asset show --proof` proves the token as of the latest anchor; `ledger verify --rpc` checks it.
+    code, shown = cli("asset", "show", token, "--proof", "--node", url)
+    assert code == 0 and shown["height"] == shown["proof"]["anchor"]["height"] > granted["height"]
+    code, out = verify(shown, "--rpc", net.rpc)
+    assert code == 0 and out["anchor"]["checked_on_chain"] is True and out["record"] == shown["asset"]
+
+    # As of an older height, the proof reaches the anchor through the anchored header's history.
+    code, older = cli("asset", "show", token, "--proof", "--height", str(minted["height"]), "--node", url)
+    assert code == 0 and older["height"] == minted["height"] and older["proof"]["anchor"]["history_proof"]
+    code, out = verify(older, "--rpc", net.rpc)
+    assert code == 0 and out["anchor"]["checked_on_chain"] is True
+    # A forged anchored header keeps the history root, so it links offline; the chain refuses it.
+    forged = json.loads(json.dumps(older))
+    forged["proof"]["anchor"]["header"]["timestamp"] += 1
+    assert verify(forged)[0] == 0
+    code, out = verify(forged, "--rpc", net.rpc)
+    assert code == 1 and "does not hold this block's hash" in out["reason"]
+    # An answer claiming another owner than the proof proves fails, offline already.
+    tampered = json.loads(json.dumps(shown))
+    tampered["owner"] = org2.id
+    code, out = verify(tampered)
+    assert code == 1 and "differs from the proven value" in out["reason"]
+
+    # A licence proof at the anchored height carries the anchor too.
+    anchored = httpx.get(f"{url}/v1/anchors/latest", timeout=5).json()["height"]
+    answer = httpx.get(f"{url}/v1/licences/{licence_id}",
+                       params={"height": anchored, "proof": "true", "anchor": "true"}, timeout=5).json()
+    assert answer["proof"]["anchor"]["height"] == anchored
+    code, out = verify(answer, "--rpc", net.rpc)
+    assert code == 0 and out["anchor"]["checked_on_chain"] is True and out["record"]["id"] == licence_id
