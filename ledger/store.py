@@ -92,6 +92,13 @@ class MemoryStore:
         pass
 
 
+# LevelDB maps every table file it holds open (up to 1,000 of them) into memory, and a table it has
+# read or compacted stays resident while open: with a million identifiers (~2 GB of tables) that made
+# the node's RSS grow to the size of the store. Capping the open tables caps that part of the RSS at
+# about MAX_OPEN_FILES x 2 MB (LevelDB's table size), whatever the size of the state.
+MAX_OPEN_FILES = 200
+
+
 class LevelDBStore:
     """LevelDB through plyvel. One process owns a directory at a time (LevelDB locks it)."""
 
@@ -105,6 +112,7 @@ class LevelDBStore:
                 bloom_filter_bits=10,  # most tx-index lookups are for ids not there yet
                 compression=None,  # hashes and signatures do not compress; snappy only costs CPU
                 write_buffer_size=32 << 20,  # fewer, larger level-0 files: less compaction per block
+                max_open_files=MAX_OPEN_FILES,
             )
         except plyvel.IOError as exc:
             raise StoreError(f"cannot open {path}: {exc} (is another node using this home?)") from exc
