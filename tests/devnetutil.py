@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from ledger import devnet
 
@@ -38,3 +43,17 @@ def devnet_down(data: dict[str, Any]) -> None:
     ledger("devnet", "down", "--dir", data["dir"], check=False)
     for pid in data.get("extra_pids", []):
         devnet.stop_pid(pid)
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll `cond` until it returns something truthy (returned); an HTTP error counts as not yet (a node
+    restarting or busy). Fails the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            value = cond()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

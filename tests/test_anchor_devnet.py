@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from ledger.anchor import devchain
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from tests.devnetutil import wait_until
 
 pytestmark = pytest.mark.skipif(
     not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
@@ -40,17 +41,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[s
         devnet_mod.down(directory)
         data = devnet_mod.load_devnet(directory)
         assert not devnet_mod.is_alive(data["ethereum"]["anvil_pid"])
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def _anchoring(url: str) -> dict[str, Any]:
@@ -85,7 +75,7 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     _load(urls[0], signer, 0, 12)
 
     # Within the devnet's interval (10 blocks / 5 s) every node reports an anchored height.
-    first = _wait(lambda: all(_anchoring(u)["last_anchored_height"] for u in urls) and _anchoring(urls[0]),
+    first = wait_until(lambda: all(_anchoring(u)["last_anchored_height"] for u in urls) and _anchoring(urls[0]),
                   40, "a recorded anchor on every node")
     h = first["last_anchored_height"]
     w3, contract = _contract(data)
@@ -101,7 +91,7 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     time.sleep(1.5)
     os.kill(eth["anvil_pid"], signal.SIGKILL)
     _load(urls[0], signer, 100, 12)
-    _wait(lambda: any(_anchoring(u)["last_error"] for u in urls), 30, "an anchoring error while Anvil is down")
+    wait_until(lambda: any(_anchoring(u)["last_error"] for u in urls), 30, "an anchoring error while Anvil is down")
     target = httpx.get(f"{urls[0]}/v1/status").json()["height"]
 
     # Anvil comes back on the same port with its state: anchoring resumes past the outage.
@@ -111,7 +101,7 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     saved["ethereum"]["anvil_pid"] = pid
     devnet_mod.save_devnet(directory, saved)
     assert rpc == eth["rpc"]
-    _wait(lambda: _anchoring(urls[0])["last_anchored_height"] >= target, 45, "anchoring after the restart")
+    wait_until(lambda: _anchoring(urls[0])["last_anchored_height"] >= target, 45, "anchoring after the restart")
     w3, contract = _contract(data)
     assert contract.functions.latest().call()[0] >= target
 
@@ -147,7 +137,7 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     height = httpx.get(f"{url}/v1/status").json()["height"]
     _load(url, signer, 500, 3)  # more blocks, so the anchor lies above the record's block
     # The receipt of an anchor above the record's block is recorded in the ledger (what proofs use).
-    _wait(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > height, 60,
+    wait_until(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > height, 60,
           "a recorded anchor above the record's block")
 
     answer = client.resolve("88.300/proof-1", height=height, proof=True)

@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ledger.crypto import SigningKey
 from ledger.nft.assets import AssetMint
 from ledger.nft.rights import LicenceGrant, compute_licence_id
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from tests.devnetutil import wait_until
 
 pytestmark = pytest.mark.skipif(
     not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
@@ -40,18 +41,6 @@ pytestmark = pytest.mark.skipif(
 
 PREFIX = "88.400"
 SLACK_S = 15.0  # beyond the configured delays: the anchor transaction, its record, a busy 2-core machine
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            value = cond()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 class Net:
@@ -143,7 +132,7 @@ class Net:
     def kill9(self, i: int) -> None:
         pid = self.nodes[i]["pid"]
         os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not devnet_mod.is_alive(pid), 10, f"node{i} to die")
+        wait_until(lambda: not devnet_mod.is_alive(pid), 10, f"node{i} to die")
 
     def restart(self, i: int) -> None:
         proc = devnet_mod.start_node(self.nodes[i]["home"], self.dir / "logs")
@@ -205,7 +194,7 @@ def _assert_anchoring_healthy(net: Net, height: int) -> None:
             s = net.anchoring(i)
             return s if s["last_anchored_height"] >= height else None
 
-        s = _wait(caught_up, 30, f"node{i} to report anchored height {height}")
+        s = wait_until(caught_up, 30, f"node{i} to report anchored height {height}")
         assert s["last_error"] is None and s["unrecorded"] == 0 and s["foreign_heights"] == [], (i, s)
 
 
@@ -231,7 +220,7 @@ def test_a_validator_never_sends_a_second_anchor_while_its_first_is_pending(net:
             client.submit(2, b"\x02" * 32)
     finally:
         net.automine(True)
-    _wait(lambda: client.latest_height() == 1, 10, "the pending anchor to be mined")
+    wait_until(lambda: client.latest_height() == 1, 10, "the pending anchor to be mined")
     assert client.submit(2, b"\x02" * 32).height == 2
     assert [int(e["args"]["height"]) for e in other.events.Anchored.get_logs(from_block=0)] == [1, 2]
 
@@ -240,7 +229,7 @@ def test_validator_killed_mid_anchor_gets_its_receipt_recorded_after_restart(net
     net.automine(False)
     try:
         net.load(12)  # more than the interval's 10 blocks: an anchor is due
-        sender, tx_hash = _wait(lambda: net.pending_anchors(), 30, "an anchor transaction in Anvil's pool")[0]
+        sender, tx_hash = wait_until(lambda: net.pending_anchors(), 30, "an anchor transaction in Anvil's pool")[0]
         victim = net.index_of_eth(sender)
         net.kill9(victim)  # it sent the anchor and now waits for its receipt: it never records it
         net.restart(victim)
@@ -248,15 +237,15 @@ def test_validator_killed_mid_anchor_gets_its_receipt_recorded_after_restart(net
         net.automine(True)
 
     # The anchor is mined after all; its receipt, which died with its sender, is recorded from the chain.
-    mined = _wait(lambda: [a for a in net.anchors() if a["tx_hash"] == tx_hash], 30, "the pending anchor mined")[0]
-    _wait(net.all_recorded, 60, "every anchor recorded on every node")
+    mined = wait_until(lambda: [a for a in net.anchors() if a["tx_hash"] == tx_hash], 30, "the pending anchor mined")[0]
+    wait_until(net.all_recorded, 60, "every anchor recorded on every node")
     record = net.recorded(victim, mined["height"])
     assert record is not None and record["submitter"] == sender and record["tx_hash"] == tx_hash
     assert sum(net.anchoring(i)["recovered"] for i in net.live()) >= 1
 
     # Anchoring goes on above it, nothing double-anchored, nothing left unrecorded, no error left.
     top = net.load(12, via=victim)
-    _wait(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), 60, "an anchor above the new work")
+    wait_until(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), 60, "an anchor above the new work")
     anchors = _assert_anchors_sound(net)
     _assert_anchoring_healthy(net, anchors[-1]["height"])
 
@@ -274,7 +263,7 @@ def test_a_backup_takes_over_from_a_stopped_designated_validator(net: Net) -> No
         via = net.live()[0]
         top = net.load(12, via=via)
         started = time.monotonic()
-        _wait(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), bound,
+        wait_until(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), bound,
               f"a backup to anchor within {bound:.0f}s")
         took = time.monotonic() - started
     finally:
@@ -301,7 +290,7 @@ def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
     granted = org1.send("licence.grant", LicenceGrant(token, "", org2.id, ("analytics",), 0, until, False, "", b""))
     licence_id = compute_licence_id(bytes.fromhex(granted["tx_id"]))
     net.load(12, via=1)  # work, so that an anchor lands above the grant
-    _wait(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > granted["height"],
+    wait_until(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > granted["height"],
           60, "a recorded anchor above the licence")
 
     def cli(*args: str) -> tuple[int, Any]:

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,9 @@ from ledger import devnet
 from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
-from tests.devnetutil import devnet_up
+from tests.devnetutil import devnet_up, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def status(node: dict[str, Any]) -> dict[str, Any]:

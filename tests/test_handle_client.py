@@ -9,7 +9,6 @@ matters for https), so the devnet's http URL is used as is.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from pyhandle.handleclient import PyHandleClient  # a dev dependency: pip install -e '.[dev]'
 from pyhandle.handleexceptions import HandleNotFoundException
 
-from tests.devnetutil import devnet_down, devnet_up, ledger
+from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +47,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def wait_for_height(url: str, height: int, deadline_s: float = 30.0) -> None:
-    """Poll until the node has committed `height` (a write through node0 reaches node2 a moment later)."""
-    deadline = time.monotonic() + deadline_s
-    seen = None
-    while time.monotonic() < deadline:
-        try:
-            seen = httpx.get(f"{url}/healthz", timeout=2).json()["height"]
-        except (httpx.HTTPError, ValueError, KeyError):
-            seen = None
-        if seen is not None and seen >= height:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not reach height {height} (last seen {seen})")
+    """Until the node has committed `height` (a write through node0 reaches node2 a moment later)."""
+    wait_until(lambda: httpx.get(f"{url}/healthz", timeout=2).json()["height"] >= height, deadline_s,
+               f"{url} to reach height {height}")
 
 
 @pytest.fixture(scope="module")

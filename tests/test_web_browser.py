@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from PIL import Image
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, ValueSpec
-from tests.devnetutil import devnet_down, devnet_up, ledger
+from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
 CHROMIUM = shutil.which("chromium")
 try:
@@ -55,17 +55,6 @@ TWIN = "https://twin.org1.example/twins/EQ-2024-000001"
 TOKEN = "PUMP-2024-000001"
 
 
-def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = devnet_up(tmp_path_factory.mktemp("web-devnet"), 4, "--ethereum", "anvil", "--demo")
@@ -78,7 +67,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             return r.json() if r.status_code == 200 and r.json()["height"] >= record["updated_height"] else None
 
         # The devnet anchors every 5 s of new work: wait for one that covers the demo's last change.
-        data["anchor"] = _wait(anchor_covering, 60, "an Ethereum anchor covering the demo data")
+        data["anchor"] = wait_until(anchor_covering, 60, "an Ethereum anchor covering the demo data")
         data["url"] = url
         yield data
     finally:
