@@ -1,6 +1,6 @@
 // The proof panel of an answer: the block, its signers, the Ethereum anchor, and the proof as a file.
 
-import { get, resolveUrl, validators } from "./api.js";
+import { get, pathOf, resolveUrl, validators } from "./api.js";
 import { badge, facts, h, timeEl } from "./dom.js";
 
 function blockLink(height) {
@@ -20,6 +20,21 @@ function fileName(key, height) {
   return `proof-${key.replace(/[^A-Za-z0-9._-]+/g, "_")}-h${height}.json`;
 }
 
+function anchorDetails(anchor) {
+  return facts([
+    ["Chain id", h("span", { class: "mono anchor-chain" }, String(anchor.eth_chain_id))],
+    ["Transaction", h("span", { class: "mono anchor-tx" }, anchor.tx_hash.startsWith("0x") ? anchor.tx_hash : `0x${anchor.tx_hash}`)],
+    ["Contract", h("span", { class: "mono" }, anchor.contract)],
+    ["Ethereum block", String(anchor.eth_block)],
+  ]);
+}
+
+function downloadLink(text, file, id, label, signal) {
+  const href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  signal.addEventListener("abort", () => URL.revokeObjectURL(href));
+  return h("a", { class: "button", href, download: file, id }, label);
+}
+
 async function anchorFacts(proof, key, updatedHeight, signal) {
   const anchor = proof.anchor;
   if (anchor) {
@@ -30,12 +45,7 @@ async function anchorFacts(proof, key, updatedHeight, signal) {
       h("p", { class: "anchor-status" }, badge("ok", "Anchored"), " in Ethereum at ledger ",
         h("a", { href: `/block/${anchor.height}`, class: "anchor-height" }, `block ${anchor.height}`),
         "; ", ...covers, "."),
-      facts([
-        ["Chain id", h("span", { class: "mono anchor-chain" }, String(anchor.eth_chain_id))],
-        ["Transaction", h("span", { class: "mono anchor-tx" }, anchor.tx_hash.startsWith("0x") ? anchor.tx_hash : `0x${anchor.tx_hash}`)],
-        ["Contract", h("span", { class: "mono" }, anchor.contract)],
-        ["Ethereum block", String(anchor.eth_block)],
-      ]),
+      anchorDetails(anchor),
     ];
   }
   const latest = await get("/v1/anchors/latest", { signal });
@@ -45,14 +55,29 @@ async function anchorFacts(proof, key, updatedHeight, signal) {
   }
   const a = latest.body;
   if (a.height < proof.height) {
-    // Anchors are taken every few blocks: an answer from a newer block is proven by an older anchor
-    // only when the record has not changed since.
+    // An anchor never covers the head (its receipt lands in a later block). A record unchanged since
+    // an anchored block is proven, as it is now, by the answer at that block, which reaches the anchor.
     const same = updatedHeight !== null && updatedHeight <= a.height;
+    if (same) {
+      const q = new URLSearchParams({ proof: "true", anchor: "true", height: String(a.height) });
+      const anchored = await get(`/v1/resolve/${pathOf(key)}?${q}`, { signal });
+      const section = anchored.ok && anchored.body.proof && anchored.body.proof.anchor;
+      if (section) {
+        return [
+          h("p", { class: "anchor-status" }, badge("ok", "Anchored"), " This record has not changed since ",
+            blockLink(updatedHeight), "; as of ",
+            h("a", { href: resolveUrl(key, { height: a.height }), class: "anchor-height" }, `block ${a.height}`),
+            " it is proven up to an Ethereum anchor."),
+          anchorDetails(section),
+          h("p", { class: "download" }, downloadLink(anchored.text, fileName(key, a.height), "download-anchored-proof",
+            `Download the anchored proof (block ${a.height})`, signal)),
+        ];
+      }
+    }
     return [h("p", { class: "anchor-status" }, badge("warn", "Not anchored yet"),
       ` Block ${proof.height} is newer than the latest Ethereum anchor (ledger block ${a.height}, chain ${a.eth_chain_id}, `,
       h("span", { class: "mono" }, a.tx_hash), "). ",
-      h("a", { href: resolveUrl(key, { height: a.height }), class: "anchored-answer" },
-        same ? `See the same record proven at anchored height ${a.height}` : `See the answer as of anchored height ${a.height}`),
+      h("a", { href: resolveUrl(key, { height: a.height }), class: "anchored-answer" }, `See the answer as of anchored height ${a.height}`),
       ".")];
   }
   return [h("p", { class: "anchor-status" }, badge("plain", "No anchor section"),
@@ -68,9 +93,6 @@ export async function proofPanel({ proof, text, key, updatedHeight = null, signa
   const signatures = proof.certificate.signatures || [];
   const present = proof.value !== null;
   const name = id => (known.get(id) || {}).name || "unknown validator";
-  const blob = new Blob([text], { type: "application/json" });
-  const href = URL.createObjectURL(blob);
-  signal.addEventListener("abort", () => URL.revokeObjectURL(href));
   const file = fileName(key, proof.height);
   return h("section", { class: "card proof", id: "proof", "aria-labelledby": "proof-title" },
     h("h2", { id: "proof-title" }, "Proof"),
@@ -92,7 +114,7 @@ export async function proofPanel({ proof, text, key, updatedHeight = null, signa
     h("h3", {}, "Ethereum anchor"),
     anchorPart,
     h("p", { class: "download" },
-      h("a", { class: "button", href, download: file, id: "download-proof" }, "Download proof (JSON)")),
+      downloadLink(text, file, "download-proof", `Download this proof (block ${proof.height}, JSON)`, signal)),
     h("p", { class: "hint" }, "Check it offline, trusting only the genesis file: ",
       h("code", {}, `ledger verify ${file} --genesis genesis.json`)),
   );
