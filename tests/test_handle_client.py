@@ -105,3 +105,14 @@ def test_unknown_handle_is_the_librarys_not_found(client: Any) -> None:
     # Asked twice: the second answer comes from the node's response cache and must be the same.
     with pytest.raises(HandleNotFoundException):
         client.get_value_from_handle(unknown, "URL")
+
+
+def test_gs1_digital_link_through_another_node(net: dict[str, Any]) -> None:
+    """The same GS1 item, as a scanner's Digital Link: a 307 to its link (query kept), or its linkset."""
+    url = net["nodes"][3]["http"]
+    r = httpx.get(f"{url}/01/09506000134376/21/12345?src=scan", follow_redirects=False, timeout=10)
+    assert r.status_code == 307 and r.headers["location"] == f"{GS1_URL}?src=scan"
+    r = httpx.get(f"{url}/01/09506000134376/21/12345", headers={"Accept": "application/linkset+json"}, timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/linkset+json")
+    (context,) = r.json()["linkset"]
+    assert any(link["href"] == GS1_URL for links in context.values() if isinstance(links, list) for link in links)
