@@ -350,6 +350,39 @@ def test_labels_carry_a_qr_code_that_leads_back_to_the_answer(page: Page, net: d
     page.emulate_media(media="screen")
 
 
+# Every visible text node's colour against the first opaque background behind it (WCAG 2 relative
+# luminance): at least 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold).
+LOW_CONTRAST_JS = """(() => {
+  const rgba = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || el.closest("svg")) continue;
+    const [l1, l2] = [lum(rgba(style.color)), lum(background(el))].sort((a, b) => b - a);
+    const ratio = (l1 + 0.05) / (l2 + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const text = node.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)} "${text}"`);
+  }
+  return out;
+})()"""
+
+
 def test_phone_width_keyboard_and_labelled_controls(page: Page, net: dict[str, Any]) -> None:
     page.set_viewport_size(PHONE)
     paths = [f"/resolve/{ITEM}", "/resolve/88.100.1/NO-SUCH-EQUIPMENT", f"/token/{TOKEN}", "/network", "/block/5",
@@ -366,6 +399,8 @@ def test_phone_width_keyboard_and_labelled_controls(page: Page, net: dict[str, A
         unlabelled = page.evaluate("""[...document.querySelectorAll('input, textarea, select')]
             .filter(el => el.type !== 'hidden' && el.labels.length === 0).map(el => el.id || el.name)""")
         assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
+        low = page.evaluate(LOW_CONTRAST_JS)
+        assert low == [], f"{path}: text below WCAG AA contrast: {low[:5]}"
     # Keyboard only: the skip link comes first, then the search box answers Enter.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
