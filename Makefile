@@ -18,8 +18,8 @@ $(SYS_STAMP):
 	mkdir -p $(VENV)
 	if command -v chromium >/dev/null && command -v nginx >/dev/null && command -v wrk >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get install -y -q --no-install-recommends $(SYSTEM_PKGS) >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(SYSTEM_PKGS) >/dev/null)) || \
+	  export DEBIAN_FRONTEND=noninteractive; (apt-get install -y -q $(SYSTEM_PKGS) >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PKGS) >/dev/null)) || \
 	  echo "warning: could not install $(SYSTEM_PKGS); browser tests will skip"; \
 	else echo "warning: not root or no apt-get: $(SYSTEM_PKGS) not installed; browser tests will skip"; fi
 	touch $(SYS_STAMP)
