@@ -57,6 +57,9 @@ class EthereumConfig:
     grace_s: float = 20.0  # a backup validator takes over after rank * grace_s
     max_backoff_s: float = 60.0  # cap of the exponential back-off after RPC failures
     tx_timeout_s: float = 120.0  # wait for the anchor transaction's receipt this long
+    # The contract's deployment block: scans of its events start no earlier (public RPCs refuse
+    # `eth_getLogs` over long ranges, and nothing of this contract lies before it).
+    deploy_block: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], home: Path) -> EthereumConfig:
@@ -72,6 +75,7 @@ class EthereumConfig:
             grace_s=float(raw.get("grace_s", 20.0)),
             max_backoff_s=float(raw.get("max_backoff_s", 60.0)),
             tx_timeout_s=float(raw.get("tx_timeout_s", 120.0)),
+            deploy_block=max(0, int(raw.get("deploy_block", 0))),
         )
 
 

@@ -52,6 +52,10 @@ def test_scan_starts_at_the_latest_record_on_the_same_contract() -> None:
     assert scan_start(None, 31337, CONTRACT) == 0
     assert scan_start(rec, 1, CONTRACT) == 0  # another chain
     assert scan_start(rec, 31337, OTHER) == 0  # a redeployed contract: its events start afresh
+    # Never before the contract's deployment block (public RPCs limit eth_getLogs ranges).
+    assert scan_start(None, 31337, CONTRACT, deploy_block=90) == 90
+    assert scan_start(rec, 31337, OTHER, deploy_block=90) == 90
+    assert scan_start(rec, 31337, CONTRACT.lower(), deploy_block=90) == 120
 
 
 # --------------------------------------------------------------------------------------------------

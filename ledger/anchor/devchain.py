@@ -136,6 +136,7 @@ def setup(directory: Path, data: dict[str, Any], ethereum: str, eth_key: str | N
     }
     _write_node_configs(data, {
         "rpc": rpc, "chain_id": deployment["chain_id"], "contract": deployment["address"],
+        "deploy_block": deployment["block_number"],
         "interval_blocks": DEVNET_INTERVAL_BLOCKS, "interval_s": DEVNET_INTERVAL_S, "grace_s": DEVNET_GRACE_S,
         "max_backoff_s": 5.0,
     })
@@ -164,7 +165,7 @@ def _deploy(directory: Path, data: dict[str, Any], rpc: str, key_path: Path) -> 
         if w3.eth.get_balance(Web3.to_checksum_address(addr)) < FUND_WEI // 10:
             ac.send_transaction(w3, account, {"to": Web3.to_checksum_address(addr), "value": Wei(FUND_WEI)})
     d = result.deployment
-    return {"address": d.address, "chain_id": d.chain_id}
+    return {"address": d.address, "chain_id": d.chain_id, "block_number": d.block_number}
 
 
 def _write_node_configs(data: dict[str, Any], section: dict[str, Any] | None) -> None:

@@ -40,13 +40,14 @@ class RecoveryPlan:
     ahead: bool  # some anchor lies above this node's head: look again once it has caught up
 
 
-def scan_start(latest_record: AnchorRecord | None, chain_id: int, contract: str) -> int:
-    """The first Ethereum block to scan: that of the ledger's latest record on this very contract."""
+def scan_start(latest_record: AnchorRecord | None, chain_id: int, contract: str, deploy_block: int = 0) -> int:
+    """The first Ethereum block to scan: that of the ledger's latest record on this very contract, else the
+    contract's deployment block."""
     if latest_record is None or latest_record.eth_chain_id != chain_id:
-        return 0
+        return deploy_block
     if latest_record.contract.lower() != contract.lower():
-        return 0
-    return latest_record.eth_block
+        return deploy_block
+    return max(deploy_block, latest_record.eth_block)
 
 
 def plan_recovery(

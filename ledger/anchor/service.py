@@ -292,7 +292,8 @@ class AnchorService:
             return
         chain = self.node.chain
         latest = get_anchor_record(chain.latest, recorded) if recorded else None
-        found = await self._call(client.anchored_since, scan_start(latest, client.chain_id, client.contract))
+        found = await self._call(client.anchored_since, scan_start(latest, client.chain_id, client.contract,
+                                                                    self.cfg.deploy_block))
         view = chain.latest  # as it is after the scan
         plan = plan_recovery(found, lambda h: get_anchor_record(view, h) is not None, chain.height,
                              self._block_hash)
