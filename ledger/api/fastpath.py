@@ -62,7 +62,8 @@ def fast_protocol(cache: ResponseCache) -> type[HttpToolsProtocol]:
             path, _, query = url.partition(b"?")
             if bypasses_cache(query):
                 return False
-            entry = cache.lookup(cache_key(path, query), wants_proof(query))
+            # A miss goes on to HandleCacheMiddleware, which counts it.
+            entry = cache.lookup(cache_key(path, query), wants_proof(query), count_miss=False)
             if entry is None:
                 return False
             keep_alive = self.parser.should_keep_alive()

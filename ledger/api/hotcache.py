@@ -82,10 +82,11 @@ class ResponseCache:
         self.plain.clear()
         self.proofs.clear()
 
-    def lookup(self, key: bytes, proof: bool) -> Entry | None:
+    def lookup(self, key: bytes, proof: bool, count_miss: bool = True) -> Entry | None:
+        """The cached answer, if any; `count_miss=False` where a miss is looked up again further in."""
         entry = (self.proofs if proof else self.plain).get(key)
         if entry is None:
-            self.misses += 1
+            self.misses += count_miss
         else:
             self.hits += 1
         return entry
