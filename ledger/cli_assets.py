@@ -12,10 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from ledger import cli, timefmt
-from ledger.client import LedgerClient, LedgerError
+from ledger.client import LedgerClient
 from ledger.codec import CodecError, decode, to_plain
 from ledger.nft.assets import KINDS, Asset, AssetBurn, AssetMint, AssetTransfer, asset_key
 from ledger.nft.rights import Licence, LicenceGrant, LicenceRevoke, compute_licence_id, licence_key
@@ -50,17 +48,8 @@ def _writer(args: argparse.Namespace) -> tuple[LedgerClient, Any]:
 
 
 def _get(args: argparse.Namespace, path: str, **params: Any) -> dict[str, Any]:
-    url = cli._node_url(args)
-    try:
-        r = httpx.get(url.rstrip("/") + path, params={k: v for k, v in params.items() if v is not None}, timeout=30)
-    except httpx.HTTPError as exc:
-        raise LedgerError("unreachable", f"cannot reach {url}: {exc}") from exc
-    try:
-        body: dict[str, Any] = r.json()
-    except ValueError as exc:
-        raise LedgerError(str(r.status_code), r.text[:500], r.status_code) from exc
-    if r.status_code >= 400:
-        raise LedgerError(body.get("error", str(r.status_code)), body.get("message", r.text), r.status_code, body)
+    with LedgerClient(cli._node_url(args)) as client:
+        body: dict[str, Any] = client._get(path, **params)
     return body
 
 

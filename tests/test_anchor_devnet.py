@@ -76,7 +76,7 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
 
     # Within the devnet's interval (10 blocks / 5 s) every node reports an anchored height.
     first = wait_until(lambda: all(_anchoring(u)["last_anchored_height"] for u in urls) and _anchoring(urls[0]),
-                  40, "a recorded anchor on every node")
+                       40, "a recorded anchor on every node")
     h = first["last_anchored_height"]
     w3, contract = _contract(data)
     block_hash = httpx.get(f"{urls[0]}/v1/blocks/{h}").json()["hash"]
@@ -138,7 +138,7 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     _load(url, signer, 500, 3)  # more blocks, so the anchor lies above the record's block
     # The receipt of an anchor above the record's block is recorded in the ledger (what proofs use).
     wait_until(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > height, 60,
-          "a recorded anchor above the record's block")
+               "a recorded anchor above the record's block")
 
     answer = client.resolve("88.300/proof-1", height=height, proof=True)
     assert answer["proof"]["anchor"]["height"] > height and answer["proof"]["anchor"]["history_proof"]

@@ -264,7 +264,7 @@ def test_a_backup_takes_over_from_a_stopped_designated_validator(net: Net) -> No
         top = net.load(12, via=via)
         started = time.monotonic()
         wait_until(lambda: net.anchors()[-1]["height"] >= top and net.all_recorded(), bound,
-              f"a backup to anchor within {bound:.0f}s")
+                   f"a backup to anchor within {bound:.0f}s")
         took = time.monotonic() - started
     finally:
         net.resume(designated)
@@ -291,7 +291,7 @@ def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
     licence_id = compute_licence_id(bytes.fromhex(granted["tx_id"]))
     net.load(12, via=1)  # work, so that an anchor lands above the grant
     wait_until(lambda: httpx.get(f"{url}/v1/anchors/latest", timeout=5).json().get("height", 0) > granted["height"],
-          60, "a recorded anchor above the licence")
+               60, "a recorded anchor above the licence")
 
     def cli(*args: str) -> tuple[int, Any]:
         code = ledger_main(list(args))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger import timefmt
 
 log = logging.getLogger("ledger.api")
 
@@ -24,6 +27,16 @@ class ApiError(Exception):
         self.error = error
         self.message = message
         self.extra = extra
+
+
+def time_param_ms(text: str | None, name: str) -> int:
+    """A time query parameter (ms or ISO 8601) in ms since the epoch, now when absent; 400 when malformed."""
+    if text is None:
+        return time.time_ns() // 1_000_000
+    try:
+        return timefmt.parse_time_ms(text)
+    except ValueError as exc:
+        raise ApiError(400, "malformed", f"{name} must be milliseconds or ISO 8601, not {text!r}") from exc
 
 
 def error_response(status: int, error: str, message: str, **extra: Any) -> JSONResponse:

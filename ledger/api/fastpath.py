@@ -26,8 +26,6 @@ class _Answered:
     """Stands in for uvicorn's response cycle once a request was answered from the cache."""
 
     response_complete = True
-    disconnected = False
-    keep_alive = True
 
     class message_event:  # noqa: N801 - mimics the cycle's asyncio.Event attribute
         @staticmethod

@@ -8,14 +8,12 @@ anchor's own receipt lands in a later block). See docs/proofs.md.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query
 
-from ledger import timefmt
 from ledger.api.deps import NodeDep
-from ledger.api.errors import ApiError
+from ledger.api.errors import ApiError, time_param_ms
 from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
@@ -35,13 +33,6 @@ from ledger.store import NS
 
 router = APIRouter(tags=["assets"])
 MAX_LIST = 1000
-
-
-def parse_time_ms(text: str) -> int:
-    try:
-        return timefmt.parse_time_ms(text)
-    except ValueError as exc:
-        raise ApiError(400, "malformed", f"at must be milliseconds or ISO 8601, not {text!r}") from exc
 
 
 @router.get("/v1/assets")
@@ -129,7 +120,7 @@ async def rights_check(
 ) -> dict[str, Any]:
     """May `holder` use `token` for `purpose` at `at` (ms or ISO 8601; default: now)? The answer
     carries a state proof of the deciding licence (at the head), when there is one."""
-    at_ms = parse_time_ms(at) if at is not None else time.time_ns() // 1_000_000
+    at_ms = time_param_ms(at, "at")
     height = node.chain.height
     decision = check(node.chain.latest, token, holder, purpose, at_ms)
     extra: dict[str, Any] = {}

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from ledger import timefmt
 from ledger.api.activity import ChainActivity
 from ledger.api.deps import NodeDep
-from ledger.api.errors import ApiError
+from ledger.api.errors import ApiError, time_param_ms
 from ledger.chain import compute_block_hash
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
@@ -31,13 +30,6 @@ router = APIRouter(tags=["explorer"])
 MAX_BLOCK_LIST = 100
 MAX_LABELS = 200
 MAX_WINDOW_S = 900
-
-
-def _time_ms(text: str, name: str) -> int:
-    try:
-        return timefmt.parse_time_ms(text)
-    except ValueError as exc:
-        raise ApiError(400, "malformed", f"{name} must be milliseconds or ISO 8601, not {text!r}") from exc
 
 
 def _member_name(view: Any, member_id: str) -> str | None:
@@ -132,7 +124,7 @@ async def list_blocks(
     chain = node.chain
     top = chain.height if before is None else min(before, chain.height)
     if until is not None:
-        top = _height_at(chain, _time_ms(until, "until"), top)
+        top = _height_at(chain, time_param_ms(until, "until"), top)
     out = []
     for height in range(top, max(top - limit, -1), -1):
         block = chain.get_block(height)
@@ -155,7 +147,7 @@ async def token_licences(token: str, node: NodeDep, at: str | None = None) -> di
     view = node.chain.latest
     if get_asset(view, token) is None:
         raise ApiError(404, "not_found", f"no asset {token!r}")
-    at_ms = _time_ms(at, "at") if at is not None else time.time_ns() // 1_000_000
+    at_ms = time_param_ms(at, "at")
     licences = []
     for lic in licences_of(view, token):
         reason = inactive_reason(view, lic, at_ms)
