@@ -30,7 +30,8 @@ from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.config import NodeConfig, ticks
 from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
-from ledger.consensus.replica import Replica, ReplicaConfig
+from ledger.consensus.replica import Replica
+from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import SigningKey, verify_many
 from ledger.genesis import load_genesis
 from ledger.metrics import NodeMetrics

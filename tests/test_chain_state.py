@@ -27,7 +27,8 @@ from ledger.chain import (
 from ledger.chaindb import ChainDB, ExecutedBlock, GenesisMismatch
 from ledger.codec import encode
 from ledger.consensus.actions import Deliver
-from ledger.consensus.replica import Replica, ReplicaConfig
+from ledger.consensus.replica import Replica
+from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import DOMAIN_COMMIT, DOMAIN_PREPARE, DOMAIN_TX, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
 from ledger.members import (

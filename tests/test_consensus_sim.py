@@ -17,6 +17,7 @@ import pytest
 from ledger.chain import compute_block_hash
 from ledger.codec import encode
 from ledger.consensus.actions import Action, Broadcast, Send
+from ledger.consensus.log import Slot
 from ledger.consensus.messages import (
     KIND_PREPREPARE,
     Envelope,
@@ -422,6 +423,12 @@ def test_real_ledger_app_four_validators() -> None:
 # --- targeted properties -----------------------------------------------------------------------
 
 
+def _slot(node: SimNode, height: int) -> Slot:
+    slot = node.replica.orderer.slot(height)
+    assert slot is not None
+    return slot
+
+
 def test_persisted_state_stays_bounded() -> None:
     net = Network(4, 3)
     txs = _txs("bound", 240)  # 60 blocks, 12 checkpoints
@@ -431,8 +438,8 @@ def test_persisted_state_stays_bounded() -> None:
     for node in net.nodes:
         per_height = [k for k in node.persisted if k.split(b"/")[0] in (b"block", b"accepted", b"prepared", b"vote")]
         assert len(per_height) <= 4 * window, len(per_height)
-        assert len(node.replica._slots) <= window
-        assert len(node.replica._blocks) <= 2 * window
+        assert node.replica.orderer.slot_count <= window
+        assert node.replica.orderer.block_count <= 2 * window
 
 
 def test_restart_never_signs_conflicting_prepare() -> None:
@@ -447,10 +454,10 @@ def test_restart_never_signs_conflicting_prepare() -> None:
     net.perform(backup, backup.replica.step(primary.id, encode_envelope(env)))
     first = [a for a in backup.replica.step(primary.id, encode_envelope(env))]
     assert first == []  # a duplicate changes nothing
-    prepared_before = backup.replica._slots[1].my_prepare
+    prepared_before = _slot(backup, 1).my_prepare
     net.restart(1)
     backup = net.nodes[1]
-    assert backup.replica._slots[1].my_prepare == prepared_before  # byte-identical re-signature
+    assert _slot(backup, 1).my_prepare == prepared_before  # byte-identical re-signature
     other = app.propose([b"two"], 0, primary.id, None)
     alt = sign_message(primary.key, net.chain_id, PrePrepare(0, 1, compute_block_hash(other.header),
                        other.header.prev_hash), encode(other))
@@ -463,11 +470,11 @@ def test_restarted_primary_does_not_propose_twice_at_a_height() -> None:
     net = Network(4, 6)
     net.submit([b"a", b"b", b"c", b"d"], 0)  # a full batch: the primary proposes height 1
     primary = net.nodes[0]
-    slot = primary.replica._slots[1]
+    slot = _slot(primary, 1)
     proposed = slot.block_hash
     net.restart(0)
     primary = net.nodes[0]
-    assert primary.replica._slots[1].block_hash == proposed
+    assert _slot(primary, 1).block_hash == proposed
     out = primary.replica.submit([b"e", b"f", b"g", b"h"])
     for a in out:
         if isinstance(a, Broadcast):
@@ -492,14 +499,15 @@ def test_floods_stay_bounded() -> None:
             target.replica.step(attacker.id, encode_envelope(sign_message(attacker, net.chain_id, body)))
     r = target.replica
     assert r.metrics["dropped_out_of_window"] >= 3000
-    assert len(r._slots) <= net.config.watermark_window
-    assert sum(len(b) for b in r._future.values()) <= net.config.max_buffered_per_peer
+    assert r.orderer.slot_count <= net.config.watermark_window
+    assert r.viewchanger.buffered <= net.config.max_buffered_per_peer
     assert r.metrics["internal_errors"] == 0
 
 
 def test_single_validator_delivers_at_once() -> None:
     from ledger.consensus.actions import Deliver
-    from ledger.consensus.replica import Replica, ReplicaConfig
+    from ledger.consensus.replica import Replica
+    from ledger.consensus.settings import ReplicaConfig
     from tests.sim.network import FakeApp
 
     key = SigningKey.from_seed(b"solo")

@@ -1,4 +1,4 @@
-"""The replica's log: per-height slots, the client transaction queue, and the persistence scheme.
+"""The replica's log: per-height slots, and the persistence scheme with its reader.
 
 Theory of operation
 -------------------
@@ -7,12 +7,6 @@ the pre-prepare it accepted (or one waiting for its parent), the prepares and co
 (at most one per sender), and what it sent. Two facts outlive a view: `proof`, the replica's
 highest-view prepared proof for the height, and `committed`, set once the replica saw 2f+1
 commits for it (the block is decided). `reset_view` forgets the rest when the view changes.
-
-`TxQueue` keeps admitted client transactions in arrival order until a delivered block carries
-them. The primary marks the ones it put in an in-flight proposal; a view change clears the marks
-(the new primary re-proposes what the new view does not carry). Each entry remembers when it
-arrived (restarted on every view change) and how many view changes it already caused, so a
-transaction that is never ordered causes at most one view change before it is dropped.
 
 Persistence scheme (keys are opaque to the driver, values are canonical records; a `Persist`
 with an empty value deletes the key). Everything keyed by height is deleted once a stable
@@ -26,15 +20,26 @@ checkpoint covers the height, so the persisted state stays bounded by the waterm
     accepted/<h:8>           AcceptedRecord               before the replica sends its pre-prepare/prepare
     prepared/<h:8>           PreparedProof                before the replica sends its commit
     vote/<h:8>               VoteRecord                   before the replica sends its certificate vote
+
+`read_persisted` turns what a replica persisted before a restart back into typed records; each
+component of the replica then takes up its own part.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ledger.consensus.messages import Envelope, PreparedProof, PrePrepare
+from ledger.chain import Block, CommitCertificate
+from ledger.codec import CodecError, decode
+from ledger.consensus.messages import (
+    CheckpointProof,
+    Envelope,
+    PreparedProof,
+    PrePrepare,
+    decode_body,
+    decode_envelope,
+)
 
 KEY_VIEW = b"view"
 KEY_CERTIFICATE = b"certificate"
@@ -126,83 +131,55 @@ class Slot:
         return sum(1 for h in self.commits.values() if h == self.block_hash)
 
 
-class TxEntry:
-    __slots__ = ("arrival", "strikes", "proposed")
+@dataclass
+class PersistedState:
+    """What a replica persisted, decoded; per-height records only above the delivered height."""
 
-    def __init__(self, arrival: int) -> None:
-        self.arrival = arrival
-        self.strikes = 0
-        self.proposed = False
+    view: ViewRecord | None = None
+    certificate: CommitCertificate | None = None
+    checkpoint: CheckpointProof | None = None
+    new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW this replica sent)
+    blocks: list[Block] = field(default_factory=list)
+    accepted: dict[int, AcceptedRecord] = field(default_factory=dict)
+    prepared: dict[int, PreparedProof] = field(default_factory=dict)
+    votes: dict[int, VoteRecord] = field(default_factory=dict)
+    height_keys: list[bytes] = field(default_factory=list)  # every per-height key on disk
 
 
-class TxQueue:
-    """Admitted client transactions in arrival order, bounded."""
+def read_persisted(persisted: Mapping[bytes, bytes], delivered: int) -> PersistedState:
+    """Decode a replica's persisted records; raise CorruptConsensusState if any does not decode."""
+    try:
+        return _read_records(persisted, delivered)
+    except (CodecError, ValueError) as exc:
+        raise CorruptConsensusState(f"persisted consensus state does not decode: {exc}") from exc
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.entries: OrderedDict[bytes, TxEntry] = OrderedDict()
-        self.unproposed = 0
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def add(self, txs: Sequence[bytes], now: int) -> tuple[list[bytes], int]:
-        """Queue new transactions; return (the ones added, how many were refused as over the limit)."""
-        added: list[bytes] = []
-        refused = 0
-        for tx in txs:
-            if tx in self.entries:
-                continue
-            if len(self.entries) >= self.limit:
-                refused += 1
-                continue
-            self.entries[tx] = TxEntry(now)
-            self.unproposed += 1
-            added.append(tx)
-        return added, refused
-
-    def remove(self, txs: Sequence[bytes]) -> None:
-        for tx in txs:
-            entry = self.entries.pop(tx, None)
-            if entry is not None and not entry.proposed:
-                self.unproposed -= 1
-
-    def take_batch(self, size: int) -> list[bytes]:
-        """Mark and return up to `size` transactions not yet in a proposal, oldest first."""
-        batch: list[bytes] = []
-        for tx, entry in self.entries.items():
-            if len(batch) >= size:
-                break
-            if not entry.proposed:
-                entry.proposed = True
-                batch.append(tx)
-        self.unproposed -= len(batch)
-        return batch
-
-    def mark_proposed(self, txs: Sequence[bytes]) -> None:
-        for tx in txs:
-            entry = self.entries.get(tx)
-            if entry is not None and not entry.proposed:
-                entry.proposed = True
-                self.unproposed -= 1
-
-    def unmark(self, txs: Sequence[bytes]) -> None:
-        """A proposal carrying `txs` was not made after all."""
-        for tx in txs:
-            entry = self.entries.get(tx)
-            if entry is not None and entry.proposed:
-                entry.proposed = False
-                self.unproposed += 1
-
-    def restart(self, now: int) -> None:
-        """A new view: nothing is in a proposal any more and every timer starts again."""
-        for entry in self.entries.values():
-            entry.proposed = False
-            entry.arrival = now
-        self.unproposed = len(self.entries)
-
-    def oldest(self) -> tuple[bytes, TxEntry] | None:
-        return next(iter(self.entries.items())) if self.entries else None
-
-    def drop(self, tx: bytes) -> None:
-        self.remove([tx])
+def _read_records(persisted: Mapping[bytes, bytes], delivered: int) -> PersistedState:
+    state = PersistedState()
+    for key, value in sorted(persisted.items()):
+        if not value:
+            continue
+        if key == KEY_VIEW:
+            state.view = decode(ViewRecord, value)
+        elif key == KEY_CERTIFICATE:
+            state.certificate = decode(CommitCertificate, value)
+        elif key == KEY_CHECKPOINT:
+            state.checkpoint = decode(CheckpointProof, value)
+        elif key == KEY_NEWVIEW:
+            state.new_view = (decode_body(decode_envelope(value)).view, value)
+        parsed = parse_height_key(key)
+        if parsed is None:
+            continue
+        prefix, h, _ = parsed
+        state.height_keys.append(key)
+        if h <= delivered:
+            continue  # delivered already: only its key matters (for garbage collection)
+        if prefix == PREFIX_BLOCK:
+            state.blocks.append(decode(Block, value))
+        elif prefix == PREFIX_ACCEPTED:
+            state.accepted[h] = decode(AcceptedRecord, value)
+        elif prefix == PREFIX_PREPARED:
+            state.prepared[h] = decode(PreparedProof, value)
+        elif prefix == PREFIX_VOTE:
+            state.votes[h] = decode(VoteRecord, value)
+    return state

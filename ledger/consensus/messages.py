@@ -310,6 +310,21 @@ def sign_message(key: SigningKey, chain_id: str, body: Any, attachment: bytes = 
     return Envelope(kind, key.id, body_bytes, key.sign_digest(digest), attachment)
 
 
+@dataclass(frozen=True)
+class Signer:
+    """A validator's key bound to its chain: signs consensus messages as that validator."""
+
+    key: SigningKey
+    chain_id: str
+
+    @property
+    def id(self) -> str:
+        return self.key.id
+
+    def sign(self, body: Any, attachment: bytes = b"") -> Envelope:
+        return sign_message(self.key, self.chain_id, body, attachment)
+
+
 def compute_body_signature_digest(chain_id: str, sender: str, body: Any) -> bytes:
     """Digest of the signature `sender` would have made over `body` (to check compact proofs)."""
     kind = KIND_OF[type(body)]

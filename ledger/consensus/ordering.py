@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-`Orderer` is the collaborator of a `Replica` that runs each height (slot) through its phases; the
-state lives on the replica (slots, blocks, votes, certificates), this class holds the transitions.
+`Orderer` owns the ordering log (slots, blocks, votes, certificates) and runs each height through
+its phases; it asks the head, the view state, the checkpoints and the transaction queue for what
+they own and never writes their fields.
 
 - Accept (PRE-PREPARE -> PREPARE): one pre-prepare per (view, height), only from the view's
   primary, only if it extends the block accepted one height below in the same view (or the
@@ -12,27 +13,34 @@ state lives on the replica (slots, blocks, votes, certificates), this class hold
   leaves. A re-proposal of a block this replica already delivered is accepted without execution
   (helping replicas that lag behind) but only for that same block.
 - Prepared (-> COMMIT): the pre-prepare plus 2f matching prepares from backups, and prepared one
-  height below in the same view (prepared blocks form a chain; viewchange.py relies on it). The
+  height below in the same view (prepared blocks form a chain; newview.py relies on it). The
   prepared proof is persisted before the commit leaves.
 - Decided (-> VOTE): 2f+1 matching commits. The certificate vote is persisted, then broadcast; a
   replica votes at most once per height, ever.
 - Deliver: 2f+1 votes for one (block hash, header view) form the certificate; blocks are delivered
-  strictly in height order, each on the previous one.
+  strictly in height order, each on the previous one. A delivered multiple of the checkpoint
+  interval is checkpointed; a checkpoint that becomes stable collects the garbage below it.
 - Propose: the primary cuts batches from the queue and builds each block on its previous in-flight
   block (`parent`), at most `max_inflight` above the last delivered height and below the high
   watermark, after every re-proposal the new view forces.
 
 The driver applies a Deliver before it calls the replica again; until then (within one call) a
 block is built or checked on a just-delivered parent only if the application executed that parent.
+
+The application's verdict on a block is evidence about the primary; an exception from it is not
+(a disk or code error here): it becomes `ApplicationError`, which stops the node.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_block_hash
 from ledger.codec import encode
-from ledger.consensus.actions import Deliver
+from ledger.consensus.application import Application, ApplicationError
+from ledger.consensus.checkpoints import Checkpoints
+from ledger.consensus.clock import Clock
+from ledger.consensus.head import Head
 from ledger.consensus.log import (
     KEY_CERTIFICATE,
     PREFIX_ACCEPTED,
@@ -40,6 +48,7 @@ from ledger.consensus.log import (
     PREFIX_PREPARED,
     PREFIX_VOTE,
     AcceptedRecord,
+    PersistedState,
     Slot,
     VoteRecord,
     key_for_height,
@@ -50,30 +59,111 @@ from ledger.consensus.messages import (
     Prepare,
     PreparedProof,
     PrePrepare,
+    Signer,
     Vote,
     decode_block,
 )
-
-if TYPE_CHECKING:
-    from ledger.consensus.replica import Replica
+from ledger.consensus.outbox import Outbox
+from ledger.consensus.quorum import Quorums
+from ledger.consensus.settings import ReplicaConfig
+from ledger.consensus.txqueue import TxQueue
+from ledger.consensus.views import ViewState
 
 
 class Orderer:
-    """The normal-case transitions of one replica (a collaborator holding the replica)."""
+    def __init__(
+        self, config: ReplicaConfig, quorums: Quorums, signer: Signer, app: Application, out: Outbox,
+        clock: Clock, metrics: dict[str, int], head: Head, views: ViewState, checkpoints: Checkpoints,
+        queue: TxQueue,
+    ) -> None:
+        self._config = config
+        self._quorums = quorums
+        self._signer = signer
+        self._app = app
+        self._out = out
+        self._clock = clock
+        self._metrics = metrics
+        self._head = head
+        self._views = views
+        self._checkpoints = checkpoints
+        self._queue = queue
+        self._slots: dict[int, Slot] = {}
+        self._blocks: dict[bytes, Block] = {}
+        self._executed: set[bytes] = set()  # hashes of blocks the application executed
+        self._votes: dict[int, dict[str, tuple[bytes, int, bytes]]] = {}  # height -> sender -> (hash, view, sig)
+        self._my_votes: dict[int, Envelope] = {}
+        self._certs: dict[int, CommitCertificate] = {}
+        self._persisted_blocks: set[bytes] = set()
+        self._waited = 0  # ticks the primary has held a partial batch
+        self._advancing = False
+        self._changed = False
 
-    def __init__(self, replica: Replica) -> None:
-        self.r = replica
+    # --- what others may ask ---------------------------------------------------------------------
+
+    def slot(self, height: int) -> Slot | None:
+        return self._slots.get(height)
+
+    def block(self, block_hash: bytes) -> Block | None:
+        return self._blocks.get(block_hash)
+
+    @property
+    def slot_count(self) -> int:
+        return len(self._slots)
+
+    @property
+    def block_count(self) -> int:
+        return len(self._blocks)
+
+    def prepared_proofs(self, above: int, before_view: int) -> tuple[PreparedProof, ...]:
+        """This replica's highest-view prepared proof of each height above `above`, from earlier views."""
+        return tuple(
+            s.proof for h, s in sorted(self._slots.items())
+            if s.proof is not None and h > above and s.proof.view < before_view
+        )
+
+    def has_certificate_above(self, height: int) -> bool:
+        return any(h > height for h in self._certs)
+
+    def has_work(self) -> bool:
+        """In-flight ordering that should make progress (queued client txs have their own timer)."""
+        d = self._head.height
+        if self.has_certificate_above(d) or any(h > d for h in self._views.expected):
+            return True
+        view = self._views.view
+        return any(h > d and (s.view == view or s.pending is not None) for h, s in self._slots.items())
+
+    def own_messages(self) -> Iterator[Envelope]:
+        """What this replica sent in the current view and still matters, for retransmission."""
+        d, view = self._head.height, self._views.view
+        for h in sorted(self._slots):
+            slot = self._slots[h]
+            if h <= d or slot.view != view:
+                continue
+            for env in (slot.my_preprepare, slot.my_prepare, slot.my_commit):
+                if env is not None:
+                    yield env
+        for h in sorted(self._my_votes):
+            if h > d - self._config.max_inflight:
+                yield self._my_votes[h]
+
+    def my_votes_between(self, low: int, high: int) -> Iterator[Envelope]:
+        """This replica's certificate votes at heights in (low, high]."""
+        for h in sorted(self._my_votes):
+            if low < h <= high:
+                yield self._my_votes[h]
+
+    # --- receiving ---------------------------------------------------------------------------------
 
     def handle_ordering(self, sender: str, env: Envelope, body: PrePrepare | Prepare | Commit) -> None:
-        r = self.r
+        """A verified pre-prepare, prepare or commit of the current view."""
         if isinstance(body, PrePrepare):
             self.on_preprepare(sender, env, body)
             return
         # Prepares come from backups; the primary's pre-prepare stands for its prepare.
-        if isinstance(body, Prepare) and sender == r._primary_of(body.view):
-            r.metrics["dropped_invalid"] += 1
+        if isinstance(body, Prepare) and sender == self._quorums.primary(body.view):
+            self._metrics["dropped_invalid"] += 1
             return
-        slot = r._slot(body.height)
+        slot = self._slot(body.height)
         if isinstance(body, Prepare):
             slot.prepares.setdefault(sender, (body.block_hash, env.signature))
         else:
@@ -81,325 +171,396 @@ class Orderer:
         self.advance()
 
     def on_preprepare(self, sender: str, env: Envelope, body: PrePrepare) -> None:
-        r = self.r
         h = body.height
         # Only the primary of the view pre-prepares.
-        if sender != r._primary_of(body.view):
-            r.metrics["dropped_invalid"] += 1
+        if sender != self._quorums.primary(body.view):
+            self._metrics["dropped_invalid"] += 1
             return
         block = decode_block(env.attachment)
         # The attached block is the one the signed pre-prepare names.
         header = block.header
         if compute_block_hash(header) != body.block_hash or header.height != h or header.prev_hash != body.prev_hash:
-            r.metrics["dropped_invalid"] += 1
+            self._metrics["dropped_invalid"] += 1
             return
-        if h <= r._delivered:
+        if h <= self._head.height:
             # A re-proposal of a block this replica delivered: take part only for that very block.
-            if r._delivered_hashes.get(h) != body.block_hash:
-                r.metrics["dropped_stale"] += 1
+            if self._head.hash_at(h) != body.block_hash:
+                self._metrics["dropped_stale"] += 1
                 return
-        elif h <= r._nv_base:
+        elif h <= self._views.nv_base:
             # Certified below the new view's base: this replica must fetch it, not order it.
-            r.metrics["dropped_stale"] += 1
+            self._metrics["dropped_stale"] += 1
             return
-        cert = r._certs.get(h)
-        expected = r._expected.get(h)
+        cert = self._certs.get(h)
+        expected = self._views.expected.get(h)
         # Nothing contradicts a certificate or the re-proposal the new view forces.
         if (cert is not None and cert.block_hash != body.block_hash) or (
             expected is not None and expected != body.block_hash
         ):
-            r.metrics["dropped_invalid"] += 1
+            self._metrics["dropped_invalid"] += 1
             return
-        slot = r._slot(h)
-        held = slot.block_hash if slot.view == r._view else (slot.pending.block_hash if slot.pending else None)
+        slot = self._slot(h)
+        view = self._views.view
+        held = slot.block_hash if slot.view == view else (slot.pending.block_hash if slot.pending else None)
         if held is not None:
             if held != body.block_hash:
-                r.metrics["equivocations"] += 1
+                self._metrics["equivocations"] += 1
             else:
-                r._blocks.setdefault(body.block_hash, block)  # a retransmission may bring a missing block
+                self._blocks.setdefault(body.block_hash, block)  # a retransmission may bring a missing block
             return
-        r._blocks[body.block_hash] = block
+        self._blocks[body.block_hash] = block
         slot.pending = body
         slot.pending_signature = env.signature
         self.advance()
 
+    def receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
+        """A verified certificate vote above the delivered height, within the high watermark."""
+        votes = self._votes.setdefault(body.height, {})
+        if sender not in votes:
+            votes[sender] = (body.block_hash, body.view, env.signature)
+            self._check_certified(body.height)
+            self.advance()
+
+    # --- running the slots -------------------------------------------------------------------------
+
     def advance(self) -> None:
         """Run every slot forward until nothing changes (accept, prepare, commit, vote, deliver)."""
-        r = self.r
-        if r._advancing:
-            r._changed = True
+        if self._advancing:
+            self._changed = True
             return
-        r._advancing = True
+        self._advancing = True
         try:
-            r._changed = True
-            while r._changed:
-                r._changed = False
-                if r._active:
-                    for h in sorted(r._slots):
-                        slot = r._slots.get(h)
+            self._changed = True
+            while self._changed:
+                self._changed = False
+                if self._views.active:
+                    for h in sorted(self._slots):
+                        slot = self._slots.get(h)
                         if slot is not None:
-                            self.advance_slot(slot)
-                self.deliver_ready()
-                self.maybe_propose(r._waited >= r.config.batch_ticks)
+                            self._advance_slot(slot)
+                self._deliver_ready()
+                self._maybe_propose(self._waited >= self._config.batch_ticks)
         finally:
-            r._advancing = False
+            self._advancing = False
 
-    def advance_slot(self, slot: Slot) -> None:
-        r = self.r
-        if slot.view != r._view and slot.pending is not None:
-            self.try_accept(slot)
-        if slot.view != r._view:
+    def _advance_slot(self, slot: Slot) -> None:
+        view = self._views.view
+        if slot.view != view and slot.pending is not None:
+            self._try_accept(slot)
+        if slot.view != view:
             return
-        if not slot.prepared and self.is_prepared(slot):
-            self.on_prepared(slot)
-        if slot.prepared and not slot.committed and slot.count_commits() >= r._q:
-            self.on_committed(slot)
+        if not slot.prepared and self._is_prepared(slot):
+            self._on_prepared(slot)
+        if slot.prepared and not slot.committed and slot.count_commits() >= self._quorums.quorum:
+            self._on_committed(slot)
 
-    def validate(self, block: Block, parent: bytes | None) -> bool:
-        r = self.r
+    def _validate(self, block: Block, parent: bytes | None) -> bool:
         try:
-            ok = bool(r.app.validate(block, parent))
-        except Exception:
-            ok = False
+            ok = bool(self._app.validate(block, parent))
+        except Exception as exc:
+            raise ApplicationError(f"validating block {block.header.height} failed: {exc!r}") from exc
         if ok:
-            r._executed.add(compute_block_hash(block.header))
+            self._executed.add(compute_block_hash(block.header))
         return ok
 
-    def is_executed(self, height: int) -> bool:
+    def _is_executed(self, height: int) -> bool:
         """The application can build on the block this replica holds at `height`."""
-        r = self.r
-        if height <= r._delivered:
-            h = r._delivered_hashes.get(height)
-            return height <= r._applied or (h is not None and h in r._executed)
-        slot = r._slots.get(height)
-        if slot is None or slot.view != r._view:
+        if height <= self._head.height:
+            h = self._head.hash_at(height)
+            return self._head.is_applied(height) or (h is not None and h in self._executed)
+        slot = self._slots.get(height)
+        if slot is None or slot.view != self._views.view:
             return False
-        if slot.block_hash in r._executed:
+        if slot.block_hash in self._executed:
             return True
-        block = r._blocks.get(slot.block_hash)
-        if block is None or not self.is_executed(height - 1):
+        block = self._blocks.get(slot.block_hash)
+        if block is None or not self._is_executed(height - 1):
             return False
-        return self.validate(block, self.parent_hash(height))
+        return self._validate(block, self._parent_hash(height))
 
-    def parent_hash(self, height: int) -> bytes | None:
+    def _parent_hash(self, height: int) -> bytes | None:
         """Hash of the block this replica holds at height-1 (None: the committed head, unknown)."""
-        r = self.r
-        if height - 1 <= r._delivered:
-            return r._head_hash if height - 1 == r._delivered else r._delivered_hashes.get(height - 1)
-        return r._slots[height - 1].block_hash
+        d = self._head.height
+        if height - 1 <= d:
+            return self._head.hash if height - 1 == d else self._head.hash_at(height - 1)
+        return self._slots[height - 1].block_hash
 
-    def try_accept(self, slot: Slot) -> None:
-        r = self.r
+    def _try_accept(self, slot: Slot) -> None:
         body = slot.pending
-        if body is None or body.view != r._view:
+        view = self._views.view
+        if body is None or body.view != view:
             slot.pending = None
             return
-        h = body.height
-        if h > r._delivered + r.config.max_inflight:
+        h, d = body.height, self._head.height
+        if h > d + self._config.max_inflight:
             return  # beyond the pipeline; wait
-        if h <= r._delivered:
-            if r._delivered_hashes.get(h) != body.block_hash:
+        if h <= d:
+            if self._head.hash_at(h) != body.block_hash:
                 slot.pending = None
                 return
         else:
-            if h - 1 == r._delivered:
+            if h - 1 == d:
                 # It extends the committed head.
-                if r._head_hash is not None and body.prev_hash != r._head_hash:
-                    r.metrics["dropped_invalid"] += 1
+                if self._head.hash is not None and body.prev_hash != self._head.hash:
+                    self._metrics["dropped_invalid"] += 1
                     slot.pending = None
                     return
             else:
-                prev = r._slots.get(h - 1)
+                prev = self._slots.get(h - 1)
                 # It extends the block accepted one height below in this view.
-                if prev is None or prev.view != r._view or prev.block_hash != body.prev_hash:
+                if prev is None or prev.view != view or prev.block_hash != body.prev_hash:
                     return
-            if not self.is_executed(h - 1):
+            if not self._is_executed(h - 1):
                 return
-            block = r._blocks.get(body.block_hash)
+            block = self._blocks.get(body.block_hash)
             # Executing it gives exactly its header.
             if block is None or (
-                body.block_hash not in r._executed and not self.validate(block, self.parent_hash(h))
+                body.block_hash not in self._executed and not self._validate(block, self._parent_hash(h))
             ):
-                r.metrics["invalid_blocks"] += 1
+                self._metrics["invalid_blocks"] += 1
                 slot.pending = None
                 return
-        self.accept(slot, body, slot.pending_signature, None)
+        self._accept(slot, body, slot.pending_signature, None)
 
-    def accept(self, slot: Slot, body: PrePrepare, pp_signature: bytes, my_pp: Envelope | None) -> None:
+    def _accept(self, slot: Slot, body: PrePrepare, pp_signature: bytes, my_pp: Envelope | None) -> None:
         """Record (persist, then send) this replica's acceptance of a pre-prepare in the current view."""
-        r = self.r
-        h = body.height
-        block = r._blocks.get(body.block_hash)
-        if h > r._low and block is not None and body.block_hash not in r._persisted_blocks:
-            r._persisted_blocks.add(body.block_hash)
-            r._persist(key_for_height(PREFIX_BLOCK, h, body.block_hash), encode(block))
-        record = AcceptedRecord(r._view, body.block_hash, body.prev_hash, pp_signature)
-        r._persist(key_for_height(PREFIX_ACCEPTED, h), encode(record))
-        slot.view = r._view
+        h, view = body.height, self._views.view
+        block = self._blocks.get(body.block_hash)
+        if h > self._checkpoints.low and block is not None and body.block_hash not in self._persisted_blocks:
+            self._persisted_blocks.add(body.block_hash)
+            self._out.persist(key_for_height(PREFIX_BLOCK, h, body.block_hash), encode(block))
+        record = AcceptedRecord(view, body.block_hash, body.prev_hash, pp_signature)
+        self._out.persist(key_for_height(PREFIX_ACCEPTED, h), encode(record))
+        slot.view = view
         slot.block_hash, slot.prev_hash, slot.preprepare_signature = body.block_hash, body.prev_hash, pp_signature
         slot.pending = None
         slot.my_preprepare = my_pp
-        if r.primary != r.id:
-            env = r._sign(Prepare(r._view, h, body.block_hash))
-            slot.prepares[r.id] = (body.block_hash, env.signature)
+        if self._views.primary != self._signer.id:
+            env = self._signer.sign(Prepare(view, h, body.block_hash))
+            slot.prepares[self._signer.id] = (body.block_hash, env.signature)
             slot.my_prepare = env
-            r._broadcast(env)
-        r._changed = True
+            self._out.broadcast(env)
+        self._changed = True
 
-    def is_prepared(self, slot: Slot) -> bool:
-        r = self.r
+    def _is_prepared(self, slot: Slot) -> bool:
         # A pre-prepare and 2f matching prepares from backups.
-        if slot.count_prepares(r.primary) < r._q - 1:
+        if slot.count_prepares(self._views.primary) < self._quorums.quorum - 1:
             return False
-        # Prepared in height order (see viewchange.py for why).
-        if slot.height - 1 <= r._delivered:
+        # Prepared in height order (see newview.py for why).
+        if slot.height - 1 <= self._head.height:
             return True
-        prev = r._slots.get(slot.height - 1)
-        return prev is not None and prev.view == r._view and prev.prepared
+        prev = self._slots.get(slot.height - 1)
+        return prev is not None and prev.view == self._views.view and prev.prepared
 
-    def on_prepared(self, slot: Slot) -> None:
-        r = self.r
+    def _on_prepared(self, slot: Slot) -> None:
         slot.prepared = True
-        primary = r.primary
+        view, primary = self._views.view, self._views.primary
         matching = [(s, sig) for s, (h, sig) in slot.prepares.items() if h == slot.block_hash and s != primary]
         sigs = [ValidatorSignature(s, sig) for s, sig in sorted(matching)]
         proof = PreparedProof(
-            r._view, slot.height, slot.block_hash, slot.prev_hash, slot.preprepare_signature, tuple(sigs)
+            view, slot.height, slot.block_hash, slot.prev_hash, slot.preprepare_signature, tuple(sigs)
         )
-        if slot.proof is None or slot.proof.view <= r._view:
+        if slot.proof is None or slot.proof.view <= view:
             slot.proof = proof
-            if slot.height > r._low:
-                r._persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
-        env = r._sign(Commit(r._view, slot.height, slot.block_hash))
-        slot.commits[r.id] = slot.block_hash
+            if slot.height > self._checkpoints.low:
+                self._out.persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
+        env = self._signer.sign(Commit(view, slot.height, slot.block_hash))
+        slot.commits[self._signer.id] = slot.block_hash
         slot.my_commit = env
-        r._broadcast(env)
-        r._changed = True
+        self._out.broadcast(env)
+        self._changed = True
 
-    def on_committed(self, slot: Slot) -> None:
+    def _on_committed(self, slot: Slot) -> None:
         """2f+1 commits: the block is decided; cast the certificate vote (once per height, ever)."""
-        r = self.r
         slot.committed = True
-        r._changed = True
-        h = slot.height
-        mine = r._votes.get(h, {}).get(r.id)
-        if h in r._my_votes or (mine is not None and mine[0] != slot.block_hash):
+        self._changed = True
+        h, me = slot.height, self._signer.id
+        mine = self._votes.get(h, {}).get(me)
+        if h in self._my_votes or (mine is not None and mine[0] != slot.block_hash):
             return
-        block = r._blocks.get(slot.block_hash)
+        block = self._blocks.get(slot.block_hash)
         if block is None:
             return
         vote = Vote(h, block.header.view, slot.block_hash)
-        r._persist(key_for_height(PREFIX_VOTE, h), encode(VoteRecord(vote.view, vote.block_hash)))
-        env = r._sign(vote)
-        r._my_votes[h] = env
-        r._votes.setdefault(h, {})[r.id] = (vote.block_hash, vote.view, env.signature)
-        r._broadcast(env)
-        self.check_certified(h)
+        self._out.persist(key_for_height(PREFIX_VOTE, h), encode(VoteRecord(vote.view, vote.block_hash)))
+        env = self._signer.sign(vote)
+        self._my_votes[h] = env
+        self._votes.setdefault(h, {})[me] = (vote.block_hash, vote.view, env.signature)
+        self._out.broadcast(env)
+        self._check_certified(h)
 
-    def check_certified(self, height: int) -> None:
-        r = self.r
-        if height in r._certs or height <= r._delivered:
+    def _check_certified(self, height: int) -> None:
+        if height in self._certs or height <= self._head.height:
             return
         tally: dict[tuple[bytes, int], list[ValidatorSignature]] = {}
-        for sender, (block_hash, view, sig) in r._votes.get(height, {}).items():
+        for sender, (block_hash, view, sig) in self._votes.get(height, {}).items():
             tally.setdefault((block_hash, view), []).append(ValidatorSignature(sender, sig))
         for (block_hash, view), sigs in tally.items():
-            if len(sigs) >= r._q:
+            if len(sigs) >= self._quorums.quorum:
                 sigs.sort(key=lambda s: s.validator)
-                r._certs[height] = CommitCertificate(height, view, block_hash, tuple(sigs))
-                r._changed = True
+                self._certs[height] = CommitCertificate(height, view, block_hash, tuple(sigs))
+                self._changed = True
                 return
 
-    def deliver_ready(self) -> None:
-        r = self.r
+    def _deliver_ready(self) -> None:
         while True:
-            h = r._delivered + 1
-            cert = r._certs.get(h)
-            block = r._blocks.get(cert.block_hash) if cert is not None else None
+            h = self._head.height + 1
+            cert = self._certs.get(h)
+            block = self._blocks.get(cert.block_hash) if cert is not None else None
             if cert is None or block is None or block.header.view != cert.view:
                 return
-            if r._head_hash is not None and block.header.prev_hash != r._head_hash:
+            if self._head.hash is not None and block.header.prev_hash != self._head.hash:
                 return
-            r._persist(KEY_CERTIFICATE, encode(cert))
-            r._out.append(Deliver(block, cert))
-            r.metrics["blocks_delivered"] += 1
-            r._delivered = h
-            r._head_hash = cert.block_hash
-            r._delivered_hashes[h] = cert.block_hash
-            r._last_cert = cert
-            del r._certs[h]
-            r._queue.remove(block.txs)
-            r._last_progress = r._last_delivery = r._now
-            r._backoff = 0
-            r._changed = True
-            if h % r.config.checkpoint_interval == 0:
-                r._rec.send_checkpoint(h, cert.block_hash)
+            now = self._clock.now
+            self._out.persist(KEY_CERTIFICATE, encode(cert))
+            self._out.deliver(block, cert)
+            self._metrics["blocks_delivered"] += 1
+            self._head.record_delivered(h, cert.block_hash, cert, now)
+            del self._certs[h]
+            self._queue.remove(block.txs)
+            self._views.delivered(now)
+            self._changed = True
+            if self._checkpoints.is_due(h):
+                stable = self._checkpoints.send(h, cert.block_hash)
+                if stable is not None:
+                    self.collect_garbage(stable)
+
+    # --- proposing -------------------------------------------------------------------------------
 
     def tick_batch(self) -> None:
-        r = self.r
-        if r._queue.unproposed == 0:
-            r._waited = 0
+        """A tick at the primary: a partial batch waits at most `batch_ticks`."""
+        if self._queue.unproposed == 0:
+            self._waited = 0
             return
-        r._waited += 1
-        if r._waited >= r.config.batch_ticks:
-            self.maybe_propose(True)
+        self._waited += 1
+        if self._waited >= self._config.batch_ticks:
+            self._maybe_propose(True)
 
-    def maybe_propose(self, force: bool) -> None:
-        r = self.r
-        if not r._active or r.primary != r.id:
+    def _maybe_propose(self, force: bool) -> None:
+        if not self._views.active or self._views.primary != self._signer.id:
             return
-        size = r.config.batch_size
-        while r._queue.unproposed >= size or (force and r._queue.unproposed > 0):
-            h = self.next_proposal_height()
+        size = self._config.batch_size
+        while self._queue.unproposed >= size or (force and self._queue.unproposed > 0):
+            h = self._next_proposal_height()
             if h is None:
                 return
-            txs = r._queue.take_batch(size)
-            if not self.propose(h, txs):
-                r._queue.unmark(txs)
-                return
+            txs = self._queue.take_batch(size)
+            self._propose(h, txs)
             force = False
-            r._waited = 0
+            self._waited = 0
 
-    def next_proposal_height(self) -> int | None:
-        r = self.r
+    def _next_proposal_height(self) -> int | None:
+        d, view = self._head.height, self._views.view
         # A primary behind the stable checkpoint catches up first (it never proposes twice at a
         # height whose log was collected).
-        if r._delivered < r._low:
+        if d < self._checkpoints.low:
             return None
-        h = r._delivered + 1
-        while (s := r._slots.get(h)) is not None and s.view == r._view:
+        h = d + 1
+        while (s := self._slots.get(h)) is not None and s.view == view:
             h += 1
         # Inside the pipeline and the watermarks, after every forced re-proposal.
-        if h > r._delivered + r.config.max_inflight or h > r._high():
+        if h > d + self._config.max_inflight or h > self._checkpoints.high:
             return None
-        if r._expected and h <= max(r._expected):
+        expected = self._views.expected
+        if expected and h <= max(expected):
             return None
         # The application holds the parent.
-        if not self.is_executed(h - 1):
+        if not self._is_executed(h - 1):
             return None
         return h
 
-    def propose(self, h: int, txs: list[bytes]) -> bool:
-        r = self.r
-        parent = self.parent_hash(h)
+    def _propose(self, h: int, txs: list[bytes]) -> None:
+        parent = self._parent_hash(h)
         try:
-            block = r.app.propose(txs, r._view, r.id, parent)
-        except Exception:
-            r.metrics["invalid_blocks"] += 1
-            return False
-        block_hash = compute_block_hash(block.header)
+            block = self._app.propose(txs, self._views.view, self._signer.id, parent)
+        except Exception as exc:
+            raise ApplicationError(f"building block {h} failed: {exc!r}") from exc
         # The application built on the block asked for.
         if block.header.height != h or (parent is not None and block.header.prev_hash != parent):
-            r.metrics["invalid_blocks"] += 1
-            return False
-        r._executed.add(block_hash)
+            raise ApplicationError(f"the application built block {block.header.height} on another parent than {h - 1}")
+        block_hash = compute_block_hash(block.header)
+        self._executed.add(block_hash)
         self.send_preprepare(h, block_hash, block)
-        return True
 
     def send_preprepare(self, h: int, block_hash: bytes, block: Block) -> None:
-        r = self.r
-        r._blocks[block_hash] = block
-        body = PrePrepare(r._view, h, block_hash, block.header.prev_hash)
-        env = r._sign(body, encode(block))
-        self.accept(r._slot(h), body, env.signature, env)
-        r._broadcast(env)
+        """Propose `block` at `h` in the current view (a fresh block, or a re-proposal a new view forces)."""
+        self._blocks[block_hash] = block
+        body = PrePrepare(self._views.view, h, block_hash, block.header.prev_hash)
+        env = self._signer.sign(body, encode(block))
+        self._accept(self._slot(h), body, env.signature, env)
+        self._out.broadcast(env)
+
+    # --- views, catch-up, garbage collection, restart ---------------------------------------------
+
+    def reset_view(self) -> None:
+        """A view change: forget every slot's current-view state (proofs and decisions stay)."""
+        for slot in self._slots.values():
+            slot.reset_view()
+
+    def forget_certificates_upto(self, height: int) -> None:
+        """Blocks up to `height` were applied by catch-up."""
+        self._certs = {h: c for h, c in self._certs.items() if h > height}
+
+    def collect_garbage(self, upto: int) -> None:
+        """Forget (and delete from persisted state) everything at or below a stable checkpoint."""
+        for h, slot in self._slots.items():
+            block = self._blocks.get(slot.block_hash)
+            if self._head.height < h <= upto and block is not None:
+                self._queue.unmark(block.txs)  # not delivered here: let them be proposed again
+        for table in (self._slots, self._votes, self._my_votes, self._certs):
+            for h in [h for h in table if h <= upto]:
+                del table[h]
+        for block_hash in [bh for bh, b in self._blocks.items() if b.header.height <= upto]:
+            del self._blocks[block_hash]
+            self._executed.discard(block_hash)
+            self._persisted_blocks.discard(block_hash)
+        self._head.forget_below(upto - self._config.watermark_window)
+        self._views.forget_expected_upto(upto)
+        self._out.delete_upto(upto)
+
+    def restore(self, persisted: PersistedState) -> None:
+        """After a restart: blocks, prepared proofs and votes above the delivered height."""
+        for block in persisted.blocks:
+            block_hash = compute_block_hash(block.header)
+            self._blocks[block_hash] = block
+            self._persisted_blocks.add(block_hash)
+        for h, proof in persisted.prepared.items():
+            self._slot(h).proof = proof
+        for h, vote in persisted.votes.items():
+            env = self._signer.sign(Vote(h, vote.view, vote.block_hash))  # Ed25519 is deterministic
+            self._my_votes[h] = env
+            self._votes.setdefault(h, {})[self._signer.id] = (vote.block_hash, vote.view, env.signature)
+
+    def restore_current_view(self, accepted: dict[int, AcceptedRecord]) -> None:
+        """Take up again what this replica signed in its current view (signatures re-made alike)."""
+        view, me = self._views.view, self._signer.id
+        is_primary = self._views.primary == me
+        for h, rec in sorted(accepted.items()):
+            if rec.view != view:
+                continue
+            block = self._blocks.get(rec.block_hash)
+            # Marked accepted even without the block: no other block is ever signed here.
+            slot = self._slot(h)
+            slot.view = rec.view
+            slot.block_hash, slot.prev_hash, slot.preprepare_signature = (
+                rec.block_hash, rec.prev_hash, rec.preprepare_signature,
+            )
+            if is_primary and block is not None:
+                body = PrePrepare(rec.view, h, rec.block_hash, rec.prev_hash)
+                slot.my_preprepare = self._signer.sign(body, encode(block))
+            elif not is_primary:
+                slot.my_prepare = self._signer.sign(Prepare(rec.view, h, rec.block_hash))
+                slot.prepares[me] = (rec.block_hash, slot.my_prepare.signature)
+            proof = slot.proof
+            if proof is not None and proof.view == rec.view and proof.block_hash == rec.block_hash:
+                slot.prepared = True
+                slot.my_commit = self._signer.sign(Commit(rec.view, h, rec.block_hash))
+                slot.commits[me] = rec.block_hash
+                for s in proof.prepares:
+                    slot.prepares.setdefault(s.validator, (rec.block_hash, s.signature))
+
+    def _slot(self, height: int) -> Slot:
+        slot = self._slots.get(height)
+        if slot is None:
+            slot = self._slots[height] = Slot(height)
+        return slot

@@ -2,292 +2,57 @@
 
 Theory of operation
 -------------------
-A replica that suspects the primary of view v (progress timer, or a client transaction not ordered
-in time) stops taking part in v and broadcasts VIEW-CHANGE(v+1) carrying:
-- its stable checkpoint proof (2f+1 checkpoint signatures) and the commit certificate of the last
-  block it delivered: either proves a decided block, the *base* the new view builds on;
-- for every height above that base, its highest-view *prepared proof* (the primary's pre-prepare
-  signature and 2f matching prepare signatures), with the blocks attached.
-
-Replicas prepare in height order: a replica counts itself prepared at height h in view w only when
-it is prepared at h-1 in w (or h-1 is delivered), so the prepared blocks a replica reports form a
-chain. Within one view all prepared blocks lie on one chain (two prepared blocks at one height of
-one view would need an honest replica to accept two pre-prepares for one (view, height)).
-
-The new primary collects 2f+1 view changes for v+1 and computes the new-view chain
-(`compute_new_view`): start at the highest base any of them proves, then for each next height take,
-among the prepared proofs whose block links to the block chosen below, the one with the highest
-view; stop at the first height with no linking proof. The chosen blocks are re-proposed with their
-original content and header (the header's `view` stays the view that first proposed the block, so
-the block hash, and every certificate vote over it, is unchanged). Fresh proposals continue above.
-
-Why nothing decided is lost: a block X decided at height h in view w was prepared by f+1 honest
-replicas in w, and so were its ancestors. Any 2f+1 view changes for a later view include one of
-them, which reports X's chain at a view >= w; by induction every pre-prepare at those heights in
-later views is for X's chain, so no proof with a higher view can name another block, and the
-greedy walk from the base (itself decided, hence an ancestor of X) reaches X.
-
-Backups check a NEW-VIEW by verifying each carried view change and recomputing the chain; view
-changes travel without attachments inside a new view (the chosen blocks come with the new
-primary's pre-prepares).
+A replica that suspects the primary of view v (timers.py: the progress timer, or a client
+transaction not ordered in time) stops taking part in v and broadcasts VIEW-CHANGE(v+1) with its
+base proofs and its prepared proofs above them (newview.py says what they prove and how the new
+view's chain is computed from 2f+1 of them). The new primary, with 2f+1 view changes (its own among
+them), sends NEW-VIEW and re-proposes the chain they force; backups check the new view completely
+and install it. `ViewChanger` owns what a replica knows of view changes: the latest one of each
+validator, its own, the new view that installed the current view, and the ordering messages of
+views it has not installed yet.
 
 Liveness: a replica joins a view change when f+1 others are in higher views (their view changes or
 any signed message) by moving to the (f+1)-th highest such view, so a partition that heals
 converges on one view instead of looping. Timeouts double on each consecutive view change without
-progress (capped) and reset when a block is delivered. Replicas answer peers stuck in an older view
-with the new-view message that installed their current one.
+progress (capped) and reset when a block is delivered (views.py). Replicas answer peers stuck in an
+older view with the new-view message that installed their current one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ledger.chain import Block, CommitCertificate, CommitVote, compute_block_hash, compute_tx_root
+from ledger.chain import Block
 from ledger.codec import encode
-from ledger.consensus.actions import Broadcast, Send
+from ledger.consensus.catchup import CatchUp
+from ledger.consensus.checkpoints import Checkpoints
+from ledger.consensus.clock import Clock
+from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_NEWVIEW, KEY_VIEW, ViewRecord
 from ledger.consensus.messages import (
-    KIND_VIEWCHANGE,
-    Checkpoint,
-    CheckpointProof,
     Envelope,
-    MalformedMessage,
     NewView,
-    Prepare,
-    PreparedProof,
-    PrePrepare,
     SignatureChecker,
+    Signer,
     ViewChange,
     decode_blocks,
-    decode_body,
-    decode_envelope,
     encode_envelope,
     strip,
 )
-
-if TYPE_CHECKING:
-    from ledger.consensus.replica import Replica
-
-MAX_PREPARED_PER_VIEWCHANGE = 512
-
-
-class InvalidViewChange(ValueError):
-    """A view change (or a proof inside one) failed a check; the text says which."""
-
-
-class InvalidNewView(ValueError):
-    """A new-view message failed a check; the text says which."""
-
-
-def compute_primary(validators: Sequence[str], view: int) -> str:
-    return validators[view % len(validators)]
-
-
-@dataclass(frozen=True)
-class Quorums:
-    """The validator set in rotation order with its quorum sizes."""
-
-    validators: tuple[str, ...]
-    quorum: int  # 2f+1
-    weak: int  # f+1
-
-
-# --- proofs ----------------------------------------------------------------------------------
-
-
-def _check_signers(signers: list[str], validators: Sequence[str], need: int, what: str) -> None:
-    # One signature per validator, in canonical order.
-    if signers != sorted(set(signers)):
-        raise InvalidViewChange(f"{what}: signers duplicated or unsorted")
-    # Only validators sign.
-    if any(s not in validators for s in signers):
-        raise InvalidViewChange(f"{what}: signed by a non-validator")
-    # Enough of them.
-    if len(signers) < need:
-        raise InvalidViewChange(f"{what}: {len(signers)} signatures, {need} needed")
-
-
-def check_checkpoint_proof(proof: CheckpointProof, checker: SignatureChecker, q: Quorums) -> None:
-    _check_signers([s.validator for s in proof.signatures], q.validators, q.quorum, "checkpoint proof")
-    body = Checkpoint(proof.height, proof.block_hash)
-    for s in proof.signatures:
-        # Every signature is that validator's checkpoint message.
-        if not checker.body(s.validator, body, s.signature):
-            raise InvalidViewChange(f"checkpoint proof: bad signature from {s.validator}")
-
-
-def check_certificate_signatures(cert: CommitCertificate, checker: SignatureChecker, q: Quorums) -> None:
-    _check_signers([s.validator for s in cert.signatures], q.validators, q.quorum, "commit certificate")
-    vote = CommitVote(checker.chain_id, cert.height, cert.view, cert.block_hash)
-    for s in cert.signatures:
-        # Every signature is that validator's commit vote.
-        if not checker.commit_vote(s.validator, vote, s.signature):
-            raise InvalidViewChange(f"commit certificate: bad signature from {s.validator}")
-
-
-def check_prepared_proof(proof: PreparedProof, checker: SignatureChecker, q: Quorums) -> None:
-    primary = compute_primary(q.validators, proof.view)
-    pp = PrePrepare(proof.view, proof.height, proof.block_hash, proof.prev_hash)
-    # The primary of the proof's view pre-prepared this block.
-    if not checker.body(primary, pp, proof.preprepare_signature):
-        raise InvalidViewChange(f"prepared proof at {proof.height}: bad pre-prepare signature")
-    signers = [s.validator for s in proof.prepares]
-    # The primary's pre-prepare stands for its prepare.
-    if primary in signers:
-        raise InvalidViewChange(f"prepared proof at {proof.height}: the primary cannot prepare")
-    _check_signers(signers, q.validators, q.quorum - 1, f"prepared proof at {proof.height}")
-    prepare = Prepare(proof.view, proof.height, proof.block_hash)
-    for s in proof.prepares:
-        # Every prepare signature verifies.
-        if not checker.body(s.validator, prepare, s.signature):
-            raise InvalidViewChange(f"prepared proof at {proof.height}: bad prepare from {s.validator}")
-
-
-def compute_base(vc: ViewChange) -> tuple[int, bytes]:
-    """The highest decided block a view change proves: (height, hash); (0, b"") for none."""
-    best: tuple[int, bytes] = (0, b"")
-    if vc.checkpoint is not None and vc.checkpoint.height > best[0]:
-        best = (vc.checkpoint.height, vc.checkpoint.block_hash)
-    if vc.certificate is not None and vc.certificate.height > best[0]:
-        best = (vc.certificate.height, vc.certificate.block_hash)
-    return best
-
-
-def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums) -> None:
-    """Every proof in a view change verifies; raise InvalidViewChange otherwise."""
-    # View 0 is never entered by a view change.
-    if vc.view < 1:
-        raise InvalidViewChange("view change to view 0")
-    if vc.checkpoint is not None:
-        check_checkpoint_proof(vc.checkpoint, checker, q)
-    if vc.certificate is not None:
-        check_certificate_signatures(vc.certificate, checker, q)
-    base, _ = compute_base(vc)
-    # Bounded size.
-    if len(vc.prepared) > MAX_PREPARED_PER_VIEWCHANGE:
-        raise InvalidViewChange("too many prepared proofs")
-    last = base
-    for p in vc.prepared:
-        # Proofs are above the base, one per height, in increasing height order.
-        if p.height <= last:
-            raise InvalidViewChange("prepared proofs not above the base or not increasing")
-        # Proofs come from earlier views.
-        if p.view >= vc.view:
-            raise InvalidViewChange("prepared proof from a view not before the new one")
-        check_prepared_proof(p, checker, q)
-        last = p.height
-
-
-def check_attached_blocks(vc: ViewChange, blocks: Sequence[Block]) -> dict[bytes, Block]:
-    """The blocks attached to a view change: one per prepared proof, each matching it exactly."""
-    by_hash: dict[bytes, Block] = {}
-    for b in blocks:
-        by_hash[compute_block_hash(b.header)] = b
-    out: dict[bytes, Block] = {}
-    for p in vc.prepared:
-        block = by_hash.get(p.block_hash)
-        # The sender attached the block of each proof.
-        if block is None:
-            raise InvalidViewChange(f"block of the prepared proof at {p.height} not attached")
-        # The block sits where the proof says.
-        if block.header.height != p.height or block.header.prev_hash != p.prev_hash:
-            raise InvalidViewChange(f"attached block at {p.height} does not match its proof")
-        # Its transactions are the ones the header commits to.
-        if compute_tx_root(block.txs) != block.header.tx_root:
-            raise InvalidViewChange(f"attached block at {p.height} has other transactions")
-        out[p.block_hash] = block
-    return out
-
-
-# --- new view --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewViewPlan:
-    base_height: int
-    base_hash: bytes  # b"" when no view change proved a block (the base is the genesis)
-    chosen: tuple[PreparedProof, ...]  # re-proposals at base_height+1, +2, ...
-
-
-def compute_new_view(vcs: Sequence[ViewChange]) -> NewViewPlan:
-    """The chain a new view must re-propose, from 2f+1 checked view changes (see module comment)."""
-    base_height, base_hash = 0, b""
-    for vc in vcs:
-        h, bh = compute_base(vc)
-        if (h, bh) > (base_height, base_hash):
-            base_height, base_hash = h, bh
-    by_height: dict[int, list[PreparedProof]] = {}
-    for vc in vcs:
-        for p in vc.prepared:
-            if p.height > base_height:
-                by_height.setdefault(p.height, []).append(p)
-    chosen: list[PreparedProof] = []
-    parent = base_hash
-    height = base_height + 1
-    while height in by_height:
-        # Only blocks that extend the chain chosen so far (any block at the first height above
-        # an unknown genesis base).
-        links = [p for p in by_height[height] if not parent or p.prev_hash == parent]
-        if not links:
-            break
-        best = max(links, key=lambda p: (p.view, p.block_hash))
-        chosen.append(best)
-        parent = best.block_hash
-        height += 1
-    return NewViewPlan(base_height, base_hash, tuple(chosen))
-
-
-def decode_view_change(raw: bytes) -> tuple[Envelope, ViewChange]:
-    env = decode_envelope(raw)
-    # Only view changes are carried.
-    if env.kind != KIND_VIEWCHANGE:
-        raise MalformedMessage("new view carries a message that is not a view change")
-    body = decode_body(env)
-    if not isinstance(body, ViewChange):
-        raise MalformedMessage("view change body expected")
-    return env, body
-
-
-def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quorums) -> NewViewPlan:
-    """Verify a new view completely; return the plan its view changes force."""
-    # The new view comes from its primary.
-    if sender != compute_primary(q.validators, nv.view):
-        raise InvalidNewView("new view not sent by the view's primary")
-    vcs: list[ViewChange] = []
-    senders: set[str] = set()
-    for raw in nv.viewchanges:
-        try:
-            env, vc = decode_view_change(raw)
-        except MalformedMessage as exc:
-            raise InvalidNewView(str(exc)) from exc
-        # Each view change is for this view, from a distinct validator, correctly signed.
-        if vc.view != nv.view:
-            raise InvalidNewView("carried view change is for another view")
-        if env.sender in senders:
-            raise InvalidNewView("two view changes from one validator")
-        if not checker.envelope(env, vc):
-            raise InvalidNewView(f"bad view change signature from {env.sender[:16]}")
-        try:
-            check_view_change(vc, checker, q)
-        except InvalidViewChange as exc:
-            raise InvalidNewView(f"carried view change invalid: {exc}") from exc
-        senders.add(env.sender)
-        vcs.append(vc)
-    # A quorum moved to this view.
-    if len(vcs) < q.quorum:
-        raise InvalidNewView(f"{len(vcs)} view changes, {q.quorum} needed")
-    plan = compute_new_view(vcs)
-    # The primary re-proposes exactly the chain the view changes force.
-    if (plan.base_height, plan.base_hash) != (nv.base_height, nv.base_hash):
-        raise InvalidNewView("new view base differs from the one its view changes prove")
-    if tuple(p.block_hash for p in plan.chosen) != nv.chosen:
-        raise InvalidNewView("new view re-proposals differ from the ones its view changes force")
-    return plan
-
-
-# --- the log of view changes received -------------------------------------------------------
+from ledger.consensus.newview import (
+    NewViewPlan,
+    check_attached_blocks,
+    check_new_view,
+    check_view_change,
+    compute_base,
+    compute_new_view,
+)
+from ledger.consensus.ordering import Orderer
+from ledger.consensus.outbox import Outbox
+from ledger.consensus.quorum import Quorums
+from ledger.consensus.settings import ReplicaConfig
+from ledger.consensus.txqueue import TxQueue
+from ledger.consensus.views import FutureMessages, ViewState
 
 
 @dataclass
@@ -306,188 +71,230 @@ class ViewChangeLog:
 
     def __init__(self, q: Quorums) -> None:
         self.q = q
-        self.latest: dict[str, StoredViewChange] = {}
-        self.peer_views: dict[str, int] = {}
+        self._latest: dict[str, StoredViewChange] = {}
+        self._peer_views: dict[str, int] = {}
 
     def note_view(self, sender: str, view: int) -> None:
         """`sender` signed a message in `view`."""
-        if view > self.peer_views.get(sender, -1):
-            self.peer_views[sender] = view
+        if view > self._peer_views.get(sender, -1):
+            self._peer_views[sender] = view
 
     def add(self, sender: str, stored: StoredViewChange) -> bool:
         """Keep `stored` if it is for a higher view than the one held for `sender`."""
         self.note_view(sender, stored.view)
-        held = self.latest.get(sender)
+        held = self._latest.get(sender)
         if held is not None and held.view >= stored.view:
             return False
-        self.latest[sender] = stored
+        self._latest[sender] = stored
         return True
 
     def for_view(self, view: int) -> list[tuple[str, StoredViewChange]]:
-        return sorted((s, vc) for s, vc in self.latest.items() if vc.view == view)
+        return sorted((s, vc) for s, vc in self._latest.items() if vc.view == view)
 
     def count_at_least(self, view: int) -> int:
         """Validators whose latest view change is for `view` or later (all of them left view-1)."""
-        return sum(1 for vc in self.latest.values() if vc.view >= view)
+        return sum(1 for vc in self._latest.values() if vc.view >= view)
 
     def compute_join_view(self, me: str, current: int) -> int | None:
         """The view to move to when f+1 others are in views above `current` (else None)."""
-        higher = sorted((v for s, v in self.peer_views.items() if s != me and v > current), reverse=True)
+        higher = sorted((v for s, v in self._peer_views.items() if s != me and v > current), reverse=True)
         if len(higher) < self.q.weak:
             return None
         return higher[self.q.weak - 1]
 
     def prune(self, below: int) -> None:
-        for s in [s for s, vc in self.latest.items() if vc.view < below]:
-            del self.latest[s]
-
-
-# --- the view-change side of a replica --------------------------------------------------------
+        for s in [s for s, vc in self._latest.items() if vc.view < below]:
+            del self._latest[s]
 
 
 class ViewChanger:
-    """Drives one replica through view changes; a collaborator holding the replica it works for."""
+    def __init__(
+        self, config: ReplicaConfig, quorums: Quorums, signer: Signer, checker: SignatureChecker, out: Outbox,
+        clock: Clock, metrics: dict[str, int], head: Head, views: ViewState, checkpoints: Checkpoints,
+        queue: TxQueue, orderer: Orderer, catchup: CatchUp,
+    ) -> None:
+        self._config = config
+        self._quorums = quorums
+        self._signer = signer
+        self._checker = checker
+        self._out = out
+        self._clock = clock
+        self._metrics = metrics
+        self._head = head
+        self._views = views
+        self._checkpoints = checkpoints
+        self._queue = queue
+        self._orderer = orderer
+        self._catchup = catchup
+        self._log = ViewChangeLog(quorums)
+        self._future = FutureMessages(config.max_buffered_per_peer)
+        self._mine: Envelope | None = None
+        self._new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW that installed it)
+        self._replied: dict[str, int] = {}
 
-    def __init__(self, replica: Replica) -> None:
-        self.r = replica
-        self.log = ViewChangeLog(replica._quorums)
-        self.my_vc: Envelope | None = None
-        self.new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW that installed it)
-        self.replied: dict[str, int] = {}
+    @property
+    def my_view_change(self) -> Envelope | None:
+        return self._mine
 
-    def compute_view_change(self) -> tuple[ViewChange, dict[bytes, Block]]:
-        """This replica's view change for its current view: base proofs and prepared proofs above."""
-        r = self.r
-        base = max(r._stable.height if r._stable else 0, r._last_cert.height if r._last_cert else 0)
-        proofs = tuple(
-            s.proof for h, s in sorted(r._slots.items()) if s.proof is not None and h > base and s.proof.view < r._view
-        )
-        blocks = {p.block_hash: r._blocks[p.block_hash] for p in proofs if p.block_hash in r._blocks}
-        return ViewChange(r._view, r._stable, r._last_cert, proofs), blocks
+    @property
+    def buffered(self) -> int:
+        """Ordering messages held for views not installed yet."""
+        return len(self._future)
 
-    def rebuild_my_view_change(self) -> Envelope:
-        r = self.r
-        vc, blocks = self.compute_view_change()
-        attachment = encode(tuple(blocks[p.block_hash] for p in vc.prepared if p.block_hash in blocks))
-        env = r._sign(vc, attachment)
-        self.my_vc = env
-        self.log.add(r.id, StoredViewChange(vc.view, strip(env), vc, blocks))
-        return env
+    def count_wanting(self, view: int) -> int:
+        """Validators whose latest view change is for `view` or later."""
+        return self._log.count_at_least(view)
+
+    # --- leaving a view ----------------------------------------------------------------------------
 
     def start(self, target: int) -> None:
         """Leave the current view: persist the move, then broadcast VIEW-CHANGE(target)."""
-        r = self.r
-        if r._n == 1 or target <= r._view:
+        if self._quorums.n == 1 or target <= self._views.view:
             return
-        r._view, r._active = target, False
-        r._vc_started = r._now
-        r._backoff = min(r._backoff + 1, r.config.max_backoff_exponent)
-        r.metrics["view_changes"] += 1
-        for slot in r._slots.values():
-            slot.reset_view()
-        r._expected = {}
-        r._persist(KEY_VIEW, encode(ViewRecord(target, True)))
-        r._broadcast(self.rebuild_my_view_change())
-        if len(r._queue):
+        self._views.leave(target, self._clock.now)
+        self._metrics["view_changes"] += 1
+        self._orderer.reset_view()
+        self._out.persist(KEY_VIEW, encode(ViewRecord(target, True)))
+        self._out.broadcast(self._rebuild_mine())
+        if len(self._queue):
             # Like a PBFT client that got no reply: every validator learns the waiting requests,
             # so their timers run too (they join this view change if nobody orders them).
-            r._forward(tuple(r._queue.entries))
-        self.maybe_new_view()
+            self._out.forward(self._queue.txs(), self._quorums.others(self._signer.id))
+        self._maybe_new_view()
+
+    def _compute_view_change(self) -> tuple[ViewChange, dict[bytes, Block]]:
+        """This replica's view change for its current view: base proofs and prepared proofs above."""
+        stable, cert = self._checkpoints.stable, self._head.last_cert
+        base = max(stable.height if stable else 0, cert.height if cert else 0)
+        proofs = self._orderer.prepared_proofs(base, self._views.view)
+        blocks = {p.block_hash: b for p in proofs if (b := self._orderer.block(p.block_hash)) is not None}
+        return ViewChange(self._views.view, stable, cert, proofs), blocks
+
+    def _rebuild_mine(self) -> Envelope:
+        vc, blocks = self._compute_view_change()
+        attachment = encode(tuple(blocks[p.block_hash] for p in vc.prepared if p.block_hash in blocks))
+        env = self._signer.sign(vc, attachment)
+        self._mine = env
+        self._log.add(self._signer.id, StoredViewChange(vc.view, strip(env), vc, blocks))
+        return env
+
+    # --- receiving ---------------------------------------------------------------------------------
+
+    def note_view(self, sender: str, view: int) -> None:
+        """`sender` signed an ordering message in `view`."""
+        self._log.note_view(sender, view)
+
+    def buffer_future(self, sender: str, view: int, env: Envelope, body: object) -> None:
+        """An ordering message of a view not installed yet: keep it (bounded) and see whether to join."""
+        self._future.add(sender, view, env, body)
+        self.maybe_join()
 
     def maybe_join(self) -> None:
         """f+1 others are in higher views: move to the (f+1)-th highest of them."""
-        target = self.log.compute_join_view(self.r.id, self.r._view)
+        target = self._log.compute_join_view(self._signer.id, self._views.view)
         if target is not None:
             self.start(target)
 
     def receive_view_change(self, sender: str, env: Envelope, body: ViewChange) -> None:
-        r = self.r
-        self.log.note_view(sender, body.view)
-        r._rec.help_peer(sender, compute_base(body)[0])  # if the sender is behind in blocks
-        if body.view < r._view or (body.view == r._view and r._active):
+        """A view change with a verified signature; raises InvalidViewChange if a proof inside fails."""
+        self._log.note_view(sender, body.view)
+        self._catchup.help_peer(sender, compute_base(body)[0])  # if the sender is behind in blocks
+        if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
-        check_view_change(body, r._checker, r._quorums)
+        check_view_change(body, self._checker, self._quorums)
         blocks: dict[bytes, Block] = {}
-        if compute_primary(r.config.validators, body.view) == r.id:
+        if self._quorums.primary(body.view) == self._signer.id:
             blocks = check_attached_blocks(body, decode_blocks(env.attachment))
-        self.log.add(sender, StoredViewChange(body.view, strip(env), body, blocks))
+        self._log.add(sender, StoredViewChange(body.view, strip(env), body, blocks))
         self.maybe_join()
-        self.maybe_new_view()
+        self._maybe_new_view()
 
-    def maybe_new_view(self) -> None:
+    def receive_new_view(self, sender: str, env: Envelope, body: NewView) -> None:
+        """A new view with a verified signature; raises InvalidNewView if it does not check."""
+        self._log.note_view(sender, body.view)
+        if body.view < self._views.view or (body.view == self._views.view and self._views.active):
+            self._metrics["dropped_stale"] += 1
+            return
+        plan = check_new_view(body, sender, self._checker, self._quorums)
+        self._install(body.view, plan, encode_envelope(env))
+        self._orderer.advance()
+
+    def reply_new_view(self, sender: str) -> None:
+        """Send a peer in an older view the new-view message of this replica's view (rate-limited)."""
+        # Only its signer sends it (a relay would not match the transport-authenticated sender).
+        views = self._views
+        if not views.active or self._new_view is None or self._new_view[0] != views.view:
+            return
+        if views.primary != self._signer.id:
+            return
+        now = self._clock.now
+        last = self._replied.get(sender)
+        if last is not None and now - last < self._config.retransmit_ticks:
+            return
+        self._replied[sender] = now
+        self._out.send_raw(sender, self._new_view[1])
+
+    # --- entering a view ---------------------------------------------------------------------------
+
+    def _maybe_new_view(self) -> None:
         """As the new primary with 2f+1 view changes (its own among them): start the view."""
-        r = self.r
-        if r._active or compute_primary(r.config.validators, r._view) != r.id:
+        views = self._views
+        if views.active or views.primary != self._signer.id:
             return
-        entries = self.log.for_view(r._view)
-        mine = [e for s, e in entries if s == r.id]
-        others = [e for s, e in entries if s != r.id]
-        if not mine or 1 + len(others) < r._q:
+        entries = self._log.for_view(views.view)
+        mine = [e for s, e in entries if s == self._signer.id]
+        others = [e for s, e in entries if s != self._signer.id]
+        q = self._quorums.quorum
+        if not mine or 1 + len(others) < q:
             return
-        use = mine + others[: r._q - 1]
+        use = mine + others[: q - 1]
         plan = compute_new_view([e.body for e in use])
         blocks: dict[bytes, Block] = {}
         for p in plan.chosen:
-            block = r._blocks.get(p.block_hash)
+            block = self._orderer.block(p.block_hash)
             if block is None:
                 block = next((e.blocks[p.block_hash] for e in use if p.block_hash in e.blocks), None)
             if block is None:
                 return  # cannot happen with checked view changes; wait for more
             blocks[p.block_hash] = block
         nv = NewView(
-            r._view, tuple(encode_envelope(e.envelope) for e in use), plan.base_height, plan.base_hash,
+            views.view, tuple(encode_envelope(e.envelope) for e in use), plan.base_height, plan.base_hash,
             tuple(p.block_hash for p in plan.chosen),
         )
-        raw = encode_envelope(r._sign(nv))
-        r._persist(KEY_NEWVIEW, raw)
-        self.install(r._view, plan, raw)
-        r._out.append(Broadcast(raw))
+        raw = encode_envelope(self._signer.sign(nv))
+        self._out.persist(KEY_NEWVIEW, raw)
+        self._install(views.view, plan, raw)
+        self._out.broadcast_raw(raw)
         for p in plan.chosen:
-            if p.height > r._low:
-                r._queue.mark_proposed(blocks[p.block_hash].txs)
-                r._ord.send_preprepare(p.height, p.block_hash, blocks[p.block_hash])
-        r._ord.advance()
+            if p.height > self._checkpoints.low:
+                self._queue.mark_proposed(blocks[p.block_hash].txs)
+                self._orderer.send_preprepare(p.height, p.block_hash, blocks[p.block_hash])
+        self._orderer.advance()
 
-    def receive_new_view(self, sender: str, env: Envelope, body: NewView) -> None:
-        r = self.r
-        self.log.note_view(sender, body.view)
-        if body.view < r._view or (body.view == r._view and r._active):
-            r.metrics["dropped_stale"] += 1
-            return
-        plan = check_new_view(body, sender, r._checker, r._quorums)
-        self.install(body.view, plan, encode_envelope(env))
-        r._ord.advance()
-
-    def install(self, view: int, plan: NewViewPlan, raw: bytes) -> None:
+    def _install(self, view: int, plan: NewViewPlan, raw: bytes) -> None:
         """Enter `view` as its new-view message says; re-proposals are expected at their heights."""
-        r = self.r
-        r._view, r._active = view, True
-        self.new_view = (view, raw)
-        r._persist(KEY_VIEW, encode(ViewRecord(view, False)))
-        r._expected = {plan.base_height + i + 1: p.block_hash for i, p in enumerate(plan.chosen)}
-        r._nv_base = max(r._nv_base, plan.base_height)
-        for slot in r._slots.values():
-            slot.reset_view()
-        r._last_progress = r._vc_started = r._now
-        r.metrics["new_views"] += 1
-        self.log.prune(view + 1)
-        r._queue.restart(r._now)
-        primary = compute_primary(r.config.validators, view)
-        if primary != r.id and len(r._queue):
-            r._forward(tuple(r._queue.entries), primary)
-        r._replay_future()
-        r._rec.maybe_fetch()
-        r._changed = True
+        now = self._clock.now
+        expected = {plan.base_height + i + 1: p.block_hash for i, p in enumerate(plan.chosen)}
+        self._views.enter(view, expected, plan.base_height, now)
+        self._new_view = (view, raw)
+        self._out.persist(KEY_VIEW, encode(ViewRecord(view, False)))
+        self._orderer.reset_view()
+        self._metrics["new_views"] += 1
+        self._log.prune(view + 1)
+        self._queue.restart(now)
+        primary = self._quorums.primary(view)
+        if primary != self._signer.id and len(self._queue):
+            self._out.forward(self._queue.txs(), (primary,))
+        for sender, env, body in self._future.take(view):
+            self._orderer.handle_ordering(sender, env, body)
+        self._catchup.maybe_fetch()
 
-    def reply_new_view(self, sender: str) -> None:
-        """Send a peer in an older view the new-view message of this replica's view (rate-limited)."""
-        r = self.r
-        # Only its signer sends it (a relay would not match the transport-authenticated sender).
-        if not r._active or self.new_view is None or self.new_view[0] != r._view or r.primary != r.id:
-            return
-        last = self.replied.get(sender)
-        if last is not None and r._now - last < r.config.retransmit_ticks:
-            return
-        self.replied[sender] = r._now
-        r._out.append(Send(sender, self.new_view[1]))
+    # --- restart -----------------------------------------------------------------------------------
+
+    def restore(self, new_view: tuple[int, bytes] | None, changing: bool) -> None:
+        """After a restart: the new view this replica sent; a replica that was changing views
+        rebuilds its view change (the same signature: Ed25519 is deterministic)."""
+        self._new_view = new_view
+        if changing:
+            self._rebuild_mine()

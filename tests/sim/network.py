@@ -42,7 +42,8 @@ from ledger.consensus.log import (
     key_for_height,
 )
 from ledger.consensus.messages import PreparedProof, decode_body, decode_envelope
-from ledger.consensus.replica import Replica, ReplicaConfig
+from ledger.consensus.replica import Replica
+from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import SigningKey, sha256
 
 
@@ -299,7 +300,7 @@ class Network:
             raw_acc = node.persisted.get(key_for_height(PREFIX_ACCEPTED, h))
             acc = decode(AcceptedRecord, raw_acc) if raw_acc is not None else None
             ok = acc is not None and (acc.view, acc.block_hash) == (body.view, body.block_hash)
-        if not ok and h > node.replica._low:
+        if not ok and h > node.replica.checkpoints.low:
             raise SafetyViolation(f"node {node.index} sent a {env.kind} for {h} it had not persisted")
 
     def _record(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:

@@ -3,6 +3,10 @@
 The driver implements this over the chain database; simulations implement it in memory. A block
 is built or checked on top of `parent` (the hash of a block the replica has accepted but not yet
 committed, or None for the committed head), which allows several sequence numbers in flight.
+
+`validate` answers False for a block that is invalid: evidence against the primary that proposed
+it. An exception is not evidence against anyone (a full disk, a bug): the replica raises it again
+as `ApplicationError`, and the driver stops the node loudly rather than voting on a guess.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ledger.chain import Block
+
+
+class ApplicationError(RuntimeError):
+    """The application failed while building or checking a block; the node must stop."""
 
 
 class Application(Protocol):

@@ -1,0 +1,112 @@
+"""Admitted client transactions waiting for a delivered block, in arrival order, bounded.
+
+Theory of operation: the primary marks the transactions it put in an in-flight proposal; a view
+change clears the marks (the new primary re-proposes what the new view does not carry). Each entry
+remembers when it arrived (restarted on every view change) and how many view changes it already
+caused (`strikes`), so a transaction that is never ordered causes a bounded number of view changes
+before it is dropped (see timers.py).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+
+class TxEntry:
+    """One queued transaction's bookkeeping; written only by its TxQueue."""
+
+    __slots__ = ("arrival", "strikes", "proposed")
+
+    def __init__(self, arrival: int) -> None:
+        self.arrival = arrival
+        self.strikes = 0
+        self.proposed = False
+
+
+class TxQueue:
+    """Admitted client transactions in arrival order, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[bytes, TxEntry] = OrderedDict()
+        self._unproposed = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def unproposed(self) -> int:
+        """How many queued transactions are in no in-flight proposal."""
+        return self._unproposed
+
+    def txs(self) -> tuple[bytes, ...]:
+        """Every queued transaction, oldest first."""
+        return tuple(self._entries)
+
+    def add(self, txs: Sequence[bytes], now: int) -> tuple[list[bytes], int]:
+        """Queue new transactions; return (the ones added, how many were refused as over the limit)."""
+        added: list[bytes] = []
+        refused = 0
+        for tx in txs:
+            if tx in self._entries:
+                continue
+            if len(self._entries) >= self._limit:
+                refused += 1
+                continue
+            self._entries[tx] = TxEntry(now)
+            self._unproposed += 1
+            added.append(tx)
+        return added, refused
+
+    def remove(self, txs: Sequence[bytes]) -> None:
+        for tx in txs:
+            entry = self._entries.pop(tx, None)
+            if entry is not None and not entry.proposed:
+                self._unproposed -= 1
+
+    def take_batch(self, size: int) -> list[bytes]:
+        """Mark and return up to `size` transactions not yet in a proposal, oldest first."""
+        batch: list[bytes] = []
+        for tx, entry in self._entries.items():
+            if len(batch) >= size:
+                break
+            if not entry.proposed:
+                entry.proposed = True
+                batch.append(tx)
+        self._unproposed -= len(batch)
+        return batch
+
+    def mark_proposed(self, txs: Sequence[bytes]) -> None:
+        for tx in txs:
+            entry = self._entries.get(tx)
+            if entry is not None and not entry.proposed:
+                entry.proposed = True
+                self._unproposed -= 1
+
+    def unmark(self, txs: Sequence[bytes]) -> None:
+        """A proposal carrying `txs` was not made after all."""
+        for tx in txs:
+            entry = self._entries.get(tx)
+            if entry is not None and entry.proposed:
+                entry.proposed = False
+                self._unproposed += 1
+
+    def restart(self, now: int) -> None:
+        """A new view: nothing is in a proposal any more and every timer starts again."""
+        for entry in self._entries.values():
+            entry.proposed = False
+            entry.arrival = now
+        self._unproposed = len(self._entries)
+
+    def oldest(self) -> tuple[bytes, TxEntry] | None:
+        return next(iter(self._entries.items())) if self._entries else None
+
+    def drop(self, tx: bytes) -> None:
+        self.remove([tx])
+
+    def strike(self, tx: bytes, now: int) -> None:
+        """`tx` caused a view change: count it, and its timer starts again."""
+        entry = self._entries[tx]
+        entry.strikes += 1
+        entry.arrival = now
