@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.chain import Block, BlockHeader, CommitCertificate, ValidatorSignature, compute_block_hash
 from ledger.codec import encode
+from ledger.consensus.application import ApplicationError
 from ledger.consensus.messages import (
     BODY_TYPES,
     Checkpoint,
@@ -68,7 +69,7 @@ bodies = st.one_of(preprepares, prepares, commits, votes, checkpoints, viewchang
 
 def _replica() -> Replica:
     cfg = default_config(CHAIN, IDS)
-    return Replica(cfg, KEYS[1], FakeApp(), VALIDATOR_KEYS)
+    return Replica(cfg, KEYS[1], FakeApp(CHAIN, VALIDATOR_KEYS), VALIDATOR_KEYS)
 
 
 @FAST
@@ -177,7 +178,7 @@ def test_step_never_raises_on_signed_nonsense(body: Any, signer: SigningKey, att
 
 def test_preprepare_with_mismatching_block_refused() -> None:
     replica = _replica()
-    app = FakeApp()
+    app = FakeApp(CHAIN, VALIDATOR_KEYS)
     block = app.propose([b"a"], 0, IDS[0], None)
     other = Block(BlockHeader(**{**block.header.__dict__, "timestamp": block.header.timestamp + 5}), block.txs)
     body = PrePrepare(0, 1, compute_block_hash(block.header), block.header.prev_hash)
@@ -194,3 +195,33 @@ def test_preprepare_with_mismatching_block_refused() -> None:
                            encode(alt))
     assert replica.step(IDS[0], encode_envelope(alt_env)) == []
     assert replica.metrics["equivocations"] == 1
+
+
+class _BrokenApp(FakeApp):
+    """An application whose disk fails: every execution raises."""
+
+    def validate(self, block: Block, parent: bytes | None) -> bool:
+        raise OSError("read error on the state store")
+
+    def propose(self, txs: Any, view: int, proposer: str, parent: bytes | None) -> Block:
+        raise OSError("read error on the state store")
+
+
+def test_application_failure_checking_a_block_stops_the_replica_and_blames_no_primary() -> None:
+    """A local failure is no evidence against the primary: no 'invalid block', no prepare, an error
+    the driver stops the node on (counting it as an invalid block once led to a view change)."""
+    replica = Replica(default_config(CHAIN, IDS), KEYS[1], _BrokenApp(CHAIN, VALIDATOR_KEYS), VALIDATOR_KEYS)
+    block = FakeApp(CHAIN, VALIDATOR_KEYS).propose([b"a"], 0, IDS[0], None)
+    body = PrePrepare(0, 1, compute_block_hash(block.header), block.header.prev_hash)
+    env = sign_message(KEYS[0], CHAIN, body, encode(block))
+    with pytest.raises(ApplicationError, match="read error"):
+        replica.step(IDS[0], encode_envelope(env))
+    assert replica.metrics["invalid_blocks"] == 0
+    assert replica.metrics["internal_errors"] == 0
+
+
+def test_application_failure_building_a_block_raises_at_the_primary() -> None:
+    config = default_config(CHAIN, IDS)
+    primary = Replica(config, KEYS[0], _BrokenApp(CHAIN, VALIDATOR_KEYS), VALIDATOR_KEYS)
+    with pytest.raises(ApplicationError, match="building block 1"):
+        primary.submit([f"tx-{i}".encode() for i in range(config.batch_size)])

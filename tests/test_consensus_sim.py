@@ -351,11 +351,12 @@ def test_real_ledger_app_four_validators() -> None:
     through consensus, a crash and restart of a backup, catch-up by FetchBlocks, identical state."""
     from ledger.app import LedgerApp
     from ledger.chain import Block, CommitCertificate
-    from ledger.chaindb import ChainDB
+    from ledger.chaindb import ChainDB, ExecutedBlock
     from ledger.crypto import derive_id
     from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
+    from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
     from ledger.resolver.registry import IdRegister, ValueSpec, get_identifier
-    from ledger.store import MemoryStore
+    from ledger.store import MemoryStore, Store
     from ledger.tx import compute_tx_id, make_tx
 
     keys = [SigningKey.from_seed(f"ledger-validator-{i}".encode()) for i in range(4)]
@@ -374,16 +375,20 @@ def test_real_ledger_app_four_validators() -> None:
         return genesis.timestamp + 10 * (net_ref[0].time if net_ref else 0)
 
     class SimLedgerApp(LedgerApp):
-        def apply_fetched(self, block: Block, cert: CommitCertificate) -> None:
-            self.chain.apply_certified_block(block, cert)
+        @property
+        def store(self) -> Store:
+            return self.chain.store
+
+        def serve_blocks(self, request: BlockRequest) -> BlockBatch:
+            return serve_blocks(self.chain, request)
 
         def restarted(self) -> SimLedgerApp:
             return SimLedgerApp(ChainDB(self.chain.store, genesis), clock)
 
-        def committed_block(self, height: int) -> Block:
-            block = self.chain.get_block(height)
-            assert block is not None
-            return block
+        def committed(self, result: ExecutedBlock) -> tuple[Block, CommitCertificate]:
+            cert = self.chain.get_certificate(result.block.header.height)
+            assert cert is not None
+            return result.block, cert
 
     def factory() -> SimLedgerApp:
         return SimLedgerApp(ChainDB(MemoryStore(), genesis), clock)
@@ -511,7 +516,7 @@ def test_single_validator_delivers_at_once() -> None:
     from tests.sim.network import FakeApp
 
     key = SigningKey.from_seed(b"solo")
-    app = FakeApp()
+    app = FakeApp("solo", {key.id: key.public_key})
     replica = Replica(ReplicaConfig("solo", (key.id,), batch_size=3, batch_ticks=2), key, app)
     out = replica.submit([b"a", b"b", b"c", b"d", b"e", b"f", b"g"])
     assert [type(a) for a in out] == [Deliver, Deliver]

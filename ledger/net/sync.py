@@ -9,9 +9,9 @@ validator set before applying a block, so a lying peer can waste its time but no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from ledger.chain import Block, CommitCertificate
-from ledger.chaindb import ChainDB
 from ledger.codec import encode
 
 MAX_BLOCKS_PER_REPLY = 64
@@ -36,7 +36,18 @@ class BlockBatch:
     blocks: tuple[CertifiedBlock, ...]
 
 
-def serve_blocks(chain: ChainDB, request: BlockRequest) -> BlockBatch:
+class CertifiedChain(Protocol):
+    """A committed chain that can serve its blocks (the chain database, or a simulation's)."""
+
+    @property
+    def height(self) -> int: ...
+
+    def get_block(self, height: int) -> Block | None: ...
+
+    def get_certificate(self, height: int) -> CommitCertificate | None: ...
+
+
+def serve_blocks(chain: CertifiedChain, request: BlockRequest) -> BlockBatch:
     """The certified blocks from `request.from_height` on, within count and size bounds."""
     out: list[CertifiedBlock] = []
     size = 0

@@ -1,17 +1,18 @@
-"""A deterministic simulated network that drives N sans-I/O replicas.
+"""A deterministic simulated network that drives N validators through the node's own driver.
 
-Theory of operation: time is a logical step counter. Every message a replica sends becomes an event
-due a few steps later (seeded `random.Random`: delay, drop, duplicate, reorder); every `tick_every`
-steps each running replica gets `tick()`. Events at the same step run in a random but seeded order.
+Theory of operation: time is a logical step counter. Each simulated validator is a replica run by
+`ledger.driver.Driver`, the code that runs it in a real node, over an in-memory `Store` and these
+in-memory links. Every message a driver hands to the links becomes an event due a few steps later
+(seeded `random.Random`: delay, drop, duplicate, reorder); every `tick_every` steps each running
+validator ticks. Events at the same step run in a random but seeded order. Catch-up runs the
+driver's own round: each block request and each answer is an event, to a peer chosen by the seed.
 Partitions, paused nodes (they neither tick nor receive) and crashes (restart from the node's
-persisted map, losing everything else) are switched by the test. A node's driver performs the
-actions of one call in order, like ledger/node.py: Persist into its map (empty value deletes), Send
-and Broadcast into the network, Deliver into its application after checking the certificate,
-FetchBlocks from an honest peer's committed chain (certificates checked) with notify_committed for
-each block, ForwardTxs to the primary's submit after a duplicate check.
+store, losing everything else) are switched by the test.
 
-Every Deliver of an honest node is checked against a global record: no two honest nodes ever commit
-different blocks at one height (`SafetyViolation` otherwise). No threads, no sleeps, no wall clock.
+Every block an honest node writes is checked against a global record: no two honest nodes ever
+commit different blocks at one height (`SafetyViolation` otherwise), and its certificate checks.
+Before an honest node sends what it signed, its record is in the store (persist before send).
+No threads, no sleeps, no wall clock.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from ledger.chain import (
     Block,
     BlockHeader,
     CommitCertificate,
+    InvalidBlock,
     check_certificate,
     compute_block_hash,
     compute_tx_root,
 )
 from ledger.codec import decode
-from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.actions import Action
 from ledger.consensus.log import (
     PREFIX_ACCEPTED,
     PREFIX_PREPARED,
@@ -45,6 +47,9 @@ from ledger.consensus.messages import PreparedProof, decode_body, decode_envelop
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import SigningKey, sha256
+from ledger.driver import MSG_CONSENSUS, PAUSE, CatchUpPause, CatchUpRound, Driver
+from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
+from ledger.store import NS, MemoryStore, Store
 
 
 class SafetyViolation(AssertionError):
@@ -63,17 +68,36 @@ def fake_genesis() -> Block:
     return Block(header, ())
 
 
-class FakeApp:
-    """In-memory Application: opaque txs, state_root = hash chain over the txs."""
+@dataclass(frozen=True)
+class Committed:
+    """What a simulated application reports for a block it wrote."""
 
-    def __init__(self, chain: list[Block] | None = None) -> None:
-        self.chain: list[Block] = list(chain) if chain else [fake_genesis()]
-        self.hashes = [compute_block_hash(b.header) for b in self.chain]
+    block: Block
+    certificate: CommitCertificate
+
+
+class FakeApp:
+    """In-memory application: opaque txs, state_root = hash chain over the txs.
+
+    Its committed chain survives a restart (`restarted`), like a disk; so does `store`, which holds
+    what the replica persisted.
+    """
+
+    def __init__(
+        self, chain_id: str, validator_keys: dict[str, bytes], chain: list[tuple[Block, CommitCertificate | None]]
+        | None = None, store: Store | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.validator_keys = validator_keys
+        self.blocks: list[Block] = [b for b, _ in chain] if chain else [fake_genesis()]
+        self.certs: list[CommitCertificate | None] = [c for _, c in chain] if chain else [None]
+        self.hashes = [compute_block_hash(b.header) for b in self.blocks]
         self.pending: dict[bytes, Block] = {}
+        self.store: Store = store if store is not None else MemoryStore()
 
     def _tip(self, parent: bytes | None) -> Block | None:
         if parent is None or parent == self.hashes[-1]:
-            return self.chain[-1]
+            return self.blocks[-1]
         return self.pending.get(parent)
 
     def _expected(self, tip: Block, txs: Sequence[bytes], view: int, ts: int, proposer: str) -> BlockHeader:
@@ -102,36 +126,97 @@ class FakeApp:
         return True
 
     def committed_height(self) -> int:
-        return len(self.chain) - 1
+        return len(self.blocks) - 1
 
-    def commit(self, block: Block, cert: CommitCertificate) -> None:
-        tip = self.chain[-1]
+    # The chain as `ledger.net.sync.serve_blocks` reads it.
+    @property
+    def height(self) -> int:
+        return self.committed_height()
+
+    def get_block(self, height: int) -> Block | None:
+        return self.blocks[height] if height < len(self.blocks) else None
+
+    def get_certificate(self, height: int) -> CommitCertificate | None:
+        return self.certs[height] if height < len(self.certs) else None
+
+    def commit(self, block: Block, cert: CommitCertificate) -> Committed:
         h = block.header
-        if h != self._expected(tip, block.txs, h.view, h.timestamp, h.proposer):
+        if h != self._expected(self.blocks[-1], block.txs, h.view, h.timestamp, h.proposer):
             raise SafetyViolation(f"block {h.height} does not extend the committed head")
-        self.chain.append(block)
+        self.blocks.append(block)
+        self.certs.append(cert)
         self.hashes.append(compute_block_hash(h))
         self.pending = {k: b for k, b in self.pending.items() if b.header.height > h.height}
+        return Committed(block, cert)
 
-    apply_fetched = commit
+    def apply_certified(self, block: Block, cert: CommitCertificate) -> Committed:
+        check_certificate(cert, self.chain_id, block.header, self.validator_keys)
+        if block.header != self._expected(self.blocks[-1], block.txs, block.header.view, block.header.timestamp,
+                                          block.header.proposer):
+            raise InvalidBlock("fetched block does not extend the committed head")
+        return self.commit(block, cert)
+
+    def serve_blocks(self, request: BlockRequest) -> BlockBatch:
+        return serve_blocks(self, request)
 
     def restarted(self) -> FakeApp:
-        return FakeApp(self.chain)
+        return FakeApp(self.chain_id, self.validator_keys, list(zip(self.blocks, self.certs, strict=True)),
+                       self.store)
 
-    def committed_block(self, height: int) -> Block:
-        return self.chain[height]
+    def committed(self, result: Committed) -> tuple[Block, CommitCertificate]:
+        return result.block, result.certificate
 
 
 class SimApp(Protocol):
+    """An application the simulation runs: what the driver needs, a disk that survives restarts."""
+
+    store: Store
+
     def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block: ...
     def validate(self, block: Block, parent: bytes | None) -> bool: ...
     def committed_height(self) -> int: ...
     def commit(self, block: Block, cert: CommitCertificate) -> Any: ...
-    def apply_fetched(self, block: Block, cert: CommitCertificate) -> Any: ...
+    def apply_certified(self, block: Block, cert: CommitCertificate) -> Any: ...
+    def serve_blocks(self, request: BlockRequest) -> BlockBatch: ...
     def restarted(self) -> SimApp: ...
+    def committed(self, result: Any) -> tuple[Block, CommitCertificate]:
+        """The block and certificate behind what `commit` or `apply_certified` returned."""
+        ...
 
 
 # --- nodes -------------------------------------------------------------------------------------
+
+
+class SimLinks:
+    """One node's links in the simulated network (the driver's `PeerLinks`)."""
+
+    def __init__(self, net: Network, node: SimNode) -> None:
+        self.net = net
+        self.node = node
+
+    def send(self, peer: str, payload: bytes) -> None:
+        if self.node.honest and payload[0] == MSG_CONSENSUS:
+            self.net.check_persisted_before_send(self.node, payload[1:])
+        self.net.send(self.node, peer, payload)
+
+    def broadcast(self, payload: bytes) -> None:
+        for v in self.net.config.validators:
+            if v != self.node.id:
+                self.send(v, payload)
+
+    def start_catch_up(self) -> None:
+        self.net.start_catch_up(self.node)
+
+
+class SimDriver(Driver[Any]):
+    """The node's driver; a Byzantine node's `outgoing` rewrites its actions before they are performed."""
+
+    node: SimNode
+
+    def perform(self, actions: Sequence[Action]) -> None:
+        if self.node.outgoing is not None:
+            actions = self.node.outgoing(self.node, list(actions))
+        super().perform(actions)
 
 
 @dataclass
@@ -139,19 +224,24 @@ class SimNode:
     index: int
     key: SigningKey
     app: SimApp
-    replica: Replica
     honest: bool = True
     alive: bool = True
     paused: bool = False
-    persisted: dict[bytes, bytes] = field(default_factory=dict)
     committed: list[tuple[bytes, CommitCertificate | None]] = field(default_factory=list)  # index = height
     committed_txs: set[bytes] = field(default_factory=set)
     outgoing: Callable[[SimNode, list[Action]], list[Action]] | None = None  # Byzantine rewriting
     submitted: set[bytes] = field(default_factory=set)
+    driver: SimDriver = field(init=False)
+    catching_up: CatchUpRound | None = None
+    generation: int = 0  # bumped by a restart: events of the old incarnation are dropped
 
     @property
     def id(self) -> str:
         return self.key.id
+
+    @property
+    def replica(self) -> Replica:
+        return self.driver.replica
 
     @property
     def running(self) -> bool:
@@ -160,6 +250,14 @@ class SimNode:
     @property
     def height(self) -> int:
         return len(self.committed) - 1
+
+    @property
+    def persisted(self) -> dict[bytes, bytes]:
+        return Driver.persisted(self.app.store)
+
+    def admit(self, txs: Sequence[bytes]) -> list[bytes]:
+        """Admission, as a mempool would: nothing already committed here."""
+        return [t for t in txs if t not in self.committed_txs]
 
 
 def default_config(chain_id: str, validators: tuple[str, ...], **overrides: Any) -> ReplicaConfig:
@@ -184,7 +282,7 @@ class Network:
         self.validator_keys = {k.id: k.public_key for k in self.keys}
         self.chain_id = chain_id
         self.config = default_config(chain_id, tuple(k.id for k in self.keys), **(config or {}))
-        self.app_factory: Callable[[], SimApp] = app_factory or FakeApp
+        self.app_factory: Callable[[], SimApp] = app_factory or (lambda: FakeApp(self.chain_id, self.validator_keys))
         self.drop, self.duplicate = drop, duplicate
         self.min_delay, self.max_delay = min_delay, max_delay
         self.tick_every = tick_every
@@ -194,24 +292,33 @@ class Network:
         self.canonical: dict[int, bytes] = {}
         self.blocked: set[tuple[int, int]] = set()  # (from node index, to node index)
         self.slow: dict[int, int] = {}  # node index -> extra delay of its outgoing messages
-        self.log: list[tuple[str, bytes]] = []  # (sender id, message) of every delivered message
+        self.log: list[tuple[str, bytes]] = []  # (sender id, consensus message) of every delivered message
         self.record_log = False
         self.nodes: list[SimNode] = []
         for i, k in enumerate(self.keys):
-            self.nodes.append(self._make_node(i, k))
+            self.nodes.append(self._make_node(i, k, self.app_factory()))
         for j, twin_of in enumerate(twins):
             self.nodes[twin_of].honest = False
-            twin = self._make_node(len(self.keys) + j, self.keys[twin_of])
+            twin = self._make_node(len(self.keys) + j, self.keys[twin_of], self.app_factory())
             twin.honest = False
             self.nodes.append(twin)
 
-    def _make_node(self, index: int, key: SigningKey, app: SimApp | None = None,
-                   persisted: dict[bytes, bytes] | None = None) -> SimNode:
-        app = app if app is not None else self.app_factory()
-        replica = Replica(self.config, key, app, self.validator_keys, dict(persisted or {}))
-        node = SimNode(index, key, app, replica, persisted=dict(persisted or {}))
+    def _make_node(self, index: int, key: SigningKey, app: SimApp) -> SimNode:
+        node = SimNode(index, key, app)
+        self._attach_driver(node)
         node.committed = [(b"", None)] * (app.committed_height() + 1)
         return node
+
+    def _attach_driver(self, node: SimNode) -> None:
+        """Build the node's replica from its store and the driver around it, as a node start does."""
+        app = node.app
+        replica = Replica(self.config, node.key, app, self.validator_keys, Driver.persisted(app.store))
+
+        def on_committed(result: Any) -> None:
+            self._record(node, *app.committed(result))
+
+        node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), node.admit, on_committed)
+        node.driver.node = node
 
     # --- fault control -------------------------------------------------------------------------
 
@@ -230,11 +337,13 @@ class Network:
         self.nodes[index].alive = False
 
     def restart(self, index: int) -> None:
-        old = self.nodes[index]
-        node = self._make_node(index, old.key, old.app.restarted(), old.persisted)
-        node.honest, node.outgoing = old.honest, old.outgoing
-        node.committed, node.committed_txs, node.submitted = old.committed, old.committed_txs, old.submitted
-        self.nodes[index] = node
+        """Start the node again from its disk (its application's chain and store); nothing else survives."""
+        node = self.nodes[index]
+        node.app = node.app.restarted()
+        node.alive = True
+        node.catching_up = None
+        node.generation += 1
+        self._attach_driver(node)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -245,65 +354,45 @@ class Network:
     def _delay(self, src: SimNode) -> int:
         return self.rng.randint(self.min_delay, self.max_delay) + self.slow.get(src.index, 0)
 
-    def _send(self, src: SimNode, to: str, raw: bytes) -> None:
+    def _reachable(self, src: SimNode, dst: SimNode) -> bool:
+        return dst.running and (src.index, dst.index) not in self.blocked
+
+    def send(self, src: SimNode, to: str, payload: bytes) -> None:
         for dst in self.nodes:
             if dst.id != to or dst is src:
                 continue
             if self.rng.random() < self.drop:
                 continue
-            self._push(self.time + self._delay(src), "msg", (src.index, dst.index, src.id, raw))
+            self._push(self.time + self._delay(src), "msg", (src.index, dst.index, src.id, payload))
             if self.rng.random() < self.duplicate:
-                self._push(self.time + self._delay(src) + 2, "msg", (src.index, dst.index, src.id, raw))
+                self._push(self.time + self._delay(src) + 2, "msg", (src.index, dst.index, src.id, payload))
 
     def perform(self, node: SimNode, actions: list[Action]) -> None:
-        if node.outgoing is not None:
-            actions = node.outgoing(node, actions)
-        for a in actions:
-            if isinstance(a, Persist):
-                if a.value:
-                    node.persisted[a.key] = a.value
-                else:
-                    node.persisted.pop(a.key, None)
-            elif isinstance(a, Send):
-                if node.honest:
-                    self._check_persisted_before_send(node, a.message)
-                self._send(node, a.to, a.message)
-            elif isinstance(a, Broadcast):
-                if node.honest:
-                    self._check_persisted_before_send(node, a.message)
-                for v in self.config.validators:
-                    if v != node.id:
-                        self._send(node, v, a.message)
-            elif isinstance(a, Deliver):
-                self._deliver(node, a.block, a.certificate)
-            elif isinstance(a, FetchBlocks):
-                self._push(self.time + self.rng.randint(2, 8), "fetch", (node.index, a.from_height))
-            elif isinstance(a, ForwardTxs):
-                for dst in self.nodes:
-                    if dst.id == a.to and dst is not node:
-                        self._push(self.time + self._delay(node), "forward", (dst.index, a.txs))
+        node.driver.perform(actions)
 
-    def _check_persisted_before_send(self, node: SimNode, raw: bytes) -> None:
-        """What a replica signs is in its persisted map before the message leaves."""
+    def check_persisted_before_send(self, node: SimNode, raw: bytes) -> None:
+        """What a replica signs is in its store before the message leaves."""
         env = decode_envelope(raw)
         if env.sender != node.id or env.kind not in ("preprepare", "prepare", "commit", "vote"):
             return
         body = decode_body(env)
         h = body.height
+        store = node.app.store
         if env.kind == "vote":
-            raw_vote = node.persisted.get(key_for_height(PREFIX_VOTE, h))
+            raw_vote = store.get(NS.CONSENSUS + key_for_height(PREFIX_VOTE, h))
             ok = raw_vote is not None and decode(VoteRecord, raw_vote).block_hash == body.block_hash
         elif env.kind == "commit":
-            raw_proof = node.persisted.get(key_for_height(PREFIX_PREPARED, h))
+            raw_proof = store.get(NS.CONSENSUS + key_for_height(PREFIX_PREPARED, h))
             ok = raw_proof is not None and decode(PreparedProof, raw_proof).view >= body.view
         else:
-            raw_acc = node.persisted.get(key_for_height(PREFIX_ACCEPTED, h))
+            raw_acc = store.get(NS.CONSENSUS + key_for_height(PREFIX_ACCEPTED, h))
             acc = decode(AcceptedRecord, raw_acc) if raw_acc is not None else None
             ok = acc is not None and (acc.view, acc.block_hash) == (body.view, body.block_hash)
         if not ok and h > node.replica.checkpoints.low:
             raise SafetyViolation(f"node {node.index} sent a {env.kind} for {h} it had not persisted")
 
     def _record(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
+        check_certificate(cert, self.chain_id, block.header, self.validator_keys)
         block_hash = compute_block_hash(block.header)
         height = block.header.height
         if height != len(node.committed):
@@ -315,29 +404,47 @@ class Network:
             if seen != block_hash:
                 raise SafetyViolation(f"two blocks committed at height {height} (node {node.index})")
 
-    def _deliver(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
-        check_certificate(cert, self.chain_id, block.header, self.validator_keys)
-        node.app.commit(block, cert)
-        self._record(node, block, cert)
+    # --- catch-up: the driver's own rounds, each request and answer an event -------------------
 
-    def _fetch(self, index: int, from_height: int) -> None:
+    def start_catch_up(self, node: SimNode) -> None:
+        if node.catching_up is not None:
+            return
+        peers = [p.id for p in self.nodes if p.id != node.id]
+        self.rng.shuffle(peers)
+        node.catching_up = node.driver.catch_up(peers)
+        self._resume_catch_up(node, None, first=True)
+
+    def _resume_catch_up(self, node: SimNode, answer: bytes | None, first: bool = False) -> None:
+        """Feed the round `answer` and run it to its next request (or its end)."""
+        round_ = node.catching_up
+        assert round_ is not None
+        try:
+            step = next(round_) if first else round_.send(answer)
+            while step is PAUSE:
+                step = round_.send(None)
+        except StopIteration:
+            node.catching_up = None
+            return
+        assert not isinstance(step, CatchUpPause)
+        peer_id, request = step
+        peer = next(p for p in self.nodes if p.id == peer_id and p is not node)
+        self._push(self.time + self._delay(node), "request", (node.index, node.generation, peer.index, request))
+
+    def _serve_request(self, index: int, generation: int, peer_index: int, request: bytes) -> None:
+        node, peer = self.nodes[index], self.nodes[peer_index]
+        answer = peer.driver.serve(request) if self._reachable(node, peer) else None
+        delay = self._delay(peer) if answer is not None else self.rng.randint(5, 15)  # a request timeout
+        if answer is not None and not self._reachable(peer, node):
+            answer = None
+        self._push(self.time + delay, "answer", (index, generation, answer))
+
+    def _answer(self, index: int, generation: int, answer: bytes | None) -> None:
         node = self.nodes[index]
+        if node.generation != generation or node.catching_up is None:
+            return  # the round of an incarnation that crashed
         if not node.running:
-            return
-        sources = [s for s in self.nodes if s.honest and s.alive and s.height >= from_height and s is not node]
-        if not sources:
-            return
-        src = self.rng.choice(sources)
-        for h in range(max(from_height, node.height + 1), min(src.height, from_height + 60) + 1):
-            if h <= node.height:
-                continue  # a Deliver returned by notify_committed already brought it
-            block = src.app.committed_block(h)  # type: ignore[attr-defined]
-            cert = src.committed[h][1]
-            assert cert is not None
-            check_certificate(cert, self.chain_id, block.header, self.validator_keys)
-            node.app.apply_fetched(block, cert)
-            self._record(node, block, cert)
-            self.perform(node, node.replica.notify_committed(h, cert.block_hash, cert, block.txs))
+            answer = None
+        self._resume_catch_up(node, answer)
 
     def _process(self, kind: str, payload: Any) -> None:
         if kind == "msg":
@@ -345,17 +452,13 @@ class Network:
             dst = self.nodes[dst_index]
             if not dst.running or (src_index, dst_index) in self.blocked:
                 return
-            if self.record_log:
-                self.log.append((sender, raw))
-            self.perform(dst, dst.replica.step(sender, raw))
-        elif kind == "fetch":
-            self._fetch(*payload)
-        elif kind == "forward":
-            dst_index, txs = payload
-            dst = self.nodes[dst_index]
-            if dst.running:
-                fresh = [t for t in txs if t not in dst.committed_txs]
-                self.perform(dst, dst.replica.submit(fresh))
+            if self.record_log and raw[0] == MSG_CONSENSUS:
+                self.log.append((sender, raw[1:]))
+            dst.driver.on_peer_message(sender, raw)
+        elif kind == "request":
+            self._serve_request(*payload)
+        elif kind == "answer":
+            self._answer(*payload)
 
     # --- running -------------------------------------------------------------------------------
 
@@ -369,7 +472,7 @@ class Network:
             self.rng.shuffle(order)
             for node in order:
                 if node.running:
-                    self.perform(node, node.replica.tick())
+                    node.driver.tick()
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -390,7 +493,7 @@ class Network:
         else:
             node = self.nodes[index]
         node.submitted.update(txs)
-        self.perform(node, node.replica.submit([t for t in txs if t not in node.committed_txs]))
+        node.driver.submit(node.admit(txs))
 
     # --- checks --------------------------------------------------------------------------------
 
