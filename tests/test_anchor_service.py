@@ -346,7 +346,7 @@ def test_conflict_from_the_contract_is_not_an_error(tmp_path: Path) -> None:
 def test_status_and_anchor_route_without_ethereum(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from ledger.api.app import create_app
+    from ledger.api.server import create_app
 
     home = make_home(tmp_path)
     with TestClient(create_app(home.path)) as c:
@@ -379,7 +379,7 @@ def _mp(tx: object) -> bytes:
 def test_anchor_route_returns_a_record(tmp_path: Path, height: int) -> None:
     from fastapi.testclient import TestClient
 
-    from ledger.api.app import create_app
+    from ledger.api.server import create_app
 
     home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
     with TestClient(create_app(home.path)) as c:
