@@ -36,7 +36,7 @@ from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 
 
 def measure_verify_ceiling(seconds: float = 1.0, threads: int | None = None) -> float:
-    """Ed25519 verifications per second with one thread per core (cryptography releases the GIL)."""
+    """Ed25519 verifications per second with one thread per core (libsodium releases the GIL)."""
     key = SigningKey.generate()
     digest = signing_digest(DOMAIN_TX, b"ceiling")
     sig = key.sign_digest(digest)

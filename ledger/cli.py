@@ -117,7 +117,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ledger.api.app import create_app
+    from ledger.api.server import create_app
     from ledger.config import ConfigError, NodeConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

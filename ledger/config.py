@@ -1,4 +1,4 @@
-"""A node's configuration: `HOME/config.json`, with paths relative to HOME.
+"""A node's configuration: `HOME/config.json`, checked in full when the node starts.
 
 ```json
 {"node_key": "node.pem", "genesis": "genesis.json", "data_dir": "data",
@@ -10,97 +10,109 @@
  "ethereum": {"rpc": "http://127.0.0.1:8545", "chain_id": 31337, "contract": "0x...",
               "key_file": "eth.key", "interval_blocks": 1000, "interval_s": 600}}
 ```
-The `ethereum` section is optional: without it the node does not anchor.
-Peers are named by host and port, so validators on separate machines are configured the same
-way as a local devnet.
+Only `http.port` is required (and `rpc`, `contract` within `ethereum`); every other setting has
+the default written next to it in the models below, and nowhere else. Paths (`node_key`, `genesis`,
+`data_dir`, `ethereum.key_file`) are relative to HOME. The `ethereum` section is optional: without
+it the node does not anchor. Peers are named by host and port, so validators on separate machines
+are configured the same way as a local devnet.
+
+A misspelt or unknown key anywhere, a value of the wrong JSON type (`"8700"` for a port) or out of
+range (`"tick_ms": 0`) stops the node at start with a `ConfigError` naming the file and the setting:
+a typo must not silently leave a default in force.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from ledger.errors import ConfigError
 
 
-class ConfigError(ValueError):
-    pass
+def _under_home(value: Any, info: ValidationInfo) -> Any:
+    """A path given as text is relative to HOME, which `NodeConfig.load` passes as context."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("should be a path (a string)")
+    home = (info.context or {}).get("home")
+    return Path(home, value) if home is not None else Path(value)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
+HomePath = Annotated[Path, BeforeValidator(_under_home)]
 
 
-@dataclass(frozen=True)
-class Peer:
-    id: str
-    host: str
-    port: int
+class _Settings(BaseModel):
+    # strict: JSON types as written (no "8700" for a port, no true for a count); forbid: no typos.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-@dataclass(frozen=True)
-class EthereumConfig:
+class Endpoint(_Settings):
+    host: str = Field(default="127.0.0.1", min_length=1)  # loopback: nothing is exposed unless asked
+    port: int = Field(ge=0, le=65535)  # 0 = any free port
+
+
+class Peer(_Settings):
+    id: str = Field(min_length=1)  # the peer's validator id (printed by `ledger keygen`)
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+
+class EthereumConfig(_Settings):
     """Anchoring to Ethereum (the optional `ethereum` section; absent means anchoring is off).
 
     `key_file` holds the validator's hex secp256k1 key (mode 0600); without it the key is derived
     from the node key (devnets only). `chain_id` None accepts whatever chain the RPC serves.
     """
 
-    rpc: str
-    contract: str
-    chain_id: int | None = None
-    key_file: Path | None = None
-    interval_blocks: int = 1000  # anchor once this many blocks are unanchored...
-    interval_s: float = 600.0  # ...or once the oldest unanchored block has waited this long
-    grace_s: float = 20.0  # a backup validator takes over after rank * grace_s
-    max_backoff_s: float = 60.0  # cap of the exponential back-off after RPC failures
-    tx_timeout_s: float = 120.0  # wait for the anchor transaction's receipt this long
+    rpc: str = Field(min_length=1)
+    contract: str = Field(min_length=1)
+    chain_id: int | None = Field(default=None, ge=1)
+    key_file: HomePath | None = None
+    interval_blocks: int = Field(default=1000, ge=1)  # anchor once this many blocks are unanchored...
+    interval_s: float = Field(default=600.0, ge=0)  # ...or once the oldest unanchored block has waited this long
+    grace_s: float = Field(default=20.0, ge=0)  # a backup validator takes over after rank * grace_s
+    max_backoff_s: float = Field(default=60.0, ge=0)  # cap of the exponential back-off after RPC failures
+    tx_timeout_s: float = Field(default=120.0, gt=0)  # wait for the anchor transaction's receipt this long
     # The contract's deployment block: scans of its events start no earlier (public RPCs refuse
     # `eth_getLogs` over long ranges, and nothing of this contract lies before it).
-    deploy_block: int = 0
+    deploy_block: int = Field(default=0, ge=0)
 
+    @field_validator("key_file", mode="before")
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], home: Path) -> EthereumConfig:
-        key_file = raw.get("key_file")
-        chain_id = raw.get("chain_id")
-        return cls(
-            rpc=str(raw["rpc"]),
-            contract=str(raw["contract"]),
-            chain_id=None if chain_id is None else int(chain_id),
-            key_file=None if not key_file else home / str(key_file),
-            interval_blocks=max(1, int(raw.get("interval_blocks", 1000))),
-            interval_s=float(raw.get("interval_s", 600.0)),
-            grace_s=float(raw.get("grace_s", 20.0)),
-            max_backoff_s=float(raw.get("max_backoff_s", 60.0)),
-            tx_timeout_s=float(raw.get("tx_timeout_s", 120.0)),
-            deploy_block=max(0, int(raw.get("deploy_block", 0))),
-        )
+    def _empty_key_file_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value  # "" has always meant "no key file"
 
 
-@dataclass(frozen=True)
-class NodeConfig:
-    home: Path
-    node_key: Path
-    genesis: Path
-    data_dir: Path
+class NodeConfig(_Settings):
+    home: Path  # the directory holding config.json (set by `load`; not a setting in the file)
+    node_key: HomePath = Field(default="node.pem", validate_default=True)  # (validated: a default lies in HOME too)
+    genesis: HomePath = Field(default="genesis.json", validate_default=True)
+    data_dir: HomePath = Field(default="data", validate_default=True)
     http: Endpoint
-    p2p: Endpoint
-    peers: tuple[Peer, ...] = ()
-    batch_size: int = 1000
-    tick_ms: int = 10
+    p2p: Endpoint = Endpoint(port=0)
+    peers: tuple[Peer, ...] = Field(default=(), strict=False)  # (not strict: JSON gives a list)
+    batch_size: int = Field(default=1000, ge=1)
+    tick_ms: int = Field(default=10, ge=1)
     # Consensus timers in milliseconds (the replica counts them in ticks of tick_ms).
-    view_change_timeout_ms: int = 2000  # no progress on in-flight work for this long -> view change
-    request_timeout_ms: int = 1500  # a forwarded client tx not ordered by then -> view change
-    retransmit_ms: int = 500  # while stalled, resend own consensus messages this often
-    verify_threads: int = 2  # signature-checking threads; 1 = verify on the event loop
-    batch_wait_ms: int = 30  # the primary cuts a partial batch after waiting this long (bigger blocks)
+    view_change_timeout_ms: int = Field(default=2000, ge=1)  # in-flight work stalled this long -> view change
+    request_timeout_ms: int = Field(default=1500, ge=1)  # a forwarded client tx not ordered by then -> view change
+    retransmit_ms: int = Field(default=500, ge=1)  # while stalled, resend own consensus messages this often
+    verify_threads: int = Field(default=2, ge=1)  # signature-checking threads; 1 = verify on the event loop
+    batch_wait_ms: int = Field(default=30, ge=0)  # the primary cuts a partial batch after this wait
     ethereum: EthereumConfig | None = None  # anchoring; None = off
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @field_validator("ethereum", mode="before")
+    @classmethod
+    def _empty_section_is_off(cls, value: Any) -> Any:
+        return None if value == {} else value  # `"ethereum": {}` has always meant "off"
 
     @classmethod
     def load(cls, home: str | Path) -> NodeConfig:
+        """The configuration in `home`/config.json; raises ConfigError naming the file and setting."""
         home = Path(home).resolve()
         path = home / "config.json"
         try:
@@ -109,34 +121,26 @@ class NodeConfig:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings")
+        if "home" in raw:  # HOME is where this file lies, not one of its settings
+            raise ConfigError(f"{path}: unknown setting 'home'")
         try:
-            return cls(
-                home=home,
-                node_key=home / raw.get("node_key", "node.pem"),
-                genesis=home / raw.get("genesis", "genesis.json"),
-                data_dir=home / raw.get("data_dir", "data"),
-                http=Endpoint(raw["http"]["host"], int(raw["http"]["port"])),
-                p2p=Endpoint(raw.get("p2p", {}).get("host", "127.0.0.1"), int(raw.get("p2p", {}).get("port", 0))),
-                peers=tuple(Peer(p["id"], p["host"], int(p["port"])) for p in raw.get("peers", [])),
-                batch_size=int(raw.get("batch_size", 1000)),
-                tick_ms=int(raw.get("tick_ms", 10)),
-                view_change_timeout_ms=int(raw.get("view_change_timeout_ms", 2000)),
-                request_timeout_ms=int(raw.get("request_timeout_ms", 1500)),
-                retransmit_ms=int(raw.get("retransmit_ms", 500)),
-                verify_threads=int(raw.get("verify_threads", 2)),
-                batch_wait_ms=int(raw.get("batch_wait_ms", 30)),
-                ethereum=EthereumConfig.from_dict(raw["ethereum"], home) if raw.get("ethereum") else None,
-                extra={k: v for k, v in raw.items() if k not in _KNOWN},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: missing or invalid setting {exc}") from exc
+            return cls.model_validate({**raw, "home": home}, context={"home": home})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
 
 
-_KNOWN = {
-    "node_key", "genesis", "data_dir", "http", "p2p", "peers", "batch_size", "tick_ms",
-    "view_change_timeout_ms", "request_timeout_ms", "retransmit_ms", "verify_threads", "batch_wait_ms",
-    "ethereum",
-}
+def _describe(error: Any) -> str:
+    """One validation error in the words of config.json: `peers[1].port`, not `('peers', 1, 'port')`."""
+    name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting '{name}'"
+    if error["type"] == "missing":
+        return f"missing setting '{name}'"
+    value = error["input"]
+    got = "" if isinstance(value, dict | list) else f" (got {json.dumps(value, default=str)})"
+    return f"setting '{name}': {error['msg'].removeprefix('Value error, ')}{got}"
 
 
 def write_config(home: Path, settings: dict[str, Any]) -> None:

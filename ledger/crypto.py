@@ -49,7 +49,9 @@ SIGNATURE_LEN = 64
 
 
 class KeyFileError(ValueError):
-    """A key file is missing, unreadable or not an Ed25519 private key."""
+    """A key file is missing, unreadable, open to others, or not the kind of key asked for: an
+    Ed25519 node or member key here, a secp256k1 Ethereum key in ledger.anchor.contract. The
+    message names the file, never its contents."""
 
 
 def signing_digest(domain: bytes, obj: Any) -> bytes:

@@ -66,11 +66,11 @@ def test_eth_key_is_deterministic_per_node_key() -> None:
 def test_ethereum_config_is_optional(tmp_path: Path) -> None:
     home = make_home(tmp_path)
     assert NodeConfig.load(home.path).ethereum is None
-    cfg = EthereumConfig.from_dict({"rpc": "http://x", "contract": CONTRACT, "chain_id": 5, "key_file": "k"}, home.path)
+    section = {"rpc": "http://x", "contract": CONTRACT, "chain_id": 5, "key_file": "k"}
+    cfg = EthereumConfig.model_validate(section, context={"home": home.path})
     assert cfg.chain_id == 5 and cfg.key_file == home.path / "k" and cfg.interval_blocks == 1000
     assert cfg.deploy_block == 0  # scans of the contract's events start at its deployment block when given
-    assert EthereumConfig.from_dict({"rpc": "http://x", "contract": CONTRACT, "deploy_block": 77},
-                                    home.path).deploy_block == 77
+    assert EthereumConfig(rpc="http://x", contract=CONTRACT, deploy_block=77).deploy_block == 77
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def test_conflict_from_the_contract_is_not_an_error(tmp_path: Path) -> None:
 def test_status_and_anchor_route_without_ethereum(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from ledger.api.app import create_app
+    from ledger.api.server import create_app
 
     home = make_home(tmp_path)
     with TestClient(create_app(home.path)) as c:
@@ -379,7 +379,7 @@ def _mp(tx: object) -> bytes:
 def test_anchor_route_returns_a_record(tmp_path: Path, height: int) -> None:
     from fastapi.testclient import TestClient
 
-    from ledger.api.app import create_app
+    from ledger.api.server import create_app
 
     home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
     with TestClient(create_app(home.path)) as c:

@@ -11,7 +11,7 @@ import msgpack
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.codec import encode
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, IdUpdate, PrefixCreate, ValueSpec

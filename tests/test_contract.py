@@ -3,6 +3,7 @@ gas, and idempotent deployment (issue 6, items 1-3)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError
 
 from ledger.anchor import contract as ac
+from ledger.crypto import KeyFileError
 
 pytest.importorskip("eth_tester")
 from eth_tester.exceptions import TransactionFailed  # noqa: E402
@@ -299,20 +301,26 @@ def test_key_file_rules(tmp_path: Path) -> None:
     assert ac.load_key_file(p).address == acct.address
 
     os.chmod(p, 0o644)
-    with pytest.raises(ac.KeyFileError, match="chmod 600") as info:
+    with pytest.raises(KeyFileError, match="chmod 600") as info:
         ac.load_key_file(p)
     assert key_hex not in str(info.value)
 
     os.chmod(p, 0o600)
     p.write_text(key_hex[:-2] + "zz")
-    with pytest.raises(ac.KeyFileError) as info:
+    with pytest.raises(KeyFileError) as info:
         ac.load_key_file(p)
     assert key_hex[:-2] not in str(info.value)
     p.write_text("00" * 32)  # not a valid secp256k1 key
-    with pytest.raises(ac.KeyFileError):
+    with pytest.raises(KeyFileError):
         ac.load_key_file(p)
-    with pytest.raises(ac.KeyFileError):
+    with pytest.raises(KeyFileError):
         ac.load_key_file(tmp_path / "missing.key")
+
+
+def test_deploy_command_reports_a_bad_key_file_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(key=str(tmp_path / "missing.key"), rpc=ac.TESTER_RPC)
+    assert ac.run_deploy(args) == 1
+    assert capsys.readouterr().out.startswith(f"error: cannot read key file {tmp_path / 'missing.key'}")
 
 
 def test_deploy_is_idempotent(w3: Web3, accts: list[str], artifact: ac.Artifact, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.resolver.handle_format import OWNER_PERMISSIONS
 from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.tx import make_tx, tx_to_plain

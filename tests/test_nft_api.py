@@ -11,7 +11,7 @@ import msgpack
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.codec import encode
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis
@@ -111,7 +111,7 @@ def test_licences_and_rights_check_with_proof(client: TestClient, home: Home) ->
 
     params = {"token": "D-1", "holder": home.org1.id, "purpose": "analytics"}
     d = client.get("/v1/rights/check", params=params).json()
-    assert (d["allowed"], d["reason"], d["license_id"]) == (True, "allowed", lid)
+    assert (d["allowed"], d["reason"], d["licence_id"]) == (True, "allowed", lid)
     assert verify_state_proof(d["proof"], genesis).value is not None
     assert client.get("/v1/rights/check", params={**params, "purpose": "resale"}).json()["allowed"] is False
     late = client.get("/v1/rights/check", params={**params, "at": str(until)}).json()
@@ -129,7 +129,7 @@ def test_licences_and_rights_check_with_proof(client: TestClient, home: Home) ->
         assert d["allowed"] is False and d["reason"] in ("revoked", "ancestor_revoked")
     assert client.get(f"/v1/licences/{sub_id}").json()["inactive_reason"] == "ancestor_revoked"
     none = client.get("/v1/rights/check", params={**params, "holder": home.org2.id}).json()
-    assert (none["allowed"], none["reason"], none["license_id"]) == (False, "no_licence", None)
+    assert (none["allowed"], none["reason"], none["licence_id"]) == (False, "no_licence", None)
     assert "proof" not in none
 
 

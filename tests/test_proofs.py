@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.cli import main as ledger_main
 from ledger.crypto import SigningKey
 from ledger.genesis import GenesisValidator, save_genesis

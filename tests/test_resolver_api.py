@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.crypto import SigningKey
 from ledger.proofs import verify_state_proof
 from ledger.resolver.registry import IdRegister, IdUpdate, IdValueSet, ValueSpec

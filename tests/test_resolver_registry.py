@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api.app import create_app
+from ledger.api.server import create_app
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import (
     IdDelete,

@@ -79,12 +79,12 @@ class Node:
     ) -> None:
         self.key = key
         self.port = port
-        self.peer = Peer(key.id, "127.0.0.1", port)
+        self.peer = Peer(id=key.id, host="127.0.0.1", port=port)
         self.inbox = Inbox()
         self.transport = Transport(
             key,
             chain_id,
-            Endpoint("127.0.0.1", port),
+            Endpoint(host="127.0.0.1", port=port),
             peers,
             VALIDATORS if validators is None else validators,
             self.inbox,
@@ -95,7 +95,7 @@ class Node:
 
 def cluster(n: int, **kwargs: Any) -> list[Node]:
     ports = [free_port() for _ in range(n)]
-    peers = [Peer(KEYS[i].id, "127.0.0.1", ports[i]) for i in range(n)]
+    peers = [Peer(id=KEYS[i].id, host="127.0.0.1", port=ports[i]) for i in range(n)]
     return [Node(KEYS[i], ports[i], [p for p in peers if p.id != KEYS[i].id], **kwargs) for i in range(n)]
 
 
@@ -210,7 +210,7 @@ def test_constructor_rejects_peers_outside_the_validator_set() -> None:
     with pytest.raises(ValueError):
         Node(OUTSIDER, free_port(), [])
     with pytest.raises(ValueError):
-        Node(KEYS[0], free_port(), [Peer(OUTSIDER.id, "127.0.0.1", 1)])
+        Node(KEYS[0], free_port(), [Peer(id=OUTSIDER.id, host="127.0.0.1", port=1)])
 
 
 # --- request / response ------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_outstanding_and_served_requests_are_bounded() -> None:
 
     async def scenario() -> None:
         ports = [free_port(), free_port()]
-        peers = [Peer(KEYS[0].id, "127.0.0.1", ports[0]), Peer(KEYS[1].id, "127.0.0.1", ports[1])]
+        peers = [Peer(id=KEYS[i].id, host="127.0.0.1", port=ports[i]) for i in (0, 1)]
         # a keeps at most 2 requests open; a answers at most 1 request at a time
         a = Node(KEYS[0], ports[0], [peers[1]], on_request=hang, max_requests_per_peer=2, max_serving_per_link=1)
         b = Node(KEYS[1], ports[1], [peers[0]], on_request=hang)
@@ -350,7 +350,7 @@ def test_impostor_claiming_a_validator_id_is_rejected() -> None:
         impostor = Transport(
             StolenIdentity(a.key, KEYS[3]),  # type: ignore[arg-type]
             CHAIN,
-            Endpoint("127.0.0.1", impostor_port),
+            Endpoint(host="127.0.0.1", port=impostor_port),
             [b.peer],
             VALIDATORS,
             lambda s, p: None,
@@ -400,7 +400,8 @@ def test_non_validator_is_rejected() -> None:
         (b,) = cluster(1)
         outsider_validators = {**VALIDATORS, OUTSIDER.id: OUTSIDER.public_key}  # the outsider's own view
         outsider = Transport(
-            OUTSIDER, CHAIN, Endpoint("127.0.0.1", free_port()), [b.peer], outsider_validators, lambda s, p: None
+            OUTSIDER, CHAIN, Endpoint(host="127.0.0.1", port=free_port()), [b.peer], outsider_validators,
+            lambda s, p: None,
         )
         try:
             await b.transport.start()
@@ -420,7 +421,7 @@ def test_dialer_rejects_a_different_validator_at_the_address() -> None:
     async def scenario() -> None:
         port_c = free_port()
         # b believes a listens at port_c, but c is there
-        b = Node(KEYS[1], free_port(), [Peer(KEYS[0].id, "127.0.0.1", port_c)])
+        b = Node(KEYS[1], free_port(), [Peer(id=KEYS[0].id, host="127.0.0.1", port=port_c)])
         c = Node(KEYS[2], port_c, [])
         try:
             await b.transport.start()
@@ -439,8 +440,8 @@ def test_dialer_rejects_a_different_validator_at_the_address() -> None:
 def test_wrong_chain_id_is_rejected() -> None:
     async def scenario() -> None:
         ports = [free_port(), free_port()]
-        a = Node(KEYS[0], ports[0], [Peer(KEYS[1].id, "127.0.0.1", ports[1])], chain_id="other-chain")
-        b = Node(KEYS[1], ports[1], [Peer(KEYS[0].id, "127.0.0.1", ports[0])])
+        a = Node(KEYS[0], ports[0], [Peer(id=KEYS[1].id, host="127.0.0.1", port=ports[1])], chain_id="other-chain")
+        b = Node(KEYS[1], ports[1], [Peer(id=KEYS[0].id, host="127.0.0.1", port=ports[0])])
         try:
             await start_all([a, b])
             assert a.transport.send(b.key.id, b"x") and b.transport.send(a.key.id, b"y")

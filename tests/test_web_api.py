@@ -20,8 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger.api.activity import ChainActivity
-from ledger.api.app import create_app
 from ledger.api.routes.web import FILES
+from ledger.api.server import create_app
 from ledger.codec import encode
 from ledger.consensus.messages import Prepare, Vote, encode_envelope, sign_message
 from ledger.crypto import SigningKey

@@ -31,6 +31,8 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxParams, TxReceipt
 
+from ledger.crypto import KeyFileError
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +43,10 @@ DEPLOYMENT_FORMAT = 1
 
 
 class AnchorContractError(RuntimeError):
-    """Deployment or contract call failure with a message safe to show (never contains a key)."""
+    """Deployment or contract call failure with a message safe to show (never contains a key).
 
-
-class KeyFileError(AnchorContractError):
-    pass
+    A bad key file is not one: `load_key_file` raises the ledger's one `KeyFileError` (ledger.crypto).
+    """
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,7 +433,7 @@ def run_deploy(args: Any) -> int:
             force=args.force,
             timeout=args.timeout,
         )
-    except AnchorContractError as exc:
+    except (AnchorContractError, KeyFileError) as exc:
         print(f"error: {exc}", flush=True)
         return 1
     except Exception as exc:  # noqa: BLE001 - RPC/contract errors; they never carry the key

@@ -190,7 +190,7 @@ class Transport:
         """The address actually listened on (the bound port when `listen.port` was 0)."""
         if self._server is not None and self._server.sockets:
             host, port = self._server.sockets[0].getsockname()[:2]
-            return Endpoint(str(host), int(port))
+            return Endpoint(host=str(host), port=int(port))
         return self._listen
 
     async def start(self) -> None:

@@ -128,6 +128,6 @@ async def rights_check(
         extra["proof"] = build_state_proof(node.chain, licence_key(decision.licence_id), height)
     return {
         "token": token, "holder": holder, "purpose": purpose, "at": at_ms, "height": height,
-        "allowed": decision.allowed, "reason": decision.reason, "license_id": decision.licence_id or None,
+        "allowed": decision.allowed, "reason": decision.reason, "licence_id": decision.licence_id or None,
         **extra,
     }

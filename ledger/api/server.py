@@ -1,4 +1,5 @@
-"""The ASGI application: the node is built in `lifespan`, routes are one APIRouter per area."""
+"""The node's HTTP server: `create_app` builds the FastAPI (ASGI) application, whose `lifespan`
+builds, starts and stops the node; routes are one APIRouter per area (`ledger/api/routes`)."""
 
 from __future__ import annotations
 
