@@ -75,12 +75,13 @@ from ledger.consensus.newview import InvalidNewView, InvalidViewChange
 from ledger.consensus.ordering import Orderer
 from ledger.consensus.outbox import Outbox
 from ledger.consensus.quorum import Quorums
-from ledger.consensus.settings import ConfigError, ReplicaConfig, check_config
+from ledger.consensus.settings import ReplicaConfig, check_config
 from ledger.consensus.timers import Timers
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.viewchange import ViewChanger
 from ledger.consensus.views import ViewState
 from ledger.crypto import SigningKey
+from ledger.errors import ConfigError
 
 METRICS = (
     "dropped_malformed", "dropped_sender_mismatch", "dropped_non_validator", "dropped_from_self",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class ConfigError(ValueError):
-    """A replica configuration that cannot work; the text says which setting."""
+from ledger.errors import ConfigError
 
 
 @dataclass(frozen=True)
