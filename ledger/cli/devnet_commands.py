@@ -61,7 +61,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         data = launcher.up(directory, args.nodes, definition=definition, base_port=args.base_port,
                            batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
                            ethereum=args.ethereum, eth_key=args.eth_key)
-    except (DevnetError, DefinitionError) as exc:
+    except DefinitionError as exc:  # an option out of range, e.g. --nodes 0
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except DevnetError as exc:
         raise CliError(str(exc)) from exc
     for i, n in enumerate(data["nodes"]):
         print(f"node{i}  {n['http']}  id={n['id']}  pid={n['pid']}")
