@@ -2,7 +2,8 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-NODES  ?= 4
+# NODES: validators; `make devnet` takes devnet/devnet.toml's count unless it is given, `make bench` 4.
+NODES  ?=
 DEVNET_DIR ?= .devnet
 
 .PHONY: install contracts devnet test lint bench clean
@@ -35,18 +36,19 @@ $(STAMP): pyproject.toml
 contracts: install
 	$(PY) contracts/build.py
 
+# The devnet devnet/devnet.toml defines (4 validators anchoring to a local Anvil), with the demo data.
 devnet: install
-	$(VENV)/bin/ledger devnet up --nodes $(NODES) --dir $(DEVNET_DIR) --ethereum anvil --demo
+	$(VENV)/bin/ledger devnet up --dir $(DEVNET_DIR) --demo $(if $(NODES),--nodes $(NODES))
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger
+	$(VENV)/bin/mypy ledger devnet
 
 test: install lint
 	$(VENV)/bin/pytest -q
 
 bench: install
-	$(VENV)/bin/ledger bench --nodes $(NODES)
+	$(VENV)/bin/ledger bench --nodes $(or $(NODES),4)
 
 clean:
 	rm -rf $(VENV) $(DEVNET_DIR) .pytest_cache .mypy_cache .hypothesis

@@ -1,8 +1,8 @@
 """Benchmark of the hot read path: Handle-API resolutions from one node against nginx serving the
 same JSON answers as static files, on the same machine, in the same run.
 
-Steps: start a one-node devnet (`ledger devnet up --nodes 1 --detach`), register N identifiers, fetch
-each Handle answer once from the node and write it as a static file, start nginx on those files
+Steps: start a one-node devnet (`ledger devnet up --nodes 1 --ethereum none --detach`), register N
+identifiers, fetch each Handle answer once from the node and write it as a static file, start nginx on those files
 (`worker_processes` = --nginx-workers, default 1: one process against the node's one process), then
 load both with `wrk` at --connections (default 64) for --duration seconds over random identifiers:
 
@@ -58,7 +58,8 @@ def ledger(*args: str) -> str:
 
 
 def setup_node(directory: Path, ids: int) -> tuple[str, list[str]]:
-    ledger("devnet", "up", "--nodes", "1", "--dir", str(directory), "--detach", "--base-port", str(free_port()))
+    ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
+           "--base-port", str(free_port()))
     data = json.loads((directory / "devnet.json").read_text())
     url = data["nodes"][0]["http"]
     client = LedgerClient(url)

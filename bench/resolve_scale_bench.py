@@ -1,7 +1,8 @@
 """Resolution at scale: latency, node restart time and memory with 1,000 and with 1,000,000 identifiers.
 
-On a one-node devnet (`ledger devnet up --nodes 1 --detach`), identifiers are registered with the bulk
-import (`ledger id import FILE.csv`) in steps (default: up to 1,000, then up to --ids, default 1,000,000).
+On a one-node devnet without anchoring (`ledger devnet up --nodes 1 --ethereum none --detach`),
+identifiers are registered with the bulk import (`ledger id import FILE.csv`) in steps (default: up to
+1,000, then up to --ids, default 1,000,000).
 After each step it measures:
 
 * the import rate (rows/s) of that step, and the peak memory of the node and of the import client;
@@ -45,7 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ledger import devnet
+from devnet.processes import is_alive, start_node, stop_pid
+from devnet.record import load_devnet, save_devnet
 
 PREFIX = "88.100.1"
 REFERENCE_IDS = 1000
@@ -211,17 +213,17 @@ def restart(data: dict[str, Any], directory: Path, sig: signal.Signals, timeout:
     height = health_height(url)
     t0 = time.perf_counter()
     if sig == signal.SIGTERM:
-        devnet.stop_pid(pid)  # SIGTERM, wait for the exit (SIGKILL after 15 s)
+        stop_pid(pid)  # SIGTERM, wait for the exit (SIGKILL after 15 s)
     else:
         os.kill(pid, sig)
         deadline = time.monotonic() + 30
-        while devnet.is_alive(pid) and time.monotonic() < deadline:
+        while is_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
     stop_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    proc = devnet.start_node(entry["home"], directory / "logs")
+    proc = start_node(entry["home"], directory / "logs")
     entry["pid"] = proc.pid
-    devnet.save_devnet(directory, data)  # so `ledger devnet down` stops the new process
+    save_devnet(directory, data)  # so `ledger devnet down` stops the new process
     answered = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -250,7 +252,7 @@ def write_rows(path: Path, start: int, stop: int) -> None:
 def import_step(directory: Path, start: int, stop: int, batch: int) -> dict[str, Any]:
     path = directory / f"ids-{start}-{stop}.csv"
     write_rows(path, start, stop)
-    node_pid = int(devnet.load_devnet(directory)["nodes"][0]["pid"])
+    node_pid = int(load_devnet(directory)["nodes"][0]["pid"])
     t = time.perf_counter()
     with PeakMemory(node_pid) as node_memory:
         out = ledger("id", "import", str(path), "--dir", str(directory), "--batch", str(batch),
@@ -326,15 +328,16 @@ def main() -> None:
           file=sys.stderr)
     try:
         for d in (directory, ref_dir):
-            ledger("devnet", "up", "--nodes", "1", "--dir", str(d), "--detach", "--base-port", str(free_port()))
+            ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(d), "--detach",
+                   "--base-port", str(free_port()))
             ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(d))
         import_step(ref_dir, 0, REFERENCE_IDS, args.batch)
-        ref = (devnet.load_devnet(ref_dir)["nodes"][0]["http"], REFERENCE_IDS)
+        ref = (load_devnet(ref_dir)["nodes"][0]["http"], REFERENCE_IDS)
         registered = 0
         for target in steps:
             imported = import_step(directory, registered, target, args.batch)
             registered = target
-            fig = measure(devnet.load_devnet(directory), directory, registered, ref, args, rng)
+            fig = measure(load_devnet(directory), directory, registered, ref, args, rng)
             fig["import"] = imported
             fig["disk_mb"] = round(sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 2**20, 1)
             figures.append(fig)

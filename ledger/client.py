@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgpack
@@ -46,7 +47,9 @@ class LedgerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, **params: Any) -> Any:
+        """`GET path` with the params that are not None; the JSON answer, or LedgerError (with the node's
+        reason, status and body) for an error answer or an unreachable node."""
         try:
             r = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
         except httpx.HTTPError as exc:
@@ -57,32 +60,33 @@ class LedgerClient:
         return body
 
     def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("/v1/status")
+        result: dict[str, Any] = self.get("/v1/status")
         return result
 
     def member(self, member_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/v1/members/{member_id}")
+        result: dict[str, Any] = self.get(f"/v1/members/{member_id}")
         return result
 
     def tx(self, tx_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/v1/tx/{tx_id}")
+        result: dict[str, Any] = self.get(f"/v1/tx/{tx_id}")
         return result
 
     def block(self, height: int | str = "latest") -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/v1/blocks/{height}")
+        result: dict[str, Any] = self.get(f"/v1/blocks/{height}")
         return result
 
     def resolve(self, identifier: str, height: int | None = None, proof: bool = False) -> dict[str, Any]:
-        """The record (with a proof reaching the latest Ethereum anchor when `proof`: see `proven`)."""
+        """The record of an identifier in any form the node accepts (with a proof reaching the latest
+        Ethereum anchor when `proof`: see `proven`)."""
         if proof:
-            return self.proven(f"/v1/resolve/{identifier}", height).body
-        result: dict[str, Any] = self._get(f"/v1/resolve/{identifier}", height=height)
+            return self.proven(resolve_path(identifier), height).body
+        result: dict[str, Any] = self.get(resolve_path(identifier), height=height)
         return result
 
     def latest_anchored_height(self) -> int | None:
         """The height of the latest Ethereum anchor recorded in the ledger (None: none yet, or no anchoring)."""
         try:
-            return int(self._get("/v1/anchors/latest")["height"])
+            return int(self.get("/v1/anchors/latest")["height"])
         except LedgerError as exc:
             if exc.status == 404:
                 return None
@@ -97,13 +101,13 @@ class LedgerClient:
         flags = {"proof": "true", "anchor": "true"}
         anchored = self.latest_anchored_height() if height is None else None
         try:
-            return Proven(self._get(path, height=height if height is not None else anchored, **flags), True, None)
+            return Proven(self.get(path, height=height if height is not None else anchored, **flags), True, None)
         except LedgerError as exc:
             if height is not None or anchored is None or exc.status != 404:
                 return _absence(exc)
             absent_then = exc
         try:
-            return Proven(self._get(path, **flags), True, f"not found as of the latest anchored height {anchored}: "
+            return Proven(self.get(path, **flags), True, f"not found as of the latest anchored height {anchored}: "
                           "proven at the head, which no Ethereum anchor covers yet")
         except LedgerError as exc:
             if exc.status != 404:
@@ -126,6 +130,12 @@ class LedgerClient:
             results: list[dict[str, Any]] = data["results"]
             return results
         raise LedgerError(data.get("error", str(r.status_code)), data.get("message", r.text), r.status_code, data)
+
+
+def resolve_path(identifier: str) -> str:
+    """`/v1/resolve/{identifier}` with the identifier percent-encoded (the node decodes it back), so that
+    '?', '#', '%' and spaces in a URI or a Handle reach the node as part of the identifier."""
+    return "/v1/resolve/" + quote(identifier, safe="/")
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:
@@ -155,7 +165,7 @@ class Signer:
             if exc.status != 404:
                 raise
             # A member that rotated its key keeps its first id: find it by the current key.
-            member = self.client._get("/v1/members", public_key=self.key.public_key.hex())
+            member = self.client.get("/v1/members", public_key=self.key.public_key.hex())
         self.member_id = str(member["id"])
         self.next_nonce = int(member["nonce"]) + 1
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ledger import devnet
+from devnet.processes import stop_pid
 
 
 def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -27,11 +27,13 @@ def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def devnet_up(directory: Path, nodes: int, *extra: str) -> dict[str, Any]:
-    """`ledger devnet up --detach [EXTRA...]` in `directory`; its devnet.json, plus `dir` (and `extra_pids` for
-    restarts)."""
+    """`ledger devnet up --nodes NODES --detach [EXTRA...]` in `directory`, without Ethereum unless EXTRA says
+    `--ethereum`; its devnet.json, plus `dir` (and `extra_pids` for restarts)."""
     # A per-process base port keeps parallel runs apart; `devnet up` still skips ports in use.
     port = random.Random(os.getpid() * 16 + nodes).randrange(20000, 40000)
-    ledger("devnet", "up", "--nodes", str(nodes), "--dir", str(directory), "--detach", "--base-port", str(port), *extra)
+    # `--ethereum none` first: the definition's Anvil is for tests that ask for it (a later --ethereum wins).
+    ledger("devnet", "up", "--nodes", str(nodes), "--dir", str(directory), "--detach", "--base-port", str(port),
+           "--ethereum", "none", *extra)
     data: dict[str, Any] = json.loads((directory / "devnet.json").read_text())
     data["dir"] = str(directory)
     data["extra_pids"] = []
@@ -42,7 +44,7 @@ def devnet_down(data: dict[str, Any]) -> None:
     """Stop the devnet's nodes, and any node a test restarted by hand (listed in `extra_pids`)."""
     ledger("devnet", "down", "--dir", data["dir"], check=False)
     for pid in data.get("extra_pids", []):
-        devnet.stop_pid(pid)
+        stop_pid(pid)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -13,15 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger import devnet as devnet_mod
-from ledger.anchor import devchain
+from devnet import launcher
+from devnet.ethereum import ANVIL, start_anvil
+from devnet.processes import is_alive
+from devnet.record import load_devnet, save_devnet
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 from tests.devnetutil import wait_until
 
 pytestmark = pytest.mark.skipif(
-    not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
+    not os.access(ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
 )
 
 
@@ -35,12 +37,12 @@ def _base_port() -> int:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     directory = tmp_path_factory.mktemp("anchor-devnet")
     try:
-        data = devnet_mod.up(directory, 4, base_port=_base_port(), ethereum="anvil")
+        data = launcher.up(directory, 4, base_port=_base_port(), ethereum="anvil")
         yield directory, data
     finally:
-        devnet_mod.down(directory)
-        data = devnet_mod.load_devnet(directory)
-        assert not devnet_mod.is_alive(data["ethereum"]["anvil_pid"])
+        launcher.down(directory)
+        data = load_devnet(directory)
+        assert not is_alive(data["ethereum"]["anvil_pid"])
 
 
 def _anchoring(url: str) -> dict[str, Any]:
@@ -96,10 +98,10 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
 
     # Anvil comes back on the same port with its state: anchoring resumes past the outage.
     port = int(str(eth["rpc"]).rsplit(":", 1)[1])
-    pid, rpc = devchain.start_anvil(directory, port)
-    saved = devnet_mod.load_devnet(directory)
+    pid, rpc = start_anvil(directory, port)
+    saved = load_devnet(directory)
     saved["ethereum"]["anvil_pid"] = pid
-    devnet_mod.save_devnet(directory, saved)
+    save_devnet(directory, saved)
     assert rpc == eth["rpc"]
     wait_until(lambda: _anchoring(urls[0])["last_anchored_height"] >= target, 45, "anchoring after the restart")
     w3, contract = _contract(data)

@@ -23,9 +23,11 @@ from eth_account import Account
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from ledger import devnet as devnet_mod
+from devnet import launcher
+from devnet.ethereum import ANVIL
+from devnet.processes import is_alive, start_node, stop_pid, wait_healthy
+from devnet.record import load_devnet
 from ledger.anchor import contract as ac
-from ledger.anchor import devchain
 from ledger.anchor.ethclient import AnchorInFlight, Web3ChainClient
 from ledger.client import LedgerClient, Signer
 from ledger.config import EthereumConfig
@@ -36,7 +38,7 @@ from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 from tests.devnetutil import wait_until
 
 pytestmark = pytest.mark.skipif(
-    not os.access(devchain.ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
+    not os.access(ANVIL, os.X_OK), reason="Anvil binary absent: run `make install`"
 )
 
 PREFIX = "88.400"
@@ -132,13 +134,13 @@ class Net:
     def kill9(self, i: int) -> None:
         pid = self.nodes[i]["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not devnet_mod.is_alive(pid), 10, f"node{i} to die")
+        wait_until(lambda: not is_alive(pid), 10, f"node{i} to die")
 
     def restart(self, i: int) -> None:
-        proc = devnet_mod.start_node(self.nodes[i]["home"], self.dir / "logs")
+        proc = start_node(self.nodes[i]["home"], self.dir / "logs")
         self.nodes[i]["pid"] = proc.pid
         self.extra_pids.append(proc.pid)
-        devnet_mod.wait_healthy(self.urls[i], proc, self.dir / "logs" / f"node{i}.log")
+        wait_healthy(self.urls[i], proc, self.dir / "logs" / f"node{i}.log")
 
     def pause(self, i: int) -> None:
         os.kill(self.nodes[i]["pid"], signal.SIGSTOP)
@@ -153,8 +155,8 @@ class Net:
             with contextlib.suppress(ProcessLookupError):
                 self.resume(i)
         for pid in self.extra_pids:
-            devnet_mod.stop_pid(pid)
-        devnet_mod.down(self.dir)
+            stop_pid(pid)
+        launcher.down(self.dir)
 
 
 def _base_port() -> int:
@@ -167,15 +169,15 @@ def _base_port() -> int:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     directory = tmp_path_factory.mktemp("anchor-faults")
     try:
-        net = Net(directory, devnet_mod.up(directory, 4, base_port=_base_port(), ethereum="anvil"))
+        net = Net(directory, launcher.up(directory, 4, base_port=_base_port(), ethereum="anvil"))
     except BaseException:
-        devnet_mod.down(directory)
+        launcher.down(directory)
         raise
     try:
         yield net
     finally:
         net.close()
-        assert not devnet_mod.is_alive(devnet_mod.load_devnet(directory)["ethereum"]["anvil_pid"])
+        assert not is_alive(load_devnet(directory)["ethereum"]["anvil_pid"])
 
 
 def _assert_anchors_sound(net: Net) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger import devnet
+from devnet.processes import is_alive, start_node, stop_pid, wait_healthy
 from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -38,14 +38,14 @@ class Cluster:
     def kill9(self, i: int) -> None:
         pid = self.nodes[i]["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not devnet.is_alive(pid), 10, "the killed node to exit")
+        wait_until(lambda: not is_alive(pid), 10, "the killed node to exit")
 
     def restart(self, i: int) -> None:
         node = self.nodes[i]
-        proc = devnet.start_node(node["home"], self.dir / "logs")
+        proc = start_node(node["home"], self.dir / "logs")
         node["pid"] = proc.pid
         self.extra_pids.append(proc.pid)
-        devnet.wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log")
+        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log")
 
     def primary_index(self, among: list[int]) -> int:
         primary = status(self.nodes[among[0]])["primary"]
@@ -53,11 +53,11 @@ class Cluster:
 
     def stop(self) -> None:
         for n in self.nodes:
-            if devnet.is_alive(n.get("pid")):
+            if is_alive(n.get("pid")):
                 # A stopped process must be continued before it can act on SIGTERM.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(n["pid"], signal.SIGCONT)
-                devnet.stop_pid(n["pid"])
+                stop_pid(n["pid"])
 
 
 @pytest.fixture

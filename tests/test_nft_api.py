@@ -180,7 +180,7 @@ def test_cli_done_when_steps_on_one_node(tmp_path: Path) -> None:
                "--key", "org2")
         until = datetime.now(UTC) + timedelta(days=30)
         lic = json.loads(ledger("rights", "grant", "DATA-1", "--to", "org3", "--purpose", "analytics", "--until",
-                                until.isoformat(), "--sublicensable", "--key", "org2").stdout)["license_id"]
+                                until.isoformat(), "--sublicensable", "--key", "org2").stdout)["licence_id"]
         assert ledger("rights", "check", "DATA-1", "--holder", "org3", "--purpose", "analytics").returncode == 0
         other = ledger("rights", "check", "DATA-1", "--holder", "org3", "--purpose", "training", check=False)
         assert other.returncode == 1 and json.loads(other.stdout)["reason"] == "purpose_not_granted"

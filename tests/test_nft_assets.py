@@ -30,7 +30,7 @@ from ledger.nft.assets import (
     owner_index_prefix,
     user_of,
 )
-from ledger.resolver.registry import IdRegister, ValueSpec, get_identifier
+from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec, get_identifier
 from ledger.state import Overlay, StateMachine, TxResult, get_nonce, nonce_key
 from ledger.tx import make_tx
 
@@ -187,6 +187,25 @@ def test_binding_adds_nft_value_and_burn_shows_decommissioning(ledger: Ledger) -
     assert [e.event for e in get_history(ledger.state, "EQ-1")] == ["mint", "transfer", "burn"]
     # The decommissioned nameplate can carry a new token.
     ledger.ok(ORG1, "asset.mint", mint("EQ-3", identifier=handle))
+
+
+def test_binding_a_gs1_item_in_any_form_names_its_one_record(ledger: Ledger) -> None:
+    ledger.ok(ADMIN, "prefix.create", PrefixCreate("gs1:9506000", ORG1.id))
+    ledger.ok(ORG1, "id.register", IdRegister("/01/09506000134376/21/12345", (ValueSpec(1, "URL", "https://t"),)))
+    key = "gs1/01/09506000134376/21/12345"
+    # Another member's company prefix is still refused, whatever the form.
+    ledger.refused(ORG2, "asset.mint", mint("EQ-0", identifier="(01)09506000134376(21)12345"), "unauthorized")
+    ledger.ok(ORG1, "asset.mint", mint("EQ-1", identifier="https://id.gs1.org/01/09506000134376/21/12345"))
+    record = get_identifier(ledger.state, key)
+    assert record is not None and (record.values[-1].type, record.values[-1].value) == ("NFT", "EQ-1")
+    assert ledger.asset("EQ-1").identifier == key  # the storage key, not the form given
+    # Another form of the same item is the same nameplate.
+    ledger.refused(ORG1, "asset.mint", mint("EQ-2", identifier="urn:epc:id:sgtin:9506000.013437.12345"),
+                   "already_exists")
+    # The burn finds the record through the stored key.
+    ledger.ok(ORG1, "asset.burn", AssetBurn("EQ-1"))
+    record = get_identifier(ledger.state, key)
+    assert record is not None and "decommissioned: asset EQ-1" in record.values[-1].value
 
 
 # --- transfers and approvals ----------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_assets_and_rights_walk_through(net4: dict[str, Any]) -> None:
     until = iso(30)
     grant = run("rights", "grant", "DATA-1", "--to", "org3", "--purpose", "analytics", "--until", until,
                 "--sublicensable", "--key", "org2")
-    licence = json.loads(grant.stdout)["license_id"]
+    licence = json.loads(grant.stdout)["licence_id"]
 
     def check(holder: str, purpose: str, *extra: str) -> int:
         return int(run("rights", "check", "DATA-1", "--holder", holder, "--purpose", purpose, *extra,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger import devnet
+from devnet.processes import is_alive, start_node, wait_healthy
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, ValueSpec
@@ -35,13 +35,13 @@ def restart(data: dict[str, Any]) -> None:
     node = data["nodes"][0]
     os.kill(node["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while devnet.is_alive(node["pid"]) and time.monotonic() < deadline:  # not our child: poll
+    while is_alive(node["pid"]) and time.monotonic() < deadline:  # not our child: poll
         time.sleep(0.02)
     log = Path(data["dir"]) / "logs" / "restart.log"
-    proc = devnet.start_node(node["home"], log.parent)
+    proc = start_node(node["home"], log.parent)
     data["extra_pids"].append(proc.pid)
     node["pid"] = proc.pid
-    devnet.wait_healthy(node["http"], proc, log)
+    wait_healthy(node["http"], proc, log)
 
 
 def test_cli_registrations_resolve_and_survive_kill_9(net: dict[str, Any], tmp_path: Path) -> None:

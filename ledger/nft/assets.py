@@ -38,16 +38,15 @@ from dataclasses import dataclass, replace
 
 from ledger.codec import encode
 from ledger.members import get_member
-from ledger.resolver.identifiers import InvalidIdentifier, split_handle
+from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.registry import (
     DEFAULT_TTL,
     MAX_VALUES,
     HandleValue,
     IdentifierRecord,
-    Prefix,
     append_history,
     identifier_key,
-    prefix_key,
+    owning_prefix,
 )
 from ledger.state import Handler, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
@@ -264,13 +263,13 @@ def _check_mint_fields(p: AssetMint) -> None:
         raise TxRejected(Reject.INVALID_VALUE, "only equipment tokens are bound to identifiers")
 
 
-def _bind(ctx: TxContext, token: str, handle: str) -> int:
-    """Add the token's NFT value to `handle`'s record; the index used."""
+def _bind(ctx: TxContext, token: str, identifier: str) -> tuple[str, int]:
+    """Add the token's NFT value to the record of `identifier` (a Handle or any GS1 form, as `id.register`
+    takes it); the record's storage key and the index used."""
     try:
-        prefix, _ = split_handle(handle)
+        handle, prefix, prefix_record = owning_prefix(ctx.state, identifier)
     except InvalidIdentifier as exc:
         raise TxRejected(Reject.INVALID_VALUE, str(exc)) from exc
-    prefix_record = ctx.get(Prefix, prefix_key(prefix))
     # The identifier's prefix is registered.
     if prefix_record is None:
         raise TxRejected(Reject.NOT_FOUND, f"prefix {prefix} is not registered")
@@ -291,7 +290,7 @@ def _bind(ctx: TxContext, token: str, handle: str) -> int:
     values = (*record.values, HandleValue(index, "NFT", token, DEFAULT_TTL, ctx.timestamp))
     ctx.put(identifier_key(handle), replace(record, values=values, updated_height=ctx.height))
     append_history(ctx, handle, "asset.bind", values, record)
-    return index
+    return handle, index
 
 
 def process_asset_mint(ctx: TxContext, p: AssetMint) -> None:
@@ -302,11 +301,12 @@ def process_asset_mint(ctx: TxContext, p: AssetMint) -> None:
         raise TxRejected(Reject.ALREADY_EXISTS, f"asset {p.id!r} already exists")
     owner = p.owner or ctx.sender
     _require_active_member(ctx, owner, "owner")
-    nft_index = _bind(ctx, p.id, p.identifier) if p.identifier else 0
-    asset = Asset(p.id, p.kind, owner, ctx.sender, p.uri, p.sha256, p.identifier, nft_index, "", "", 0,
+    # The token names the identifier by its storage key (one for every GS1 form of an item).
+    identifier, nft_index = _bind(ctx, p.id, p.identifier) if p.identifier else ("", 0)
+    asset = Asset(p.id, p.kind, owner, ctx.sender, p.uri, p.sha256, identifier, nft_index, "", "", 0,
                   False, False, 0, ctx.height, ctx.timestamp)
     _index(ctx, asset, True)
-    _record_event(ctx, asset, "mint", "", owner, p.identifier)
+    _record_event(ctx, asset, "mint", "", owner, identifier)
 
 
 def process_asset_approve(ctx: TxContext, p: AssetApprove) -> None:

@@ -1,51 +1,42 @@
 """The devnet's Ethereum side: start Anvil, deploy LedgerAnchor, fund and authorise the validators.
 
-`ledger devnet up --ethereum anvil` starts Anvil from contracts/node_modules (its pid is kept in
+With the chain `anvil` this starts Anvil from contracts/node_modules (its pid is kept in
 `DIR/devnet.json`, its state in `DIR/anvil/state.json`, so a restarted Anvil keeps the contract
 and the anchors dumped so far), deploys the contract with Anvil's first dev key, adds every
 validator's Ethereum address (derived from its node key) as a submitter, funds it, and writes the
-`ethereum` section of every node's config. `--ethereum URL` does the same against a running node
-(with `--eth-key FILE` as the deployer unless the chain is an Anvil/Hardhat dev chain).
+`ethereum` section of every node's config with the definition's anchoring intervals. An RPC URL
+gets the same against a running node (with `--eth-key FILE` as the deployer unless the chain is an
+Anvil/Hardhat dev chain).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from devnet.definition import Anchoring, DefinitionError, check_ethereum_choice
+from devnet.processes import any_free_port, is_alive, port_free, stop_pid
+from devnet.record import DevnetError
 from ledger.anchor.ethclient import derive_eth_key
 from ledger.crypto import SigningKey
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil's public dev account 0
 DEV_CHAIN_ID = 31337
-FUND_WEI = 10 * 10**18
-DEVNET_INTERVAL_BLOCKS = 10
-DEVNET_INTERVAL_S = 5.0
-DEVNET_GRACE_S = 5.0
-
-
-class DevchainError(RuntimeError):
-    pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+FUND_WEI = 10 * 10**18  # gas money for each validator
+NO_ETHEREUM = {"rpc": None, "chain_id": None, "anchor_contract": None, "anvil_pid": None}
 
 
 def start_anvil(directory: Path, port: int | None = None) -> tuple[int, str]:
     """Start Anvil (state kept in DIR/anvil/state.json, dumped every second); return (pid, rpc)."""
     if not os.access(ANVIL, os.X_OK):
-        raise DevchainError(f"Anvil not found at {ANVIL}: run `make install` (npm ci in contracts/)")
-    port = port or _free_port()
+        raise DevnetError(f"Anvil not found at {ANVIL}: run `make install` (npm ci in contracts/)")
+    port = port or any_free_port()
     state_dir = directory / "anvil"
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(state_dir / "anvil.log", "ab")  # noqa: SIM115 - owned by the child process
@@ -68,7 +59,7 @@ def wait_rpc(rpc: str, proc: subprocess.Popen[bytes] | None = None, log: Path | 
     while not w3.is_connected():
         if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
-            raise DevchainError(f"Ethereum RPC at {rpc} did not come up:\n{tail}")
+            raise DevnetError(f"Ethereum RPC at {rpc} did not come up:\n{tail}")
         time.sleep(0.1)
 
 
@@ -91,43 +82,41 @@ def validator_addresses(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def setup(directory: Path, data: dict[str, Any], ethereum: str, eth_key: str | None = None) -> None:
-    """Point the devnet at `ethereum` (anvil | none | an http(s) RPC URL); updates `data` and configs."""
-    from ledger.devnet import is_alive, stop_pid
+def _anvil(directory: Path, eth: dict[str, Any]) -> tuple[int, str]:
+    """The devnet's Anvil: the running one, or a new one (on its old port when that is free)."""
+    if is_alive(eth.get("anvil_pid")) and eth.get("rpc"):
+        return int(eth["anvil_pid"]), str(eth["rpc"])
+    port = None
+    if eth.get("rpc") and eth.get("anvil_pid"):
+        port = int(str(eth["rpc"]).rsplit(":", 1)[1])
+        if not port_free(port):
+            port = None
+    return start_anvil(directory, port)
 
+
+def setup(directory: Path, data: dict[str, Any], chain: str, anchoring: Anchoring, eth_key: str | None = None) -> None:
+    """Point the devnet at `chain` (anvil | none | an http(s) RPC URL); updates `data` and the node configs."""
+    try:
+        check_ethereum_choice(chain)
+    except DefinitionError as exc:
+        raise DevnetError(f"--ethereum: {exc}") from None
     eth: dict[str, Any] = dict(data.get("ethereum") or {})
-    if ethereum == "tester":
-        raise DevchainError(
-            "--ethereum tester is an in-process chain; the devnet's node processes cannot share it: "
-            "use --ethereum anvil"
-        )
-    if ethereum == "none":
+    if chain == "none":
         if is_alive(eth.get("anvil_pid")):
             stop_pid(int(eth["anvil_pid"]))
-        data["ethereum"] = {"rpc": None, "chain_id": None, "anchor_contract": None, "anvil_pid": None}
+        data["ethereum"] = dict(NO_ETHEREUM)
         _write_node_configs(data, None)
         return
-    if ethereum == "anvil":
-        if is_alive(eth.get("anvil_pid")) and eth.get("rpc"):
-            rpc = str(eth["rpc"])
-            pid = int(eth["anvil_pid"])
-        else:
-            port = None
-            if eth.get("rpc") and eth.get("anvil_pid"):  # restart on the same port if free
-                port = int(str(eth["rpc"]).rsplit(":", 1)[1])
-                if not _port_free(port):
-                    port = None
-            pid, rpc = start_anvil(directory, port)
-        key_path = Path(eth_key) if eth_key else _dev_key_file(directory)
-    elif ethereum.startswith(("http://", "https://")):
-        rpc, pid = ethereum, None
-        key_path = Path(eth_key) if eth_key else _dev_key_file(directory)
+    pid: int | None = None
+    if chain == "anvil":
+        pid, rpc = _anvil(directory, eth)
     else:
-        raise DevchainError(f"--ethereum must be anvil, none or an http(s) RPC URL, not {ethereum!r}")
+        rpc = chain
+    key_path = Path(eth_key) if eth_key else _dev_key_file(directory)
     try:
         deployment = _deploy(directory, data, rpc, key_path)
     except Exception:
-        if ethereum == "anvil" and pid is not None and eth.get("anvil_pid") != pid:
+        if pid is not None and eth.get("anvil_pid") != pid:  # started here: stop it again
             stop_pid(pid)
         raise
     data["ethereum"] = {
@@ -136,19 +125,8 @@ def setup(directory: Path, data: dict[str, Any], ethereum: str, eth_key: str | N
     }
     _write_node_configs(data, {
         "rpc": rpc, "chain_id": deployment["chain_id"], "contract": deployment["address"],
-        "deploy_block": deployment["block_number"],
-        "interval_blocks": DEVNET_INTERVAL_BLOCKS, "interval_s": DEVNET_INTERVAL_S, "grace_s": DEVNET_GRACE_S,
-        "max_backoff_s": 5.0,
+        "deploy_block": deployment["block_number"], **anchoring.node_settings(),
     })
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _deploy(directory: Path, data: dict[str, Any], rpc: str, key_path: Path) -> dict[str, Any]:
@@ -161,7 +139,7 @@ def _deploy(directory: Path, data: dict[str, Any], rpc: str, key_path: Path) -> 
     w3 = ac.connect(rpc)
     submitters = validator_addresses(data)
     result = ac.deploy(w3, account, submitters=submitters, out=directory / "anchor-deployment.json", force=True)
-    for addr in submitters:  # gas money for the validators
+    for addr in submitters:
         if w3.eth.get_balance(Web3.to_checksum_address(addr)) < FUND_WEI // 10:
             ac.send_transaction(w3, account, {"to": Web3.to_checksum_address(addr), "value": Wei(FUND_WEI)})
     d = result.deployment
@@ -179,12 +157,9 @@ def _write_node_configs(data: dict[str, Any], section: dict[str, Any] | None) ->
         path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def stop(data: dict[str, Any]) -> bool:
+def stop_anvil(data: dict[str, Any]) -> bool:
     """Stop the devnet's Anvil by its pid (its state is dumped on exit). True if one was running."""
-    from ledger.devnet import is_alive, stop_pid
-
-    eth = data.get("ethereum") or {}
-    pid = eth.get("anvil_pid")
+    pid = (data.get("ethereum") or {}).get("anvil_pid")
     if not is_alive(pid):
         return False
     stop_pid(int(pid or 0))

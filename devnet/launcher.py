@@ -1,0 +1,167 @@
+"""A local devnet from its definition: keys, genesis, node homes, node processes, and `DIR/devnet.json`.
+
+The devnet is the local form of the production layout: each node has a home with its own key and
+config naming its peers by host and port; here all hosts are 127.0.0.1. A directory that already
+holds a devnet is restarted as it was created (its members, node count and ports); only the
+Ethereum side follows the definition (or `--ethereum`) again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devnet.definition import Definition, load_definition
+from devnet.ethereum import setup as setup_ethereum
+from devnet.ethereum import stop_anvil
+from devnet.processes import free_ports, is_alive, start_node, stop_pid, wait_healthy
+from devnet.record import DevnetError, exists, load_devnet, save_devnet
+from ledger.config import write_config
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis, GenesisMember, GenesisValidator, save_genesis
+
+
+def create(directory: Path, definition: Definition) -> dict[str, Any]:
+    """Create keys, genesis and node homes as `definition` says; reuse them if the directory already holds
+    a devnet with as many nodes."""
+    if exists(directory):
+        data = load_devnet(directory)
+        if len(data["nodes"]) != definition.nodes:
+            raise DevnetError(f"{directory} holds a {len(data['nodes'])}-node devnet; use another --dir")
+        return data
+    directory.mkdir(parents=True, exist_ok=True)
+    keys_dir = directory / "keys"
+    member_keys = {}
+    for name, _ in definition.members:
+        key = SigningKey.generate()
+        key.save(keys_dir / f"{name}.pem")
+        member_keys[name] = key
+    nodes = definition.nodes
+    node_keys = [SigningKey.generate() for _ in range(nodes)]
+    genesis = Genesis(
+        chain_id=definition.chain_id,
+        timestamp=time.time_ns() // 1_000_000,
+        validators=tuple(GenesisValidator(f"node{i}", k.public_key) for i, k in enumerate(node_keys)),
+        members=tuple(GenesisMember(n, member_keys[n].public_key, roles) for n, roles in definition.members),
+        prefixes=(),
+    )
+    genesis_path = directory / "genesis.json"
+    save_genesis(genesis, genesis_path)
+    ports = free_ports(2 * nodes, definition.http_base_port)
+    http_ports, p2p_ports = ports[:nodes], ports[nodes:]
+    entries = []
+    for i, key in enumerate(node_keys):
+        home = directory / "nodes" / f"node{i}"
+        key.save(home / "node.pem")
+        peers = [
+            {"id": k.id, "host": "127.0.0.1", "port": p2p_ports[j]} for j, k in enumerate(node_keys) if j != i
+        ]
+        write_config(home, {
+            "node_key": "node.pem",
+            "genesis": os.path.relpath(genesis_path, home),
+            "data_dir": "data",
+            "http": {"host": "127.0.0.1", "port": http_ports[i]},
+            "p2p": {"host": "127.0.0.1", "port": p2p_ports[i]},
+            "peers": peers,
+            "batch_size": definition.batch_size,
+            # The devnet's nodes share this machine's cores: one verifying thread per core in all.
+            "verify_threads": max(1, (os.cpu_count() or 1) // nodes),
+            "batch_wait_ms": definition.batch_wait_ms,
+        })
+        entries.append({"id": key.id, "http": f"http://127.0.0.1:{http_ports[i]}", "pid": None, "home": str(home)})
+    data = {
+        "chain_id": genesis.chain_id,
+        "nodes": entries,
+        "genesis": str(genesis_path),
+        "keys": {name: str(keys_dir / f"{name}.pem") for name, _ in definition.members},
+        "ethereum": {"rpc": None, "chain_id": None, "anchor_contract": None},
+    }
+    save_devnet(directory, data)
+    return data
+
+
+def current_chain(data: dict[str, Any]) -> str:
+    """The Ethereum choice an existing devnet was last started with: anvil, none or its RPC URL."""
+    eth = data.get("ethereum") or {}
+    return "none" if not eth.get("rpc") else "anvil" if eth.get("anvil_pid") else str(eth["rpc"])
+
+
+def up(
+    directory: Path, nodes: int | None = None, *, definition: Definition | None = None,
+    base_port: int | None = None, batch_size: int | None = None, batch_wait_ms: int | None = None,
+    ethereum: str | None = None, eth_key: str | None = None,
+) -> dict[str, Any]:
+    """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy.
+
+    `definition` defaults to `devnet/devnet.toml`; the other arguments, when given, override it. Without
+    `nodes` an existing devnet keeps its node count; without `ethereum` (anvil | none | an RPC URL)
+    it keeps its current chain, and a new one takes the definition's.
+    """
+    definition = definition or load_definition()
+    earlier = load_devnet(directory) if exists(directory) else None
+    if nodes is None and earlier is not None:
+        nodes = len(earlier["nodes"])
+    data = create(directory, definition.with_overrides(nodes, base_port, batch_size, batch_wait_ms))
+    if ethereum is None:
+        ethereum = current_chain(earlier) if earlier is not None else definition.anchoring.chain
+    if ethereum != "none" or (data.get("ethereum") or {}).get("rpc"):
+        try:
+            setup_ethereum(directory, data, ethereum, definition.anchoring, eth_key)
+        except DevnetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - RPC or deployment failure, shown to the user
+            raise DevnetError(f"setting up Ethereum ({ethereum}) failed: {type(exc).__name__}: {exc}") from exc
+        save_devnet(directory, data)
+    log_dir = directory / "logs"
+    procs = {}
+    for entry in data["nodes"]:
+        if is_alive(entry.get("pid")):
+            continue
+        proc = start_node(entry["home"], log_dir)
+        entry["pid"] = proc.pid
+        procs[entry["id"]] = proc
+    save_devnet(directory, data)
+    try:
+        for entry in data["nodes"]:
+            log_path = log_dir / f"{Path(entry['home']).name}.log"
+            wait_healthy(entry["http"], procs.get(entry["id"]), log_path)
+    except DevnetError:
+        down(directory)
+        raise
+    return data
+
+
+def down(directory: Path) -> list[str]:
+    """Stop the devnet's nodes and its Anvil; the names of those that were running."""
+    data = load_devnet(directory)
+    stopped = []
+    for entry in data["nodes"]:
+        pid = entry.get("pid")
+        if is_alive(pid):
+            stop_pid(pid)
+            stopped.append(entry["id"])
+        entry["pid"] = None
+    if stop_anvil(data):
+        stopped.append("anvil")
+    save_devnet(directory, data)
+    return stopped
+
+
+def status(directory: Path) -> list[dict[str, Any]]:
+    """Each node's height, view, whether it is the primary, and its health."""
+    data = load_devnet(directory)
+    rows = []
+    for i, entry in enumerate(data["nodes"]):
+        row: dict[str, Any] = {"node": f"node{i}", "id": entry["id"], "url": entry["http"], "pid": entry.get("pid")}
+        try:
+            s = httpx.get(f"{entry['http']}/v1/status", timeout=2.0).json()
+            row.update(height=s["height"], view=s["view"], primary=s["primary"] == entry["id"], health="ok")
+        except (httpx.HTTPError, ValueError, KeyError):
+            row.update(height=None, view=None, primary=None,
+                       health="down" if not is_alive(entry.get("pid")) else "unreachable")
+        rows.append(row)
+    return rows

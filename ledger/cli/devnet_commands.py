@@ -1,0 +1,155 @@
+"""`ledger devnet up|down|status`: the local devnet that `devnet/devnet.toml` defines."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from devnet import launcher
+from devnet.definition import (
+    DEFAULT_DEFINITION,
+    Definition,
+    DefinitionError,
+    check_ethereum_choice,
+    load_definition,
+)
+from devnet.demo.loader import DemoError, load_demo
+from devnet.record import DevnetError, devnet_dir, exists, load_devnet
+from ledger.cli.common import EXIT_REJECTED, EXIT_USAGE, CliError, Subcommands, add_command, add_group, print_json
+from ledger.id_import import ProbeError
+
+UP_DETAILS = f"""\
+What the devnet is (members and roles, validators, ports, batch settings, the Ethereum chain and
+anchoring intervals, the demo data) is defined in {DEFAULT_DEFINITION}; edit it, or give a copy with
+--definition. The options below override it. A directory that already holds a devnet is restarted as
+it was created (members, node count, ports); only --ethereum changes it.
+
+Writes DIR/devnet.json (the nodes, genesis, member key files and Ethereum settings) and DIR/logs/."""
+
+
+def _definition(args: argparse.Namespace) -> Definition:
+    try:
+        return load_definition(args.definition)
+    except DefinitionError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+def _note_kept(directory: Path, definition: Definition, nodes: int | None) -> None:
+    """Say so when an existing devnet is restarted as it was, not as the definition now says."""
+    if not exists(directory) or nodes is not None:
+        return
+    data = load_devnet(directory)
+    if len(data["nodes"]) != definition.nodes or set(data["keys"]) != {name for name, _ in definition.members}:
+        print(f"note: {directory} holds a devnet created earlier ({len(data['nodes'])} node(s), members "
+              f"{', '.join(data['keys'])}): restarted as it was, not as {definition.source} now says. For a new one: "
+              f"`ledger devnet down --dir {directory}`, remove the directory, run this again.")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    definition = _definition(args)
+    try:
+        if args.ethereum is not None:
+            check_ethereum_choice(args.ethereum)
+    except DefinitionError as exc:
+        raise CliError(f"--ethereum: {exc}", EXIT_USAGE) from exc
+    directory = devnet_dir(args.dir)
+    _note_kept(directory, definition, args.nodes)
+    try:
+        data = launcher.up(directory, args.nodes, definition=definition, base_port=args.base_port,
+                           batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
+                           ethereum=args.ethereum, eth_key=args.eth_key)
+    except DefinitionError as exc:  # an option out of range, e.g. --nodes 0
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    for i, n in enumerate(data["nodes"]):
+        print(f"node{i}  {n['http']}  id={n['id']}  pid={n['pid']}")
+    print(f"devnet: {directory / 'devnet.json'}  logs: {directory / 'logs'}")
+    eth = data.get("ethereum") or {}
+    if eth.get("rpc"):
+        print(f"anchoring to {eth['rpc']} (chain {eth['chain_id']}) contract {eth['anchor_contract']}")
+    if args.demo:
+        try:
+            print(load_demo(data, definition.demo_equipment, definition.demo_assets))
+        except DemoError as exc:
+            raise CliError(f"demo data: {exc}", EXIT_USAGE) from exc
+        except ProbeError as exc:
+            raise CliError(f"demo data: {exc}") from exc
+    print(f"open {data['nodes'][0]['http']}/network to see the validators (the explorer: resolve, tokens, labels)")
+    if args.detach:
+        return 0
+    print("devnet running; press Ctrl-C to stop it")
+    stop = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop:
+        time.sleep(0.2)
+    print("\nstopping devnet...")
+    launcher.down(directory)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    try:
+        stopped = launcher.down(devnet_dir(args.dir))
+    except DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"stopped {len(stopped)} node(s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        rows = launcher.status(devnet_dir(args.dir))
+    except DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'node':<7} {'url':<24} {'height':>7} {'view':>5} {'primary':<8} health")
+    for r in rows:
+        h = "-" if r["height"] is None else str(r["height"])
+        v = "-" if r["view"] is None else str(r["view"])
+        p = "-" if r["primary"] is None else ("yes" if r["primary"] else "no")
+        print(f"{r['node']:<7} {r['url']:<24} {h:>7} {v:>5} {p:<8} {r['health']}")
+    return 0 if all(r["health"] == "ok" for r in rows) else EXIT_REJECTED
+
+
+def add_commands(sub: Subcommands) -> None:
+    dev = add_group(sub, "devnet", "a local multi-node network, as devnet/devnet.toml defines it")
+    dir_help = "devnet directory (default: $LEDGER_DEVNET or ./.devnet)"
+    p = add_command(dev, "up", "create keys and genesis, start the nodes, wait until healthy", UP_DETAILS)
+    p.add_argument("--dir", help=dir_help)
+    p.add_argument("--definition", help=f"devnet definition file (default: {DEFAULT_DEFINITION})")
+    p.add_argument("--nodes", type=int, help="number of validators (default: the definition's; an existing "
+                   "devnet keeps its own)")
+    p.add_argument("--detach", action="store_true", help="return once the nodes are healthy (else run until Ctrl-C)")
+    p.add_argument("--base-port", type=int, help="first HTTP port to try (default: the definition's)")
+    p.add_argument("--batch-size", type=int, help="max transactions per block (default: the definition's)")
+    p.add_argument("--batch-wait-ms", type=int,
+                   help="how long the primary gathers a partial block (default: the definition's)")
+    p.add_argument("--demo", action="store_true", help="load the demo data the definition names (prefixes, "
+                   "equipment identifiers, a token with licences); loading it again changes nothing")
+    p.add_argument("--ethereum", default=None,
+                   help="anchoring chain: anvil (local, started here), none, or an http(s) RPC URL "
+                        "(default: an existing devnet's current choice, else the definition's)")
+    p.add_argument("--eth-key", default=None, help="deployer key file for --ethereum URL (default: Anvil dev key)")
+    p.set_defaults(func=cmd_up)
+
+    p = add_command(dev, "down", "stop the devnet's nodes (and its Anvil)", "Keys, data and logs stay in DIR.")
+    p.add_argument("--dir", help=dir_help)
+    p.set_defaults(func=cmd_down)
+
+    p = add_command(dev, "status", "height, view, primary and health of each node",
+                    "Exits 1 unless every node answers.")
+    p.add_argument("--dir", help=dir_help)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,66 @@
+"""`ledger keygen` and `ledger node run`: a key file, and one node from its home directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ledger.cli.common import EXIT_USAGE, CliError, Subcommands, add_command, add_group, print_json
+from ledger.crypto import SigningKey
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists (use --force to overwrite)", EXIT_USAGE)
+    key = SigningKey.generate()
+    key.save(out)
+    print_json({"id": key.id, "public_key": key.public_key.hex(), "file": str(out)})
+    return 0
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    # Imported here: the server's dependencies would slow every other command's start.
+    import gc
+    import logging
+
+    import uvicorn
+
+    from ledger.api.fastpath import fast_protocol
+    from ledger.api.server import create_app
+    from ledger.config import ConfigError, NodeConfig
+    from ledger.store import LevelDBStore, StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = NodeConfig.load(args.home)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    try:  # open the store once up front, so a locked or damaged home fails with a clear message
+        LevelDBStore(config.data_dir / "ledger.db").close()
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    # The node keeps many long-lived objects (state-tree cache, queues); collect young garbage less
+    # often so full collections do not rescan them at every burst of allocations.
+    gc.set_threshold(50_000, 20, 20)
+    app = create_app(args.home)
+    uvicorn.run(
+        app, host=config.http.host, port=config.http.port, log_level="warning",
+        loop="uvloop", http=fast_protocol(app.state.handle_cache),
+    )
+    return 0
+
+
+def add_commands(sub: Subcommands) -> None:
+    p = add_command(sub, "keygen", "create an Ed25519 key file (PEM, mode 0600)",
+                    "Prints the key's id (a member or validator id) and public key as JSON.")
+    p.add_argument("--out", required=True, help="where to write the key")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_keygen)
+
+    node = add_group(sub, "node", "run a node")
+    p = add_command(node, "run", "run the node configured in HOME/config.json",
+                    "HOME holds config.json (ports, peers, genesis, data directory; see README), the node's key and "
+                    "its data. Runs in the foreground until SIGINT or SIGTERM.")
+    p.add_argument("--home", required=True, help="node home directory (config.json, key, data)")
+    p.set_defaults(func=cmd_node_run)
