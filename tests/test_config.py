@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from ledger import devnet
-from ledger.anchor import devchain
+from devnet import ethereum as devnet_ethereum
+from devnet import launcher
+from devnet.definition import load_definition
 from ledger.config import ConfigError, Endpoint, NodeConfig, write_config
 from tests.nodeutil import make_home
 
@@ -111,15 +112,16 @@ def test_paths_are_relative_to_home(tmp_path: Path) -> None:
 
 
 def test_every_config_the_devnet_and_tests_write_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = devnet.create(tmp_path / "devnet", 4, base_port=21000, batch_size=200, batch_wait_ms=10)
+    definition = load_definition().with_overrides(nodes=4, http_base_port=21000, batch_size=200, batch_wait_ms=10)
+    data = launcher.create(tmp_path / "devnet", definition)
     homes = [Path(entry["home"]) for entry in data["nodes"]]
     for home in homes:
         config = NodeConfig.load(home)
         assert len(config.peers) == 3 and config.batch_size == 200 and config.genesis.resolve().is_file()
     # ... and once `devnet up --ethereum URL` has written the anchoring section (no chain needed here).
     deployment = {"address": ETHEREUM["contract"], "chain_id": 31337, "block_number": 5}
-    monkeypatch.setattr(devchain, "_deploy", lambda *args: deployment)
-    devchain.setup(tmp_path / "devnet", data, "http://127.0.0.1:1")
+    monkeypatch.setattr(devnet_ethereum, "_deploy", lambda *args: deployment)
+    devnet_ethereum.setup(tmp_path / "devnet", data, "http://127.0.0.1:1", definition.anchoring)
     for home in homes:
         eth = NodeConfig.load(home).ethereum
         assert eth is not None and (eth.chain_id, eth.deploy_block) == (31337, 5)
