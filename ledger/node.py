@@ -1,12 +1,12 @@
 """The one asyncio driver: admit transactions, drive the replica, persist, send, apply, serve.
 
-Theory of operation: the node owns the store, the chain database and the replica. Client
-transactions are admitted (decoded, checked, signatures verified on a thread pool, since
-`cryptography` releases the GIL while verifying) and handed to the replica. A ticker calls
-`replica.tick()` every `tick_ms`. Every action list the replica returns is performed in order:
-`Persist` writes are flushed (synced) before any following message leaves, `Deliver` writes the
-block with its certificate in one atomic batch and only then wakes the clients waiting on its
-transactions. An acknowledged (committed) transaction is therefore on disk.
+Theory of operation: the node owns the store, the chain database, the mempool and the replica.
+Client transactions, and those a backup forwards to this primary, are admitted by the mempool
+(`ledger.mempool`: decoded, checked, signatures verified) and the accepted ones handed to the
+replica. A ticker calls `replica.tick()` every `tick_ms`. Every action list the replica returns
+is performed in order: `Persist` writes are flushed (synced) before any following message leaves,
+`Deliver` writes the block with its certificate in one atomic batch and only then wakes the
+clients waiting on its transactions. An acknowledged (committed) transaction is therefore on disk.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -31,57 +29,26 @@ from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.config import NodeConfig, ticks
 from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.replica import Replica, ReplicaConfig
-from ledger.crypto import SigningKey, verify_many
+from ledger.crypto import SigningKey
 from ledger.genesis import load_genesis
+from ledger.mempool import MAX_FORWARDED_PER_MESSAGE, MAX_VERIFIED, Admission, Mempool, Outcome
 from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.net.transport import Transport, TransportError
-from ledger.state import get_nonce
+from ledger.state import VerifiedCache
 from ledger.store import NS, LevelDBStore, Store
-from ledger.tx import (
-    MAX_TX_BYTES,
-    Reject,
-    SignedTx,
-    TxRejected,
-    check_tx_stateless,
-    compute_signing_digest,
-    compute_tx_id,
-    decode_tx,
-)
 
 if TYPE_CHECKING:
     from ledger.anchor.service import AnchorService
 
 log = logging.getLogger("ledger.node")
 
-MAX_MEMPOOL = 200_000
-MAX_FORWARDED_PER_MESSAGE = 10_000
 MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every missed tick at once
 
 # First byte of every peer message: what the rest is.
 MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
 MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
-
-
-@dataclass(frozen=True)
-class Admission:
-    tx_id: bytes
-    accepted: bool
-    reason: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to a committed transaction."""
-
-    tx_id: bytes
-    height: int
-    index: int
-    ok: bool
-    reason: str
-    message: str
 
 
 def wall_clock_ms() -> int:
@@ -94,14 +61,9 @@ class Node:
         self.key = SigningKey.load(config.node_key)
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
-        self.chain = ChainDB(self.store, self.genesis)
-        # Signature checks run on a thread pool when this node has cores of its own to spare; where
-        # several nodes share the cores (a devnet), threads only add GIL hand-offs, so verify inline.
-        self._pool = (
-            ThreadPoolExecutor(max_workers=config.verify_threads, thread_name_prefix="verify")
-            if config.verify_threads > 1 else None
-        )
-        self.app = LedgerApp(self.chain, wall_clock_ms, verify_pool=self._pool, verify_workers=config.verify_threads)
+        self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
+        self.mempool = Mempool(self.chain, config.verify_threads)
+        self.app = LedgerApp(self.chain, wall_clock_ms, preverify=self.mempool.preverify)
         validators = self.genesis.validator_ids()
         if self.key.id not in validators:
             raise ValueError(f"node key {self.key.id} is not a validator of this genesis")
@@ -114,6 +76,7 @@ class Node:
                 request_timeout_ticks=ticks(config.request_timeout_ms, config.tick_ms),
                 retransmit_ticks=ticks(config.retransmit_ms, config.tick_ms),
                 fetch_retry_ticks=ticks(1000, config.tick_ms),
+                max_pending_txs=self.mempool.limit,
             ),
             self.key,
             self.app,
@@ -135,11 +98,9 @@ class Node:
         if self.transport is not None:
             transport = self.transport
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
-        self._mempool: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured (web3 is imported only then).
@@ -162,17 +123,15 @@ class Node:
     async def stop(self) -> None:
         if self.anchoring is not None:
             await self.anchoring.stop()
-        for task in [self._catch_up_task, *self._background]:
-            if task is not None:
-                task.cancel()
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
         if self.transport is not None:
             await self.transport.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self.mempool.close()
         self.store.close()
 
     async def _tick_loop(self) -> None:
@@ -194,67 +153,19 @@ class Node:
 
     # --- admission -------------------------------------------------------------------------------
 
-    async def submit(self, raws: Sequence[bytes]) -> list[Admission]:
-        """Admit transactions; accepted ones go to the replica. Results are in input order."""
-        results: list[Admission | None] = [None] * len(raws)
-        candidates: list[tuple[int, bytes, SignedTx, Any, bytes, bytes]] = []  # (i, id, tx, payload, key, digest)
-        batch_ids: set[bytes] = set()
-        view = self.chain.latest
-        for i, raw in enumerate(raws):
-            tx_id = compute_tx_id(raw) if len(raw) <= MAX_TX_BYTES else b""
-            try:
-                tx = decode_tx(raw)
-                payload = check_tx_stateless(tx, self.chain.chain_id)
-                # Not already waiting here, committed, or repeated within this request.
-                if tx_id in self._mempool or tx_id in batch_ids or self.chain.get_tx_location(tx_id):
-                    raise TxRejected(Reject.DUPLICATE, "transaction already submitted")
-                sender = self.chain.machine.sender_lookup(view, tx.sender)
-                if sender is None:
-                    raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
-                if sender.kinds is not None and tx.kind not in sender.kinds:
-                    raise TxRejected(Reject.UNAUTHORIZED, f"{tx.sender} may not send {tx.kind!r}")
-                # A nonce at or below the committed one can never execute again.
-                committed_nonce = get_nonce(view, tx.sender)
-                if tx.nonce <= committed_nonce:
-                    raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used")
-            except TxRejected as exc:
-                results[i] = Admission(tx_id, False, exc.reason.value, exc.message)
-                continue
-            batch_ids.add(tx_id)
-            candidates.append((i, tx_id, tx, payload, sender.public_key, compute_signing_digest(raw, tx)))
-        verdicts = await self._verify_all([(c[4], c[5], c[2].signature) for c in candidates])
-        accepted: list[bytes] = []
-        for (i, tx_id, tx, payload, public_key, _), good in zip(candidates, verdicts, strict=True):
-            if not good:
-                results[i] = Admission(tx_id, False, Reject.BAD_SIGNATURE.value, "signature does not verify")
-            elif len(self._mempool) >= MAX_MEMPOOL:
-                results[i] = Admission(tx_id, False, Reject.MEMPOOL_FULL.value, "node is overloaded; retry")
-            else:
-                self.chain.verified.add(tx_id, public_key, tx, payload)
-                self._mempool.add(tx_id)
-                accepted.append(raws[i])
-                results[i] = Admission(tx_id, True)
-        done = [r for r in results if r is not None]  # every index was filled above
-        for r in done:
+    def submit(self, raws: Sequence[bytes]) -> list[Admission]:
+        """Admit transactions (`Mempool.admit`); accepted ones go to the replica. Results are in input order."""
+        results = self.mempool.admit(raws)
+        for r in results:
             if r.accepted:
                 self.metrics.tx_admitted.inc()
             else:
                 self.metrics.tx_rejected.labels(r.reason).inc()
+        accepted = [raw for raw, r in zip(raws, results, strict=True) if r.accepted]
         if accepted:
             self._perform(self.replica.submit(accepted))
-        self.metrics.mempool.set(len(self._mempool))
-        return done
-
-    async def _verify_all(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        if self._pool is None or len(items) < 64:
-            return verify_many(items)
-        loop = asyncio.get_running_loop()
-        half = len(items) // 2
-        parts = await asyncio.gather(
-            loop.run_in_executor(self._pool, verify_many, items[:half]),
-            loop.run_in_executor(self._pool, verify_many, items[half:]),
-        )
-        return parts[0] + parts[1]
+        self.metrics.mempool.set(len(self.mempool))
+        return results
 
     async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | None]:
         """Wait until each tx commits (None for those still pending at the timeout)."""
@@ -264,7 +175,7 @@ class Node:
             loc = self.chain.get_tx_location(tx_id)
             if loc is not None:
                 futures.append(Outcome(tx_id, loc.height, loc.index, loc.ok, loc.reason, loc.message))
-            elif tx_id in self._mempool:
+            elif self.mempool.is_pending(tx_id):
                 fut: asyncio.Future[Outcome] = loop.create_future()
                 self._waiters.setdefault(tx_id, []).append(fut)
                 futures.append(fut)
@@ -282,9 +193,6 @@ class Node:
             else:
                 out.append(f)
         return out
-
-    def is_pending(self, tx_id: bytes) -> bool:
-        return tx_id in self._mempool
 
     # --- performing actions ----------------------------------------------------------------------
 
@@ -347,12 +255,12 @@ class Node:
         ok = sum(1 for r in executed.results if r.ok)
         self.metrics.tx_committed.inc(ok)
         self.metrics.tx_failed.inc(len(executed.results) - ok)
+        self.mempool.remove_committed(r.tx_id for r in executed.results)
         for index, r in enumerate(executed.results):
-            self._mempool.discard(r.tx_id)
             for fut in self._waiters.pop(r.tx_id, ()):
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
-        self.metrics.mempool.set(len(self._mempool))
+        self.metrics.mempool.set(len(self.mempool))
 
     # --- peers -----------------------------------------------------------------------------------
 
@@ -370,10 +278,7 @@ class Node:
                 return
             if not isinstance(raws, list) or len(raws) > MAX_FORWARDED_PER_MESSAGE:
                 return
-            txs = [r for r in raws if isinstance(r, bytes)]
-            task = asyncio.create_task(self.submit(txs))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.submit([r for r in raws if isinstance(r, bytes)])
 
     async def _on_peer_request(self, peer: str, payload: bytes) -> bytes:
         request = decode(BlockRequest, payload)
@@ -427,7 +332,7 @@ class Node:
             "timestamp": head.timestamp,
             "validators": self.genesis.validator_ids(),
             "peers": self.transport.connected_peers() if self.transport is not None else [],
-            "mempool": len(self._mempool),
+            "mempool": len(self.mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
         }

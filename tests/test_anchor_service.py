@@ -216,7 +216,7 @@ def _with_node(home: Home, body: Callable[[Node], Awaitable[None]]) -> None:
 async def _register(node: Node, home: Home, nonce: int) -> None:
     tx = make_tx(home.org1, CHAIN_ID, nonce, "id.register",
                  IdRegister(f"88.100.1/a{nonce}", (ValueSpec(1, "URL", "https://x"),)))
-    (adm,) = await node.submit([encode(tx)])
+    (adm,) = node.submit([encode(tx)])
     assert adm.accepted, adm
     (out,) = await node.wait_committed([adm.tx_id], timeout=10)
     assert out is not None and out.ok
@@ -363,7 +363,7 @@ def test_validator_admission_refuses_other_kinds(tmp_path: Path) -> None:
     async def body(node: Node) -> None:
         tx = make_tx(home.validator, CHAIN_ID, 1, "id.register",
                      IdRegister("88.100.1/v", (ValueSpec(1, "URL", "u"),)))
-        (adm,) = await node.submit([encode(tx)])
+        (adm,) = node.submit([encode(tx)])
         assert not adm.accepted and adm.reason == "unauthorized"
 
     _with_node(home, body)

@@ -49,7 +49,7 @@ from ledger.resolver.registry import (
     identifier_key,
 )
 from ledger.smt import EMPTY, SparseMerkleTree, verify_proof
-from ledger.state import get_nonce, nonce_key
+from ledger.state import VerifiedCache, get_nonce, nonce_key
 from ledger.store import NS, MemoryStore
 from ledger.tx import SignedTx, TxBody, make_tx
 
@@ -110,11 +110,12 @@ def signed_as(sender: str, signer: SigningKey, nonce: int, kind: str, payload: A
 
 
 class Chain:
-    """A ChainDB over a MemoryStore, committing blocks certified by the single validator."""
+    """A ChainDB over a MemoryStore, committing blocks certified by the single validator; it keeps
+    the verifications of its executions, as a node's does."""
 
     def __init__(self, genesis: Genesis | None = None) -> None:
         self.genesis = genesis or make_genesis(prefixes=(("88", ORG1),))
-        self.db = ChainDB(MemoryStore(), self.genesis)
+        self.db = ChainDB(MemoryStore(), self.genesis, verified=VerifiedCache(10_000))
 
     def nonce(self, key: SigningKey) -> int:
         return get_nonce(self.db.latest, key.id) + 1

@@ -340,7 +340,7 @@ class AnchorService:
             )
             nonce = get_nonce(chain.latest, self.node.key.id) + 1
             raw = encode(make_tx(self.node.key, chain.chain_id, nonce, KIND, record))
-            (admission,) = await self.node.submit([raw])
+            (admission,) = self.node.submit([raw])
             if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
                 raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
             (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)
