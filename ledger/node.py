@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -39,9 +39,6 @@ from ledger.net.transport import Transport, TransportError
 from ledger.state import VerifiedCache
 from ledger.store import NS, LevelDBStore, Store
 
-if TYPE_CHECKING:
-    from ledger.anchor.service import AnchorService
-
 log = logging.getLogger("ledger.node")
 
 MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every missed tick at once
@@ -49,6 +46,17 @@ MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every
 # First byte of every peer message: what the rest is.
 MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
 MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
+
+
+class Service(Protocol):
+    """A service that runs beside the node (anchoring): started after it, stopped before it,
+    its status shown in the node's."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 def wall_clock_ms() -> int:
@@ -103,12 +111,8 @@ class Node:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.started_at = time.time()
-        # Anchoring to Ethereum, when configured (web3 is imported only then).
-        self.anchoring: AnchorService | None = None
-        if config.ethereum is not None:
-            from ledger.anchor.service import AnchorService
-
-            self.anchoring = AnchorService(self, config.ethereum)
+        # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
+        self.anchoring: Service | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
