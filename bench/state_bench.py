@@ -1,8 +1,8 @@
 """Block commit time and read latency in a ledger state of N identifiers (default 1,000,000).
 
 The state is built by committing real blocks of signed `id.register` transactions through
-`ChainDB` on LevelDB. Signatures are verified once, as the node's admission does, and the
-execution reuses that (the node's VerifiedCache); the timed figures are then:
+`ChainDB` on LevelDB. Each block's transactions are admitted first by a node's mempool (signatures
+verified there, once), and the execution reuses that (the VerifiedCache); the timed figures are then:
 - commit of a block of 1,000 registrations: execute + sparse-Merkle root + one synced LevelDB batch;
 - read latency of an identifier at the head (flat index) and at an older height (tree walk).
 The ceiling printed beside them: sha256 of 65 bytes per second and LevelDB synced batch writes,
@@ -19,44 +19,40 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ledger.chain import CommitCertificate, ValidatorSignature, compute_commit_vote
 from ledger.chaindb import ChainDB
 from ledger.codec import encode
-from ledger.crypto import DOMAIN_COMMIT, DOMAIN_TX, SigningKey, signing_digest, verify_digest
+from ledger.crypto import DOMAIN_COMMIT, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
+from ledger.mempool import MAX_VERIFIED, Mempool
 from ledger.resolver.registry import IdRegister, ValueSpec, get_identifier
+from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore
-from ledger.tx import check_tx_stateless, compute_tx_id, decode_tx, make_tx
+from ledger.tx import make_tx
 
 CHAIN = "bench"
 
 
-def commit(db: ChainDB, key: SigningKey, txs: list[bytes]) -> float:
+def commit(db: ChainDB, mempool: Mempool, key: SigningKey, txs: list[bytes]) -> float:
     started = time.perf_counter()
     executed = db.build_block(txs, 0, int(time.time() * 1000), key.id)
     vote = compute_commit_vote(CHAIN, executed.block.header)
     cert = CommitCertificate(vote.height, vote.view, vote.block_hash,
                              (ValidatorSignature(key.id, key.sign(DOMAIN_COMMIT, vote)),))
     db.commit(executed, cert)
+    elapsed = time.perf_counter() - started
+    mempool.remove_committed(r.tx_id for r in executed.results)
     failed = [r for r in executed.results if not r.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} txs failed, first: {failed[0]}")
-    return time.perf_counter() - started
+    return elapsed
 
 
-def admit(db: ChainDB, raws: list[bytes], pool: ThreadPoolExecutor, public_key: bytes) -> None:
-    """What the node's admission does: decode, check, verify (on all cores), remember."""
-    decoded = [decode_tx(r) for r in raws]
-    payloads = [check_tx_stateless(t, CHAIN) for t in decoded]
-    digests = [signing_digest(DOMAIN_TX, t.body()) for t in decoded]
-    ok = list(pool.map(lambda i: verify_digest(public_key, digests[i], decoded[i].signature), range(len(raws)),
-                       chunksize=256))
-    if not all(ok):
-        raise RuntimeError("signature failed")
-    for raw, tx, payload in zip(raws, decoded, payloads, strict=True):
-        db.verified.add(compute_tx_id(raw), public_key, tx, payload)
+def admit(mempool: Mempool, raws: list[bytes]) -> None:
+    refused = [a for a in mempool.admit(raws) if not a.accepted]
+    if refused:
+        raise RuntimeError(f"{len(refused)} txs refused, first: {refused[0]}")
 
 
 def main() -> None:
@@ -69,8 +65,8 @@ def main() -> None:
                       (GenesisMember("admin", validator.public_key, ("admin",)),
                        GenesisMember("org", org.public_key, ("registrar",))),
                       (GenesisPrefix("88.100.1", org.id),))
-    db = ChainDB(LevelDBStore(tempfile.mkdtemp(prefix="state-bench-")), genesis)
-    pool = ThreadPoolExecutor(2)
+    db = ChainDB(LevelDBStore(tempfile.mkdtemp(prefix="state-bench-")), genesis, verified=VerifiedCache(MAX_VERIFIED))
+    mempool = Mempool(db, verify_threads=2)
     nonce = 0
 
     def txs(n: int) -> list[bytes]:
@@ -85,16 +81,16 @@ def main() -> None:
     t0 = time.perf_counter()
     while nonce < args.keys:
         batch = txs(min(args.load_block, args.keys - nonce))
-        admit(db, batch, pool, org.public_key)
-        commit(db, validator, batch)
+        admit(mempool, batch)
+        commit(db, mempool, validator, batch)
         print(f"loaded {nonce:,} identifiers ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     loaded_height = db.height
 
     block_ms = []
     for _ in range(10):
         batch = txs(1000)
-        admit(db, batch, pool, org.public_key)
-        block_ms.append(commit(db, validator, batch) * 1000)
+        admit(mempool, batch)
+        block_ms.append(commit(db, mempool, validator, batch) * 1000)
 
     rng = random.Random(1)
     names = [f"88.100.1/EQ-{rng.randrange(1, args.keys + 1):09d}" for _ in range(10_000)]

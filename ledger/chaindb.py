@@ -109,7 +109,10 @@ class _RootView:
 
 
 class ChainDB:
-    def __init__(self, store: Store, genesis: Genesis, modules: Sequence[Module] | None = None) -> None:
+    def __init__(
+        self, store: Store, genesis: Genesis, modules: Sequence[Module] | None = None,
+        verified: VerifiedCache | None = None,
+    ) -> None:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -120,7 +123,8 @@ class ChainDB:
             genesis.chain_id, modules if modules is not None else default_modules(),
             validator_sender_lookup(self.validators),
         )
-        self.verified = VerifiedCache()
+        # Transactions this node verified already (the mempool fills it); None: execution verifies all.
+        self.verified = verified
         self.latest = _LatestView(store)
         # Decoded (header, certificate) of recently proven heights: committed blocks never change, and a
         # proof would otherwise decode a whole block (all its transactions) for its header.
@@ -246,7 +250,8 @@ class ChainDB:
         if cert.block_hash != executed.block_hash:
             raise InvalidBlock("certificate names another block")
         self._write(executed, cert)
-        self.verified.discard(r.tx_id for r in executed.results)
+        if self.verified is not None:  # a committed tx is never executed again
+            self.verified.discard(r.tx_id for r in executed.results)
 
     def _write(
         self, executed: ExecutedBlock, cert: CommitCertificate, extra: Iterable[tuple[bytes, bytes]] = ()

@@ -36,8 +36,9 @@ import msgpack
 from ledger.chain import Block, CommitCertificate, InvalidBlock
 from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
-from ledger.consensus.application import Application
+from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.replica import Replica
+from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
 from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockBatch, BlockRequest
 from ledger.store import NS, Store
 
@@ -46,7 +47,6 @@ log = logging.getLogger("ledger.driver")
 # First byte of every peer message: what the rest is.
 MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
 MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
-MAX_FORWARDED_PER_MESSAGE = 10_000
 
 C = TypeVar("C")
 C_co = TypeVar("C_co", covariant=True)
@@ -168,9 +168,14 @@ class Driver(Generic[C]):
         self._store.write_batch(puts, deletes, sync=True)
 
     def _deliver(self, action: Deliver) -> None:
-        if action.block.header.height <= self.app.committed_height():
+        block = action.block
+        if block.header.height <= self.app.committed_height():
             return  # applied already by catch-up
-        self._on_committed(self.app.commit(action.block, action.certificate))
+        try:
+            committed = self.app.commit(block, action.certificate)
+        except Exception as exc:
+            raise ApplicationError(f"writing decided block {block.header.height} failed: {exc!r}") from exc
+        self._on_committed(committed)
 
     # --- catch-up ----------------------------------------------------------------------------------
 
@@ -197,6 +202,8 @@ class Driver(Generic[C]):
                     except InvalidBlock as exc:
                         log.warning("peer %s served an invalid block %d: %s", peer, header.height, exc)
                         break
+                    except Exception as exc:
+                        raise ApplicationError(f"applying fetched block {header.height} failed: {exc!r}") from exc
                     applied += 1
                     self._on_committed(committed)
                     self.perform(self.replica.notify_committed(

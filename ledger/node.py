@@ -1,12 +1,18 @@
-"""The one asyncio driver: admit transactions, drive the replica, persist, send, apply, serve.
+"""A validator node on the asyncio event loop: the store, the chain, the mempool and the replica's driver.
 
-Theory of operation: the node owns the store, the chain database and the replica. Client
-transactions are admitted (decoded, checked, signatures verified on a thread pool, since
-`cryptography` releases the GIL while verifying) and handed to the replica. A ticker calls
-`replica.tick()` every `tick_ms`. Every action list the replica returns is performed in order:
-`Persist` writes are flushed (synced) before any following message leaves, `Deliver` writes the
-block with its certificate in one atomic batch and only then wakes the clients waiting on its
-transactions. An acknowledged (committed) transaction is therefore on disk.
+Theory of operation: the node owns the store, the chain database, the mempool and the driver
+(ledger/driver.py), which owns the replica and performs its actions. Client transactions, and
+those a backup forwards to this primary, are admitted by the mempool (`ledger.mempool`: decoded,
+checked, signatures verified) and the accepted ones handed to the replica. A ticker ticks the
+replica every `tick_ms` of wall time. The driver persists (synced) before anything signed leaves,
+and writes each decided block with its certificate in one atomic batch; only then does the node
+wake the clients waiting on its transactions, so an acknowledged transaction is on disk.
+
+What is asynchronous lives here: the transport's links to the other validators, the ticker, and
+the catch-up round (the driver's generator, whose block requests the node awaits). When the
+application fails (`ApplicationError`: a disk or code error while building, checking or writing a
+block) the node stops at once and loudly: nothing it acknowledged is lost (it is on disk), and a
+node that cannot execute must not vote.
 """
 
 from __future__ import annotations
@@ -14,100 +20,78 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import msgpack
+from typing import Any, Protocol
 
 from ledger.anchor.records import disabled_status
-from ledger.app import LedgerApp
-from ledger.chain import InvalidBlock
 from ledger.chaindb import ChainDB, ExecutedBlock
-from ledger.codec import CodecError, decode, encode, unpack_strict
 from ledger.config import NodeConfig, ticks
-from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.application import ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
-from ledger.crypto import SigningKey, verify_many
+from ledger.crypto import SigningKey
+from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.genesis import load_genesis
+from ledger.ledger_app import LedgerApp
+from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome
 from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
-from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.net.transport import Transport, TransportError
-from ledger.state import get_nonce
-from ledger.store import NS, LevelDBStore, Store
-from ledger.tx import (
-    MAX_TX_BYTES,
-    Reject,
-    SignedTx,
-    TxRejected,
-    check_tx_stateless,
-    compute_signing_digest,
-    compute_tx_id,
-    decode_tx,
-)
-
-if TYPE_CHECKING:
-    from ledger.anchor.service import AnchorService
+from ledger.state import VerifiedCache
+from ledger.store import LevelDBStore, Store
 
 log = logging.getLogger("ledger.node")
 
-MAX_MEMPOOL = 200_000
-MAX_FORWARDED_PER_MESSAGE = 10_000
 MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every missed tick at once
-
-# First byte of every peer message: what the rest is.
-MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
-MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
+CATCH_UP_REQUEST_TIMEOUT_S = 10.0
+EXIT_APPLICATION_FAILED = 70  # EX_SOFTWARE
 
 
-@dataclass(frozen=True)
-class Admission:
-    tx_id: bytes
-    accepted: bool
-    reason: str = ""
-    message: str = ""
+class Service(Protocol):
+    """A service that runs beside the node (anchoring): started after it, stopped before it,
+    its status shown in the node's."""
 
+    def start(self) -> None: ...
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to a committed transaction."""
+    async def stop(self) -> None: ...
 
-    tx_id: bytes
-    height: int
-    index: int
-    ok: bool
-    reason: str
-    message: str
+    def status(self) -> dict[str, Any]: ...
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def exit_process(exc: BaseException) -> None:
+    """Stop the process at once: what it acknowledged is on disk, and it must not go on voting."""
+    logging.shutdown()
+    os._exit(EXIT_APPLICATION_FAILED)
+
+
 class Node:
-    def __init__(self, config: NodeConfig, store: Store | None = None) -> None:
+    def __init__(
+        self, config: NodeConfig, store: Store | None = None,
+        on_fatal: Callable[[BaseException], None] = exit_process,
+    ) -> None:
+        """`on_fatal` runs once the application failed (after the error is logged); by default it
+        ends the process (tests running nodes in-process pass another)."""
         self.config = config
         self.key = SigningKey.load(config.node_key)
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
-        self.chain = ChainDB(self.store, self.genesis)
-        # Signature checks run on a thread pool when this node has cores of its own to spare; where
-        # several nodes share the cores (a devnet), threads only add GIL hand-offs, so verify inline.
-        self._pool = (
-            ThreadPoolExecutor(max_workers=config.verify_threads, thread_name_prefix="verify")
-            if config.verify_threads > 1 else None
-        )
-        self.app = LedgerApp(self.chain, wall_clock_ms, verify_pool=self._pool, verify_workers=config.verify_threads)
+        self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
+        self.mempool = Mempool(self.chain, config.verify_threads)
+        self.metrics = NodeMetrics()
+        self.metrics.height.set(self.chain.height)
+        self.app = LedgerApp(self.chain, wall_clock_ms, preverify=self.mempool.preverify,
+                             observe_commit_seconds=self.metrics.block_commit_seconds.observe)
         validators = self.genesis.validator_ids()
         if self.key.id not in validators:
             raise ValueError(f"node key {self.key.id} is not a validator of this genesis")
-        persisted = {k[len(NS.CONSENSUS):]: v for k, v in self.store.iterate(NS.CONSENSUS)}
-        self.replica = Replica(
+        replica = Replica(
             ReplicaConfig(
                 self.genesis.chain_id, tuple(validators), batch_size=config.batch_size,
                 batch_ticks=ticks(config.batch_wait_ms, config.tick_ms),
@@ -115,11 +99,12 @@ class Node:
                 request_timeout_ticks=ticks(config.request_timeout_ms, config.tick_ms),
                 retransmit_ticks=ticks(config.retransmit_ms, config.tick_ms),
                 fetch_retry_ticks=ticks(1000, config.tick_ms),
+                max_pending_txs=self.mempool.limit,
             ),
             self.key,
             self.app,
             self.genesis.validator_keys(),
-            persisted,
+            Driver.persisted(self.store),
         )
         # What each peer has shown lately (last message, view, height), for GET /v1/network only.
         self.peer_info = PeerTracker()
@@ -129,26 +114,25 @@ class Node:
                 self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
             )
-        self.metrics = NodeMetrics()
-        self.metrics.height.set(self.chain.height)
+        self.driver = Driver(replica, self.app, self.store, self, self._admit_forwarded, self._on_committed)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
         if self.transport is not None:
             transport = self.transport
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
-        self._mempool: set[bytes] = set()
+        self._on_fatal = on_fatal
+        self.failed: ApplicationError | None = None
         self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.started_at = time.time()
-        # Anchoring to Ethereum, when configured (web3 is imported only then).
-        self.anchoring: AnchorService | None = None
-        if config.ethereum is not None:
-            from ledger.anchor.service import AnchorService
+        # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
+        self.anchoring: Service | None = None
 
-            self.anchoring = AnchorService(self, config.ethereum)
+    @property
+    def replica(self) -> Replica:
+        return self.driver.replica
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -163,17 +147,15 @@ class Node:
     async def stop(self) -> None:
         if self.anchoring is not None:
             await self.anchoring.stop()
-        for task in [self._catch_up_task, *self._background]:
-            if task is not None:
-                task.cancel()
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
         if self.transport is not None:
             await self.transport.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self.mempool.close()
         self.store.close()
 
     async def _tick_loop(self) -> None:
@@ -181,81 +163,51 @@ class Node:
         seconds even when a busy event loop wakes the ticker late (at most a few ticks at once)."""
         interval = self.config.tick_ms / 1000
         last = time.monotonic()
-        while True:
+        while self.failed is None:
             await asyncio.sleep(interval)
             now = time.monotonic()
             due = min(int((now - last) / interval), MAX_TICKS_PER_WAKEUP)
             last = now if due == MAX_TICKS_PER_WAKEUP else last + due * interval
             try:
                 for _ in range(due):
-                    self._perform(self.replica.tick())
+                    self._drive(self.driver.tick)
                 self.metrics.view.set(self.replica.view)
             except Exception:  # a bug here must not stop the ticker; it is logged loudly
                 log.exception("tick failed")
 
+    def _drive(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of the driver; an application failure stops the node."""
+        if self.failed is not None:
+            return None
+        try:
+            return step(*args)
+        except ApplicationError as exc:
+            self.failed = exc
+            log.critical("the application failed; stopping this node: %s", exc, exc_info=exc)
+            self._on_fatal(exc)
+            return None
+
     # --- admission -------------------------------------------------------------------------------
 
-    async def submit(self, raws: Sequence[bytes]) -> list[Admission]:
-        """Admit transactions; accepted ones go to the replica. Results are in input order."""
-        results: list[Admission | None] = [None] * len(raws)
-        candidates: list[tuple[int, bytes, SignedTx, Any, bytes, bytes]] = []  # (i, id, tx, payload, key, digest)
-        batch_ids: set[bytes] = set()
-        view = self.chain.latest
-        for i, raw in enumerate(raws):
-            tx_id = compute_tx_id(raw) if len(raw) <= MAX_TX_BYTES else b""
-            try:
-                tx = decode_tx(raw)
-                payload = check_tx_stateless(tx, self.chain.chain_id)
-                # Not already waiting here, committed, or repeated within this request.
-                if tx_id in self._mempool or tx_id in batch_ids or self.chain.get_tx_location(tx_id):
-                    raise TxRejected(Reject.DUPLICATE, "transaction already submitted")
-                sender = self.chain.machine.sender_lookup(view, tx.sender)
-                if sender is None:
-                    raise TxRejected(Reject.UNKNOWN_SENDER, f"{tx.sender} is not an active member")
-                if sender.kinds is not None and tx.kind not in sender.kinds:
-                    raise TxRejected(Reject.UNAUTHORIZED, f"{tx.sender} may not send {tx.kind!r}")
-                # A nonce at or below the committed one can never execute again.
-                committed_nonce = get_nonce(view, tx.sender)
-                if tx.nonce <= committed_nonce:
-                    raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used")
-            except TxRejected as exc:
-                results[i] = Admission(tx_id, False, exc.reason.value, exc.message)
-                continue
-            batch_ids.add(tx_id)
-            candidates.append((i, tx_id, tx, payload, sender.public_key, compute_signing_digest(raw, tx)))
-        verdicts = await self._verify_all([(c[4], c[5], c[2].signature) for c in candidates])
-        accepted: list[bytes] = []
-        for (i, tx_id, tx, payload, public_key, _), good in zip(candidates, verdicts, strict=True):
-            if not good:
-                results[i] = Admission(tx_id, False, Reject.BAD_SIGNATURE.value, "signature does not verify")
-            elif len(self._mempool) >= MAX_MEMPOOL:
-                results[i] = Admission(tx_id, False, Reject.MEMPOOL_FULL.value, "node is overloaded; retry")
-            else:
-                self.chain.verified.add(tx_id, public_key, tx, payload)
-                self._mempool.add(tx_id)
-                accepted.append(raws[i])
-                results[i] = Admission(tx_id, True)
-        done = [r for r in results if r is not None]  # every index was filled above
-        for r in done:
+    def submit(self, raws: Sequence[bytes]) -> list[Admission]:
+        """Admit transactions (`Mempool.admit`); accepted ones go to the replica. Results are in input order."""
+        results = self._admit(raws)
+        self._drive(self.driver.submit, [raw for raw, r in zip(raws, results, strict=True) if r.accepted])
+        return results
+
+    def _admit(self, raws: Sequence[bytes]) -> list[Admission]:
+        results = self.mempool.admit(raws)
+        for r in results:
             if r.accepted:
                 self.metrics.tx_admitted.inc()
             else:
                 self.metrics.tx_rejected.labels(r.reason).inc()
-        if accepted:
-            self._perform(self.replica.submit(accepted))
-        self.metrics.mempool.set(len(self._mempool))
-        return done
+        self.metrics.mempool.set(len(self.mempool))
+        return results
 
-    async def _verify_all(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        if self._pool is None or len(items) < 64:
-            return verify_many(items)
-        loop = asyncio.get_running_loop()
-        half = len(items) // 2
-        parts = await asyncio.gather(
-            loop.run_in_executor(self._pool, verify_many, items[:half]),
-            loop.run_in_executor(self._pool, verify_many, items[half:]),
-        )
-        return parts[0] + parts[1]
+    def _admit_forwarded(self, raws: Sequence[bytes]) -> list[bytes]:
+        """Transactions a backup forwarded to this primary: the same admission as a client's."""
+        return [raw for raw, r in zip(raws, self._admit(raws), strict=True) if r.accepted]
 
     async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | None]:
         """Wait until each tx commits (None for those still pending at the timeout)."""
@@ -265,7 +217,7 @@ class Node:
             loc = self.chain.get_tx_location(tx_id)
             if loc is not None:
                 futures.append(Outcome(tx_id, loc.height, loc.index, loc.ok, loc.reason, loc.message))
-            elif tx_id in self._mempool:
+            elif self.mempool.is_pending(tx_id):
                 fut: asyncio.Future[Outcome] = loop.create_future()
                 self._waiters.setdefault(tx_id, []).append(fut)
                 futures.append(fut)
@@ -284,48 +236,7 @@ class Node:
                 out.append(f)
         return out
 
-    def is_pending(self, tx_id: bytes) -> bool:
-        return tx_id in self._mempool
-
-    # --- performing actions ----------------------------------------------------------------------
-
-    def _perform(self, actions: list[Action]) -> None:
-        persist: list[Persist] = []
-        for action in actions:
-            if isinstance(action, Persist):
-                persist.append(action)
-                continue
-            if persist:  # persist before send
-                self._flush(persist)
-                persist = []
-            if isinstance(action, Deliver):
-                self._deliver(action)
-            elif self.transport is None:
-                log.warning("no peers for %s in a single-validator network", type(action).__name__)
-            elif isinstance(action, Send):
-                self.transport.send(action.to, bytes([MSG_CONSENSUS]) + action.message)
-            elif isinstance(action, Broadcast):
-                self.transport.broadcast(bytes([MSG_CONSENSUS]) + action.message)
-            elif isinstance(action, ForwardTxs):
-                body = msgpack.packb(list(action.txs), use_bin_type=True)
-                self.transport.send(action.to, bytes([MSG_FORWARD]) + body)
-            elif isinstance(action, FetchBlocks) and (self._catch_up_task is None or self._catch_up_task.done()):
-                self._catch_up_task = asyncio.create_task(self._catch_up(), name="catch-up")
-        if persist:
-            self._flush(persist)
-
-    def _flush(self, persist: list[Persist]) -> None:
-        puts = [(NS.CONSENSUS + p.key, p.value) for p in persist if p.value]
-        deletes = [NS.CONSENSUS + p.key for p in persist if not p.value]
-        self.store.write_batch(puts, deletes, sync=True)
-
-    def _deliver(self, action: Deliver) -> None:
-        if action.block.header.height <= self.chain.height:
-            return  # already applied through catch-up
-        started = time.perf_counter()
-        executed = self.app.commit(action.block, action.certificate)
-        self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
-        self._on_committed(executed)
+    # --- committed blocks --------------------------------------------------------------------------
 
     def add_commit_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
         """Call `listener` with every block once it is on disk, before any of its txs is acknowledged.
@@ -348,70 +259,60 @@ class Node:
         ok = sum(1 for r in executed.results if r.ok)
         self.metrics.tx_committed.inc(ok)
         self.metrics.tx_failed.inc(len(executed.results) - ok)
+        self.mempool.remove_committed(r.tx_id for r in executed.results)
         for index, r in enumerate(executed.results):
-            self._mempool.discard(r.tx_id)
             for fut in self._waiters.pop(r.tx_id, ()):
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
-        self.metrics.mempool.set(len(self._mempool))
+        self.metrics.mempool.set(len(self.mempool))
 
-    # --- peers -----------------------------------------------------------------------------------
+    # --- peers (the driver's links) ----------------------------------------------------------------
+
+    def send(self, peer: str, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.send(peer, payload)
+
+    def broadcast(self, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.broadcast(payload)
+
+    def start_catch_up(self) -> None:
+        if self.transport is not None and (self._catch_up_task is None or self._catch_up_task.done()):
+            self._catch_up_task = asyncio.create_task(self._catch_up(), name="catch-up")
 
     def _on_peer_message(self, peer: str, payload: bytes) -> None:
-        if not payload:
-            return
-        kind, body = payload[0], payload[1:]
-        self.peer_info.heard(peer, body if kind == MSG_CONSENSUS else None)
-        if kind == MSG_CONSENSUS:
-            self._perform(self.replica.step(peer, body))
-        elif kind == MSG_FORWARD:
-            try:
-                raws = unpack_strict(body)
-            except CodecError:
-                return
-            if not isinstance(raws, list) or len(raws) > MAX_FORWARDED_PER_MESSAGE:
-                return
-            txs = [r for r in raws if isinstance(r, bytes)]
-            task = asyncio.create_task(self.submit(txs))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self.peer_info.heard(peer, payload[1:] if payload[:1] == bytes([MSG_CONSENSUS]) else None)
+        self._drive(self.driver.on_peer_message, peer, payload)
 
     async def _on_peer_request(self, peer: str, payload: bytes) -> bytes:
-        request = decode(BlockRequest, payload)
-        return encode(serve_blocks(self.chain, request))
+        return self.driver.serve(payload)
 
     async def _catch_up(self) -> None:
-        """Fetch certified blocks from peers until none has more; verify and apply each in order."""
-        if self.transport is None:
-            return
+        """Run one catch-up round of the driver: await each block request it makes of a peer."""
+        assert self.transport is not None
         peers = self.transport.connected_peers()
         random.shuffle(peers)
-        for peer in peers:
-            while True:
-                request = BlockRequest(self.chain.height + 1, 64)
-                try:
-                    reply = decode(BlockBatch, await self.transport.request(peer, encode(request), timeout=10.0))
-                except (TransportError, CodecError) as exc:
-                    log.info("catch-up from %s failed: %s", peer, exc)
-                    break
-                applied = 0
-                for entry in reply.blocks:
-                    header = entry.block.header
-                    if header.height != self.chain.height + 1:
-                        continue  # applied meanwhile by normal ordering
-                    try:
-                        executed = self.app.apply_certified(entry.block, entry.certificate)
-                    except InvalidBlock as exc:
-                        log.warning("peer %s served an invalid block %d: %s", peer, header.height, exc)
-                        break
-                    applied += 1
-                    self._on_committed(executed)
-                    self._perform(self.replica.notify_committed(
-                        header.height, executed.block_hash, entry.certificate, entry.block.txs))
-                    await asyncio.sleep(0)  # let the node serve while it catches up
-                if applied == 0 or self.chain.height >= reply.head_height:
-                    break
-        log.info("catch-up done at height %d", self.chain.height)
+        round_ = self.driver.catch_up(peers)
+        answer: bytes | None = None
+        first = True
+        while self.failed is None:
+            try:
+                step = self._drive(round_.__next__) if first else self._drive(round_.send, answer)
+            except StopIteration:
+                return
+            first = False
+            if step is None:
+                return  # the application failed
+            if isinstance(step, CatchUpPause):
+                answer = None
+                await asyncio.sleep(0)  # let the node serve while it catches up
+                continue
+            peer, request = step
+            try:
+                answer = await self.transport.request(peer, request, timeout=CATCH_UP_REQUEST_TIMEOUT_S)
+            except TransportError as exc:
+                log.info("catch-up from %s failed: %s", peer, exc)
+                answer = None
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -428,7 +329,7 @@ class Node:
             "timestamp": head.timestamp,
             "validators": self.genesis.validator_ids(),
             "peers": self.transport.connected_peers() if self.transport is not None else [],
-            "mempool": len(self._mempool),
+            "mempool": len(self.mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
         }

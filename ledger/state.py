@@ -148,10 +148,11 @@ class VerifiedCache:
 
     Reusing a verification between admission and execution within one node is allowed; every node
     still verifies every transaction itself. The decoded tx and payload are kept too, so the bytes
-    are not decoded again at execution (same id, same bytes, same decoding).
+    are not decoded again at execution (same id, same bytes, same decoding). The mempool fills it
+    and sizes it (`ledger.mempool.MAX_VERIFIED`); the oldest entries go first when it is full.
     """
 
-    def __init__(self, limit: int = 400_000) -> None:
+    def __init__(self, limit: int) -> None:
         self._seen: dict[bytes, tuple[bytes, SignedTx, Any]] = {}
         self._limit = limit
 
@@ -166,6 +167,33 @@ class VerifiedCache:
     def discard(self, tx_ids: Iterable[bytes]) -> None:
         for t in tx_ids:
             self._seen.pop(t, None)
+
+
+# --- the envelope checks admission (ledger.mempool) and execution share ------------------------
+
+
+def signature_claim(raw: bytes, tx: SignedTx, public_key: bytes) -> tuple[bytes, bytes, bytes]:
+    """(public key, digest, signature): what `ledger.crypto.verify_many` checks for `tx` under `public_key`."""
+    return public_key, compute_signing_digest(raw, tx), tx.signature
+
+
+def check_signature(ok: bool) -> None:
+    """Raise the rejection of a signature that did not verify (`ok` is the verifier's verdict)."""
+    # The signature is the sender's, under its current key.
+    if not ok:
+        raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify under the sender's key")
+
+
+def check_nonce(view: StateView, tx: SignedTx, *, gap_allowed: bool) -> None:
+    """The nonce is the sender's next one; at admission (`gap_allowed`) it may lie further ahead,
+    since the sender's pending transactions fill the gap before it executes."""
+    expected = get_nonce(view, tx.sender) + 1
+    # Lower is a replay: that nonce was consumed, so the tx can never execute.
+    if tx.nonce < expected:
+        raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used (next is {expected})")
+    # Higher leaves a gap.
+    if tx.nonce > expected and not gap_allowed:
+        raise TxRejected(Reject.NONCE_GAP, f"nonce {tx.nonce} skips ahead (next is {expected})")
 
 
 class StateMachine:
@@ -216,16 +244,8 @@ class StateMachine:
         tx_state.merge_into(block_state)
         return TxResult(tx_id, True, "", "")
 
-    def check_envelope(
-        self, view: StateView, raw: bytes, tx_id: bytes, verified: VerifiedCache | None
-    ) -> tuple[SignedTx, Any, SenderInfo]:
-        """Every check of a transaction that does not run its payload; raises TxRejected."""
-        known = verified.get(tx_id) if verified is not None else None
-        if known is not None:
-            verified_key, tx, payload = known
-        else:
-            verified_key, tx = b"", decode_tx(raw)
-            payload = check_tx_stateless(tx, self.chain_id)
+    def check_sender(self, view: StateView, tx: SignedTx) -> SenderInfo:
+        """The sender may send this kind of transaction, as of `view`; raises TxRejected."""
         # The kind is handled by a module of this state machine.
         if tx.kind not in self.handlers:
             raise TxRejected(Reject.UNKNOWN_KIND, f"no module handles {tx.kind!r}")
@@ -236,17 +256,27 @@ class StateMachine:
         # A sender limited to some kinds (a validator sending system transactions) sends only those.
         if sender.kinds is not None and tx.kind not in sender.kinds:
             raise TxRejected(Reject.UNAUTHORIZED, f"{tx.sender} may not send {tx.kind!r}")
-        # The signature is the sender's, under its current key.
+        return sender
+
+    def check_envelope(
+        self, view: StateView, raw: bytes, tx_id: bytes, verified: VerifiedCache | None
+    ) -> tuple[SignedTx, Any, SenderInfo]:
+        """Every check of a transaction that does not run its payload; raises TxRejected.
+
+        This is the consensus rule: every validator runs it on every tx at execution. Admission
+        (`ledger.mempool`) runs the same checks before ordering, so what it accepts passes here.
+        """
+        known = verified.get(tx_id) if verified is not None else None
+        if known is not None:
+            verified_key, tx, payload = known
+        else:
+            verified_key, tx = b"", decode_tx(raw)
+            payload = check_tx_stateless(tx, self.chain_id)
+        sender = self.check_sender(view, tx)
+        # A verification under another key (the sender rotated it since) does not count.
         if verified_key != sender.public_key:
-            digest = compute_signing_digest(raw, tx)
-            if not verify_digest(sender.public_key, digest, tx.signature):
-                raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify under the sender's key")
+            check_signature(verify_digest(*signature_claim(raw, tx, sender.public_key)))
             if verified is not None:
                 verified.add(tx_id, sender.public_key, tx, payload)
-        # The nonce is the next one: lower is a replay, higher leaves a gap.
-        expected = get_nonce(view, tx.sender) + 1
-        if tx.nonce < expected:
-            raise TxRejected(Reject.REPLAYED_NONCE, f"nonce {tx.nonce} already used (next is {expected})")
-        if tx.nonce > expected:
-            raise TxRejected(Reject.NONCE_GAP, f"nonce {tx.nonce} skips ahead (next is {expected})")
+        check_nonce(view, tx, gap_allowed=False)
         return tx, payload, sender

@@ -15,7 +15,8 @@ from ledger.chain import CommitCertificate, compute_block_hash
 from ledger.chaindb import ChainDB
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator
-from ledger.node import Admission, Node, Outcome
+from ledger.mempool import Admission, Outcome
+from ledger.node import Node
 from ledger.store import MemoryStore
 from tests.nodeutil import CHAIN_ID, make_home
 from tests.test_anchor_service import CONTRACT, SUBMITTER, FakeChain, _cfg, _register, _until, _with_node
@@ -176,7 +177,7 @@ class _Backup:
     def add_commit_listener(self, listener: object) -> None:
         pass
 
-    async def submit(self, raws: list[bytes]) -> list[Admission]:
+    def submit(self, raws: list[bytes]) -> list[Admission]:
         executed = self.chain.build_block(raws, 0, int(time.time() * 1000), self.key.id)
         self.chain.commit(executed, CommitCertificate(executed.block.header.height, 0, executed.block_hash, ()))
         for index, r in enumerate(executed.results):
@@ -191,7 +192,7 @@ def test_a_backup_records_a_dead_senders_anchor_only_when_its_turn_comes() -> No
     keys = [SigningKey.from_seed(b"v%d" % i) for i in range(4)]
     node = _Backup(keys, me=2)  # validator 0 is designated after height 0; validator 2 is its second backup
     for _ in range(3):
-        asyncio.run(node.submit([]))
+        node.submit([])
     fake = FakeChain()
     fake.anchor(3, _block_hash(node, 3), submitter=OTHER)  # validator 0 anchored block 3, then died
     now = [1000.0]

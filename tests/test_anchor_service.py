@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,9 +14,10 @@ from ledger.anchor.ethclient import AnchorConflict, derive_eth_key
 from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_recorded_height
 from ledger.anchor.recovery import AnchorReceipt
 from ledger.anchor.service import AnchorService, anchor_due, backoff_delay, designated_index, takeover_rank
+from ledger.assembly import build_node
 from ledger.chaindb import ChainDB
 from ledger.codec import encode
-from ledger.config import EthereumConfig, NodeConfig
+from ledger.config import EthereumConfig, NodeConfig, write_config
 from ledger.crypto import SigningKey
 from ledger.node import Node
 from ledger.resolver.registry import IdRegister, ValueSpec
@@ -216,7 +218,7 @@ def _with_node(home: Home, body: Callable[[Node], Awaitable[None]]) -> None:
 async def _register(node: Node, home: Home, nonce: int) -> None:
     tx = make_tx(home.org1, CHAIN_ID, nonce, "id.register",
                  IdRegister(f"88.100.1/a{nonce}", (ValueSpec(1, "URL", "https://x"),)))
-    (adm,) = await node.submit([encode(tx)])
+    (adm,) = node.submit([encode(tx)])
     assert adm.accepted, adm
     (out,) = await node.wait_committed([adm.tx_id], timeout=10)
     assert out is not None and out.ok
@@ -357,13 +359,29 @@ def test_status_and_anchor_route_without_ethereum(tmp_path: Path) -> None:
         assert c.get("/v1/anchors/0").status_code == 400
 
 
+def test_build_node_attaches_the_anchoring_service_only_when_configured(tmp_path: Path) -> None:
+    home = make_home(tmp_path)
+    plain = build_node(NodeConfig.load(home.path))
+    assert plain.anchoring is None and plain.status()["anchoring"]["enabled"] is False
+    asyncio.run(plain.stop())
+    settings = json.loads((home.path / "config.json").read_text())
+    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "contract": CONTRACT}})
+    node = build_node(NodeConfig.load(home.path))
+    try:
+        assert isinstance(node.anchoring, AnchorService) and node.anchoring.node is node
+        status = node.status()["anchoring"]
+        assert status["enabled"] is True and status["rpc"] == "http://127.0.0.1:9" and status["contract"] == CONTRACT
+    finally:
+        asyncio.run(node.stop())
+
+
 def test_validator_admission_refuses_other_kinds(tmp_path: Path) -> None:
     home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
 
     async def body(node: Node) -> None:
         tx = make_tx(home.validator, CHAIN_ID, 1, "id.register",
                      IdRegister("88.100.1/v", (ValueSpec(1, "URL", "u"),)))
-        (adm,) = await node.submit([encode(tx)])
+        (adm,) = node.submit([encode(tx)])
         assert not adm.accepted and adm.reason == "unauthorized"
 
     _with_node(home, body)

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ledger import merkle
-from ledger.app import LedgerApp
 from ledger.chain import (
     Block,
     BlockHeader,
@@ -31,6 +30,7 @@ from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import DOMAIN_COMMIT, DOMAIN_PREPARE, DOMAIN_TX, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
+from ledger.ledger_app import LedgerApp
 from ledger.members import (
     MemberAdd,
     MemberRemove,
@@ -50,7 +50,7 @@ from ledger.resolver.registry import (
     identifier_key,
 )
 from ledger.smt import EMPTY, SparseMerkleTree, verify_proof
-from ledger.state import get_nonce, nonce_key
+from ledger.state import VerifiedCache, get_nonce, nonce_key
 from ledger.store import NS, MemoryStore
 from ledger.tx import SignedTx, TxBody, make_tx
 
@@ -111,11 +111,12 @@ def signed_as(sender: str, signer: SigningKey, nonce: int, kind: str, payload: A
 
 
 class Chain:
-    """A ChainDB over a MemoryStore, committing blocks certified by the single validator."""
+    """A ChainDB over a MemoryStore, committing blocks certified by the single validator; it keeps
+    the verifications of its executions, as a node's does."""
 
     def __init__(self, genesis: Genesis | None = None) -> None:
         self.genesis = genesis or make_genesis(prefixes=(("88", ORG1),))
-        self.db = ChainDB(MemoryStore(), self.genesis)
+        self.db = ChainDB(MemoryStore(), self.genesis, verified=VerifiedCache(10_000))
 
     def nonce(self, key: SigningKey) -> int:
         return get_nonce(self.db.latest, key.id) + 1

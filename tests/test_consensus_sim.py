@@ -349,11 +349,11 @@ def test_regression(name: str, seed: int) -> None:
 def test_real_ledger_app_four_validators() -> None:
     """Four replicas over LedgerApp/ChainDB with real signed transactions: identifiers registered
     through consensus, a crash and restart of a backup, catch-up by FetchBlocks, identical state."""
-    from ledger.app import LedgerApp
     from ledger.chain import Block, CommitCertificate
     from ledger.chaindb import ChainDB, ExecutedBlock
     from ledger.crypto import derive_id
     from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
+    from ledger.ledger_app import LedgerApp
     from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
     from ledger.resolver.registry import IdRegister, ValueSpec, get_identifier
     from ledger.store import MemoryStore, Store

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger.anchor.ethclient import AnchorConflict, ChainClient, ClientFactory, Web3ChainClient, eth_account_for
+from ledger.anchor.port import AnchorNode
 from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, latest_recorded_height
 from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
 from ledger.chain import compute_block_hash
@@ -50,7 +51,6 @@ from ledger.tx import TxRejected, decode_tx, make_tx
 
 if TYPE_CHECKING:
     from ledger.chaindb import ExecutedBlock
-    from ledger.node import Node
 
 log = logging.getLogger("ledger.anchor")
 
@@ -98,7 +98,7 @@ def anchor_due(
 class AnchorService:
     def __init__(
         self,
-        node: Node,
+        node: AnchorNode,
         cfg: EthereumConfig,
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -340,7 +340,7 @@ class AnchorService:
             )
             nonce = get_nonce(chain.latest, self.node.key.id) + 1
             raw = encode(make_tx(self.node.key, chain.chain_id, nonce, KIND, record))
-            (admission,) = await self.node.submit([raw])
+            (admission,) = self.node.submit([raw])
             if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
                 raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
             (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ledger.api.errors import error_response, install_error_handlers
 from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
 from ledger.api.routes import anchors, assets, blocks, explorer, gs1, handles, members, resolve, status, tx, web
+from ledger.assembly import build_node
 from ledger.config import NodeConfig
 from ledger.node import Node
 
@@ -54,7 +55,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_node = node if node is not None else Node(NodeConfig.load(home or "."))
+        the_node = node if node is not None else build_node(NodeConfig.load(home or "."))
         app.state.node = the_node
         the_node.add_commit_listener(cache.on_commit)  # Handle answer cache: fresh at every commit
         await the_node.start()

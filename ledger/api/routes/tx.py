@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.codec import CodecError, encode, unpack_strict
-from ledger.node import Admission, Outcome
+from ledger.mempool import Admission, Outcome
 from ledger.tx import MAX_TX_BYTES, Reject, TxRejected, decode_tx, tx_from_plain, tx_to_plain
 
 router = APIRouter(tags=["transactions"])
@@ -99,7 +99,7 @@ async def submit_tx(
     if len(items) > MAX_BATCH:
         raise ApiError(413, Reject.OVERSIZED.value, f"at most {MAX_BATCH} transactions per request")
     raws = [i for i in items if isinstance(i, bytes)]
-    admitted = iter(await node.submit(raws))
+    admitted = iter(node.submit(raws))
     admissions = [next(admitted) if isinstance(i, bytes) else i for i in items]
     outcomes: list[Outcome | None] = [None] * len(admissions)
     if wait:
@@ -137,7 +137,7 @@ async def get_tx(tx_id: str, node: NodeDep) -> dict[str, Any]:
     tid = parse_tx_id(tx_id)
     loc = node.chain.get_tx_location(tid)
     if loc is None:
-        if node.is_pending(tid):
+        if node.mempool.is_pending(tid):
             return {"tx_id": tx_id, "status": "pending"}
         raise ApiError(404, "not_found", "no such transaction on this node")
     block = node.chain.get_block(loc.height)

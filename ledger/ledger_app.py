@@ -1,18 +1,18 @@
-"""The consensus `Application` over the chain database, with the node's clock for block time."""
+"""The application the replica drives, over the chain database, with the node's clock for block time.
+
+It implements `ledger.driver.ChainApplication`: the replica's `Application` (build a block on a
+parent, check one) and what the driver adds (write a decided block, apply a fetched certified one,
+serve blocks to a peer that is behind).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from typing import Any
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, check_certificate
 from ledger.chaindb import ChainDB, ExecutedBlock
-from ledger.crypto import verify_many
-from ledger.members import lookup_sender
-from ledger.tx import SignedTx, TxRejected, check_tx_stateless, compute_signing_digest, compute_tx_id, decode_tx
-
-PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
+from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 
 
 class LedgerApp:
@@ -20,13 +20,16 @@ class LedgerApp:
 
     def __init__(
         self, chain: ChainDB, clock_ms: Callable[[], int], max_clock_skew_ms: int = 30_000,
-        verify_pool: Executor | None = None, verify_workers: int = 2,
+        preverify: Callable[[Sequence[bytes]], None] | None = None,
+        observe_commit_seconds: Callable[[float], None] | None = None,
     ) -> None:
         self.chain = chain
         self.clock_ms = clock_ms
         self.max_clock_skew_ms = max_clock_skew_ms
-        self.verify_pool = verify_pool
-        self.verify_workers = verify_workers
+        # Verifies a proposed block's signatures in parallel before it executes (the node's
+        # `Mempool.preverify`); without it execution verifies them one by one.
+        self.preverify = preverify
+        self.observe_commit_seconds = observe_commit_seconds
         self.pending: dict[bytes, ExecutedBlock] = {}
 
     def _parent(self, parent: bytes | None) -> ExecutedBlock | None:
@@ -46,7 +49,8 @@ class LedgerApp:
         # Block time may not run ahead of this node's clock by more than the allowed skew.
         if block.header.timestamp > self.clock_ms() + self.max_clock_skew_ms:
             return False
-        self.preverify(block.txs)
+        if self.preverify is not None:
+            self.preverify(block.txs)
         try:
             executed = self.chain.execute_block(block, self._parent(parent))
         except InvalidBlock:
@@ -59,6 +63,7 @@ class LedgerApp:
 
     def commit(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
         """Write a committed block; re-execute if it was never executed here (e.g. after a restart)."""
+        started = time.perf_counter()
         executed = self.pending.pop(cert.block_hash, None)
         if executed is None:
             executed = self.chain.execute_block(block)
@@ -68,6 +73,8 @@ class LedgerApp:
         for h, e in list(self.pending.items()):
             if e.block.header.height <= height:
                 del self.pending[h]
+        if self.observe_commit_seconds is not None:
+            self.observe_commit_seconds(time.perf_counter() - started)
         return executed
 
     def apply_certified(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
@@ -75,35 +82,6 @@ class LedgerApp:
         check_certificate(cert, self.chain.chain_id, block.header, self.chain.validators)
         return self.commit(block, cert)
 
-    def preverify(self, txs: Sequence[bytes]) -> None:
-        """Verify the signatures of a proposed block's transactions on all cores before executing it.
-
-        Execution would verify them one by one on the event loop; `cryptography` releases the GIL
-        while verifying, so a pool does the same work in parallel. Results go to the chain's
-        VerifiedCache under the sender's current key; execution re-checks anything not covered.
-        """
-        if self.verify_pool is None or len(txs) < PARALLEL_VERIFY_MIN:
-            return
-        view = self.chain.latest
-        work: list[tuple[bytes, SignedTx, Any, bytes, bytes, bytes]] = []
-        for raw in txs:
-            tx_id = compute_tx_id(raw)
-            if self.chain.verified.get(tx_id) is not None:
-                continue
-            try:
-                tx = decode_tx(raw)
-                payload = check_tx_stateless(tx, self.chain.chain_id)
-            except TxRejected:
-                continue  # execution records the rejection
-            sender = lookup_sender(view, tx.sender)
-            if sender is None:
-                continue
-            work.append((tx_id, tx, payload, sender.public_key, compute_signing_digest(raw, tx), tx.signature))
-        if not work:
-            return
-        size = -(-len(work) // self.verify_workers)
-        chunks = [[(w[3], w[4], w[5]) for w in work[i : i + size]] for i in range(0, len(work), size)]
-        verdicts = [ok for oks in self.verify_pool.map(verify_many, chunks) for ok in oks]
-        for (tx_id, tx, payload, public_key, _, _), ok in zip(work, verdicts, strict=True):
-            if ok:
-                self.chain.verified.add(tx_id, public_key, tx, payload)
+    def serve_blocks(self, request: BlockRequest) -> BlockBatch:
+        """Certified blocks for a peer that is behind."""
+        return serve_blocks(self.chain, request)

@@ -1,0 +1,49 @@
+"""What the anchoring service needs of the node it runs beside, and nothing more.
+
+The service depends on this protocol, not on `ledger.node`, so the node and the service do not
+import each other; `ledger.assembly` hands the node to the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from ledger.chaindb import ChainDB, ExecutedBlock
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis
+from ledger.mempool import Admission, Outcome
+
+
+class HasView(Protocol):
+    @property
+    def view(self) -> int: ...
+
+
+class AnchorNode(Protocol):
+    """A running validator node, as the anchoring service sees it."""
+
+    @property
+    def chain(self) -> ChainDB:
+        """The committed chain: head, state at the head, blocks."""
+
+    @property
+    def replica(self) -> HasView:
+        """Consensus; its current view rotates the designated anchoring validator."""
+
+    @property
+    def key(self) -> SigningKey:
+        """The validator's key: signs `anchor.record` and names this validator."""
+
+    @property
+    def genesis(self) -> Genesis:
+        """The validator set, in the order that designates the anchoring validator."""
+
+    def submit(self, raws: Sequence[bytes]) -> list[Admission]:
+        """Admit transactions (the service's `anchor.record` receipts)."""
+
+    async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | None]:
+        """Wait until each tx commits; None for those still pending at the timeout."""
+
+    def add_commit_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        """Call `listener` with every committed block."""

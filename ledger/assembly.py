@@ -1,0 +1,20 @@
+"""Building a node with the services that run beside it: the one place they are put together.
+
+The node knows nothing of anchoring; the anchoring service reaches the node through
+`ledger.anchor.port.AnchorNode`. Here the service is built for the node (when the config has an
+`ethereum` section) and attached, so the node starts it, stops it and shows its status.
+"""
+
+from __future__ import annotations
+
+from ledger.config import NodeConfig
+from ledger.node import Node
+
+
+def build_node(config: NodeConfig) -> Node:
+    node = Node(config)
+    if config.ethereum is not None:
+        from ledger.anchor.service import AnchorService  # imports web3: only when anchoring is on
+
+        node.anchoring = AnchorService(node, config.ethereum)
+    return node

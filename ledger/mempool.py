@@ -1,0 +1,176 @@
+"""The mempool: the one way into this node for a transaction, and the transactions waiting to commit.
+
+Theory of operation. Every transaction this node orders came in through `Mempool.admit`, whether
+a client posted it (`POST /v1/tx`), a backup forwarded it to this primary, or the node wrote it
+itself (an `anchor.record` receipt). For each tx of a batch, in this order:
+
+1. decoding and the stateless checks (`ledger.tx`: size, canonical bytes, chain, nonce range, kind
+   and payload);
+2. duplicates: not waiting here already, not committed, not repeated within the batch;
+3. the sender checks of the state machine (`StateMachine.check_sender`: kind handled, active
+   member, kinds allowed) and its nonce check (`check_nonce`), as of the committed state; a nonce
+   ahead of the next one is allowed, since the sender's pending txs fill the gap before it executes;
+4. then the signatures of all survivors at once (`verify_parallel`: libsodium on a thread pool);
+5. the limit on pending transactions.
+
+Execution re-checks every envelope (`StateMachine.check_envelope`, the consensus rule) with the
+same functions, so what admission accepts at a state also passes execution at that state.
+Admission is this node's early refusal; execution decides. An accepted tx's verification goes into
+the chain's VerifiedCache, so this node does not verify it again when it executes the tx.
+
+A block proposed by another validator holds txs this node may never have seen: `preverify`
+verifies them the same way, on the same pool, into the same cache, before the block executes.
+
+The limits on pending work are set here: the pending set, the forwarded batches a peer may send,
+the replica's queue (the node passes `limit` into its ReplicaConfig) and the VerifiedCache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ledger.chaindb import ChainDB
+from ledger.crypto import PARALLEL_VERIFY_MIN, verify_parallel
+from ledger.state import StateView, VerifiedCache, check_nonce, check_signature, signature_claim
+from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_stateless, compute_tx_id, decode_tx
+
+MAX_PENDING = 200_000  # admitted transactions not yet committed, per node
+MAX_FORWARDED_PER_MESSAGE = 10_000  # transactions in one batch a backup forwards to the primary
+MAX_VERIFIED = 2 * MAX_PENDING  # verifications kept: the pending txs and those of proposed blocks
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admission said about one transaction."""
+
+    tx_id: bytes
+    accepted: bool
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to an admitted transaction once it committed."""
+
+    tx_id: bytes
+    height: int
+    index: int
+    ok: bool
+    reason: str
+    message: str
+
+
+class _Checked(NamedTuple):  # a tuple: built for every admitted tx, on the hot path
+    """A tx that passed every check but its signature."""
+
+    tx_id: bytes
+    tx: SignedTx
+    payload: Any
+    claim: tuple[bytes, bytes, bytes]  # (sender's public key, digest, signature)
+
+
+class Mempool:
+    def __init__(self, chain: ChainDB, verify_threads: int = 1, limit: int = MAX_PENDING) -> None:
+        if chain.verified is None:
+            raise ValueError("the mempool needs a chain with a VerifiedCache")
+        self.chain = chain
+        self.verified: VerifiedCache = chain.verified
+        self.limit = limit
+        self._workers = verify_threads
+        # A thread pool when this node has cores of its own to spare; where several nodes share the
+        # cores (a devnet), threads only add hand-offs, so signatures are verified inline.
+        self._pool = (
+            ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify") if verify_threads > 1 else None
+        )
+        self._pending: set[bytes] = set()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def is_pending(self, tx_id: bytes) -> bool:
+        return tx_id in self._pending
+
+    def remove_committed(self, tx_ids: Iterable[bytes]) -> None:
+        self._pending.difference_update(tx_ids)
+
+    def admit(self, raws: Sequence[bytes]) -> list[Admission]:
+        """Check transactions; accepted ones become pending. One result per tx, in input order."""
+        results: list[Admission | None] = [None] * len(raws)
+        checked: list[tuple[int, _Checked]] = []
+        batch_ids: set[bytes] = set()
+        view = self.chain.latest
+        for i, raw in enumerate(raws):
+            tx_id = compute_tx_id(raw) if len(raw) <= MAX_TX_BYTES else b""
+            try:
+                tx, payload = self._decode(raw)
+                # Not already waiting here, committed, or repeated within this batch.
+                if tx_id in self._pending or tx_id in batch_ids or self.chain.get_tx_location(tx_id):
+                    raise TxRejected(Reject.DUPLICATE, "transaction already submitted")
+                c = self._check_sender(view, raw, tx_id, tx, payload)
+                check_nonce(view, tx, gap_allowed=True)
+            except TxRejected as exc:
+                results[i] = Admission(tx_id, False, exc.reason.value, exc.message)
+                continue
+            batch_ids.add(tx_id)
+            checked.append((i, c))
+        verdicts = verify_parallel([c.claim for _, c in checked], self._pool, self._workers)
+        for (i, c), ok in zip(checked, verdicts, strict=True):
+            try:
+                check_signature(ok)
+                # Room for one more: beyond this the node sheds load rather than grow.
+                if len(self._pending) >= self.limit:
+                    raise TxRejected(Reject.MEMPOOL_FULL, "node is overloaded; retry")
+            except TxRejected as exc:
+                results[i] = Admission(c.tx_id, False, exc.reason.value, exc.message)
+                continue
+            self._remember(c)
+            self._pending.add(c.tx_id)
+            results[i] = Admission(c.tx_id, True)
+        return [r for r in results if r is not None]  # every index was filled above
+
+    def preverify(self, txs: Sequence[bytes]) -> None:
+        """Verify a proposed block's signatures on the pool before the block executes.
+
+        Execution would verify them one by one on the event loop. Verdicts go to the VerifiedCache
+        under the sender's key as of the committed state; execution re-checks whatever this does
+        not cover (txs refused here, a key rotated by an earlier tx of the block).
+        """
+        if self._pool is None or len(txs) < PARALLEL_VERIFY_MIN:
+            return  # nothing to gain over execution verifying inline
+        view = self.chain.latest
+        checked: list[_Checked] = []
+        for raw in txs:
+            tx_id = compute_tx_id(raw)
+            if self.verified.get(tx_id) is not None:
+                continue  # admitted here, or verified for an earlier proposal
+            try:
+                tx, payload = self._decode(raw)
+                checked.append(self._check_sender(view, raw, tx_id, tx, payload))
+            except TxRejected:
+                continue  # execution records the rejection
+        verdicts = verify_parallel([c.claim for c in checked], self._pool, self._workers)
+        for c, ok in zip(checked, verdicts, strict=True):
+            if ok:
+                self._remember(c)
+
+    def _decode(self, raw: bytes) -> tuple[SignedTx, Any]:
+        """The tx and its payload, after the stateless checks; raises TxRejected."""
+        tx = decode_tx(raw)
+        return tx, check_tx_stateless(tx, self.chain.chain_id)
+
+    def _check_sender(self, view: StateView, raw: bytes, tx_id: bytes, tx: SignedTx, payload: Any) -> _Checked:
+        """The state machine's sender checks; what is left to check is the signature under its key."""
+        sender = self.chain.machine.check_sender(view, tx)
+        return _Checked(tx_id, tx, payload, signature_claim(raw, tx, sender.public_key))
+
+    def _remember(self, c: _Checked) -> None:
+        """Keep a verified tx (decoded), so execution on this node neither decodes nor verifies it again."""
+        self.verified.add(c.tx_id, c.claim[0], c.tx, c.payload)
