@@ -28,7 +28,7 @@ the caller stops the node. A peer's message can never raise here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import msgpack
@@ -47,6 +47,7 @@ log = logging.getLogger("ledger.driver")
 # First byte of every peer message: what the rest is.
 MSG_CONSENSUS = 0x01  # a signed consensus message for the replica
 MSG_FORWARD = 0x02  # client transactions a backup forwards to the primary (msgpack array of tx bytes)
+MAX_FORWARD_BYTES = 4 * 1024 * 1024  # of transactions per forward message: well inside a peer frame
 
 C = TypeVar("C")
 C_co = TypeVar("C_co", covariant=True)
@@ -156,7 +157,8 @@ class Driver(Generic[C]):
             elif isinstance(action, Broadcast):
                 self._links.broadcast(bytes([MSG_CONSENSUS]) + action.message)
             elif isinstance(action, ForwardTxs):
-                self._links.send(action.to, bytes([MSG_FORWARD]) + msgpack.packb(list(action.txs), use_bin_type=True))
+                for message in encode_forwards(action.txs):
+                    self._links.send(action.to, message)
             elif isinstance(action, FetchBlocks):
                 self._links.start_catch_up()
         if persist:
@@ -212,6 +214,21 @@ class Driver(Generic[C]):
                 if applied == 0 or self.app.committed_height() >= reply.head_height:
                     break
         log.info("catch-up done at height %d", self.app.committed_height())
+
+
+def encode_forwards(txs: Sequence[bytes]) -> Iterator[bytes]:
+    """Forward messages carrying `txs`, each within the count and size a receiver accepts (a view
+    change forwards a whole queue, far more than one message may carry)."""
+    start = 0
+    while start < len(txs):
+        end, size = start, 0
+        while end < len(txs) and end - start < MAX_FORWARDED_PER_MESSAGE and (
+            end == start or size + len(txs[end]) <= MAX_FORWARD_BYTES
+        ):
+            size += len(txs[end])
+            end += 1
+        yield bytes([MSG_FORWARD]) + msgpack.packb(list(txs[start:end]), use_bin_type=True)
+        start = end
 
 
 def decode_forwarded(body: bytes) -> list[bytes]:
