@@ -26,7 +26,6 @@ from ledger.chain import (
     CommitCertificate,
     InvalidBlock,
     check_block_links,
-    check_certificate,
     compute_block_hash,
     compute_tx_root,
 )
@@ -230,13 +229,6 @@ class ChainDB:
         # Executing the transactions yields the state root the header claims.
         if executed.block.header != block.header:
             raise InvalidBlock("state_root does not match the executed transactions")
-        return executed
-
-    def apply_certified_block(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
-        """Catch-up path: verify the certificate against the genesis validators, execute, commit."""
-        check_certificate(cert, self.chain_id, block.header, self.validators)
-        executed = self.execute_block(block)
-        self.commit(executed, cert)
         return executed
 
     # --- committing ------------------------------------------------------------------------------

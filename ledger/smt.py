@@ -246,10 +246,6 @@ class SparseMerkleTree:
         self._remember(h, node)
         return node
 
-    def clear_cache(self) -> None:
-        self._hot = {}
-        self._cold = {}
-
     # --- reads ---
 
     def get(self, root: bytes, key: bytes) -> bytes | None:

@@ -288,7 +288,7 @@ def test_executing_a_built_block_reproduces_it_byte_for_byte() -> None:
 def test_execute_block_rejects_tampered_headers() -> None:
     proposer, follower = _two_dbs()
     proposer.run(proposer.tx(ORG1, "id.register", IdRegister("88/first", URL)))
-    follower.apply_certified_block(
+    LedgerApp(follower, lambda: T0).apply_certified(
         proposer.db.get_block(1), proposer.db.get_certificate(1)  # type: ignore[arg-type]
     )
     built = proposer.build([proposer.tx(ORG1, "id.register", IdRegister("88/second", URL))])
@@ -314,6 +314,7 @@ def test_execute_block_rejects_tampered_headers() -> None:
 
 def test_apply_certified_block_checks_the_certificate() -> None:
     proposer, follower = _two_dbs()
+    catch_up = LedgerApp(follower, lambda: T0)
     proposer.run(proposer.tx(ORG1, "id.register", IdRegister("88/a", URL)))
     block = proposer.db.get_block(1)
     good = proposer.db.get_certificate(1)
@@ -326,10 +327,10 @@ def test_apply_certified_block_checks_the_certificate() -> None:
     ]
     for cert in bad_certs:
         with pytest.raises(InvalidBlock):
-            follower.apply_certified_block(block, cert)
+            catch_up.apply_certified(block, cert)
         assert follower.height == 0
         assert get_identifier(follower.latest, "88/a") is None
-    follower.apply_certified_block(block, good)
+    catch_up.apply_certified(block, good)
     assert follower.height == 1 and follower.head_hash == proposer.db.head_hash
     assert get_identifier(follower.latest, "88/a") is not None
     assert follower.get_certificate(1) == good

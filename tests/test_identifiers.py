@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ledger.resolver import gs1
+from ledger.resolver import epc, gs1
 from ledger.resolver.identifiers import (
     Identifier,
     InvalidIdentifier,
@@ -236,10 +236,10 @@ def test_invalid_path_sequences(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", SGTIN["pairs"], ids=ids(SGTIN["pairs"], "urn"))
 def test_sgtin_pairs_both_ways(case: dict[str, Any]) -> None:
-    sgtin = gs1.parse_sgtin_urn(case["urn"])
+    sgtin = epc.parse_sgtin_urn(case["urn"])
     assert (sgtin.gtin, sgtin.serial) == (case["gtin"], case["serial"])
     assert len(sgtin.company_prefix) == case["gcp_length"]
-    assert gs1.sgtin_from_gtin(case["gtin"], case["serial"], case["gcp_length"]).urn == case["urn"]
+    assert epc.sgtin_from_gtin(case["gtin"], case["serial"], case["gcp_length"]).urn == case["urn"]
     forms = [case["urn"], f"/01/{case['gtin']}/21/{case['serial']}"]
     forms += [case[f] for f in ("element_string", "digital_link") if f in case]
     keys = {parse_identifier(f).canonical for f in forms}
@@ -250,7 +250,7 @@ def test_sgtin_pairs_both_ways(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", SGTIN["urn_to_gtin_key"]["cases"], ids=ids(SGTIN["urn_to_gtin_key"]["cases"], "urn"))
 def test_sgtin_urn_to_gtin(case: dict[str, Any]) -> None:
-    sgtin = gs1.parse_sgtin_urn(case["urn"])
+    sgtin = epc.parse_sgtin_urn(case["urn"])
     assert (sgtin.gtin, sgtin.serial, len(sgtin.company_prefix)) == (
         case["gtin14"],
         case["serial_decoded"],
@@ -436,7 +436,7 @@ def gtins(draw: st.DrawFn) -> str:
 @given(gtin=gtins(), serial=serials, gcp_len=st.integers(6, 12), lot=st.none() | serials)
 def test_all_forms_of_one_item_share_one_key(gtin: str, serial: str, gcp_len: int, lot: str | None) -> None:
     key = f"gs1/01/{gtin}/21/{gs1.escape(serial)}"
-    urn = gs1.sgtin_from_gtin(gtin, serial, gcp_len).urn
+    urn = epc.sgtin_from_gtin(gtin, serial, gcp_len).urn
     path = f"/01/{gtin}" + (f"/10/{gs1.escape(lot)}" if lot else "") + f"/21/{gs1.escape(serial)}"
     forms = [
         urn,

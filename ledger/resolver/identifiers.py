@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
 
-from ledger.resolver import gs1
+from ledger.resolver import epc, gs1
 from ledger.resolver.gs1 import InvalidIdentifier
 
 __all__ = [
@@ -160,7 +160,7 @@ def _from_elements(elements: gs1.Elements) -> Identifier:
     return _gs1_identifier(gs1.DigitalLink("", tuple(path + query), len(path)))
 
 
-def _from_sgtin(sgtin: gs1.Sgtin) -> Identifier:
+def _from_sgtin(sgtin: epc.Sgtin) -> Identifier:
     return _from_elements([("01", sgtin.gtin), ("21", sgtin.serial)])
 
 
@@ -168,7 +168,7 @@ def _gs1_under_prefix(text: str) -> Identifier:
     prefix, _, rest = text.partition("/")
     check_prefix(prefix)
     if rest.startswith("sgtin."):
-        ident = _from_sgtin(gs1.parse_sgtin_urn("urn:epc:id:sgtin:" + rest[6:]))
+        ident = _from_sgtin(epc.parse_sgtin_urn("urn:epc:id:sgtin:" + rest[6:]))
     elif rest:
         ident = _gs1_identifier(gs1.parse_digital_link("/" + rest))
     else:
@@ -215,7 +215,7 @@ def parse_identifier(text: str | bytes) -> Identifier:
             raise InvalidIdentifier(f"control or unprintable character U+{ord(ch):04X} at position {pos}")
     try:
         if text[:4].lower() == "urn:":
-            return _from_sgtin(gs1.parse_sgtin_urn(text))
+            return _from_sgtin(epc.parse_sgtin_urn(text))
         if text.startswith("/") or _SCHEME_RE.match(text):
             return _gs1_identifier(gs1.parse_digital_link(text))
         if text.startswith(("(", "^")):
