@@ -14,25 +14,17 @@ lagging one the evidence it needs.
 from __future__ import annotations
 
 from ledger.consensus.checkpoints import Checkpoints
-from ledger.consensus.clock import Clock
+from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.ordering import Orderer
-from ledger.consensus.outbox import Outbox
-from ledger.consensus.quorum import Quorums
-from ledger.consensus.settings import ReplicaConfig
 from ledger.consensus.views import ViewState
 
 
 class CatchUp:
     def __init__(
-        self, config: ReplicaConfig, quorums: Quorums, out: Outbox, clock: Clock, metrics: dict[str, int],
-        head: Head, views: ViewState, checkpoints: Checkpoints, orderer: Orderer,
+        self, ctx: Context, head: Head, views: ViewState, checkpoints: Checkpoints, orderer: Orderer,
     ) -> None:
-        self._config = config
-        self._quorums = quorums
-        self._out = out
-        self._clock = clock
-        self._metrics = metrics
+        self._ctx = ctx
         self._head = head
         self._views = views
         self._checkpoints = checkpoints
@@ -47,34 +39,34 @@ class CatchUp:
         if self._checkpoints.stable_height > d or self._views.nv_base > d:
             return True
         # f+1 validators (so at least one honest) delivered beyond us.
-        return self._checkpoints.claimed_by(self._quorums.weak) > d
+        return self._checkpoints.claimed_by(self._ctx.quorums.weak) > d
 
     def is_behind(self) -> bool:
         if self.is_fetchable_behind():
             return True
         # A certificate above us that we cannot deliver in order.
-        stalled = self._clock.now - self._head.last_delivery >= self._config.retransmit_ticks
+        stalled = self._ctx.clock.now - self._head.last_delivery >= self._ctx.config.retransmit_ticks
         return stalled and self._orderer.has_certificate_above(self._head.height)
 
     def maybe_fetch(self) -> None:
-        now = self._clock.now
-        if self._quorums.n == 1 or now - self._last_fetch < self._config.fetch_retry_ticks:
+        now = self._ctx.clock.now
+        if self._ctx.quorums.n == 1 or now - self._last_fetch < self._ctx.config.fetch_retry_ticks:
             return
         if self.is_behind():
             self._last_fetch = now
-            self._metrics["fetch_requests"] += 1
-            self._out.fetch(self._head.height + 1)
+            self._ctx.metrics["fetch_requests"] += 1
+            self._ctx.out.fetch(self._head.height + 1)
 
     def help_peer(self, peer: str, height: int) -> None:
         """`peer` showed it is at `height`, below us: send it our latest checkpoint and our votes
         above its height, the evidence it needs to catch up (rate-limited per peer)."""
-        now, d = self._clock.now, self._head.height
+        now, d = self._ctx.clock.now, self._head.height
         last = self._helped.get(peer)
-        if height >= d or (last is not None and now - last < self._config.retransmit_ticks):
+        if height >= d or (last is not None and now - last < self._ctx.config.retransmit_ticks):
             return
         self._helped[peer] = now
         mine = self._checkpoints.mine
         if mine is not None and self._checkpoints.mine_height > height:
-            self._out.send(peer, mine)
+            self._ctx.out.send(peer, mine)
         for env in self._orderer.my_votes_between(height, d):
-            self._out.send(peer, env)
+            self._ctx.out.send(peer, env)

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 from ledger.chain import ValidatorSignature
 from ledger.codec import encode
+from ledger.consensus.context import Context
 from ledger.consensus.log import KEY_CHECKPOINT
-from ledger.consensus.messages import Checkpoint, CheckpointProof, Envelope, Signer
-from ledger.consensus.outbox import Outbox
-from ledger.consensus.quorum import Quorums
+from ledger.consensus.messages import Checkpoint, CheckpointProof, Envelope
 
 
 class Checkpoints:
-    def __init__(
-        self, interval: int, window: int, quorums: Quorums, signer: Signer, out: Outbox, low: int,
-    ) -> None:
-        self._interval = interval
-        self._window = window
-        self._quorums = quorums
-        self._signer = signer
-        self._out = out
+    def __init__(self, ctx: Context, low: int) -> None:
+        self._ctx = ctx
+        self._interval = ctx.config.checkpoint_interval
+        self._window = ctx.config.watermark_window
         self._stable: CheckpointProof | None = None
         self._low = low
         self._tally: dict[int, dict[str, tuple[bytes, bytes]]] = {}  # height -> sender -> (hash, sig)
@@ -93,10 +88,10 @@ class Checkpoints:
 
     def send(self, height: int, block_hash: bytes) -> int | None:
         """Checkpoint a delivered height; returns the height if it made a new stable checkpoint."""
-        env = self._signer.sign(Checkpoint(height, block_hash))
+        env = self._ctx.signer.sign(Checkpoint(height, block_hash))
         self._mine, self._mine_height = env, height
-        self._tally.setdefault(height, {})[self._signer.id] = (block_hash, env.signature)
-        self._out.broadcast(env)
+        self._tally.setdefault(height, {})[self._ctx.signer.id] = (block_hash, env.signature)
+        self._ctx.out.broadcast(env)
         return self._check_stable(height)
 
     def take_announcement(self) -> Envelope | None:
@@ -113,10 +108,10 @@ class Checkpoints:
         for sender, (block_hash, sig) in self._tally.get(height, {}).items():
             tally.setdefault(block_hash, []).append(ValidatorSignature(sender, sig))
         for block_hash, sigs in tally.items():
-            if len(sigs) >= self._quorums.quorum:
+            if len(sigs) >= self._ctx.quorums.quorum:
                 sigs.sort(key=lambda s: s.validator)
                 self._stable = CheckpointProof(height, block_hash, tuple(sigs))
-                self._out.persist(KEY_CHECKPOINT, encode(self._stable))
+                self._ctx.out.persist(KEY_CHECKPOINT, encode(self._stable))
                 self._low = max(self._low, height)
                 for h in [h for h in self._tally if h < height]:
                     del self._tally[h]
@@ -127,6 +122,6 @@ class Checkpoints:
         """After a restart: the persisted stable checkpoint (this replica's message re-signed alike)."""
         self._stable = proof
         self._low = max(self._low, proof.height)
-        self._mine = self._signer.sign(Checkpoint(proof.height, proof.block_hash))
+        self._mine = self._ctx.signer.sign(Checkpoint(proof.height, proof.block_hash))
         self._mine_height = proof.height
         self._announce = True

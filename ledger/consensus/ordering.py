@@ -39,7 +39,7 @@ from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_b
 from ledger.codec import encode
 from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.checkpoints import Checkpoints
-from ledger.consensus.clock import Clock
+from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.log import (
     KEY_CERTIFICATE,
@@ -59,30 +59,19 @@ from ledger.consensus.messages import (
     Prepare,
     PreparedProof,
     PrePrepare,
-    Signer,
     Vote,
     decode_block,
 )
-from ledger.consensus.outbox import Outbox
-from ledger.consensus.quorum import Quorums
-from ledger.consensus.settings import ReplicaConfig
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import ViewState
 
 
 class Orderer:
     def __init__(
-        self, config: ReplicaConfig, quorums: Quorums, signer: Signer, app: Application, out: Outbox,
-        clock: Clock, metrics: dict[str, int], head: Head, views: ViewState, checkpoints: Checkpoints,
-        queue: TxQueue,
+        self, ctx: Context, app: Application, head: Head, views: ViewState, checkpoints: Checkpoints, queue: TxQueue,
     ) -> None:
-        self._config = config
-        self._quorums = quorums
-        self._signer = signer
+        self._ctx = ctx
         self._app = app
-        self._out = out
-        self._clock = clock
-        self._metrics = metrics
         self._head = head
         self._views = views
         self._checkpoints = checkpoints
@@ -143,7 +132,7 @@ class Orderer:
                 if env is not None:
                     yield env
         for h in sorted(self._my_votes):
-            if h > d - self._config.max_inflight:
+            if h > d - self._ctx.config.max_inflight:
                 yield self._my_votes[h]
 
     def my_votes_between(self, low: int, high: int) -> Iterator[Envelope]:
@@ -160,8 +149,8 @@ class Orderer:
             self.on_preprepare(sender, env, body)
             return
         # Prepares come from backups; the primary's pre-prepare stands for its prepare.
-        if isinstance(body, Prepare) and sender == self._quorums.primary(body.view):
-            self._metrics["dropped_invalid"] += 1
+        if isinstance(body, Prepare) and sender == self._ctx.quorums.primary(body.view):
+            self._ctx.metrics["dropped_invalid"] += 1
             return
         slot = self._slot(body.height)
         if isinstance(body, Prepare):
@@ -173,23 +162,23 @@ class Orderer:
     def on_preprepare(self, sender: str, env: Envelope, body: PrePrepare) -> None:
         h = body.height
         # Only the primary of the view pre-prepares.
-        if sender != self._quorums.primary(body.view):
-            self._metrics["dropped_invalid"] += 1
+        if sender != self._ctx.quorums.primary(body.view):
+            self._ctx.metrics["dropped_invalid"] += 1
             return
         block = decode_block(env.attachment)
         # The attached block is the one the signed pre-prepare names.
         header = block.header
         if compute_block_hash(header) != body.block_hash or header.height != h or header.prev_hash != body.prev_hash:
-            self._metrics["dropped_invalid"] += 1
+            self._ctx.metrics["dropped_invalid"] += 1
             return
         if h <= self._head.height:
             # A re-proposal of a block this replica delivered: take part only for that very block.
             if self._head.hash_at(h) != body.block_hash:
-                self._metrics["dropped_stale"] += 1
+                self._ctx.metrics["dropped_stale"] += 1
                 return
         elif h <= self._views.nv_base:
             # Certified below the new view's base: this replica must fetch it, not order it.
-            self._metrics["dropped_stale"] += 1
+            self._ctx.metrics["dropped_stale"] += 1
             return
         cert = self._certs.get(h)
         expected = self._views.expected.get(h)
@@ -197,14 +186,14 @@ class Orderer:
         if (cert is not None and cert.block_hash != body.block_hash) or (
             expected is not None and expected != body.block_hash
         ):
-            self._metrics["dropped_invalid"] += 1
+            self._ctx.metrics["dropped_invalid"] += 1
             return
         slot = self._slot(h)
         view = self._views.view
         held = slot.block_hash if slot.view == view else (slot.pending.block_hash if slot.pending else None)
         if held is not None:
             if held != body.block_hash:
-                self._metrics["equivocations"] += 1
+                self._ctx.metrics["equivocations"] += 1
             else:
                 self._blocks.setdefault(body.block_hash, block)  # a retransmission may bring a missing block
             return
@@ -239,7 +228,7 @@ class Orderer:
                         if slot is not None:
                             self._advance_slot(slot)
                 self._deliver_ready()
-                self._maybe_propose(self._waited >= self._config.batch_ticks)
+                self._maybe_propose(self._waited >= self._ctx.config.batch_ticks)
         finally:
             self._advancing = False
 
@@ -251,7 +240,7 @@ class Orderer:
             return
         if not slot.prepared and self._is_prepared(slot):
             self._on_prepared(slot)
-        if slot.prepared and not slot.committed and slot.count_commits() >= self._quorums.quorum:
+        if slot.prepared and not slot.committed and slot.count_commits() >= self._ctx.quorums.quorum:
             self._on_committed(slot)
 
     def _validate(self, block: Block, parent: bytes | None) -> bool:
@@ -292,7 +281,7 @@ class Orderer:
             slot.pending = None
             return
         h, d = body.height, self._head.height
-        if h > d + self._config.max_inflight:
+        if h > d + self._ctx.config.max_inflight:
             return  # beyond the pipeline; wait
         if h <= d:
             if self._head.hash_at(h) != body.block_hash:
@@ -302,7 +291,7 @@ class Orderer:
             if h - 1 == d:
                 # It extends the committed head.
                 if self._head.hash is not None and body.prev_hash != self._head.hash:
-                    self._metrics["dropped_invalid"] += 1
+                    self._ctx.metrics["dropped_invalid"] += 1
                     slot.pending = None
                     return
             else:
@@ -317,7 +306,7 @@ class Orderer:
             if block is None or (
                 body.block_hash not in self._executed and not self._validate(block, self._parent_hash(h))
             ):
-                self._metrics["invalid_blocks"] += 1
+                self._ctx.metrics["invalid_blocks"] += 1
                 slot.pending = None
                 return
         self._accept(slot, body, slot.pending_signature, None)
@@ -328,23 +317,23 @@ class Orderer:
         block = self._blocks.get(body.block_hash)
         if h > self._checkpoints.low and block is not None and body.block_hash not in self._persisted_blocks:
             self._persisted_blocks.add(body.block_hash)
-            self._out.persist(key_for_height(PREFIX_BLOCK, h, body.block_hash), encode(block))
+            self._ctx.out.persist(key_for_height(PREFIX_BLOCK, h, body.block_hash), encode(block))
         record = AcceptedRecord(view, body.block_hash, body.prev_hash, pp_signature)
-        self._out.persist(key_for_height(PREFIX_ACCEPTED, h), encode(record))
+        self._ctx.out.persist(key_for_height(PREFIX_ACCEPTED, h), encode(record))
         slot.view = view
         slot.block_hash, slot.prev_hash, slot.preprepare_signature = body.block_hash, body.prev_hash, pp_signature
         slot.pending = None
         slot.my_preprepare = my_pp
-        if self._views.primary != self._signer.id:
-            env = self._signer.sign(Prepare(view, h, body.block_hash))
-            slot.prepares[self._signer.id] = (body.block_hash, env.signature)
+        if self._views.primary != self._ctx.signer.id:
+            env = self._ctx.signer.sign(Prepare(view, h, body.block_hash))
+            slot.prepares[self._ctx.signer.id] = (body.block_hash, env.signature)
             slot.my_prepare = env
-            self._out.broadcast(env)
+            self._ctx.out.broadcast(env)
         self._changed = True
 
     def _is_prepared(self, slot: Slot) -> bool:
         # A pre-prepare and 2f matching prepares from backups.
-        if slot.count_prepares(self._views.primary) < self._quorums.quorum - 1:
+        if slot.count_prepares(self._views.primary) < self._ctx.quorums.quorum - 1:
             return False
         # Prepared in height order (see newview.py for why).
         if slot.height - 1 <= self._head.height:
@@ -363,18 +352,18 @@ class Orderer:
         if slot.proof is None or slot.proof.view <= view:
             slot.proof = proof
             if slot.height > self._checkpoints.low:
-                self._out.persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
-        env = self._signer.sign(Commit(view, slot.height, slot.block_hash))
-        slot.commits[self._signer.id] = slot.block_hash
+                self._ctx.out.persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
+        env = self._ctx.signer.sign(Commit(view, slot.height, slot.block_hash))
+        slot.commits[self._ctx.signer.id] = slot.block_hash
         slot.my_commit = env
-        self._out.broadcast(env)
+        self._ctx.out.broadcast(env)
         self._changed = True
 
     def _on_committed(self, slot: Slot) -> None:
         """2f+1 commits: the block is decided; cast the certificate vote (once per height, ever)."""
         slot.committed = True
         self._changed = True
-        h, me = slot.height, self._signer.id
+        h, me = slot.height, self._ctx.signer.id
         mine = self._votes.get(h, {}).get(me)
         if h in self._my_votes or (mine is not None and mine[0] != slot.block_hash):
             return
@@ -382,11 +371,11 @@ class Orderer:
         if block is None:
             return
         vote = Vote(h, block.header.view, slot.block_hash)
-        self._out.persist(key_for_height(PREFIX_VOTE, h), encode(VoteRecord(vote.view, vote.block_hash)))
-        env = self._signer.sign(vote)
+        self._ctx.out.persist(key_for_height(PREFIX_VOTE, h), encode(VoteRecord(vote.view, vote.block_hash)))
+        env = self._ctx.signer.sign(vote)
         self._my_votes[h] = env
         self._votes.setdefault(h, {})[me] = (vote.block_hash, vote.view, env.signature)
-        self._out.broadcast(env)
+        self._ctx.out.broadcast(env)
         self._check_certified(h)
 
     def _check_certified(self, height: int) -> None:
@@ -396,7 +385,7 @@ class Orderer:
         for sender, (block_hash, view, sig) in self._votes.get(height, {}).items():
             tally.setdefault((block_hash, view), []).append(ValidatorSignature(sender, sig))
         for (block_hash, view), sigs in tally.items():
-            if len(sigs) >= self._quorums.quorum:
+            if len(sigs) >= self._ctx.quorums.quorum:
                 sigs.sort(key=lambda s: s.validator)
                 self._certs[height] = CommitCertificate(height, view, block_hash, tuple(sigs))
                 self._changed = True
@@ -411,10 +400,10 @@ class Orderer:
                 return
             if self._head.hash is not None and block.header.prev_hash != self._head.hash:
                 return
-            now = self._clock.now
-            self._out.persist(KEY_CERTIFICATE, encode(cert))
-            self._out.deliver(block, cert)
-            self._metrics["blocks_delivered"] += 1
+            now = self._ctx.clock.now
+            self._ctx.out.persist(KEY_CERTIFICATE, encode(cert))
+            self._ctx.out.deliver(block, cert)
+            self._ctx.metrics["blocks_delivered"] += 1
             self._head.record_delivered(h, cert.block_hash, cert, now)
             del self._certs[h]
             self._queue.remove(block.txs)
@@ -433,13 +422,13 @@ class Orderer:
             self._waited = 0
             return
         self._waited += 1
-        if self._waited >= self._config.batch_ticks:
+        if self._waited >= self._ctx.config.batch_ticks:
             self._maybe_propose(True)
 
     def _maybe_propose(self, force: bool) -> None:
-        if not self._views.active or self._views.primary != self._signer.id:
+        if not self._views.active or self._views.primary != self._ctx.signer.id:
             return
-        size = self._config.batch_size
+        size = self._ctx.config.batch_size
         while self._queue.unproposed >= size or (force and self._queue.unproposed > 0):
             h = self._next_proposal_height()
             if h is None:
@@ -459,7 +448,7 @@ class Orderer:
         while (s := self._slots.get(h)) is not None and s.view == view:
             h += 1
         # Inside the pipeline and the watermarks, after every forced re-proposal.
-        if h > d + self._config.max_inflight or h > self._checkpoints.high:
+        if h > d + self._ctx.config.max_inflight or h > self._checkpoints.high:
             return None
         expected = self._views.expected
         if expected and h <= max(expected):
@@ -472,7 +461,7 @@ class Orderer:
     def _propose(self, h: int, txs: list[bytes]) -> None:
         parent = self._parent_hash(h)
         try:
-            block = self._app.propose(txs, self._views.view, self._signer.id, parent)
+            block = self._app.propose(txs, self._views.view, self._ctx.signer.id, parent)
         except Exception as exc:
             raise ApplicationError(f"building block {h} failed: {exc!r}") from exc
         # The application built on the block asked for.
@@ -486,9 +475,9 @@ class Orderer:
         """Propose `block` at `h` in the current view (a fresh block, or a re-proposal a new view forces)."""
         self._blocks[block_hash] = block
         body = PrePrepare(self._views.view, h, block_hash, block.header.prev_hash)
-        env = self._signer.sign(body, encode(block))
+        env = self._ctx.signer.sign(body, encode(block))
         self._accept(self._slot(h), body, env.signature, env)
-        self._out.broadcast(env)
+        self._ctx.out.broadcast(env)
 
     # --- views, catch-up, garbage collection, restart ---------------------------------------------
 
@@ -514,9 +503,9 @@ class Orderer:
             del self._blocks[block_hash]
             self._executed.discard(block_hash)
             self._persisted_blocks.discard(block_hash)
-        self._head.forget_below(upto - self._config.watermark_window)
+        self._head.forget_below(upto - self._ctx.config.watermark_window)
         self._views.forget_expected_upto(upto)
-        self._out.delete_upto(upto)
+        self._ctx.out.delete_upto(upto)
 
     def restore(self, persisted: PersistedState) -> None:
         """After a restart: blocks, prepared proofs and votes above the delivered height."""
@@ -527,13 +516,13 @@ class Orderer:
         for h, proof in persisted.prepared.items():
             self._slot(h).proof = proof
         for h, vote in persisted.votes.items():
-            env = self._signer.sign(Vote(h, vote.view, vote.block_hash))  # Ed25519 is deterministic
+            env = self._ctx.signer.sign(Vote(h, vote.view, vote.block_hash))  # Ed25519 is deterministic
             self._my_votes[h] = env
-            self._votes.setdefault(h, {})[self._signer.id] = (vote.block_hash, vote.view, env.signature)
+            self._votes.setdefault(h, {})[self._ctx.signer.id] = (vote.block_hash, vote.view, env.signature)
 
     def restore_current_view(self, accepted: dict[int, AcceptedRecord]) -> None:
         """Take up again what this replica signed in its current view (signatures re-made alike)."""
-        view, me = self._views.view, self._signer.id
+        view, me = self._views.view, self._ctx.signer.id
         is_primary = self._views.primary == me
         for h, rec in sorted(accepted.items()):
             if rec.view != view:
@@ -547,14 +536,14 @@ class Orderer:
             )
             if is_primary and block is not None:
                 body = PrePrepare(rec.view, h, rec.block_hash, rec.prev_hash)
-                slot.my_preprepare = self._signer.sign(body, encode(block))
+                slot.my_preprepare = self._ctx.signer.sign(body, encode(block))
             elif not is_primary:
-                slot.my_prepare = self._signer.sign(Prepare(rec.view, h, rec.block_hash))
+                slot.my_prepare = self._ctx.signer.sign(Prepare(rec.view, h, rec.block_hash))
                 slot.prepares[me] = (rec.block_hash, slot.my_prepare.signature)
             proof = slot.proof
             if proof is not None and proof.view == rec.view and proof.block_hash == rec.block_hash:
                 slot.prepared = True
-                slot.my_commit = self._signer.sign(Commit(rec.view, h, rec.block_hash))
+                slot.my_commit = self._ctx.signer.sign(Commit(rec.view, h, rec.block_hash))
                 slot.commits[me] = rec.block_hash
                 for s in proof.prepares:
                     slot.prepares.setdefault(s.validator, (rec.block_hash, s.signature))

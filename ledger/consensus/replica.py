@@ -54,6 +54,7 @@ from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.catchup import CatchUp
 from ledger.consensus.checkpoints import Checkpoints
 from ledger.consensus.clock import Clock
+from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_CERTIFICATE, read_persisted
 from ledger.consensus.messages import (
@@ -113,32 +114,22 @@ class Replica:
         self.id = key.id
         self.metrics: dict[str, int] = dict.fromkeys(METRICS, 0)
         quorums = self._quorums = Quorums.of(config.validators)
-        signer = Signer(key, config.chain_id)
         self._checker = SignatureChecker(config.chain_id, {v: validator_keys[v] for v in config.validators})
         self._clock = Clock()
         out = self._out = Outbox(quorums.n == 1, self.metrics)
+        ctx = Context(config, quorums, Signer(key, config.chain_id), out, self._clock, self.metrics)
         delivered = app.committed_height()
         self.head = Head(delivered)
         self.views = ViewState(quorums, config.view_change_ticks, config.max_backoff_exponent)
-        self.checkpoints = Checkpoints(
-            config.checkpoint_interval, config.watermark_window, quorums, signer, out, delivered,
-        )
+        self.checkpoints = Checkpoints(ctx, delivered)
         self._queue = TxQueue(config.max_pending_txs)
-        common = (config, quorums)
-        self.orderer = Orderer(
-            *common, signer, app, out, self._clock, self.metrics, self.head, self.views, self.checkpoints,
-            self._queue,
-        )
-        self._catchup = CatchUp(
-            *common, out, self._clock, self.metrics, self.head, self.views, self.checkpoints, self.orderer,
-        )
+        self.orderer = Orderer(ctx, app, self.head, self.views, self.checkpoints, self._queue)
+        self._catchup = CatchUp(ctx, self.head, self.views, self.checkpoints, self.orderer)
         self.viewchanger = ViewChanger(
-            *common, signer, self._checker, out, self._clock, self.metrics, self.head, self.views,
-            self.checkpoints, self._queue, self.orderer, self._catchup,
+            ctx, self._checker, self.head, self.views, self.checkpoints, self._queue, self.orderer, self._catchup,
         )
         self._timers = Timers(
-            *common, self.id, out, self._clock, self.metrics, self.head, self.views, self.checkpoints,
-            self._queue, self.orderer, self._catchup, self.viewchanger,
+            ctx, self.head, self.views, self.checkpoints, self._queue, self.orderer, self._catchup, self.viewchanger,
         )
         if persisted:
             self._restore(persisted)

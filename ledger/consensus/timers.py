@@ -19,12 +19,9 @@ from __future__ import annotations
 
 from ledger.consensus.catchup import CatchUp
 from ledger.consensus.checkpoints import Checkpoints
-from ledger.consensus.clock import Clock
+from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.ordering import Orderer
-from ledger.consensus.outbox import Outbox
-from ledger.consensus.quorum import Quorums
-from ledger.consensus.settings import ReplicaConfig
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.viewchange import ViewChanger
 from ledger.consensus.views import ViewState
@@ -32,16 +29,10 @@ from ledger.consensus.views import ViewState
 
 class Timers:
     def __init__(
-        self, config: ReplicaConfig, quorums: Quorums, me: str, out: Outbox, clock: Clock, metrics: dict[str, int],
-        head: Head, views: ViewState, checkpoints: Checkpoints, queue: TxQueue, orderer: Orderer,
-        catchup: CatchUp, viewchanger: ViewChanger,
+        self, ctx: Context, head: Head, views: ViewState, checkpoints: Checkpoints, queue: TxQueue,
+        orderer: Orderer, catchup: CatchUp, viewchanger: ViewChanger,
     ) -> None:
-        self._config = config
-        self._quorums = quorums
-        self._me = me
-        self._out = out
-        self._clock = clock
-        self._metrics = metrics
+        self._ctx = ctx
         self._head = head
         self._views = views
         self._checkpoints = checkpoints
@@ -53,14 +44,14 @@ class Timers:
 
     def on_tick(self) -> None:
         """One tick of a replica with peers (the clock has advanced)."""
-        views, now = self._views, self._clock.now
-        if views.active and views.primary != self._me:
+        views, now = self._views, self._ctx.clock.now
+        if views.active and views.primary != self._ctx.signer.id:
             self._check_censorship()
         self._check_view_timers()
         announcement = self._checkpoints.take_announcement()
         if announcement is not None:
-            self._out.broadcast(announcement)
-        retransmit = self._config.retransmit_ticks
+            self._ctx.out.broadcast(announcement)
+        retransmit = self._ctx.config.retransmit_ticks
         waited = now - self._head.last_delivery >= retransmit
         stalled = not views.active or (waited and self._orderer.has_work())
         if stalled and now - self._last_retransmit >= retransmit:
@@ -68,13 +59,13 @@ class Timers:
         self._catchup.maybe_fetch()
 
     def _check_view_timers(self) -> None:
-        views, now = self._views, self._clock.now
+        views, now = self._views, self._ctx.clock.now
         if views.active:
             if not self._orderer.has_work() or self._catchup.is_fetchable_behind():
                 views.progressed(now)
             elif views.is_progress_overdue(now):
                 self._viewchanger.start(views.view + 1)
-        elif self._viewchanger.count_wanting(views.view) < self._quorums.quorum:
+        elif self._viewchanger.count_wanting(views.view) < self._ctx.quorums.quorum:
             views.wait_for_quorum(now)
         elif views.is_new_view_overdue(now):
             self._viewchanger.start(views.view + 1)
@@ -82,27 +73,27 @@ class Timers:
     def _check_censorship(self) -> None:
         if self._catchup.is_fetchable_behind():
             return  # our queue may hold txs of blocks we have not fetched yet
-        now = self._clock.now
+        now = self._ctx.clock.now
         while (oldest := self._queue.oldest()) is not None:
             tx, entry = oldest
-            if now - entry.arrival < self._config.request_timeout_ticks:
+            if now - entry.arrival < self._ctx.config.request_timeout_ticks:
                 return
-            if entry.strikes >= self._config.max_tx_strikes:
+            if entry.strikes >= self._ctx.config.max_tx_strikes:
                 self._queue.drop(tx)
-                self._metrics["txs_dropped_unordered"] += 1
+                self._ctx.metrics["txs_dropped_unordered"] += 1
                 continue
             self._queue.strike(tx, now)
             self._viewchanger.start(self._views.view + 1)
             return
 
     def _retransmit(self) -> None:
-        self._last_retransmit = self._clock.now
+        self._last_retransmit = self._ctx.clock.now
         if not self._views.active:
             mine = self._viewchanger.my_view_change
             if mine is not None:
-                self._out.broadcast(mine)
+                self._ctx.out.broadcast(mine)
             return
         for env in self._orderer.own_messages():
-            self._out.broadcast(env)
+            self._ctx.out.broadcast(env)
         if self._checkpoints.mine is not None:
-            self._out.broadcast(self._checkpoints.mine)
+            self._ctx.out.broadcast(self._checkpoints.mine)

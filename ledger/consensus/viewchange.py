@@ -26,14 +26,13 @@ from ledger.chain import Block
 from ledger.codec import encode
 from ledger.consensus.catchup import CatchUp
 from ledger.consensus.checkpoints import Checkpoints
-from ledger.consensus.clock import Clock
+from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_NEWVIEW, KEY_VIEW, ViewRecord
 from ledger.consensus.messages import (
     Envelope,
     NewView,
     SignatureChecker,
-    Signer,
     ViewChange,
     decode_blocks,
     encode_envelope,
@@ -48,9 +47,7 @@ from ledger.consensus.newview import (
     compute_new_view,
 )
 from ledger.consensus.ordering import Orderer
-from ledger.consensus.outbox import Outbox
 from ledger.consensus.quorum import Quorums
-from ledger.consensus.settings import ReplicaConfig
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import FutureMessages, ViewState
 
@@ -109,25 +106,19 @@ class ViewChangeLog:
 
 class ViewChanger:
     def __init__(
-        self, config: ReplicaConfig, quorums: Quorums, signer: Signer, checker: SignatureChecker, out: Outbox,
-        clock: Clock, metrics: dict[str, int], head: Head, views: ViewState, checkpoints: Checkpoints,
+        self, ctx: Context, checker: SignatureChecker, head: Head, views: ViewState, checkpoints: Checkpoints,
         queue: TxQueue, orderer: Orderer, catchup: CatchUp,
     ) -> None:
-        self._config = config
-        self._quorums = quorums
-        self._signer = signer
+        self._ctx = ctx
         self._checker = checker
-        self._out = out
-        self._clock = clock
-        self._metrics = metrics
         self._head = head
         self._views = views
         self._checkpoints = checkpoints
         self._queue = queue
         self._orderer = orderer
         self._catchup = catchup
-        self._log = ViewChangeLog(quorums)
-        self._future = FutureMessages(config.max_buffered_per_peer)
+        self._log = ViewChangeLog(ctx.quorums)
+        self._future = FutureMessages(ctx.config.max_buffered_per_peer)
         self._mine: Envelope | None = None
         self._new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW that installed it)
         self._replied: dict[str, int] = {}
@@ -149,17 +140,17 @@ class ViewChanger:
 
     def start(self, target: int) -> None:
         """Leave the current view: persist the move, then broadcast VIEW-CHANGE(target)."""
-        if self._quorums.n == 1 or target <= self._views.view:
+        if self._ctx.quorums.n == 1 or target <= self._views.view:
             return
-        self._views.leave(target, self._clock.now)
-        self._metrics["view_changes"] += 1
+        self._views.leave(target, self._ctx.clock.now)
+        self._ctx.metrics["view_changes"] += 1
         self._orderer.reset_view()
-        self._out.persist(KEY_VIEW, encode(ViewRecord(target, True)))
-        self._out.broadcast(self._rebuild_mine())
+        self._ctx.out.persist(KEY_VIEW, encode(ViewRecord(target, True)))
+        self._ctx.out.broadcast(self._rebuild_mine())
         if len(self._queue):
             # Like a PBFT client that got no reply: every validator learns the waiting requests,
             # so their timers run too (they join this view change if nobody orders them).
-            self._out.forward(self._queue.txs(), self._quorums.others(self._signer.id))
+            self._ctx.out.forward(self._queue.txs(), self._ctx.quorums.others(self._ctx.signer.id))
         self._maybe_new_view()
 
     def _compute_view_change(self) -> tuple[ViewChange, dict[bytes, Block]]:
@@ -173,9 +164,9 @@ class ViewChanger:
     def _rebuild_mine(self) -> Envelope:
         vc, blocks = self._compute_view_change()
         attachment = encode(tuple(blocks[p.block_hash] for p in vc.prepared if p.block_hash in blocks))
-        env = self._signer.sign(vc, attachment)
+        env = self._ctx.signer.sign(vc, attachment)
         self._mine = env
-        self._log.add(self._signer.id, StoredViewChange(vc.view, strip(env), vc, blocks))
+        self._log.add(self._ctx.signer.id, StoredViewChange(vc.view, strip(env), vc, blocks))
         return env
 
     # --- receiving ---------------------------------------------------------------------------------
@@ -191,7 +182,7 @@ class ViewChanger:
 
     def maybe_join(self) -> None:
         """f+1 others are in higher views: move to the (f+1)-th highest of them."""
-        target = self._log.compute_join_view(self._signer.id, self._views.view)
+        target = self._log.compute_join_view(self._ctx.signer.id, self._views.view)
         if target is not None:
             self.start(target)
 
@@ -202,9 +193,9 @@ class ViewChanger:
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
-        check_view_change(body, self._checker, self._quorums)
+        check_view_change(body, self._checker, self._ctx.quorums)
         blocks: dict[bytes, Block] = {}
-        if self._quorums.primary(body.view) == self._signer.id:
+        if self._ctx.quorums.primary(body.view) == self._ctx.signer.id:
             blocks = check_attached_blocks(body, decode_blocks(env.attachment))
         self._log.add(sender, StoredViewChange(body.view, strip(env), body, blocks))
         self.maybe_join()
@@ -214,9 +205,9 @@ class ViewChanger:
         """A new view with a verified signature; raises InvalidNewView if it does not check."""
         self._log.note_view(sender, body.view)
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
-            self._metrics["dropped_stale"] += 1
+            self._ctx.metrics["dropped_stale"] += 1
             return
-        plan = check_new_view(body, sender, self._checker, self._quorums)
+        plan = check_new_view(body, sender, self._checker, self._ctx.quorums)
         self._install(body.view, plan, encode_envelope(env))
         self._orderer.advance()
 
@@ -226,26 +217,26 @@ class ViewChanger:
         views = self._views
         if not views.active or self._new_view is None or self._new_view[0] != views.view:
             return
-        if views.primary != self._signer.id:
+        if views.primary != self._ctx.signer.id:
             return
-        now = self._clock.now
+        now = self._ctx.clock.now
         last = self._replied.get(sender)
-        if last is not None and now - last < self._config.retransmit_ticks:
+        if last is not None and now - last < self._ctx.config.retransmit_ticks:
             return
         self._replied[sender] = now
-        self._out.send_raw(sender, self._new_view[1])
+        self._ctx.out.send_raw(sender, self._new_view[1])
 
     # --- entering a view ---------------------------------------------------------------------------
 
     def _maybe_new_view(self) -> None:
         """As the new primary with 2f+1 view changes (its own among them): start the view."""
         views = self._views
-        if views.active or views.primary != self._signer.id:
+        if views.active or views.primary != self._ctx.signer.id:
             return
         entries = self._log.for_view(views.view)
-        mine = [e for s, e in entries if s == self._signer.id]
-        others = [e for s, e in entries if s != self._signer.id]
-        q = self._quorums.quorum
+        mine = [e for s, e in entries if s == self._ctx.signer.id]
+        others = [e for s, e in entries if s != self._ctx.signer.id]
+        q = self._ctx.quorums.quorum
         if not mine or 1 + len(others) < q:
             return
         use = mine + others[: q - 1]
@@ -262,10 +253,10 @@ class ViewChanger:
             views.view, tuple(encode_envelope(e.envelope) for e in use), plan.base_height, plan.base_hash,
             tuple(p.block_hash for p in plan.chosen),
         )
-        raw = encode_envelope(self._signer.sign(nv))
-        self._out.persist(KEY_NEWVIEW, raw)
+        raw = encode_envelope(self._ctx.signer.sign(nv))
+        self._ctx.out.persist(KEY_NEWVIEW, raw)
         self._install(views.view, plan, raw)
-        self._out.broadcast_raw(raw)
+        self._ctx.out.broadcast_raw(raw)
         for p in plan.chosen:
             if p.height > self._checkpoints.low:
                 self._queue.mark_proposed(blocks[p.block_hash].txs)
@@ -274,18 +265,18 @@ class ViewChanger:
 
     def _install(self, view: int, plan: NewViewPlan, raw: bytes) -> None:
         """Enter `view` as its new-view message says; re-proposals are expected at their heights."""
-        now = self._clock.now
+        now = self._ctx.clock.now
         expected = {plan.base_height + i + 1: p.block_hash for i, p in enumerate(plan.chosen)}
         self._views.enter(view, expected, plan.base_height, now)
         self._new_view = (view, raw)
-        self._out.persist(KEY_VIEW, encode(ViewRecord(view, False)))
+        self._ctx.out.persist(KEY_VIEW, encode(ViewRecord(view, False)))
         self._orderer.reset_view()
-        self._metrics["new_views"] += 1
+        self._ctx.metrics["new_views"] += 1
         self._log.prune(view + 1)
         self._queue.restart(now)
-        primary = self._quorums.primary(view)
-        if primary != self._signer.id and len(self._queue):
-            self._out.forward(self._queue.txs(), (primary,))
+        primary = self._ctx.quorums.primary(view)
+        if primary != self._ctx.signer.id and len(self._queue):
+            self._ctx.out.forward(self._queue.txs(), (primary,))
         for sender, env, body in self._future.take(view):
             self._orderer.handle_ordering(sender, env, body)
         self._catchup.maybe_fetch()
