@@ -118,8 +118,11 @@ def check_certificate(
             raise InvalidBlock(f"bad commit signature from {s.validator}")
 
 
+MAX_BLOCK_TX_BYTES = 768 * 1024  # the transactions of one block: keeps every message carrying blocks bounded
+
+
 def check_block_links(block: Block, parent: BlockHeader, parent_history_root: bytes) -> None:
-    """Checks of a block against its parent that need no state: height, hash link, tx root, history.
+    """Checks of a block against its parent that need no state: height, hash link, size, tx root, history.
 
     `parent_history_root` is the accumulator root over blocks 0..parent.height, which this
     block's header must carry.
@@ -134,6 +137,9 @@ def check_block_links(block: Block, parent: BlockHeader, parent_history_root: by
     # Time never goes backwards.
     if header.timestamp < parent.timestamp:
         raise InvalidBlock("timestamp earlier than the parent's")
+    # The transactions fit the block budget.
+    if sum(len(tx) for tx in block.txs) > MAX_BLOCK_TX_BYTES:
+        raise InvalidBlock(f"transactions over the block budget of {MAX_BLOCK_TX_BYTES} bytes")
     # The tx root commits to exactly these transactions.
     if header.tx_root != compute_tx_root(block.txs):
         raise InvalidBlock("tx_root does not match the transactions")

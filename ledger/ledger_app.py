@@ -45,9 +45,13 @@ class LedgerApp:
         self.pending[executed.block_hash] = executed
         return executed.block
 
-    def validate(self, block: Block, parent: bytes | None) -> bool:
-        # Block time may not run ahead of this node's clock by more than the allowed skew.
-        if block.header.timestamp > self.clock_ms() + self.max_clock_skew_ms:
+    def validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
+        now = self.clock_ms()
+        # Block time may not run ahead of this node's clock by more than the allowed skew...
+        if block.header.timestamp > now + self.max_clock_skew_ms:
+            return False
+        # ...nor, for a block proposed just now, lag behind it by more (licence expiry reads it).
+        if fresh and block.header.timestamp < now - self.max_clock_skew_ms:
             return False
         if self.preverify is not None:
             self.preverify(block.txs)

@@ -845,3 +845,19 @@ def test_replica_batches_cut_in_one_call_commit_in_order(chain: Chain) -> None:
         app.commit(d.block, d.certificate)
     assert chain.db.height == 2
     assert get_identifier(chain.db.latest, "88/r4") is not None
+
+
+# === block time and proposer, as backups check them ==========================================
+
+
+@pytest.mark.parametrize(("lag_ms", "fresh", "accepted"), [
+    (0, True, True), (29_000, True, True), (31_000, True, False),  # a fresh block far behind our clock
+    (-31_000, True, False), (-31_000, False, False),  # far ahead: never
+    (31 * 60_000, False, True),  # a block a new view forces again: its age does not matter
+])
+def test_backups_refuse_a_fresh_block_far_from_their_clock(chain: Chain, lag_ms: int, fresh: bool,
+                                                           accepted: bool) -> None:
+    built = chain.db.build_block(_registrations(1), view=0, timestamp=T0 + 1000, proposer=V0.id)
+    follower = ChainDB(MemoryStore(), chain.genesis)
+    app = LedgerApp(follower, clock_ms=lambda: T0 + 1000 + lag_ms)
+    assert app.validate(built.block, None, fresh) is accepted

@@ -197,10 +197,21 @@ def test_preprepare_with_mismatching_block_refused() -> None:
     assert replica.metrics["equivocations"] == 1
 
 
+def test_a_block_naming_another_proposer_or_view_is_refused() -> None:
+    """The proposer field names the view's primary; a fresh block carries the view it is proposed in."""
+    app = FakeApp(CHAIN, VALIDATOR_KEYS)
+    for proposer, header_view, reason in ((IDS[2], 0, "not the primary"), (IDS[0], 1, "a later view")):
+        replica = _replica()
+        block = app.propose([b"a"], header_view, proposer, None)
+        body = PrePrepare(0, 1, compute_block_hash(block.header), block.header.prev_hash)
+        actions = replica.step(IDS[0], encode_envelope(sign_message(KEYS[0], CHAIN, body, encode(block))))
+        assert actions == [] and replica.metrics["dropped_invalid"] == 1, reason
+
+
 class _BrokenApp(FakeApp):
     """An application whose disk fails: every execution raises."""
 
-    def validate(self, block: Block, parent: bytes | None) -> bool:
+    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool:
         raise OSError("read error on the state store")
 
     def propose(self, txs: Any, view: int, proposer: str, parent: bytes | None) -> Block:

@@ -26,8 +26,13 @@ class Application(Protocol):
         """Execute `txs` on `parent` and return the resulting block (header with state root)."""
         ...
 
-    def validate(self, block: Block, parent: bytes | None) -> bool:
-        """Re-execute a proposed block on `parent`; True if its header is exactly what execution gives."""
+    def validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
+        """Re-execute a proposed block on `parent`; True if its header is exactly what execution gives.
+
+        `fresh`: proposed in the current view, so its time must be near this node's clock. False for
+        a block a new view forces again (decided blocks may be among them, whatever their age) and
+        for one this replica accepted before a restart.
+        """
         ...
 
     def committed_height(self) -> int:

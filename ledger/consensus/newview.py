@@ -55,8 +55,6 @@ from ledger.consensus.messages import (
 )
 from ledger.consensus.quorum import Quorums
 
-MAX_PREPARED_PER_VIEWCHANGE = 512
-
 
 class InvalidViewChange(ValueError):
     """A view change (or a proof inside one) failed a check; the text says which."""
@@ -127,8 +125,13 @@ def compute_base(vc: ViewChange) -> tuple[int, bytes]:
     return best
 
 
-def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums) -> None:
-    """Every proof in a view change verifies; raise InvalidViewChange otherwise."""
+def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums, pipeline: int) -> None:
+    """Every proof in a view change verifies; raise InvalidViewChange otherwise.
+
+    `pipeline` is `max_inflight`: a replica accepts pre-prepares at most that far above what it
+    delivered, and its base is at least that, so its prepared proofs lie within it (which bounds
+    the view change, and the new view that carries it, whoever sends it).
+    """
     # View 0 is never entered by a view change.
     if vc.view < 1:
         raise InvalidViewChange("view change to view 0")
@@ -137,14 +140,14 @@ def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums) -> 
     if vc.certificate is not None:
         check_certificate_signatures(vc.certificate, checker, q)
     base, _ = compute_base(vc)
-    # Bounded size.
-    if len(vc.prepared) > MAX_PREPARED_PER_VIEWCHANGE:
-        raise InvalidViewChange("too many prepared proofs")
     last = base
     for p in vc.prepared:
         # Proofs are above the base, one per height, in increasing height order.
         if p.height <= last:
             raise InvalidViewChange("prepared proofs not above the base or not increasing")
+        # Proofs lie within the pipeline above the base.
+        if p.height > base + pipeline:
+            raise InvalidViewChange(f"prepared proof at {p.height}, beyond the pipeline above the base {base}")
         # Proofs come from earlier views.
         if p.view >= vc.view:
             raise InvalidViewChange("prepared proof from a view not before the new one")
@@ -222,7 +225,7 @@ def decode_view_change(raw: bytes) -> tuple[Envelope, ViewChange]:
     return env, body
 
 
-def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quorums) -> NewViewPlan:
+def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quorums, pipeline: int) -> NewViewPlan:
     """Verify a new view completely; return the plan its view changes force."""
     # The new view comes from its primary.
     if sender != q.primary(nv.view):
@@ -242,7 +245,7 @@ def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quoru
         if not checker.envelope(env, vc):
             raise InvalidNewView(f"bad view change signature from {env.sender[:16]}")
         try:
-            check_view_change(vc, checker, q)
+            check_view_change(vc, checker, q, pipeline)
         except InvalidViewChange as exc:
             raise InvalidNewView(f"carried view change invalid: {exc}") from exc
         senders.add(env.sender)

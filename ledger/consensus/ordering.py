@@ -103,11 +103,11 @@ class Orderer:
     def block_count(self) -> int:
         return len(self._blocks)
 
-    def prepared_proofs(self, above: int, before_view: int) -> tuple[PreparedProof, ...]:
-        """This replica's highest-view prepared proof of each height above `above`, from earlier views."""
+    def prepared_proofs(self, above: int, upto: int, before_view: int) -> tuple[PreparedProof, ...]:
+        """This replica's highest-view prepared proof of each height in (above, upto], from earlier views."""
         return tuple(
             s.proof for h, s in sorted(self._slots.items())
-            if s.proof is not None and h > above and s.proof.view < before_view
+            if s.proof is not None and above < h <= upto and s.proof.view < before_view
         )
 
     def has_certificate_above(self, height: int) -> bool:
@@ -171,6 +171,10 @@ class Orderer:
         if compute_block_hash(header) != body.block_hash or header.height != h or header.prev_hash != body.prev_hash:
             self._ctx.metrics["dropped_invalid"] += 1
             return
+        # The block names the primary of its view as its proposer, a view not after this one.
+        if header.proposer != self._ctx.quorums.primary(header.view) or header.view > body.view:
+            self._ctx.metrics["dropped_invalid"] += 1
+            return
         if h <= self._head.height:
             # A re-proposal of a block this replica delivered: take part only for that very block.
             if self._head.hash_at(h) != body.block_hash:
@@ -186,6 +190,10 @@ class Orderer:
         if (cert is not None and cert.block_hash != body.block_hash) or (
             expected is not None and expected != body.block_hash
         ):
+            self._ctx.metrics["dropped_invalid"] += 1
+            return
+        # A block proposed afresh carries the view it is proposed in.
+        if header.view != body.view and expected is None and h > self._head.height:
             self._ctx.metrics["dropped_invalid"] += 1
             return
         slot = self._slot(h)
@@ -243,9 +251,9 @@ class Orderer:
         if slot.prepared and not slot.committed and slot.count_commits() >= self._ctx.quorums.quorum:
             self._on_committed(slot)
 
-    def _validate(self, block: Block, parent: bytes | None) -> bool:
+    def _validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
         try:
-            ok = bool(self._app.validate(block, parent))
+            ok = bool(self._app.validate(block, parent, fresh))
         except Exception as exc:
             raise ApplicationError(f"validating block {block.header.height} failed: {exc!r}") from exc
         if ok:
@@ -265,7 +273,7 @@ class Orderer:
         block = self._blocks.get(slot.block_hash)
         if block is None or not self._is_executed(height - 1):
             return False
-        return self._validate(block, self._parent_hash(height))
+        return self._validate(block, self._parent_hash(height), fresh=False)  # accepted here already
 
     def _parent_hash(self, height: int) -> bytes | None:
         """Hash of the block this replica holds at height-1 (None: the committed head, unknown)."""
@@ -304,7 +312,8 @@ class Orderer:
             block = self._blocks.get(body.block_hash)
             # Executing it gives exactly its header.
             if block is None or (
-                body.block_hash not in self._executed and not self._validate(block, self._parent_hash(h))
+                body.block_hash not in self._executed
+                and not self._validate(block, self._parent_hash(h), fresh=self._views.expected.get(h) is None)
             ):
                 self._ctx.metrics["invalid_blocks"] += 1
                 slot.pending = None
@@ -433,7 +442,7 @@ class Orderer:
             h = self._next_proposal_height()
             if h is None:
                 return
-            txs = self._queue.take_batch(size)
+            txs = self._queue.take_batch(size, self._ctx.config.max_batch_bytes)
             self._propose(h, txs)
             force = False
             self._waited = 0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.chain import MAX_BLOCK_TX_BYTES
+from ledger.consensus import bounds
+from ledger.consensus.messages import MAX_MESSAGE_BYTES
+from ledger.consensus.quorum import quorum_size
 from ledger.errors import ConfigError
 
 
@@ -11,7 +15,8 @@ from ledger.errors import ConfigError
 class ReplicaConfig:
     chain_id: str
     validators: tuple[str, ...]  # validator ids in primary-rotation order
-    batch_size: int = 1000
+    batch_size: int = 1000  # at most this many transactions per block...
+    max_batch_bytes: int = MAX_BLOCK_TX_BYTES  # ...and at most this many bytes of them
     batch_ticks: int = 1  # cut a partial batch after this many ticks
     checkpoint_interval: int = 10  # K: a checkpoint every K blocks
     watermark_window: int = 40  # high watermark = low watermark (stable checkpoint) + this
@@ -31,11 +36,32 @@ def check_config(cfg: ReplicaConfig) -> None:
     if not cfg.validators or len(set(cfg.validators)) != len(cfg.validators):
         raise ConfigError("validators must be a non-empty list of distinct ids")
     # Every count and period is positive.
-    for name in ("batch_size", "batch_ticks", "checkpoint_interval", "max_inflight", "view_change_ticks",
-                 "request_timeout_ticks", "retransmit_ticks", "fetch_retry_ticks", "max_pending_txs",
-                 "max_buffered_per_peer", "max_tx_strikes"):
+    for name in ("batch_size", "max_batch_bytes", "batch_ticks", "checkpoint_interval", "max_inflight",
+                 "view_change_ticks", "request_timeout_ticks", "retransmit_ticks", "fetch_retry_ticks",
+                 "max_pending_txs", "max_buffered_per_peer", "max_tx_strikes"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     # The window leaves room for a checkpoint interval and the pipeline above it.
     if cfg.watermark_window < cfg.checkpoint_interval + cfg.max_inflight:
         raise ConfigError("watermark_window must be at least checkpoint_interval + max_inflight")
+    # Blocks stay within the chain's budget, so every validator accepts what the primary builds.
+    if cfg.max_batch_bytes > MAX_BLOCK_TX_BYTES:
+        raise ConfigError(f"max_batch_bytes must be at most {MAX_BLOCK_TX_BYTES}")
+    # The largest message these settings allow fits a message: none is ever dropped for its size.
+    n, largest = len(cfg.validators), max_message_bytes(cfg)
+    if largest > MAX_MESSAGE_BYTES:
+        raise ConfigError(
+            f"with {n} validators, max_inflight {cfg.max_inflight} and batches of {cfg.batch_size} transactions "
+            f"and {cfg.max_batch_bytes} bytes, a consensus message could take {largest} bytes, over the "
+            f"{MAX_MESSAGE_BYTES}-byte message limit: lower max_inflight or the batch limits"
+        )
+
+
+def max_message_bytes(cfg: ReplicaConfig) -> int:
+    """The largest consensus message these settings allow (see bounds.py)."""
+    n = len(cfg.validators)
+    return max(
+        bounds.preprepare_bytes(cfg.batch_size, cfg.max_batch_bytes),
+        bounds.view_change_bytes(n, cfg.max_inflight, cfg.batch_size, cfg.max_batch_bytes),
+        bounds.new_view_bytes(n, quorum_size(n), cfg.max_inflight),
+    )

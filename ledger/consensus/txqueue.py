@@ -65,15 +65,21 @@ class TxQueue:
             if entry is not None and not entry.proposed:
                 self._unproposed -= 1
 
-    def take_batch(self, size: int) -> list[bytes]:
-        """Mark and return up to `size` transactions not yet in a proposal, oldest first."""
+    def take_batch(self, size: int, max_bytes: int) -> list[bytes]:
+        """Mark and return, oldest first, transactions not yet in a proposal: at most `size` of them
+        and `max_bytes` in all (always one, so an outsized transaction cannot block the queue)."""
         batch: list[bytes] = []
+        total = 0
         for tx, entry in self._entries.items():
             if len(batch) >= size:
                 break
-            if not entry.proposed:
-                entry.proposed = True
-                batch.append(tx)
+            if entry.proposed:
+                continue
+            if batch and total + len(tx) > max_bytes:
+                break
+            entry.proposed = True
+            batch.append(tx)
+            total += len(tx)
         self._unproposed -= len(batch)
         return batch
 

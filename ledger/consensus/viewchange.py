@@ -157,7 +157,7 @@ class ViewChanger:
         """This replica's view change for its current view: base proofs and prepared proofs above."""
         stable, cert = self._checkpoints.stable, self._head.last_cert
         base = max(stable.height if stable else 0, cert.height if cert else 0)
-        proofs = self._orderer.prepared_proofs(base, self._views.view)
+        proofs = self._orderer.prepared_proofs(base, base + self._ctx.config.max_inflight, self._views.view)
         blocks = {p.block_hash: b for p in proofs if (b := self._orderer.block(p.block_hash)) is not None}
         return ViewChange(self._views.view, stable, cert, proofs), blocks
 
@@ -193,7 +193,7 @@ class ViewChanger:
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
-        check_view_change(body, self._checker, self._ctx.quorums)
+        check_view_change(body, self._checker, self._ctx.quorums, self._ctx.config.max_inflight)
         blocks: dict[bytes, Block] = {}
         if self._ctx.quorums.primary(body.view) == self._ctx.signer.id:
             blocks = check_attached_blocks(body, decode_blocks(env.attachment))
@@ -207,7 +207,7 @@ class ViewChanger:
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self._ctx.metrics["dropped_stale"] += 1
             return
-        plan = check_new_view(body, sender, self._checker, self._ctx.quorums)
+        plan = check_new_view(body, sender, self._checker, self._ctx.quorums, self._ctx.config.max_inflight)
         self._install(body.view, plan, encode_envelope(env))
         self._orderer.advance()
 
