@@ -186,6 +186,10 @@ def check_result(result: dict[str, Any], signer: Signer | None = None) -> None:
         if signer is not None:
             signer.resync()
         raise LedgerError(result.get("reason", "rejected"), result.get("message", ""), 0, result)
+    if result.get("status") == "refused":
+        if signer is not None:
+            signer.resync()
+        raise LedgerError(result.get("reason", "refused"), result.get("message", ""), 0, result)
     if result.get("status") != "committed":
         raise LedgerError("timeout", f"transaction {result['tx_id']} not committed yet", 0, result)
     if not result.get("ok"):

@@ -14,7 +14,9 @@ Performing one call's actions, in order (the rules of ledger/consensus/actions.p
 - `Send`/`Broadcast`/`ForwardTxs`: framed (first byte: what the rest is) and handed to the links;
 - `Deliver`: the application commits the block with its certificate (one atomic write) and the
   commit hook runs (acknowledging its transactions) before the replica is called again;
-- `FetchBlocks`: the links start a catch-up round unless one is running (`catch_up`).
+- `FetchBlocks`: the links start a catch-up round unless one is running (`catch_up`);
+- `DropTxs`: the transactions the replica gave up ordering go to the `on_dropped` hook (the node
+  records them as refused, so none stays pending).
 
 Catch-up is a generator, so both drivers of I/O run the same steps: it yields a request for a
 peer (the links send it and send the answer back in, or None when it failed) or `PAUSE` (the node
@@ -35,7 +37,7 @@ import msgpack
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock
 from ledger.codec import CodecError, decode, encode, unpack_strict
-from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.actions import Action, Broadcast, Deliver, DropTxs, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
@@ -98,15 +100,18 @@ class Driver(Generic[C]):
         links: PeerLinks,
         admit: Callable[[Sequence[bytes]], Sequence[bytes]],
         on_committed: Callable[[C], None],
+        on_dropped: Callable[[Sequence[bytes], str], None],
     ) -> None:
         """`admit` returns the forwarded transactions that pass admission; `on_committed` runs for
-        every block written (delivered or caught up), before the replica is called again."""
+        every block written (delivered or caught up), before the replica is called again;
+        `on_dropped` hears of admitted transactions the replica gave up ordering, and why."""
         self.replica = replica
         self.app = app
         self._store = store
         self._links = links
         self._admit = admit
         self._on_committed = on_committed
+        self._on_dropped = on_dropped
 
     @staticmethod
     def persisted(store: Store) -> dict[bytes, bytes]:
@@ -161,6 +166,8 @@ class Driver(Generic[C]):
                     self._links.send(action.to, message)
             elif isinstance(action, FetchBlocks):
                 self._links.start_catch_up()
+            elif isinstance(action, DropTxs):
+                self._on_dropped(action.txs, action.reason)
         if persist:
             self._flush(persist)
 

@@ -27,6 +27,7 @@ the replica's queue (the node passes `limit` into its ReplicaConfig) and the Ver
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_state
 MAX_PENDING = 200_000  # admitted transactions not yet committed, per node
 MAX_FORWARDED_PER_MESSAGE = 10_000  # transactions in one batch a backup forwards to the primary
 MAX_VERIFIED = 2 * MAX_PENDING  # verifications kept: the pending txs and those of proposed blocks
+MAX_REFUSALS = 100_000  # admitted txs given up on, remembered so a client can still ask why
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class Outcome:
     height: int
     index: int
     ok: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An admitted transaction this node gave up on: it will not commit through this node."""
+
+    tx_id: bytes
     reason: str
     message: str
 
@@ -87,6 +98,7 @@ class Mempool:
             ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify") if verify_threads > 1 else None
         )
         self._pending: set[bytes] = set()
+        self._refused: OrderedDict[bytes, Refusal] = OrderedDict()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -100,6 +112,24 @@ class Mempool:
 
     def remove_committed(self, tx_ids: Iterable[bytes]) -> None:
         self._pending.difference_update(tx_ids)
+
+    def refuse(self, tx_ids: Iterable[bytes], reason: str, message: str) -> list[Refusal]:
+        """Give up on pending transactions (consensus could not order them); each is remembered,
+        within a bound, as refused with `reason`, and may be submitted again."""
+        out: list[Refusal] = []
+        for tx_id in tx_ids:
+            if tx_id not in self._pending:
+                continue
+            self._pending.discard(tx_id)
+            refusal = self._refused[tx_id] = Refusal(tx_id, reason, message)
+            out.append(refusal)
+            if len(self._refused) > MAX_REFUSALS:
+                self._refused.popitem(last=False)
+        return out
+
+    def refusal(self, tx_id: bytes) -> Refusal | None:
+        """Why this node gave up on an admitted transaction, if it did (and still remembers)."""
+        return self._refused.get(tx_id)
 
     def admit(self, raws: Sequence[bytes]) -> list[Admission]:
         """Check transactions; accepted ones become pending. One result per tx, in input order."""
@@ -133,6 +163,7 @@ class Mempool:
                 continue
             self._remember(c)
             self._pending.add(c.tx_id)
+            self._refused.pop(c.tx_id, None)
             results[i] = Admission(c.tx_id, True)
         return [r for r in results if r is not None]  # every index was filled above
 

@@ -36,12 +36,13 @@ from ledger.crypto import SigningKey
 from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.genesis import load_genesis
 from ledger.ledger_app import LedgerApp
-from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome
+from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
 from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore, Store
+from ledger.tx import compute_tx_id
 
 log = logging.getLogger("ledger.node")
 
@@ -114,7 +115,9 @@ class Node:
                 self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
             )
-        self.driver = Driver(replica, self.app, self.store, self, self._admit_forwarded, self._on_committed)
+        self.driver = Driver(
+            replica, self.app, self.store, self, self._admit_forwarded, self._on_committed, self._on_dropped,
+        )
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
         if self.transport is not None:
@@ -122,7 +125,7 @@ class Node:
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
         self._on_fatal = on_fatal
         self.failed: ApplicationError | None = None
-        self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
+        self._waiters: dict[bytes, list[asyncio.Future[Outcome | Refusal]]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
@@ -209,24 +212,24 @@ class Node:
         """Transactions a backup forwarded to this primary: the same admission as a client's."""
         return [raw for raw, r in zip(raws, self._admit(raws), strict=True) if r.accepted]
 
-    async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | None]:
-        """Wait until each tx commits (None for those still pending at the timeout)."""
-        futures: list[asyncio.Future[Outcome] | Outcome | None] = []
+    async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | Refusal | None]:
+        """Wait until each tx commits, or is refused after admission (None: still pending at the timeout)."""
+        futures: list[asyncio.Future[Outcome | Refusal] | Outcome | Refusal | None] = []
         loop = asyncio.get_running_loop()
         for tx_id in tx_ids:
             loc = self.chain.get_tx_location(tx_id)
             if loc is not None:
                 futures.append(Outcome(tx_id, loc.height, loc.index, loc.ok, loc.reason, loc.message))
             elif self.mempool.is_pending(tx_id):
-                fut: asyncio.Future[Outcome] = loop.create_future()
+                fut: asyncio.Future[Outcome | Refusal] = loop.create_future()
                 self._waiters.setdefault(tx_id, []).append(fut)
                 futures.append(fut)
             else:
-                futures.append(None)
+                futures.append(self.mempool.refusal(tx_id))
         pending = [f for f in futures if isinstance(f, asyncio.Future)]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        out: list[Outcome | None] = []
+        out: list[Outcome | Refusal | None] = []
         for f in futures:
             if isinstance(f, asyncio.Future):
                 out.append(f.result() if f.done() else None)
@@ -235,6 +238,16 @@ class Node:
             else:
                 out.append(f)
         return out
+
+    def _on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
+        """Consensus gave up ordering these admitted transactions: they are refused, not pending."""
+        message = "consensus could not order it through several view changes; submit it again"
+        for refusal in self.mempool.refuse((compute_tx_id(raw) for raw in txs), reason, message):
+            self.metrics.tx_rejected.labels(reason).inc()
+            for fut in self._waiters.pop(refusal.tx_id, ()):
+                if not fut.done():
+                    fut.set_result(refusal)
+        self.metrics.mempool.set(len(self.mempool))
 
     # --- committed blocks --------------------------------------------------------------------------
 

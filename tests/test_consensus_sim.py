@@ -306,6 +306,53 @@ def scenario_seven_nodes(seed: int) -> None:
     _finish(net)
 
 
+def scenario_draining_backlog(seed: int) -> None:
+    """A backlog far longer than the request timeout, sent to a backup at once, drains without a
+    view change: the request timer measures a lack of progress, not the age of a queue."""
+    net = Network(4, seed, drop=0.02)
+    backup = 1 + seed % 3
+    txs = _txs("backlog", 240)  # 60 blocks of 4: about ten request timeouts' worth of ordering
+    net.submit(txs, backup)
+    _assert_live(net, txs, within=6000)
+    assert net.total_metric("view_changes") == 0
+    assert {n.replica.view for n in net.nodes} == {0}
+    _finish(net)
+
+
+def scenario_censoring_primary(seed: int) -> None:
+    """The primary orders everyone's transactions but some: blocks with room pass those over, the
+    backups forward them again, then change the view; the next primary orders them."""
+    net = Network(4, seed, drop=0.02)
+    net.nodes[0].honest = False
+    net.nodes[0].refuses = lambda tx: tx.startswith(b"censored")
+    censored = _txs("censored", 6)
+    flowing = _txs("flowing", 60)
+    net.submit(censored[:3], 1)
+    net.submit(censored[3:], 2)
+    _load(net, flowing, every=8, chunk=2, index=3)
+    _assert_live(net, censored + flowing)
+    assert all(n.replica.view > 0 for n in net.honest_running())
+    _finish(net)
+
+
+def scenario_unorderable_tx_is_given_up(seed: int) -> None:
+    """A transaction every primary refuses causes at most max_tx_strikes view changes, then the
+    backup that queued it drops it and tells its driver (the mempool refuses it: not pending)."""
+    net = Network(4, seed)
+    entry = 1 + seed % 3
+    for node in net.nodes:
+        if node.index != entry:
+            node.refuses = lambda tx: tx == b"poison"
+    net.submit([b"poison"], entry)
+    good = _txs("good", 12)
+    _load(net, good, index=0)
+    assert net.run_until(lambda: b"poison" in net.nodes[entry].given_up, 4000)
+    assert net.nodes[entry].replica.pending == 0 or b"poison" not in net.nodes[entry].submitted - set()
+    assert net.nodes[entry].replica.metrics["view_changes"] <= net.config.max_tx_strikes + 1
+    _assert_live(net, good)
+    _finish(net)
+
+
 SCENARIOS = {
     "seven_nodes": scenario_seven_nodes,
     "lossy": scenario_lossy,
@@ -318,6 +365,8 @@ SCENARIOS = {
     "slow_primary": scenario_slow_primary,
     "lagging_catch_up": scenario_lagging_catch_up,
     "forged_and_replayed": scenario_forged_and_replayed,
+    "draining_backlog": scenario_draining_backlog,
+    "censoring_primary": scenario_censoring_primary,
 }
 
 # Seeds that once failed during development, kept as explicit regression cases.

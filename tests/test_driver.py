@@ -80,7 +80,9 @@ def _driver(app: FakeApp | None = None, events: list[str] | None = None) -> tupl
     def committed(result: Committed) -> None:
         events.append(f"committed {result.block.header.height}")
 
-    return Driver(replica, app, app.store, RecordingLinks(events), lambda txs: list(txs), committed), events
+    driver = Driver(replica, app, app.store, RecordingLinks(events), lambda txs: list(txs), committed,
+                    lambda txs, reason: events.append(f"dropped {len(txs)} {reason}"))
+    return driver, events
 
 
 def _certify(app: FakeApp, txs: Sequence[bytes]) -> tuple[Any, CommitCertificate]:
@@ -163,7 +165,7 @@ def test_peer_messages_reach_the_replica_and_forwards_go_through_admission() -> 
         admitted.append(list(txs))
         return [t for t in txs if t != b"bad"]
 
-    driver = Driver(replica, app, app.store, RecordingLinks([]), admit, lambda result: None)
+    driver = Driver(replica, app, app.store, RecordingLinks([]), admit, lambda result: None, lambda txs, why: None)
     driver.on_peer_message(IDS[0], bytes([MSG_FORWARD]) + msgpack.packb([b"ok", b"bad"], use_bin_type=True))
     assert admitted == [[b"ok", b"bad"]] and replica.pending == 1
     driver.on_peer_message(IDS[0], bytes([MSG_FORWARD]) + b"\xc1garbage")

@@ -12,7 +12,7 @@ from typing import Protocol
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis
-from ledger.mempool import Admission, Outcome
+from ledger.mempool import Admission, Outcome, Refusal
 
 
 class HasView(Protocol):
@@ -42,7 +42,7 @@ class AnchorNode(Protocol):
     def submit(self, raws: Sequence[bytes]) -> list[Admission]:
         """Admit transactions (the service's `anchor.record` receipts)."""
 
-    async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | None]:
+    async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | Refusal | None]:
         """Wait until each tx commits; None for those still pending at the timeout."""
 
     def add_commit_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:

@@ -46,6 +46,7 @@ from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
 from ledger.chain import compute_block_hash
 from ledger.codec import encode
 from ledger.config import EthereumConfig
+from ledger.mempool import Refusal
 from ledger.state import get_nonce
 from ledger.tx import TxRejected, decode_tx, make_tx
 
@@ -344,8 +345,8 @@ class AnchorService:
             if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
                 raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
             (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)
-            if outcome is None:
-                return  # not committed yet; looked at again on the next step
+            if outcome is None or isinstance(outcome, Refusal):
+                return  # not committed yet (or given up on): looked at again on the next step
             self._to_record.pop(0)
             if not outcome.ok:
                 log.info("anchor record for height %d not applied: %s", receipt.height, outcome.message)

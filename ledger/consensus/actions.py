@@ -11,6 +11,8 @@ Ordering rules (the driver must keep them):
   checkpoint covers this way).
 - `ForwardTxs` and `FetchBlocks` carry no signed consensus state: they may be performed late,
   reordered with messages or dropped (the replica retries).
+- `DropTxs` has no ordering rule either: it only tells the driver which admitted transactions the
+  replica gave up on.
 """
 
 from __future__ import annotations
@@ -79,4 +81,13 @@ class ForwardTxs:
     txs: tuple[bytes, ...]
 
 
-Action = Persist | Send | Broadcast | Deliver | FetchBlocks | ForwardTxs
+@dataclass(frozen=True)
+class DropTxs:
+    """The replica gave up ordering these client transactions (`reason` says why): the driver tells
+    the mempool that admitted them, so none stays pending for ever."""
+
+    txs: tuple[bytes, ...]
+    reason: str
+
+
+Action = Persist | Send | Broadcast | Deliver | FetchBlocks | ForwardTxs | DropTxs

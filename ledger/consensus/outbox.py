@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ledger.chain import Block, CommitCertificate
-from ledger.consensus.actions import Action, Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.actions import Action, Broadcast, Deliver, DropTxs, FetchBlocks, ForwardTxs, Persist, Send
 from ledger.consensus.log import parse_height_key
 from ledger.consensus.messages import Envelope, encode_envelope
 
@@ -73,6 +73,9 @@ class Outbox:
 
     def fetch(self, from_height: int) -> None:
         self._actions.append(FetchBlocks(from_height))
+
+    def drop(self, txs: Sequence[bytes], reason: str) -> None:
+        self._actions.append(DropTxs(tuple(txs), reason))
 
     # --- the per-height keys on disk -----------------------------------------------------------
 

@@ -23,7 +23,8 @@ class ReplicaConfig:
     max_inflight: int = 4  # pipelining depth above the last delivered block
     view_change_ticks: int = 20  # base progress timeout; doubles per consecutive view change
     max_backoff_exponent: int = 6
-    request_timeout_ticks: int = 50  # a backup's queued tx not ordered by then -> view change
+    request_timeout_ticks: int = 50  # a backup's queued txs and no block delivered for this long -> view change
+    max_passovers: int = 3  # blocks with room that leave out a backup's oldest tx before a view change
     max_tx_strikes: int = 2  # view changes one unordered tx may cause before it is dropped
     retransmit_ticks: int = 5  # while stalled, resend own messages this often
     fetch_retry_ticks: int = 10
@@ -38,7 +39,7 @@ def check_config(cfg: ReplicaConfig) -> None:
     # Every count and period is positive.
     for name in ("batch_size", "max_batch_bytes", "batch_ticks", "checkpoint_interval", "max_inflight",
                  "view_change_ticks", "request_timeout_ticks", "retransmit_ticks", "fetch_retry_ticks",
-                 "max_pending_txs", "max_buffered_per_peer", "max_tx_strikes"):
+                 "max_pending_txs", "max_buffered_per_peer", "max_tx_strikes", "max_passovers"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     # The window leaves room for a checkpoint interval and the pipeline above it.

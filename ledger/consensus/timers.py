@@ -7,9 +7,15 @@ Theory of operation (all in ticks):
 - New-view timer: runs only once 2f+1 replicas want the view this replica moved to, as in
   Castro-Liskov (an isolated replica keeps repeating its view change instead of racing ahead);
   when it runs out, the replica moves on to the next view.
-- Request timer (censorship resistance): a backup whose oldest queued client transaction waited
-  `request_timeout_ticks` starts a view change; a transaction that survives `max_tx_strikes` view
-  changes unordered is dropped as unorderable (invalid, or committed where this replica cannot see).
+- Request timer (censorship resistance), on backups, for the oldest queued client transaction. It
+  measures a lack of progress, not the age of a queue: it runs out when no block was delivered for
+  `request_timeout_ticks` since the transaction arrived (a backlog that is draining never starts a
+  view change). A primary that keeps ordering others' transactions but not this one shows it
+  differently: blocks with room to spare are delivered without it (ordering.py counts these
+  pass-overs). The first pass-over forwards the oldest transactions to the primary again (forwards
+  can be lost with a link); `max_passovers` of them start a view change. A transaction that
+  survives `max_tx_strikes` view changes unordered is dropped as unorderable (invalid, or refused
+  by every primary), and the driver hears of it (`DropTxs`), so it does not stay pending.
 - Retransmission: while stalled, this replica resends its own messages of the current view (or its
   view change) every `retransmit_ticks`; after a restart it announces its stable checkpoint once.
 Timeouts double per consecutive view change, capped, and reset on delivery (views.py).
@@ -73,18 +79,28 @@ class Timers:
     def _check_censorship(self) -> None:
         if self._catchup.is_fetchable_behind():
             return  # our queue may hold txs of blocks we have not fetched yet
-        now = self._ctx.clock.now
-        while (oldest := self._queue.oldest()) is not None:
+        cfg, now, queue = self._ctx.config, self._ctx.clock.now, self._queue
+        dropped: list[bytes] = []
+        while (oldest := queue.oldest()) is not None:
             tx, entry = oldest
-            if now - entry.arrival < self._ctx.config.request_timeout_ticks:
-                return
-            if entry.strikes >= self._ctx.config.max_tx_strikes:
-                self._queue.drop(tx)
+            idle = now - max(entry.arrival, self._head.last_delivery)
+            if idle < cfg.request_timeout_ticks and entry.passed < cfg.max_passovers:
+                if entry.passed > entry.reforwarded:
+                    # Passed over: perhaps our forward was lost; the primary gets the oldest again.
+                    queue.note_reforwarded(tx)
+                    self._ctx.out.forward(queue.head(cfg.batch_size), (self._views.primary,))
+                break
+            if entry.strikes >= cfg.max_tx_strikes:
+                # It survived view changes unordered: invalid, or refused by every primary.
+                queue.drop(tx)
+                dropped.append(tx)
                 self._ctx.metrics["txs_dropped_unordered"] += 1
                 continue
-            self._queue.strike(tx, now)
+            queue.strike(tx, now)
             self._viewchanger.start(self._views.view + 1)
-            return
+            break
+        if dropped:
+            self._ctx.out.drop(dropped, "unordered")
 
     def _retransmit(self) -> None:
         self._last_retransmit = self._ctx.clock.now

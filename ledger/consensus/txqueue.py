@@ -2,9 +2,10 @@
 
 Theory of operation: the primary marks the transactions it put in an in-flight proposal; a view
 change clears the marks (the new primary re-proposes what the new view does not carry). Each entry
-remembers when it arrived (restarted on every view change) and how many view changes it already
-caused (`strikes`), so a transaction that is never ordered causes a bounded number of view changes
-before it is dropped (see timers.py).
+remembers when it arrived (restarted on every view change), how many delivered blocks with room to
+spare left it out while it was the oldest (`passed`, and how many of those it was forwarded again
+after), and how many view changes it already caused (`strikes`), so a transaction that is never
+ordered causes a bounded number of view changes before it is dropped (see timers.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from collections.abc import Sequence
 class TxEntry:
     """One queued transaction's bookkeeping; written only by its TxQueue."""
 
-    __slots__ = ("arrival", "strikes", "proposed")
+    __slots__ = ("arrival", "strikes", "proposed", "passed", "reforwarded")
 
     def __init__(self, arrival: int) -> None:
         self.arrival = arrival
         self.strikes = 0
         self.proposed = False
+        self.passed = 0
+        self.reforwarded = 0
 
 
 class TxQueue:
@@ -103,16 +106,38 @@ class TxQueue:
         for entry in self._entries.values():
             entry.proposed = False
             entry.arrival = now
+            entry.passed = entry.reforwarded = 0
         self._unproposed = len(self._entries)
 
     def oldest(self) -> tuple[bytes, TxEntry] | None:
         return next(iter(self._entries.items())) if self._entries else None
 
+    def head(self, count: int) -> list[bytes]:
+        """The `count` oldest transactions."""
+        out: list[bytes] = []
+        for tx in self._entries:
+            if len(out) >= count:
+                break
+            out.append(tx)
+        return out
+
+    def pass_over(self, now: int, min_wait: int) -> None:
+        """A block with room for the oldest transaction was delivered without it: count that, if
+        the oldest had waited `min_wait` (so its forward had time to reach the primary)."""
+        oldest = self.oldest()
+        if oldest is not None and now - oldest[1].arrival >= min_wait:
+            oldest[1].passed += 1
+
+    def note_reforwarded(self, tx: bytes) -> None:
+        entry = self._entries[tx]
+        entry.reforwarded = entry.passed
+
     def drop(self, tx: bytes) -> None:
         self.remove([tx])
 
     def strike(self, tx: bytes, now: int) -> None:
-        """`tx` caused a view change: count it, and its timer starts again."""
+        """`tx` caused a view change: count it, and its timer and pass-overs start again."""
         entry = self._entries[tx]
         entry.strikes += 1
         entry.arrival = now
+        entry.passed = entry.reforwarded = 0

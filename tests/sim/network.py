@@ -233,6 +233,8 @@ class SimNode:
     submitted: set[bytes] = field(default_factory=set)
     driver: SimDriver = field(init=False)
     catching_up: CatchUpRound | None = None
+    refuses: Callable[[bytes], bool] | None = None  # a Byzantine primary's admission: what it will not order
+    given_up: set[bytes] = field(default_factory=set)  # txs the replica dropped as unorderable
     generation: int = 0  # bumped by a restart: events of the old incarnation are dropped
 
     @property
@@ -256,8 +258,11 @@ class SimNode:
         return Driver.persisted(self.app.store)
 
     def admit(self, txs: Sequence[bytes]) -> list[bytes]:
-        """Admission, as a mempool would: nothing already committed here."""
-        return [t for t in txs if t not in self.committed_txs]
+        """Admission, as a mempool would: nothing already committed here, nothing it refuses."""
+        return [t for t in txs if t not in self.committed_txs and not (self.refuses and self.refuses(t))]
+
+    def dropped(self, txs: Sequence[bytes], reason: str) -> None:
+        self.given_up.update(txs)
 
 
 def default_config(chain_id: str, validators: tuple[str, ...], **overrides: Any) -> ReplicaConfig:
@@ -317,7 +322,7 @@ class Network:
         def on_committed(result: Any) -> None:
             self._record(node, *app.committed(result))
 
-        node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), node.admit, on_committed)
+        node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), node.admit, on_committed, node.dropped)
         node.driver.node = node
 
     # --- fault control -------------------------------------------------------------------------

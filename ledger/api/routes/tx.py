@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.codec import CodecError, encode, unpack_strict
-from ledger.mempool import Admission, Outcome
+from ledger.mempool import Admission, Outcome, Refusal
 from ledger.tx import MAX_TX_BYTES, Reject, TxRejected, decode_tx, tx_from_plain, tx_to_plain
 
 router = APIRouter(tags=["transactions"])
@@ -61,10 +61,12 @@ def _parse_json(body: bytes) -> tuple[list[bytes | Admission], bool]:
     return [_json_item(value)], True
 
 
-def _result(a: Admission, outcome: Outcome | None, waited: bool) -> dict[str, Any]:
+def _result(a: Admission, outcome: Outcome | Refusal | None, waited: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"tx_id": a.tx_id.hex(), "accepted": a.accepted}
     if not a.accepted:
         out.update(reason=a.reason, message=a.message)
+    elif isinstance(outcome, Refusal):
+        out.update(status="refused", reason=outcome.reason, message=outcome.message)
     elif waited:
         out["status"] = "committed" if outcome is not None else "pending"
         if outcome is not None:
@@ -101,7 +103,7 @@ async def submit_tx(
     raws = [i for i in items if isinstance(i, bytes)]
     admitted = iter(node.submit(raws))
     admissions = [next(admitted) if isinstance(i, bytes) else i for i in items]
-    outcomes: list[Outcome | None] = [None] * len(admissions)
+    outcomes: list[Outcome | Refusal | None] = [None] * len(admissions)
     if wait:
         accepted = [a.tx_id for a in admissions if a.accepted]
         waited = iter(await node.wait_committed(accepted, timeout))
@@ -113,7 +115,7 @@ async def submit_tx(
         if not a.accepted:
             status = _REJECT_STATUS.get(a.reason, 400)
             return JSONResponse({"error": a.reason, **results[0]}, status_code=status)
-        return JSONResponse(results[0], status_code=200 if wait and outcomes[0] else 202)
+        return JSONResponse(results[0], status_code=200 if wait and isinstance(outcomes[0], Outcome) else 202)
     answer: dict[str, Any] = {"accepted": n_accepted, "rejected": len(admissions) - n_accepted, "results": results}
     if n_accepted == 0:
         reasons = {a.reason for a in admissions}
@@ -139,6 +141,9 @@ async def get_tx(tx_id: str, node: NodeDep) -> dict[str, Any]:
     if loc is None:
         if node.mempool.is_pending(tid):
             return {"tx_id": tx_id, "status": "pending"}
+        refusal = node.mempool.refusal(tid)
+        if refusal is not None:
+            return {"tx_id": tx_id, "status": "refused", "reason": refusal.reason, "message": refusal.message}
         raise ApiError(404, "not_found", "no such transaction on this node")
     block = node.chain.get_block(loc.height)
     raw = block.txs[loc.index] if block is not None else b""
