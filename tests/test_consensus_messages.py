@@ -25,6 +25,7 @@ from ledger.consensus.messages import (
     PreparedProof,
     PrePrepare,
     SignatureChecker,
+    Suspect,
     ViewChange,
     Vote,
     decode_body,
@@ -58,13 +59,14 @@ signatures = st.binary(min_size=64, max_size=64)
 prepared_proofs = st.builds(PreparedProof, small, small, hashes, hashes, signatures, sig_tuples)
 viewchanges = st.builds(
     ViewChange, small, st.none() | checkpoint_proofs, st.none() | certificates,
-    st.lists(prepared_proofs, max_size=3).map(tuple),
+    st.lists(prepared_proofs, max_size=3).map(tuple), sig_tuples,
 )
+suspects = st.builds(Suspect, small)
 newviews = st.builds(
     NewView, small, st.lists(st.binary(max_size=64), max_size=3).map(tuple), small,
     st.sampled_from([b""]) | hashes, st.lists(hashes, max_size=3).map(tuple),
 )
-bodies = st.one_of(preprepares, prepares, commits, votes, checkpoints, viewchanges, newviews)
+bodies = st.one_of(preprepares, prepares, commits, votes, checkpoints, viewchanges, newviews, suspects)
 
 
 def _replica() -> Replica:
@@ -144,7 +146,9 @@ def test_unknown_kind_and_stray_attachment_rejected() -> None:
         decode_envelope(encode(Envelope("gossip", env.sender, env.body, env.signature, b"")))
     with pytest.raises(MalformedMessage):
         decode_envelope(encode(Envelope(env.kind, env.sender, env.body, env.signature, b"extra")))
-    assert set(BODY_TYPES) == {"preprepare", "prepare", "commit", "vote", "checkpoint", "viewchange", "newview"}
+    assert set(BODY_TYPES) == {
+        "preprepare", "prepare", "commit", "vote", "checkpoint", "viewchange", "newview", "suspect",
+    }
 
 
 def test_bad_field_shapes_rejected() -> None:

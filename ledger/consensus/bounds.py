@@ -41,9 +41,10 @@ def prepared_proof_bytes(n: int) -> int:
 
 
 def view_change_body_bytes(n: int, max_inflight: int) -> int:
-    """A view change without its blocks: a checkpoint proof, a certificate, the prepared proofs."""
+    """A view change without its blocks: a checkpoint proof, a certificate, the prepared proofs, the
+    suspicion that made it leave its view."""
     proof = HEADER + 2 * INT + HASH + signatures_bytes(n)
-    return HEADER + INT + 2 * proof + HEADER + max_inflight * prepared_proof_bytes(n)
+    return HEADER + INT + 2 * proof + HEADER + max_inflight * prepared_proof_bytes(n) + signatures_bytes(n)
 
 
 def preprepare_bytes(batch_size: int, max_batch_bytes: int) -> int:

@@ -58,6 +58,7 @@ KIND_VOTE = "vote"
 KIND_CHECKPOINT = "checkpoint"
 KIND_VIEWCHANGE = "viewchange"
 KIND_NEWVIEW = "newview"
+KIND_SUSPECT = "suspect"
 
 
 class MalformedMessage(ValueError):
@@ -147,6 +148,18 @@ class ViewChange:
     checkpoint: CheckpointProof | None
     certificate: CommitCertificate | None
     prepared: tuple[PreparedProof, ...]
+    # When the sender left installed view `view - 1` on suspicion: f+1 validators' signatures over
+    # Suspect(view - 1), so that every replica that sees this leaves that view too. Empty when it
+    # followed others (the join rule) or gave up waiting for a new view.
+    suspicion: tuple[ValidatorSignature, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """The sender suspects the primary of `view`. It stays in the view until f+1 validators suspect it
+    (one of them honest), so that no replica leaves alone a view in which the others make progress."""
+
+    view: int
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ class NewView:
     chosen: tuple[bytes, ...]
 
 
-Body = PrePrepare | Prepare | Commit | Vote | Checkpoint | ViewChange | NewView
+Body = PrePrepare | Prepare | Commit | Vote | Checkpoint | ViewChange | NewView | Suspect
 
 BODY_TYPES: dict[str, type] = {
     KIND_PREPREPARE: PrePrepare,
@@ -175,6 +188,7 @@ BODY_TYPES: dict[str, type] = {
     KIND_CHECKPOINT: Checkpoint,
     KIND_VIEWCHANGE: ViewChange,
     KIND_NEWVIEW: NewView,
+    KIND_SUSPECT: Suspect,
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in BODY_TYPES.items()}
 DOMAINS: dict[str, bytes] = {
@@ -185,6 +199,7 @@ DOMAINS: dict[str, bytes] = {
     KIND_CHECKPOINT: DOMAIN_CHECKPOINT,
     KIND_VIEWCHANGE: DOMAIN_VIEWCHANGE,
     KIND_NEWVIEW: DOMAIN_NEWVIEW,
+    KIND_SUSPECT: DOMAIN_VIEWCHANGE,  # the kind inside the signed envelope keeps the two apart
 }
 _ATTACHMENT_KINDS = (KIND_PREPREPARE, KIND_VIEWCHANGE)
 

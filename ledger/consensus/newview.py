@@ -49,6 +49,7 @@ from ledger.consensus.messages import (
     PreparedProof,
     PrePrepare,
     SignatureChecker,
+    Suspect,
     ViewChange,
     decode_body,
     decode_envelope,
@@ -115,6 +116,16 @@ def check_prepared_proof(proof: PreparedProof, checker: SignatureChecker, q: Quo
             raise InvalidViewChange(f"prepared proof at {proof.height}: bad prepare from {s.validator}")
 
 
+def check_suspicion(vc: ViewChange, checker: SignatureChecker, q: Quorums) -> None:
+    """The suspicion a view change carries: f+1 validators suspected the primary of the view it left."""
+    _check_signers([s.validator for s in vc.suspicion], q.validators, q.weak, "suspicion")
+    body = Suspect(vc.view - 1)
+    for s in vc.suspicion:
+        # Every signature is that validator's suspicion of the view left.
+        if not checker.body(s.validator, body, s.signature):
+            raise InvalidViewChange(f"suspicion: bad signature from {s.validator}")
+
+
 def compute_base(vc: ViewChange) -> tuple[int, bytes]:
     """The highest decided block a view change proves: (height, hash); (0, b"") for none."""
     best: tuple[int, bytes] = (0, b"")
@@ -139,6 +150,8 @@ def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums, pip
         check_checkpoint_proof(vc.checkpoint, checker, q)
     if vc.certificate is not None:
         check_certificate_signatures(vc.certificate, checker, q)
+    if vc.suspicion:
+        check_suspicion(vc, checker, q)
     base, _ = compute_base(vc)
     last = base
     for p in vc.prepared:

@@ -67,6 +67,7 @@ from ledger.consensus.messages import (
     PrePrepare,
     SignatureChecker,
     Signer,
+    Suspect,
     ViewChange,
     Vote,
     decode_body,
@@ -273,8 +274,11 @@ class Replica:
         elif isinstance(body, ViewChange):
             if self._verified(env, body):
                 self.viewchanger.receive_view_change(sender, env, body)
-        elif isinstance(body, NewView) and self._verified(env, body):
-            self.viewchanger.receive_new_view(sender, env, body)
+        elif isinstance(body, NewView):
+            if self._verified(env, body):
+                self.viewchanger.receive_new_view(sender, env, body)
+        elif isinstance(body, Suspect) and self._verified(env, body):
+            self.viewchanger.receive_suspect(sender, env, body)
 
     def _verified(self, env: Envelope, body: Any) -> bool:
         if self._checker.envelope(env, body):

@@ -70,7 +70,7 @@ class Timers:
             if not self._orderer.has_work() or self._catchup.is_fetchable_behind():
                 views.progressed(now)
             elif views.is_progress_overdue(now):
-                self._viewchanger.start(views.view + 1)
+                self._viewchanger.suspect()
         elif self._viewchanger.count_wanting(views.view) < self._ctx.quorums.quorum:
             views.wait_for_quorum(now)
         elif views.is_new_view_overdue(now):
@@ -97,7 +97,10 @@ class Timers:
                 self._ctx.metrics["txs_dropped_unordered"] += 1
                 continue
             queue.strike(tx, now)
-            self._viewchanger.start(self._views.view + 1)
+            # Like a PBFT client that got no answer: every validator learns the waiting transactions,
+            # so their timers run too and they suspect the primary with us if it ignores them.
+            self._ctx.out.forward(queue.head(cfg.batch_size), self._ctx.quorums.others(self._ctx.signer.id))
+            self._viewchanger.suspect()
             break
         if dropped:
             self._ctx.out.drop(dropped, "unordered")
@@ -111,5 +114,8 @@ class Timers:
             return
         for env in self._orderer.own_messages():
             self._ctx.out.broadcast(env)
+        suspicion = self._viewchanger.my_suspicion
+        if suspicion is not None:
+            self._ctx.out.broadcast(suspicion)
         if self._checkpoints.mine is not None:
             self._ctx.out.broadcast(self._checkpoints.mine)

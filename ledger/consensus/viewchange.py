@@ -3,13 +3,19 @@
 Theory of operation
 -------------------
 A replica that suspects the primary of view v (timers.py: the progress timer, or a client
-transaction not ordered in time) stops taking part in v and broadcasts VIEW-CHANGE(v+1) with its
-base proofs and its prepared proofs above them (newview.py says what they prove and how the new
-view's chain is computed from 2f+1 of them). The new primary, with 2f+1 view changes (its own among
-them), sends NEW-VIEW and re-proposes the chain they force; backups check the new view completely
-and install it. `ViewChanger` owns what a replica knows of view changes: the latest one of each
-validator, its own, the new view that installed the current view, and the ordering messages of
-views it has not installed yet.
+transaction not ordered in time) says so with a signed SUSPECT(v) and stays in v. Once f+1
+validators suspect v (so at least one honest one does), it stops taking part in v and broadcasts
+VIEW-CHANGE(v+1) carrying those f+1 suspicions, so that every replica that sees it leaves v too: no
+replica leaves a view alone while the others go on in it (a replica that has sent a view change
+may never take part in the old view again: its view change could be used without what it prepared
+there). The view change also carries its base proofs and its prepared proofs above them
+(newview.py says what they prove and how the new view's chain is computed from 2f+1 of them). The
+new primary, with 2f+1 view changes (its own among them), sends NEW-VIEW and re-proposes the chain
+they force; backups check the new view completely and install it.
+
+`ViewChanger` owns what a replica knows of view changes: the suspicions of each view, the latest
+view change of each validator, its own, the new view that installed the current view, and the
+ordering messages of views it has not installed yet.
 
 Liveness: a replica joins a view change when f+1 others are in higher views (their view changes or
 any signed message) by moving to the (f+1)-th highest such view, so a partition that heals
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ledger.chain import Block
+from ledger.chain import Block, ValidatorSignature
 from ledger.codec import encode
 from ledger.consensus.catchup import CatchUp
 from ledger.consensus.checkpoints import Checkpoints
@@ -33,8 +39,10 @@ from ledger.consensus.messages import (
     Envelope,
     NewView,
     SignatureChecker,
+    Suspect,
     ViewChange,
     decode_blocks,
+    decode_body,
     encode_envelope,
     strip,
 )
@@ -70,6 +78,17 @@ class ViewChangeLog:
         self.q = q
         self._latest: dict[str, StoredViewChange] = {}
         self._peer_views: dict[str, int] = {}
+        self._suspects: dict[int, dict[str, bytes]] = {}  # view -> validator -> signature of Suspect(view)
+
+    def add_suspect(self, sender: str, view: int, signature: bytes) -> None:
+        self._suspects.setdefault(view, {}).setdefault(sender, signature)
+
+    def suspicion(self, view: int) -> tuple[ValidatorSignature, ...] | None:
+        """f+1 validators' signed suspicions of `view`, sorted, once that many suspect it."""
+        held = self._suspects.get(view, {})
+        if len(held) < self.q.weak:
+            return None
+        return tuple(ValidatorSignature(v, sig) for v, sig in sorted(held.items()))
 
     def note_view(self, sender: str, view: int) -> None:
         """`sender` signed a message in `view`."""
@@ -102,6 +121,8 @@ class ViewChangeLog:
     def prune(self, below: int) -> None:
         for s in [s for s, vc in self._latest.items() if vc.view < below]:
             del self._latest[s]
+        for v in [v for v in self._suspects if v < below]:
+            del self._suspects[v]
 
 
 class ViewChanger:
@@ -120,12 +141,21 @@ class ViewChanger:
         self._log = ViewChangeLog(ctx.quorums)
         self._future = FutureMessages(ctx.config.max_buffered_per_peer)
         self._mine: Envelope | None = None
+        self._my_suspect: Envelope | None = None
+        self._suspicion: tuple[ValidatorSignature, ...] = ()  # what made this replica leave its last view
         self._new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW that installed it)
         self._replied: dict[str, int] = {}
 
     @property
     def my_view_change(self) -> Envelope | None:
         return self._mine
+
+    @property
+    def my_suspicion(self) -> Envelope | None:
+        """This replica's SUSPECT of the view it is active in, if it sent one."""
+        mine = self._my_suspect
+        active_view = self._views.view if self._views.active else -1
+        return mine if mine is not None and decode_body(mine).view == active_view else None
 
     @property
     def buffered(self) -> int:
@@ -136,12 +166,48 @@ class ViewChanger:
         """Validators whose latest view change is for `view` or later."""
         return self._log.count_at_least(view)
 
+    # --- suspecting the primary ---------------------------------------------------------------------
+
+    def suspect(self) -> None:
+        """A timer says the primary of the current view is faulty: say so (once per view); leave the
+        view once f+1 validators say so."""
+        views = self._views
+        if self._ctx.quorums.n == 1 or not views.active:
+            return
+        if self.my_suspicion is None:
+            env = self._ctx.signer.sign(Suspect(views.view))
+            self._my_suspect = env
+            self._log.add_suspect(self._ctx.signer.id, views.view, env.signature)
+            self._ctx.out.broadcast(env)
+        self._maybe_leave()
+
+    def receive_suspect(self, sender: str, env: Envelope, body: Suspect) -> None:
+        """A suspicion with a verified signature."""
+        self._log.note_view(sender, body.view)
+        if body.view < self._views.view:
+            self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
+            return
+        self._log.add_suspect(sender, body.view, env.signature)
+        self._maybe_leave()
+
+    def _maybe_leave(self) -> None:
+        """f+1 suspect the view this replica is active in: leave it, carrying their suspicions."""
+        if not self._views.active:
+            return
+        suspicion = self._log.suspicion(self._views.view)
+        if suspicion is not None:
+            self.start(self._views.view + 1, suspicion)
+
     # --- leaving a view ----------------------------------------------------------------------------
 
-    def start(self, target: int) -> None:
-        """Leave the current view: persist the move, then broadcast VIEW-CHANGE(target)."""
+    def start(self, target: int, suspicion: tuple[ValidatorSignature, ...] = ()) -> None:
+        """Leave the current view: persist the move, then broadcast VIEW-CHANGE(target).
+
+        `suspicion`: f+1 signed suspicions of the view left, when that is why (target is the next view).
+        """
         if self._ctx.quorums.n == 1 or target <= self._views.view:
             return
+        self._suspicion = suspicion if target == self._views.view + 1 else ()
         self._views.leave(target, self._ctx.clock.now)
         self._ctx.metrics["view_changes"] += 1
         self._orderer.reset_view()
@@ -159,7 +225,7 @@ class ViewChanger:
         base = max(stable.height if stable else 0, cert.height if cert else 0)
         proofs = self._orderer.prepared_proofs(base, base + self._ctx.config.max_inflight, self._views.view)
         blocks = {p.block_hash: b for p in proofs if (b := self._orderer.block(p.block_hash)) is not None}
-        return ViewChange(self._views.view, stable, cert, proofs), blocks
+        return ViewChange(self._views.view, stable, cert, proofs, self._suspicion), blocks
 
     def _rebuild_mine(self) -> Envelope:
         vc, blocks = self._compute_view_change()
@@ -194,10 +260,15 @@ class ViewChanger:
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
         check_view_change(body, self._checker, self._ctx.quorums, self._ctx.config.max_inflight)
+        if body.suspicion and body.view == self._views.view + 1:
+            # f+1 suspect the view this replica is in: it leaves too (below), not to be left alone in it.
+            for s in body.suspicion:
+                self._log.add_suspect(s.validator, self._views.view, s.signature)
         blocks: dict[bytes, Block] = {}
         if self._ctx.quorums.primary(body.view) == self._ctx.signer.id:
             blocks = check_attached_blocks(body, decode_blocks(env.attachment))
         self._log.add(sender, StoredViewChange(body.view, strip(env), body, blocks))
+        self._maybe_leave()
         self.maybe_join()
         self._maybe_new_view()
 
