@@ -379,6 +379,62 @@ def scenario_lone_suspicion(seed: int) -> None:
     _finish(net)
 
 
+def scenario_one_way_links(seed: int) -> None:
+    """Links fail in one direction only (a sends to b, b's messages to a are lost), a different
+    link every few hundred steps, one at a time."""
+    net = Network(4, seed, drop=0.02)
+    txs = _txs("oneway", 40)
+    for i in range(0, len(txs), 8):
+        a, b = net.rng.sample(range(4), 2)
+        net.blocked = {(a, b)}
+        _load(net, txs[i:i + 8], every=8, chunk=2)
+        net.run(net.rng.randint(50, 300))
+    net.blocked = set()
+    _assert_live(net, txs)
+    _finish(net)
+
+
+def scenario_pause_during_view_change(seed: int) -> None:
+    """The primary crashes; while the others change view, one of them is paused at a random step of
+    the change and resumed later: the view change completes, the paused one rejoins, all commit."""
+    net = Network(4, seed, drop=0.02)
+    first = _txs("pv1", 12)
+    _load(net, first)
+    net.crash(0)
+    txs = _txs("pv2", 12)
+    _load(net, txs, index=1 + seed % 3)
+    victim = net.nodes[1 + (seed + 1) % 3]
+    net.run(net.rng.randint(0, 300))  # somewhere in the suspicion, view change or new view
+    victim.paused = True
+    net.run(net.rng.randint(50, 400))
+    victim.paused = False
+    _assert_live(net, first + txs, retry_every=400)
+    assert len({n.replica.view for n in net.honest_running()}) == 1
+    _finish(net)
+
+
+def scenario_restart_into_higher_view(seed: int) -> None:
+    """A replica crashes as soon as it has moved to a new view (sent its view change, perhaps installed
+    the view as its primary) and restarts after the others moved on: it finds the view the others
+    are in and takes part again."""
+    net = Network(4, seed, drop=0.02)
+    first = _txs("rh1", 12)
+    _load(net, first)
+    net.crash(0)
+    mover = net.nodes[1 + seed % 3]
+    net.submit(_txs("rh-waiting", 4), mover.index)  # work the crashed primary does not order
+    assert net.run_until(lambda: mover.replica.view > 0, 3000)
+    net.crash(mover.index)  # its view change is persisted; what came after is lost
+    net.restart(0)
+    net.run(net.rng.randint(100, 600))
+    net.restart(mover.index)
+    txs = _txs("rh2", 16)
+    _load(net, txs, index=mover.index)
+    _assert_live(net, first + txs, retry_every=400)
+    assert len({n.replica.view for n in net.honest_running()}) == 1
+    _finish(net)
+
+
 SCENARIOS = {
     "seven_nodes": scenario_seven_nodes,
     "lossy": scenario_lossy,
@@ -395,6 +451,9 @@ SCENARIOS = {
     "censoring_primary": scenario_censoring_primary,
     "unorderable_tx_is_given_up": scenario_unorderable_tx_is_given_up,
     "lone_suspicion": scenario_lone_suspicion,
+    "one_way_links": scenario_one_way_links,
+    "pause_during_view_change": scenario_pause_during_view_change,
+    "restart_into_higher_view": scenario_restart_into_higher_view,
 }
 
 # Seeds that once failed during development, kept as explicit regression cases.

@@ -1,10 +1,11 @@
 """Catch-up: knowing when this replica is behind the others, and helping peers that are behind it.
 
 Theory of operation: a replica is behind when a stable checkpoint or an installed new view's base
-lies above its delivered height, when f+1 validators' checkpoints claim heights above it (so at
-least one honest validator got there), or when it holds a certificate it cannot deliver in order
-for a while. It then emits `FetchBlocks` (rate-limited); the driver fetches certified blocks from
-peers and reports each applied one with `Replica.notify_committed`.
+lies above its delivered height, when f+1 validators show they delivered beyond it (their
+checkpoints, or ordering messages and votes above its pipeline: at least one honest validator got
+there), or when it holds a certificate it cannot deliver in order for a while. It then emits
+`FetchBlocks` (rate-limited); the driver fetches certified blocks from peers and reports each
+applied one with `Replica.notify_committed`.
 
 A replica that sees a peer behind (a stale checkpoint, a view change with a low base) sends that
 peer its latest checkpoint and its votes above the peer's height, so even idle validators give a
@@ -30,6 +31,7 @@ class CatchUp:
         self._checkpoints = checkpoints
         self._orderer = orderer
         self._helped: dict[str, int] = {}  # peer -> tick we last helped it
+        self._ahead: dict[str, int] = {}  # peer -> a height its messages show it delivered
         self._last_fetch = -(10**9)
 
     def is_fetchable_behind(self) -> bool:
@@ -39,7 +41,17 @@ class CatchUp:
         if self._checkpoints.stable_height > d or self._views.nv_base > d:
             return True
         # f+1 validators (so at least one honest) delivered beyond us.
-        return self._checkpoints.claimed_by(self._ctx.quorums.weak) > d
+        weak = self._ctx.quorums.weak
+        if self._checkpoints.claimed_by(weak) > d:
+            return True
+        ahead = sorted(self._ahead.values(), reverse=True)
+        return len(ahead) >= weak and ahead[weak - 1] > d
+
+    def note_ahead(self, peer: str, delivered: int) -> None:
+        """A verified message of `peer` shows it delivered `delivered`, beyond this replica."""
+        if delivered > self._ahead.get(peer, 0):
+            self._ahead[peer] = delivered
+            self.maybe_fetch()
 
     def is_behind(self) -> bool:
         if self.is_fetchable_behind():

@@ -297,11 +297,17 @@ class Replica:
         return True
 
     def _receive_ordering(self, sender: str, env: Envelope, body: PrePrepare | Prepare | Commit) -> None:
+        # Beyond this replica's pipeline: a genuine one shows the sender delivered blocks we have not.
+        if not self._note_ahead(sender, env, body, body.height - self.config.max_inflight):
+            return
         # Within the watermarks.
         if not self._in_window(body.height, self.checkpoints.low):
             return
         if not self._verified(env, body):
             return
+        if body.height <= self.head.height:
+            # Still ordering a height we delivered: the sender is behind; show it our votes.
+            self._catchup.help_peer(sender, body.height - 1)
         self.viewchanger.note_view(sender, body.view)
         if body.view < self.views.view:
             self.metrics["dropped_stale"] += 1
@@ -313,12 +319,25 @@ class Replica:
         self.orderer.handle_ordering(sender, env, body)
 
     def _receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
+        # A vote is cast for a decided block: a genuine one beyond our pipeline shows we are behind.
+        if not self._note_ahead(sender, env, body, body.height - 1):
+            return
         # Above what this replica delivered, within the high watermark.
         if not self._in_window(body.height, self.head.height):
             return
         if not self._verified(env, body):
             return
         self.orderer.receive_vote(sender, env, body)
+
+    def _note_ahead(self, sender: str, env: Envelope, body: Any, delivered_by_sender: int) -> bool:
+        """For a message showing its sender delivered beyond us: check its signature (False: drop it)
+        and let catch-up count the sender as ahead. Other messages pass unchecked (True)."""
+        if delivered_by_sender <= self.head.height:
+            return True
+        if not self._verified(env, body):
+            return False
+        self._catchup.note_ahead(sender, delivered_by_sender)
+        return True
 
     def _receive_checkpoint(self, sender: str, env: Envelope, body: Checkpoint) -> None:
         checkpoints = self.checkpoints
