@@ -30,6 +30,7 @@ from ledger.chain import (
     compute_tx_root,
 )
 from ledger.codec import decode, encode
+from ledger.evidence import EvidenceModule
 from ledger.genesis import Genesis, genesis_state
 from ledger.members import MembersModule, validator_sender_lookup
 from ledger.nft.assets import AssetsModule
@@ -44,8 +45,11 @@ HEAD_KEY = NS.META + b"head"
 GENESIS_KEY = NS.META + b"genesis"
 
 
-def default_modules() -> list[Module]:
-    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule()]
+def default_modules(genesis: Genesis) -> list[Module]:
+    return [
+        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(),
+        EvidenceModule(genesis.chain_id, genesis.validator_keys()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class ChainDB:
         # Bounded: each cached node costs a few hundred bytes; the top levels are what matter.
         self.smt = SparseMerkleTree(self._get_node, cache_size=200_000)
         self.machine = StateMachine(
-            genesis.chain_id, modules if modules is not None else default_modules(),
+            genesis.chain_id, modules if modules is not None else default_modules(genesis),
             validator_sender_lookup(self.validators),
         )
         # Transactions this node verified already (the mempool fills it); None: execution verifies all.

@@ -15,8 +15,8 @@ Performing one call's actions, in order (the rules of ledger/consensus/actions.p
 - `Deliver`: the application commits the block with its certificate (one atomic write) and the
   commit hook runs (acknowledging its transactions) before the replica is called again;
 - `FetchBlocks`: the links start a catch-up round unless one is running (`catch_up`);
-- `DropTxs`: the transactions the replica gave up ordering go to the `on_dropped` hook (the node
-  records them as refused, so none stays pending).
+- `DropTxs` and `Evidence` go to the host (`DriverHost`): the node records dropped transactions as
+  refused, so none stays pending, and has an equivocation recorded in the ledger.
 
 Catch-up is a generator, so both drivers of I/O run the same steps: it yields a request for a
 peer (the links send it and send the answer back in, or None when it failed) or `PAUSE` (the node
@@ -30,14 +30,24 @@ the caller stops the node. A peer's message can never raise here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import msgpack
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock
 from ledger.codec import CodecError, decode, encode, unpack_strict
-from ledger.consensus.actions import Action, Broadcast, Deliver, DropTxs, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.actions import (
+    Action,
+    Broadcast,
+    Deliver,
+    DropTxs,
+    Evidence,
+    FetchBlocks,
+    ForwardTxs,
+    Persist,
+    Send,
+)
 from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
@@ -53,6 +63,7 @@ MAX_FORWARD_BYTES = 4 * 1024 * 1024  # of transactions per forward message: well
 
 C = TypeVar("C")
 C_co = TypeVar("C_co", covariant=True)
+C_contra = TypeVar("C_contra", contravariant=True)
 
 
 class ChainApplication(Application, Protocol[C_co]):
@@ -83,6 +94,26 @@ class PeerLinks(Protocol):
         ...
 
 
+class DriverHost(Protocol[C_contra]):
+    """The node (or the simulation) around a driver: what it is told, and the one thing it is asked."""
+
+    def admit(self, txs: Sequence[bytes]) -> Sequence[bytes]:
+        """Forwarded transactions: those that pass admission (the mempool's one path)."""
+        ...
+
+    def on_committed(self, result: C_contra) -> None:
+        """A block was written (delivered or caught up); runs before the replica is called again."""
+        ...
+
+    def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
+        """Admitted transactions the replica gave up ordering, and why."""
+        ...
+
+    def on_evidence(self, first: bytes, second: bytes) -> None:
+        """A validator equivocated: two signed messages that prove it, to be recorded in the ledger."""
+        ...
+
+
 class CatchUpPause:
     """Yielded by `catch_up` between blocks: let other work run."""
 
@@ -98,20 +129,13 @@ class Driver(Generic[C]):
         app: ChainApplication[C],
         store: Store,
         links: PeerLinks,
-        admit: Callable[[Sequence[bytes]], Sequence[bytes]],
-        on_committed: Callable[[C], None],
-        on_dropped: Callable[[Sequence[bytes], str], None],
+        host: DriverHost[C],
     ) -> None:
-        """`admit` returns the forwarded transactions that pass admission; `on_committed` runs for
-        every block written (delivered or caught up), before the replica is called again;
-        `on_dropped` hears of admitted transactions the replica gave up ordering, and why."""
         self.replica = replica
         self.app = app
         self._store = store
         self._links = links
-        self._admit = admit
-        self._on_committed = on_committed
-        self._on_dropped = on_dropped
+        self._host = host
 
     @staticmethod
     def persisted(store: Store) -> dict[bytes, bytes]:
@@ -138,7 +162,7 @@ class Driver(Generic[C]):
         elif kind == MSG_FORWARD:
             txs = decode_forwarded(body)
             if txs:
-                self.submit(self._admit(txs))
+                self.submit(self._host.admit(txs))
 
     def serve(self, payload: bytes) -> bytes:
         """Answer a peer's block request (CodecError for a malformed one)."""
@@ -167,7 +191,9 @@ class Driver(Generic[C]):
             elif isinstance(action, FetchBlocks):
                 self._links.start_catch_up()
             elif isinstance(action, DropTxs):
-                self._on_dropped(action.txs, action.reason)
+                self._host.on_dropped(action.txs, action.reason)
+            elif isinstance(action, Evidence):
+                self._host.on_evidence(action.first, action.second)
         if persist:
             self._flush(persist)
 
@@ -184,7 +210,7 @@ class Driver(Generic[C]):
             committed = self.app.commit(block, action.certificate)
         except Exception as exc:
             raise ApplicationError(f"writing decided block {block.header.height} failed: {exc!r}") from exc
-        self._on_committed(committed)
+        self._host.on_committed(committed)
 
     # --- catch-up ----------------------------------------------------------------------------------
 
@@ -214,7 +240,7 @@ class Driver(Generic[C]):
                     except Exception as exc:
                         raise ApplicationError(f"applying fetched block {header.height} failed: {exc!r}") from exc
                     applied += 1
-                    self._on_committed(committed)
+                    self._host.on_committed(committed)
                     self.perform(self.replica.notify_committed(
                         header.height, entry.certificate.block_hash, entry.certificate, entry.block.txs))
                     yield PAUSE

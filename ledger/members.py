@@ -84,7 +84,8 @@ def lookup_sender(view: StateView, member_id: str) -> SenderInfo | None:
     return SenderInfo(member.public_key, member.roles)
 
 
-VALIDATOR_KINDS = frozenset({"anchor.record"})  # system transactions a validator sends with its node key
+# System transactions a validator sends with its node key: anchor receipts, equivocation evidence.
+VALIDATOR_KINDS = frozenset({"anchor.record", "evidence.equivocation"})
 
 
 def validator_sender_lookup(validators: Mapping[str, bytes]) -> SenderLookup:

@@ -34,6 +34,8 @@ from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import SigningKey
 from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
+from ledger.evidence import KIND as EVIDENCE_KIND
+from ledger.evidence import EquivocationEvidence
 from ledger.genesis import load_genesis
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
@@ -42,6 +44,7 @@ from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore, Store
+from ledger.system_txs import SystemTxs
 from ledger.tx import compute_tx_id
 
 log = logging.getLogger("ledger.node")
@@ -115,9 +118,8 @@ class Node:
                 self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
             )
-        self.driver = Driver(
-            replica, self.app, self.store, self, self._admit_forwarded, self._on_committed, self._on_dropped,
-        )
+        self.system_txs = SystemTxs(self.key, self.genesis.chain_id, self.mempool)
+        self.driver = Driver(replica, self.app, self.store, self, self)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
         if self.transport is not None:
@@ -208,9 +210,22 @@ class Node:
         self.metrics.mempool.set(len(self.mempool))
         return results
 
-    def _admit_forwarded(self, raws: Sequence[bytes]) -> list[bytes]:
+    def submit_system(self, kind: str, payload: Any) -> Admission:
+        """Submit a transaction signed with this validator's node key (anchor receipts, evidence)."""
+        (admission,) = self.submit([self.system_txs.sign(self.chain.latest, kind, payload)])
+        return admission
+
+    # --- the driver's host -------------------------------------------------------------------------
+
+    def admit(self, raws: Sequence[bytes]) -> list[bytes]:
         """Transactions a backup forwarded to this primary: the same admission as a client's."""
         return [raw for raw, r in zip(raws, self._admit(raws), strict=True) if r.accepted]
+
+    def on_evidence(self, first: bytes, second: bytes) -> None:
+        """This replica met a validator's two contradicting messages: record them in the ledger."""
+        admission = self.submit_system(EVIDENCE_KIND, EquivocationEvidence(first, second))
+        log.warning("equivocation evidence submitted (tx %s): %s", admission.tx_id.hex()[:16],
+                    admission.reason or "accepted")
 
     async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | Refusal | None]:
         """Wait until each tx commits, or is refused after admission (None: still pending at the timeout)."""
@@ -239,7 +254,7 @@ class Node:
                 out.append(f)
         return out
 
-    def _on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
+    def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
         """Consensus gave up ordering these admitted transactions: they are refused, not pending."""
         message = "consensus could not order it through several view changes; submit it again"
         for refusal in self.mempool.refuse((compute_tx_id(raw) for raw in txs), reason, message):
@@ -259,7 +274,7 @@ class Node:
         """
         self._commit_listeners.append(listener)
 
-    def _on_committed(self, executed: ExecutedBlock) -> None:
+    def on_committed(self, executed: ExecutedBlock) -> None:
         """Bookkeeping after a block is on disk: listeners, metrics, mempool, clients waiting on its txs."""
         for listener in self._commit_listeners:
             try:

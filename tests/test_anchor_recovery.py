@@ -7,17 +7,21 @@ import asyncio
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_recorded_height
 from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
 from ledger.anchor.service import AnchorService
 from ledger.chain import CommitCertificate, compute_block_hash
 from ledger.chaindb import ChainDB
+from ledger.codec import encode
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator
 from ledger.mempool import Admission, Outcome
 from ledger.node import Node
+from ledger.state import get_nonce
 from ledger.store import MemoryStore
+from ledger.tx import make_tx
 from tests.nodeutil import CHAIN_ID, make_home
 from tests.test_anchor_service import CONTRACT, SUBMITTER, FakeChain, _cfg, _register, _until, _with_node
 
@@ -183,6 +187,11 @@ class _Backup:
         for index, r in enumerate(executed.results):
             self.outcomes[r.tx_id] = Outcome(r.tx_id, executed.block.header.height, index, r.ok, r.reason, r.message)
         return [Admission(r.tx_id, True) for r in executed.results]
+
+    def submit_system(self, kind: str, payload: Any) -> Admission:
+        nonce = get_nonce(self.chain.latest, self.key.id) + 1
+        (admission,) = self.submit([encode(make_tx(self.key, CHAIN_ID, nonce, kind, payload))])
+        return admission
 
     async def wait_committed(self, tx_ids: list[bytes], timeout: float) -> list[Outcome | None]:
         return [self.outcomes.get(t) for t in tx_ids]

@@ -191,6 +191,10 @@ def scenario_equivocating_primary(seed: int) -> None:
     txs = _txs("eq", 30)
     _load(net, txs)
     _assert_live(net, txs)
+    # It equivocated, and an honest replica that met both pre-prepares reported the evidence.
+    assert net.total_metric("equivocations") > 0
+    found = {(e.validator, e.kind) for n in net.honest_running() for e in n.evidence}
+    assert found == {(net.nodes[0].id, "preprepare")}
     _finish(net)
 
 

@@ -6,7 +6,7 @@ accepts, and stop (not guess) when the application fails."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +72,33 @@ class RecordingLinks:
         self.events.append("catch-up")
 
 
+class RecordingHost:
+    """The driver's host: admits what `admit_if` allows, and notes what it is told."""
+
+    def __init__(self, events: list[str], admit_if: Callable[[bytes], bool] = lambda tx: True) -> None:
+        self.events = events
+        self.admit_if = admit_if
+        self.admitted: list[list[bytes]] = []
+
+    def admit(self, txs: Sequence[bytes]) -> list[bytes]:
+        self.admitted.append(list(txs))
+        return [t for t in txs if self.admit_if(t)]
+
+    def on_committed(self, result: Committed) -> None:
+        self.events.append(f"committed {result.block.header.height}")
+
+    def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
+        self.events.append(f"dropped {len(txs)} {reason}")
+
+    def on_evidence(self, first: bytes, second: bytes) -> None:
+        self.events.append("evidence")
+
+
 def _driver(app: FakeApp | None = None, events: list[str] | None = None) -> tuple[Driver[Committed], list[str]]:
     events = events if events is not None else []
     app = app if app is not None else FakeApp(CHAIN, VALIDATOR_KEYS, store=RecordingStore(events))
     replica = Replica(default_config(CHAIN, IDS), KEYS[1], app, VALIDATOR_KEYS)
-
-    def committed(result: Committed) -> None:
-        events.append(f"committed {result.block.header.height}")
-
-    driver = Driver(replica, app, app.store, RecordingLinks(events), lambda txs: list(txs), committed,
-                    lambda txs, reason: events.append(f"dropped {len(txs)} {reason}"))
-    return driver, events
+    return Driver(replica, app, app.store, RecordingLinks(events), RecordingHost(events)), events
 
 
 def _certify(app: FakeApp, txs: Sequence[bytes]) -> tuple[Any, CommitCertificate]:
@@ -157,15 +173,11 @@ def test_a_fetch_starts_a_catch_up_round() -> None:
 
 
 def test_peer_messages_reach_the_replica_and_forwards_go_through_admission() -> None:
-    admitted: list[list[bytes]] = []
     app = FakeApp(CHAIN, VALIDATOR_KEYS)
     replica = Replica(default_config(CHAIN, IDS), KEYS[1], app, VALIDATOR_KEYS)
-
-    def admit(txs: Sequence[bytes]) -> list[bytes]:
-        admitted.append(list(txs))
-        return [t for t in txs if t != b"bad"]
-
-    driver = Driver(replica, app, app.store, RecordingLinks([]), admit, lambda result: None, lambda txs, why: None)
+    host = RecordingHost([], admit_if=lambda tx: tx != b"bad")
+    admitted = host.admitted
+    driver = Driver(replica, app, app.store, RecordingLinks([]), host)
     driver.on_peer_message(IDS[0], bytes([MSG_FORWARD]) + msgpack.packb([b"ok", b"bad"], use_bin_type=True))
     assert admitted == [[b"ok", b"bad"]] and replica.pending == 1
     driver.on_peer_message(IDS[0], bytes([MSG_FORWARD]) + b"\xc1garbage")

@@ -64,7 +64,7 @@ class Ledger:
             prefixes=(GenesisPrefix("88.100.1", ORG1.id), GenesisPrefix("88.100.2", ORG2.id)),
         )
         self.state = Overlay(DictView(genesis_state(genesis)))
-        self.machine = StateMachine(CHAIN, default_modules(), lookup_sender)
+        self.machine = StateMachine(CHAIN, default_modules(genesis), lookup_sender)
         self.height = 0
         self.time = T0
 

@@ -6,8 +6,8 @@ import each other; `ledger.assembly` hands the node to the service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.crypto import SigningKey
@@ -39,8 +39,8 @@ class AnchorNode(Protocol):
     def genesis(self) -> Genesis:
         """The validator set, in the order that designates the anchoring validator."""
 
-    def submit(self, raws: Sequence[bytes]) -> list[Admission]:
-        """Admit transactions (the service's `anchor.record` receipts)."""
+    def submit_system(self, kind: str, payload: Any) -> Admission:
+        """Submit a transaction signed with the node key (the service's `anchor.record` receipts)."""
 
     async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | Refusal | None]:
         """Wait until each tx commits; None for those still pending at the timeout."""

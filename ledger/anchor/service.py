@@ -44,11 +44,9 @@ from ledger.anchor.port import AnchorNode
 from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, latest_recorded_height
 from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
 from ledger.chain import compute_block_hash
-from ledger.codec import encode
 from ledger.config import EthereumConfig
 from ledger.mempool import Refusal
-from ledger.state import get_nonce
-from ledger.tx import TxRejected, decode_tx, make_tx
+from ledger.tx import TxRejected, decode_tx
 
 if TYPE_CHECKING:
     from ledger.chaindb import ExecutedBlock
@@ -339,9 +337,7 @@ class AnchorService:
                 eth_block=receipt.eth_block,
                 submitter=receipt.submitter,
             )
-            nonce = get_nonce(chain.latest, self.node.key.id) + 1
-            raw = encode(make_tx(self.node.key, chain.chain_id, nonce, KIND, record))
-            (admission,) = self.node.submit([raw])
+            admission = self.node.submit_system(KIND, record)
             if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
                 raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
             (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)

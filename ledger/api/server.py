@@ -13,7 +13,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api.errors import error_response, install_error_handlers
 from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
-from ledger.api.routes import anchors, assets, blocks, explorer, gs1, handles, members, resolve, status, tx, web
+from ledger.api.routes import (
+    anchors,
+    assets,
+    blocks,
+    evidence,
+    explorer,
+    gs1,
+    handles,
+    members,
+    resolve,
+    status,
+    tx,
+    web,
+)
 from ledger.assembly import build_node
 from ledger.config import NodeConfig
 from ledger.node import Node
@@ -73,7 +86,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     install_error_handlers(app)
 
     app.add_middleware(BodyLimitMiddleware)
-    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, gs1, explorer, web):
+    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, gs1, explorer, web):
         app.include_router(module.router)
     # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.
     app.state.handle_cache = cache

@@ -90,4 +90,13 @@ class DropTxs:
     reason: str
 
 
-Action = Persist | Send | Broadcast | Deliver | FetchBlocks | ForwardTxs | DropTxs
+@dataclass(frozen=True)
+class Evidence:
+    """A validator equivocated: `first` and `second` are its two contradicting signed messages (see
+    consensus/evidence.py). The driver has the pair recorded in the ledger; no ordering rule."""
+
+    first: bytes
+    second: bytes
+
+
+Action = Persist | Send | Broadcast | Deliver | FetchBlocks | ForwardTxs | DropTxs | Evidence

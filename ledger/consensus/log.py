@@ -105,7 +105,7 @@ class Slot:
     pending: PrePrepare | None = None  # a checked pre-prepare of the current view, not yet accepted
     pending_signature: bytes = b""
     prepares: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # sender -> (hash, sig)
-    commits: dict[str, bytes] = field(default_factory=dict)  # sender -> hash
+    commits: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # sender -> (hash, sig)
     prepared: bool = False
     my_preprepare: Envelope | None = None  # with the block attached, for retransmission
     my_prepare: Envelope | None = None
@@ -128,7 +128,7 @@ class Slot:
         return sum(1 for s, (h, _) in self.prepares.items() if h == self.block_hash and s != primary)
 
     def count_commits(self) -> int:
-        return sum(1 for h in self.commits.values() if h == self.block_hash)
+        return sum(1 for h, _ in self.commits.values() if h == self.block_hash)
 
 
 @dataclass

@@ -40,6 +40,7 @@ from ledger.codec import encode
 from ledger.consensus.application import Application, ApplicationError
 from ledger.consensus.checkpoints import Checkpoints
 from ledger.consensus.context import Context
+from ledger.consensus.evidence import compute_slot, order_pair
 from ledger.consensus.head import Head
 from ledger.consensus.log import (
     KEY_CERTIFICATE,
@@ -54,6 +55,7 @@ from ledger.consensus.log import (
     key_for_height,
 )
 from ledger.consensus.messages import (
+    KIND_PREPREPARE,
     Commit,
     Envelope,
     Prepare,
@@ -61,6 +63,7 @@ from ledger.consensus.messages import (
     PrePrepare,
     Vote,
     decode_block,
+    decode_body,
 )
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import ViewState
@@ -83,6 +86,7 @@ class Orderer:
         self._my_votes: dict[int, Envelope] = {}
         self._certs: dict[int, CommitCertificate] = {}
         self._persisted_blocks: set[bytes] = set()
+        self._reported: set[tuple[str, str, int, int]] = set()  # equivocations reported: (sender, kind, slot)
         self._waited = 0  # ticks the primary has held a partial batch
         self._advancing = False
         self._changed = False
@@ -153,10 +157,12 @@ class Orderer:
             self._ctx.metrics["dropped_invalid"] += 1
             return
         slot = self._slot(body.height)
-        if isinstance(body, Prepare):
-            slot.prepares.setdefault(sender, (body.block_hash, env.signature))
-        else:
-            slot.commits.setdefault(sender, body.block_hash)
+        held = (slot.prepares if isinstance(body, Prepare) else slot.commits).setdefault(
+            sender, (body.block_hash, env.signature))
+        if held[0] != body.block_hash:
+            # The same sender, the same (view, height), another block: an equivocation.
+            earlier = type(body)(body.view, body.height, held[0])
+            self._report(Envelope(env.kind, sender, encode(earlier), held[1], b""), env)
         self.advance()
 
     def on_preprepare(self, sender: str, env: Envelope, body: PrePrepare) -> None:
@@ -202,6 +208,7 @@ class Orderer:
         if held is not None:
             if held != body.block_hash:
                 self._ctx.metrics["equivocations"] += 1
+                self._report(self._held_preprepare(slot, sender), env)
             else:
                 self._blocks.setdefault(body.block_hash, block)  # a retransmission may bring a missing block
             return
@@ -213,10 +220,33 @@ class Orderer:
     def receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
         """A verified certificate vote above the delivered height, within the high watermark."""
         votes = self._votes.setdefault(body.height, {})
-        if sender not in votes:
+        held = votes.get(sender)
+        if held is None:
             votes[sender] = (body.block_hash, body.view, env.signature)
             self._check_certified(body.height)
             self.advance()
+        elif held[0] != body.block_hash:
+            # Two certificate votes at one height: a validator votes once per height, ever.
+            earlier = Vote(body.height, held[1], held[0])
+            self._report(Envelope(env.kind, sender, encode(earlier), held[2], b""), env)
+
+    def _held_preprepare(self, slot: Slot, primary: str) -> Envelope:
+        """The pre-prepare this replica holds at `slot` (accepted in this view, or waiting), signature-only."""
+        if slot.view == self._views.view:
+            body = PrePrepare(slot.view, slot.height, slot.block_hash, slot.prev_hash)
+            return Envelope(KIND_PREPREPARE, primary, encode(body), slot.preprepare_signature, b"")
+        assert slot.pending is not None
+        return Envelope(KIND_PREPREPARE, primary, encode(slot.pending), slot.pending_signature, b"")
+
+    def _report(self, first: Envelope, second: Envelope) -> None:
+        """Two contradicting signed messages of one validator: evidence for the ledger, once per slot."""
+        body = decode_body(second)
+        key = (second.sender, second.kind, *compute_slot(second.kind, body))
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self._ctx.metrics["equivocations_reported"] += 1
+        self._ctx.out.evidence(*order_pair(first, second))
 
     # --- running the slots -------------------------------------------------------------------------
 
@@ -363,7 +393,7 @@ class Orderer:
             if slot.height > self._checkpoints.low:
                 self._ctx.out.persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
         env = self._ctx.signer.sign(Commit(view, slot.height, slot.block_hash))
-        slot.commits[self._ctx.signer.id] = slot.block_hash
+        slot.commits[self._ctx.signer.id] = (slot.block_hash, env.signature)
         slot.my_commit = env
         self._ctx.out.broadcast(env)
         self._changed = True
@@ -519,6 +549,7 @@ class Orderer:
         for table in (self._slots, self._votes, self._my_votes, self._certs):
             for h in [h for h in table if h <= upto]:
                 del table[h]
+        self._reported = {r for r in self._reported if r[3] > upto}
         for block_hash in [bh for bh, b in self._blocks.items() if b.header.height <= upto]:
             del self._blocks[block_hash]
             self._executed.discard(block_hash)
@@ -564,7 +595,7 @@ class Orderer:
             if proof is not None and proof.view == rec.view and proof.block_hash == rec.block_hash:
                 slot.prepared = True
                 slot.my_commit = self._ctx.signer.sign(Commit(rec.view, h, rec.block_hash))
-                slot.commits[me] = rec.block_hash
+                slot.commits[me] = (rec.block_hash, slot.my_commit.signature)
                 for s in proof.prepares:
                     slot.prepares.setdefault(s.validator, (rec.block_hash, s.signature))
 

@@ -14,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ledger.chain import Block, CommitCertificate
-from ledger.consensus.actions import Action, Broadcast, Deliver, DropTxs, FetchBlocks, ForwardTxs, Persist, Send
+from ledger.consensus.actions import (
+    Action,
+    Broadcast,
+    Deliver,
+    DropTxs,
+    Evidence,
+    FetchBlocks,
+    ForwardTxs,
+    Persist,
+    Send,
+)
 from ledger.consensus.log import parse_height_key
 from ledger.consensus.messages import Envelope, encode_envelope
 
@@ -76,6 +86,9 @@ class Outbox:
 
     def drop(self, txs: Sequence[bytes], reason: str) -> None:
         self._actions.append(DropTxs(tuple(txs), reason))
+
+    def evidence(self, first: bytes, second: bytes) -> None:
+        self._actions.append(Evidence(first, second))
 
     # --- the per-height keys on disk -----------------------------------------------------------
 

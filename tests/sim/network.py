@@ -35,6 +35,7 @@ from ledger.chain import (
 )
 from ledger.codec import decode
 from ledger.consensus.actions import Action
+from ledger.consensus.evidence import Equivocation, check_equivocation
 from ledger.consensus.log import (
     PREFIX_ACCEPTED,
     PREFIX_PREPARED,
@@ -208,6 +209,28 @@ class SimLinks:
         self.net.start_catch_up(self.node)
 
 
+class SimHost:
+    """What a simulated node's driver tells it (the node's hooks), recorded for the checks."""
+
+    def __init__(self, net: Network, node: SimNode) -> None:
+        self.net = net
+        self.node = node
+
+    def admit(self, txs: Sequence[bytes]) -> list[bytes]:
+        return self.node.admit(txs)
+
+    def on_committed(self, result: Any) -> None:
+        self.net.record(self.node, *self.node.app.committed(result))
+
+    def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
+        self.node.given_up.update(txs)
+
+    def on_evidence(self, first: bytes, second: bytes) -> None:
+        # Evidence is checked as the ledger's handler checks it, then kept.
+        found = check_equivocation(first, second, self.net.chain_id, self.net.validator_keys)
+        self.node.evidence.append(found)
+
+
 class SimDriver(Driver[Any]):
     """The node's driver; a Byzantine node's `outgoing` rewrites its actions before they are performed."""
 
@@ -235,6 +258,7 @@ class SimNode:
     catching_up: CatchUpRound | None = None
     refuses: Callable[[bytes], bool] | None = None  # a Byzantine primary's admission: what it will not order
     given_up: set[bytes] = field(default_factory=set)  # txs the replica dropped as unorderable
+    evidence: list[Equivocation] = field(default_factory=list)  # equivocations it reported
     generation: int = 0  # bumped by a restart: events of the old incarnation are dropped
 
     @property
@@ -261,8 +285,7 @@ class SimNode:
         """Admission, as a mempool would: nothing already committed here, nothing it refuses."""
         return [t for t in txs if t not in self.committed_txs and not (self.refuses and self.refuses(t))]
 
-    def dropped(self, txs: Sequence[bytes], reason: str) -> None:
-        self.given_up.update(txs)
+
 
 
 def default_config(chain_id: str, validators: tuple[str, ...], **overrides: Any) -> ReplicaConfig:
@@ -319,10 +342,7 @@ class Network:
         app = node.app
         replica = Replica(self.config, node.key, app, self.validator_keys, Driver.persisted(app.store))
 
-        def on_committed(result: Any) -> None:
-            self._record(node, *app.committed(result))
-
-        node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), node.admit, on_committed, node.dropped)
+        node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), SimHost(self, node))
         node.driver.node = node
 
     # --- fault control -------------------------------------------------------------------------
@@ -396,7 +416,7 @@ class Network:
         if not ok and h > node.replica.checkpoints.low:
             raise SafetyViolation(f"node {node.index} sent a {env.kind} for {h} it had not persisted")
 
-    def _record(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
+    def record(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
         check_certificate(cert, self.chain_id, block.header, self.validator_keys)
         block_hash = compute_block_hash(block.header)
         height = block.header.height

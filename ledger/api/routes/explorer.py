@@ -15,6 +15,7 @@ from ledger.chain import compute_block_hash
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.crypto import derive_id
+from ledger.evidence import evidence_count
 from ledger.members import get_member
 from ledger.nft.assets import get_asset
 from ledger.nft.rights import inactive_reason, licences_of
@@ -44,7 +45,8 @@ def _member_name(view: Any, member_id: str) -> str | None:
 async def network(node: NodeDep) -> dict[str, Any]:
     """Every validator as this node sees it: itself from its own state; each peer from its recent
     messages and a probe of its head height (see `ledger.net.peers`). `lag` is this node's height
-    minus the validator's (negative when it is ahead); `primary` is the primary of this node's view."""
+    minus the validator's (negative when it is ahead); `primary` is the primary of this node's view;
+    `equivocations` counts the equivocations of that validator recorded in the ledger (`/v1/evidence`)."""
     transport = node.transport
     connected = set(transport.connected_peers()) if transport is not None else set()
     if transport is not None:
@@ -60,6 +62,7 @@ async def network(node: NodeDep) -> dict[str, Any]:
             "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary,
             "connected": is_self or vid in connected, **seen,
             "lag": None if seen["height"] is None else head - seen["height"],
+            "equivocations": evidence_count(node.chain.latest, vid),
         })
     return {"node_id": node.key.id, "chain_id": node.chain.chain_id, "height": head, "view": node.replica.view,
             "primary": node.replica.primary, "validators": validators}
