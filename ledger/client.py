@@ -1,8 +1,22 @@
-"""Python SDK: sign transactions and talk to a node over HTTP."""
+"""Python SDK: sign transactions and talk to a node over HTTP.
+
+Delivery (`deliver`, used by `Signer.send` and `ledger id import`): getting signed transactions
+committed through a node that may be busy, restarting or behind. `deliver` submits a batch and
+waits until every transaction is settled: committed (successfully or not), or refused with a
+reason that no retry can change. A temporary
+failure is retried with exponential back-off: the node unreachable, overloaded (`mempool_full`),
+rate-limiting (429, honouring `Retry-After`), or a transaction still pending when the node's wait
+ended. What is retried is the very same signed bytes, so a transaction is never counted twice: a
+node that already holds it answers `duplicate`, which means "on its way", and the transaction is
+then awaited rather than resent. A transaction the node gave up on (`unordered`) is sent again.
+`on_wait` hears what is being waited for, so a command can say it. `deliver` gives up only when
+nothing settles for `give_up_after_s` seconds: then no quorum is within reach of this node.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -12,7 +26,7 @@ import msgpack
 
 from ledger.codec import encode
 from ledger.crypto import SigningKey
-from ledger.tx import SignedTx, make_tx
+from ledger.tx import SignedTx, compute_tx_id, make_tx
 
 
 class LedgerError(Exception):
@@ -116,7 +130,11 @@ class LedgerClient:
 
     def submit(self, txs: Sequence[SignedTx], wait: bool = True, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Submit signed transactions as one msgpack batch; per-tx results in order."""
-        body = msgpack.packb([encode(t) for t in txs], use_bin_type=True)
+        return self.submit_raw([encode(t) for t in txs], wait, timeout)
+
+    def submit_raw(self, raws: Sequence[bytes], wait: bool = True, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """`submit` of transactions already encoded."""
+        body = msgpack.packb(list(raws), use_bin_type=True)
         params = {"wait": str(wait).lower(), "timeout": str(timeout)}
         try:
             r = self.http.post(
@@ -155,6 +173,7 @@ class Signer:
         self.chain_id = chain_id or client.status()["chain_id"]
         self.member_id = key.id
         self.next_nonce = 0
+        self.on_wait: Callable[[str], None] | None = None  # told what a send waits for, while it retries
         self.resync()
 
     def resync(self) -> None:
@@ -175,8 +194,9 @@ class Signer:
         return tx
 
     def send(self, kind: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
-        """Sign, submit and wait for one transaction; raise LedgerError unless it commits successfully."""
-        result = self.client.submit([self.sign(kind, payload)], wait=True, timeout=timeout)[0]
+        """Sign, submit and wait for one transaction; raise LedgerError unless it commits successfully.
+        Temporary failures are retried (see ledger.delivery), and said to `on_wait` when set."""
+        result = deliver(self.client, [self.sign(kind, payload)], wait_s=timeout, on_wait=self.on_wait)[0]
         check_result(result, self)
         return result
 
@@ -201,3 +221,125 @@ def _absence(exc: LedgerError) -> Proven:
     if exc.status == 404 and isinstance(exc.body, dict) and "proof" in exc.body:
         return Proven(exc.body, False, None)
     raise exc
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+TEMPORARY = frozenset({"mempool_full", "rate_limited", "unreachable", "unordered", "timeout", "503", "429", "502",
+                       "504"})
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 10.0
+GIVE_UP_AFTER_S = 300.0
+
+
+def deliver(
+    client: LedgerClient,
+    txs: Sequence[SignedTx],
+    wait_s: float = 30.0,
+    give_up_after_s: float = GIVE_UP_AFTER_S,
+    on_wait: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
+    """Each tx's final answer (as `POST /v1/tx` gives it: committed, or not accepted with a reason), in
+    order. Raises LedgerError("unavailable") when nothing settles for `give_up_after_s`."""
+    raws = [encode(t) for t in txs]
+    ids = [compute_tx_id(r).hex() for r in raws]
+    settled: dict[int, dict[str, Any]] = {}
+    to_send = list(range(len(raws)))  # indexes the node has not accepted yet
+    waiting: list[int] = []  # accepted (or held already) and not committed yet
+    backoff, last_progress = FIRST_BACKOFF_S, clock()
+    while len(settled) < len(raws):
+        progressed, why = False, ""
+        if to_send:
+            answers, why = _submit(client, [raws[i] for i in to_send], wait_s)
+            if answers is not None:
+                retry: list[int] = []
+                for i, answer in zip(to_send, answers, strict=True):
+                    state = _classify(answer)
+                    if state == "settled":
+                        settled[i], progressed = answer, True
+                    elif state == "waiting":
+                        waiting.append(i)
+                    else:
+                        retry.append(i)
+                        why = why or answer.get("reason", "temporary refusal")
+                to_send = retry
+        if waiting and _has_moved(client, ids[waiting[-1]]):
+            # The last one settled (a signer's txs commit in nonce order): look at each of the others.
+            still: list[int] = []
+            for i in waiting:
+                now_said = _look_up(client, ids[i])
+                state = "waiting" if now_said is None else _classify(now_said)
+                if state == "settled" and now_said is not None:
+                    settled[i], progressed = now_said, True
+                elif state == "retry":
+                    to_send.append(i)
+                else:
+                    still.append(i)
+            waiting = still
+        if waiting:
+            why = why or "not committed yet"
+        if len(settled) == len(raws):
+            break
+        now = clock()
+        if progressed:
+            backoff, last_progress = FIRST_BACKOFF_S, now
+            continue
+        if now - last_progress > give_up_after_s:
+            raise LedgerError("unavailable", f"nothing settled for {give_up_after_s:.0f} s ({why}): no quorum "
+                              f"reachable through {client.url}")
+        if on_wait is not None:
+            on_wait(f"{len(raws) - len(settled)} transaction(s) waiting: {why}; retrying in {backoff:.1f} s")
+        sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+    return [settled[i] for i in range(len(raws))]
+
+
+def _submit(client: LedgerClient, raws: list[bytes], wait_s: float) -> tuple[list[dict[str, Any]] | None, str]:
+    """Per-tx answers, or None and why the whole request failed for a temporary reason."""
+    try:
+        return client.submit_raw(raws, wait=True, timeout=wait_s), ""
+    except LedgerError as exc:
+        if exc.reason in TEMPORARY or str(exc.status) in TEMPORARY:
+            retry_after = _retry_after(exc)
+            return None, f"{exc.reason}{f' (retry after {retry_after} s)' if retry_after else ''}"
+        if isinstance(exc.body, dict) and isinstance(exc.body.get("results"), list):
+            return exc.body["results"], ""  # a batch with no tx accepted: each says why
+        raise
+
+
+def _retry_after(exc: LedgerError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    value = body.get("retry_after")
+    return None if value is None else str(value)
+
+
+def _classify(answer: dict[str, Any]) -> str:
+    """settled (committed, or refused for good), waiting (held by the node), or retry (send again)."""
+    status = answer.get("status")
+    if status == "committed":
+        return "settled"
+    if status == "pending" or answer.get("reason") == "duplicate":
+        return "waiting"
+    reason = str(answer.get("reason", ""))
+    if status == "refused" or not answer.get("accepted", True):
+        return "retry" if reason in TEMPORARY else "settled"
+    return "waiting"
+
+
+def _has_moved(client: LedgerClient, tx_id: str) -> bool:
+    answer = _look_up(client, tx_id)
+    return answer is not None and _classify(answer) != "waiting"
+
+
+def _look_up(client: LedgerClient, tx_id: str) -> dict[str, Any] | None:
+    """What the node says of a transaction now (None: it does not know it, or cannot be reached)."""
+    try:
+        answer: dict[str, Any] = client.tx(tx_id)
+    except LedgerError as exc:
+        if exc.status == 404:
+            return {"tx_id": tx_id, "accepted": False, "reason": "unordered", "message": "the node lost it"}
+        return None
+    answer.setdefault("accepted", True)
+    return answer

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,16 @@ from typing import Any, TextIO
 
 import httpx
 
-from ledger.client import LedgerClient, LedgerError, Signer, check_result
+from ledger.client import (
+    FIRST_BACKOFF_S,
+    GIVE_UP_AFTER_S,
+    MAX_BACKOFF_S,
+    LedgerClient,
+    LedgerError,
+    Signer,
+    check_result,
+    deliver,
+)
 from ledger.progress import Progress
 from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.registry import IdRegister, ValueSpec, storage_key
@@ -139,9 +149,22 @@ class Importer:
         while chunk:
             chunk = self._submit(chunk)
 
+    def _probe(self, identifiers: Sequence[str]) -> dict[str, set[str] | None]:
+        """`registered_urls`, retried with back-off while the node cannot answer (restarting, busy)."""
+        backoff, started = FIRST_BACKOFF_S, time.monotonic()
+        while True:
+            try:
+                return registered_urls(self.client, identifiers)
+            except ProbeError as exc:
+                if time.monotonic() - started > GIVE_UP_AFTER_S:
+                    raise
+                self.progress.note(f"waiting: looking up registered rows failed ({exc}); retrying in {backoff:.1f} s")
+                time.sleep(backoff)
+                backoff = min(2 * backoff, MAX_BACKOFF_S)
+
     def _submit(self, chunk: list[Row]) -> list[Row]:
         # Skip rows already committed (an earlier, interrupted run): checked before signing.
-        known = registered_urls(self.client, [i for _, i, _ in chunk])
+        known = self._probe([i for _, i, _ in chunk])
         fresh = []
         for line, identifier, url in chunk:
             urls = known.get(identifier)
@@ -155,7 +178,7 @@ class Importer:
             return []
         sign = self.signer.sign
         txs = [sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in fresh]
-        results = self.client.submit(txs, wait=True, timeout=120)
+        results = deliver(self.client, txs, wait_s=120, on_wait=lambda text: self.progress.note(f"waiting: {text}"))
         again: list[Row] = []
         for (line, identifier, url), result in zip(fresh, results, strict=True):
             try:
@@ -167,8 +190,7 @@ class Importer:
                 if exc.reason == "nonce_gap" and line not in self._retried:
                     self._retried.add(line)
                     again.append((line, identifier, url))
-                elif exc.reason == "already_exists" and url in (
-                        registered_urls(self.client, [identifier])[identifier] or set()):
+                elif exc.reason == "already_exists" and url in (self._probe([identifier])[identifier] or set()):
                     self._skip()  # a duplicate row of this file, or committed by a concurrent run
                 else:
                     self._fail(line, identifier, f"{exc.reason}: {exc.message}")

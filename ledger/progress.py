@@ -49,5 +49,12 @@ class Progress:
         self.stream.write("\r" + text + ("\n" if final else "") if self._tty else text + "\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line of its own (what the work is waiting for), the bar drawn again below it."""
+        self.stream.write(("\r\033[K" if self._tty else "") + text + "\n")
+        self.stream.flush()
+        self._last_draw = 0.0
+        self._draw()
+
     def close(self) -> None:
         self._draw(final=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,11 @@ def signing_key(args: argparse.Namespace, role: str) -> SigningKey:
 
 
 def signer(args: argparse.Namespace, role: str) -> Signer:
-    """A Signer for --key (or the devnet's member with `role`) on --node (or the devnet's first node)."""
-    return Signer(signing_key(args, role), LedgerClient(node_url(args)))
+    """A Signer for --key (or the devnet's member with `role`) on --node (or the devnet's first node);
+    what a write waits for while it retries is said on stderr."""
+    made = Signer(signing_key(args, role), LedgerClient(node_url(args)))
+    made.on_wait = lambda text: print(f"waiting: {text}", file=sys.stderr)
+    return made
 
 
 def member_id(text: str, args: argparse.Namespace) -> str:
