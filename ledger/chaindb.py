@@ -31,6 +31,7 @@ from ledger.chain import (
 )
 from ledger.codec import decode, encode
 from ledger.genesis import Genesis, genesis_state
+from ledger.governance import GovernanceModule
 from ledger.members import MembersModule, validator_sender_lookup
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
@@ -45,7 +46,7 @@ GENESIS_KEY = NS.META + b"genesis"
 
 
 def default_modules() -> list[Module]:
-    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule()]
+    return [MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(), GovernanceModule()]
 
 
 @dataclass(frozen=True)
