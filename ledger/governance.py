@@ -56,6 +56,7 @@ SETTINGS_KEY = b"gov/settings"
 COUNT_KEY = b"gov/count"
 
 OPEN, EXECUTED, REJECTED, EXPIRED = "open", "executed", "rejected", "expired"
+STATUSES = (OPEN, EXECUTED, REJECTED, EXPIRED)
 
 
 @dataclass(frozen=True)

@@ -406,3 +406,50 @@ def test_random_governance_keeps_its_invariants(admins: int, threshold: int, scr
                 assert current == closed[pid]  # executed or rejected: final
             elif current.status != OPEN:
                 closed[pid] = current
+
+
+# === HTTP: the governance routes of a real node, in-process =====================================
+
+
+def test_http_lists_and_shows_proposals_at_any_height(tmp_path: Path) -> None:
+    import msgpack
+    from fastapi.testclient import TestClient
+
+    from ledger.api.server import create_app
+    from ledger.tx import make_tx
+    from tests.nodeutil import CHAIN_ID, make_home
+
+    home = make_home(tmp_path)
+    second = GenesisMember("admin2", A2.public_key, ("admin",))
+    genesis = Genesis(home.genesis.chain_id, home.genesis.timestamp, home.genesis.validators,
+                      (*home.genesis.members, second), (), GovernanceSettings(2, EXPIRY))
+    save_genesis(genesis, home.path / "genesis.json")
+
+    def send(client: TestClient, key: SigningKey, kind: str, payload: Any) -> dict[str, Any]:
+        tx = make_tx(key, CHAIN_ID, 1, kind, payload)
+        r = client.post("/v1/tx?wait=true", content=msgpack.packb([encode(tx)], use_bin_type=True),
+                        headers={"content-type": "application/msgpack"})
+        result: dict[str, Any] = r.json()["results"][0]
+        assert result["ok"], result
+        return result
+
+    with TestClient(create_app(home.path)) as client:
+        settings_answer = client.get("/v1/governance").json()
+        assert settings_answer["approvals"] == 2 and set(settings_answer["admins"]) == {home.admin.id, A2.id}
+        proposed = send(client, home.admin, "member.add", MemberAdd("newcomer", NEWCOMER.public_key, ("registrar",)))
+        pid = compute_proposal_id(bytes.fromhex(proposed["tx_id"]))
+        shown = client.get(f"/v1/governance/proposals/{pid}").json()
+        assert (shown["status"], shown["approvals_counted"], shown["approvals_needed"]) == (OPEN, 1, 2)
+        assert shown["action"]["name"] == "newcomer" and shown["proposal"]["kind"] == "member.add"
+        listed = client.get("/v1/governance/proposals").json()
+        assert listed["count"] == 1 and [p["proposal"]["id"] for p in listed["proposals"]] == [pid]
+        assert client.get("/v1/governance/proposals", params={"status": EXECUTED}).json()["proposals"] == []
+        assert client.get("/v1/governance/proposals", params={"status": "won"}).status_code == 400
+        send(client, A2, "governance.approve", ProposalVote(pid))
+        assert client.get(f"/v1/governance/proposals/{pid}").json()["status"] == EXECUTED
+        assert client.get(f"/v1/members/{NEWCOMER.id}").json()["active"] is True
+        # As of the block that made it, it was open.
+        then = client.get(f"/v1/governance/proposals/{pid}", params={"height": proposed["height"]}).json()
+        assert then["status"] == OPEN and then["height"] == proposed["height"]
+        assert client.get(f"/v1/governance/proposals/{pid}", params={"height": 0}).status_code == 404
+        assert client.get(f"/v1/governance/proposals/{'ab' * 32}").json()["error"] == "not_found"

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ledger.api.errors import error_response, install_error_handlers
 from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
 from ledger.api.routes import anchors, assets, blocks, explorer, gs1, handles, members, resolve, status, tx, web
+from ledger.api.routes import governance as governance_routes
 from ledger.assembly import build_node
 from ledger.config import NodeConfig
 from ledger.node import Node
@@ -75,6 +76,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     app.add_middleware(BodyLimitMiddleware)
     for module in (status, tx, blocks, handles, resolve, members, assets, anchors, gs1, explorer, web):
         app.include_router(module.router)
+    app.include_router(governance_routes.router)
     # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.
     app.state.handle_cache = cache
     app.add_middleware(HandleCacheMiddleware, cache=cache)
