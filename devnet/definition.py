@@ -1,8 +1,9 @@
 """The devnet's definition, read from `devnet/devnet.toml` (or a copy given with `--definition`).
 
-It says what `make devnet` and `ledger devnet up` create: the members and their roles, the number of
-validators and their ports, the batch settings, the Ethereum chain and the anchoring intervals, and
-where the demo data lives. Command-line flags override it (`Definition.with_overrides`).
+It says what `make devnet` and `ledger devnet up` create: the members and their roles, the admins and
+the approvals an admin action needs, the number of validators and their ports, the batch settings, the
+Ethereum chain and the anchoring intervals, and where the demo data lives. Command-line flags override
+it (`Definition.with_overrides`).
 """
 
 from __future__ import annotations
@@ -51,10 +52,27 @@ class Anchoring:
 
 
 @dataclass(frozen=True)
+class Governance:
+    """How many admins the devnet has and how many of them approve an admin action (genesis governance)."""
+
+    admins: int  # K: the first admin of [members], then admin2 ... adminK
+    approvals: int  # M
+    expiry_hours: float  # how long a proposal stays open
+
+    @property
+    def expiry_ms(self) -> int:
+        return round(self.expiry_hours * 3600 * 1000)
+
+
+DEFAULT_GOVERNANCE = Governance(1, 1, 168.0)
+
+
+@dataclass(frozen=True)
 class Definition:
     source: Path
     chain_id: str
     members: tuple[tuple[str, tuple[str, ...]], ...]  # (name, roles), in the file's order
+    governance: Governance
     nodes: int
     http_base_port: int
     batch_size: int
@@ -64,17 +82,35 @@ class Definition:
     demo_assets: Path
 
     def with_overrides(self, nodes: int | None = None, http_base_port: int | None = None,
-                       batch_size: int | None = None, batch_wait_ms: int | None = None) -> Definition:
+                       batch_size: int | None = None, batch_wait_ms: int | None = None,
+                       admins: int | None = None, approvals: int | None = None) -> Definition:
         """This definition with the values given (not None) replaced, checked like the file's."""
+        gov = self.governance
         changed = replace(
             self,
+            governance=replace(gov, admins=gov.admins if admins is None else admins,
+                               approvals=gov.approvals if approvals is None else approvals),
             nodes=self.nodes if nodes is None else nodes,
             http_base_port=self.http_base_port if http_base_port is None else http_base_port,
             batch_size=self.batch_size if batch_size is None else batch_size,
             batch_wait_ms=self.batch_wait_ms if batch_wait_ms is None else batch_wait_ms,
         )
         _check_numbers(changed)
+        _check_governance(changed)
         return changed
+
+    def first_admin(self) -> str:
+        """The [members] member that is admin1 (the first holding the admin role)."""
+        return next(name for name, roles in self.members if "admin" in roles)
+
+    def genesis_members(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The members genesis holds: [members], then the admins admin2 ... adminK beyond the first."""
+        extra = tuple((f"admin{i}", ("admin",)) for i in range(2, self.governance.admins + 1))
+        return (*self.members, *extra)
+
+    def key_aliases(self) -> dict[str, str]:
+        """Key names in devnet.json that name another member's key: admin1 is the first admin."""
+        return {"admin1": self.first_admin()}
 
 
 def _take(table: dict[str, Any], key: str, kind: type[T], where: str) -> T:
@@ -126,6 +162,39 @@ def _check_numbers(d: Definition) -> None:
         raise DefinitionError("ethereum.interval_blocks must be at least 1")
 
 
+def _check_governance(d: Definition) -> None:
+    gov = d.governance
+    if not any("admin" in roles for _, roles in d.members):
+        raise DefinitionError("[members] names no member with the admin role")
+    if gov.admins < 1 or not 1 <= gov.approvals <= gov.admins:
+        raise DefinitionError(f"governance: approvals must be 1-{gov.admins} (the admins), not {gov.approvals}")
+    if gov.expiry_hours <= 0:
+        raise DefinitionError("governance.expiry_hours must be positive")
+    names = {name for name, _ in d.members}
+    # admin2 ... adminK are new members; admin1 names the first admin's key.
+    taken = [f"admin{i}" for i in range(2, gov.admins + 1) if f"admin{i}" in names]
+    if "admin1" in names and d.first_admin() != "admin1":
+        taken.append("admin1")
+    if taken:
+        raise DefinitionError(f"members {taken} clash with the admin key names admin1 ... admin{gov.admins}")
+
+
+def _governance(doc: dict[str, Any]) -> Governance:
+    """The optional [governance] table (a definition written before it gets one admin, one approval)."""
+    table = doc.get("governance", {})
+    if not isinstance(table, dict):
+        raise DefinitionError("governance must be a table")
+    default = DEFAULT_GOVERNANCE
+    hours = table.get("expiry_hours", default.expiry_hours)
+    if not isinstance(hours, int | float) or isinstance(hours, bool):
+        raise DefinitionError(f"governance.expiry_hours must be a number of hours, not {hours!r}")
+    return Governance(
+        admins=_take(table, "admins", int, "governance") if "admins" in table else default.admins,
+        approvals=_take(table, "approvals", int, "governance") if "approvals" in table else default.approvals,
+        expiry_hours=float(hours),
+    )
+
+
 def load_definition(path: Path | str | None = None) -> Definition:
     """Read and check a definition file (default: `devnet/devnet.toml`). Raises DefinitionError."""
     source = Path(path) if path is not None else DEFAULT_DEFINITION
@@ -141,6 +210,7 @@ def load_definition(path: Path | str | None = None) -> Definition:
             source=source.resolve(),
             chain_id=_take(doc, "chain_id", str, "definition"),
             members=_members(_table(doc, "members")),
+            governance=_governance(doc),
             nodes=_take(nodes, "count", int, "nodes"),
             http_base_port=_take(nodes, "http_base_port", int, "nodes"),
             batch_size=_take(nodes, "batch_size", int, "nodes"),
@@ -155,6 +225,7 @@ def load_definition(path: Path | str | None = None) -> Definition:
             demo_equipment=source.resolve().parent / _take(demo, "equipment", str, "demo"),
             demo_assets=source.resolve().parent / _take(demo, "assets", str, "demo"),
         )
+        _check_governance(definition)
     except DefinitionError as exc:
         raise DefinitionError(f"{source}: {exc}") from None
     _check_numbers(definition)

@@ -23,6 +23,7 @@ from devnet.record import DevnetError, exists, load_devnet, save_devnet
 from ledger.config import write_config
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator, save_genesis
+from ledger.governance import GovernanceSettings
 
 
 def create(directory: Path, definition: Definition) -> dict[str, Any]:
@@ -36,7 +37,8 @@ def create(directory: Path, definition: Definition) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     keys_dir = directory / "keys"
     member_keys = {}
-    for name, _ in definition.members:
+    members = definition.genesis_members()
+    for name, _ in members:
         key = SigningKey.generate()
         key.save(keys_dir / f"{name}.pem")
         member_keys[name] = key
@@ -46,8 +48,9 @@ def create(directory: Path, definition: Definition) -> dict[str, Any]:
         chain_id=definition.chain_id,
         timestamp=time.time_ns() // 1_000_000,
         validators=tuple(GenesisValidator(f"node{i}", k.public_key) for i, k in enumerate(node_keys)),
-        members=tuple(GenesisMember(n, member_keys[n].public_key, roles) for n, roles in definition.members),
+        members=tuple(GenesisMember(n, member_keys[n].public_key, roles) for n, roles in members),
         prefixes=(),
+        governance=GovernanceSettings(definition.governance.approvals, definition.governance.expiry_ms),
     )
     genesis_path = directory / "genesis.json"
     save_genesis(genesis, genesis_path)
@@ -77,7 +80,8 @@ def create(directory: Path, definition: Definition) -> dict[str, Any]:
         "chain_id": genesis.chain_id,
         "nodes": entries,
         "genesis": str(genesis_path),
-        "keys": {name: str(keys_dir / f"{name}.pem") for name, _ in definition.members},
+        "keys": {**{name: str(keys_dir / f"{name}.pem") for name, _ in members},
+                 **{alias: str(keys_dir / f"{name}.pem") for alias, name in definition.key_aliases().items()}},
         "ethereum": {"rpc": None, "chain_id": None, "anchor_contract": None},
     }
     save_devnet(directory, data)

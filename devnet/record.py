@@ -1,7 +1,8 @@
 """`DIR/devnet.json`: the record of a devnet, read by the `ledger` command and by scripts.
 
 Its format is a contract (ARCHITECTURE.md section 4): `chain_id`; `nodes`, each with `id`, `http`,
-`pid` and `home`; `genesis`; `keys`, each member's key file by name; `ethereum` with `rpc`,
+`pid` and `home`; `genesis`; `keys`, each member's key file by name (and `admin1` ... `adminK`, the
+admins, `admin1` being the same key as the first admin, `admin`); `ethereum` with `rpc`,
 `chain_id` and `anchor_contract` (plus the launcher's `anvil_pid` and `deployment`).
 """
 

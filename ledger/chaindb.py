@@ -32,6 +32,7 @@ from ledger.chain import (
 from ledger.codec import decode, encode
 from ledger.evidence import EvidenceModule
 from ledger.genesis import Genesis, genesis_state
+from ledger.governance import GovernanceModule
 from ledger.members import MembersModule, validator_sender_lookup
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
@@ -48,7 +49,7 @@ GENESIS_KEY = NS.META + b"genesis"
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
         MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(),
-        EvidenceModule(genesis.chain_id, genesis.validator_keys()),
+        EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(),
     ]
 
 

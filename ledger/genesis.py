@@ -1,18 +1,28 @@
-"""Genesis: the chain id, the validator set, the founding members with roles, initial prefixes.
+"""Genesis: the chain id, the validator set, the founding members with roles, initial prefixes, and
+the governance settings (the approvals an admin action needs, how long a proposal stays open).
 
 The genesis file is JSON (the plain form of `Genesis`). Its canonical hash becomes block 0's
 `prev_hash`, so every node that accepts block 1 agrees on the same genesis.
+
+Optional sections (`governance`, and those later issues add) come after the five original fields and
+are `null` or missing when absent. The hash covers the fields up to the last present section, so a
+file without them hashes (and its block 0 is built) exactly as before they existed: such a chain has
+a threshold of one approval. A file with a section hashes as the longer record, which no file
+without it can produce.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ledger.codec import CodecError, encode, from_plain, to_plain
 from ledger.crypto import derive_id, sha256
-from ledger.members import check_roles, member_key, member_key_index, member_name_key, new_member
+from ledger.governance import GovernanceSettings, settings_state
+from ledger.members import ADMINS_KEY, check_roles, member_key, member_key_index, member_name_key, new_member
 from ledger.resolver.identifiers import InvalidIdentifier, check_prefix
 from ledger.resolver.registry import Prefix, prefix_key
 from ledger.tx import TxRejected
@@ -44,6 +54,7 @@ class Genesis:
     validators: tuple[GenesisValidator, ...]
     members: tuple[GenesisMember, ...]
     prefixes: tuple[GenesisPrefix, ...]
+    governance: GovernanceSettings | None = None  # None: one admin's approval suffices
 
     def validator_keys(self) -> dict[str, bytes]:
         """Validator id -> public key."""
@@ -54,7 +65,14 @@ class Genesis:
         return [derive_id(v.public_key) for v in self.validators]
 
     def hash(self) -> bytes:
-        return sha256(encode(self))
+        # The fields up to the last optional section present (see the module's docstring).
+        fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        while len(fields) > len(ORIGINAL_FIELDS) and fields[-1] is None:
+            fields.pop()
+        return sha256(encode(fields))
+
+
+ORIGINAL_FIELDS = ("chain_id", "timestamp", "validators", "members", "prefixes")
 
 
 class InvalidGenesis(ValueError):
@@ -86,6 +104,15 @@ def check_genesis(genesis: Genesis) -> None:
             raise InvalidGenesis(str(exc)) from exc
         if p.owner not in member_ids:
             raise InvalidGenesis(f"prefix {p.prefix} owner {p.owner} is not a genesis member")
+    gov = genesis.governance
+    if gov is not None:
+        admins = sum(1 for m in genesis.members if "admin" in m.roles)
+        # The admins can reach the threshold, and it is at least one.
+        if not 1 <= gov.approvals <= admins:
+            raise InvalidGenesis(f"governance.approvals must be 1-{admins} (the genesis admins), not {gov.approvals}")
+        # Proposals stay open for some time.
+        if gov.expiry_ms <= 0:
+            raise InvalidGenesis("governance.expiry_ms must be positive")
 
 
 def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
@@ -102,18 +129,33 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
         state[member_key_index(member.public_key)] = member.id.encode()
     for p in genesis.prefixes:
         state[prefix_key(p.prefix)] = encode(Prefix(p.prefix, p.owner, 0))
+    if genesis.governance is not None:
+        # Only with the section: the state of a file without it stays as it was (see ledger.members).
+        state.update(settings_state(genesis.governance))
+        admins = sorted(derive_id(m.public_key) for m in genesis.members if "admin" in m.roles)
+        state[ADMINS_KEY] = encode(tuple(admins))
     return state
 
 
 def load_genesis(path: str | Path) -> Genesis:
     try:
         raw = json.loads(Path(path).read_text())
-        genesis = from_plain(Genesis, raw)
+        genesis = from_plain(Genesis, _with_absent_sections(raw))
     except (OSError, json.JSONDecodeError, CodecError) as exc:
         raise InvalidGenesis(f"cannot load genesis {path}: {exc}") from exc
     check_genesis(genesis)
     return genesis
 
 
+def _with_absent_sections(raw: Any) -> Any:
+    """The plain form with every optional section the file leaves out given as null."""
+    if not isinstance(raw, dict):
+        return raw
+    optional = [f.name for f in dataclasses.fields(Genesis) if f.name not in ORIGINAL_FIELDS]
+    return {**{name: None for name in optional}, **raw}
+
+
 def save_genesis(genesis: Genesis, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_plain(genesis), indent=2) + "\n")
+    """Write the JSON file; absent optional sections are left out (as in files written before them)."""
+    plain = {k: v for k, v in to_plain(genesis).items() if k in ORIGINAL_FIELDS or v is not None}
+    Path(path).write_text(json.dumps(plain, indent=2) + "\n")

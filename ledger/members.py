@@ -1,8 +1,14 @@
 """Members: the organisations allowed to transact, their keys and roles.
 
-Only an active member's transaction, signed with its current key, is executed. The admin adds
-and removes members and sets roles; a member rotates its own key, after which transactions signed
-with the old key fail with `bad_signature`.
+Only an active member's transaction, signed with its current key, is executed. Adding and removing
+members and setting roles are admin actions (`TxContext.require_admin`): they run once the admins'
+threshold approves them (`ledger.governance`). A member rotates its own key, after which transactions
+signed with the old key fail with `bad_signature`.
+
+The active admins are indexed under `member-admins` (sorted ids), which governance counts. Genesis
+files written before governance existed have no index (their state must stay as it was, so that their
+block 0 keeps its hash); on such a chain the threshold is 1 and the older rule keeps an admin: an admin
+cannot remove itself or drop its own admin role.
 """
 
 from __future__ import annotations
@@ -59,6 +65,23 @@ def member_name_key(name: str) -> bytes:
 
 def member_key_index(public_key: bytes) -> bytes:
     return b"member-pk/" + public_key.hex().encode()
+
+
+ADMINS_KEY = b"member-admins"
+
+
+def active_admins(view: StateView) -> tuple[str, ...] | None:
+    """The ids of the active admins, sorted; None on a chain whose genesis predates the index."""
+    return get_record(view, tuple[str, ...], ADMINS_KEY)
+
+
+def _index_admin(ctx: TxContext, member_id: str, is_admin: bool) -> None:
+    admins = active_admins(ctx.state)
+    if admins is None:  # a chain without the index (see the module's docstring) keeps none
+        return
+    updated = tuple(sorted({*admins, member_id} if is_admin else set(admins) - {member_id}))
+    if updated != admins:
+        ctx.put(ADMINS_KEY, updated)
 
 
 def find_member_by_public_key(view: StateView, public_key: bytes) -> Member | None:
@@ -127,7 +150,7 @@ def new_member(name: str, public_key: bytes, roles: tuple[str, ...]) -> Member:
 
 
 def process_member_add(ctx: TxContext, p: MemberAdd) -> None:
-    ctx.require_role("admin")
+    ctx.require_admin()
     member = new_member(p.name, p.public_key, p.roles)
     existing = ctx.get(Member, member_key(member.id))
     # A key belongs to one member, once.
@@ -139,6 +162,7 @@ def process_member_add(ctx: TxContext, p: MemberAdd) -> None:
     ctx.put(member_key(member.id), member)
     ctx.state.put(member_name_key(member.name), member.id.encode())
     ctx.state.put(member_key_index(member.public_key), member.id.encode())
+    _index_admin(ctx, member.id, "admin" in member.roles)
 
 
 def _existing(ctx: TxContext, member_id: str) -> Member:
@@ -149,22 +173,25 @@ def _existing(ctx: TxContext, member_id: str) -> Member:
 
 
 def process_member_set_roles(ctx: TxContext, p: MemberSetRoles) -> None:
-    ctx.require_role("admin")
+    ctx.require_admin()
     member = _existing(ctx, p.member)
     roles = check_roles(p.roles)
-    # The last admin cannot remove its own admin role (the chain would have no admin left).
-    if p.member == ctx.sender and "admin" not in roles:
+    # Without the admin index, an admin cannot drop its own admin role (so an admin remains); with it,
+    # governance keeps the admins at or above the threshold.
+    if p.member == ctx.sender and "admin" not in roles and active_admins(ctx.state) is None:
         raise TxRejected(Reject.UNAUTHORIZED, "an admin cannot drop its own admin role")
     ctx.put(member_key(member.id), replace(member, roles=roles))
+    _index_admin(ctx, member.id, "admin" in roles)
 
 
 def process_member_remove(ctx: TxContext, p: MemberRemove) -> None:
-    ctx.require_role("admin")
+    ctx.require_admin()
     member = _existing(ctx, p.member)
-    # An admin cannot remove itself, so an admin always remains.
-    if p.member == ctx.sender:
+    # Without the admin index, an admin cannot remove itself (as above).
+    if p.member == ctx.sender and active_admins(ctx.state) is None:
         raise TxRejected(Reject.UNAUTHORIZED, "an admin cannot remove itself")
     ctx.put(member_key(member.id), replace(member, active=False))
+    _index_admin(ctx, member.id, False)
 
 
 def process_member_rotate_key(ctx: TxContext, p: MemberRotateKey) -> None:

@@ -8,6 +8,11 @@ envelope consumes its nonce, then the module handler runs; if the handler raises
 its overlay is dropped, so a failed transaction changes nothing but its sender's nonce (which
 keeps the signed bytes from being replayed later, as in Ethereum).
 
+Admin actions: a handler calls `ctx.require_admin()` before it writes. Outside an approved proposal that
+raises `ApprovalRequired`; the handler's writes are dropped and the module that decides admin actions
+(an `AdminGate`, `ledger.governance`) gets the transaction: it runs the action at once (a threshold of
+one) or stores a proposal, and later runs it through `run_action` with `approved_by` set.
+
 Nothing here reads a clock or iterates an unordered collection into a result: the block's changes
 come out sorted by key, and time is the header's timestamp.
 """
@@ -16,8 +21,8 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ledger.codec import CodecError, decode, encode
 from ledger.crypto import verify_digest
@@ -32,7 +37,6 @@ from ledger.tx import (
 )
 
 R = TypeVar("R")
-
 
 
 class StateView(Protocol):
@@ -81,6 +85,11 @@ def get_record(view: StateView, cls: type[R], key: bytes) -> R | None:
     return typing.cast(R, record)
 
 
+class ApprovalRequired(Exception):
+    """Raised by `TxContext.require_admin` outside an approved proposal: the state machine hands the
+    transaction to the module that decides admin actions (`ledger.governance`)."""
+
+
 @dataclass(frozen=True)
 class TxContext:
     """What a module handler sees: the sender, the block's height and time, and the state."""
@@ -91,6 +100,8 @@ class TxContext:
     height: int
     timestamp: int
     tx_id: bytes
+    # The admins whose approvals this execution carries out (set by ledger.governance; empty otherwise).
+    approved_by: tuple[str, ...] = ()
 
     def get(self, cls: type[R], key: bytes) -> R | None:
         return get_record(self.state, cls, key)
@@ -105,6 +116,16 @@ class TxContext:
         if role not in self.roles:
             raise TxRejected(Reject.UNAUTHORIZED, f"sender lacks the {role} role")
 
+    def require_admin(self) -> None:
+        """Mark an admin action: it runs only as the admins' threshold approves it (ledger.governance).
+        Call it before writing anything; outside an approved proposal it ends the handler."""
+        # Inside an approved proposal the admins have decided.
+        if self.approved_by:
+            return
+        # Only an admin proposes an admin action.
+        self.require_role("admin")
+        raise ApprovalRequired
+
 
 Handler = Callable[[TxContext, Any], None]
 
@@ -113,6 +134,21 @@ class Module(Protocol):
     """A state module: the tx kinds it handles (their payload types are registered in ledger.tx)."""
 
     handlers: Mapping[str, Handler]
+
+
+# Runs the handler of a tx kind on a context: how the governance module executes an approved action.
+ActionRunner = Callable[[TxContext, str, Any], None]
+
+
+@runtime_checkable
+class AdminGate(Protocol):
+    """The module that decides admin actions (`ledger.governance.GovernanceModule`)."""
+
+    def bind(self, run: ActionRunner) -> None:
+        """Receive the way to run an approved action through the module that owns its kind."""
+
+    def on_admin_action(self, ctx: TxContext, kind: str, payload: Any) -> None:
+        """An admin's action reached `require_admin` (ctx has a fresh overlay): run it or propose it."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +242,16 @@ class StateMachine:
                     raise ValueError(f"two modules handle {kind!r}")
                 self.handlers[kind] = handler
         self.sender_lookup = sender_lookup
+        gates = [m for m in modules if isinstance(m, AdminGate)]
+        if len(gates) > 1:
+            raise ValueError("two modules decide admin actions")
+        # Without a governance module an admin's action runs at once (a threshold of one).
+        self.gate = gates[0] if gates else None
+        if self.gate is not None:
+            self.gate.bind(self.run_action)
+
+    def run_action(self, ctx: TxContext, kind: str, payload: Any) -> None:
+        self.handlers[kind](ctx, payload)
 
     def execute_block(
         self,
@@ -236,7 +282,16 @@ class StateMachine:
         tx_state = Overlay(block_state)
         ctx = TxContext(tx_state, tx.sender, sender.roles, height, timestamp, tx_id)
         try:
-            self.handlers[tx.kind](ctx, payload)
+            try:
+                self.handlers[tx.kind](ctx, payload)
+            except ApprovalRequired:
+                # An admin action: what the handler wrote before asking is dropped; governance decides.
+                tx_state = Overlay(block_state)
+                ctx = replace(ctx, state=tx_state)
+                if self.gate is None:
+                    self.run_action(replace(ctx, approved_by=(ctx.sender,)), tx.kind, payload)
+                else:
+                    self.gate.on_admin_action(ctx, tx.kind, payload)
         except TxRejected as exc:
             return TxResult(tx_id, False, exc.reason.value, exc.message)
         except CodecError as exc:  # a stored record that does not decode is a handler bug; fail the tx

@@ -45,7 +45,7 @@ class Reject(enum.StrEnum):
     LOCKED = "locked"  # the asset is locked (ERC-5192): it cannot be transferred
     EXPIRED = "expired"  # a time bound lies in the past at block time
     EXCEEDS_PARENT = "exceeds_parent"  # a sublicence would be wider or longer than its parent
-    INACTIVE = "inactive"  # the asset is burned or the licence (or an ancestor) is revoked or expired
+    INACTIVE = "inactive"  # the asset is burned, the licence (or an ancestor) revoked or expired, the proposal closed
 
 
 class TxRejected(Exception):

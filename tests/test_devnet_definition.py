@@ -59,6 +59,8 @@ def edited_definition(tmp_path: Path, **changes: str) -> Path:
 def test_the_shipped_definition_and_demo_files_load() -> None:
     definition = load_definition()
     assert definition.nodes >= 1 and definition.members and definition.anchoring.chain in ("anvil", "none")
+    # One admin whose approval is enough: the one-step admin commands of the plain devnet.
+    assert (definition.governance.admins, definition.governance.approvals) == (1, 1)
     rows = read_equipment(definition.demo_equipment)
     tokens, licences = read_assets(definition.demo_assets)
     names = {name for name, _ in definition.members}
@@ -73,11 +75,18 @@ def test_the_shipped_definition_and_demo_files_load() -> None:
     ({"count = 2": "count = 0"}, "at least one validator"),
     ({"batch_size = 77": 'batch_size = "77"'}, "nodes.batch_size must be a int"),
     ({"[members]\nboss": "[members]\n'bad name'"}, "member name 'bad name'"),
+    ({"[nodes]": "[governance]\nadmins = 2\napprovals = 3\n\n[nodes]"}, "approvals must be 1-2 (the admins)"),
+    ({"[nodes]": "[governance]\nadmins = 2\n\n[nodes]", "globex =": "admin2 ="},
+     "members ['admin2'] clash with the admin key names"),
+    ({'boss = ["admin"]': 'boss = ["auditor"]'}, "names no member with the admin role"),
 ])
 def test_a_wrong_definition_is_refused_with_its_reason(tmp_path: Path, change: dict[str, str],
                                                        complaint: str) -> None:
     path = edited_definition(tmp_path)
-    path.write_text(path.read_text().replace(*next(iter(change.items()))))
+    text = path.read_text()
+    for old, new in change.items():
+        text = text.replace(old, new)
+    path.write_text(text)
     with pytest.raises(DefinitionError) as info:
         load_definition(path)
     assert complaint in str(info.value)
@@ -94,7 +103,9 @@ def test_an_edited_definition_changes_what_devnet_up_creates(tmp_path: Path) -> 
     try:
         data = json.loads((d / "devnet.json").read_text())
         assert len(data["nodes"]) == 2 and data["chain_id"] == "plant-test"
-        assert set(data["keys"]) == {"boss", "acme", "globex"}
+        # admin1 names the first admin's key (boss), as admin2 ... adminK would name the others.
+        assert set(data["keys"]) == {"boss", "acme", "globex", "admin1"}
+        assert data["keys"]["admin1"] == data["keys"]["boss"]
         genesis = load_genesis(data["genesis"])
         assert [(m.name, m.roles) for m in genesis.members] == [
             ("boss", ("admin",)), ("acme", ("registrar", "issuer")), ("globex", ("auditor",))]

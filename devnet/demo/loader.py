@@ -23,6 +23,7 @@ from typing import Any
 from devnet.record import member_with_role
 from ledger.client import LedgerClient, LedgerError, Signer, check_result
 from ledger.crypto import SigningKey
+from ledger.governance import ProposalVote, compute_proposal_id
 from ledger.id_import import registered_urls
 from ledger.nft.assets import AssetMint
 from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
@@ -149,7 +150,8 @@ class DemoLoader:
         admin = self._admin()
         for prefix, owner in dict.fromkeys((r.prefix, r.owner) for r in rows):
             if not self._exists(f"/v1/prefixes/{prefix}"):
-                admin.send("prefix.create", PrefixCreate(prefix, self.signer(owner).member_id))
+                result = admin.send("prefix.create", PrefixCreate(prefix, self.signer(owner).member_id))
+                self._approve(compute_proposal_id(bytes.fromhex(result["tx_id"])))
         registered = registered_urls(self.client, [r.identifier for r in rows])
         fresh = [r for r in rows if registered[r.identifier] is None]
         for owner in dict.fromkeys(r.owner for r in fresh):  # one batch per owner
@@ -179,6 +181,19 @@ class DemoLoader:
         for lic in licences:
             if lic.revoked and lic.name in granted:
                 self.signer(lic.grantor).send("licence.revoke", LicenceRevoke(granted[lic.name]))
+
+    def _approve(self, proposal_id: str) -> None:
+        """With a threshold above one, the admin's action made a proposal: the devnet's other admins
+        (admin2 ... adminK) approve it until it runs."""
+        path = f"/v1/governance/proposals/{proposal_id}"
+        others = sorted((k for k in self.keys if k.startswith("admin") and k[5:].isdigit() and k != "admin1"),
+                        key=lambda k: int(k[5:]))
+        for name in others:
+            if not self._exists(path) or self.client.get(path)["status"] != "open":
+                return
+            self.signer(name).send("governance.approve", ProposalVote(proposal_id))
+        if self._exists(path) and self.client.get(path)["status"] != "executed":
+            raise DemoError(f"the devnet's admins could not pass proposal {proposal_id}")
 
     def _exists(self, path: str) -> bool:
         try:

@@ -19,6 +19,7 @@ from ledger.api.routes import (
     blocks,
     evidence,
     explorer,
+    governance,
     gs1,
     handles,
     members,
@@ -86,7 +87,8 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     install_error_handlers(app)
 
     app.add_middleware(BodyLimitMiddleware)
-    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, gs1, explorer, web):
+    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, governance, gs1,
+                   explorer, web):
         app.include_router(module.router)
     # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.
     app.state.handle_cache = cache

@@ -3,7 +3,8 @@
 Writes take `--node URL` and `--key FILE`; without them they use the running devnet (found with
 `--dir`, $LEDGER_DEVNET or ./.devnet): its first node, and the first of its members holding the
 role the write needs (admin for prefixes and members, registrar for identifiers, issuer for tokens
-and licences). `ledger COMMAND --help` explains each command.
+and licences). Admin actions that need more admins' approval print the proposal they made
+(`ledger governance`). `ledger COMMAND --help` explains each command.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ledger.cli import assets, bench, contracts, devnet_commands, ids, members, node, resolve
+from ledger.cli import assets, bench, contracts, devnet_commands, governance, ids, members, node, resolve
 from ledger.cli.common import EXIT_REJECTED, CliError
 from ledger.client import LedgerError
 
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (node, devnet_commands, ids, resolve, bench, contracts, assets, members):
+    for group in (node, devnet_commands, ids, resolve, bench, contracts, assets, members, governance):
         group.add_commands(sub)
     return parser
 

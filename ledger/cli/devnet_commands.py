@@ -42,7 +42,8 @@ def _note_kept(directory: Path, definition: Definition, nodes: int | None) -> No
     if not exists(directory) or nodes is not None:
         return
     data = load_devnet(directory)
-    if len(data["nodes"]) != definition.nodes or set(data["keys"]) != {name for name, _ in definition.members}:
+    names = {name for name, _ in definition.genesis_members()} | set(definition.key_aliases())
+    if len(data["nodes"]) != definition.nodes or set(data["keys"]) != names:
         print(f"note: {directory} holds a devnet created earlier ({len(data['nodes'])} node(s), members "
               f"{', '.join(data['keys'])}): restarted as it was, not as {definition.source} now says. For a new one: "
               f"`ledger devnet down --dir {directory}`, remove the directory, run this again.")
@@ -56,6 +57,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except DefinitionError as exc:
         raise CliError(f"--ethereum: {exc}", EXIT_USAGE) from exc
     directory = devnet_dir(args.dir)
+    try:
+        definition = definition.with_overrides(admins=args.admins, approvals=args.approvals)
+    except DefinitionError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     _note_kept(directory, definition, args.nodes)
     try:
         data = launcher.up(directory, args.nodes, definition=definition, base_port=args.base_port,
@@ -136,6 +141,10 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--batch-size", type=int, help="max transactions per block (default: the definition's)")
     p.add_argument("--batch-wait-ms", type=int,
                    help="how long the primary gathers a partial block (default: the definition's)")
+    p.add_argument("--admins", type=int, metavar="K", help="admins in genesis: keys admin1 ... adminK in "
+                   "devnet.json, admin1 being the definition's admin (default: the definition's, 1)")
+    p.add_argument("--approvals", type=int, metavar="M", help="admin approvals an admin action needs "
+                   "(default: the definition's, 1)")
     p.add_argument("--demo", action="store_true", help="load the demo data the definition names (prefixes, "
                    "equipment identifiers, a token with licences); loading it again changes nothing")
     p.add_argument("--ethereum", default=None,

@@ -22,6 +22,7 @@ from ledger.cli.common import (
     signer,
     storage_identifier,
 )
+from ledger.cli.governance import proposal_fields
 from ledger.resolver.registry import VALUE_TYPES, IdRegister, PrefixCreate, ValueSpec
 
 
@@ -29,7 +30,8 @@ def cmd_prefix(args: argparse.Namespace) -> int:
     admin = signer(args, "admin")
     owner = member_id(args.owner, args) if args.owner else admin.member_id
     result = admin.send("prefix.create", PrefixCreate(args.prefix, owner))
-    print_json({"prefix": args.prefix, "owner": owner, "tx_id": result["tx_id"], "height": result["height"]})
+    print_json({"prefix": args.prefix, "owner": owner, "tx_id": result["tx_id"], "height": result["height"],
+                **proposal_fields(args, result)})
     return 0
 
 
@@ -83,7 +85,9 @@ def add_commands(sub: Subcommands) -> None:
     ids = add_group(sub, "id", "identifier prefixes and registrations")
     p = add_command(ids, "prefix", "create a prefix (admin for top-level, parent owner for sub-prefixes)",
                     "A Handle prefix such as 88.100.1, or gs1:<company prefix digits> (gs1:9506000) for the GS1 "
-                    "items of a company. Signed by the devnet's admin unless --key is given.")
+                    "items of a company. Signed by the devnet's admin unless --key is given. A top-level prefix is "
+                    "an admin action: with a threshold above one it makes a proposal (printed) that other admins "
+                    "approve with `ledger governance approve`.")
     p.add_argument("prefix", help="e.g. 88.100.1 or gs1:9506000")
     p.add_argument("--owner", help="member id, name, devnet member name or key file (default: the signer)")
     add_write_options(p)

@@ -1,4 +1,7 @@
-"""`ledger member add|remove|roles|rotate-key`: the admin manages members; a member rotates its own key."""
+"""`ledger member add|remove|roles|rotate-key`: the admins manage members; a member rotates its own key.
+
+Adding, removing and setting roles are admin actions: with a threshold above one they make a proposal
+(printed as `proposal`, with `status` open) that other admins approve with `ledger governance approve`."""
 
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ from ledger.cli.common import (
     print_json,
     signer,
 )
+from ledger.cli.governance import proposal_fields
 from ledger.crypto import KeyFileError, SigningKey, derive_id
 from ledger.members import ROLES, MemberAdd, MemberRemove, MemberRotateKey, MemberSetRoles
 
 GROUP_DETAILS = """\
 Members are named by the names genesis or `member add` gave them (or by id, key file, or devnet key
 name). Writes are signed by the devnet's admin unless --key is given (rotate-key: by the devnet's first
-registrar)."""
+registrar). When the ledger's threshold needs more than one admin, add, remove and roles make a proposal
+and print its id: other admins approve it with `ledger governance approve ID`."""
 
 
 def _public_key(args: argparse.Namespace) -> bytes:
@@ -45,14 +50,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     public_key = _public_key(args)
     result = signer(args, "admin").send("member.add", MemberAdd(args.name, public_key, tuple(args.role or ())))
     print_json({"name": args.name, "id": derive_id(public_key), "roles": sorted(set(args.role or ())),
-                "tx_id": result["tx_id"], "height": result["height"]})
+                "tx_id": result["tx_id"], "height": result["height"], **proposal_fields(args, result)})
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     member = member_id(args.member, args)
     result = signer(args, "admin").send("member.remove", MemberRemove(member))
-    print_json({"removed": member, "tx_id": result["tx_id"], "height": result["height"]})
+    print_json({"removed": member, "tx_id": result["tx_id"], "height": result["height"],
+                **proposal_fields(args, result)})
     return 0
 
 
@@ -60,7 +66,7 @@ def cmd_roles(args: argparse.Namespace) -> int:
     member = member_id(args.member, args)
     result = signer(args, "admin").send("member.roles", MemberSetRoles(member, tuple(args.role or ())))
     print_json({"member": member, "roles": sorted(set(args.role or ())), "tx_id": result["tx_id"],
-                "height": result["height"]})
+                "height": result["height"], **proposal_fields(args, result)})
     return 0
 
 

@@ -1,6 +1,7 @@
 """State module: prefix ownership and identifier records of typed values (the Handle model).
 
-A prefix has an owner. The admin creates top-level prefixes; the owner of a prefix creates
+A prefix has an owner. Top-level prefixes are created by the admins (an admin action: see
+`ledger.governance`); the owner of a prefix creates
 sub-prefixes under it (88.100 -> 88.100.1) for any member, and `prefix.transfer` hands a prefix to
 another member (by its owner, or by the owner of a prefix above it). Only a prefix's owner
 registers, updates or deletes identifiers under it. A record holds typed values (URL, EMAIL, HASH,
@@ -275,8 +276,8 @@ def process_prefix_create(ctx: TxContext, p: PrefixCreate) -> None:
     parent = parent_prefix(p.prefix)
     parent_record = ctx.get(Prefix, prefix_key(parent)) if parent is not None else None
     if parent_record is None:
-        # A top-level prefix (or one whose parent is not held here) needs the admin.
-        ctx.require_role("admin")
+        # A top-level prefix (or one whose parent is not held here) is an admin action (ledger.governance).
+        ctx.require_admin()
     elif parent_record.owner != ctx.sender:
         # A sub-prefix needs the parent's owner.
         raise TxRejected(Reject.UNAUTHORIZED, f"only the owner of {parent} creates prefixes under it")
