@@ -121,6 +121,14 @@ class TxQueue:
             out.append(tx)
         return out
 
+    def had_room_for_oldest(self, block_txs: Sequence[bytes], batch_size: int, max_bytes: int) -> bool:
+        """A block of `block_txs` could have carried the oldest queued transaction too."""
+        oldest = self.oldest()
+        if oldest is None:
+            return False
+        used = sum(len(tx) for tx in block_txs)
+        return len(block_txs) < batch_size and used + len(oldest[0]) <= max_bytes
+
     def pass_over(self, now: int, min_wait: int) -> None:
         """A block with room for the oldest transaction was delivered without it: count that, if
         the oldest had waited `min_wait` (so its forward had time to reach the primary)."""
