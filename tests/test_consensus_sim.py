@@ -469,6 +469,8 @@ REGRESSIONS: list[tuple[str, int]] = [
     ("crashed_primary", 11),  # txs held only by a replica alone in a view change
     ("crash_restart", 2045),  # "behind" evidence suppressed the view change that one missing vote needed
     ("seven_nodes", 2),  # a view-change quorum split across two views never started the new-view timer
+    ("lone_suspicion", 132),  # a replica one block behind idle peers in a new view never caught up
+    ("draining_backlog", 139),  # a lost forward of a whole backlog was sent again one batch per timeout
 ]
 
 

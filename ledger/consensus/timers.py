@@ -12,8 +12,8 @@ Theory of operation (all in ticks):
   `request_timeout_ticks` since the transaction arrived (a backlog that is draining never starts a
   view change). A primary that keeps ordering others' transactions but not this one shows it
   differently: blocks with room to spare are delivered without it (ordering.py counts these
-  pass-overs). The first pass-over forwards the oldest transactions to the primary again (forwards
-  can be lost with a link); `max_passovers` of them start a view change. A transaction that
+  pass-overs). The first pass-over forwards the waiting transactions to the primary again (forwards
+  can be lost with a link); `max_passovers` of them make the replica suspect the primary. A transaction that
   survives `max_tx_strikes` view changes unordered is dropped as unorderable (invalid, or refused
   by every primary), and the driver hears of it (`DropTxs`), so it does not stay pending.
 - Retransmission: while stalled, this replica resends its own messages of the current view (or its
@@ -86,9 +86,9 @@ class Timers:
             idle = now - max(entry.arrival, self._head.last_delivery)
             if idle < cfg.request_timeout_ticks and entry.passed < cfg.max_passovers:
                 if entry.passed > entry.reforwarded:
-                    # Passed over: perhaps our forward was lost; the primary gets the oldest again.
+                    # Passed over: perhaps our forward was lost; the primary gets what waits again.
                     queue.note_reforwarded(tx)
-                    self._ctx.out.forward(queue.head(cfg.batch_size), (self._views.primary,))
+                    self._ctx.out.forward(queue.txs(), (self._views.primary,))
                 break
             if entry.strikes >= cfg.max_tx_strikes:
                 # It survived view changes unordered: invalid, or refused by every primary.
@@ -99,7 +99,7 @@ class Timers:
             queue.strike(tx, now)
             # Like a PBFT client that got no answer: every validator learns the waiting transactions,
             # so their timers run too and they suspect the primary with us if it ignores them.
-            self._ctx.out.forward(queue.head(cfg.batch_size), self._ctx.quorums.others(self._ctx.signer.id))
+            self._ctx.out.forward(queue.txs(), self._ctx.quorums.others(self._ctx.signer.id))
             self._viewchanger.suspect()
             break
         if dropped:
