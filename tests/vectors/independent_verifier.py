@@ -638,8 +638,8 @@ def verify(doc: Any, genesis: dict[str, Any]) -> dict[str, Any]:
         if "proof" not in doc:
             proven = check_proof(doc, g)
             k0 = proven["keys"][0]
-            return {"valid": True, "kind": "state-proof", "height": proven["height"], "key": k0.decode(),
-                    "present": proven["values"][k0] is not None, "unproven": None}
+            return {"valid": True, "kind": "state-proof", "height": proven["height"],
+                    "key": k0.decode(errors="replace"), "present": proven["values"][k0] is not None, "unproven": None}
         proven = check_proof(doc["proof"], g)
         k0 = proven["keys"][0]
         candidates = [k for k in KINDS if k0.startswith(k[1].encode())]
@@ -657,7 +657,8 @@ def verify(doc: Any, genesis: dict[str, Any]) -> dict[str, Any]:
             if doc["height"] != proven["height"]:
                 raise Refused("answer_height")
         present = checker(doc, State(proven), k0)
-        return {"valid": True, "kind": name, "height": proven["height"], "key": k0.decode(), "present": present,
+        return {"valid": True, "kind": name, "height": proven["height"], "key": k0.decode(errors="replace"),
+                "present": present,
                 "unproven": doc.get("unproven")}
     except Refused as exc:
         return {"valid": False, "reason": exc.reason}
