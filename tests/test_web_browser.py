@@ -147,7 +147,9 @@ def test_resolve_shows_twin_token_and_proof_with_signers_and_anchor(page: Page, 
     page.goto(net["url"] + "/")
     _search(page, ITEM)
     page.wait_for_url(f"**/resolve/{ITEM}")
+    _pin(page, net["genesis"])  # as a user does once per node: then the answer is checked in this browser
     page.wait_for_selector("#proof")  # the panel comes last
+    assert page.get_attribute("#proof", "data-state") == "ok"
     assert page.locator(".twin a").get_attribute("href") == TWIN
     # The twin link comes before the values, the token and the proof.
     order = page.evaluate("""['.twin', '.values', '.token', '.provenance', '#proof'].map(
