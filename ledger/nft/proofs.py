@@ -59,9 +59,10 @@ def check_asset(doc: Mapping[str, Any], state: VerifiedState) -> Checked:
         raise fail("answer_fields", "history and history_start come together")
     events = need(doc, "history", list) if "history" in doc else None
     start = need(doc, "history_start", int) if events is not None else 0
+    top_id = need(doc, "id", str) if "id" in doc else None
     require_key(state, "asset/", token, "token")
-    if "id" in doc and need(doc, "id", str) != token:
-        raise fail("answer_key", f"the answer names token {doc['id']!r} at the top and {token!r} in its record")
+    if top_id is not None and top_id != token:
+        raise fail("answer_key", f"the answer names token {top_id!r} at the top and {token!r} in its record")
     record = decode_value(Asset, state.values[state.keys[0]], "Asset")
     require_presence(True, record is not None, "token")
     assert record is not None

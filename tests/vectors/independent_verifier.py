@@ -566,8 +566,9 @@ def asset(doc: dict[str, Any], s: State, k0: bytes) -> bool:
         raise Refused("answer_fields")
     events = want(doc, "history", list) if "history" in doc else None
     start = want(doc, "history_start", int) if events is not None else 0
+    top_id = want(doc, "id", str) if "id" in doc else None
     key_is(k0, "asset/", token)
-    if "id" in doc and want(doc, "id", str) != token:
+    if top_id is not None and top_id != token:
         raise Refused("answer_key")
     rec = s.record(k0.decode(), ASSET, "Asset")
     presence(True, rec is not None)

@@ -303,6 +303,9 @@ def edits(built: Built) -> list[tuple[str, str, str, str, Edit]]:
          "answer_presence", as_not_found),
         ("asset-other-id", "asset-show", "the top-level id names another token", "answer_key",
          set_("id", "PUMP-2")),
+        ("asset-id-not-text", "asset-show", "the top-level id given as a number", "answer_fields", set_("id", 1)),
+        ("identifier-lone-surrogate", "identifier-found", "the identifier is text UTF-8 cannot encode",
+         "answer_key", set_("identifier", "88.100.1/EQ-\ud800")),
         ("asset-history-edited", "asset", "a history event's detail edited", "answer_derived",
          set_("history.0.detail", "minted elsewhere")),
         ("asset-history-dropped", "asset", "the latest history event left out", "answer_derived",
@@ -456,7 +459,7 @@ def expected_of(doc: Any, gen: Genesis, reason: str | None) -> dict[str, Any]:
 
 
 def dump(value: Any) -> str:
-    return json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+    return json.dumps(value, indent=1) + "\n"  # ASCII: a lone surrogate is written as its escape
 
 
 def write(out: Path) -> list[Path]:

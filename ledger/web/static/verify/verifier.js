@@ -485,8 +485,9 @@ function asset(doc, s, k0) {
   if (("history" in doc) !== ("history_start" in doc)) throw refuse("answer_fields", "history and history_start come together");
   const events = "history" in doc ? want(doc, "history", ["array"]) : null;
   const start = events !== null ? want(doc, "history_start", ["int"]) : 0;
+  const topId = "id" in doc ? want(doc, "id", ["string"]) : null;
   keyIs(k0, "asset/", token, "token");
-  if ("id" in doc && want(doc, "id", ["string"]) !== token) throw refuse("answer_key", "the top-level id names another token");
+  if (topId !== null && topId !== token) throw refuse("answer_key", "the top-level id names another token");
   const rec = s.record(fromUtf8(k0), ASSET, "Asset");
   presence(true, rec !== null, "token");
   record(claimed, rec, "asset");
