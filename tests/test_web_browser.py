@@ -449,6 +449,14 @@ def test_answers_are_checked_in_this_browser_against_the_pinned_genesis(page: Pa
     page.goto(f"{net['url']}/token/{TOKEN}")
     page.wait_for_selector("#verdict")
     assert page.get_attribute("#verdict", "data-state") == "ok"
+    # Unpinned, nothing is checked; the node's own genesis can be pinned instead of a file, shown by its hash.
+    page.goto(f"{net['url']}/resolve/{ITEM}")
+    page.click("#genesis-unpin")
+    page.wait_for_selector('#verdict[data-state="unpinned"]')
+    assert page.get_attribute("#proof", "data-state") == "unpinned"
+    page.click("#genesis-from-node")
+    page.wait_for_selector('#verdict[data-state="ok"]')
+    assert page.inner_text("#proof .genesis-hash") == block0["header"]["prev_hash"]
 
 
 def test_known_answer_vectors_give_the_same_verdicts_in_the_browser(page: Page, net: dict[str, Any]) -> None:
