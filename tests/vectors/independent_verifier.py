@@ -36,24 +36,25 @@ def H(data: bytes) -> bytes:  # noqa: N802 - the page's name
 
 # --- section 2: canonical encoding; section 3: schemas ---------------------------------------------------
 
-# A schema is a list of (field, type); a type is "uint", "int", "bool", "text", "bytes", ("list", T) or a schema.
-HANDLE_VALUE = [("index", "uint"), ("type", "text"), ("value", "text"), ("ttl", "uint"), ("timestamp", "uint")]
-IDENTIFIER_RECORD = [("handle", "text"), ("values", ("list", HANDLE_VALUE)), ("created_height", "uint"),
-                     ("updated_height", "uint"), ("created_at", "uint"), ("created_by", "text"),
+# A schema is a list of (field, type); a type is "int" (any integer MessagePack carries), "bool", "text",
+# "bytes", ("list", T) or a schema.
+HANDLE_VALUE = [("index", "int"), ("type", "text"), ("value", "text"), ("ttl", "int"), ("timestamp", "int")]
+IDENTIFIER_RECORD = [("handle", "text"), ("values", ("list", HANDLE_VALUE)), ("created_height", "int"),
+                     ("updated_height", "int"), ("created_at", "int"), ("created_by", "text"),
                      ("created_tx", "text")]
-PREFIX = [("prefix", "text"), ("owner", "text"), ("created_height", "uint")]
+PREFIX = [("prefix", "text"), ("owner", "text"), ("created_height", "int")]
 MEMBER = [("id", "text"), ("name", "text"), ("public_key", "bytes"), ("roles", ("list", "text")), ("active", "bool")]
 ASSET = [("id", "text"), ("kind", "text"), ("owner", "text"), ("minter", "text"), ("uri", "text"), ("sha256", "bytes"),
-         ("identifier", "text"), ("nft_index", "uint"), ("approved", "text"), ("user", "text"),
-         ("user_expires", "uint"), ("locked", "bool"), ("burned", "bool"), ("events", "uint"),
-         ("minted_height", "uint"), ("minted_at", "uint")]
-ASSET_EVENT = [("seq", "uint"), ("event", "text"), ("height", "uint"), ("tx_id", "bytes"), ("timestamp", "uint"),
+         ("identifier", "text"), ("nft_index", "int"), ("approved", "text"), ("user", "text"),
+         ("user_expires", "int"), ("locked", "bool"), ("burned", "bool"), ("events", "int"),
+         ("minted_height", "int"), ("minted_at", "int")]
+ASSET_EVENT = [("seq", "int"), ("event", "text"), ("height", "int"), ("tx_id", "bytes"), ("timestamp", "int"),
                ("actor", "text"), ("from_member", "text"), ("to_member", "text"), ("detail", "text")]
-LICENCE = [("id", "text"), ("token", "text"), ("parent", "text"), ("depth", "uint"), ("grantor", "text"),
-           ("holder", "text"), ("purposes", ("list", "text")), ("valid_from", "uint"), ("valid_until", "uint"),
+LICENCE = [("id", "text"), ("token", "text"), ("parent", "text"), ("depth", "int"), ("grantor", "text"),
+           ("holder", "text"), ("purposes", ("list", "text")), ("valid_from", "int"), ("valid_until", "int"),
            ("sublicensable", "bool"), ("revoker", "text"), ("terms_uri", "text"), ("terms_hash", "bytes"),
-           ("created_height", "uint"), ("created_at", "uint"), ("revoked", "bool"), ("revoked_by", "text"),
-           ("revoked_height", "uint"), ("revoked_at", "uint")]
+           ("created_height", "int"), ("created_at", "int"), ("revoked", "bool"), ("revoked_by", "text"),
+           ("revoked_height", "int"), ("revoked_at", "int")]
 TEXT_LIST = ("list", "text")
 
 
@@ -63,10 +64,6 @@ def pack(tree: Any) -> bytes:
 
 def _decode_as(value: Any, typ: Any) -> Any:
     """The JSON form of a decoded MessagePack value of type `typ`; ValueError if it is not one."""
-    if typ == "uint":
-        if type(value) is not int or not 0 <= value <= MAX_U64:
-            raise ValueError("uint")
-        return value
     if typ == "int":
         if type(value) is not int:
             raise ValueError("int")

@@ -130,7 +130,11 @@ def build() -> Built:
     root_tx = c.tx("org1", "licence.grant", LicenceGrant("PUMP-1", "", m["org2"], ("maintenance", "monitoring"), 0,
                                                          T0 + YEAR_MS, True, "https://terms.example/1",
                                                          hashlib.sha256(b"terms 1").digest()))
-    h["granted"] = c.block(root_tx, c.tx("org1", "asset.lease", AssetLease("PUMP-1", m["org3"], T0 + YEAR_MS)))
+    # A licence valid since before 1970: records may hold negative integers, and verifiers must take them.
+    early_tx = c.tx("org1", "licence.grant", LicenceGrant("PUMP-1", "", m["org3"], ("archiving",), -86_400_000,
+                                                          T0 + YEAR_MS, False, "", b""))
+    h["granted"] = c.block(root_tx, early_tx,
+                           c.tx("org1", "asset.lease", AssetLease("PUMP-1", m["org3"], T0 + YEAR_MS)))
     root = licence_id(root_tx)
     child_tx = c.tx("org2", "licence.grant", LicenceGrant("PUMP-1", root, m["org3"], ("monitoring",), 0,
                                                           T0 + YEAR_MS // 2, False, "", b""))
@@ -145,7 +149,8 @@ def build() -> Built:
     h["recorded"] = c.block(c.tx(VALIDATORS[0], "anchor.record", record))
     h["head"] = c.block(c.tx("org1", "id.register",
                              IdRegister("88.100.1/EQ-2", (ValueSpec(1, "URL", "https://x.example"),))))
-    return Built(c, h, {"root": root, "child": licence_id(child_tx), "revoked": licence_id(revoked_tx)})
+    return Built(c, h, {"root": root, "child": licence_id(child_tx), "revoked": licence_id(revoked_tx),
+                        "early": licence_id(early_tx)})
 
 
 def licence_id(raw_tx: bytes) -> str:
@@ -217,6 +222,8 @@ def genuine(built: Built) -> dict[str, tuple[str, dict[str, Any]]]:
                        "anchored, leased", show(route(assets.asset("PUMP-1", node, h["anchored"], True, True, True)))),
         "licence-active": ("a sublicence, active: its parent is proven too",
                            route(assets.licence(lic["child"], node, None, True))),
+        "licence-before-1970": ("a licence whose validity starts before 1970: a negative integer in a record",
+                                route(assets.licence(lic["early"], node, None, True))),
         "licence-revoked": ("a revoked licence: inactive_reason revoked",
                             route(assets.licence(lic["revoked"], node, None, True))),
         "rights-allowed": ("rights check: allowed, decided again from the token, holder, licences and ancestors",

@@ -1,7 +1,7 @@
 // Records of docs/proofs.md (section 3) and their strict decoding (section 2); the failure every check
 // raises, with its reason code (section 12).
 
-import { bytesEqual, fromHex, isUint, pack, toHex, unpack } from "./codec.js";
+import { bytesEqual, fromHex, isInt, pack, toHex, unpack } from "./codec.js";
 
 export class Refused extends Error {
   constructor(reason, message) {
@@ -12,26 +12,26 @@ export class Refused extends Error {
 
 export const refuse = (reason, message) => new Refused(reason, message);
 
-export const HANDLE_VALUE = [["index", "uint"], ["type", "text"], ["value", "text"], ["ttl", "uint"], ["timestamp", "uint"]];
-export const IDENTIFIER_RECORD = [["handle", "text"], ["values", ["list", HANDLE_VALUE]], ["created_height", "uint"],
-  ["updated_height", "uint"], ["created_at", "uint"], ["created_by", "text"], ["created_tx", "text"]];
+export const HANDLE_VALUE = [["index", "int"], ["type", "text"], ["value", "text"], ["ttl", "int"], ["timestamp", "int"]];
+export const IDENTIFIER_RECORD = [["handle", "text"], ["values", ["list", HANDLE_VALUE]], ["created_height", "int"],
+  ["updated_height", "int"], ["created_at", "int"], ["created_by", "text"], ["created_tx", "text"]];
 export const MEMBER = [["id", "text"], ["name", "text"], ["public_key", "bytes"], ["roles", ["list", "text"]], ["active", "bool"]];
 export const ASSET = [["id", "text"], ["kind", "text"], ["owner", "text"], ["minter", "text"], ["uri", "text"],
-  ["sha256", "bytes"], ["identifier", "text"], ["nft_index", "uint"], ["approved", "text"], ["user", "text"],
-  ["user_expires", "uint"], ["locked", "bool"], ["burned", "bool"], ["events", "uint"], ["minted_height", "uint"],
-  ["minted_at", "uint"]];
-export const ASSET_EVENT = [["seq", "uint"], ["event", "text"], ["height", "uint"], ["tx_id", "bytes"], ["timestamp", "uint"],
+  ["sha256", "bytes"], ["identifier", "text"], ["nft_index", "int"], ["approved", "text"], ["user", "text"],
+  ["user_expires", "int"], ["locked", "bool"], ["burned", "bool"], ["events", "int"], ["minted_height", "int"],
+  ["minted_at", "int"]];
+export const ASSET_EVENT = [["seq", "int"], ["event", "text"], ["height", "int"], ["tx_id", "bytes"], ["timestamp", "int"],
   ["actor", "text"], ["from_member", "text"], ["to_member", "text"], ["detail", "text"]];
-export const LICENCE = [["id", "text"], ["token", "text"], ["parent", "text"], ["depth", "uint"], ["grantor", "text"],
-  ["holder", "text"], ["purposes", ["list", "text"]], ["valid_from", "uint"], ["valid_until", "uint"],
+export const LICENCE = [["id", "text"], ["token", "text"], ["parent", "text"], ["depth", "int"], ["grantor", "text"],
+  ["holder", "text"], ["purposes", ["list", "text"]], ["valid_from", "int"], ["valid_until", "int"],
   ["sublicensable", "bool"], ["revoker", "text"], ["terms_uri", "text"], ["terms_hash", "bytes"],
-  ["created_height", "uint"], ["created_at", "uint"], ["revoked", "bool"], ["revoked_by", "text"],
-  ["revoked_height", "uint"], ["revoked_at", "uint"]];
+  ["created_height", "int"], ["created_at", "int"], ["revoked", "bool"], ["revoked_by", "text"],
+  ["revoked_height", "int"], ["revoked_at", "int"]];
 export const TEXT_LIST = ["list", "text"];
 
 function asJson(value, type) {
-  if (type === "uint") {
-    if (!isUint(value)) throw new Error("uint");
+  if (type === "int") {
+    if (!isInt(value)) throw new Error("integer"); // any MessagePack integer: records may hold negative ones
     return value;
   }
   if (type === "bool" || type === "text") {
