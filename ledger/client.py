@@ -106,13 +106,13 @@ class LedgerClient:
                 return None
             raise
 
-    def proven(self, path: str, height: int | None = None) -> Proven:
+    def proven(self, path: str, height: int | None = None, **params: Any) -> Proven:
         """`GET path?proof=true&anchor=true`. An anchor covers only blocks at or below it, never the head, so
         without `height` the answer is as of the latest anchored height; when the thing asked for is newer
         than that, as of the head, with a note that no anchor covers it yet. A 404 answer that carries a
         proof (of absence) is returned with `found` False, not raised: when absent at the head too, the one
-        as of the anchored height, whose proof reaches the anchor."""
-        flags = {"proof": "true", "anchor": "true"}
+        as of the anchored height, whose proof reaches the anchor. `params` are further query parameters."""
+        flags = {**params, "proof": "true", "anchor": "true"}
         anchored = self.latest_anchored_height() if height is None else None
         try:
             return Proven(self.get(path, height=height if height is not None else anchored, **flags), True, None)

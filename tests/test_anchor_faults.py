@@ -320,12 +320,12 @@ def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
     forged["proof"]["anchor"]["header"]["timestamp"] += 1
     assert verify(forged)[0] == 0
     code, out = verify(forged, "--rpc", net.rpc)
-    assert code == 1 and "does not hold this block's hash" in out["reason"]
+    assert code == 1 and out["reason"] == "anchor_on_chain" and "does not hold this block's hash" in out["message"]
     # An answer claiming another owner than the proof proves fails, offline already.
     tampered = json.loads(json.dumps(shown))
     tampered["owner"] = org2.id
     code, out = verify(tampered)
-    assert code == 1 and "differs from the proven value" in out["reason"]
+    assert code == 1 and out["reason"] == "answer_derived" and "owner" in out["message"]
 
     # A licence proof at the anchored height carries the anchor too.
     anchored = httpx.get(f"{url}/v1/anchors/latest", timeout=5).json()["height"]

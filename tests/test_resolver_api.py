@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from ledger.api.server import create_app
 from ledger.crypto import SigningKey
-from ledger.proofs import verify_state_proof
 from ledger.resolver.registry import IdRegister, IdUpdate, IdValueSet, ValueSpec
 from ledger.tx import make_tx, tx_to_plain
+from ledger.verifier import verify_document
 from tests.nodeutil import CHAIN_ID, Home, make_home
 
 GTIN = "09506000134376"
@@ -107,8 +107,9 @@ def test_native_resolve_accepts_every_form(net: Net, form: str) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["identifier"] == f"gs1{ITEM}"
-    verified = verify_state_proof(body["proof"], net.home.genesis)
-    assert verified.key == f"id/gs1{ITEM}".encode() and verified.value is not None
+    verified = verify_document(body, net.home.genesis)  # the whole answer, the form asked in `unproven`
+    assert verified.state.keys[0] == f"id/gs1{ITEM}".encode() and verified.present
+    assert verified.unproven == (None if form == f"gs1{ITEM}" else {"input": form})
 
 
 def test_native_resolve_errors(net: Net) -> None:
@@ -124,8 +125,8 @@ def test_batch_resolve(net: Net) -> None:
     res = body["results"]
     assert [x.get("record") is not None for x in res[:3]] == [True, False, True]
     assert res[3]["error"] == "invalid_identifier" and res[3]["input"] == "bad id"
-    absent = verify_state_proof(res[1]["proof"], net.home.genesis)
-    assert absent.value is None and absent.height == body["height"]
+    absent = verify_document(res[1], net.home.genesis)
+    assert not absent.present and absent.state.height == body["height"]
     assert net.client.post("/v1/resolve", json=["x/y"] * 1001).status_code == 400
     assert net.client.post("/v1/resolve", json={"no": 1}).status_code == 400
 

@@ -19,16 +19,20 @@ from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.nft.assets import (
     KINDS,
+    AssetEvent,
     asset_key,
     get_asset,
     get_history,
+    history_key,
     ids_from_index,
     kind_index_prefix,
     owner_index_prefix,
     user_of,
 )
-from ledger.nft.rights import check, get_licence, inactive_reason, licence_key
-from ledger.proofs import build_state_proof
+from ledger.nft.proofs import history_start
+from ledger.nft.rights import check, get_licence, inactive_reason
+from ledger.proofs import RecordingView, build_state_proof
+from ledger.state import get_record
 from ledger.store import NS
 
 router = APIRouter(tags=["assets"])
@@ -76,17 +80,28 @@ def _at(height: int | None) -> str:
 
 @router.get("/v1/assets/{token}")
 async def asset(
-    token: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+    token: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False,
+    history: bool = False,
 ) -> dict[str, Any]:
+    """The token as of `height` (default: the head) and its ERC-4907 `user_of` at that block's time. With
+    `history=true`, its provenance: the latest (at most 1,000) events, from `history_start`. With `proof=true`,
+    a proof of the token and of every event listed (docs/proofs.md)."""
     at = _header_at(node.chain, height)
     record = get_asset(node.chain.view_at(at.height), token)
     if record is None:
         raise ApiError(404, "not_found", f"no asset {token!r}" + _at(height))
-    extra: dict[str, Any] = {}
+    keys = [asset_key(token)]
+    body: dict[str, Any] = {"height": at.height, "asset": to_plain(record), "user_of": user_of(record, at.timestamp)}
+    if history:
+        start = history_start(record.events)
+        view = node.chain.view_at(at.height)
+        events = [get_record(view, AssetEvent, history_key(token, seq)) for seq in range(start, record.events + 1)]
+        body["history"] = [to_plain(e) for e in events]
+        body["history_start"] = start
+        keys += [history_key(token, seq) for seq in range(start, record.events + 1)]
     if proof:
-        extra["proof"] = build_state_proof(node.chain, asset_key(token), at.height, anchor=anchor)
-    # userOf at that block's time: nobody once the lease expired.
-    return {"height": at.height, "asset": to_plain(record), "user_of": user_of(record, at.timestamp), **extra}
+        body["proof"] = build_state_proof(node.chain, keys, at.height, anchor=anchor)
+    return body
 
 
 @router.get("/v1/assets/{token}/history")
@@ -101,15 +116,17 @@ async def history(token: str, node: NodeDep) -> dict[str, Any]:
 async def licence(
     licence_id: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
 ) -> dict[str, Any]:
+    """A licence as of `height` and whether it is active at that block's time; with `proof=true`, a proof of
+    the licence and of the ancestors its activity depends on."""
     at = _header_at(node.chain, height)
-    view = node.chain.view_at(at.height)
+    view = RecordingView(node.chain.view_at(at.height))
     record = get_licence(view, licence_id)
     if record is None:
         raise ApiError(404, "not_found", f"no licence {licence_id}" + _at(height))
     reason = inactive_reason(view, record, at.timestamp)
     extra: dict[str, Any] = {}
     if proof:
-        extra["proof"] = build_state_proof(node.chain, licence_key(licence_id), at.height, anchor=anchor)
+        extra["proof"] = build_state_proof(node.chain, view.keys, at.height, anchor=anchor)
     return {"height": at.height, "licence": to_plain(record), "active": reason == "",
             "inactive_reason": reason, **extra}
 
@@ -118,14 +135,16 @@ async def licence(
 async def rights_check(
     node: NodeDep, token: str, holder: str, purpose: str, at: str | None = None, proof: bool = True
 ) -> dict[str, Any]:
-    """May `holder` use `token` for `purpose` at `at` (ms or ISO 8601; default: now)? The answer
-    carries a state proof of the deciding licence (at the head), when there is one."""
+    """May `holder` use `token` for `purpose` at `at` (ms or ISO 8601; default: now)? As of the head; the
+    proof covers every record the decision read (the token, the holder, its licences and their ancestors),
+    so a verifier decides again from them."""
     at_ms = time_param_ms(at, "at")
     height = node.chain.height
-    decision = check(node.chain.latest, token, holder, purpose, at_ms)
+    view = RecordingView(node.chain.latest)
+    decision = check(view, token, holder, purpose, at_ms)
     extra: dict[str, Any] = {}
-    if proof and decision.licence_id:
-        extra["proof"] = build_state_proof(node.chain, licence_key(decision.licence_id), height)
+    if proof:
+        extra["proof"] = build_state_proof(node.chain, view.keys, height)
     return {
         "token": token, "holder": holder, "purpose": purpose, "at": at_ms, "height": height,
         "allowed": decision.allowed, "reason": decision.reason, "licence_id": decision.licence_id or None,

@@ -38,6 +38,18 @@ def _member_name(view: Any, member_id: str) -> str | None:
     return None if member is None else member.name
 
 
+# --- genesis ---------------------------------------------------------------------------------------
+
+
+@router.get("/v1/genesis")
+async def genesis(node: NodeDep) -> dict[str, Any]:
+    """This node's genesis file, the trust root of every proof (docs/proofs.md). Taking it from a node means
+    trusting that node once: compare its hash (shown by the explorer, and block 0's `prev_hash`) with the one
+    your consortium publishes."""
+    body: dict[str, Any] = to_plain(node.genesis)
+    return body
+
+
 # --- network ---------------------------------------------------------------------------------------
 
 

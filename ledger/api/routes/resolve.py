@@ -18,7 +18,7 @@ from ledger.api.errors import ApiError
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.resolver.identifiers import InvalidIdentifier
-from ledger.resolver.proofs import build_resolution_proof
+from ledger.resolver.proofs import NOT_FOUND, build_resolution_proof, not_registered_message
 from ledger.resolver.registry import get_history
 from ledger.resolver.resolution import Resolved, resolution_url, resolve_text
 from ledger.web import answer_page_url
@@ -58,10 +58,12 @@ async def history(identifier: str, node: NodeDep, height: int | None = None, sta
 
 
 def _answer(node: Any, found: Resolved, at: int, proof: bool, anchor: bool = False) -> dict[str, Any]:
+    """The native answer (docs/proofs.md): every field is proven by the proof, except what `unproven` holds:
+    the identifier as asked, when it was another form of the storage key."""
     body: dict[str, Any] = {"identifier": found.key, "height": at,
                             "record": None if found.record is None else to_plain(found.record)}
     if found.key != found.text:
-        body["input"] = found.text
+        body["unproven"] = {"input": found.text}
     if proof:
         body["proof"] = build_resolution_proof(node.chain, found.key, at, anchor=anchor)
     return body
@@ -79,7 +81,7 @@ async def resolve(
     body = _answer(node, found, at, proof, anchor and proof)
     if found.record is None:
         body.pop("record")
-        raise ApiError(404, "not_found", f"{found.key} is not registered", **body)
+        raise ApiError(404, NOT_FOUND, not_registered_message(found.key), **body)
     return body
 
 
