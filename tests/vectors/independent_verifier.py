@@ -142,10 +142,14 @@ class Genesis:
 
     def hash(self) -> bytes:
         d = self.doc
-        return H(pack([d["chain_id"], d["timestamp"],
-                       [[v["name"], bytes.fromhex(v["public_key"])] for v in d["validators"]],
-                       [[m["name"], bytes.fromhex(m["public_key"]), list(m["roles"])] for m in d["members"]],
-                       [[p["prefix"], p["owner"]] for p in d["prefixes"]]]))
+        record = [d["chain_id"], d["timestamp"],
+                  [[v["name"], bytes.fromhex(v["public_key"])] for v in d["validators"]],
+                  [[m["name"], bytes.fromhex(m["public_key"]), list(m["roles"])] for m in d["members"]],
+                  [[p["prefix"], p["owner"]] for p in d["prefixes"]]]
+        gov = d.get("governance")
+        if gov is not None:  # the optional section: a sixth element
+            record.append([gov["approvals"], gov["expiry_ms"]])
+        return H(pack(record))
 
     def header0(self) -> list[Any]:
         state: dict[bytes, bytes] = {}
@@ -157,6 +161,12 @@ class Genesis:
             state[f"member-pk/{pk.hex()}".encode()] = mid.encode()
         for p in self.doc["prefixes"]:
             state[f"prefix/{p['prefix']}".encode()] = pack([p["prefix"], p["owner"], 0])
+        gov = self.doc.get("governance")
+        if gov is not None:
+            state[b"gov/settings"] = pack([gov["approvals"], gov["expiry_ms"]])
+            members = self.doc["members"]
+            admins = sorted(node_id(bytes.fromhex(m["public_key"])) for m in members if "admin" in m["roles"])
+            state[b"member-admins"] = pack(admins)
         root = smt_root([(H(k), H(v)) for k, v in state.items()], 0)
         return [0, self.hash(), 0, self.doc["timestamp"], H(b""), root, H(b""), ""]
 

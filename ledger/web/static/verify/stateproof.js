@@ -27,8 +27,13 @@ export class Genesis {
     const f = Math.floor((n - 1) / 3);
     this.quorum = Math.floor((n + f + 2) / 2);
     const d = doc;
-    this.hash = H(pack([d.chain_id, d.timestamp, d.validators.map(v => [v.name, fromHex(v.public_key)]),
-      d.members.map(m => [m.name, fromHex(m.public_key), [...m.roles]]), d.prefixes.map(p => [p.prefix, p.owner])]));
+    const record = [d.chain_id, d.timestamp, d.validators.map(v => [v.name, fromHex(v.public_key)]),
+      d.members.map(m => [m.name, fromHex(m.public_key), [...m.roles]]), d.prefixes.map(p => [p.prefix, p.owner])];
+    // The optional governance section: a sixth element when present (section 4).
+    if (d.governance !== undefined && d.governance !== null) {
+      record.push([d.governance.approvals, d.governance.expiry_ms]);
+    }
+    this.hash = H(pack(record));
   }
 
   header0() {
@@ -44,6 +49,12 @@ export class Genesis {
         put(`member-pk/${toHex(pk)}`, utf8(id));
       }
       for (const p of this.doc.prefixes) put(`prefix/${p.prefix}`, pack([p.prefix, p.owner, 0]));
+      const gov = this.doc.governance;
+      if (gov !== undefined && gov !== null) {
+        put("gov/settings", pack([gov.approvals, gov.expiry_ms]));
+        const admins = this.doc.members.filter(m => m.roles.includes("admin")).map(m => nodeId(fromHex(m.public_key)));
+        put("member-admins", pack(admins.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
+      }
       this._header0 = [0, this.hash, 0, this.doc.timestamp, H(new Uint8Array(0)), smtRoot(state, 0),
         H(new Uint8Array(0)), ""];
     }
