@@ -16,6 +16,7 @@ from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.crypto import derive_id
 from ledger.evidence import evidence_count
+from ledger.genesis import genesis_to_plain
 from ledger.members import get_member
 from ledger.nft.assets import get_asset
 from ledger.nft.rights import inactive_reason, licences_of
@@ -46,8 +47,7 @@ async def genesis(node: NodeDep) -> dict[str, Any]:
     """This node's genesis file, the trust root of every proof (docs/proofs.md). Taking it from a node means
     trusting that node once: compare its hash (shown by the explorer, and block 0's `prev_hash`) with the one
     your consortium publishes."""
-    body: dict[str, Any] = to_plain(node.genesis)
-    return body
+    return genesis_to_plain(node.genesis)
 
 
 # --- network ---------------------------------------------------------------------------------------
