@@ -32,9 +32,9 @@ from ledger.config import NodeConfig, ticks
 from ledger.consensus.application import ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
-from ledger.crypto import SigningKey
 from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.genesis import load_genesis
+from ledger.keyfiles import load_node_key
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome
 from ledger.metrics import NodeMetrics
@@ -79,7 +79,7 @@ class Node:
         """`on_fatal` runs once the application failed (after the error is logged); by default it
         ends the process (tests running nodes in-process pass another)."""
         self.config = config
-        self.key = SigningKey.load(config.node_key)
+        self.key = load_node_key(config)  # decrypted with its configured passphrase if encrypted
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
         self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))

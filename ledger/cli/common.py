@@ -12,6 +12,7 @@ from typing import Any
 from devnet.record import DevnetError, devnet_dir, load_devnet, member_with_role
 from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import KeyFileError, SigningKey
+from ledger.keyfiles import command_passphrase
 from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.registry import storage_key
 
@@ -98,7 +99,7 @@ def signing_key(args: argparse.Namespace, role: str) -> SigningKey:
             raise CliError(f"no --key given and the devnet has no member with the {role} role", EXIT_USAGE)
         path = net["keys"][member]
     try:
-        return SigningKey.load(path)
+        return SigningKey.load(path, command_passphrase)
     except KeyFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
 
