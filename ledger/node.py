@@ -110,9 +110,14 @@ class Node:
         self.peer_info = PeerTracker()
         self.transport: Transport | None = None
         if len(validators) > 1:
+            links = config.peer_links
             self.transport = Transport(
                 self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
+                heartbeat_interval=links.heartbeat_ms / 1000, dead_after=links.dead_after_ms / 1000,
+                handshake_timeout=links.handshake_timeout_ms / 1000, connect_timeout=links.connect_timeout_ms / 1000,
+                backoff_max=links.reconnect_max_ms / 1000, max_pending_handshakes=links.max_pending_handshakes,
+                max_pending_per_address=links.max_pending_per_address,
             )
         self.driver = Driver(replica, self.app, self.store, self, self._admit_forwarded, self._on_committed)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
