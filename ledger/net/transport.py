@@ -60,6 +60,7 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -111,6 +112,7 @@ METRICS = (
     "links_dead",  # links (either direction) closed after `dead_after` of silence
     "oversized_frames",  # frames whose announced length exceeded the limit (connection closed)
     "malformed_frames",  # other protocol violations after the handshake (connection closed)
+    "tls_failures",  # links closed by TLS after the handshake: a record failed authentication (altered?)
     "incoming_replaced",  # authenticated incoming links closed for a newer one from the same peer
     "callback_errors",  # on_message raised
     "requests_sent",
@@ -578,6 +580,9 @@ class Transport:
         except FrameError as exc:
             self.metrics["malformed_frames"] += 1
             log.warning("closing link with %s: %s", link.peer_id[:8], exc)
+        except ssl.SSLError as exc:
+            self.metrics["tls_failures"] += 1
+            log.warning("link with %s closed by TLS (altered or corrupted traffic?): %s", link.peer_id[:8], exc)
         except (asyncio.IncompleteReadError, OSError) as exc:
             log.info("link with %s closed: %s", link.peer_id[:8], type(exc).__name__)
         except Exception:
