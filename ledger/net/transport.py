@@ -92,6 +92,8 @@ log = logging.getLogger("ledger.net")
 
 STABLE_LINK_SECONDS = 1.0
 PING_BODY = struct.Struct(">Q")  # the sender's loop time in nanoseconds, echoed in the PONG
+WRITE_BATCH_FRAMES = 256  # queued messages written at once, at most this many...
+WRITE_BATCH_BYTES = 256 * 1024  # ...and (unless one alone is larger) this many bytes
 
 METRICS = (
     "frames_sent",  # frames written after the handshake (messages, requests, responses, heartbeats)
@@ -416,7 +418,16 @@ class Transport:
                     continue
                 if link.writer.is_closing():
                     return
-                self._write(link, encode_frame(FrameType.MESSAGE, box.pop()))
+                # what is queued goes out in one write: one TLS record (per 16 KiB) and one syscall
+                # for many small messages, not one each
+                frames = [encode_frame(FrameType.MESSAGE, box.pop())]
+                size = len(frames[0])
+                while box.items and len(frames) < WRITE_BATCH_FRAMES and size < WRITE_BATCH_BYTES:
+                    frames.append(encode_frame(FrameType.MESSAGE, box.pop()))
+                    size += len(frames[-1])
+                link.writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                self.metrics["frames_sent"] += len(frames)
+                self.metrics["bytes_sent"] += size
                 await link.writer.drain()
         except OSError as exc:
             log.info("writing to %s failed: %s", link.peer_id[:8], exc)
