@@ -112,10 +112,13 @@ def signer(args: argparse.Namespace, role: str) -> Signer:
 def member_id(text: str, args: argparse.Namespace) -> str:
     """A member given as an id, a devnet member's key name, a key file, or its ledger name."""
     net = devnet_record(args)
-    if net is not None and text in net["keys"]:
-        return SigningKey.load(net["keys"][text]).id
-    if Path(text).is_file():
-        return SigningKey.load(text).id
+    try:
+        if net is not None and text in net["keys"]:
+            return SigningKey.load(net["keys"][text], command_passphrase).id
+        if Path(text).is_file():
+            return SigningKey.load(text, command_passphrase).id
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
         return text
     # Otherwise a name that genesis or `member add` gave: ask the node.

@@ -547,11 +547,15 @@ class Transport:
         """Every heartbeat interval: ping each outgoing link, close every link silent for `dead_after`."""
         loop = asyncio.get_running_loop()
         interval = self._heartbeat_interval
+        # Woken this much late, this node was paused or its loop blocked: what its peers sent meanwhile
+        # is unread, so their silence proves nothing yet. Below it, a live peer's frames (one per
+        # interval) are at most interval + this apart: less than dead_after, so no live link is closed.
+        stall = max(interval, self._dead_after - 2 * interval)
         due = loop.time() + interval
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             now = loop.time()
-            if now - due > interval:  # this node was paused or its loop blocked: silence meanwhile proves nothing
+            if now - due > stall:
                 self._awake_since = now
             due = now + interval
             ping = encode_frame(FrameType.PING, PING_BODY.pack(int(now * 1e9)))
