@@ -18,6 +18,7 @@ from ledger.crypto import derive_id
 from ledger.evidence import evidence_count
 from ledger.genesis import genesis_to_plain
 from ledger.members import get_member
+from ledger.net.peers import describe_peer
 from ledger.nft.assets import get_asset
 from ledger.nft.rights import inactive_reason, licences_of
 from ledger.node import Node
@@ -55,10 +56,12 @@ async def genesis(node: NodeDep) -> dict[str, Any]:
 
 @router.get("/v1/network")
 async def network(node: NodeDep) -> dict[str, Any]:
-    """Every validator as this node sees it: itself from its own state; each peer from its recent
-    messages and a probe of its head height (see `ledger.net.peers`). `lag` is this node's height
-    minus the validator's (negative when it is ahead); `primary` is the primary of this node's view;
-    `equivocations` counts the equivocations of that validator recorded in the ledger (`/v1/evidence`)."""
+    """Every validator as this node sees it: itself from its own state; each peer from its links
+    (`connected`: both directions up; `outgoing`, `incoming`), when it was last heard (heartbeats
+    included), its recent messages and a probe of its head height (see `ledger.net.peers`). `lag` is
+    this node's height minus the validator's (negative when it is ahead); `primary` is the primary
+    of this node's view; `equivocations` counts the equivocations of that validator recorded in the
+    ledger (`/v1/evidence`)."""
     transport = node.transport
     connected = set(transport.connected_peers()) if transport is not None else set()
     if transport is not None:
@@ -69,10 +72,10 @@ async def network(node: NodeDep) -> dict[str, Any]:
         vid = derive_id(v.public_key)
         is_self = vid == node.key.id
         seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
-                 "rtt_ms": None} if is_self else node.peer_info.seen(vid).to_json(now))
+                 "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True} if is_self else
+                describe_peer(node.peer_info.seen(vid), transport.link_state(vid) if transport else None, now))
         validators.append({
-            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary,
-            "connected": is_self or vid in connected, **seen,
+            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary, **seen,
             "lag": None if seen["height"] is None else head - seen["height"],
             "equivocations": evidence_count(node.chain.latest, vid),
         })
