@@ -200,3 +200,16 @@ def test_an_idle_connection_without_a_request_is_closed(node: AttackedNode) -> N
             data += sock.recv(4096)
         assert data.startswith(b"HTTP/1.1 408") and time.monotonic() - start < HEADER_TIMEOUT_S + 2
         wait_for(lambda: sock.recv(1) == b"", 3, "the node to close the connection")
+
+
+def test_request_text_copied_into_headers_is_encoded_and_never_a_server_error(node: AttackedNode) -> None:
+    with node.client("127.0.0.2") as http:
+        crafted = http.get("/01/%C3%83%40%F3%9E%8D%BD?linkType=%C2%9F8%0E")  # answered 500 before issue 13
+        assert crafted.status_code == 400
+        # The same text under a real GTIN reaches the resolver, which names the path in its Link header.
+        crafted = http.get("/01/09506000134376/%C3%83%40%F3%9E%8D%BD?linkType=%C2%9F8%0E")
+        assert crafted.status_code == 400 and crafted.json()["error"] == "invalid_identifier"
+        assert crafted.headers["link"].startswith(
+            f"<{node.url}/01/09506000134376/%C3%83@%F3%9E%8D%BD?linkType=linkset>")
+        qr = http.get("/v1/qr/88.100.1/\u00e9t\u00e9\U0001f600.svg", params={"base": "https://id.example.com/\u00fc"})
+        assert qr.status_code == 200 and qr.headers["x-resolution-url"].isascii()
