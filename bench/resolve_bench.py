@@ -11,11 +11,16 @@ load both with `wrk` at --connections (default 64) for --duration seconds over r
 * proofs: `GET /api/handles/...?proof=true&auth=true` (auth=true bypasses the cache, so every answer
   builds its state proof) and, for reference, `?proof=true` from the cache.
 
+HTTP limits (`http.limits`, issue 13), measured side by side in the same run, rounds alternating
+(`--modes`, `--rounds`): `exempt` (rate limits on, the benchmark's client allowed by configuration),
+`off` (no rate limits), `budget` (rate limits on and the client charged per request, within a budget
+it cannot spend). nginx is measured in every round; each ratio is against its own round's nginx.
+
 Needs the Debian packages `nginx` and `wrk` (`apt-get install nginx wrk`); without nginx the nginx
 figures are skipped with a message; without wrk a bounded asyncio/httpx client is used instead.
 The last line printed is one JSON object with all figures.
 
-    .venv/bin/python bench/resolve_bench.py [--ids 1000] [--duration 10] [--connections 64]
+    .venv/bin/python bench/resolve_bench.py [--ids 1000] [--duration 10] [--connections 64] [--modes exempt,off]
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchnet import MODES, restart_with_limits
 
+from devnet.processes import stop_pid
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -57,7 +64,7 @@ def ledger(*args: str) -> str:
     return proc.stdout
 
 
-def setup_node(directory: Path, ids: int) -> tuple[str, list[str]]:
+def setup_node(directory: Path, ids: int) -> tuple[dict[str, Any], list[str]]:
     ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
            "--base-port", str(free_port()))
     data = json.loads((directory / "devnet.json").read_text())
@@ -74,7 +81,7 @@ def setup_node(directory: Path, ids: int) -> tuple[str, list[str]]:
                for h in handles[start:start + 500]]
         results = client.submit(txs, wait=True, timeout=120)
         assert all(r.get("ok") for r in results), results[:3]
-    return url, handles
+    return data["nodes"][0], handles
 
 
 def write_static(url: str, handles: list[str], root: Path) -> None:
@@ -194,53 +201,64 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--modes", default="exempt,off", help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--proofs", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
+    modes = args.modes.split(",")
     work = Path(tempfile.mkdtemp(prefix="resolve-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user: they must read the static files
     devnet_dir = work / "devnet"
     tool = "wrk" if shutil.which("wrk") else "httpx"
     print(f"load generator: {tool}, {args.connections} connections, {args.duration}s per run, {os.cpu_count()} cores",
           file=sys.stderr)
+    node_record: dict[str, Any] | None = None
+    nginx = None
     try:
-        url, handles = setup_node(devnet_dir, args.ids)
+        node_record, handles = setup_node(devnet_dir, args.ids)
+        url = node_record["http"]
         paths = [f"/api/handles/{h}" for h in handles]
         root = work / "static"
         write_static(url, handles, root)
         result: dict[str, Any] = {"ids": args.ids, "connections": args.connections, "duration_s": args.duration,
-                                  "load_generator": tool, "nginx_workers": args.nginx_workers}
-        load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
-        node = load(url, paths, work, args.connections, args.duration, "node")
-        print(f"node   {node['rate']:>9.0f} answers/s  p99 {node['p99_ms']} ms", file=sys.stderr)
-        result["node"] = node
+                                  "load_generator": tool, "nginx_workers": args.nginx_workers, "rounds": []}
         nginx = start_nginx(root, work, args.nginx_workers)
-        if nginx is not None:
-            proc, nginx_url = nginx
-            try:
-                same = httpx.get(nginx_url + paths[0]).content == httpx.get(url + paths[0]).content
-                if not same:
-                    raise SystemExit("nginx does not serve the node's answer bytes: check its configuration")
-                ng = load(nginx_url, paths, work, args.connections, args.duration, "nginx")
-            finally:
-                proc.terminate()
-                proc.wait(10)
-            result["nginx"] = ng
-            result["ratio"] = round(node["rate"] / ng["rate"], 3) if ng["rate"] else None
-            print(f"nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms  node/nginx {result['ratio']}",
+        if nginx is not None and httpx.get(nginx[1] + paths[0]).content != httpx.get(url + paths[0]).content:
+            raise SystemExit("nginx does not serve the node's answer bytes: check its configuration")
+        for round_ in range(args.rounds):
+            entry: dict[str, Any] = {}
+            if nginx is not None:
+                ng = load(nginx[1], paths, work, args.connections, args.duration, "nginx")
+                entry["nginx"] = ng
+                print(f"round {round_}: nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms", file=sys.stderr)
+            for mode in modes:
+                restart_with_limits(node_record, MODES[mode], devnet_dir / "logs")
+                load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
+                load(url, paths, work, args.connections, 2, "warm")
+                node = load(url, paths, work, args.connections, args.duration, "node")
+                node["ratio"] = round(node["rate"] / entry["nginx"]["rate"], 3) if "nginx" in entry else None
+                entry[mode] = node
+                print(f"round {round_}: {mode:<6} {node['rate']:>9.0f} answers/s  p99 {node['p99_ms']} ms  "
+                      f"errors {node['errors']}  node/nginx {node['ratio']}", file=sys.stderr)
+            result["rounds"].append(entry)
+        if args.proofs:
+            proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
+                          "proofs")
+            print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request, "
+                  f"{modes[-1]})", file=sys.stderr)
+            result["proofs_uncached"] = proofs
+            load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, 2, "proofs-warm")
+            cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, args.duration,
+                          "proofs-cached")
+            result["proofs_cached"] = cached
+            print(f"proofs {cached['rate']:>9.0f} answers/s  p99 {cached['p99_ms']} ms (cached, 200 ids)",
                   file=sys.stderr)
-        else:
-            result["nginx"] = None
-            result["ratio"] = None
-        proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
-                      "proofs")
-        print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request)",
-              file=sys.stderr)
-        result["proofs_uncached"] = proofs
-        cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, 2, "proofs-warm")
-        cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, args.duration,
-                      "proofs-cached")
-        result["proofs_cached"] = cached
-        print(f"proofs {cached['rate']:>9.0f} answers/s  p99 {cached['p99_ms']} ms (cached, 200 ids)", file=sys.stderr)
     finally:
+        if nginx is not None:
+            nginx[0].terminate()
+            nginx[0].wait(10)
+        if node_record is not None:
+            stop_pid(node_record["pid"])
         if (devnet_dir / "devnet.json").exists():
             subprocess.run([sys.executable, "-m", "ledger.cli", "devnet", "down", "--dir", str(devnet_dir)],
                            capture_output=True, timeout=60)
