@@ -127,6 +127,14 @@ def test_batch_resolve(net: Net) -> None:
     absent = verify_state_proof(res[1]["proof"], net.home.genesis)
     assert absent.value is None and absent.height == body["height"]
     assert net.client.post("/v1/resolve", json=["x/y"] * 1001).status_code == 400
+    # Proofs are built at most 100 per request: a longer batch is answered a page at a time.
+    many = [f"88.100.1/P-{n}" for n in range(150)]
+    page = net.client.post("/v1/resolve", params={"proof": "true"}, json=many).json()
+    assert len(page["results"]) == 100 and page["next_start"] == 100 and "proof" in page["results"][99]
+    last = net.client.post("/v1/resolve", params={"proof": "true", "start": 100, "height": page["height"]},
+                           json=many).json()
+    assert [r["identifier"] for r in last["results"]] == many[100:] and last["next_start"] is None
+    assert len(net.client.post("/v1/resolve", json=many).json()["results"]) == 150  # without proofs: all
     assert net.client.post("/v1/resolve", json={"no": 1}).status_code == 400
 
 
