@@ -10,11 +10,15 @@ backpressure, not the rate limit). Memory is sampled from /proc every 20 ms duri
 - 100,000 `GET`s of one Handle with distinct unknown parameters, then 10,000 of unknown Handles.
 After each, a normal client's request must be answered.
 
-    .venv/bin/python bench/attack_bench.py
+    .venv/bin/python bench/attack_bench.py [--before-src DIR]
+
+`--before-src DIR` runs the node from another tree (e.g. `git archive d7cc7fd | tar -x -C DIR`, the
+code before these limits), to show what the attacks did to it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import selectors
 import socket
@@ -142,13 +146,19 @@ def unknown_parameters(address: tuple[str, int]) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before-src", type=Path)
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="attack-bench-"))
     node: dict[str, Any] | None = None
     try:
         ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(work), "--detach")
         data = json.loads((work / "devnet.json").read_text())
         node = data["nodes"][0]
-        restart_with_limits(node, {"exempt": ["127.0.0.3"]}, work / "logs")
+        if args.before_src:
+            restart_with_limits(node, None, work / "logs", args.before_src)
+        else:
+            restart_with_limits(node, {"exempt": ["127.0.0.3"]}, work / "logs")
         url = node["http"]
         address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
         client = LedgerClient(url)
@@ -163,8 +173,14 @@ def main() -> None:
         result: dict[str, Any] = {"rest_mb": round(rest)}
         for name, attack in (("chunked_200mb_body", chunked_body), ("pipelining_never_reading", pipelining),
                              ("slow_headers_1000", slow_headers), ("unknown_parameters_100k", unknown_parameters)):
-            peak, outcome = peak_rss(node["pid"], lambda a=attack: a(address))  # type: ignore[misc]
-            answered = httpx.get(f"{url}/v1/status", timeout=10).status_code == 200
+            try:
+                peak, outcome = peak_rss(node["pid"], lambda a=attack: a(address))  # type: ignore[misc]
+            except OSError as exc:
+                peak, outcome = rss_mb(node["pid"]), f"failed: {exc}"
+            try:
+                answered = httpx.get(f"{url}/v1/status", timeout=10).status_code == 200
+            except httpx.HTTPError:
+                answered = False
             result[name] = {"peak_mb": round(peak), "outcome": outcome, "answers_after": answered}
             print(f"{name:<26} peak {peak:5.0f} MB  {outcome}; answers afterwards: {answered}", file=sys.stderr)
     finally:

@@ -204,8 +204,10 @@ def main() -> None:
     parser.add_argument("--modes", default="exempt,off", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--proofs", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--before-src", type=Path, help="a tree of the code before HTTP limits (e.g. "
+                        "`git archive d7cc7fd | tar -x -C DIR`): adds mode `before`, its node on the same data")
     args = parser.parse_args()
-    modes = args.modes.split(",")
+    modes = args.modes.split(",") + (["before"] if args.before_src else [])
     work = Path(tempfile.mkdtemp(prefix="resolve-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user: they must read the static files
     devnet_dir = work / "devnet"
@@ -232,7 +234,10 @@ def main() -> None:
                 entry["nginx"] = ng
                 print(f"round {round_}: nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms", file=sys.stderr)
             for mode in modes:
-                restart_with_limits(node_record, MODES[mode], devnet_dir / "logs")
+                if mode == "before":
+                    restart_with_limits(node_record, None, devnet_dir / "logs", args.before_src)
+                else:
+                    restart_with_limits(node_record, MODES[mode], devnet_dir / "logs")
                 load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
                 load(url, paths, work, args.connections, 2, "warm")
                 node = load(url, paths, work, args.connections, args.duration, "node")
@@ -245,7 +250,7 @@ def main() -> None:
             proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
                           "proofs")
             print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request, "
-                  f"{modes[-1]})", file=sys.stderr)
+                  f"mode {modes[-1]})", file=sys.stderr)
             result["proofs_uncached"] = proofs
             load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, 2, "proofs-warm")
             cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, args.duration,

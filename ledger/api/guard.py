@@ -323,7 +323,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         # uvicorn's, without its per-response keep-alive timer: the sweep closes idle connections.
         self.server_state.total_requests += 1
-        if self.transport.is_closing():
+        if self._linger_since is not None or self._raw.is_closing():
             return
         self.flow.resume_reading()
         if self.pipeline:
