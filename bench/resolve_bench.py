@@ -14,7 +14,11 @@ load both with `wrk` at --connections (default 64) for --duration seconds over r
 HTTP limits (`http.limits`, issue 13), measured side by side in the same run, rounds alternating
 (`--modes`, `--rounds`): `exempt` (rate limits on, the benchmark's client allowed by configuration),
 `off` (no rate limits), `budget` (rate limits on and the client charged per request, within a budget
-it cannot spend). nginx is measured in every round; each ratio is against its own round's nginx.
+it cannot spend), and with `--before-src` the code before them. nginx is measured in every round;
+each ratio is against its own round's nginx. Beside the rates, the server's CPU time per answer
+(from /proc, all its processes): on a machine shared with other work the rates swing with the
+load, the CPU cost of an answer much less, so nginx's CPU per answer over the node's is the steadier
+ratio.
 
 Needs the Debian packages `nginx` and `wrk` (`apt-get install nginx wrk`); without nginx the nginx
 figures are skipped with a message; without wrk a bounded asyncio/httpx client is used instead.
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchnet import MODES, restart_with_limits
+from benchnet import MODES, cpu_seconds, restart_with_limits
 
 from devnet.processes import stop_pid
 from ledger.client import LedgerClient, Signer
@@ -189,10 +193,24 @@ async def _client_load(base: str, paths: list[str], connections: int, duration: 
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None, "errors": errors}
 
 
-def load(base: str, paths: list[str], workdir: Path, connections: int, duration: int, name: str) -> dict[str, Any]:
+def load(base: str, paths: list[str], workdir: Path, connections: int, duration: int, name: str,
+         server_pids: list[int] | None = None) -> dict[str, Any]:
+    """Load `base` with `paths`; with `server_pids`, also the server's CPU time per answer (all its
+    processes), which a machine shared with other work changes far less than the rate."""
+    cpu0 = sum(cpu_seconds(p) for p in server_pids or [])
     if shutil.which("wrk"):
-        return run_wrk(base, paths, workdir, connections, duration, name)
-    return asyncio.run(_client_load(base, paths, connections, duration))
+        result = run_wrk(base, paths, workdir, connections, duration, name)
+    else:
+        result = asyncio.run(_client_load(base, paths, connections, duration))
+    if server_pids and result["rate"]:
+        cpu = sum(cpu_seconds(p) for p in server_pids) - cpu0
+        result["cpu_us_per_answer"] = round(cpu / (result["rate"] * duration) * 1e6, 1)
+    return result
+
+
+def nginx_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [master, *(int(c) for c in children)]
 
 
 def main() -> None:
@@ -230,21 +248,27 @@ def main() -> None:
         for round_ in range(args.rounds):
             entry: dict[str, Any] = {}
             if nginx is not None:
-                ng = load(nginx[1], paths, work, args.connections, args.duration, "nginx")
+                ng = load(nginx[1], paths, work, args.connections, args.duration, "nginx", nginx_pids(nginx[0].pid))
                 entry["nginx"] = ng
-                print(f"round {round_}: nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms", file=sys.stderr)
-            for mode in modes:
+                print(f"round {round_}: nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms  "
+                      f"{ng.get('cpu_us_per_answer')} CPU-us/answer", file=sys.stderr)
+            for mode in (modes if round_ % 2 == 0 else modes[::-1]):  # alternate the order: no mode always last
                 if mode == "before":
                     restart_with_limits(node_record, None, devnet_dir / "logs", args.before_src)
                 else:
                     restart_with_limits(node_record, MODES[mode], devnet_dir / "logs")
                 load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
                 load(url, paths, work, args.connections, 2, "warm")
-                node = load(url, paths, work, args.connections, args.duration, "node")
-                node["ratio"] = round(node["rate"] / entry["nginx"]["rate"], 3) if "nginx" in entry else None
+                node = load(url, paths, work, args.connections, args.duration, "node", [node_record["pid"]])
+                if "nginx" in entry:
+                    node["ratio"] = round(node["rate"] / entry["nginx"]["rate"], 3)
+                    if "cpu_us_per_answer" in node and "cpu_us_per_answer" in entry["nginx"]:
+                        node["cpu_ratio"] = round(entry["nginx"]["cpu_us_per_answer"] / node["cpu_us_per_answer"], 3)
                 entry[mode] = node
                 print(f"round {round_}: {mode:<6} {node['rate']:>9.0f} answers/s  p99 {node['p99_ms']} ms  "
-                      f"errors {node['errors']}  node/nginx {node['ratio']}", file=sys.stderr)
+                      f"errors {node['errors']}  node/nginx {node.get('ratio')}  "
+                      f"{node.get('cpu_us_per_answer')} CPU-us/answer (nginx/node {node.get('cpu_ratio')})",
+                      file=sys.stderr)
             result["rounds"].append(entry)
         if args.proofs:
             proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,

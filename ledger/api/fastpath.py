@@ -29,6 +29,7 @@ _HANDLE_PATH = HANDLE_PATH.encode()
 
 def fast_protocol(cache: ResponseCache, guard: Guard) -> type[GuardedProtocol]:
     """A protocol class (uvicorn `http=` option) guarded by `guard` and serving hits from `cache`."""
+    hot = cache.plain.protected  # answers asked for more than once, keyed by path when without a query
 
     class HandleFastPathProtocol(GuardedProtocol):
         _defaults_source: Any = None
@@ -48,18 +49,28 @@ def fast_protocol(cache: ResponseCache, guard: Guard) -> type[GuardedProtocol]:
 
         def _answer_from_cache(self, url: bytes) -> bool:
             path, _, query = url.partition(b"?")
-            if bypasses_cache(query):
-                return False
-            keyed = cache_key(path, query)
-            if keyed is None:
-                return False
-            # A miss goes on to HandleCacheMiddleware, which counts it.
-            entry = cache.lookup(keyed[0], keyed[1], count_miss=False)
-            if entry is None:
-                return False
+            found = hot.get(path) if not query else None  # the common case, without a call
+            if found is not None:
+                entry = found[0]
+                cache.hits += 1
+            else:
+                if bypasses_cache(query):
+                    return False
+                keyed = cache_key(path, query)
+                if keyed is None:
+                    return False
+                # A miss goes on to HandleCacheMiddleware, which counts it.
+                cached = cache.lookup(keyed[0], keyed[1], count_miss=False)
+                if cached is None:
+                    return False
+                entry = cached
             keep_alive = self.parser.should_keep_alive()
+            source = self.server_state.default_headers
+            if source is not type(self)._defaults_source:  # uvicorn renews `date` once a second
+                type(self)._defaults_source = source
+                type(self)._defaults_wire = b"".join(b"%s: %s\r\n" % (k, v) for k, v in source)
             self._raw.write(b"".join((
-                entry.wire_head, self._default_headers(),
+                entry.wire_head, type(self)._defaults_wire,
                 b"\r\n" if keep_alive else b"connection: close\r\n\r\n", entry.body,
             )))
             self.cycle = ANSWERED
@@ -68,13 +79,5 @@ def fast_protocol(cache: ResponseCache, guard: Guard) -> type[GuardedProtocol]:
             else:
                 self.transport.close()
             return True
-
-        def _default_headers(self) -> bytes:
-            # uvicorn replaces the `date`/`server` header list once a second; encode it once per list.
-            source = self.server_state.default_headers
-            if source is not type(self)._defaults_source:
-                type(self)._defaults_source = source
-                type(self)._defaults_wire = b"".join(b"%s: %s\r\n" % (k, v) for k, v in source)
-            return type(self)._defaults_wire
 
     return guarded_protocol(guard, HandleFastPathProtocol)

@@ -288,11 +288,31 @@ class GuardedProtocol(HttpToolsProtocol):
     # --- requests (httptools parser callbacks) ------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, except that the ASGI scope is built only for a request that goes to the app
+        # (`_new_scope`): a request answered on the connection needs none.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._fed = 0
         self._idle_since = None
         if self._headers_since is None:
             self._headers_since = _monotonic()
+
+    def _new_scope(self) -> None:
+        """uvicorn's scope of the request whose headers just arrived (as its `on_message_begin` makes it)."""
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            CLIENT_KEY: self._client,
+        }
+        self.scope = scope  # type: ignore[assignment]
 
     def on_headers_complete(self) -> None:
         now = _monotonic()
@@ -310,7 +330,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         if self._answer_early():
             return
-        self.scope[CLIENT_KEY] = self._client  # type: ignore[literal-required]
+        self._new_scope()
         super().on_headers_complete()
         if self.scope["method"] not in ("GET", "HEAD") and self._expects_body():
             self._body_since = now
@@ -325,7 +345,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self._linger_since is not None or self._raw.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -376,6 +397,7 @@ class GuardedProtocol(HttpToolsProtocol):
             else:
                 self.on_response_complete()
         else:  # an earlier answer is still due: the app answers this one in its turn (GuardMiddleware)
+            self._new_scope()
             self.scope[REFUSAL_KEY] = refusal  # type: ignore[literal-required]
             HttpToolsProtocol.on_headers_complete(self)
 
