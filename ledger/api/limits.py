@@ -30,11 +30,13 @@ class Bucket:
 
     def take(self, cost: float, now: float) -> float:
         """0.0 when `cost` is granted (and taken), else the seconds until it would be."""
+        burst = self.burst
         tokens = self.tokens + (now - self.stamp) * self.rate
-        if tokens > self.burst:
-            tokens = self.burst
+        if tokens > burst:
+            tokens = burst
         self.stamp = now
-        cost = min(cost, self.burst)
+        if cost > burst:
+            cost = burst
         if tokens >= cost:
             self.tokens = tokens - cost
             return 0.0
