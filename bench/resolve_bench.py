@@ -271,8 +271,7 @@ def main() -> None:
                       file=sys.stderr)
             result["rounds"].append(entry)
         if args.proofs:
-            if modes[-1] != modes[0] or args.rounds % 2 == 0:  # proofs with the first mode's limits
-                restart_with_limits(node_record, MODES[modes[0]], devnet_dir / "logs")
+            restart_with_limits(node_record, MODES[modes[0]], devnet_dir / "logs")  # proofs: the first mode
             proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
                           "proofs")
             print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request, "
