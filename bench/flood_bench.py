@@ -81,8 +81,13 @@ class Load:
                 if self.stop.is_set():
                     return
                 t0 = time.monotonic()
-                r = http.post("/v1/tx", content=body, params={"wait": "true", "timeout": "120"},
-                              headers={"content-type": "application/msgpack"})
+                try:
+                    r = http.post("/v1/tx", content=body, params={"wait": "true", "timeout": "120"},
+                                  headers={"content-type": "application/msgpack"})
+                except httpx.HTTPError:
+                    if self.stop.is_set():
+                        return  # the devnet is going down
+                    raise
                 t1 = time.monotonic()
                 ok = sum(1 for x in r.json().get("results", []) if x.get("status") == "committed" and x.get("ok"))
                 with self.lock:
@@ -166,6 +171,7 @@ def main() -> None:
     finally:
         if load is not None:
             load.stop.set()
+            time.sleep(0.5)
         if flooded is not None:
             stop_pid(flooded["pid"])
         launcher.down(directory)
