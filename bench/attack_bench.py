@@ -128,9 +128,9 @@ def unknown_parameters(address: tuple[str, int]) -> str:
     statuses: dict[int, int] = {}
     with socket.create_connection(address, source_address=("127.0.0.3", 0), timeout=60) as sock:
         buffer = b""
-        for start in range(0, 110_000, 2000):
-            paths = ([f"/api/handles/{BIG}?utm={n}&x{n}=1" for n in range(start, start + 2000)] if start < 100_000
-                     else [f"/api/handles/88.100.1/NOPE-{n}" for n in range(start, start + 2000)])
+        for start in range(0, 110_000, 250):
+            paths = ([f"/api/handles/{BIG}?utm={n}&x{n}=1" for n in range(start, start + 250)] if start < 100_000
+                     else [f"/api/handles/88.100.1/NOPE-{n}" for n in range(start, start + 250)])
             sock.sendall(b"".join(request(p) for p in paths))
             for _ in paths:  # read the answers, framed by content-length
                 while b"\r\n\r\n" not in buffer:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.api.guard import ANSWERED, Guard, GuardedProtocol, guarded_protocol
+from ledger.api.guard import ANSWERED, HITS_PER_CHUNK, Guard, GuardedProtocol, guarded_protocol
 from ledger.api.hotcache import HANDLE_PATH, ResponseCache, bypasses_cache, cache_key
 
 _HANDLE_PATH = HANDLE_PATH.encode()
@@ -42,6 +42,7 @@ def fast_protocol(cache: ResponseCache, guard: Guard) -> type[GuardedProtocol]:
                 url.startswith(_HANDLE_PATH)
                 and (cycle is None or cycle.response_complete)
                 and not self.flow.write_paused
+                and self.hits_in_chunk < HITS_PER_CHUNK
                 and self.parser.get_method() == b"GET"
                 and not self.parser.should_upgrade()
                 and self._answer_from_cache(url)
@@ -74,6 +75,7 @@ def fast_protocol(cache: ResponseCache, guard: Guard) -> type[GuardedProtocol]:
                 b"\r\n" if keep_alive else b"connection: close\r\n\r\n", entry.body,
             )))
             self.cycle = ANSWERED
+            self.hits_in_chunk += 1
             if keep_alive:
                 self.on_response_complete()  # as after any response: the next request, or idle
             else:

@@ -36,6 +36,12 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from ledger.api.limits import PROOF_COST, Client, ClientTable, retry_after
 from ledger.config import HttpLimits
 
+# Reads the app computes at once, at most: each runs between two polls of the sockets, so this bounds
+# the HTTP work that can stand between a consensus message's arrival and its handling.
+APP_READS_AT_ONCE = 8
+# Cached answers a connection writes from one chunk of requests, at most; the rest of a pipelined
+# chunk goes the ASGI way, one request after another.
+HITS_PER_CHUNK = 256
 REFUSAL_KEY = "ledger.refusal"  # scope key: a Refusal the guard decided before the app runs
 CLIENT_KEY = "ledger.client"  # scope key: the request's Client (routes charge batches to it)
 _READS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
@@ -179,6 +185,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _body_timed_out = False
     _fed = 0  # bytes received since the current request began (or since the chunk it began in)
     _chunk = 0  # bytes of the chunk being parsed
+    hits_in_chunk = 0  # requests of the chunk being parsed answered on the connection
 
     # --- connection ---------------------------------------------------------------------------------
 
@@ -231,6 +238,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return  # read and dropped
         self._fed += len(data)
         self._chunk = len(data)
+        self.hits_in_chunk = 0
         super().data_received(data)
         if (self._headers_since is not None and self._fed > self.guard.limits.max_header_bytes
                 and not self._raw.is_closing() and self._linger_since is None):
@@ -423,6 +431,7 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.reads = asyncio.Semaphore(APP_READS_AT_ONCE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -433,7 +442,8 @@ class GuardMiddleware:
             await _send_refusal(send, refusal)
             return
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
+            async with self.reads:
+                await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
