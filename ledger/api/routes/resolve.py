@@ -6,6 +6,7 @@ URI, EPC URN, element string, canonical GS1 key) and answered under their storag
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ router = APIRouter(tags=["resolve"])
 MAX_BATCH = 1000  # identifiers per request
 MAX_PROOF_PAGE = 100  # proofs built per request: a batch with proof=true is answered in pages
 MAX_HISTORY_PAGE = 1000
+YIELD_EVERY_PROOFS = 5
 
 IdentifierPath = Annotated[str, Path(pattern=IDENTIFIER, max_length=IDENTIFIER_MAX)]
 Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
@@ -117,13 +119,15 @@ async def resolve_batch(
     unit = PROOF_COST if proof else 1.0
     charge(request, unit * len(page) - unit)  # the request itself paid for one
     out: list[dict[str, Any]] = []
-    for text in page:
+    for n, text in enumerate(page, start=1):
         try:
             found = resolve_text(view, text)
         except InvalidIdentifier as exc:
             out.append({"input": text, "error": "invalid_identifier", "message": str(exc)})
             continue
         out.append(_answer(node, found, at, proof))
+        if proof and n % YIELD_EVERY_PROOFS == 0:
+            await asyncio.sleep(0)  # let consensus messages in between proofs (all are of height `at`)
     return {"height": at, "start": start, "next_start": following, "results": out}
 
 
