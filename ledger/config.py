@@ -2,7 +2,7 @@
 
 ```json
 {"node_key": "node.pem", "genesis": "genesis.json", "data_dir": "data",
- "http": {"host": "127.0.0.1", "port": 8700},
+ "http": {"host": "127.0.0.1", "port": 8700, "limits": {"reads_per_s": 2000, "exempt": ["10.1.0.0/16"]}},
  "p2p": {"host": "127.0.0.1", "port": 9700},
  "peers": [{"id": "<validator id>", "host": "10.0.0.2", "port": 9700}],
  "peer_links": {"heartbeat_ms": 250, "dead_after_ms": 1500},
@@ -25,6 +25,7 @@ a typo must not silently leave a default in force.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,6 +66,50 @@ class _Settings(BaseModel):
 class Endpoint(_Settings):
     host: str = Field(default="127.0.0.1", min_length=1)  # loopback: nothing is exposed unless asked
     port: int = Field(ge=0, le=65535)  # 0 = any free port
+
+
+def _network(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("should be an address or network in CIDR notation (a string)")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+
+
+class HttpLimits(_Settings):
+    """What one HTTP client may cost the node (`http.limits`; enforced by `ledger.api.guard`).
+
+    A client is an IP address (an IPv6 /64). Every request takes a token from its client's bucket
+    (reads: GET/HEAD and `POST /v1/resolve`; writes: other methods); proofs and batches take more
+    (see the OpenAPI document). An empty bucket is answered 429 with `Retry-After`, and the
+    connection is not read again until then. `exempt` clients (e.g. a monitoring host, a benchmark)
+    have no rate limit and no per-client connection limit. Validators talk over the peer port,
+    which is not HTTP and never rate limited.
+    """
+
+    max_connections: int = Field(default=4096, ge=1)  # open HTTP connections in all; more are closed at once
+    max_connections_per_client: int = Field(default=256, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0)  # a request's line and headers must arrive in this time
+    idle_timeout_s: float = Field(default=30.0, gt=0)  # keep-alive; also a client not reading answers this long
+    body_timeout_s: float = Field(default=60.0, gt=0)  # a request body must arrive in this time
+    max_header_bytes: int = Field(default=16384, ge=1024)  # request line and headers
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # any transfer encoding
+    linger_s: float = Field(default=2.0, ge=0)  # after refusing a body, read and drop it this long, then close
+    rate_limits: bool = True
+    reads_per_s: float = Field(default=2000.0, gt=0)  # tokens per second per client
+    read_burst: float = Field(default=4000.0, ge=1)  # bucket size
+    writes_per_s: float = Field(default=50.0, gt=0)  # `POST /v1/tx` requests per second per client
+    write_burst: float = Field(default=200.0, ge=1)
+    exempt: tuple[Network, ...] = Field(default=(), strict=False)
+    answer_cache_mb: float = Field(default=64.0, ge=0)  # cached Handle answers (0: no cache)
+
+
+class HttpEndpoint(Endpoint):
+    limits: HttpLimits = HttpLimits()
 
 
 class Peer(_Settings):
@@ -149,7 +194,7 @@ class NodeConfig(_Settings):
     node_key_passphrase: PassphraseSource = PassphraseSource()  # used only if the node key file is encrypted
     genesis: HomePath = Field(default="genesis.json", validate_default=True)
     data_dir: HomePath = Field(default="data", validate_default=True)
-    http: Endpoint
+    http: HttpEndpoint
     p2p: Endpoint = Endpoint(port=0)
     peers: tuple[Peer, ...] = Field(default=(), strict=False)  # (not strict: JSON gives a list)
     peer_links: PeerLinks = PeerLinks()

@@ -13,7 +13,7 @@ import pytest
 from devnet import ethereum as devnet_ethereum
 from devnet import launcher
 from devnet.definition import load_definition
-from ledger.config import ConfigError, Endpoint, NodeConfig, write_config
+from ledger.config import ConfigError, Endpoint, HttpEndpoint, HttpLimits, NodeConfig, write_config
 from tests.nodeutil import make_home
 
 MINIMAL = {"http": {"port": 8700}}
@@ -42,6 +42,7 @@ def test_a_misspelt_top_level_key_is_refused_naming_key_and_file(tmp_path: Path)
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 1}, {"id": "b", "host": "h", "port": 2, "prot": 3}]},
      "peers[1].prot"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_block": 10}}, "ethereum.interval_block"),
+    ({"http": {"port": 8700, "limits": {"reads_per_second": 10}}}, "http.limits.reads_per_second"),
 ])
 def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settings: dict[str, Any],
                                                           name: str) -> None:
@@ -57,6 +58,9 @@ def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settin
     ({**MINIMAL, "node_key": 7}, "node_key"),
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 70000}]}, "peers[0].port"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_blocks": 0}}, "ethereum.interval_blocks"),
+    ({"http": {"port": 8700, "limits": {"reads_per_s": 0}}}, "http.limits.reads_per_s"),
+    ({"http": {"port": 8700, "limits": {"exempt": ["10.0.0.300/8"]}}}, "http.limits.exempt[0]"),
+    ({"http": {"port": 8700, "limits": {"exempt": "10.0.0.0/8"}}}, "http.limits.exempt"),
 ])
 def test_a_wrong_type_or_range_is_refused_naming_the_setting(tmp_path: Path, settings: dict[str, Any],
                                                              name: str) -> None:
@@ -81,7 +85,9 @@ def test_unreadable_or_malformed_files_are_config_errors(tmp_path: Path) -> None
 
 def test_defaults_are_applied(tmp_path: Path) -> None:
     config = load(tmp_path, {**MINIMAL, "ethereum": ETHEREUM})
-    assert config.http == Endpoint(host="127.0.0.1", port=8700)
+    assert config.http == HttpEndpoint(host="127.0.0.1", port=8700, limits=HttpLimits())
+    limits = config.http.limits
+    assert (limits.rate_limits, limits.reads_per_s, limits.writes_per_s, limits.exempt) == (True, 2000.0, 50.0, ())
     assert config.p2p == Endpoint(host="127.0.0.1", port=0) and config.peers == ()
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)

@@ -29,10 +29,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     import gc
     import logging
 
-    import uvicorn
-
-    from ledger.api.fastpath import fast_protocol
-    from ledger.api.server import create_app
+    from ledger.api.server import create_app, serve
     from ledger.config import ConfigError, NodeConfig
     from ledger.keyfiles import load_node_key
     from ledger.store import LevelDBStore, StoreError
@@ -53,11 +50,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     # The node keeps many long-lived objects (state-tree cache, queues); collect young garbage less
     # often so full collections do not rescan them at every burst of allocations.
     gc.set_threshold(50_000, 20, 20)
-    app = create_app(args.home)
-    uvicorn.run(
-        app, host=config.http.host, port=config.http.port, log_level="warning",
-        loop="uvloop", http=fast_protocol(app.state.handle_cache),
-    )
+    serve(create_app(args.home), config)
     return 0
 
 
