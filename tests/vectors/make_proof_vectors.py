@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+
 from ledger.anchor.records import AnchorRecord
 from ledger.api.errors import ApiError
 from ledger.api.handle_answer import HandleQuery
@@ -161,6 +163,9 @@ def licence_id(raw_tx: bytes) -> str:
 # --- answers, made by the node's own routes ----------------------------------------------------------
 
 
+NO_CLIENT = Request({"type": "http"})  # a request without a client budget to charge
+
+
 class FakeNode:
     """What the routes read from a node: its chain."""
 
@@ -196,7 +201,8 @@ def genuine(built: Built) -> dict[str, tuple[str, dict[str, Any]]]:
         "identifier-absent-empty": ("native 404 answer whose path ends in an empty subtree (no other leaf)",
                                     route(resolve.resolve(absent_in_empty_subtree(built.chain.db), node, None, True))),
         "identifier-absent-batch": ("an entry of POST /v1/resolve for an unknown identifier: record null",
-                                    route(resolve.resolve_batch(node, ["88.100.1/NOPE-2"], None, True))["results"][0]),
+                                    route(resolve.resolve_batch(NO_CLIENT, node, ["88.100.1/NOPE-2"], None,
+                                                                True))["results"][0]),
         "identifier-gs1-input": ("a GS1 item asked for by its element string: the form asked for is unproven",
                                  route(resolve.resolve(gs1_form, node, None, True))),
         "identifier-genesis": ("an absence at height 0: the header is the genesis file's block 0",
