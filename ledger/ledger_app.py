@@ -83,7 +83,7 @@ class LedgerApp:
 
     def apply_certified(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
         """Catch-up: commit a block fetched from a peer, after checking its certificate ourselves."""
-        check_certificate(cert, self.chain.chain_id, block.header, self.chain.validators)
+        check_certificate(cert, self.chain.chain_id, block.header, self.chain.validator_keys_at(block.header.height))
         return self.commit(block, cert)
 
     def serve_blocks(self, request: BlockRequest) -> BlockBatch:
