@@ -6,15 +6,19 @@ and state roots)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
-from ledger.chain import InvalidBlock
-from ledger.chaindb import ChainDB
-from ledger.crypto import SigningKey
+from ledger.chain import CommitVote, InvalidBlock, compute_block_hash
+from ledger.chaindb import ChainDB, ExecutedBlock
+from ledger.crypto import DOMAIN_COMMIT, SigningKey
 from ledger.governance import compute_proposal_id, get_proposal
 from ledger.ledger_app import LedgerApp
+from ledger.members import member_key
+from ledger.proofs import InvalidProof, build_state_proof, parse_header, verify_state_proof
 from ledger.store import MemoryStore
 from ledger.tx import Reject, compute_tx_id
 from ledger.validators import (
@@ -165,3 +169,62 @@ def test_catch_up_checks_each_certificate_against_the_set_of_its_height() -> Non
     forged = {h: [V1, V2, V3] for h in range(active, chain.db.height + 1)}
     _, reached = _replay(chain.db, three, forged)
     assert reached == active - 1
+
+
+# === proofs across changes =====================================================================
+
+
+class SetChain(Chain):
+    """A Chain whose blocks are certified by every validator of the set in force at their height."""
+
+    def commit(self, executed: ExecutedBlock) -> None:
+        height = executed.block.header.height
+        signers = [k for k in (*VALIDATORS, NEW) if k.id in self.db.validator_keys_at(height)]
+        self.db.commit(executed, sign_cert(CHAIN, executed.block.header, signers))
+
+
+def _changed_twice() -> tuple[SetChain, int, int]:
+    """Four validators; NEW added, then V3 removed: (chain, first height of each new set)."""
+    chain = SetChain(make_genesis(validators=VALIDATORS))
+    assert chain.run1(ADMIN, "validator.add", ValidatorAdd(NEW.public_key, "h", 9)) == ""
+    added = chain.db.height + ACTIVATION_DELAY
+    empty_blocks(chain, ACTIVATION_DELAY)
+    assert chain.run1(ADMIN, "validator.remove", ValidatorRemove(V3.id)) == ""
+    removed = chain.db.height + ACTIVATION_DELAY
+    empty_blocks(chain, ACTIVATION_DELAY + 1)
+    return chain, added, removed
+
+
+def test_a_proof_after_two_changes_verifies_with_only_the_genesis() -> None:
+    chain, added, removed = _changed_twice()
+    proof = build_state_proof(chain.db, member_key(ORG1.id))
+    assert len(proof["validator_sets"]) == 2
+    assert verify_state_proof(json.loads(json.dumps(proof)), chain.genesis).height == chain.db.height
+    # Between the two changes the proof carries the first only; before any, none (the older form).
+    assert len(build_state_proof(chain.db, member_key(ORG1.id), removed - 1)["validator_sets"]) == 1
+    assert "validator_sets" not in build_state_proof(chain.db, member_key(ORG1.id), added - 1)
+    verify_state_proof(build_state_proof(chain.db, member_key(ORG1.id), added - 1), chain.genesis)
+
+
+def _removed_signature(proof: dict[str, Any]) -> dict[str, str]:
+    """V3's commit signature over the proven header, after V3's removal took effect."""
+    header = parse_header(proof["header"])
+    vote = CommitVote(CHAIN, header.height, header.view, compute_block_hash(header))
+    return {"validator": V3.id, "signature": V3.sign(DOMAIN_COMMIT, vote).hex()}
+
+
+@pytest.mark.parametrize(("tamper", "code"), [
+    (lambda p: p.pop("validator_sets"), "certificate_signers"),  # NEW signed: unknown without the chain
+    (lambda p: p["validator_sets"].pop(0), "certificate_signers"),  # set 2's block: NEW signed it
+    (lambda p: p["validator_sets"][0]["certificate"]["signatures"].__delitem__(slice(0, 2)), "certificate_quorum"),
+    (lambda p: p["certificate"]["signatures"].insert(0, _removed_signature(p)), "certificate_signers"),
+    (lambda p: p["validator_sets"][1].update(entry=p["validator_sets"][0]["entry"]), "validator_set_link"),
+    (lambda p: p["validator_sets"].append(p["validator_sets"][1]), "validator_set_link"),
+])
+def test_a_proof_with_a_broken_chain_of_changes_fails(tamper: Callable[[dict[str, Any]], object], code: str) -> None:
+    chain, _, _ = _changed_twice()
+    proof = json.loads(json.dumps(build_state_proof(chain.db, member_key(ORG1.id))))
+    tamper(proof)
+    with pytest.raises(InvalidProof) as failed:
+        verify_state_proof(proof, chain.genesis)
+    assert failed.value.code == code, failed.value.message
