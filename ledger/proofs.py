@@ -33,13 +33,14 @@ from ledger.state import StateView
 from ledger.store import MemoryStore
 from ledger.validators import ACTIVATION_DELAY, ValidatorSet, keys_of, set_key, sets_from
 
-PROOF_TYPE = "ledger-state-proof/v2"
+PROOF_TYPE = "ledger-state-proof/v2"  # the validator set of the proven height is genesis's
+PROOF_TYPE_SETS = "ledger-state-proof/v3"  # the proof carries the set changes in force (`validator_sets`)
+PROOF_TYPES = (PROOF_TYPE, PROOF_TYPE_SETS)
 HASH_LEN = 32
 SIGNATURE_LEN = 64
 MAX_UINT64 = 2**64 - 1
 MAX_ENTRIES = 1100  # an asset answer proves its record and up to 1,000 history events
 PROOF_FIELDS = {"type", "chain_id", "height", "header", "certificate", "entries"}
-OPTIONAL_FIELDS = frozenset({"anchor", "validator_sets"})
 SET_LINK_FIELDS = {"header", "certificate", "entry"}
 MAX_SET_LINKS = 10_000
 HEADER_FIELDS = ("height", "prev_hash", "view", "timestamp", "tx_root", "state_root", "history_root", "proposer")
@@ -157,16 +158,16 @@ def build_state_proof(
     for key in wanted:
         _, value, smt = chain.prove(key, h)
         entries.append({"key": key.hex(), "value": None if value is None else value.hex(), "smt": smt.to_dict()})
+    links = build_validator_links(chain, h)
     doc: dict[str, Any] = {
-        "type": PROOF_TYPE,
+        "type": PROOF_TYPE_SETS if links else PROOF_TYPE,
         "chain_id": chain.chain_id,
         "height": h,
         "header": to_plain(header),
         "certificate": to_plain(cert),
         "entries": entries,
     }
-    links = build_validator_links(chain, h)
-    if links:  # only after a change: proofs of chains without one keep their exact form
+    if links:  # only after a change (version 3): other proofs keep the version-2 form, byte for byte
         doc["validator_sets"] = links
     if anchor:
         doc["anchor"] = build_anchor_section(chain, h)
@@ -321,13 +322,17 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     """Check every link of `proof` against `genesis`, in the order of docs/proofs.md; raise InvalidProof
     naming the first that fails."""
     # The document is a state proof of this version and of this chain.
-    if type(proof) is not dict or proof.get("type") != PROOF_TYPE:
+    if type(proof) is not dict or proof.get("type") not in PROOF_TYPES:
         found = proof.get("type") if type(proof) is dict else None
-        raise InvalidProof("unsupported_version", f"not a {PROOF_TYPE} document (type {found!r})")
+        raise InvalidProof("unsupported_version", f"not a {' or '.join(PROOF_TYPES)} document (type {found!r})")
     if proof.get("chain_id") != genesis.chain_id:
         raise InvalidProof("wrong_chain", f"proof is for chain {proof.get('chain_id')!r}, genesis is "
                            f"{genesis.chain_id!r}")
-    _object(proof, PROOF_FIELDS, "proof", OPTIONAL_FIELDS)
+    # Version 3 carries the validator-set changes, version 2 none.
+    if proof["type"] == PROOF_TYPE_SETS:
+        _object(proof, PROOF_FIELDS | {"validator_sets"}, "proof", frozenset({"anchor"}))
+    else:
+        _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
     height = _uint(proof["height"], "height")
     header = parse_header(proof["header"])
     cert_height, cert_view, cert_hash, signatures = _parse_certificate(proof["certificate"])

@@ -198,11 +198,12 @@ def _changed_twice() -> tuple[SetChain, int, int]:
 def test_a_proof_after_two_changes_verifies_with_only_the_genesis() -> None:
     chain, added, removed = _changed_twice()
     proof = build_state_proof(chain.db, member_key(ORG1.id))
-    assert len(proof["validator_sets"]) == 2
+    assert len(proof["validator_sets"]) == 2 and proof["type"] == "ledger-state-proof/v3"
     assert verify_state_proof(json.loads(json.dumps(proof)), chain.genesis).height == chain.db.height
     # Between the two changes the proof carries the first only; before any, none (the older form).
     assert len(build_state_proof(chain.db, member_key(ORG1.id), removed - 1)["validator_sets"]) == 1
-    assert "validator_sets" not in build_state_proof(chain.db, member_key(ORG1.id), added - 1)
+    before = build_state_proof(chain.db, member_key(ORG1.id), added - 1)
+    assert "validator_sets" not in before and before["type"] == "ledger-state-proof/v2"
     verify_state_proof(build_state_proof(chain.db, member_key(ORG1.id), added - 1), chain.genesis)
 
 
@@ -214,7 +215,8 @@ def _removed_signature(proof: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("tamper", "code"), [
-    (lambda p: p.pop("validator_sets"), "certificate_signers"),  # NEW signed: unknown without the chain
+    (lambda p: (p.pop("validator_sets"), p.update(type="ledger-state-proof/v2")), "certificate_signers"),  # NEW signed
+    (lambda p: p.pop("validator_sets"), "malformed_proof"),  # version 3 carries the changes
     (lambda p: p["validator_sets"].pop(0), "certificate_signers"),  # set 2's block: NEW signed it
     (lambda p: p["validator_sets"][0]["certificate"]["signatures"].__delitem__(slice(0, 2)), "certificate_quorum"),
     (lambda p: p["certificate"]["signatures"].insert(0, _removed_signature(p)), "certificate_signers"),
