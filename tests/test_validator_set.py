@@ -15,6 +15,7 @@ import pytest
 from ledger.chain import CommitVote, InvalidBlock, compute_block_hash
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
+from ledger.genesis import genesis_to_plain
 from ledger.governance import compute_proposal_id, get_proposal
 from ledger.ledger_app import LedgerApp
 from ledger.members import member_key
@@ -32,6 +33,7 @@ from ledger.validators import (
 )
 from tests.test_chain_state import ADMIN, CHAIN, ORG1, V0, VALIDATORS, Chain, make_genesis, sign_cert
 from tests.test_governance import A1, A2, GovChain, gov_genesis
+from tests.vectors import independent_verifier as independent
 
 V1, V2, V3 = VALIDATORS[1:]
 NEW = SigningKey.from_seed(b"validator-new")
@@ -200,6 +202,8 @@ def test_a_proof_after_two_changes_verifies_with_only_the_genesis() -> None:
     proof = build_state_proof(chain.db, member_key(ORG1.id))
     assert len(proof["validator_sets"]) == 2 and proof["type"] == "ledger-state-proof/v3"
     assert verify_state_proof(json.loads(json.dumps(proof)), chain.genesis).height == chain.db.height
+    # The verifier written from docs/proofs.md alone agrees.
+    assert independent.verify(json.loads(json.dumps(proof)), genesis_to_plain(chain.genesis))["valid"]
     # Between the two changes the proof carries the first only; before any, none (the older form).
     assert len(build_state_proof(chain.db, member_key(ORG1.id), removed - 1)["validator_sets"]) == 1
     before = build_state_proof(chain.db, member_key(ORG1.id), added - 1)
@@ -230,3 +234,4 @@ def test_a_proof_with_a_broken_chain_of_changes_fails(tamper: Callable[[dict[str
     with pytest.raises(InvalidProof) as failed:
         verify_state_proof(proof, chain.genesis)
     assert failed.value.code == code, failed.value.message
+    assert independent.verify(proof, genesis_to_plain(chain.genesis)) == {"valid": False, "reason": code}
