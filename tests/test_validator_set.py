@@ -15,7 +15,7 @@ import pytest
 from ledger.chain import CommitVote, InvalidBlock, compute_block_hash
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
-from ledger.genesis import genesis_to_plain
+from ledger.genesis import Genesis, genesis_to_plain
 from ledger.governance import compute_proposal_id, get_proposal
 from ledger.ledger_app import LedgerApp
 from ledger.members import member_key
@@ -218,7 +218,7 @@ def _removed_signature(proof: dict[str, Any]) -> dict[str, str]:
     return {"validator": V3.id, "signature": V3.sign(DOMAIN_COMMIT, vote).hex()}
 
 
-@pytest.mark.parametrize(("tamper", "code"), [
+BROKEN: list[tuple[Callable[[dict[str, Any]], object], str]] = [
     (lambda p: (p.pop("validator_sets"), p.update(type="ledger-state-proof/v2")), "certificate_signers"),  # NEW signed
     (lambda p: p.pop("validator_sets"), "malformed_proof"),  # version 3 carries the changes
     (lambda p: p["validator_sets"].pop(0), "certificate_signers"),  # set 2's block: NEW signed it
@@ -226,7 +226,10 @@ def _removed_signature(proof: dict[str, Any]) -> dict[str, str]:
     (lambda p: p["certificate"]["signatures"].insert(0, _removed_signature(p)), "certificate_signers"),
     (lambda p: p["validator_sets"][1].update(entry=p["validator_sets"][0]["entry"]), "validator_set_link"),
     (lambda p: p["validator_sets"].append(p["validator_sets"][1]), "validator_set_link"),
-])
+]
+
+
+@pytest.mark.parametrize(("tamper", "code"), BROKEN)
 def test_a_proof_with_a_broken_chain_of_changes_fails(tamper: Callable[[dict[str, Any]], object], code: str) -> None:
     chain, _, _ = _changed_twice()
     proof = json.loads(json.dumps(build_state_proof(chain.db, member_key(ORG1.id))))
@@ -235,3 +238,22 @@ def test_a_proof_with_a_broken_chain_of_changes_fails(tamper: Callable[[dict[str
         verify_state_proof(proof, chain.genesis)
     assert failed.value.code == code, failed.value.message
     assert independent.verify(proof, genesis_to_plain(chain.genesis)) == {"valid": False, "reason": code}
+
+
+def proofs_after_changes() -> tuple[Genesis, list[tuple[dict[str, Any], str]]]:
+    """A proof after two changes and broken copies of it, each with the verdict `ledger.proofs` gives
+    ("valid" or the failure code): for the other verifiers (the browser's: tests/test_web_browser.py)."""
+    chain, _, _ = _changed_twice()
+    proof = json.loads(json.dumps(build_state_proof(chain.db, member_key(ORG1.id))))
+    cases: list[tuple[dict[str, Any], str]] = [(proof, "valid")]
+    for tamper, code in BROKEN:
+        broken = json.loads(json.dumps(proof))
+        tamper(broken)
+        cases.append((broken, code))
+    for doc, code in cases:
+        try:
+            verify_state_proof(json.loads(json.dumps(doc)), chain.genesis)
+            assert code == "valid"
+        except InvalidProof as exc:
+            assert exc.code == code
+    return chain.genesis, cases
