@@ -396,7 +396,7 @@ class Node:
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
             "timestamp": head.timestamp,
-            "validators": self.genesis.validator_ids(),
+            "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
             "peers": self.transport.connected_peers() if self.transport is not None else [],
             "mempool": len(self.mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
