@@ -11,6 +11,7 @@ and `devnet down` include it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def add_node(directory: Path, timeout: float = 60.0) -> dict[str, Any]:
     key.save(home / "node.pem")
     config = {k: v for k, v in template.items() if k != "ethereum"}  # it does not anchor (its own RPC key needed)
     config.update({
-        "node_key": "node.pem", "genesis": str(Path(data["genesis"]).resolve()), "data_dir": "data",
+        "node_key": "node.pem", "genesis": os.path.relpath(Path(data["genesis"]).resolve(), home.resolve()),
+        "data_dir": "data",
         "http": {"host": "127.0.0.1", "port": http_port}, "p2p": {"host": "127.0.0.1", "port": p2p_port},
         "peers": peers,
     })
