@@ -66,6 +66,8 @@ def test_add_node_under_load_then_remove_then_a_proof_verifies(cluster: Cluster,
         handle = load.acknowledged[-1]
     assert [v["id"] for v in _sets(cluster.nodes[0])[0]["validators"]] == [
         n["id"] for i, n in enumerate(cluster.nodes) if i != 3]
+    listed = ledger("validator", "list", "--node", cluster.nodes[4]["http"]).stdout
+    assert added["id"] in listed and removed not in listed.split("set 2")[-1]
     # A proof from after both changes verifies with only the genesis file.
     time.sleep(0.5)
     proof = ledger("resolve", handle, "--proof", "--node", cluster.nodes[4]["http"]).stdout
