@@ -105,7 +105,7 @@ def check_certificate(
     # Each validator signs at most once and signatures are in canonical order.
     if signers != sorted(set(signers)):
         raise InvalidBlock("certificate signers are duplicated or unsorted")
-    # Only validators of the genesis set count.
+    # Only validators of the set in force at that height count.
     if any(v not in validators for v in signers):
         raise InvalidBlock("certificate signed by a non-validator")
     # A quorum of 2f+1 signed.

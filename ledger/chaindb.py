@@ -33,7 +33,7 @@ from ledger.codec import decode, encode
 from ledger.evidence import EvidenceModule
 from ledger.genesis import Genesis, genesis_state
 from ledger.governance import GovernanceModule
-from ledger.members import MembersModule, validator_sender_lookup
+from ledger.members import MembersModule
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
 from ledger.resolver.registry import RegistryModule
@@ -41,6 +41,14 @@ from ledger.smt import EMPTY as EMPTY_ROOT
 from ledger.smt import SMTProof, SparseMerkleTree
 from ledger.state import Module, Overlay, StateMachine, StateView, TxResult, VerifiedCache
 from ledger.store import NS, Store, height_key
+from ledger.validators import (
+    ACTIVATION_DELAY,
+    Validator,
+    ValidatorsModule,
+    keys_of,
+    validator_sender_lookup,
+    validators_at,
+)
 
 HEAD_KEY = NS.META + b"head"
 GENESIS_KEY = NS.META + b"genesis"
@@ -49,7 +57,7 @@ GENESIS_KEY = NS.META + b"genesis"
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
         MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(),
-        EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(),
+        EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(), ValidatorsModule(genesis),
     ]
 
 
@@ -120,12 +128,11 @@ class ChainDB:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self.validators = genesis.validator_keys()
         # Bounded: each cached node costs a few hundred bytes; the top levels are what matter.
         self.smt = SparseMerkleTree(self._get_node, cache_size=200_000)
         self.machine = StateMachine(
             genesis.chain_id, modules if modules is not None else default_modules(genesis),
-            validator_sender_lookup(self.validators),
+            validator_sender_lookup(genesis),
         )
         # Transactions this node verified already (the mempool fills it); None: execution verifies all.
         self.verified = verified
@@ -181,6 +188,16 @@ class ChainDB:
     @property
     def height(self) -> int:
         return self.head.height
+
+    def validators_at(self, height: int) -> tuple[Validator, ...]:
+        """The validators that certify block `height`, from the committed state (known up to the head
+        plus `ACTIVATION_DELAY`: see ledger/validators.py)."""
+        if height > self.head.height + ACTIVATION_DELAY:
+            raise ValueError(f"the validators of height {height} are not known at head {self.head.height}")
+        return validators_at(self.latest, height, self.genesis)
+
+    def validator_keys_at(self, height: int) -> dict[str, bytes]:
+        return keys_of(self.validators_at(height))
 
     # --- executing -------------------------------------------------------------------------------
 

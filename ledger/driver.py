@@ -49,6 +49,7 @@ from ledger.consensus.actions import (
     Send,
 )
 from ledger.consensus.application import Application, ApplicationError
+from ledger.consensus.membership import DecidedSet
 from ledger.consensus.replica import Replica
 from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
 from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockBatch, BlockRequest
@@ -79,6 +80,10 @@ class ChainApplication(Application, Protocol[C_co]):
 
     def serve_blocks(self, request: BlockRequest) -> BlockBatch:
         """Certified blocks for a peer that is behind."""
+        ...
+
+    def validator_set_decided(self, height: int) -> DecidedSet | None:
+        """The validator set that committed block `height` decided, if it decided one."""
         ...
 
 
@@ -210,7 +215,14 @@ class Driver(Generic[C]):
             committed = self.app.commit(block, action.certificate)
         except Exception as exc:
             raise ApplicationError(f"writing decided block {block.header.height} failed: {exc!r}") from exc
+        self._learn_set(block.header.height)
         self._host.on_committed(committed)
+
+    def _learn_set(self, height: int) -> None:
+        """Tell the replica the validator set block `height` decided (before it is called again)."""
+        decided = self.app.validator_set_decided(height)
+        if decided is not None:
+            self.replica.schedule_validators(*decided)
 
     # --- catch-up ----------------------------------------------------------------------------------
 
@@ -240,6 +252,7 @@ class Driver(Generic[C]):
                     except Exception as exc:
                         raise ApplicationError(f"applying fetched block {header.height} failed: {exc!r}") from exc
                     applied += 1
+                    self._learn_set(header.height)
                     self._host.on_committed(committed)
                     self.perform(self.replica.notify_committed(
                         header.height, entry.certificate.block_hash, entry.certificate, entry.block.txs))

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, check_certificate
 from ledger.chaindb import ChainDB, ExecutedBlock
+from ledger.consensus.membership import DecidedSet
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
+from ledger.validators import keys_of, latest_set
 
 
 class LedgerApp:
@@ -83,9 +85,16 @@ class LedgerApp:
 
     def apply_certified(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
         """Catch-up: commit a block fetched from a peer, after checking its certificate ourselves."""
-        check_certificate(cert, self.chain.chain_id, block.header, self.chain.validators)
+        check_certificate(cert, self.chain.chain_id, block.header, self.chain.validator_keys_at(block.header.height))
         return self.commit(block, cert)
 
     def serve_blocks(self, request: BlockRequest) -> BlockBatch:
         """Certified blocks for a peer that is behind."""
         return serve_blocks(self.chain, request)
+
+    def validator_set_decided(self, height: int) -> DecidedSet | None:
+        """The set committed block `height` decided (read from the committed state, which is at `height`)."""
+        latest = latest_set(self.chain.latest, self.chain.genesis)
+        if latest.seq == 0 or latest.committed_height != height:
+            return None
+        return latest.active_from, tuple(v.id for v in latest.validators), keys_of(latest.validators)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ledger.crypto import PUBLIC_KEY_LEN, derive_id
-from ledger.state import Handler, SenderInfo, SenderLookup, StateView, TxContext, get_record
+from ledger.state import Handler, SenderInfo, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
 ROLES = ("admin", "registrar", "issuer", "auditor")
@@ -109,25 +109,6 @@ def lookup_sender(view: StateView, member_id: str) -> SenderInfo | None:
 
 # System transactions a validator sends with its node key: anchor receipts, equivocation evidence.
 VALIDATOR_KINDS = frozenset({"anchor.record", "evidence.equivocation"})
-
-
-def validator_sender_lookup(validators: Mapping[str, bytes]) -> SenderLookup:
-    """`lookup_sender`, extended to the genesis validators (id -> public key).
-
-    A validator that is not a member may send the system kinds of VALIDATOR_KINDS only, with the
-    `validator` role. A validator that is also a member keeps its member rights and gains the role.
-    """
-    known = dict(validators)
-
-    def lookup(view: StateView, sender_id: str) -> SenderInfo | None:
-        info = lookup_sender(view, sender_id)
-        if sender_id not in known:
-            return info
-        if info is None:
-            return SenderInfo(known[sender_id], ("validator",), VALIDATOR_KINDS)
-        return SenderInfo(info.public_key, tuple(sorted({*info.roles, "validator"})), info.kinds)
-
-    return lookup
 
 
 def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:

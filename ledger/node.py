@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from ledger.anchor.records import disabled_status
 from ledger.chaindb import ChainDB, ExecutedBlock
-from ledger.config import NodeConfig, ticks
+from ledger.config import NodeConfig, Peer, ticks
 from ledger.consensus.application import ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
@@ -46,6 +46,7 @@ from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
 from ledger.tx import compute_tx_id
+from ledger.validators import COUNT_KEY, ValidatorSet, sets_from
 
 log = logging.getLogger("ledger.node")
 
@@ -93,8 +94,12 @@ class Node:
         self.app = LedgerApp(self.chain, wall_clock_ms, preverify=self.mempool.preverify,
                              observe_commit_seconds=self.metrics.block_commit_seconds.observe)
         validators = self.genesis.validator_ids()
-        if self.key.id not in validators:
-            raise ValueError(f"node key {self.key.id} is not a validator of this genesis")
+        # Every set decided since genesis (the replica answers quorums per height from them), and their keys.
+        later = sets_from(self.chain.latest, 1, self.genesis)[1:]
+        all_keys = {**self.genesis.validator_keys(), **{v.id: v.public_key for s in later for v in s.validators}}
+        if self.key.id not in all_keys:
+            log.warning("node key %s is in no validator set this chain decided yet: following it (catch-up) "
+                        "until a change adds it", self.key.id)
         replica = Replica(
             ReplicaConfig(
                 self.genesis.chain_id, tuple(validators), batch_size=config.batch_size,
@@ -107,16 +112,18 @@ class Node:
             ),
             self.key,
             self.app,
-            self.genesis.validator_keys(),
+            all_keys,
             Driver.persisted(self.store),
+            [(s.active_from, tuple(v.id for v in s.validators)) for s in later],
         )
         # What each peer has shown lately (last message, view, height), for GET /v1/network only.
         self.peer_info = PeerTracker()
+        self._next_activation = 0  # a height from which a decided set governs (0: none pending)
         self.transport: Transport | None = None
-        if len(validators) > 1:
+        if len(all_keys) > 1 or self.key.id not in all_keys:
             links = config.peer_links
             self.transport = Transport(
-                self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
+                self.key, self.genesis.chain_id, config.p2p, self._peers_known(config.peers), self._pinned_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
                 heartbeat_interval=links.heartbeat_ms / 1000, dead_after=links.dead_after_ms / 1000,
                 handshake_timeout=links.handshake_timeout_ms / 1000, connect_timeout=links.connect_timeout_ms / 1000,
@@ -281,12 +288,14 @@ class Node:
 
     def on_committed(self, executed: ExecutedBlock) -> None:
         """Bookkeeping after a block is on disk: listeners, metrics, mempool, clients waiting on its txs."""
+        height = executed.block.header.height
+        if COUNT_KEY in executed.changes or height + 1 == self._next_activation:
+            self._follow_validators()
         for listener in self._commit_listeners:
             try:
                 listener(executed)
             except Exception:  # one consumer's bug must not stop commits
                 log.exception("commit listener %r failed", listener)
-        height = executed.block.header.height
         self.metrics.height.set(height)
         self.metrics.blocks_committed.inc()
         ok = sum(1 for r in executed.results if r.ok)
@@ -298,6 +307,33 @@ class Node:
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
         self.metrics.mempool.set(len(self.mempool))
+
+    # --- the validator set the links follow ---------------------------------------------------------
+
+    def _sets_ahead(self) -> list[ValidatorSet]:
+        """The set of the next height and those decided to take effect later."""
+        return sets_from(self.chain.latest, self.chain.height + 1, self.genesis)
+
+    def _pinned_keys(self) -> dict[str, bytes]:
+        """The keys peer links accept: every validator of the next height's set or of one decided after it."""
+        sets = self._sets_ahead()
+        self._next_activation = sets[-1].active_from if len(sets) > 1 else 0
+        return {v.id: v.public_key for s in sets for v in s.validators}
+
+    def _peers_known(self, configured: Sequence[Peer]) -> list[Peer]:
+        """The configured peers, and the validators whose addresses the chain carries (added by a change)."""
+        peers = {p.id: p for p in configured}
+        for s in self._sets_ahead():
+            for v in s.validators:
+                if v.host and v.id not in peers:
+                    peers[v.id] = Peer(id=v.id, host=v.host, port=v.port)
+        return list(peers.values())
+
+    def _follow_validators(self) -> None:
+        """A block decided a set, or a decided one now governs: the links follow (no restart, no config edit)."""
+        keys = self._pinned_keys()
+        if self.transport is not None:
+            self.transport.follow_validators(keys, self._peers_known(self.config.peers))
 
     # --- peers (the driver's links) ----------------------------------------------------------------
 
@@ -360,7 +396,7 @@ class Node:
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
             "timestamp": head.timestamp,
-            "validators": self.genesis.validator_ids(),
+            "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
             "peers": self.transport.connected_peers() if self.transport is not None else [],
             "mempool": len(self.mempool),
             "uptime_s": round(time.time() - self.started_at, 1),

@@ -1,9 +1,11 @@
 """State proofs that anyone can check offline against the genesis validator set (docs/proofs.md).
 
 A state proof is a chain: entries (state keys with their values, or their absence) -> sparse-Merkle
-proofs -> one header (state_root) -> its commit certificate (a quorum of genesis validators' signatures
-over the header hash) -> optionally an Ethereum anchor. Checking it needs only the genesis file: no
-trust in the node that served it.
+proofs -> one header (state_root) -> its commit certificate (a quorum of the validators in force at its
+height signed the header hash) -> optionally an Ethereum anchor. When the validator set changed before
+that height, the proof carries the changes (`validator_sets`): each one's block, certified by the set
+before it, with the state proof of the new set. Checking it needs only the genesis file: no trust in
+the node that served it.
 
 Every failure raises `InvalidProof` with a stable `code` (the list and the order of the checks are in
 docs/proofs.md), so independent verifiers can agree with this one on every known-answer vector.
@@ -22,19 +24,25 @@ from typing import Any
 from ledger import merkle
 from ledger.chain import BlockHeader, CommitVote, compute_block_hash
 from ledger.chaindb import ChainDB
+from ledger.codec import CodecError, decode
 from ledger.consensus.quorum import quorum_size
 from ledger.crypto import DOMAIN_COMMIT, verify
 from ledger.genesis import Genesis
 from ledger.smt import SMTProof, verify_proof
 from ledger.state import StateView
 from ledger.store import MemoryStore
+from ledger.validators import ACTIVATION_DELAY, ValidatorSet, keys_of, set_key, sets_from
 
-PROOF_TYPE = "ledger-state-proof/v2"
+PROOF_TYPE = "ledger-state-proof/v2"  # the validator set of the proven height is genesis's
+PROOF_TYPE_SETS = "ledger-state-proof/v3"  # the proof carries the set changes in force (`validator_sets`)
+PROOF_TYPES = (PROOF_TYPE, PROOF_TYPE_SETS)
 HASH_LEN = 32
 SIGNATURE_LEN = 64
 MAX_UINT64 = 2**64 - 1
 MAX_ENTRIES = 1100  # an asset answer proves its record and up to 1,000 history events
 PROOF_FIELDS = {"type", "chain_id", "height", "header", "certificate", "entries"}
+SET_LINK_FIELDS = {"header", "certificate", "entry"}
+MAX_SET_LINKS = 10_000
 HEADER_FIELDS = ("height", "prev_hash", "view", "timestamp", "tx_root", "state_root", "history_root", "proposer")
 ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"}
 
@@ -150,17 +158,41 @@ def build_state_proof(
     for key in wanted:
         _, value, smt = chain.prove(key, h)
         entries.append({"key": key.hex(), "value": None if value is None else value.hex(), "smt": smt.to_dict()})
+    links = build_validator_links(chain, h)
     doc: dict[str, Any] = {
-        "type": PROOF_TYPE,
+        "type": PROOF_TYPE_SETS if links else PROOF_TYPE,
         "chain_id": chain.chain_id,
         "height": h,
         "header": to_plain(header),
         "certificate": to_plain(cert),
         "entries": entries,
     }
+    if links:  # only after a change (version 3): other proofs keep the version-2 form, byte for byte
+        doc["validator_sets"] = links
     if anchor:
         doc["anchor"] = build_anchor_section(chain, h)
     return doc
+
+
+def build_validator_links(chain: ChainDB, height: int) -> list[dict[str, Any]]:
+    """Every validator-set change in force at `height`, in order: the block that committed it, its
+    certificate (by the set before it), and the proof of the new set in that block's state."""
+    from ledger.codec import to_plain
+
+    links = []
+    for change in sets_from(chain.latest, 1, chain.genesis)[1:]:
+        if change.active_from > height:
+            break
+        certified = chain.certified_header(change.committed_height)
+        if certified is None:
+            raise KeyError(f"no committed block at height {change.committed_height}")
+        header, cert = certified
+        key = set_key(change.seq)
+        _, value, smt = chain.prove(key, change.committed_height)
+        links.append({"header": to_plain(header), "certificate": to_plain(cert),
+                      "entry": {"key": key.hex(), "value": None if value is None else value.hex(),
+                                "smt": smt.to_dict()}})
+    return links
 
 
 # --- parsing (every field typed exactly; anything else is `malformed_proof`) ------------------------
@@ -290,13 +322,17 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     """Check every link of `proof` against `genesis`, in the order of docs/proofs.md; raise InvalidProof
     naming the first that fails."""
     # The document is a state proof of this version and of this chain.
-    if type(proof) is not dict or proof.get("type") != PROOF_TYPE:
+    if type(proof) is not dict or proof.get("type") not in PROOF_TYPES:
         found = proof.get("type") if type(proof) is dict else None
-        raise InvalidProof("unsupported_version", f"not a {PROOF_TYPE} document (type {found!r})")
+        raise InvalidProof("unsupported_version", f"not a {' or '.join(PROOF_TYPES)} document (type {found!r})")
     if proof.get("chain_id") != genesis.chain_id:
         raise InvalidProof("wrong_chain", f"proof is for chain {proof.get('chain_id')!r}, genesis is "
                            f"{genesis.chain_id!r}")
-    _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
+    # Version 3 carries the validator-set changes, version 2 none.
+    if proof["type"] == PROOF_TYPE_SETS:
+        _object(proof, PROOF_FIELDS | {"validator_sets"}, "proof", frozenset({"anchor"}))
+    else:
+        _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
     height = _uint(proof["height"], "height")
     header = parse_header(proof["header"])
     cert_height, cert_view, cert_hash, signatures = _parse_certificate(proof["certificate"])
@@ -312,7 +348,8 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     # The certificate names this exact header.
     if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
         raise InvalidProof("certificate_mismatch", "the certificate is for another block")
-    _check_signatures(genesis, header, block_hash, signatures)
+    validators = _validators_at(proof.get("validator_sets"), genesis, header.height)
+    _check_signatures(genesis.chain_id, validators, header, block_hash, signatures)
     # Each entry's value (or absence) is what the header's state root commits to.
     for key, value, smt in entries:
         if not verify_proof(header.state_root, key, value, smt):
@@ -323,26 +360,63 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
                          {k: v for k, v, _ in entries}, claim, "anchor" in proof)
 
 
-def _check_signatures(genesis: Genesis, header: BlockHeader, block_hash: bytes,
+def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes]:
+    """The validators in force at `height`: genesis's, then each change the proof carries, each checked
+    against the set before it (docs/proofs.md, "Validator-set changes")."""
+    validators, governs_from = genesis.validator_keys(), 1
+    if links is None:
+        return validators
+    if type(links) is not list or not 1 <= len(links) <= MAX_SET_LINKS:
+        raise _malformed(f"validator_sets is not a list of 1 to {MAX_SET_LINKS} changes")
+    for seq, link in enumerate(links, 1):
+        what = f"validator_sets[{seq - 1}]"
+        d = _object(link, SET_LINK_FIELDS, what)
+        header = parse_header(d["header"], f"{what}.header")
+        cert_height, cert_view, cert_hash, signatures = _parse_certificate(d["certificate"])
+        [(key, value, smt)] = _parse_entries([d["entry"]])
+        block_hash = compute_block_hash(header)
+        # The change was committed while the set before it governed, by a block that set certified.
+        if header.height < governs_from or header.height == 0:
+            raise InvalidProof("validator_set_link", f"{what}: block {header.height} precedes the set before it")
+        if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
+            raise InvalidProof("validator_set_link", f"{what}: the certificate is for another block")
+        _check_signatures(genesis.chain_id, validators, header, block_hash, signatures)
+        # Its state holds set number `seq` (the changes come in order, none left out before the proven height).
+        if key != set_key(seq) or value is None or not verify_proof(header.state_root, key, value, smt):
+            raise InvalidProof("validator_set_link", f"{what}: not a proof of validator set {seq} in that block")
+        try:
+            record = decode(ValidatorSet, value)
+        except CodecError as exc:
+            raise InvalidProof("validator_set_link", f"{what}: the set record does not decode: {exc}") from exc
+        # The set is the one this block decided, governing from the activation height on, up to the proof.
+        if (record.seq, record.committed_height, record.active_from) != (
+                seq, header.height, header.height + ACTIVATION_DELAY) or record.active_from > height:
+            raise InvalidProof("validator_set_link", f"{what}: set {record.seq} decided at {record.committed_height} "
+                               f"for height {record.active_from} is not change {seq} in force at height {height}")
+        validators, governs_from = keys_of(record.validators), record.active_from
+    return validators
+
+
+def _check_signatures(chain_id: str, validators: Mapping[str, bytes], header: BlockHeader, block_hash: bytes,
                       signatures: list[tuple[str, bytes]]) -> None:
-    validators = genesis.validator_keys()
     signers = [v for v, _ in signatures]
     if header.height == 0:
         # Block 0 is committed by the genesis file, not by signatures.
         if signers:
             raise InvalidProof("certificate_signers", "block 0 carries no signatures")
         return
-    # Each validator signs at most once, in ascending order of id, and only genesis validators sign.
+    # Each validator signs at most once, in ascending order of id, and only validators in force sign.
     if signers != sorted(set(signers)):
         raise InvalidProof("certificate_signers", "certificate signers are duplicated or unsorted")
     unknown = [v for v in signers if v not in validators]
     if unknown:
-        raise InvalidProof("certificate_signers", f"certificate signed by {unknown[0]!r}, not a genesis validator")
+        raise InvalidProof("certificate_signers", f"certificate signed by {unknown[0]!r}, not a validator at "
+                           f"height {header.height}")
     # A quorum signed.
     if len(signers) < quorum_size(len(validators)):
         raise InvalidProof("certificate_quorum", f"{len(signers)} signatures, a quorum of "
                            f"{len(validators)} validators is {quorum_size(len(validators))}")
-    vote = CommitVote(genesis.chain_id, header.height, header.view, block_hash)
+    vote = CommitVote(chain_id, header.height, header.view, block_hash)
     for validator, signature in signatures:
         # Every signature verifies under the commit domain.
         if not verify(validators[validator], DOMAIN_COMMIT, vote, signature):

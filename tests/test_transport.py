@@ -217,8 +217,9 @@ def test_send_to_unknown_peer_and_after_stop() -> None:
 
 
 def test_constructor_rejects_peers_outside_the_validator_set() -> None:
-    with pytest.raises(ValueError):
-        Node(OUTSIDER, free_port(), [])
+    # Its own key may be outside: a validator being added runs before its peers know it
+    # (tests/test_validator_set_links.py); peers it would dial may not.
+    Node(OUTSIDER, free_port(), [])
     with pytest.raises(ValueError):
         Node(KEYS[0], free_port(), [Peer(id=OUTSIDER.id, host="127.0.0.1", port=1)])
 

@@ -514,3 +514,27 @@ def test_a_node_serving_a_tampered_answer_gets_a_red_verdict(browser: BrowserCon
     finally:
         tab.close()
     assert errors == []
+
+
+def test_proofs_after_validator_set_changes_give_the_same_verdicts_in_the_browser(page: Page, net: dict[str, Any]
+                                                                                  ) -> None:
+    """Version-3 proofs (validator_sets) from an in-process chain whose set changed twice, valid and broken,
+    through the page's own verifier: the verdicts of `ledger.proofs` (tests/test_validator_set.py)."""
+    from ledger.genesis import genesis_to_plain
+    from tests.test_validator_set import proofs_after_changes
+
+    genesis, cases = proofs_after_changes()
+    page.goto(f"{net['url']}/resolve/{ITEM}")
+    page.wait_for_selector("#verdict")
+    out = page.evaluate("""async ({ genesis, docs }) => {
+        const v = await import("/web/verify/verifier.js");
+        const c = await import("/web/verify/codec.js");
+        const g = new v.Genesis(genesis);
+        const verdicts = [];
+        for (const text of docs) {
+          const got = await v.verifyDocument(c.parseJson(text), g, {});
+          verdicts.push(got.valid ? "valid" : got.reason);
+        }
+        return verdicts;
+    }""", {"genesis": json.dumps(genesis_to_plain(genesis)), "docs": [json.dumps(d) for d, _ in cases]})
+    assert out == [expected for _, expected in cases]

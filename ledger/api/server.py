@@ -30,6 +30,7 @@ from ledger.api.routes import (
     resolve,
     status,
     tx,
+    validators,
     web,
 )
 from ledger.assembly import build_node
@@ -94,7 +95,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     install_error_handlers(app)
     app.add_middleware(ErrorCountMiddleware)
     for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, governance, gs1,
-                   explorer, web):
+                   validators, explorer, web):
         app.include_router(module.router)
     install_openapi(app)
     app.state.handle_cache = cache

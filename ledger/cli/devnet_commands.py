@@ -1,14 +1,16 @@
-"""`ledger devnet up|down|status`: the local devnet that `devnet/devnet.toml` defines."""
+"""`ledger devnet up|down|status|add-node`: the local devnet that `devnet/devnet.toml` defines."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from devnet import launcher
+from devnet.add_node import add_node
 from devnet.definition import (
     DEFAULT_DEFINITION,
     Definition,
@@ -111,6 +113,17 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_node(args: argparse.Namespace) -> int:
+    try:
+        entry = add_node(devnet_dir(args.dir), timeout=args.timeout)
+    except DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    print_json(entry)
+    print(f"node{len(load_devnet(devnet_dir(args.dir))['nodes']) - 1} is at the head; it validates from height "
+          f"{entry['active_from']}", file=sys.stderr)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     try:
         rows = launcher.status(devnet_dir(args.dir))
@@ -156,6 +169,15 @@ def add_commands(sub: Subcommands) -> None:
     p = add_command(dev, "down", "stop the devnet's nodes (and its Anvil)", "Keys, data and logs stay in DIR.")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_down)
+
+    p = add_command(dev, "add-node", "add a validator to the running devnet by governance (no restarts)",
+                    "Makes a key and a node home, starts the node, proposes validator.add with its address and "
+                    "approves it with the devnet's admin keys up to the threshold, then waits until the node is "
+                    "at the head. The change takes effect 16 blocks after it commits; the other validators "
+                    "dial the new one from the address in the transaction.")
+    p.add_argument("--dir", help=dir_help)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node to reach the head")
+    p.set_defaults(func=cmd_add_node)
 
     p = add_command(dev, "status", "height, view, primary and health of each node",
                     "Exits 1 unless every node answers.")

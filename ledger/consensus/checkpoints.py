@@ -88,6 +88,8 @@ class Checkpoints:
 
     def send(self, height: int, block_hash: bytes) -> int | None:
         """Checkpoint a delivered height; returns the height if it made a new stable checkpoint."""
+        if not self._ctx.membership.is_member(self._ctx.signer.id, height):
+            return self._check_stable(height)  # not a validator at this height: others' checkpoints count
         env = self._ctx.signer.sign(Checkpoint(height, block_hash))
         self._mine, self._mine_height = env, height
         self._tally.setdefault(height, {})[self._ctx.signer.id] = (block_hash, env.signature)
@@ -108,7 +110,7 @@ class Checkpoints:
         for sender, (block_hash, sig) in self._tally.get(height, {}).items():
             tally.setdefault(block_hash, []).append(ValidatorSignature(sender, sig))
         for block_hash, sigs in tally.items():
-            if len(sigs) >= self._ctx.quorums.quorum:
+            if len(sigs) >= self._ctx.membership.at(height).quorum:
                 sigs.sort(key=lambda s: s.validator)
                 self._stable = CheckpointProof(height, block_hash, tuple(sigs))
                 self._ctx.out.persist(KEY_CHECKPOINT, encode(self._stable))

@@ -40,6 +40,11 @@ class Head:
     def hash_at(self, height: int) -> bytes | None:
         return self._hashes.get(height)
 
+    @property
+    def applied(self) -> int:
+        """The height the application holds (the driver applied every block up to it)."""
+        return self._applied
+
     def is_applied(self, height: int) -> bool:
         return height <= self._applied
 

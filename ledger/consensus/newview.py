@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.chain import Block, CommitCertificate, CommitVote, compute_block_hash, compute_tx_root
+from ledger.consensus.membership import Membership, UnknownSet
 from ledger.consensus.messages import (
     KIND_VIEWCHANGE,
     Checkpoint,
@@ -68,6 +69,14 @@ class InvalidNewView(ValueError):
 # --- proofs ----------------------------------------------------------------------------------
 
 
+def _set_at(m: Membership, height: int, what: str) -> Quorums:
+    """The set of `height`; a proof about a height whose set this replica cannot know yet is refused."""
+    try:
+        return m.at(height)
+    except UnknownSet as exc:
+        raise InvalidViewChange(f"{what}: {exc}") from exc
+
+
 def _check_signers(signers: list[str], validators: Sequence[str], need: int, what: str) -> None:
     # One signature per validator, in canonical order.
     if signers != sorted(set(signers)):
@@ -80,7 +89,8 @@ def _check_signers(signers: list[str], validators: Sequence[str], need: int, wha
         raise InvalidViewChange(f"{what}: {len(signers)} signatures, {need} needed")
 
 
-def check_checkpoint_proof(proof: CheckpointProof, checker: SignatureChecker, q: Quorums) -> None:
+def check_checkpoint_proof(proof: CheckpointProof, checker: SignatureChecker, m: Membership) -> None:
+    q = _set_at(m, proof.height, "checkpoint proof")
     _check_signers([s.validator for s in proof.signatures], q.validators, q.quorum, "checkpoint proof")
     body = Checkpoint(proof.height, proof.block_hash)
     for s in proof.signatures:
@@ -89,7 +99,8 @@ def check_checkpoint_proof(proof: CheckpointProof, checker: SignatureChecker, q:
             raise InvalidViewChange(f"checkpoint proof: bad signature from {s.validator}")
 
 
-def check_certificate_signatures(cert: CommitCertificate, checker: SignatureChecker, q: Quorums) -> None:
+def check_certificate_signatures(cert: CommitCertificate, checker: SignatureChecker, m: Membership) -> None:
+    q = _set_at(m, cert.height, "commit certificate")
     _check_signers([s.validator for s in cert.signatures], q.validators, q.quorum, "commit certificate")
     vote = CommitVote(checker.chain_id, cert.height, cert.view, cert.block_hash)
     for s in cert.signatures:
@@ -98,7 +109,8 @@ def check_certificate_signatures(cert: CommitCertificate, checker: SignatureChec
             raise InvalidViewChange(f"commit certificate: bad signature from {s.validator}")
 
 
-def check_prepared_proof(proof: PreparedProof, checker: SignatureChecker, q: Quorums) -> None:
+def check_prepared_proof(proof: PreparedProof, checker: SignatureChecker, m: Membership) -> None:
+    q = _set_at(m, proof.height, f"prepared proof at {proof.height}")
     primary = q.primary(proof.view)
     pp = PrePrepare(proof.view, proof.height, proof.block_hash, proof.prev_hash)
     # The primary of the proof's view pre-prepared this block.
@@ -116,8 +128,10 @@ def check_prepared_proof(proof: PreparedProof, checker: SignatureChecker, q: Quo
             raise InvalidViewChange(f"prepared proof at {proof.height}: bad prepare from {s.validator}")
 
 
-def check_suspicion(vc: ViewChange, checker: SignatureChecker, q: Quorums) -> None:
-    """The suspicion a view change carries: f+1 validators suspected the primary of the view it left."""
+def check_suspicion(vc: ViewChange, checker: SignatureChecker, m: Membership) -> None:
+    """The suspicion a view change carries: f+1 validators (of the current set) suspected the primary of
+    the view it left."""
+    q = m.current
     _check_signers([s.validator for s in vc.suspicion], q.validators, q.weak, "suspicion")
     body = Suspect(vc.view - 1)
     for s in vc.suspicion:
@@ -136,8 +150,9 @@ def compute_base(vc: ViewChange) -> tuple[int, bytes]:
     return best
 
 
-def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums, pipeline: int) -> None:
-    """Every proof in a view change verifies; raise InvalidViewChange otherwise.
+def check_view_change(vc: ViewChange, checker: SignatureChecker, m: Membership, pipeline: int) -> None:
+    """Every proof in a view change verifies, each against the validators of its height; raise
+    InvalidViewChange otherwise.
 
     `pipeline` is `max_inflight`: a replica accepts pre-prepares at most that far above what it
     delivered, and its base is at least that, so its prepared proofs lie within it (which bounds
@@ -147,11 +162,11 @@ def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums, pip
     if vc.view < 1:
         raise InvalidViewChange("view change to view 0")
     if vc.checkpoint is not None:
-        check_checkpoint_proof(vc.checkpoint, checker, q)
+        check_checkpoint_proof(vc.checkpoint, checker, m)
     if vc.certificate is not None:
-        check_certificate_signatures(vc.certificate, checker, q)
+        check_certificate_signatures(vc.certificate, checker, m)
     if vc.suspicion:
-        check_suspicion(vc, checker, q)
+        check_suspicion(vc, checker, m)
     base, _ = compute_base(vc)
     last = base
     for p in vc.prepared:
@@ -164,7 +179,7 @@ def check_view_change(vc: ViewChange, checker: SignatureChecker, q: Quorums, pip
         # Proofs come from earlier views.
         if p.view >= vc.view:
             raise InvalidViewChange("prepared proof from a view not before the new one")
-        check_prepared_proof(p, checker, q)
+        check_prepared_proof(p, checker, m)
         last = p.height
 
 
@@ -238,8 +253,10 @@ def decode_view_change(raw: bytes) -> tuple[Envelope, ViewChange]:
     return env, body
 
 
-def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quorums, pipeline: int) -> NewViewPlan:
-    """Verify a new view completely; return the plan its view changes force."""
+def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, m: Membership, pipeline: int) -> NewViewPlan:
+    """Verify a new view completely; return the plan its view changes force. Its primary, its senders and
+    their quorum are of the current set (the height after this replica's head)."""
+    q = m.current
     # The new view comes from its primary.
     if sender != q.primary(nv.view):
         raise InvalidNewView("new view not sent by the view's primary")
@@ -255,10 +272,12 @@ def check_new_view(nv: NewView, sender: str, checker: SignatureChecker, q: Quoru
             raise InvalidNewView("carried view change is for another view")
         if env.sender in senders:
             raise InvalidNewView("two view changes from one validator")
+        if env.sender not in q.validators:
+            raise InvalidNewView(f"view change from {env.sender[:16]}, not a validator of the current set")
         if not checker.envelope(env, vc):
             raise InvalidNewView(f"bad view change signature from {env.sender[:16]}")
         try:
-            check_view_change(vc, checker, q, pipeline)
+            check_view_change(vc, checker, m, pipeline)
         except InvalidViewChange as exc:
             raise InvalidNewView(f"carried view change invalid: {exc}") from exc
         senders.add(env.sender)

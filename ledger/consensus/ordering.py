@@ -65,6 +65,7 @@ from ledger.consensus.messages import (
     decode_block,
     decode_body,
 )
+from ledger.consensus.quorum import Quorums
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import ViewState
 
@@ -153,7 +154,7 @@ class Orderer:
             self.on_preprepare(sender, env, body)
             return
         # Prepares come from backups; the primary's pre-prepare stands for its prepare.
-        if isinstance(body, Prepare) and sender == self._ctx.quorums.primary(body.view):
+        if isinstance(body, Prepare) and sender == self._set(body.height).primary(body.view):
             self._ctx.metrics["dropped_invalid"] += 1
             return
         slot = self._slot(body.height)
@@ -167,8 +168,8 @@ class Orderer:
 
     def on_preprepare(self, sender: str, env: Envelope, body: PrePrepare) -> None:
         h = body.height
-        # Only the primary of the view pre-prepares.
-        if sender != self._ctx.quorums.primary(body.view):
+        # Only the primary of the view (in the set of the height) pre-prepares.
+        if sender != self._set(h).primary(body.view):
             self._ctx.metrics["dropped_invalid"] += 1
             return
         block = decode_block(env.attachment)
@@ -178,7 +179,7 @@ class Orderer:
             self._ctx.metrics["dropped_invalid"] += 1
             return
         # The block names the primary of its view as its proposer, a view not after this one.
-        if header.proposer != self._ctx.quorums.primary(header.view) or header.view > body.view:
+        if header.proposer != self._set(h).primary(header.view) or header.view > body.view:
             self._ctx.metrics["dropped_invalid"] += 1
             return
         if h <= self._head.height:
@@ -278,7 +279,7 @@ class Orderer:
             return
         if not slot.prepared and self._is_prepared(slot):
             self._on_prepared(slot)
-        if slot.prepared and not slot.committed and slot.count_commits() >= self._ctx.quorums.quorum:
+        if slot.prepared and not slot.committed and slot.count_commits() >= self._set(slot.height).quorum:
             self._on_committed(slot)
 
     def _validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
@@ -321,6 +322,8 @@ class Orderer:
         h, d = body.height, self._head.height
         if h > d + self._ctx.config.max_inflight:
             return  # beyond the pipeline; wait
+        if self._ctx.membership.crosses(d + 1, h):
+            return  # another validator set from h on: wait until the height before it is delivered
         if h <= d:
             if self._head.hash_at(h) != body.block_hash:
                 slot.pending = None
@@ -363,7 +366,8 @@ class Orderer:
         slot.block_hash, slot.prev_hash, slot.preprepare_signature = body.block_hash, body.prev_hash, pp_signature
         slot.pending = None
         slot.my_preprepare = my_pp
-        if self._views.primary != self._ctx.signer.id:
+        me = self._ctx.signer.id
+        if self._set(h).primary(view) != me and self._ctx.membership.is_member(me, h):
             env = self._ctx.signer.sign(Prepare(view, h, body.block_hash))
             slot.prepares[self._ctx.signer.id] = (body.block_hash, env.signature)
             slot.my_prepare = env
@@ -372,7 +376,8 @@ class Orderer:
 
     def _is_prepared(self, slot: Slot) -> bool:
         # A pre-prepare and 2f matching prepares from backups.
-        if slot.count_prepares(self._views.primary) < self._ctx.quorums.quorum - 1:
+        q = self._set(slot.height)
+        if slot.count_prepares(q.primary(self._views.view)) < q.quorum - 1:
             return False
         # Prepared in height order (see newview.py for why).
         if slot.height - 1 <= self._head.height:
@@ -382,7 +387,7 @@ class Orderer:
 
     def _on_prepared(self, slot: Slot) -> None:
         slot.prepared = True
-        view, primary = self._views.view, self._views.primary
+        view, primary = self._views.view, self._set(slot.height).primary(self._views.view)
         matching = [(s, sig) for s, (h, sig) in slot.prepares.items() if h == slot.block_hash and s != primary]
         sigs = [ValidatorSignature(s, sig) for s, sig in sorted(matching)]
         proof = PreparedProof(
@@ -392,11 +397,13 @@ class Orderer:
             slot.proof = proof
             if slot.height > self._checkpoints.low:
                 self._ctx.out.persist(key_for_height(PREFIX_PREPARED, slot.height), encode(proof))
+        self._changed = True
+        if not self._ctx.membership.is_member(self._ctx.signer.id, slot.height):
+            return  # not a validator at this height: it follows, and signs nothing
         env = self._ctx.signer.sign(Commit(view, slot.height, slot.block_hash))
         slot.commits[self._ctx.signer.id] = (slot.block_hash, env.signature)
         slot.my_commit = env
         self._ctx.out.broadcast(env)
-        self._changed = True
 
     def _on_committed(self, slot: Slot) -> None:
         """2f+1 commits: the block is decided; cast the certificate vote (once per height, ever)."""
@@ -405,6 +412,8 @@ class Orderer:
         h, me = slot.height, self._ctx.signer.id
         mine = self._votes.get(h, {}).get(me)
         if h in self._my_votes or (mine is not None and mine[0] != slot.block_hash):
+            return
+        if not self._ctx.membership.is_member(me, h):
             return
         block = self._blocks.get(slot.block_hash)
         if block is None:
@@ -424,7 +433,7 @@ class Orderer:
         for sender, (block_hash, view, sig) in self._votes.get(height, {}).items():
             tally.setdefault((block_hash, view), []).append(ValidatorSignature(sender, sig))
         for (block_hash, view), sigs in tally.items():
-            if len(sigs) >= self._ctx.quorums.quorum:
+            if len(sigs) >= self._set(height).quorum:
                 sigs.sort(key=lambda s: s.validator)
                 self._certs[height] = CommitCertificate(height, view, block_hash, tuple(sigs))
                 self._changed = True
@@ -491,6 +500,9 @@ class Orderer:
             h += 1
         # Inside the pipeline and the watermarks, after every forced re-proposal.
         if h > d + self._ctx.config.max_inflight or h > self._checkpoints.high:
+            return None
+        # Not across a change of the validator set: from its first height on, the new set orders.
+        if self._ctx.membership.crosses(d + 1, h):
             return None
         expected = self._views.expected
         if expected and h <= max(expected):
@@ -590,6 +602,10 @@ class Orderer:
                 slot.commits[me] = (rec.block_hash, slot.my_commit.signature)
                 for s in proof.prepares:
                     slot.prepares.setdefault(s.validator, (rec.block_hash, s.signature))
+
+    def _set(self, height: int) -> Quorums:
+        """The validators that order `height` (the replica drops messages about heights it cannot know)."""
+        return self._ctx.membership.at(height)
 
     def _slot(self, height: int) -> Slot:
         slot = self._slots.get(height)

@@ -11,7 +11,7 @@ so only `Deliver` actions come out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ledger.chain import Block, CommitCertificate
 from ledger.consensus.actions import (
@@ -30,8 +30,8 @@ from ledger.consensus.messages import Envelope, encode_envelope
 
 
 class Outbox:
-    def __init__(self, single: bool, metrics: dict[str, int]) -> None:
-        self._single = single
+    def __init__(self, single: Callable[[], bool], metrics: dict[str, int]) -> None:
+        self._is_single = single  # the set is this replica alone: nothing to send or persist
         self._metrics = metrics
         self._actions: list[Action] = []
         self._height_keys: dict[int, set[bytes]] = {}
@@ -45,7 +45,7 @@ class Outbox:
 
     def persist(self, key: bytes, value: bytes) -> None:
         """Store `value` under `key` durably before anything written after it leaves (empty: delete)."""
-        if self._single:
+        if self._is_single():
             return
         parsed = parse_height_key(key)
         if parsed is not None:
@@ -60,19 +60,19 @@ class Outbox:
         self.broadcast_raw(encode_envelope(env))
 
     def broadcast_raw(self, message: bytes) -> None:
-        if not self._single:
+        if not self._is_single():
             self._actions.append(Broadcast(message))
 
     def send(self, to: str, env: Envelope) -> None:
         self.send_raw(to, encode_envelope(env))
 
     def send_raw(self, to: str, message: bytes) -> None:
-        if not self._single:
+        if not self._is_single():
             self._actions.append(Send(to, message))
 
     def forward(self, txs: Sequence[bytes], targets: Iterable[str]) -> None:
         """Hand client transactions to other validators (the primary, or all of them)."""
-        if self._single:
+        if self._is_single():
             return
         for v in targets:
             self._actions.append(ForwardTxs(v, tuple(txs)))

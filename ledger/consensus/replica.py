@@ -57,6 +57,7 @@ from ledger.consensus.clock import Clock
 from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_CERTIFICATE, read_persisted
+from ledger.consensus.membership import Membership
 from ledger.consensus.messages import (
     Checkpoint,
     Commit,
@@ -76,7 +77,6 @@ from ledger.consensus.messages import (
 from ledger.consensus.newview import InvalidNewView, InvalidViewChange
 from ledger.consensus.ordering import Orderer
 from ledger.consensus.outbox import Outbox
-from ledger.consensus.quorum import Quorums
 from ledger.consensus.settings import ReplicaConfig, check_config
 from ledger.consensus.timers import Timers
 from ledger.consensus.txqueue import TxQueue
@@ -102,27 +102,31 @@ class Replica:
         app: Application,
         validator_keys: Mapping[str, bytes] | None = None,
         persisted: Mapping[bytes, bytes] | None = None,
+        later_sets: Sequence[tuple[int, Sequence[str]]] = (),
     ) -> None:
+        """`config.validators` is genesis's set; `later_sets` (active_from, validators) every one the chain
+        decided since (`Membership`); `validator_keys` covers every validator named."""
         check_config(config)
-        if key.id not in config.validators:
-            raise ConfigError("this replica's key is not one of the validators")
+        named = {*config.validators, *(v for _, vs in later_sets for v in vs)}
         if validator_keys is None:
-            if len(config.validators) != 1:
+            if len(named) != 1:
                 raise ConfigError("validator_keys are needed with more than one validator")
             validator_keys = {key.id: key.public_key}
-        if any(v not in validator_keys for v in config.validators):
+        if any(v not in validator_keys for v in named):
             raise ConfigError("validator_keys lacks a validator's public key")
         self.config = config
         self.id = key.id
         self.metrics: dict[str, int] = dict.fromkeys(METRICS, 0)
-        quorums = self._quorums = Quorums.of(config.validators)
-        self._checker = SignatureChecker(config.chain_id, {v: validator_keys[v] for v in config.validators})
-        self._clock = Clock()
-        out = self._out = Outbox(quorums.n == 1, self.metrics)
-        ctx = Context(config, quorums, Signer(key, config.chain_id), out, self._clock, self.metrics)
         delivered = app.committed_height()
         self.head = Head(delivered)
-        self.views = ViewState(quorums, config.view_change_ticks, config.max_backoff_exponent)
+        membership = self._membership = Membership(config.validators, self.head, config.activation_delay)
+        for active_from, validators in later_sets:
+            membership.schedule(active_from, validators)
+        self._checker = SignatureChecker(config.chain_id, {v: validator_keys[v] for v in named})
+        self._clock = Clock()
+        out = self._out = Outbox(lambda: self._membership.current.n == 1, self.metrics)
+        ctx = Context(config, membership, Signer(key, config.chain_id), out, self._clock, self.metrics)
+        self.views = ViewState(membership, config.view_change_ticks, config.max_backoff_exponent)
         self.checkpoints = Checkpoints(ctx, delivered)
         self._queue = TxQueue(config.max_pending_txs)
         self.orderer = Orderer(ctx, app, self.head, self.views, self.checkpoints, self._queue)
@@ -160,12 +164,12 @@ class Replica:
         self._begin()
         added, refused = self._queue.add(txs, self._clock.now)
         self.metrics["dropped_queue_full"] += refused
-        if added and self._quorums.n > 1:
+        if added and self._membership.current.n > 1:
             if self.views.active and self.views.primary != self.id:
                 self._out.forward(added, (self.views.primary,))
             elif not self.views.active:
                 # No primary to trust right now: every validator gets them.
-                self._out.forward(added, self._quorums.others(self.id))
+                self._out.forward(added, self._membership.current.others(self.id))
         self.orderer.advance()
         return self._out.take()
 
@@ -193,7 +197,7 @@ class Replica:
         self._clock.tick()
         if self.views.active and self.views.primary == self.id:
             self.orderer.tick_batch()
-        if self._quorums.n > 1:
+        if self._membership.current.n > 1:
             self._timers.on_tick()
         self.orderer.advance()
         return self._out.take()
@@ -220,6 +224,17 @@ class Replica:
                 self._on_stable(self.checkpoints.send(height, block_hash))
             self.orderer.advance()
         return self._out.take()
+
+    def schedule_validators(self, active_from: int, validators: Sequence[str], keys: Mapping[str, bytes]) -> None:
+        """The committed chain decided the set certifying heights from `active_from` on (the driver calls
+        this when it applies the block that decided it, before the replica delivers more)."""
+        for v in validators:
+            self._checker.keys.setdefault(v, keys[v])
+        self._membership.schedule(active_from, validators)
+
+    def is_validator(self) -> bool:
+        """This replica's key is in the set of the height it delivers next."""
+        return self.id in self._membership.current.validators
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -272,6 +287,8 @@ class Replica:
             self._receive_vote(sender, env, body)
         elif isinstance(body, Checkpoint):
             self._receive_checkpoint(sender, env, body)
+        elif not self._is_current(sender):
+            return
         elif isinstance(body, ViewChange):
             if self._verified(env, body):
                 self.viewchanger.receive_view_change(sender, env, body)
@@ -280,6 +297,23 @@ class Replica:
                 self.viewchanger.receive_new_view(sender, env, body)
         elif isinstance(body, Suspect) and self._verified(env, body):
             self.viewchanger.receive_suspect(sender, env, body)
+
+    def _is_current(self, sender: str) -> bool:
+        """View changes, new views and suspicions come from the current set (the next height's)."""
+        if sender in self._membership.current.validators:
+            return True
+        self.metrics["dropped_non_validator"] += 1
+        return False
+
+    def _is_member_at(self, sender: str, height: int) -> bool:
+        """Messages about one height come from that height's set, which this replica must know."""
+        if not self._membership.knows(height):
+            self.metrics["dropped_out_of_window"] += 1
+            return False
+        if sender not in self._membership.at(height).validators:
+            self.metrics["dropped_non_validator"] += 1
+            return False
+        return True
 
     def _verified(self, env: Envelope, body: Any) -> bool:
         if self._checker.envelope(env, body):
@@ -300,6 +334,8 @@ class Replica:
     def _receive_ordering(self, sender: str, env: Envelope, body: PrePrepare | Prepare | Commit) -> None:
         # Beyond this replica's pipeline: a genuine one shows the sender delivered blocks we have not.
         if not self._note_ahead(sender, env, body, body.height - self.config.max_inflight):
+            return
+        if not self._is_member_at(sender, body.height):
             return
         # Within the watermarks.
         if not self._in_window(body.height, self.checkpoints.low):
@@ -322,6 +358,8 @@ class Replica:
     def _receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
         # A vote is cast for a decided block: a genuine one beyond our pipeline shows we are behind.
         if not self._note_ahead(sender, env, body, body.height - 1):
+            return
+        if not self._is_member_at(sender, body.height):
             return
         # Above what this replica delivered, within the high watermark.
         if not self._in_window(body.height, self.head.height):
@@ -358,6 +396,8 @@ class Replica:
             # Evidence that this replica is behind; nothing to keep.
             self.metrics["dropped_out_of_window"] += 1
             self._catchup.maybe_fetch()
+            return
+        if not self._is_member_at(sender, body.height):
             return
         self._on_stable(checkpoints.add(sender, body, env.signature))
         self.orderer.advance()

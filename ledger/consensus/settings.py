@@ -30,6 +30,9 @@ class ReplicaConfig:
     fetch_retry_ticks: int = 10
     max_pending_txs: int = 200_000
     max_buffered_per_peer: int = 64  # messages for a future view kept per peer
+    # Heights between the block committing a validator-set change and the first it governs (the
+    # chain's rule, ledger.validators.ACTIVATION_DELAY); the pipeline stays shorter.
+    activation_delay: int = 16
 
 
 def check_config(cfg: ReplicaConfig) -> None:
@@ -42,6 +45,9 @@ def check_config(cfg: ReplicaConfig) -> None:
                  "max_pending_txs", "max_buffered_per_peer", "max_tx_strikes", "max_passovers"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    # The pipeline is shorter than the activation delay: the set of every height in flight is known.
+    if cfg.max_inflight >= cfg.activation_delay:
+        raise ConfigError("max_inflight must be below activation_delay")
     # The window leaves room for a checkpoint interval and the pipeline above it.
     if cfg.watermark_window < cfg.checkpoint_interval + cfg.max_inflight:
         raise ConfigError("watermark_window must be at least checkpoint_interval + max_inflight")

@@ -35,6 +35,7 @@ from ledger.consensus.checkpoints import Checkpoints
 from ledger.consensus.context import Context
 from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_NEWVIEW, KEY_VIEW, ViewRecord
+from ledger.consensus.membership import Membership
 from ledger.consensus.messages import (
     Envelope,
     NewView,
@@ -55,7 +56,6 @@ from ledger.consensus.newview import (
     compute_new_view,
 )
 from ledger.consensus.ordering import Orderer
-from ledger.consensus.quorum import Quorums
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import FutureMessages, ViewState
 
@@ -74,8 +74,8 @@ class ViewChangeLog:
     Memory is bounded by one view change per validator.
     """
 
-    def __init__(self, q: Quorums) -> None:
-        self.q = q
+    def __init__(self, membership: Membership) -> None:
+        self._membership = membership
         self._latest: dict[str, StoredViewChange] = {}
         self._peer_views: dict[str, int] = {}
         self._suspects: dict[int, dict[str, bytes]] = {}  # view -> validator -> signature of Suspect(view)
@@ -86,7 +86,7 @@ class ViewChangeLog:
     def suspicion(self, view: int) -> tuple[ValidatorSignature, ...] | None:
         """f+1 validators' signed suspicions of `view`, sorted, once that many suspect it."""
         held = self._suspects.get(view, {})
-        if len(held) < self.q.weak:
+        if len(held) < self._membership.current.weak:
             return None
         return tuple(ValidatorSignature(v, sig) for v, sig in sorted(held.items()))
 
@@ -114,9 +114,10 @@ class ViewChangeLog:
     def compute_join_view(self, me: str, current: int) -> int | None:
         """The view to move to when f+1 others are in views above `current` (else None)."""
         higher = sorted((v for s, v in self._peer_views.items() if s != me and v > current), reverse=True)
-        if len(higher) < self.q.weak:
+        weak = self._membership.current.weak
+        if len(higher) < weak:
             return None
-        return higher[self.q.weak - 1]
+        return higher[weak - 1]
 
     def prune(self, below: int) -> None:
         for s in [s for s, vc in self._latest.items() if vc.view < below]:
@@ -138,7 +139,7 @@ class ViewChanger:
         self._queue = queue
         self._orderer = orderer
         self._catchup = catchup
-        self._log = ViewChangeLog(ctx.quorums)
+        self._log = ViewChangeLog(ctx.membership)
         self._future = FutureMessages(ctx.config.max_buffered_per_peer)
         self._mine: Envelope | None = None
         self._my_suspect: Envelope | None = None
@@ -172,7 +173,7 @@ class ViewChanger:
         """A timer says the primary of the current view is faulty: say so (once per view); leave the
         view once f+1 validators say so."""
         views = self._views
-        if self._ctx.quorums.n == 1 or not views.active:
+        if self._ctx.quorums.n == 1 or not views.active or not self._is_validator():
             return
         if self.my_suspicion is None:
             env = self._ctx.signer.sign(Suspect(views.view))
@@ -198,6 +199,10 @@ class ViewChanger:
         if suspicion is not None:
             self.start(self._views.view + 1, suspicion)
 
+    def _is_validator(self) -> bool:
+        """Only a validator of the current set moves views itself; one that is not follows new views."""
+        return self._ctx.signer.id in self._ctx.quorums.validators
+
     # --- leaving a view ----------------------------------------------------------------------------
 
     def start(self, target: int, suspicion: tuple[ValidatorSignature, ...] = ()) -> None:
@@ -205,7 +210,7 @@ class ViewChanger:
 
         `suspicion`: f+1 signed suspicions of the view left, when that is why (target is the next view).
         """
-        if self._ctx.quorums.n == 1 or target <= self._views.view:
+        if self._ctx.quorums.n == 1 or target <= self._views.view or not self._is_validator():
             return
         self._suspicion = suspicion if target == self._views.view + 1 else ()
         self._views.leave(target, self._ctx.clock.now)
@@ -259,7 +264,7 @@ class ViewChanger:
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
-        check_view_change(body, self._checker, self._ctx.quorums, self._ctx.config.max_inflight)
+        check_view_change(body, self._checker, self._ctx.membership, self._ctx.config.max_inflight)
         if body.suspicion and body.view == self._views.view + 1:
             # f+1 suspect the view this replica is in: it leaves too (below), not to be left alone in it.
             for s in body.suspicion:
@@ -278,7 +283,7 @@ class ViewChanger:
         if body.view < self._views.view or (body.view == self._views.view and self._views.active):
             self._ctx.metrics["dropped_stale"] += 1
             return
-        plan = check_new_view(body, sender, self._checker, self._ctx.quorums, self._ctx.config.max_inflight)
+        plan = check_new_view(body, sender, self._checker, self._ctx.membership, self._ctx.config.max_inflight)
         self._install(body.view, plan, encode_envelope(env))
         self._orderer.advance()
 

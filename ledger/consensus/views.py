@@ -17,13 +17,13 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from ledger.consensus.membership import Membership
 from ledger.consensus.messages import Envelope
-from ledger.consensus.quorum import Quorums
 
 
 class ViewState:
-    def __init__(self, quorums: Quorums, base_timeout: int, max_backoff: int) -> None:
-        self._quorums = quorums
+    def __init__(self, membership: Membership, base_timeout: int, max_backoff: int) -> None:
+        self._membership = membership
         self._base_timeout = base_timeout
         self._max_backoff = max_backoff
         self._view = 0
@@ -44,7 +44,7 @@ class ViewState:
 
     @property
     def primary(self) -> str:
-        return self._quorums.primary(self._view)
+        return self._membership.current.primary(self._view)
 
     @property
     def expected(self) -> Mapping[int, bytes]:

@@ -153,8 +153,8 @@ class Transport:
         max_requests_per_peer: int = 16,
         max_serving_per_link: int = 16,
     ) -> None:
-        if key.id not in validator_keys:
-            raise ValueError(f"this node ({key.id}) is not in the validator set")
+        # This node's own key may be in no set it knows yet: a validator being added follows the chain
+        # (catch-up) until it learns the change; its peers accept it once their chain decided it.
         unknown = sorted(p.id for p in peers if p.id not in validator_keys)
         if unknown:
             raise ValueError(f"peers not in the validator set: {unknown}")
@@ -180,6 +180,7 @@ class Transport:
         self._max_requests_per_peer = max_requests_per_peer
         self._max_serving_per_link = max_serving_per_link
 
+        self._queue_limit, self._queue_bytes = queue_limit, queue_bytes
         self._outboxes = {pid: Outbox(queue_limit, queue_bytes) for pid in self._peers}
         self._out_links: dict[str, Link] = {}
         self._link_up = {pid: asyncio.Event() for pid in self._peers}
@@ -241,6 +242,34 @@ class Transport:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def follow_validators(self, validator_keys: Mapping[str, bytes], peers: Sequence[Peer]) -> None:
+        """The chain decided a new validator set: pin the keys of `validator_keys` (every validator of a set
+        in force or scheduled) and dial the `peers` not dialed yet, without a restart. A peer that left the
+        sets stops being dialed, and its handshakes are refused from now on; its open links end with it.
+
+        The key map is updated in place: the listener shares it, so its next handshake sees the change."""
+        self._by_key.clear()
+        self._by_key.update(validators_by_key(validator_keys))
+        for peer in peers:
+            if peer.id == self._key.id or peer.id in self._peers or peer.id not in validator_keys:
+                continue
+            self._peers[peer.id] = peer
+            self._outboxes[peer.id] = Outbox(self._queue_limit, self._queue_bytes)
+            self._link_up[peer.id] = asyncio.Event()
+            self._requests_open[peer.id] = 0
+            if self._state == "running":
+                self._spawn(self._dial_loop(peer))
+            log.info("validator %s joined: dialing %s:%s", peer.id[:8], peer.host, peer.port)
+        for gone in [pid for pid in self._peers if pid not in validator_keys]:
+            del self._peers[gone]  # its dial loop ends after its current link (see _dial_loop)
+            self._outboxes.pop(gone, None)
+            link = self._out_links.get(gone)
+            if link is not None:
+                self._drop_outgoing(link, f"validator {gone[:8]} left the set")
+            for incoming in self._in_links.pop(gone, []):
+                incoming.abort()
+            log.info("validator %s left the set", gone[:8])
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -343,7 +372,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         delay = self._backoff_min
         established = 0
-        while self._state == "running":
+        while self._state == "running" and peer.id in self._peers:
             link = await self._dial_once(peer)
             if link is None:
                 await asyncio.sleep(self._backoff(delay))

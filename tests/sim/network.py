@@ -77,24 +77,58 @@ class Committed:
     certificate: CommitCertificate
 
 
+SET_TX = b"validator-set:"  # a transaction deciding the next validator set: the ids after it, comma separated
+
+
+def set_tx(ids: Sequence[str], nonce: int = 0) -> bytes:
+    return SET_TX + ",".join(ids).encode() + b";" + str(nonce).encode()
+
+
 class FakeApp:
     """In-memory application: opaque txs, state_root = hash chain over the txs.
 
-    Its committed chain survives a restart (`restarted`), like a disk; so does `store`, which holds
-    what the replica persisted.
+    A `set_tx` decides a validator set, certifying from `activation_delay` heights after its block, as
+    `ledger.validators` does. Its committed chain survives a restart (`restarted`), like a disk; so does
+    `store`, which holds what the replica persisted.
     """
 
     def __init__(
         self, chain_id: str, validator_keys: dict[str, bytes], chain: list[tuple[Block, CommitCertificate | None]]
-        | None = None, store: Store | None = None,
+        | None = None, store: Store | None = None, genesis_ids: Sequence[str] | None = None,
+        activation_delay: int = 16,
     ) -> None:
         self.chain_id = chain_id
-        self.validator_keys = validator_keys
+        self.validator_keys = validator_keys  # of every validator of any set
+        self.genesis_ids = tuple(genesis_ids if genesis_ids is not None else validator_keys)
+        self.activation_delay = activation_delay
         self.blocks: list[Block] = [b for b, _ in chain] if chain else [fake_genesis()]
         self.certs: list[CommitCertificate | None] = [c for _, c in chain] if chain else [None]
         self.hashes = [compute_block_hash(b.header) for b in self.blocks]
         self.pending: dict[bytes, Block] = {}
         self.store: Store = store if store is not None else MemoryStore()
+        self.sets: list[tuple[int, int, tuple[str, ...]]] = [(0, 1, self.genesis_ids)]  # (decided at, from, ids)
+        for block in self.blocks[1:]:
+            self._note_sets(block)
+
+    def _note_sets(self, block: Block) -> None:
+        for tx in block.txs:
+            if tx.startswith(SET_TX):
+                ids = tuple(tx[len(SET_TX):].split(b";")[0].decode().split(","))
+                height = block.header.height
+                self.sets.append((height, height + self.activation_delay, ids))
+
+    def ids_at(self, height: int) -> tuple[str, ...]:
+        return [ids for _, start, ids in self.sets if start <= height][-1]
+
+    def validator_set_decided(self, height: int) -> tuple[int, tuple[str, ...], dict[str, bytes]] | None:
+        for decided, start, ids in self.sets:
+            if decided == height and decided > 0:
+                return start, ids, {v: self.validator_keys[v] for v in ids}
+        return None
+
+    def later_sets(self) -> list[tuple[int, tuple[str, ...]]]:
+        """The sets decided after genesis's (what a node start hands its replica)."""
+        return [(start, ids) for _, start, ids in self.sets[1:]]
 
     def _tip(self, parent: bytes | None) -> Block | None:
         if parent is None or parent == self.hashes[-1]:
@@ -147,11 +181,13 @@ class FakeApp:
         self.blocks.append(block)
         self.certs.append(cert)
         self.hashes.append(compute_block_hash(h))
+        self._note_sets(block)
         self.pending = {k: b for k, b in self.pending.items() if b.header.height > h.height}
         return Committed(block, cert)
 
     def apply_certified(self, block: Block, cert: CommitCertificate) -> Committed:
-        check_certificate(cert, self.chain_id, block.header, self.validator_keys)
+        ids = self.ids_at(block.header.height)
+        check_certificate(cert, self.chain_id, block.header, {v: self.validator_keys[v] for v in ids})
         if block.header != self._expected(self.blocks[-1], block.txs, block.header.view, block.header.timestamp,
                                           block.header.proposer):
             raise InvalidBlock("fetched block does not extend the committed head")
@@ -162,7 +198,7 @@ class FakeApp:
 
     def restarted(self) -> FakeApp:
         return FakeApp(self.chain_id, self.validator_keys, list(zip(self.blocks, self.certs, strict=True)),
-                       self.store)
+                       self.store, self.genesis_ids, self.activation_delay)
 
     def committed(self, result: Committed) -> tuple[Block, CommitCertificate]:
         return result.block, result.certificate
@@ -179,6 +215,7 @@ class SimApp(Protocol):
     def commit(self, block: Block, cert: CommitCertificate) -> Any: ...
     def apply_certified(self, block: Block, cert: CommitCertificate) -> Any: ...
     def serve_blocks(self, request: BlockRequest) -> BlockBatch: ...
+    def validator_set_decided(self, height: int) -> tuple[int, tuple[str, ...], dict[str, bytes]] | None: ...
     def restarted(self) -> SimApp: ...
     def committed(self, result: Any) -> tuple[Block, CommitCertificate]:
         """The block and certificate behind what `commit` or `apply_certified` returned."""
@@ -201,7 +238,7 @@ class SimLinks:
         self.net.send(self.node, peer, payload)
 
     def broadcast(self, payload: bytes) -> None:
-        for v in self.net.config.validators:
+        for v in self.net.validator_keys:  # every validator of any set, as a transport following the set would
             if v != self.node.id:
                 self.send(v, payload)
 
@@ -304,14 +341,20 @@ class Network:
         self, n: int = 4, seed: int = 0, *, twins: Sequence[int] = (), config: dict[str, Any] | None = None,
         app_factory: Callable[[], SimApp] | None = None, keys: Sequence[SigningKey] | None = None,
         chain_id: str = "sim", drop: float = 0.0, duplicate: float = 0.0, min_delay: int = 1, max_delay: int = 4,
-        tick_every: int = 5,
+        tick_every: int = 5, joiners: int = 0,
     ) -> None:
+        """`joiners`: nodes beyond the n genesis validators, running from the start without being
+        validators (a set change may add them)."""
         self.rng = random.Random(seed)
-        self.keys = list(keys) if keys else [SigningKey.from_seed(f"sim-validator-{i}".encode()) for i in range(n)]
+        self.keys = list(keys) if keys else [SigningKey.from_seed(f"sim-validator-{i}".encode())
+                                             for i in range(n + joiners)]
+        genesis_keys = self.keys[:len(self.keys) - joiners]
         self.validator_keys = {k.id: k.public_key for k in self.keys}
         self.chain_id = chain_id
-        self.config = default_config(chain_id, tuple(k.id for k in self.keys), **(config or {}))
-        self.app_factory: Callable[[], SimApp] = app_factory or (lambda: FakeApp(self.chain_id, self.validator_keys))
+        self.config = default_config(chain_id, tuple(k.id for k in genesis_keys), **(config or {}))
+        self.app_factory: Callable[[], SimApp] = app_factory or (lambda: FakeApp(
+            self.chain_id, self.validator_keys, genesis_ids=self.config.validators,
+            activation_delay=self.config.activation_delay))
         self.drop, self.duplicate = drop, duplicate
         self.min_delay, self.max_delay = min_delay, max_delay
         self.tick_every = tick_every
@@ -341,7 +384,8 @@ class Network:
     def _attach_driver(self, node: SimNode) -> None:
         """Build the node's replica from its store and the driver around it, as a node start does."""
         app = node.app
-        replica = Replica(self.config, node.key, app, self.validator_keys, Driver.persisted(app.store))
+        later = app.later_sets() if isinstance(app, FakeApp) else []  # as a node start reads them from its chain
+        replica = Replica(self.config, node.key, app, self.validator_keys, Driver.persisted(app.store), later)
 
         node.driver = SimDriver(replica, app, app.store, SimLinks(self, node), SimHost(self, node))
         node.driver.node = node
@@ -418,7 +462,10 @@ class Network:
             raise SafetyViolation(f"node {node.index} sent a {env.kind} for {h} it had not persisted")
 
     def record(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
-        check_certificate(cert, self.chain_id, block.header, self.validator_keys)
+        keys = self.validator_keys
+        if isinstance(node.app, FakeApp):  # the certificate of the set in force at its height
+            keys = {v: keys[v] for v in node.app.ids_at(block.header.height)}
+        check_certificate(cert, self.chain_id, block.header, keys)
         block_hash = compute_block_hash(block.header)
         height = block.header.height
         if height != len(node.committed):

@@ -21,6 +21,8 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError, CryptoError
 
 PROOF_TYPE = "ledger-state-proof/v2"
+PROOF_TYPE_SETS = "ledger-state-proof/v3"  # carries `validator_sets` (section 14)
+ACTIVATION_DELAY = 16
 MAX_U64 = 2**64 - 1
 
 
@@ -56,6 +58,9 @@ LICENCE = [("id", "text"), ("token", "text"), ("parent", "text"), ("depth", "int
            ("created_height", "int"), ("created_at", "int"), ("revoked", "bool"), ("revoked_by", "text"),
            ("revoked_height", "int"), ("revoked_at", "int")]
 TEXT_LIST = ("list", "text")
+VALIDATOR = [("id", "text"), ("public_key", "bytes"), ("host", "text"), ("port", "int")]
+VALIDATOR_SET = [("seq", "int"), ("active_from", "int"), ("validators", ("list", VALIDATOR)), ("change", "text"),
+                 ("committed_height", "int"), ("tx_id", "text")]
 
 
 def pack(tree: Any) -> bytes:
@@ -282,20 +287,94 @@ def header(v: Any) -> list[Any]:
 # --- section 6: checking a proof --------------------------------------------------------------------------------
 
 
-def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
-    if type(p) is not dict or p.get("type") != PROOF_TYPE:
-        raise Refused("unsupported_version")
-    if p.get("chain_id") != g.chain_id:
-        raise Refused("wrong_chain")
-    obj(p, {"type", "chain_id", "height", "header", "certificate", "entries"}, {"anchor"})
-    height = uint(p["height"])
-    hdr = header(p["header"])
-    c = obj(p["certificate"], {"height", "view", "block_hash", "signatures"})
+def certificate(v: Any) -> tuple[tuple[int, int, bytes], list[tuple[str, bytes]]]:
+    c = obj(v, {"height", "view", "block_hash", "signatures"})
     cert = (uint(c["height"]), uint(c["view"]), hexb(c["block_hash"], 32))
     if type(c["signatures"]) is not list:
         raise bad("signatures")
     sigs = [(text(s["validator"]), hexb(s["signature"], 64))
             for s in (obj(s, {"validator", "signature"}) for s in c["signatures"])]
+    return cert, sigs
+
+
+def check_signers(chain_id: str, validators: dict[str, bytes], hdr: list[Any], block_hash: bytes,
+                  sigs: list[tuple[str, bytes]]) -> None:
+    """Steps 7 and 8 for a block other than block 0, against `validators`."""
+    signers = [v for v, _ in sigs]
+    ascending = all(a < b for a, b in zip(signers, signers[1:], strict=False))
+    if not ascending or any(v not in validators for v in signers):
+        raise Refused("certificate_signers")
+    n = len(validators)
+    if len(signers) < (n + (n - 1) // 3 + 2) // 2:
+        raise Refused("certificate_quorum")
+    digest = H(b"ledger/commit/v1" + pack([chain_id, hdr[0], hdr[2], block_hash]))
+    for v, sig in sigs:
+        try:
+            crypto_sign_open(sig + digest, validators[v])
+        except (BadSignatureError, CryptoError, ValueError):
+            raise Refused("certificate_signature") from None
+
+
+def validators_in_force(links: list[Any], g: Genesis, height: int) -> dict[str, bytes]:
+    """Step 6b: walk the changes from the genesis set."""
+    validators, first = dict(g.validators), 1
+    for i, (hdr, cert, sigs, entry) in enumerate(links, 1):
+        block_hash = H(pack(hdr))
+        if hdr[0] < first or hdr[0] == 0 or cert != (hdr[0], hdr[2], block_hash):
+            raise Refused("validator_set_link")
+        check_signers(g.chain_id, validators, hdr, block_hash, sigs)
+        key, value, siblings, leaf = entry
+        if key != b"val/s/" + i.to_bytes(8, "big") or value is None or not smt_holds(hdr[5], key, value, siblings,
+                                                                                     leaf):
+            raise Refused("validator_set_link")
+        try:
+            record = decode(value, VALIDATOR_SET, "validator set")
+        except Refused:
+            raise Refused("validator_set_link") from None
+        active = record["active_from"]
+        if (record["seq"], record["committed_height"], active) != (i, hdr[0], hdr[0] + ACTIVATION_DELAY) or \
+                active > height:
+            raise Refused("validator_set_link")
+        validators = {v["id"]: bytes.fromhex(v["public_key"]) for v in record["validators"]}
+        first = active
+    return validators
+
+
+def entry_of(e: Any) -> tuple[bytes, bytes | None, list[bytes], Any]:
+    e = obj(e, {"key", "value", "smt"})
+    key = hexb(e["key"])
+    if not key:
+        raise bad("empty key")
+    value = None if e["value"] is None else hexb(e["value"])
+    s = obj(e["smt"], {"siblings", "leaf"})
+    if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
+        raise bad("siblings")
+    siblings = [hexb(x, 32) for x in s["siblings"]]
+    leaf = s["leaf"]
+    if leaf is not None:
+        if type(leaf) is not list or len(leaf) != 2:
+            raise bad("leaf")
+        leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
+    return key, value, siblings, leaf
+
+
+def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
+    if type(p) is not dict or p.get("type") not in (PROOF_TYPE, PROOF_TYPE_SETS):
+        raise Refused("unsupported_version")
+    if p.get("chain_id") != g.chain_id:
+        raise Refused("wrong_chain")
+    members = {"type", "chain_id", "height", "header", "certificate", "entries"}
+    obj(p, members | {"validator_sets"} if p["type"] == PROOF_TYPE_SETS else members, {"anchor"})
+    height = uint(p["height"])
+    hdr = header(p["header"])
+    cert, sigs = certificate(p["certificate"])
+    links = []
+    if p["type"] == PROOF_TYPE_SETS:
+        if type(p["validator_sets"]) is not list or not 1 <= len(p["validator_sets"]) <= 10_000:
+            raise bad("validator_sets")
+        for link in p["validator_sets"]:
+            link = obj(link, {"header", "certificate", "entry"})
+            links.append((header(link["header"]), *certificate(link["certificate"]), entry_of(link["entry"])))
     if type(p["entries"]) is not list or not 1 <= len(p["entries"]) <= 1100:
         raise bad("entries")
     entries = []
@@ -340,22 +419,12 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
         raise Refused("genesis_header")
     if cert != (hdr[0], hdr[2], block_hash):
         raise Refused("certificate_mismatch")
-    signers = [v for v, _ in sigs]
+    validators = validators_in_force(links, g, hdr[0])
     if hdr[0] == 0:
-        if signers:
+        if sigs:
             raise Refused("certificate_signers")
     else:
-        ascending = all(a < b for a, b in zip(signers, signers[1:], strict=False))
-        if not ascending or any(v not in g.validators for v in signers):
-            raise Refused("certificate_signers")
-        if len(signers) < g.quorum:
-            raise Refused("certificate_quorum")
-        digest = H(b"ledger/commit/v1" + pack([g.chain_id, hdr[0], hdr[2], block_hash]))
-        for v, sig in sigs:
-            try:
-                crypto_sign_open(sig + digest, g.validators[v])
-            except (BadSignatureError, CryptoError, ValueError):
-                raise Refused("certificate_signature") from None
+        check_signers(g.chain_id, validators, hdr, block_hash, sigs)
     for key, value, siblings, leaf in entries:
         if not smt_holds(hdr[5], key, value, siblings, leaf):
             raise Refused("state_proof")

@@ -71,14 +71,16 @@ async def network(node: NodeDep) -> dict[str, Any]:
         await node.peer_info.refresh(transport, sorted(connected))
     head, now = node.chain.height, time.time()
     validators = []
-    for v in node.genesis.validators:
-        vid = derive_id(v.public_key)
+    names = {derive_id(v.public_key): v.name for v in node.genesis.validators}
+    for v in node.chain.validators_at(head + 1):  # the set of the next block (genesis's until a change)
+        vid = v.id
         is_self = vid == node.key.id
         seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
                  "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True} if is_self else
                 describe_peer(node.peer_info.seen(vid), transport.link_state(vid) if transport else None, now))
         validators.append({
-            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary, **seen,
+            "id": vid, "name": names.get(vid, f"{v.host}:{v.port}" if v.host else vid[:8]), "self": is_self,
+            "primary": vid == node.replica.primary, **seen,
             "lag": None if seen["height"] is None else head - seen["height"],
             "equivocations": evidence_count(node.chain.latest, vid),
         })

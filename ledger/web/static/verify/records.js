@@ -28,6 +28,9 @@ export const LICENCE = [["id", "text"], ["token", "text"], ["parent", "text"], [
   ["created_height", "int"], ["created_at", "int"], ["revoked", "bool"], ["revoked_by", "text"],
   ["revoked_height", "int"], ["revoked_at", "int"]];
 export const TEXT_LIST = ["list", "text"];
+export const VALIDATOR = [["id", "text"], ["public_key", "bytes"], ["host", "text"], ["port", "int"]];
+export const VALIDATOR_SET = [["seq", "int"], ["active_from", "int"], ["validators", ["list", VALIDATOR]],
+  ["change", "text"], ["committed_height", "int"], ["tx_id", "text"]];
 
 function asJson(value, type) {
   if (type === "int") {

@@ -3,10 +3,12 @@
 
 import { bytesEqual, concat, fromHex, fromUtf8, isObject, isText, isUint, jsonEqual, pack, parseJson, toHex, utf8 } from "./codec.js";
 import { verifySignature } from "./ed25519.js";
-import { refuse } from "./records.js";
+import { VALIDATOR_SET, decode, refuse } from "./records.js";
 import { sha256 as H } from "./sha2.js";
 
 export const PROOF_TYPE = "ledger-state-proof/v2";
+export const PROOF_TYPE_SETS = "ledger-state-proof/v3"; // carries `validator_sets` (section 14)
+const ACTIVATION_DELAY = 16n;
 
 // --- section 4: genesis --------------------------------------------------------------------------------
 
@@ -158,31 +160,109 @@ function header(v) {
 
 const headersEqual = (a, b) => a.every((x, i) => (x instanceof Uint8Array ? bytesEqual(x, b[i]) : jsonEqual(x, b[i])));
 
+function certificate(v) {
+  const c = obj(v, ["height", "view", "block_hash", "signatures"]);
+  if (!Array.isArray(c.signatures)) throw malformed("signatures");
+  return [[uint(c.height), uint(c.view), hex(c.block_hash, 32)],
+    c.signatures.map(s => obj(s, ["validator", "signature"])).map(s => [text(s.validator), hex(s.signature, 64)])];
+}
+
+function entry(e) {
+  obj(e, ["key", "value", "smt"]);
+  const key = hex(e.key);
+  if (key.length === 0) throw malformed("empty key");
+  const value = e.value === null ? null : hex(e.value);
+  const s = obj(e.smt, ["siblings", "leaf"]);
+  if (!Array.isArray(s.siblings) || s.siblings.length > 256) throw malformed("siblings");
+  let leaf = s.leaf;
+  if (leaf !== null) {
+    if (!Array.isArray(leaf) || leaf.length !== 2) throw malformed("leaf");
+    leaf = [hex(leaf[0], 32), hex(leaf[1], 32)];
+  }
+  return { key, keyHex: e.key, value, siblings: s.siblings.map(x => hex(x, 32)), leaf };
+}
+
+// Steps 7 and 8 for a block other than block 0, against `validators` (id -> public key).
+async function checkSigners(chainId, validators, hdr, blockHash, sigs, options) {
+  const signers = sigs.map(s => s[0]);
+  for (let i = 1; i < signers.length; i++) {
+    if (!(signers[i - 1] < signers[i])) throw refuse("certificate_signers", "signers are repeated or unsorted");
+  }
+  const unknown = signers.find(v => !validators.has(v));
+  if (unknown !== undefined) throw refuse("certificate_signers", `${unknown} is not a validator at height ${hdr[0]}`);
+  const n = validators.size;
+  const quorum = Math.floor((n + Math.floor((n - 1) / 3) + 2) / 2);
+  if (signers.length < quorum) throw refuse("certificate_quorum", `${signers.length} signatures, a quorum is ${quorum}`);
+  const digest = H(concat(utf8("ledger/commit/v1"), pack([chainId, hdr[0], hdr[2], blockHash])));
+  for (const [validator, signature] of sigs) {
+    if (!(await verifySignature(validators.get(validator), digest, signature, options))) {
+      throw refuse("certificate_signature", `bad commit signature from ${validator}`);
+    }
+  }
+}
+
+const setKey = seq => {
+  const key = new Uint8Array(14);
+  key.set(utf8("val/s/"));
+  new DataView(key.buffer).setBigUint64(6, BigInt(seq));
+  return key;
+};
+
+// Step 6b: the validators in force at `height`, walking the changes from the genesis set.
+async function validatorsInForce(links, g, height, options) {
+  let validators = g.validators;
+  let first = 1n;
+  for (let i = 1; i <= links.length; i++) {
+    const { hdr, cert, sigs, e } = links[i - 1];
+    const blockHash = H(pack(hdr));
+    const h = BigInt(hdr[0]);
+    if (h < first || h === 0n || BigInt(cert[0]) !== h || BigInt(cert[1]) !== BigInt(hdr[2]) || !bytesEqual(cert[2], blockHash)) {
+      throw refuse("validator_set_link", `change ${i}: its block is not certified by the set before it`);
+    }
+    await checkSigners(g.chainId, validators, hdr, blockHash, sigs, options);
+    if (!bytesEqual(e.key, setKey(i)) || e.value === null || !smtHolds(hdr[5], e.key, e.value, e.siblings, e.leaf)) {
+      throw refuse("validator_set_link", `change ${i}: not a proof of validator set ${i} in that block`);
+    }
+    let record;
+    try {
+      record = decode(e.value, VALIDATOR_SET, "validator set");
+    } catch (err) {
+      throw refuse("validator_set_link", `change ${i}: ${err.message}`);
+    }
+    const active = BigInt(record.active_from);
+    if (BigInt(record.seq) !== BigInt(i) || BigInt(record.committed_height) !== h || active !== h + ACTIVATION_DELAY
+      || active > BigInt(height)) {
+      throw refuse("validator_set_link", `change ${i}: not the set its block decided, in force at height ${height}`);
+    }
+    validators = new Map(record.validators.map(v => [v.id, fromHex(v.public_key, 32)]));
+    first = active;
+  }
+  return validators;
+}
+
 export async function checkProof(p, g, options) {
-  if (!isObject(p) || p.type !== PROOF_TYPE) throw refuse("unsupported_version", `not a ${PROOF_TYPE} document`);
+  if (!isObject(p) || (p.type !== PROOF_TYPE && p.type !== PROOF_TYPE_SETS)) {
+    throw refuse("unsupported_version", `not a ${PROOF_TYPE} or ${PROOF_TYPE_SETS} document`);
+  }
   if (p.chain_id !== g.chainId) throw refuse("wrong_chain", `the proof is for chain ${p.chain_id}, genesis is ${g.chainId}`);
-  obj(p, ["type", "chain_id", "height", "header", "certificate", "entries"], ["anchor"]);
+  const members = ["type", "chain_id", "height", "header", "certificate", "entries"];
+  obj(p, p.type === PROOF_TYPE_SETS ? [...members, "validator_sets"] : members, ["anchor"]);
   const height = uint(p.height);
   const hdr = header(p.header);
-  const c = obj(p.certificate, ["height", "view", "block_hash", "signatures"]);
-  const cert = [uint(c.height), uint(c.view), hex(c.block_hash, 32)];
-  if (!Array.isArray(c.signatures)) throw malformed("signatures");
-  const sigs = c.signatures.map(s => obj(s, ["validator", "signature"])).map(s => [text(s.validator), hex(s.signature, 64)]);
-  if (!Array.isArray(p.entries) || p.entries.length < 1 || p.entries.length > 1100) throw malformed("entries");
-  const entries = p.entries.map(e => {
-    obj(e, ["key", "value", "smt"]);
-    const key = hex(e.key);
-    if (key.length === 0) throw malformed("empty key");
-    const value = e.value === null ? null : hex(e.value);
-    const s = obj(e.smt, ["siblings", "leaf"]);
-    if (!Array.isArray(s.siblings) || s.siblings.length > 256) throw malformed("siblings");
-    let leaf = s.leaf;
-    if (leaf !== null) {
-      if (!Array.isArray(leaf) || leaf.length !== 2) throw malformed("leaf");
-      leaf = [hex(leaf[0], 32), hex(leaf[1], 32)];
+  const [cert, sigs] = certificate(p.certificate);
+  const links = [];
+  if (p.type === PROOF_TYPE_SETS) {
+    if (!Array.isArray(p.validator_sets) || p.validator_sets.length < 1 || p.validator_sets.length > 10000) {
+      throw malformed("validator_sets");
     }
-    return { key, keyHex: e.key, value, siblings: s.siblings.map(x => hex(x, 32)), leaf };
-  });
+    for (const link of p.validator_sets) {
+      obj(link, ["header", "certificate", "entry"]);
+      const [lcert, lsigs] = certificate(link.certificate);
+      links.push({ hdr: header(link.header), cert: lcert, sigs: lsigs, e: entry(link.entry) });
+    }
+  }
+  if (!Array.isArray(p.entries) || p.entries.length < 1 || p.entries.length > 1100) throw malformed("entries");
+  const entries = p.entries.map(entry);
   if (new Set(entries.map(e => e.keyHex)).size !== entries.length) throw malformed("two entries with one key");
   let anchor = null;
   if (p.anchor !== undefined && p.anchor !== null) {
@@ -203,22 +283,11 @@ export async function checkProof(p, g, options) {
   if (!jsonEqual(cert[0], hdr[0]) || !jsonEqual(cert[1], hdr[2]) || !bytesEqual(cert[2], blockHash)) {
     throw refuse("certificate_mismatch", "the certificate is for another block");
   }
-  const signers = sigs.map(s => s[0]);
+  const validators = await validatorsInForce(links, g, hdr[0], options);
   if (atZero) {
-    if (signers.length) throw refuse("certificate_signers", "block 0 carries no signatures");
+    if (sigs.length) throw refuse("certificate_signers", "block 0 carries no signatures");
   } else {
-    for (let i = 1; i < signers.length; i++) {
-      if (!(signers[i - 1] < signers[i])) throw refuse("certificate_signers", "signers are repeated or unsorted");
-    }
-    const unknown = signers.find(v => !g.validators.has(v));
-    if (unknown !== undefined) throw refuse("certificate_signers", `${unknown} is not a genesis validator`);
-    if (signers.length < g.quorum) throw refuse("certificate_quorum", `${signers.length} signatures, a quorum is ${g.quorum}`);
-    const digest = H(concat(utf8("ledger/commit/v1"), pack([g.chainId, hdr[0], hdr[2], blockHash])));
-    for (const [validator, signature] of sigs) {
-      if (!(await verifySignature(g.validators.get(validator), digest, signature, options))) {
-        throw refuse("certificate_signature", `bad commit signature from ${validator}`);
-      }
-    }
+    await checkSigners(g.chainId, validators, hdr, blockHash, sigs, options);
   }
   for (const e of entries) {
     if (!smtHolds(hdr[5], e.key, e.value, e.siblings, e.leaf)) {
