@@ -137,7 +137,8 @@ class FakeApp:
 class SimApp(Protocol):
     """An application the simulation runs: what the driver needs, a disk that survives restarts."""
 
-    store: Store
+    @property
+    def store(self) -> Store: ...
 
     def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block: ...
     def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool: ...
