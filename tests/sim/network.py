@@ -339,6 +339,9 @@ class Network:
         """Start the node again from its disk (its application's chain and store); nothing else survives."""
         node = self.nodes[index]
         node.app = node.app.restarted()
+        if node.app.committed_height() < node.height:  # its disk lost a block it acknowledged
+            raise SafetyViolation(f"node {index} restarted at height {node.app.committed_height()}, "
+                                  f"below the {node.height} it acknowledged")
         node.alive = True
         node.catching_up = None
         node.generation += 1

@@ -13,60 +13,17 @@ tests/sim/adversarial.py and tests/sim/twins.py add the Byzantine and partitione
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ledger.chain import compute_block_hash
 from ledger.codec import encode
-from ledger.consensus.actions import Action, Broadcast, Send
 from ledger.consensus.messages import (
-    KIND_PREPREPARE,
     Envelope,
     Prepare,
-    PrePrepare,
-    Suspect,
-    decode_block,
-    decode_body,
-    decode_envelope,
     encode_envelope,
     sign_message,
 )
 from ledger.crypto import SigningKey
+from tests.sim.byzantine import equivocator, whisperer
 from tests.sim.checks import assert_live, finish, load, make_txs
-from tests.sim.network import Network, SimNode
-
-# --- Byzantine behaviours ----------------------------------------------------------------------
-
-
-def equivocator(net: Network) -> Callable[[SimNode, list[Action]], list[Action]]:
-    """A primary that sends one block to half of the backups and another block to the rest."""
-
-    def rewrite(node: SimNode, actions: list[Action]) -> list[Action]:
-        out: list[Action] = []
-        for a in actions:
-            env = decode_envelope(a.message) if isinstance(a, Broadcast) else None
-            if not isinstance(a, Broadcast) or env is None or env.kind != KIND_PREPREPARE:
-                out.append(a)
-                continue
-            body = decode_body(env)
-            block = decode_block(env.attachment)
-            alt_txs = list(block.txs[:-1]) + [f"evil-{body.view}-{body.height}".encode()]
-            try:
-                alt = node.app.propose(alt_txs, block.header.view, node.id, body.prev_hash)
-            except ValueError:
-                out.append(a)
-                continue
-            alt_hash = compute_block_hash(alt.header)
-            alt_env = sign_message(
-                node.key, net.chain_id, PrePrepare(body.view, body.height, alt_hash, alt.header.prev_hash), encode(alt)
-            )
-            peers = [v for v in net.config.validators if v != node.id]
-            cut = net.rng.randint(1, len(peers) - 1)
-            for i, v in enumerate(peers):
-                out.append(Send(v, a.message if i < cut else encode_envelope(alt_env)))
-        return out
-
-    return rewrite
-
+from tests.sim.network import Network
 
 # --- scenarios -----------------------------------------------------------------------------------
 
@@ -313,11 +270,7 @@ def scenario_lone_suspicion(seed: int) -> None:
     net.make_byzantine(bad, "whispers suspicions")
     target = net.nodes[1 + seed % 2]
 
-    def whisper(node: SimNode, actions: list[Action]) -> list[Action]:
-        env = sign_message(node.key, net.chain_id, Suspect(node.replica.view))
-        return [*actions, Send(target.id, encode_envelope(env))]
-
-    net.nodes[bad].outgoing = whisper
+    net.nodes[bad].outgoing = whisperer(net, target)
     net.block(target.index, 0)  # what the target forwards never reaches the primary
     stuck = make_txs("lone", 12)
     load(net, stuck, index=target.index)
