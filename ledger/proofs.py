@@ -1,55 +1,108 @@
-"""Proofs of state that anyone can check offline against the genesis validator set.
+"""State proofs that anyone can check offline against the genesis validator set (docs/proofs.md).
 
-A state proof is a chain: value -> sparse-Merkle proof -> header (state_root) -> commit
-certificate (2f+1 validator signatures over the header hash). Checking it needs only the genesis
-file: no trust in the node that served it. A proof with `value: null` proves the key was absent
-at that height.
+A state proof is a chain: entries (state keys with their values, or their absence) -> sparse-Merkle
+proofs -> one header (state_root) -> its commit certificate (a quorum of genesis validators' signatures
+over the header hash) -> optionally an Ethereum anchor. Checking it needs only the genesis file: no
+trust in the node that served it.
 
-JSON form:
-```
-{"type": "ledger-state-proof/v1", "chain_id": ..., "height": H, "key": hex, "value": hex | null,
- "smt": {"siblings": [...], "leaf": ...}, "header": {...}, "certificate": {...}}
-```
+Every failure raises `InvalidProof` with a stable `code` (the list and the order of the checks are in
+docs/proofs.md), so independent verifiers can agree with this one on every known-answer vector.
+
+An answer is built by running the query over a `RecordingView` and proving every key it read; a verifier
+re-runs the same query over a `ProvenView` of the proven entries (`ledger.answers`), which refuses any
+key the proof does not cover.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ledger import merkle
-from ledger.chain import BlockHeader, CommitCertificate, InvalidBlock, check_certificate, compute_block_hash
+from ledger.chain import BlockHeader, CommitVote, compute_block_hash
 from ledger.chaindb import ChainDB
-from ledger.codec import CodecError, from_plain, to_plain
+from ledger.consensus.quorum import quorum_size
+from ledger.crypto import DOMAIN_COMMIT, verify
 from ledger.genesis import Genesis
 from ledger.smt import SMTProof, verify_proof
+from ledger.state import StateView
 from ledger.store import MemoryStore
 
-PROOF_TYPE = "ledger-state-proof/v1"
+PROOF_TYPE = "ledger-state-proof/v2"
+HASH_LEN = 32
+SIGNATURE_LEN = 64
+MAX_UINT64 = 2**64 - 1
+MAX_ENTRIES = 1100  # an asset answer proves its record and up to 1,000 history events
+PROOF_FIELDS = {"type", "chain_id", "height", "header", "certificate", "entries"}
+HEADER_FIELDS = ("height", "prev_hash", "view", "timestamp", "tx_root", "state_root", "history_root", "proposer")
+ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"}
 
 
 class InvalidProof(ValueError):
-    """The proof does not check out; the message says which link failed."""
+    """The proof (or the answer around it) does not check out: `code` names the check, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
 class AnchorClaim:
-    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height`."""
+    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height`,
+    written by transaction `tx_hash` in block `eth_block` (checked only against an Ethereum node)."""
 
     height: int
     root: bytes
     eth_chain_id: int
     contract: str
     tx_hash: str
+    eth_block: int
 
 
 @dataclass(frozen=True)
 class VerifiedState:
+    """What a valid proof proves: the state under `keys` (None: absent) at `height`."""
+
     height: int
-    key: bytes
-    value: bytes | None
     header: BlockHeader
-    anchor: AnchorClaim | None = None
+    block_hash: bytes
+    keys: tuple[bytes, ...]  # in the proof's order; keys[0] is the key the answer is about
+    values: Mapping[bytes, bytes | None]
+    anchor: AnchorClaim | None
+    anchor_asked: bool  # the proof has an `anchor` member (null when no anchor covered it yet)
+
+    def view(self) -> ProvenView:
+        return ProvenView(self.values)
+
+
+class ProvenView:
+    """A state view of the proven entries only: reading any other key fails the answer (`proof_incomplete`)."""
+
+    def __init__(self, values: Mapping[bytes, bytes | None]) -> None:
+        self._values = values
+
+    def get(self, key: bytes) -> bytes | None:
+        if key not in self._values:
+            raise InvalidProof("proof_incomplete", f"the answer depends on {key.decode(errors='replace')!r}, "
+                               "which the proof does not cover")
+        return self._values[key]
+
+
+class RecordingView:
+    """A state view that remembers which keys were read, in order: the keys an answer's proof must cover."""
+
+    def __init__(self, base: StateView) -> None:
+        self._base = base
+        self.keys: dict[bytes, None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        self.keys.setdefault(key, None)
+        return self._base.get(key)
+
+
+# --- building --------------------------------------------------------------------------------------
 
 
 def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
@@ -59,6 +112,7 @@ def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
     covers every earlier block, so an RFC 6962 inclusion proof links block `height` to it.
     """
     from ledger.anchor.records import get_anchor_record, latest_recorded_height
+    from ledger.codec import to_plain
 
     view = chain.latest
     record = get_anchor_record(view, latest_recorded_height(view))
@@ -80,114 +134,275 @@ def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
 
 
 def build_state_proof(
-    chain: ChainDB, key: bytes, height: int | None = None, anchor: bool = False
+    chain: ChainDB, keys: bytes | Iterable[bytes], height: int | None = None, anchor: bool = False
 ) -> dict[str, Any]:
-    """The proof of `key` at `height` (default: head); `anchor=True` adds the Ethereum anchor path."""
-    h, value, smt = chain.prove(key, height)
+    """The proof of `keys` (the first is the one the answer is about) at `height` (default: the head);
+    `anchor=True` adds the Ethereum anchor path."""
+    from ledger.codec import to_plain
+
+    wanted = [keys] if isinstance(keys, bytes) else list(dict.fromkeys(keys))
+    h = chain.height if height is None else height
     certified = chain.certified_header(h)
     if certified is None:
         raise KeyError(f"no committed block at height {h}")
     header, cert = certified
-    extra: dict[str, Any] = {}
-    if anchor:
-        extra["anchor"] = build_anchor_section(chain, h)
-    return {
+    entries = []
+    for key in wanted:
+        _, value, smt = chain.prove(key, h)
+        entries.append({"key": key.hex(), "value": None if value is None else value.hex(), "smt": smt.to_dict()})
+    doc: dict[str, Any] = {
         "type": PROOF_TYPE,
         "chain_id": chain.chain_id,
         "height": h,
-        "key": key.hex(),
-        "value": None if value is None else value.hex(),
-        "smt": smt.to_dict(),
         "header": to_plain(header),
         "certificate": to_plain(cert),
-        **extra,
+        "entries": entries,
     }
+    if anchor:
+        doc["anchor"] = build_anchor_section(chain, h)
+    return doc
 
 
-def _genesis_header(genesis: Genesis) -> BlockHeader:
+# --- parsing (every field typed exactly; anything else is `malformed_proof`) ------------------------
+
+
+def _malformed(what: str) -> InvalidProof:
+    return InvalidProof("malformed_proof", f"malformed proof: {what}")
+
+
+def _object(value: Any, fields: set[str], what: str, optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise _malformed(f"{what} is not an object")
+    missing = sorted(fields - set(value))
+    unknown = sorted(set(value) - fields - optional)
+    if missing or unknown:
+        raise _malformed(f"{what}: missing {missing}, unknown {unknown}")
+    return value
+
+
+def _uint(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_UINT64:
+        raise _malformed(f"{what} is not an unsigned 64-bit integer")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise _malformed(f"{what} is not a string")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise _malformed(f"{what} is not valid Unicode text") from exc
+    return value
+
+
+def _hex(value: Any, what: str, length: int | None = None) -> bytes:
+    if type(value) is not str:
+        raise _malformed(f"{what} is not a hex string")
+    try:
+        out = bytes.fromhex(value)
+    except ValueError:
+        raise _malformed(f"{what} is not hex") from None
+    if out.hex() != value:
+        raise _malformed(f"{what} is not lowercase hex without separators")
+    if length is not None and len(out) != length:
+        raise _malformed(f"{what} is not {length} bytes")
+    return out
+
+
+def parse_header(value: Any, what: str = "header") -> BlockHeader:
+    d = _object(value, set(HEADER_FIELDS), what)
+    return BlockHeader(
+        _uint(d["height"], f"{what}.height"), _hex(d["prev_hash"], f"{what}.prev_hash", HASH_LEN),
+        _uint(d["view"], f"{what}.view"), _uint(d["timestamp"], f"{what}.timestamp"),
+        _hex(d["tx_root"], f"{what}.tx_root", HASH_LEN), _hex(d["state_root"], f"{what}.state_root", HASH_LEN),
+        _hex(d["history_root"], f"{what}.history_root", HASH_LEN), _text(d["proposer"], f"{what}.proposer"),
+    )
+
+
+def _parse_certificate(value: Any) -> tuple[int, int, bytes, list[tuple[str, bytes]]]:
+    d = _object(value, {"height", "view", "block_hash", "signatures"}, "certificate")
+    if type(d["signatures"]) is not list:
+        raise _malformed("certificate.signatures is not a list")
+    signatures = []
+    for i, s in enumerate(d["signatures"]):
+        s = _object(s, {"validator", "signature"}, f"certificate.signatures[{i}]")
+        signatures.append((_text(s["validator"], "validator"), _hex(s["signature"], "signature", SIGNATURE_LEN)))
+    return (_uint(d["height"], "certificate.height"), _uint(d["view"], "certificate.view"),
+            _hex(d["block_hash"], "certificate.block_hash", HASH_LEN), signatures)
+
+
+def _parse_entries(value: Any) -> list[tuple[bytes, bytes | None, SMTProof]]:
+    if type(value) is not list or not 1 <= len(value) <= MAX_ENTRIES:
+        raise _malformed(f"entries is not a list of 1 to {MAX_ENTRIES} entries")
+    out = []
+    for i, e in enumerate(value):
+        e = _object(e, {"key", "value", "smt"}, f"entries[{i}]")
+        key = _hex(e["key"], f"entries[{i}].key")
+        if not key:
+            raise _malformed(f"entries[{i}].key is empty")
+        val = None if e["value"] is None else _hex(e["value"], f"entries[{i}].value")
+        smt = _object(e["smt"], {"siblings", "leaf"}, f"entries[{i}].smt")
+        siblings = smt["siblings"]
+        if type(siblings) is not list or len(siblings) > 256:
+            raise _malformed(f"entries[{i}].smt.siblings is not a list of at most 256 hashes")
+        leaf = smt["leaf"]
+        if leaf is not None and (type(leaf) is not list or len(leaf) != 2):
+            raise _malformed(f"entries[{i}].smt.leaf is neither null nor [path, value_hash]")
+        proof = SMTProof(
+            tuple(_hex(s, f"entries[{i}].smt.siblings", HASH_LEN) for s in siblings),
+            None if leaf is None else (_hex(leaf[0], "leaf path", HASH_LEN), _hex(leaf[1], "leaf hash", HASH_LEN)),
+        )
+        out.append((key, val, proof))
+    if len({k for k, _, _ in out}) != len(out):
+        raise _malformed("two entries have the same key")
+    return out
+
+
+def _parse_anchor(value: Any) -> tuple[BlockHeader, list[bytes], AnchorClaim]:
+    d = _object(value, ANCHOR_FIELDS, "anchor")
+    anchored = parse_header(d["header"], "anchor.header")
+    if type(d["history_proof"]) is not list:
+        raise _malformed("anchor.history_proof is not a list")
+    path = [_hex(h, "anchor.history_proof", HASH_LEN) for h in d["history_proof"]]
+    contract = _text(d["contract"], "anchor.contract")
+    if len(contract) != 42 or not contract.startswith("0x") or any(c not in "0123456789abcdefABCDEF"
+                                                                     for c in contract[2:]):
+        raise _malformed("anchor.contract is not a 0x-prefixed 20-byte address")
+    tx_hash = _hex(d["tx_hash"], "anchor.tx_hash", HASH_LEN).hex()
+    eth_chain_id = _uint(d["eth_chain_id"], "anchor.eth_chain_id")
+    if eth_chain_id == 0:
+        raise _malformed("anchor.eth_chain_id is 0")
+    claim = AnchorClaim(_uint(d["height"], "anchor.height"), compute_block_hash(anchored), eth_chain_id, contract,
+                        tx_hash, _uint(d["eth_block"], "anchor.eth_block"))
+    return anchored, path, claim
+
+
+# --- checking ---------------------------------------------------------------------------------------
+
+
+def genesis_header(genesis: Genesis) -> BlockHeader:
+    """Header 0, computed from the genesis file alone (docs/proofs.md, "The genesis block")."""
     return ChainDB(MemoryStore(), genesis).head
 
 
 def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
-    """Check every link of `proof` against `genesis`; raise InvalidProof naming the broken one."""
-    # The document is a state proof of this chain.
-    if not isinstance(proof, dict) or proof.get("type") != PROOF_TYPE:
-        raise InvalidProof(f"not a {PROOF_TYPE} document")
+    """Check every link of `proof` against `genesis`, in the order of docs/proofs.md; raise InvalidProof
+    naming the first that fails."""
+    # The document is a state proof of this version and of this chain.
+    if type(proof) is not dict or proof.get("type") != PROOF_TYPE:
+        found = proof.get("type") if type(proof) is dict else None
+        raise InvalidProof("unsupported_version", f"not a {PROOF_TYPE} document (type {found!r})")
     if proof.get("chain_id") != genesis.chain_id:
-        raise InvalidProof(f"proof is for chain {proof.get('chain_id')!r}, genesis is {genesis.chain_id!r}")
-    try:
-        header = from_plain(BlockHeader, proof["header"])
-        cert = from_plain(CommitCertificate, proof["certificate"])
-        key = bytes.fromhex(proof["key"])
-        value = None if proof["value"] is None else bytes.fromhex(proof["value"])
-        smt = SMTProof.from_dict(proof["smt"])
-    except (KeyError, TypeError, ValueError, CodecError) as exc:
-        raise InvalidProof(f"malformed proof: {exc}") from exc
+        raise InvalidProof("wrong_chain", f"proof is for chain {proof.get('chain_id')!r}, genesis is "
+                           f"{genesis.chain_id!r}")
+    _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
+    height = _uint(proof["height"], "height")
+    header = parse_header(proof["header"])
+    cert_height, cert_view, cert_hash, signatures = _parse_certificate(proof["certificate"])
+    entries = _parse_entries(proof["entries"])
+    anchor = None if proof.get("anchor") is None else _parse_anchor(proof["anchor"])
     # The proof's height is its header's.
-    if proof.get("height") != header.height:
-        raise InvalidProof("height does not match the header")
-    if header.height == 0:
+    if height != header.height:
+        raise InvalidProof("height_mismatch", f"the proof says height {height}, its header is block {header.height}")
+    block_hash = compute_block_hash(header)
+    if header.height == 0 and header != genesis_header(genesis):
         # Block 0 is fixed by the genesis file itself.
-        if header != _genesis_header(genesis):
-            raise InvalidProof("header 0 is not this genesis block")
-    else:
-        # A quorum of genesis validators committed this header.
-        try:
-            check_certificate(cert, genesis.chain_id, header, genesis.validator_keys())
-        except InvalidBlock as exc:
-            raise InvalidProof(f"certificate: {exc}") from exc
+        raise InvalidProof("genesis_header", "header 0 is not this genesis file's block 0")
     # The certificate names this exact header.
-    if cert.block_hash != compute_block_hash(header):
-        raise InvalidProof("certificate is for another header")
-    # The value (or its absence) is what the header's state root commits to.
-    if not verify_proof(header.state_root, key, value, smt):
-        raise InvalidProof("state proof does not match the header's state_root")
-    section = proof.get("anchor")
-    claim = None if section is None else check_anchor_section(section, header)
-    return VerifiedState(header.height, key, value, header, claim)
+    if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
+        raise InvalidProof("certificate_mismatch", "the certificate is for another block")
+    _check_signatures(genesis, header, block_hash, signatures)
+    # Each entry's value (or absence) is what the header's state root commits to.
+    for key, value, smt in entries:
+        if not verify_proof(header.state_root, key, value, smt):
+            raise InvalidProof("state_proof", f"the entry for {key.decode(errors='replace')!r} does not match the "
+                               "header's state_root")
+    claim = None if anchor is None else check_anchor(anchor, header, block_hash)
+    return VerifiedState(header.height, header, block_hash, tuple(k for k, _, _ in entries),
+                         {k: v for k, v, _ in entries}, claim, "anchor" in proof)
 
 
-def check_anchor_section(section: Any, header: BlockHeader) -> AnchorClaim:
-    """Check the offline part of an anchor: block `header` is covered by the anchored header."""
-    try:
-        anchored = from_plain(BlockHeader, section["header"])
-        path = [bytes.fromhex(h) for h in section["history_proof"]]
-        claim = AnchorClaim(int(section["height"]), compute_block_hash(anchored), int(section["eth_chain_id"]),
-                            str(section["contract"]), str(section["tx_hash"]))
-    except (KeyError, TypeError, ValueError, CodecError) as exc:
-        raise InvalidProof(f"malformed anchor section: {exc}") from exc
-    # The anchor section names its header's height.
+def _check_signatures(genesis: Genesis, header: BlockHeader, block_hash: bytes,
+                      signatures: list[tuple[str, bytes]]) -> None:
+    validators = genesis.validator_keys()
+    signers = [v for v, _ in signatures]
+    if header.height == 0:
+        # Block 0 is committed by the genesis file, not by signatures.
+        if signers:
+            raise InvalidProof("certificate_signers", "block 0 carries no signatures")
+        return
+    # Each validator signs at most once, in ascending order of id, and only genesis validators sign.
+    if signers != sorted(set(signers)):
+        raise InvalidProof("certificate_signers", "certificate signers are duplicated or unsorted")
+    unknown = [v for v in signers if v not in validators]
+    if unknown:
+        raise InvalidProof("certificate_signers", f"certificate signed by {unknown[0]!r}, not a genesis validator")
+    # A quorum signed.
+    if len(signers) < quorum_size(len(validators)):
+        raise InvalidProof("certificate_quorum", f"{len(signers)} signatures, a quorum of "
+                           f"{len(validators)} validators is {quorum_size(len(validators))}")
+    vote = CommitVote(genesis.chain_id, header.height, header.view, block_hash)
+    for validator, signature in signatures:
+        # Every signature verifies under the commit domain.
+        if not verify(validators[validator], DOMAIN_COMMIT, vote, signature):
+            raise InvalidProof("certificate_signature", f"bad commit signature from {validator}")
+
+
+def check_anchor(anchor: tuple[BlockHeader, list[bytes], AnchorClaim], header: BlockHeader,
+                 block_hash: bytes) -> AnchorClaim:
+    """The offline part of an anchor: block `header` is covered by the anchored header."""
+    anchored, path, claim = anchor
+    # The anchor section names its header's height, at or above the proven block.
     if claim.height != anchored.height or claim.height < header.height:
-        raise InvalidProof("anchor height does not match its header, or lies below the proven block")
+        raise InvalidProof("anchor_height", "the anchor's height does not match its header, or lies below the "
+                           "proven block")
     if claim.height == header.height:
         # The proven block is the anchored block itself.
-        if anchored != header:
-            raise InvalidProof("anchored header differs from the proven block's header")
+        if anchored != header or path:
+            raise InvalidProof("anchor_header", "the anchored header differs from the proven block's header")
     # Otherwise the anchored header's history_root (blocks 0..A-1) includes the proven block.
-    elif not merkle.verify_inclusion(merkle.leaf_hash(compute_block_hash(header)), header.height, claim.height,
-                                     path, anchored.history_root):
-        raise InvalidProof("history proof does not link the block to the anchored header")
+    elif not merkle.verify_inclusion(merkle.leaf_hash(block_hash), header.height, claim.height, path,
+                                     anchored.history_root):
+        raise InvalidProof("anchor_history", "the history proof does not link the block to the anchored header")
     return claim
 
 
 def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
-    """Ask the Ethereum chain at `rpc` whether the contract stores the claimed root; raise InvalidProof if not."""
+    """Ask the Ethereum node at `rpc` whether the contract stores the claimed root, written by the claimed
+    transaction in the claimed block; raise InvalidProof (`anchor_on_chain`) if not."""
+    from eth_typing import HexStr
+
     from ledger.anchor import contract as ac
+
+    def fail(message: str) -> InvalidProof:
+        return InvalidProof("anchor_on_chain", message)
 
     try:
         w3 = ac.connect(rpc)
         chain_id = int(w3.eth.chain_id)
         # The chain is the one the anchor names.
         if chain_id != claim.eth_chain_id:
-            raise InvalidProof(f"the RPC serves chain {chain_id}, the anchor is on chain {claim.eth_chain_id}")
+            raise fail(f"the RPC serves chain {chain_id}, the anchor is on chain {claim.eth_chain_id}")
+        address = ac.to_checksum_address(claim.contract)
         # There is a contract at the address.
-        if not w3.eth.get_code(ac.to_checksum_address(claim.contract)):
-            raise InvalidProof(f"no contract at {claim.contract} on chain {chain_id}")
-        root = bytes(ac.anchor_contract(w3, claim.contract).functions.rootAt(claim.height).call())
+        if not w3.eth.get_code(address):
+            raise fail(f"no contract at {claim.contract} on chain {chain_id}")
+        contract = ac.anchor_contract(w3, address)
+        root = bytes(contract.functions.rootAt(claim.height).call())
+        # The contract stores exactly the anchored header's hash for that height.
+        if root != claim.root:
+            raise fail(f"contract {claim.contract} does not hold this block's hash for height {claim.height}")
+        # The named transaction, mined in the named block, wrote it.
+        receipt = w3.eth.get_transaction_receipt(HexStr("0x" + claim.tx_hash))
+        if receipt["blockNumber"] != claim.eth_block or receipt["status"] != 1:
+            raise fail(f"transaction 0x{claim.tx_hash} is not a successful one in block {claim.eth_block}")
+        logged = [e["args"] for e in contract.events.Anchored().process_receipt(receipt)
+                  if e["address"] == address]
+        if not any(a["height"] == claim.height and bytes(a["root"]) == claim.root for a in logged):
+            raise fail(f"transaction 0x{claim.tx_hash} did not anchor height {claim.height} in {claim.contract}")
     except InvalidProof:
         raise
     except Exception as exc:  # web3 raises many types for a bad address, a wrong contract or a dead RPC
-        raise InvalidProof(f"cannot read the anchor from {rpc}: {exc}") from exc
-    # The contract stores exactly the anchored header's hash for that height.
-    if root != claim.root:
-        raise InvalidProof(f"contract {claim.contract} does not hold this block's hash for height {claim.height}")
+        raise fail(f"cannot read the anchor from {rpc}: {exc}") from exc
+

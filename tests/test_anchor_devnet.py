@@ -161,17 +161,25 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     wrong_contract = json.loads(json.dumps(answer))
     wrong_contract["proof"]["anchor"]["contract"] = "0x" + "11" * 20
     code, out = verify(wrong_contract, "--rpc", rpc)
-    assert code == 1 and "no contract" in out["reason"]
+    assert code == 1 and out["reason"] == "anchor_on_chain" and "no contract" in out["message"]
 
     wrong_chain = json.loads(json.dumps(answer))
     wrong_chain["proof"]["anchor"]["eth_chain_id"] = 1
     code, out = verify(wrong_chain, "--rpc", rpc)
-    assert code == 1 and "chain" in out["reason"]
+    assert code == 1 and out["reason"] == "anchor_on_chain" and "chain" in out["message"]
+
+    # The anchoring transaction and its block are claims about Ethereum too: checked with --rpc.
+    for field, value in (("tx_hash", "ab" * 32), ("eth_block", answer["proof"]["anchor"]["eth_block"] + 1)):
+        wrong = json.loads(json.dumps(answer))
+        wrong["proof"]["anchor"][field] = value
+        assert verify(wrong)[0] == 0  # offline nothing can tell; the verdict says checked_on_chain false
+        code, out = verify(wrong, "--rpc", rpc)
+        assert code == 1 and out["reason"] == "anchor_on_chain", (field, out)
 
     broken_path = json.loads(json.dumps(answer))
     broken_path["proof"]["anchor"]["history_proof"][0] = "00" * 32
     code, out = verify(broken_path)
-    assert code == 1 and "history proof" in out["reason"]
+    assert code == 1 and out["reason"] == "anchor_history"
 
     # As a user would: `ledger resolve ID --proof` (no height: as of the latest anchor), then verify on chain.
     assert ledger_main(["resolve", "88.300/proof-1", "--proof", "--node", url]) == 0

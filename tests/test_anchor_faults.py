@@ -209,7 +209,8 @@ def test_a_validator_never_sends_a_second_anchor_while_its_first_is_pending(net:
     me = Account.create()
     ac.send_transaction(net.w3, deployer, {"to": me.address, "value": Web3.to_wei(1, "ether")})
     address = ac.deploy(net.w3, deployer, submitters=[me.address], out=tmp_path / "d.json").deployment.address
-    client = Web3ChainClient(EthereumConfig(rpc=net.rpc, contract=address, chain_id=31337, tx_timeout_s=20), me)
+    client = Web3ChainClient(EthereumConfig(rpc=net.rpc, contract=address, chain_id=31337, tx_timeout_s=20,
+                                             dev_key_from_node_key=True), me)
     other = ac.anchor_contract(net.w3, address)
     net.automine(False)
     try:
@@ -320,12 +321,12 @@ def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
     forged["proof"]["anchor"]["header"]["timestamp"] += 1
     assert verify(forged)[0] == 0
     code, out = verify(forged, "--rpc", net.rpc)
-    assert code == 1 and "does not hold this block's hash" in out["reason"]
+    assert code == 1 and out["reason"] == "anchor_on_chain" and "does not hold this block's hash" in out["message"]
     # An answer claiming another owner than the proof proves fails, offline already.
     tampered = json.loads(json.dumps(shown))
     tampered["owner"] = org2.id
     code, out = verify(tampered)
-    assert code == 1 and "differs from the proven value" in out["reason"]
+    assert code == 1 and out["reason"] == "answer_derived" and "owner" in out["message"]
 
     # A licence proof at the anchored height carries the anchor too.
     anchored = httpx.get(f"{url}/v1/anchors/latest", timeout=5).json()["height"]

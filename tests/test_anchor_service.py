@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.anchor.ethclient import AnchorConflict, derive_eth_key
+from ledger.anchor.ethclient import AnchorConflict, derive_eth_key, eth_account_for
 from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_recorded_height
 from ledger.anchor.recovery import AnchorReceipt
 from ledger.anchor.service import AnchorService, anchor_due, backoff_delay, designated_index, takeover_rank
@@ -65,6 +65,17 @@ def test_eth_key_is_deterministic_per_node_key() -> None:
     assert derive_eth_key(a) != derive_eth_key(b) and len(derive_eth_key(a)) == 32
 
 
+def test_the_ethereum_account_is_the_key_file_or_derived_on_a_development_chain(tmp_path: Path) -> None:
+    node_key = SigningKey.from_seed(b"a")
+    key_file = tmp_path / "eth.key"
+    key_file.write_text("0x" + "11" * 32 + "\n")
+    key_file.chmod(0o600)
+    from_file = eth_account_for(node_key, EthereumConfig(rpc="x", contract=CONTRACT, key_file=key_file))
+    assert bytes(from_file.key) == bytes.fromhex("11" * 32)
+    dev = EthereumConfig(rpc="x", contract=CONTRACT, chain_id=31337, dev_key_from_node_key=True)
+    assert bytes(eth_account_for(node_key, dev).key) == derive_eth_key(node_key)
+
+
 def test_ethereum_config_is_optional(tmp_path: Path) -> None:
     home = make_home(tmp_path)
     assert NodeConfig.load(home.path).ethereum is None
@@ -72,7 +83,7 @@ def test_ethereum_config_is_optional(tmp_path: Path) -> None:
     cfg = EthereumConfig.model_validate(section, context={"home": home.path})
     assert cfg.chain_id == 5 and cfg.key_file == home.path / "k" and cfg.interval_blocks == 1000
     assert cfg.deploy_block == 0  # scans of the contract's events start at its deployment block when given
-    assert EthereumConfig(rpc="http://x", contract=CONTRACT, deploy_block=77).deploy_block == 77
+    assert EthereumConfig(rpc="http://x", contract=CONTRACT, key_file=Path("k"), deploy_block=77).deploy_block == 77
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,7 +203,8 @@ class FakeClient:
 def _cfg(**kw: float) -> EthereumConfig:
     base = {"interval_blocks": 3, "interval_s": 60.0, "grace_s": 1.0, "max_backoff_s": 0.2}
     base.update(kw)
-    return EthereumConfig(rpc="fake", contract=CONTRACT, chain_id=31337, **base)  # type: ignore[arg-type]
+    return EthereumConfig(rpc="fake", contract=CONTRACT, chain_id=31337, dev_key_from_node_key=True,
+                          **base)  # type: ignore[arg-type]
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -365,7 +377,8 @@ def test_build_node_attaches_the_anchoring_service_only_when_configured(tmp_path
     assert plain.anchoring is None and plain.status()["anchoring"]["enabled"] is False
     asyncio.run(plain.stop())
     settings = json.loads((home.path / "config.json").read_text())
-    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "contract": CONTRACT}})
+    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "contract": CONTRACT,
+                                                      "chain_id": 31337, "dev_key_from_node_key": True}})
     node = build_node(NodeConfig.load(home.path))
     try:
         assert isinstance(node.anchoring, AnchorService) and node.anchoring.node is node

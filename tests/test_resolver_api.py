@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from ledger.api.server import create_app
 from ledger.crypto import SigningKey
-from ledger.proofs import verify_state_proof
 from ledger.resolver.registry import IdRegister, IdUpdate, IdValueSet, ValueSpec
 from ledger.tx import make_tx, tx_to_plain
+from ledger.verifier import verify_document
 from tests.nodeutil import CHAIN_ID, Home, make_home
 
 GTIN = "09506000134376"
@@ -107,8 +107,9 @@ def test_native_resolve_accepts_every_form(net: Net, form: str) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["identifier"] == f"gs1{ITEM}"
-    verified = verify_state_proof(body["proof"], net.home.genesis)
-    assert verified.key == f"id/gs1{ITEM}".encode() and verified.value is not None
+    verified = verify_document(body, net.home.genesis)  # the whole answer, the form asked in `unproven`
+    assert verified.state.keys[0] == f"id/gs1{ITEM}".encode() and verified.present
+    assert verified.unproven == (None if form == f"gs1{ITEM}" else {"input": form})
 
 
 def test_native_resolve_errors(net: Net) -> None:
@@ -124,9 +125,17 @@ def test_batch_resolve(net: Net) -> None:
     res = body["results"]
     assert [x.get("record") is not None for x in res[:3]] == [True, False, True]
     assert res[3]["error"] == "invalid_identifier" and res[3]["input"] == "bad id"
-    absent = verify_state_proof(res[1]["proof"], net.home.genesis)
-    assert absent.value is None and absent.height == body["height"]
+    absent = verify_document(res[1], net.home.genesis)
+    assert not absent.present and absent.state.height == body["height"]
     assert net.client.post("/v1/resolve", json=["x/y"] * 1001).status_code == 400
+    # Proofs are built at most 100 per request: a longer batch is answered a page at a time.
+    many = [f"88.100.1/P-{n}" for n in range(150)]
+    page = net.client.post("/v1/resolve", params={"proof": "true"}, json=many).json()
+    assert len(page["results"]) == 100 and page["next_start"] == 100 and "proof" in page["results"][99]
+    last = net.client.post("/v1/resolve", params={"proof": "true", "start": 100, "height": page["height"]},
+                           json=many).json()
+    assert [r["identifier"] for r in last["results"]] == many[100:] and last["next_start"] is None
+    assert len(net.client.post("/v1/resolve", json=many).json()["results"]) == 150  # without proofs: all
     assert net.client.post("/v1/resolve", json={"no": 1}).status_code == 400
 
 
@@ -153,12 +162,14 @@ def test_cached_handle_answers_are_never_stale(net: Net) -> None:
     assert net.client.get(path).json()["responseCode"] == 100
     hits = cache.hits
     assert net.client.get(path).json()["responseCode"] == 100
-    assert cache.hits == hits + 1  # served from the cache
+    assert cache.hits == hits  # a 404 is not cached: clients could fill the cache with invented paths
     net.send("id.register", IdRegister("88.100.1/EQ-C", (ValueSpec(1, "URL", "https://v/1"),)))
     for n in range(2, 6):
         first = net.client.get(path).json()  # right after wait=true returned
         assert first["values"][0]["data"]["value"] == f"https://v/{n - 1}"
-        assert net.client.get(path).json() == first
+        hits = cache.hits
+        assert net.client.get(path, params={"unknown": n}).json() == first
+        assert cache.hits == hits + 1  # served from the cache, whatever unknown parameters say
         net.send("id.update", IdUpdate("88.100.1/EQ-C", (ValueSpec(1, "URL", f"https://v/{n}"),)))
     net.send("id.value_set", IdValueSet("88.100.1/EQ-C", ValueSpec(1, "URL", "https://v/final")))
     assert net.client.get(path).json()["values"][0]["data"]["value"] == "https://v/final"

@@ -20,11 +20,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger.api.activity import ChainActivity
+from ledger.api.routes import explorer
 from ledger.api.routes.web import FILES
 from ledger.api.server import create_app
-from ledger.codec import encode
+from ledger.codec import encode, from_plain
 from ledger.consensus.messages import Prepare, Vote, encode_envelope, sign_message
 from ledger.crypto import SigningKey
+from ledger.genesis import Genesis
 from ledger.net.frames import TransportError
 from ledger.net.peers import PeerTracker
 from ledger.net.sync import BlockBatch
@@ -188,7 +190,17 @@ def test_labels_for_a_prefix_are_paged_and_name_the_holder(net: Net) -> None:
     assert [(lb["identifier"], lb["holder_name"]) for lb in longer] == [("gs1/01/09506000134376/21/A", "org2")]
     assert net.client.get("/v1/labels", params={"prefix": "77.1"}).status_code == 404
     assert net.client.get("/v1/labels", params={"prefix": "not a prefix"}).status_code == 400
-    assert net.client.get("/v1/labels").status_code == 400
+    assert net.client.get("/v1/labels").json()["labels"] == []  # nothing asked, nothing to print
+
+
+def test_a_labels_page_examines_a_bounded_number_of_keys(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(explorer, "MAX_SCAN", 1)
+    # gs1:9506000's scan meets first the item a longer prefix owns: the page ends there, empty, saying
+    # where to go on; the next page finds the prefix's own item.
+    first = net.client.get("/v1/labels", params={"prefix": "gs1:9506000"}).json()
+    assert first["labels"] == [] and first["next_after"] == "gs1/01/09506000134376/21/A"
+    rest = net.client.get("/v1/labels", params={"prefix": "gs1:9506000", "after": first["next_after"]}).json()
+    assert [lb["identifier"] for lb in rest["labels"]] == ["gs1/01/09506000234564/21/B"]
 
 
 def test_labels_for_a_list_and_the_qr_code_of_the_answer_page(net: Net) -> None:
@@ -223,6 +235,13 @@ def test_network_and_activity_on_a_single_validator(net: Net) -> None:
 
 
 # --- units -----------------------------------------------------------------------------------------
+
+
+def test_genesis_route_serves_the_trust_root_whose_hash_is_block_0s_prev_hash(net: Net) -> None:
+    served = net.client.get("/v1/genesis").json()
+    assert from_plain(Genesis, served) == net.home.genesis
+    block0 = net.client.get("/v1/blocks/0").json()
+    assert block0["header"]["prev_hash"] == net.home.genesis.hash().hex()
 
 
 def test_activity_series_buckets_blocks_and_their_intervals() -> None:

@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
+from devnet.processes import stop_pid, wait_healthy
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, ValueSpec
@@ -144,7 +147,9 @@ def test_resolve_shows_twin_token_and_proof_with_signers_and_anchor(page: Page, 
     page.goto(net["url"] + "/")
     _search(page, ITEM)
     page.wait_for_url(f"**/resolve/{ITEM}")
+    _pin(page, net["genesis"])  # as a user does once per node: then the answer is checked in this browser
     page.wait_for_selector("#proof")  # the panel comes last
+    assert page.get_attribute("#proof", "data-state") == "ok"
     assert page.locator(".twin a").get_attribute("href") == TWIN
     # The twin link comes before the values, the token and the proof.
     order = page.evaluate("""['.twin', '.values', '.token', '.provenance', '#proof'].map(
@@ -410,3 +415,102 @@ def test_phone_width_keyboard_and_labelled_controls(page: Page, net: dict[str, A
     page.wait_for_selector("#proof")
     assert page.evaluate("document.activeElement.tagName") == "H1"  # focus moved to the new page
     _shot(page, "resolve-phone.png")
+
+
+# --- answers checked in the browser (docs/proofs.md; ledger/web/static/verify/) ---------------------------
+
+VECTORS = Path(__file__).resolve().parent / "vectors" / "proofs"
+
+
+def _pin(tab: Page, genesis: str) -> None:
+    """Pin the chain's genesis file in this browser (once per origin), as a user does: the file chooser."""
+    tab.wait_for_selector("#verdict")
+    if tab.get_attribute("#verdict", "data-state") == "unpinned":
+        tab.set_input_files("#genesis-file", genesis)
+    tab.wait_for_selector('#verdict:not([data-state="unpinned"])')
+
+
+def test_answers_are_checked_in_this_browser_against_the_pinned_genesis(page: Page, net: dict[str, Any]) -> None:
+    page.goto(f"{net['url']}/resolve/{ITEM}")
+    _pin(page, net["genesis"])
+    assert page.get_attribute("#verdict", "data-state") == "ok"
+    assert page.inner_text("#verdict").startswith("Checked in this browser")
+    page.wait_for_selector("#proof")
+    # The pinned genesis is shown with its hash, which is block 0's prev_hash.
+    block0 = httpx.get(f"{net['url']}/v1/blocks/0", timeout=10).json()
+    assert page.inner_text("#proof .genesis-hash") == block0["header"]["prev_hash"]
+    # The token and its provenance are checked with the token's own proof.
+    assert page.get_attribute(".token", "data-check") == "ok"
+    assert page.locator('li[data-source="token"][data-checked="yes"]').count() >= 1
+    # A proof of absence and a token page are checked too.
+    page.goto(f"{net['url']}/resolve/88.100.1/NO-SUCH-EQUIPMENT")
+    page.wait_for_selector("#not-found")
+    assert page.get_attribute("#verdict", "data-state") == "ok"
+    page.goto(f"{net['url']}/token/{TOKEN}")
+    page.wait_for_selector("#verdict")
+    assert page.get_attribute("#verdict", "data-state") == "ok"
+    # Unpinned, nothing is checked; the node's own genesis can be pinned instead of a file, shown by its hash.
+    page.goto(f"{net['url']}/resolve/{ITEM}")
+    page.click("#genesis-unpin")
+    page.wait_for_selector('#verdict[data-state="unpinned"]')
+    assert page.get_attribute("#proof", "data-state") == "unpinned"
+    page.click("#genesis-from-node")
+    page.wait_for_selector('#verdict[data-state="ok"]')
+    assert page.inner_text("#proof .genesis-hash") == block0["header"]["prev_hash"]
+
+
+def test_known_answer_vectors_give_the_same_verdicts_in_the_browser(page: Page, net: dict[str, Any]) -> None:
+    """Every vector through the page's own verifier, once with WebCrypto's Ed25519 and once with the fallback."""
+    files = sorted(VECTORS.glob("[0-9]*.json"))
+    expected = [json.loads(f.read_text())["expected"] for f in files]
+    page.goto(f"{net['url']}/resolve/{ITEM}")
+    page.wait_for_selector("#verdict")
+    out = page.evaluate("""async ({ genesis, vectors }) => {
+        const v = await import("/web/verify/verifier.js");
+        const c = await import("/web/verify/codec.js");
+        const e = await import("/web/verify/ed25519.js");
+        const g = new v.Genesis(genesis);
+        const result = { webcrypto: await e.hasWebCryptoEd25519(), verdicts: [] };
+        for (const fallback of [false, true]) {
+          for (const text of vectors) {
+            const got = await v.verifyDocument(c.parseJson(text).document, g, { fallback });
+            result.verdicts.push(got.valid ? { valid: true, kind: got.kind, height: got.height, key: got.key,
+              present: got.present, unproven: got.unproven } : { valid: false, reason: got.reason });
+          }
+        }
+        return result;
+    }""", {"genesis": (VECTORS / "genesis.json").read_text(), "vectors": [f.read_text() for f in files]})
+    assert out["webcrypto"] is True  # Debian's Chromium verifies Ed25519 through WebCrypto
+    names = [f.stem for f in files]
+    webcrypto, fallback = out["verdicts"][:len(files)], out["verdicts"][len(files):]
+    assert [(n, v) for n, v, e in zip(names, webcrypto, expected, strict=True) if v != e] == []
+    assert [(n, v) for n, v, e in zip(names, fallback, expected, strict=True) if v != e] == []
+
+
+def test_a_node_serving_a_tampered_answer_gets_a_red_verdict(browser: BrowserContext, net: dict[str, Any]) -> None:
+    """Node 3 restarted in test mode (tests/tampering_node.py): a real validator whose resolution answers lie."""
+    node = net["nodes"][3]
+    stop_pid(node["pid"])
+    log = Path(net["dir"]) / "logs" / "tampering.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.tampering_node", "--home", node["home"]],
+            env={**os.environ, "LEDGER_TEST_TAMPER": "https://evil.example/"}, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    net["extra_pids"].append(proc.pid)
+    wait_healthy(node["http"], proc, log)
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        tab.goto(f"{node['http']}/resolve/{ITEM}")
+        _pin(tab, net["genesis"])
+        assert tab.get_attribute("#verdict", "data-state") == "failed"
+        assert tab.get_attribute("#verdict", "data-reason") == "answer_record"
+        assert tab.inner_text("#verdict").startswith("Check failed")
+        tab.wait_for_selector("#proof")
+        assert tab.get_attribute("#proof", "data-state") == "failed"
+        assert "https://evil.example/" in tab.inner_text(".values")  # the lie is shown, under the red verdict
+    finally:
+        tab.close()
+    assert errors == []

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ledger.node import Node
+from ledger.proofs import build_state_proof
 from ledger.resolver.handle_format import filter_values, handle_values
 from ledger.resolver.identifiers import InvalidIdentifier
-from ledger.resolver.proofs import build_resolution_proof
-from ledger.resolver.registry import get_identifier, owning_prefix
+from ledger.resolver.proofs import handle_lookup
 
 JSON_TYPE = "application/json"
 JSONP_TYPE = "application/javascript"
@@ -80,11 +80,15 @@ def _encode(body: dict[str, Any], status: int, callback: str | None) -> Answer:
 
 
 def answer(node: Node, handle: str, query: HandleQuery) -> Answer:
-    view = node.chain.latest
+    """The Handle.Net answer. `handle` in it is the storage key (the canonical form of a GS1 key asked for
+    as `gs1:<company prefix>/...`). With `proof=true` it carries a proof of the record (or of its absence)
+    and of the prefix records that decide the HS_ADMIN value, and names the filter that selected the values
+    (docs/proofs.md)."""
+    chain = node.chain
     try:
         # A Handle is stored as given; a GS1 key (gs1/01/<gtin>/21/<serial>, gs1:<cp>/01/...) under its
         # canonical key, owned by its longest registered gs1:<digits> prefix.
-        key, owner_prefix, prefix_record = owning_prefix(view, handle)
+        key, owner_prefix, registered, record, keys = handle_lookup(chain.latest, handle)
     except InvalidIdentifier as exc:
         return _encode({"responseCode": 102, "handle": handle, "message": str(exc)}, 400, query.callback)
     try:
@@ -92,15 +96,16 @@ def answer(node: Node, handle: str, query: HandleQuery) -> Answer:
     except ValueError:
         return _encode({"responseCode": 202, "handle": handle, "message": "index must be an integer"}, 400,
                        query.callback)
-    if prefix_record is None:
+    if not registered:
         message = f"prefix {owner_prefix} is not homed on this ledger"
         return _encode({"responseCode": 301, "handle": handle, "message": message}, 400, query.callback)
-    record = get_identifier(view, key)
     # proof=true adds a top-level proof of the record (or of its absence) against a certified header.
-    extra = {"proof": build_resolution_proof(node.chain, key)} if query.proof else {}
+    extra: dict[str, Any] = {"proof": build_state_proof(chain, keys)} if query.proof else {}
     if record is None:
-        return _encode({"responseCode": 100, "handle": handle, **extra}, 404, query.callback)
+        return _encode({"responseCode": 100, "handle": key, **extra}, 404, query.callback)
+    if query.proof and (indexes or query.type):
+        extra["filter"] = {"index": indexes, "type": list(query.type)}
     values = filter_values(handle_values(record, owner_prefix), indexes, query.type)
     if not values:
-        return _encode({"responseCode": 200, "handle": handle, **extra}, 200, query.callback)
-    return _encode({"responseCode": 1, "handle": handle, "values": values, **extra}, 200, query.callback)
+        return _encode({"responseCode": 200, "handle": key, **extra}, 200, query.callback)
+    return _encode({"responseCode": 1, "handle": key, "values": values, **extra}, 200, query.callback)

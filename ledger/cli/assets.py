@@ -80,20 +80,19 @@ def cmd_burn(args: argparse.Namespace) -> int:
 def _show_with_proof(args: argparse.Namespace) -> dict[str, Any]:
     """The token with a proof reaching the latest Ethereum anchor (see `LedgerClient.proven`)."""
     with LedgerClient(node_url(args)) as client:
-        proven = client.proven(f"/v1/assets/{args.id}", args.height)
+        proven = client.proven(f"/v1/assets/{args.id}", args.height, history="true")
     if proven.note:
         print(f"note: {args.id}: {proven.note}", file=sys.stderr)
     return proven.body
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    body = _show_with_proof(args) if args.proof else fetch(args, f"/v1/assets/{args.id}", height=args.height)
-    # the history up to the height shown
-    history = [e for e in fetch(args, f"/v1/assets/{args.id}/history")["history"] if e["height"] <= body["height"]]
+    """The node's asset answer with its provenance (`history`, from `history_start`), the token's id, owner,
+    kind and burned flag repeated at the top; with --proof `ledger verify` checks every one of them."""
+    body = (_show_with_proof(args) if args.proof
+            else fetch(args, f"/v1/assets/{args.id}", height=args.height, history="true"))
     asset = body["asset"]
-    extra = {"proof": body["proof"]} if args.proof else {}
-    print_json({"id": asset["id"], "owner": asset["owner"], "kind": asset["kind"], "burned": asset["burned"],
-                "user_of": body["user_of"], "height": body["height"], "asset": asset, "history": history, **extra})
+    print_json({"id": asset["id"], "owner": asset["owner"], "kind": asset["kind"], "burned": asset["burned"], **body})
     return 0
 
 

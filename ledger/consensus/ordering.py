@@ -446,23 +446,15 @@ class Orderer:
             self._head.record_delivered(h, cert.block_hash, cert, now)
             del self._certs[h]
             self._queue.remove(block.txs)
-            if self._had_room(block):
-                self._queue.pass_over(now, self._ctx.config.request_timeout_ticks // 2)
+            cfg = self._ctx.config
+            if self._queue.had_room_for_oldest(block.txs, cfg.batch_size, cfg.max_batch_bytes):
+                self._queue.pass_over(now, cfg.request_timeout_ticks // 2)
             self._views.delivered(now)
             self._changed = True
             if self._checkpoints.is_due(h):
                 stable = self._checkpoints.send(h, cert.block_hash)
                 if stable is not None:
                     self.collect_garbage(stable)
-
-    def _had_room(self, block: Block) -> bool:
-        """The block could have carried this replica's oldest queued transaction too."""
-        oldest = self._queue.oldest()
-        if oldest is None:
-            return False
-        cfg = self._ctx.config
-        used = sum(len(tx) for tx in block.txs)
-        return len(block.txs) < cfg.batch_size and used + len(oldest[0]) <= cfg.max_batch_bytes
 
     # --- proposing -------------------------------------------------------------------------------
 

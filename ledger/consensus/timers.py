@@ -12,12 +12,15 @@ Theory of operation (all in ticks):
   `request_timeout_ticks` since the transaction arrived (a backlog that is draining never starts a
   view change). A primary that keeps ordering others' transactions but not this one shows it
   differently: blocks with room to spare are delivered without it (ordering.py counts these
-  pass-overs). The first pass-over forwards the oldest transactions to the primary again (forwards
-  can be lost with a link); `max_passovers` of them start a view change. A transaction that
+  pass-overs). The first pass-over forwards the waiting transactions to the primary again (forwards
+  can be lost with a link); `max_passovers` of them make the replica suspect the primary. A transaction that
   survives `max_tx_strikes` view changes unordered is dropped as unorderable (invalid, or refused
   by every primary), and the driver hears of it (`DropTxs`), so it does not stay pending.
 - Retransmission: while stalled, this replica resends its own messages of the current view (or its
   view change) every `retransmit_ticks`; after a restart it announces its stable checkpoint once.
+  While idle it repeats the certificate vote of its last block every `IDLE_ANNOUNCE_FACTOR`
+  retransmission periods: a replica that missed that block learns from f+1 such votes that it is
+  behind, and fetches it, even when no new transaction comes.
 Timeouts double per consecutive view change, capped, and reset on delivery (views.py).
 """
 
@@ -31,6 +34,8 @@ from ledger.consensus.ordering import Orderer
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.viewchange import ViewChanger
 from ledger.consensus.views import ViewState
+
+IDLE_ANNOUNCE_FACTOR = 4
 
 
 class Timers:
@@ -62,7 +67,17 @@ class Timers:
         stalled = not views.active or (waited and self._orderer.has_work())
         if stalled and now - self._last_retransmit >= retransmit:
             self._retransmit()
+        elif not stalled and now - self._last_retransmit >= IDLE_ANNOUNCE_FACTOR * retransmit:
+            self._announce_head()
         self._catchup.maybe_fetch()
+
+    def _announce_head(self) -> None:
+        """Idle: say again now and then that we decided our last block (its certificate vote), so that
+        a replica which missed it learns it is behind without waiting for new traffic."""
+        self._last_retransmit = self._ctx.clock.now
+        d = self._head.height
+        for env in self._orderer.my_votes_between(d - 1, d):
+            self._ctx.out.broadcast(env)
 
     def _check_view_timers(self) -> None:
         views, now = self._views, self._ctx.clock.now
@@ -86,9 +101,9 @@ class Timers:
             idle = now - max(entry.arrival, self._head.last_delivery)
             if idle < cfg.request_timeout_ticks and entry.passed < cfg.max_passovers:
                 if entry.passed > entry.reforwarded:
-                    # Passed over: perhaps our forward was lost; the primary gets the oldest again.
+                    # Passed over: perhaps our forward was lost; the primary gets what waits again.
                     queue.note_reforwarded(tx)
-                    self._ctx.out.forward(queue.head(cfg.batch_size), (self._views.primary,))
+                    self._ctx.out.forward(queue.txs(), (self._views.primary,))
                 break
             if entry.strikes >= cfg.max_tx_strikes:
                 # It survived view changes unordered: invalid, or refused by every primary.
@@ -99,7 +114,7 @@ class Timers:
             queue.strike(tx, now)
             # Like a PBFT client that got no answer: every validator learns the waiting transactions,
             # so their timers run too and they suspect the primary with us if it ignores them.
-            self._ctx.out.forward(queue.head(cfg.batch_size), self._ctx.quorums.others(self._ctx.signer.id))
+            self._ctx.out.forward(queue.txs(), self._ctx.quorums.others(self._ctx.signer.id))
             self._viewchanger.suspect()
             break
         if dropped:

@@ -112,14 +112,13 @@ class TxQueue:
     def oldest(self) -> tuple[bytes, TxEntry] | None:
         return next(iter(self._entries.items())) if self._entries else None
 
-    def head(self, count: int) -> list[bytes]:
-        """The `count` oldest transactions."""
-        out: list[bytes] = []
-        for tx in self._entries:
-            if len(out) >= count:
-                break
-            out.append(tx)
-        return out
+    def had_room_for_oldest(self, block_txs: Sequence[bytes], batch_size: int, max_bytes: int) -> bool:
+        """A block of `block_txs` could have carried the oldest queued transaction too."""
+        oldest = self.oldest()
+        if oldest is None:
+            return False
+        used = sum(len(tx) for tx in block_txs)
+        return len(block_txs) < batch_size and used + len(oldest[0]) <= max_bytes
 
     def pass_over(self, now: int, min_wait: int) -> None:
         """A block with room for the oldest transaction was delivered without it: count that, if

@@ -1,25 +1,44 @@
-"""Resolution proofs: an identifier's record (or its absence) chained to a certified block header.
+"""Identifier answers and their proofs: the native answer and the Handle.Net answer (docs/proofs.md).
 
-A proof is a state proof (`ledger.proofs`, format in docs/proofs.md) of the key `id/<storage key>`:
-the record bytes (or nothing), the sparse Merkle path to the header's state root, the header, its
-commit certificate and optionally the path to an Ethereum anchor. Answers carry it as `proof`:
-the native answer (`/v1/resolve`, `ledger resolve --proof`: `identifier`, `record`) and the Handle.Net
-answer (`/api/handles/...?proof=true`: `handle`, `values`). `check_answer` checks that what such an
-answer says is what its proof proves; `ledger verify` runs it after the proof itself holds.
+A native answer (`/v1/resolve`, `ledger resolve --proof`) names the identifier by its storage key and
+claims its record, or its absence. A Handle.Net answer (`/api/handles/...?proof=true`) claims the
+record's values in the Handle shape, including the derived HS_ADMIN value, which names the prefix that
+administers the identifier: that prefix is proven too (its record, and for a GS1 key the absence of
+every longer company prefix that would own it instead).
+
+Each answer's proof covers exactly what the server read to build it: the node runs the same lookups
+over a `RecordingView` and proves every key they read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ledger.answer_rules import (
+    AnswerKind,
+    Checked,
+    decode_value,
+    fail,
+    need,
+    require_derived,
+    require_key,
+    require_presence,
+    require_record,
+)
 from ledger.chaindb import ChainDB
-from ledger.codec import CodecError, decode, to_plain
-from ledger.proofs import InvalidProof, build_state_proof
-from ledger.resolver.handle_format import HS_ADMIN_INDEX, handle_values
-from ledger.resolver.identifiers import InvalidIdentifier, owner_prefix_candidates
-from ledger.resolver.registry import IdentifierRecord, identifier_key, storage_key
+from ledger.codec import to_plain
+from ledger.proofs import RecordingView, VerifiedState, build_state_proof
+from ledger.resolver.handle_format import filter_values, handle_values
+from ledger.resolver.identifiers import InvalidIdentifier
+from ledger.resolver.registry import IdentifierRecord, get_identifier, identifier_key, owning_prefix
 
-KEY_PREFIX = b"id/"
+NAMESPACE = "id/"
+NOT_FOUND = "not_found"
+
+
+def not_registered_message(identifier: str) -> str:
+    return f"{identifier} is not registered"
 
 
 def build_resolution_proof(chain: ChainDB, key: str, height: int | None = None,
@@ -28,71 +47,81 @@ def build_resolution_proof(chain: ChainDB, key: str, height: int | None = None,
     return build_state_proof(chain, identifier_key(key), height, anchor=anchor)
 
 
-def is_identifier_key(key: bytes) -> bool:
-    return key.startswith(KEY_PREFIX)
+def handle_lookup(view: Any, handle: str) -> tuple[str, str, bool, IdentifierRecord | None, list[bytes]]:
+    """(storage key, owning prefix, whether the prefix is registered, record, keys read) of a Handle request:
+    what the Handle answer states, and the state keys its proof must cover (the record's first)."""
+    recorder = RecordingView(view)
+    key, prefix, prefix_record = owning_prefix(recorder, handle)
+    record = get_identifier(recorder, key)
+    keys = [identifier_key(key), *recorder.keys]
+    return key, prefix, prefix_record is not None, record, keys
 
 
-def check_answer(doc: Any, key: bytes, value: bytes | None) -> dict[str, Any] | None:
-    """The proven record (JSON form; None when the proof proves absence), after checking that the answer
-    around the proof names the proven identifier and claims exactly the proven record. Raises InvalidProof."""
+# --- checking -----------------------------------------------------------------------------------------
+
+
+def check_native(doc: Mapping[str, Any], state: VerifiedState) -> Checked:
+    """`{identifier, height, record | (error, message), proof}`: the record, or the proven absence."""
+    identifier = need(doc, "identifier", str)
+    claimed = need(doc, "record", dict, nullable=True)
+    has_error = "error" in doc or "message" in doc
+    if has_error:
+        error, message = need(doc, "error", str), need(doc, "message", str)
+        if claimed is not None:
+            raise fail("answer_fields", "an answer with a record carries no error")
+    require_key(state, NAMESPACE, identifier, "identifier")
+    record = decode_value(IdentifierRecord, state.values[state.keys[0]], "identifier")
+    require_presence(claimed is not None, record is not None, "identifier")
+    if record is not None:
+        return Checked(True, require_record(claimed, record, "record"))
+    if has_error:
+        require_derived("error", error, NOT_FOUND)
+        require_derived("message", message, not_registered_message(identifier))
+    return Checked(False, None)
+
+
+def _filter(doc: Mapping[str, Any]) -> tuple[list[int], list[str]] | None:
+    if "filter" not in doc:
+        return None
+    spec = need(doc, "filter", dict)
+    indexes, types = spec.get("index"), spec.get("type")
+    if (set(spec) != {"index", "type"} or type(indexes) is not list or type(types) is not list
+            or any(type(i) is not int for i in indexes) or any(type(t) is not str for t in types)
+            or not (indexes or types)):
+        raise fail("answer_fields", "the answer's filter is not {index: [integers], type: [strings]}, one non-empty")
+    return indexes, types
+
+
+def check_handle(doc: Mapping[str, Any], state: VerifiedState) -> Checked:
+    """`{responseCode, handle, values?, filter?, proof}`: the Handle.Net shape of the proven record."""
+    code = need(doc, "responseCode", int)
+    handle = need(doc, "handle", str)
+    values = need(doc, "values", list) if "values" in doc else None
+    wanted = _filter(doc)
+    require_key(state, NAMESPACE, handle, "handle")
+    record = decode_value(IdentifierRecord, state.values[state.keys[0]], "identifier")
+    require_presence(code != 100, record is not None, "handle")
+    if record is None:
+        if values is not None or wanted is not None:
+            raise fail("answer_fields", "an answer of responseCode 100 carries no values and no filter")
+        return Checked(False, None)
+    # HS_ADMIN names the prefix that owns the identifier: proven from the prefix records in the proof.
     try:
-        record = None if value is None else decode(IdentifierRecord, value)
-    except CodecError as exc:
-        raise InvalidProof(f"the proven value is not an identifier record: {exc}") from exc
-    plain = None if record is None else to_plain(record)
-    if not isinstance(doc, dict) or "proof" not in doc:
-        return plain  # a bare proof: nothing else is claimed
-    named = doc.get("identifier", doc.get("handle"))
-    if named is not None and _key_of(str(named)) != key:
-        raise InvalidProof("the proof is for another identifier than the answer")
-    if "record" in doc and doc["record"] != plain:
-        raise InvalidProof("the answer's record differs from the proven value")
-    if "responseCode" in doc:
-        _check_handle_answer(doc, record)
-    return plain
-
-
-def _check_handle_answer(doc: dict[str, Any], record: IdentifierRecord | None) -> None:
-    """A Handle.Net answer: its response code must agree with the proof (1: values, 200: present but no
-    value matched the filter, 100: not found), and its values must be the proven record's."""
-    code = doc["responseCode"]
-    agrees = {1: record is not None and "values" in doc, 200: record is not None and "values" not in doc,
-              100: record is None and "values" not in doc}.get(code, False)
-    if not agrees:
-        raise InvalidProof(f"response code {code!r} does not agree with the proof")
-    if record is not None and "values" in doc:
-        _check_handle_values(doc["values"], record, _admin_prefixes(str(doc.get("handle", ""))))
-
-
-def _key_of(identifier: str) -> bytes:
-    """The state key of an identifier in any accepted form (answers echo what was asked)."""
-    try:
-        return identifier_key(storage_key(identifier)[0])
-    except InvalidIdentifier:
-        return identifier_key(identifier)
-
-
-def _admin_prefixes(handle: str) -> set[str]:
-    """The prefixes that may administer `handle`: its own prefix, or for a GS1 key the company prefixes
-    its digits allow (which of them is registered is prefix state, not covered by this proof)."""
-    try:
-        key, ident = storage_key(handle)
+        _, prefix, prefix_record = owning_prefix(state.view(), handle)
     except InvalidIdentifier as exc:
-        raise InvalidProof(f"the answer names an invalid identifier: {exc}") from exc
-    return {key.partition("/")[0]} if ident is None else set(owner_prefix_candidates(ident))
+        raise fail("answer_key", f"the answer names an invalid identifier: {exc}") from exc
+    if prefix_record is None:
+        raise fail("answer_derived", f"the identifier's prefix {prefix} is not registered at this height")
+    selected = filter_values(handle_values(record, prefix), *(wanted or ([], [])))
+    require_derived("responseCode", code, 1 if selected else 200)
+    if selected:
+        require_derived("values", values, selected)
+    elif values is not None:
+        raise fail("answer_derived", "an answer of responseCode 200 carries no values")
+    return Checked(True, to_plain(record))
 
 
-def _check_handle_values(values: Any, record: IdentifierRecord, admin_prefixes: set[str]) -> None:
-    """Each value of a Handle answer must be the proven record's value at that index; the derived HS_ADMIN
-    value must name a prefix that may administer the identifier."""
-    if not isinstance(values, list):
-        raise InvalidProof("the answer's values are not a list")
-    admin = next((v for v in values if isinstance(v, dict) and v.get("index") == HS_ADMIN_INDEX), None)
-    admin_handle = admin.get("data", {}).get("value", {}).get("handle", "") if isinstance(admin, dict) else ""
-    prefix = admin_handle.removeprefix("0.NA/") if isinstance(admin_handle, str) else ""
-    if admin is not None and prefix not in admin_prefixes:
-        raise InvalidProof(f"the answer's HS_ADMIN names {admin_handle!r}, not a prefix of the identifier")
-    proven = {v["index"]: v for v in handle_values(record, prefix)}
-    for value in values:
-        if not isinstance(value, dict) or proven.get(value.get("index")) != value:
-            raise InvalidProof(f"the answer's value {value!r:.80} differs from the proven record")
+NATIVE = AnswerKind("identifier", NAMESPACE.encode(), None, frozenset({"identifier", "height"}), check_native,
+                    frozenset({"record", "error", "message"}))
+HANDLE = AnswerKind("handle", NAMESPACE.encode(), "responseCode", frozenset({"responseCode", "handle"}), check_handle,
+                    frozenset({"values", "filter"}))

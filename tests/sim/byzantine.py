@@ -77,6 +77,7 @@ def equivocator(net: Network) -> Rewrite:
             for i, v in enumerate(peers):
                 out.append(Send(v, a.message if i < cut else encode_envelope(alt_env)))
             out.append(Send(peers[cut - 1], encode_envelope(alt_env)))  # the witness gets both
+            node.equivocated += 1
         return out
 
     return rewrite

@@ -97,6 +97,7 @@ def scenario_equivocating_primary(seed: int) -> None:
     load(net, txs)
     assert_live(net, txs)
     # It equivocated, and an honest replica that met both pre-prepares reported the evidence.
+    assert net.nodes[0].equivocated > 0, "the primary never equivocated"
     assert net.total_metric("equivocations") > 0
     found = {(e.validator, e.kind) for n in net.honest_running() for e in n.evidence}
     assert found == {(net.nodes[0].id, "preprepare")}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from ledger.anchor.records import get_anchor_record, latest_recorded_height, record_to_json
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import MAX_HEIGHT
 
 router = APIRouter(tags=["anchors"])
 
@@ -22,9 +23,7 @@ async def latest_anchor(node: NodeDep) -> dict[str, Any]:
 
 
 @router.get("/v1/anchors/{height}")
-async def get_anchor(height: int, node: NodeDep) -> dict[str, Any]:
-    if height < 1:
-        raise ApiError(400, "malformed", "anchored heights start at 1")
+async def get_anchor(height: Annotated[int, Path(ge=1, le=MAX_HEIGHT)], node: NodeDep) -> dict[str, Any]:
     record = get_anchor_record(node.chain.latest, height)
     if record is None:
         raise ApiError(404, "not_found", f"no anchor recorded at height {height}")

@@ -1,7 +1,9 @@
 // The proof panel of an answer: the block, its signers, the Ethereum anchor, and the proof as a file.
 
 import { get, pathOf, resolveUrl, validators } from "./api.js";
+import { check, pinned, trustLine } from "./check.js";
 import { badge, facts, h, timeEl } from "./dom.js";
+import { render } from "./router.js";
 
 function blockLink(height) {
   return h("a", { href: `/block/${height}` }, `block ${height}`);
@@ -63,8 +65,12 @@ async function anchorFacts(proof, key, updatedHeight, signal) {
       const anchored = await get(`/v1/resolve/${pathOf(key)}?${q}`, { signal });
       const section = anchored.ok && anchored.body.proof && anchored.body.proof.anchor;
       if (section) {
+        const result = await check(anchored.text);
+        const checked = { ok: badge("ok", "checked in this browser"), failed: badge("bad", "check failed"),
+          unpinned: badge("warn", "not checked") }[result.state];
         return [
-          h("p", { class: "anchor-status" }, badge("ok", "Anchored"), " This record has not changed since ",
+          h("p", { class: "anchor-status", "data-check": result.state }, badge("ok", "Anchored"), " ", checked,
+            " This record has not changed since ",
             blockLink(updatedHeight), "; as of ",
             h("a", { href: resolveUrl(key, { height: a.height }), class: "anchor-height" }, `block ${a.height}`),
             " it is proven up to an Ethereum anchor."),
@@ -86,26 +92,38 @@ async function anchorFacts(proof, key, updatedHeight, signal) {
 
 /**
  * The proof panel. `text` is the node's answer exactly as received: that is the file offered for
- * download, which `ledger verify FILE --genesis GENESIS` checks (the answer carries its proof).
+ * download, which `ledger verify FILE --genesis GENESIS` checks (the answer carries its proof). `result`
+ * is this browser's check of it (check.js): the panel says whether the facts it lists were checked here.
  */
-export async function proofPanel({ proof, text, key, updatedHeight = null, signal }) {
+export async function proofPanel({ proof, text, key, updatedHeight = null, signal, result }) {
   const [known, anchorPart] = await Promise.all([validators(), anchorFacts(proof, key, updatedHeight, signal)]);
   const signatures = proof.certificate.signatures || [];
-  const present = proof.value !== null;
+  const first = proof.entries[0];
+  const present = first.value !== null;
   const name = id => (known.get(id) || {}).name || "unknown validator";
   const file = fileName(key, proof.height);
-  return h("section", { class: "card proof", id: "proof", "aria-labelledby": "proof-title" },
+  const state = result ? result.state : "unpinned";
+  const claim = [present ? "The record is " : "The absence of this identifier is ",
+    `committed in the state of block ${proof.height}, whose header ${signatures.length} of ${known.size || "?"} validators signed`];
+  const verdict = {
+    ok: [...claim, ": checked in this browser."],
+    failed: ["The node says: ", ...claim, ". That failed its check in this browser."],
+    unpinned: ["The node says: ", ...claim, ". Not checked in this browser yet."],
+  }[state];
+  return h("section", { class: `card proof ${state}`, id: "proof", "aria-labelledby": "proof-title", "data-state": state },
     h("h2", { id: "proof-title" }, "Proof"),
-    h("p", { class: "verdict" },
-      present ? "The record is " : "The absence of this identifier is ",
-      `committed in the state of block ${proof.height}, whose header ${signatures.length} of ${known.size || "?"} validators signed.`),
+    h("p", { class: "verdict" }, verdict),
+    pinned() ? trustLine(() => render(false))
+      : h("p", { class: "hint" }, "Pin this chain's genesis file (at the top of the page) to check it in this browser."),
     facts([
       ["Block", blockLink(proof.height)],
       ["Block hash", h("span", { class: "mono block-hash" }, proof.certificate.block_hash)],
       ["Block time", timeEl(proof.header.timestamp)],
       ["State root", h("span", { class: "mono" }, proof.header.state_root)],
-      ["Proven key", h("span", { class: "mono" }, keyText(proof.key))],
-      ["Merkle path", `${(proof.smt.siblings || []).length} sibling hashes up to the state root`],
+      ["Proven key", h("span", { class: "mono" }, keyText(first.key))],
+      ["Also proven", proof.entries.length > 1 ? proof.entries.slice(1).map(e => h("div", { class: "mono" }, keyText(e.key),
+        e.value === null ? " (absent)" : "")) : null],
+      ["Merkle path", `${(first.smt.siblings || []).length} sibling hashes up to the state root`],
     ]),
     h("h3", {}, "Signed by"),
     h("ul", { class: "signers" }, signatures.map(s =>
@@ -113,6 +131,8 @@ export async function proofPanel({ proof, text, key, updatedHeight = null, signa
         h("span", { class: "mono muted", title: s.validator }, s.validator.slice(0, 12))))),
     h("h3", {}, "Ethereum anchor"),
     anchorPart,
+    h("p", { class: "hint" }, "This browser checks the path to the anchored block; that the anchored block's hash is in ",
+      "the contract on Ethereum is checked by ", h("code", {}, "ledger verify FILE --genesis genesis.json --rpc URL"), "."),
     h("p", { class: "download" },
       downloadLink(text, file, "download-proof", `Download this proof (block ${proof.height}, JSON)`, signal)),
     h("p", { class: "hint" }, "Check it offline, trusting only the genesis file: ",

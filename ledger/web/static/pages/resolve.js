@@ -2,6 +2,7 @@
 // provenance and proof. URL: /resolve/<identifier>[?height=H | ?at=ISO-time].
 
 import { get, keyOfPath, memberName, need, pathOf, resolveUrl } from "../api.js";
+import { check, verdictEl } from "../check.js";
 import { badge, externalLink, facts, h, humanIdentifier, message, table, timeEl } from "../dom.js";
 import { proofPanel } from "../proof.js";
 import { navigate, replaceUrl } from "../router.js";
@@ -101,31 +102,39 @@ async function timeline(entries) {
     const parts = [h("strong", {}, e.what)];
     if (e.from || e.to) parts.push(` ${from || e.from || "—"} → ${to || e.to || "—"}`);
     if (e.detail) parts.push(h("span", { class: "muted" }, ` (${e.detail})`));
-    return h("li", { "data-source": e.source },
+    return h("li", { "data-source": e.source, "data-checked": e.checked ? "yes" : "no" },
       h("div", { class: "when" }, timeEl(e.time), " · ", blockLink(e.height), actor ? ` · by ${actor}` : ""),
-      h("div", {}, parts));
+      h("div", {}, parts, e.checked ? [" ", badge("ok", "checked")] : null));
   }));
   return items.length ? h("ol", { class: "timeline" }, items) : h("p", { class: "muted" }, "No history.");
 }
 
+function checkedBadge(result, what) {
+  if (result.state === "ok") return badge("ok", "Checked in this browser");
+  if (result.state === "failed") return badge("bad", `Check failed: ${result.verdict.reason}`);
+  return h("span", { title: `${what} is not checked: pin the genesis file (see the proof below)` }, badge("warn", "Not checked"));
+}
+
 async function tokenSection(token, asOf, signal) {
   const enc = encodeURIComponent(token);
-  const [asset, history, licences] = await Promise.all([
-    get(`/v1/assets/${enc}`, { signal }), get(`/v1/assets/${enc}/history`, { signal }),
-    get(`/v1/assets/${enc}/licences`, { signal }),
+  // The token and its provenance as of the answer's height, with a proof this browser checks.
+  const [asset, licences] = await Promise.all([
+    get(`/v1/assets/${enc}?proof=true&history=true&height=${asOf}`, { signal }), get(`/v1/assets/${enc}/licences`, { signal }),
   ]);
   if (!asset.ok) return { card: h("p", { class: "muted" }, `Token ${token} is not on this ledger.`), events: [] };
+  const result = await check(asset.text);
   const a = asset.body.asset;
   const [owner, user] = await Promise.all([memberName(a.owner), memberName(asset.body.user_of)]);
   const state = a.burned ? badge("burned", "Burned") : a.locked ? badge("warn", "Locked") : badge("ok", "Transferable");
-  const card = h("section", { class: "card token", "aria-labelledby": "token-title" },
+  const card = h("section", { class: "card token", "aria-labelledby": "token-title", "data-check": result.state },
     h("h2", { id: "token-title" }, "Token ", h("a", { href: `/token/${enc}`, class: "token-link" }, token)),
+    h("p", { class: "token-check" }, checkedBadge(result, "The token")),
     facts([
       ["Owner", a.owner ? memberEl(a.owner, owner) : "none (burned)"],
       ["Kind", a.kind],
       ["State", state],
       ["Leased to", asset.body.user_of ? [memberEl(asset.body.user_of, user), " until ", timeEl(a.user_expires)] : null],
-      ["As of", ["now (", blockLink(asset.body.height), ")"]],
+      ["As of", blockLink(asset.body.height)],
     ]));
   const active = licences.ok ? licences.body.licences.filter(l => l.active) : [];
   const licenceCard = h("section", { class: "card licences", "aria-labelledby": "licences-title" },
@@ -134,17 +143,18 @@ async function tokenSection(token, asOf, signal) {
       ? h("ul", {}, active.map(l => h("li", {}, h("strong", {}, l.holder_name || l.holder), ` may use it for ${l.purposes.join(", ")} until `,
         timeEl(l.valid_until), l.parent ? " (sublicence)" : "")))
       : h("p", { class: "muted" }, "None."),
+    h("p", { class: "hint" }, "A listing from this node, not checked in this browser; a rights check is: ",
+      h("code", {}, "ledger rights check"), "."),
     h("p", {}, h("a", { href: `/token/${enc}#licences` }, "The whole licence tree, with revoked and expired branches")));
-  // The provenance shown is the one up to the answer's height.
-  const events = (history.ok ? history.body.history : []).filter(e => e.height <= asOf).map(e => ({
+  const events = (asset.body.history || []).map(e => ({
     source: "token", time: e.timestamp, height: e.height, what: EVENTS[e.event] || e.event, actor: e.actor,
-    from: e.from_member, to: e.to_member, detail: e.detail,
+    from: e.from_member, to: e.to_member, detail: e.detail, checked: result.state === "ok",
   }));
   return { card: h("div", { class: "grid" }, card, licenceCard), events };
 }
 
 async function showAnswer(view, body, text, context) {
-  const { signal } = context;
+  const { signal, result } = context;
   const record = body.record;
   const values = [...record.values].sort((x, y) => x.index - y.index);
   const twin = values.find(v => v.type === "TWIN") || values.find(v => v.type === "URL");
@@ -182,8 +192,11 @@ async function showAnswer(view, body, text, context) {
   }
   events.sort((x, y) => x.height - y.height || x.time - y.time);
   view.append(h("section", { class: "card provenance", "aria-labelledby": "timeline-title" },
-    h("h2", { id: "timeline-title" }, "Provenance"), await timeline(events)));
-  view.append(await proofPanel({ proof: body.proof, text, key: body.identifier, updatedHeight: record.updated_height, signal }));
+    h("h2", { id: "timeline-title" }, "Provenance"), await timeline(events),
+    h("p", { class: "hint" }, "Token events marked checked come with the token's proof; the record's changes are ",
+      "listed by this node, not checked in this browser.")));
+  view.append(await proofPanel({ proof: body.proof, text, key: body.identifier, updatedHeight: record.updated_height, signal,
+    result }));
 }
 
 async function asOfHeight(query, signal) {
@@ -231,14 +244,17 @@ export async function render(view, { params, query, signal }) {
     title.textContent = humanIdentifier(body.identifier);
     view.insertBefore(h("p", { class: "muted" }, `You asked for ${asked}.`), title.nextSibling);
   }
+  // This browser checks the answer against the pinned genesis before showing it.
+  const result = body.proof ? await check(res.text) : null;
+  if (result) view.append(verdictEl(result));
   if (res.ok) {
-    await showAnswer(view, body, res.text, { signal, asOfNote: asOfBanner(body, query, asOf.note) });
+    await showAnswer(view, body, res.text, { signal, result, asOfNote: asOfBanner(body, query, asOf.note) });
   } else if (res.status === 404 && body.proof) {
     view.append(h("div", { class: "banner notfound", role: "status", id: "not-found" },
       h("h2", {}, "Not found"),
       h("p", {}, `${humanIdentifier(body.identifier)} is not registered on this ledger as of block ${body.height}. `,
         "The proof below shows that no record exists under this key in that block's state.")));
-    view.append(await proofPanel({ proof: body.proof, text: res.text, key: body.identifier, signal }));
+    view.append(await proofPanel({ proof: body.proof, text: res.text, key: body.identifier, signal, result }));
   } else {
     view.append(message("error", h("strong", {}, ERRORS[body.error] || "Error."), " ", body.message || ""));
   }

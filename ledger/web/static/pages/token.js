@@ -2,6 +2,7 @@
 // URL: /token/<id>.
 
 import { get, keyOfPath, memberName, resolveUrl } from "../api.js";
+import { check, verdictEl } from "../check.js";
 import { badge, externalLink, facts, fmtTime, h, humanIdentifier, message, table, timeEl } from "../dom.js";
 
 const REASONS = {
@@ -71,16 +72,17 @@ export async function render(view, { params, signal }) {
   const enc = encodeURIComponent(token);
   document.title = `Token ${token} · Ledger explorer`;
   view.append(h("h1", {}, `Token ${token}`));
-  const [asset, history, licences] = await Promise.all([
-    get(`/v1/assets/${enc}`, { signal }), get(`/v1/assets/${enc}/history`, { signal }),
-    get(`/v1/assets/${enc}/licences`, { signal }),
+  // The token and its provenance come with a proof this browser checks; the licence tree is a listing.
+  const [asset, licences] = await Promise.all([
+    get(`/v1/assets/${enc}?proof=true&history=true`, { signal }), get(`/v1/assets/${enc}/licences`, { signal }),
   ]);
   if (!asset.ok) {
     view.append(message("error", asset.status === 404 ? `There is no token ${token} on this ledger.` : asset.body.message));
     return;
   }
+  view.append(verdictEl(await check(asset.text), { what: "this token's record and history" }));
   const a = asset.body.asset;
-  const events = history.ok ? history.body.history : [];
+  const events = asset.body.history || [];
   const tree = licences.ok ? licences.body.licences : [];
   const who = await names([a.owner, a.minter, a.user, a.approved, ...events.flatMap(e => [e.actor, e.from_member, e.to_member]),
     ...tree.flatMap(l => [l.holder, l.grantor, l.revoked_by])]);
@@ -104,6 +106,7 @@ export async function render(view, { params, signal }) {
     ])));
   view.append(h("section", { class: "card", "aria-labelledby": "history-title" },
     h("h2", { id: "history-title" }, "History"),
+    asset.body.history_start > 1 ? h("p", { class: "muted" }, `The latest ${events.length} events.`) : null,
     table(["When", "Event", "From → to", "By", "Block", "Detail"], events.map(e => h("tr", { "data-event": e.event },
       h("td", {}, timeEl(e.timestamp)), h("td", {}, EVENTS[e.event] || e.event),
       h("td", {}, e.from_member || e.to_member ? [e.from_member ? memberEl(e.from_member, who) : "—", " → ",
@@ -116,6 +119,8 @@ export async function render(view, { params, signal }) {
     h("p", { class: "muted" }, tree.length
       ? `${tree.length} licences: ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ")}; states as of now.`
       : "No licences granted on this token."),
+    h("p", { class: "hint" }, "A listing from this node, not checked in this browser (each licence and each rights ",
+      "check can be, with its proof: ", h("code", {}, "ledger rights check ... --proof"), ")."),
     licenceTree(tree, who)));
   if (location.hash === "#licences") document.getElementById("licences").scrollIntoView();
 }
