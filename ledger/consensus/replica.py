@@ -321,7 +321,7 @@ class Replica:
 
     def _receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
         # A vote is cast for a decided block: a genuine one beyond our pipeline shows we are behind.
-        if not self._note_ahead(sender, env, body, body.height - 1):
+        if not self._note_ahead(sender, env, body, body.height - self.config.max_inflight):
             return
         # Above what this replica delivered, within the high watermark.
         if not self._in_window(body.height, self.head.height):
