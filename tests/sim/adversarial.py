@@ -11,8 +11,10 @@ adversary never acted would pass for the wrong reason).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 
+from ledger.consensus.quorum import quorum_size
 from tests.sim.byzantine import CatchUpLiar, ViewChangeForger, equivocator, whisperer
 from tests.sim.checks import assert_live, clients_go_on, finish, load, make_txs
 from tests.sim.network import Network
@@ -20,6 +22,16 @@ from tests.sim.network import Network
 
 def _honest_views(net: Network) -> set[int]:
     return {n.replica.view for n in net.honest_running()}
+
+
+def _quorum_in_one_view(net: Network) -> None:
+    """A quorum of honest replicas share one view. Not all of them: a Byzantine primary that sends a
+    forged new view to some honest replicas and the true one to the others leaves the first outside
+    its view until the next view change (PBFT promises no more; they keep up through catch-up, and
+    `finish` checks they reach the same height). Regressions byzantine_new_view:20261535 and :20261575."""
+    views = Counter(n.replica.view for n in net.honest_running())
+    quorum = quorum_size(len(net.keys))
+    assert views.most_common(1)[0][1] >= quorum, f"no {quorum} honest replicas in one view: {dict(views)}"
 
 
 def _total_invalid(net: Network) -> int:
@@ -86,7 +98,7 @@ def scenario_byzantine_view_change(seed: int) -> None:
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
     assert _total_invalid(net) > 0, "no forgery reached a check"
-    assert len(_honest_views(net)) == 1
+    _quorum_in_one_view(net)  # it may primary a view too, and forge its new view
     finish(net)
 
 
@@ -109,7 +121,7 @@ def scenario_byzantine_new_view(seed: int) -> None:
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
     assert _total_invalid(net) > 0, "no forged new view reached a check"
-    assert len(_honest_views(net)) == 1
+    _quorum_in_one_view(net)
     finish(net)
 
 
