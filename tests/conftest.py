@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -26,6 +27,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 STRICT = os.environ.get("LEDGER_STRICT_SKIPS", "") not in ("", "0")
 _skipped: dict[str, list[str]] = defaultdict(list)  # reason -> test ids
+_notes: list[str] = []  # lines tests ask to show at the end of the run (the simulation search's summary)
+
+
+@pytest.fixture
+def terminal_note() -> Callable[[str], None]:
+    """Show a line at the end of the run, whatever the test's outcome and output capture."""
+    return _notes.append
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,6 +58,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
     tr = terminalreporter
+    if _notes:
+        tr.section("notes", sep="=")
+        for line in _notes:
+            tr.write_line(line)
     if not _skipped:
         tr.write_line("no test skipped")
         return

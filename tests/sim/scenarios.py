@@ -91,6 +91,8 @@ def scenario_pause_two(seed: int) -> None:
 
 
 def scenario_equivocating_primary(seed: int) -> None:
+    """The primary sends one block to some backups and another to the rest (and both to one): no
+    two honest nodes decide differently, and the equivocation is reported as evidence."""
     net = Network(4, seed, drop=0.02)
     net.make_byzantine(0, "equivocating primary").outgoing = equivocator(net)
     txs = make_txs("eq", 30)
@@ -134,6 +136,7 @@ def scenario_withhold(seed: int) -> None:
 
 
 def scenario_slow_primary(seed: int) -> None:
+    """The primary's messages take 10 to 60 steps more than others': transactions still commit."""
     net = Network(4, seed)
     net.slow_down(0, net.rng.randint(10, 60))
     txs = make_txs("slow", 30)

@@ -152,10 +152,10 @@ def describe(schedule: Schedule) -> str:
     return " ".join(doc.split())
 
 
-def write_transcript(result: Result, directory: Path = FAILURES_DIR) -> Path:
-    """Run a failed schedule again with a transcript and write it; returns the file."""
+def write_transcript(result: Result, directory: Path | None = None) -> Path:
+    """Run a failed schedule again with a transcript and write it (in FAILURES_DIR by default)."""
     again, nets = run(result.schedule, trace=True)
-    path = directory / f"{result.schedule.name}-{result.schedule.seed}.txt"
+    path = (directory or FAILURES_DIR) / f"{result.schedule.name}-{result.schedule.seed}.txt"
     footer = [f"outcome: {again.outcome}: {again.message}"]
     if (again.outcome, again.message) != (result.outcome, result.message):
         footer.append(f"(the first run ended otherwise: {result.outcome}: {result.message})")
