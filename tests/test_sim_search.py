@@ -28,10 +28,11 @@ def run_seed() -> int:
 @pytest.mark.timeout(3600)
 def test_search_explores_a_thousand_schedules(terminal_note: Callable[[str], None]) -> None:
     schedules = search.plan(run_seed(), SCHEDULES)
-    assert len(schedules) == SCHEDULES >= 1000 or os.environ.get("SIM_SCHEDULES")
-    enumerated = schedules[:len(CASES)]  # the whole Twins enumeration comes first
-    assert {s.name for s in enumerated} == {"twins_round"}
-    assert {s.seed % len(CASES) for s in enumerated} == set(range(len(CASES)))
+    assert len(schedules) == SCHEDULES >= 1000 or "SIM_SCHEDULES" in os.environ  # fewer only when asked
+    if len(CASES) <= SCHEDULES:
+        enumerated = schedules[:len(CASES)]  # the whole Twins enumeration comes first
+        assert {s.name for s in enumerated} == {"twins_round"}
+        assert {s.seed % len(CASES) for s in enumerated} == set(range(len(CASES)))
     summary = search.search(run_seed(), schedules, jobs=JOBS)
     for line in summary.lines():
         terminal_note(line)
