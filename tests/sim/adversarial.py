@@ -25,10 +25,10 @@ def _honest_views(net: Network) -> set[int]:
 
 
 def _quorum_in_one_view(net: Network) -> None:
-    """A quorum of honest replicas share one view. Not all of them: a Byzantine primary that sends a
-    forged new view to some honest replicas and the true one to the others leaves the first outside
-    its view until the next view change (PBFT promises no more; they keep up through catch-up, and
-    `finish` checks they reach the same height). Regressions byzantine_new_view:20261535 and :20261575."""
+    """A quorum of honest replicas share one view. Not all of them: a replica that did not get a valid
+    new view in time (lost, or a Byzantine primary sent it a forged one) moves on to the next view
+    alone and stays outside until the next view change (PBFT promises no more: it keeps up through
+    catch-up, and `finish` checks it reaches the same height)."""
     views = Counter(n.replica.view for n in net.honest_running())
     quorum = quorum_size(len(net.keys))
     assert views.most_common(1)[0][1] >= quorum, f"no {quorum} honest replicas in one view: {dict(views)}"
@@ -73,7 +73,7 @@ def scenario_symmetric_partition(seed: int) -> None:
         net.run(net.rng.randint(100, 900))
     net.heal()
     clients_go_on(net, sent)
-    assert len(_honest_views(net)) == 1, "honest nodes in different views after the heal"
+    _quorum_in_one_view(net)  # one half may have moved on alone (regression symmetric_partition:447046208)
     assert net.total_metric("view_changes") > 0, "the halves never suspected anyone"
     finish(net)
 
@@ -196,7 +196,7 @@ def scenario_view_change_loss(seed: int) -> None:
     net.drop_in_view_change = 0.0
     net.restart(0)
     clients_go_on(net, first + batch)
-    assert len(_honest_views(net)) == 1
+    _quorum_in_one_view(net)  # a replica whose new view was lost moves on alone (view_change_loss:447046491)
     finish(net)
 
 
