@@ -140,19 +140,20 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
 def load_genesis(path: str | Path) -> Genesis:
     try:
         raw = json.loads(Path(path).read_text())
-        genesis = from_plain(Genesis, _with_absent_sections(raw))
+        genesis = genesis_from_plain(raw)
     except (OSError, json.JSONDecodeError, CodecError) as exc:
         raise InvalidGenesis(f"cannot load genesis {path}: {exc}") from exc
     check_genesis(genesis)
     return genesis
 
 
-def _with_absent_sections(raw: Any) -> Any:
-    """The plain form with every optional section the file leaves out given as null."""
-    if not isinstance(raw, dict):
-        return raw
-    optional = [f.name for f in dataclasses.fields(Genesis) if f.name not in ORIGINAL_FIELDS]
-    return {**{name: None for name in optional}, **raw}
+def genesis_from_plain(raw: Any) -> Genesis:
+    """The genesis from its plain (JSON) form, in which optional sections may be left out (CodecError if
+    malformed; not checked: see `check_genesis`)."""
+    if isinstance(raw, dict):
+        optional = [f.name for f in dataclasses.fields(Genesis) if f.name not in ORIGINAL_FIELDS]
+        raw = {**{name: None for name in optional}, **raw}
+    return from_plain(Genesis, raw)
 
 
 def genesis_to_plain(genesis: Genesis) -> dict[str, Any]:
