@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import msgpack
@@ -106,25 +105,48 @@ def test_tampered_bytes_never_verify_as_another_message(body: Any, index: int, b
         assert (tampered.kind, tampered.sender, tampered_body) == (env.kind, env.sender, body)
 
 
+def _decodes_only_canonically(data: bytes) -> bool:
+    """Decode `data` as a message: False if refused (MalformedMessage, never anything else), True if
+    accepted, and then only because it is the canonical encoding of what it decoded to."""
+    try:
+        env = decode_envelope(data)
+        body = decode_body(env)
+    except MalformedMessage:
+        return False
+    assert encode_envelope(env) == data, "accepted an envelope that is not its own canonical encoding"
+    assert encode(body) == env.body, "accepted a body that is not its own canonical encoding"
+    return True
+
+
 @FAST
 @given(data=st.binary(max_size=300))
 def test_garbage_is_rejected_with_malformed_only(data: bytes) -> None:
-    try:
-        env = decode_envelope(data)
-        decode_body(env)
-    except MalformedMessage:
-        pass
+    assert not _decodes_only_canonically(data)  # random bytes are never a well-formed message
 
 
 @FAST
-@given(fields=st.lists(st.one_of(st.integers(), st.binary(max_size=40), st.text(max_size=20), st.none()), max_size=6))
-def test_arbitrary_msgpack_arrays_are_rejected_cleanly(fields: list[Any]) -> None:
-    try:
-        data = msgpack.packb(fields, use_bin_type=True)
-    except (OverflowError, TypeError):
-        return
-    with contextlib.suppress(MalformedMessage):
-        decode_body(decode_envelope(data))
+@given(fields=st.lists(st.one_of(st.integers(), st.binary(max_size=40), st.text(max_size=20), st.none()), max_size=6),
+       kind=st.sampled_from([*BODY_TYPES, "gossip"]))
+def test_arbitrary_msgpack_arrays_are_rejected_cleanly(fields: list[Any], kind: str) -> None:
+    """Arrays of the envelope's shape (5 fields, a known kind first, some of them) and of other shapes:
+    refused with MalformedMessage, or accepted only as canonical encodings."""
+    shaped = [kind, *fields[:4]] if fields else fields
+    for candidate in (fields, shaped):
+        try:
+            data = msgpack.packb(candidate, use_bin_type=True)
+        except (OverflowError, TypeError):
+            continue
+        _decodes_only_canonically(data)
+
+
+def test_the_decoding_checks_can_fail() -> None:
+    """The helper above accepts a real message and refuses a non-canonical one (so the properties
+    that use it can fail)."""
+    env = sign_message(KEYS[0], CHAIN, Prepare(1, 2, b"\x05" * 32))
+    assert _decodes_only_canonically(encode_envelope(env))
+    longer = msgpack.packb([env.kind, env.sender, b"\x93\xcd\x00\x01\x02\xc4\x20" + b"\x05" * 32, env.signature, b""],
+                           use_bin_type=True)
+    assert not _decodes_only_canonically(longer)
 
 
 def test_non_canonical_encoding_rejected() -> None:
@@ -197,8 +219,8 @@ def test_preprepare_with_mismatching_block_refused() -> None:
     alt = app.propose([b"b"], 0, IDS[0], None)
     alt_env = sign_message(KEYS[0], CHAIN, PrePrepare(0, 1, compute_block_hash(alt.header), alt.header.prev_hash),
                            encode(alt))
-    actions = replica.step(IDS[0], encode_envelope(alt_env))
-    assert [type(a).__name__ for a in actions] == ["Evidence"]  # no prepare: the evidence of it, for the ledger
+    out = replica.step(IDS[0], encode_envelope(alt_env))
+    assert [type(a).__name__ for a in out] == ["Evidence"]  # no prepare for it: the evidence only
     assert replica.metrics["equivocations"] == 1
 
 

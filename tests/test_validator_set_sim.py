@@ -11,8 +11,9 @@ import os
 import pytest
 
 from ledger.chain import check_certificate
-from tests.sim.network import FakeApp, Network, SimNode, set_tx
-from tests.test_consensus_sim import _assert_live, _finish, _load, _txs
+from tests.sim.apps import FakeApp, set_tx
+from tests.sim.checks import assert_live, finish, load, make_txs
+from tests.sim.network import Network, SimNode
 
 SEEDS = int(os.environ.get("CONSENSUS_SIM_SEEDS", "20")) // 6 or 1  # long runs: fewer seeds than elsewhere
 DELAY = 16
@@ -27,7 +28,7 @@ def _decide(net: Network, ids: list[str], nonce: int) -> int:
     """Send the transaction deciding the set `ids` and run until it commits: the first height it governs."""
     tx = set_tx(ids, nonce)
     net.submit([tx])
-    _assert_live(net, [tx])
+    assert_live(net, [tx])
     app = _app(net.honest_running()[0])
     decided = next(h for h in range(1, app.committed_height() + 1) if tx in app.blocks[h].txs)
     return decided + DELAY
@@ -38,9 +39,9 @@ def _drive_to(net: Network, height: int, prefix: str, index: int | None = None) 
     for round_ in range(200):
         if all(n.height >= height for n in net.honest_running()):
             return
-        txs = _txs(f"{prefix}-{round_}", 8)
-        _load(net, txs, index=index)
-        _assert_live(net, txs, retry_every=600)
+        txs = make_txs(f"{prefix}-{round_}", 8)
+        load(net, txs, index=index)
+        assert_live(net, txs, retry_every=600)
     raise AssertionError(f"never reached {height}: {[(n.index, n.height) for n in net.nodes]}")
 
 
@@ -65,7 +66,7 @@ def test_a_fifth_validator_joins_then_a_founder_leaves(seed: int) -> None:
     four = list(net.config.validators)
     newcomer = net.nodes[4]
     # Before the change the newcomer follows (catch-up) but signs nothing.
-    _load(net, _txs("before", 12), index=0)
+    load(net, make_txs("before", 12), index=0)
     five = [*four, newcomer.id]
     added_at = _decide(net, five, 1)
     _drive_to(net, added_at + 6, "during", index=1)
@@ -78,11 +79,11 @@ def test_a_fifth_validator_joins_then_a_founder_leaves(seed: int) -> None:
     removed_at = _decide(net, four_left, 2)
     _drive_to(net, removed_at, "removing", index=2)
     net.crash(3)
-    more = _txs("after", 40)
-    _load(net, more, index=4)
-    _assert_live(net, more)
+    more = make_txs("after", 40)
+    load(net, more, index=4)
+    assert_live(net, more)
     _check_certified_by_set(net, net.nodes[0], removed_at, four_left)
-    _finish(net)
+    finish(net)
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -99,15 +100,15 @@ def test_a_view_change_spanning_the_change_is_safe(seed: int) -> None:
     primary = net.nodes[1].replica.primary
     index = next(n.index for n in net.nodes if n.id == primary)
     net.crash(index)
-    txs = _txs("span", 60)
-    _load(net, txs, index=(index + 2) % 5)
-    _assert_live(net, txs, retry_every=600)
+    txs = make_txs("span", 60)
+    load(net, txs, index=(index + 2) % 5)
+    assert_live(net, txs, retry_every=600)
     live = [n for n in net.honest_running()]
     assert all(n.replica.view >= 1 for n in live)
     assert all(n.height >= active + 3 for n in live)
     _check_certified_by_set(net, live[0], active, five)
     assert net.total_metric("internal_errors") == 0
-    _finish(net)
+    finish(net)
 
 
 def test_removed_validators_cannot_certify() -> None:
@@ -118,12 +119,12 @@ def test_removed_validators_cannot_certify() -> None:
     active = _decide(net, two, 1)
     _drive_to(net, active, "fill", index=0)
     net.crash(1)
-    stuck = _txs("stuck", 8)
-    _load(net, stuck, index=0)
+    stuck = make_txs("stuck", 8)
+    load(net, stuck, index=0)
     net.run(1500)
     heights = {n.index: n.height for n in net.honest_running()}
     assert not any(net.all_committed(stuck, [n]) for n in net.honest_running()), heights
     net.restart(1)
-    _assert_live(net, stuck, retry_every=600, nodes=[0, 1])
+    assert_live(net, stuck, retry_every=600, nodes=[0, 1])
     _check_certified_by_set(net, net.nodes[0], active, two)
-    _finish(net)
+    finish(net)

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,17 @@ from devnet.processes import stop_pid, wait_healthy
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, ValueSpec
+from tests.browser import INSTALL_HINT, find_chromium
 from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
-CHROMIUM = shutil.which("chromium")
+CHROMIUM = find_chromium()  # chromium, chromium-browser, Chrome, or $CHROMIUM
 try:
     from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 except ImportError:  # pragma: no cover - the skip below says why
     sync_playwright = None  # type: ignore[assignment]
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: `make install` installs Debian's chromium"),
+    pytest.mark.skipif(CHROMIUM is None, reason=INSTALL_HINT),
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not importable: `make install` installs it"),
     pytest.mark.slow,
 ]

@@ -357,7 +357,7 @@ class Replica:
 
     def _receive_vote(self, sender: str, env: Envelope, body: Vote) -> None:
         # A vote is cast for a decided block: a genuine one beyond our pipeline shows we are behind.
-        if not self._note_ahead(sender, env, body, body.height - 1):
+        if not self._note_ahead(sender, env, body, body.height - self.config.max_inflight):
             return
         if not self._is_member_at(sender, body.height):
             return

@@ -19,8 +19,9 @@ Theory of operation (all in ticks):
 - Retransmission: while stalled, this replica resends its own messages of the current view (or its
   view change) every `retransmit_ticks`; after a restart it announces its stable checkpoint once.
   While idle it repeats the certificate vote of its last block every `IDLE_ANNOUNCE_FACTOR`
-  retransmission periods: a replica that missed that block learns from f+1 such votes that it is
-  behind, and fetches it, even when no new transaction comes.
+  retransmission periods (its checkpoint instead at a checkpoint height, where the vote is collected):
+  a replica that missed that block learns from f+1 of them that it is behind, and fetches it, even
+  when no new transaction comes.
 Timeouts double per consecutive view change, capped, and reset on delivery (views.py).
 """
 
@@ -76,8 +77,13 @@ class Timers:
         a replica which missed it learns it is behind without waiting for new traffic."""
         self._last_retransmit = self._ctx.clock.now
         d = self._head.height
-        for env in self._orderer.my_votes_between(d - 1, d):
+        votes = list(self._orderer.my_votes_between(d - 1, d))
+        for env in votes:
             self._ctx.out.broadcast(env)
+        # At a stable checkpoint the vote is collected: the checkpoint message says the same.
+        mine = self._checkpoints.mine
+        if not votes and mine is not None and self._checkpoints.mine_height == d:
+            self._ctx.out.broadcast(mine)
 
     def _check_view_timers(self) -> None:
         views, now = self._views, self._ctx.clock.now

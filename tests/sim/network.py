@@ -11,29 +11,35 @@ store, losing everything else) are switched by the test.
 
 Every block an honest node writes is checked against a global record: no two honest nodes ever
 commit different blocks at one height (`SafetyViolation` otherwise), and its certificate checks.
-Before an honest node sends what it signed, its record is in the store (persist before send).
+Before an honest node sends what it signed, its record is in the store (persist before send; with
+a `PowerLossStore`, synced: a record a power cut could still lose does not count).
 No threads, no sleeps, no wall clock.
+
+Faults go through the methods of `Network` (partition, crash, pause, loss, Byzantine roles...), which
+count them (`faults`) and, when a `Transcript` is attached (`trace`), write them in it beside every
+message, tick and decision, so a failing run can be read afterwards (tests/sim/trace.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from ledger.chain import (
-    ZERO_HASH,
     Block,
     BlockHeader,
     CommitCertificate,
-    InvalidBlock,
     check_certificate,
     compute_block_hash,
-    compute_tx_root,
 )
 from ledger.codec import decode
+from ledger.consensus import messages as consensus_messages
 from ledger.consensus.actions import Action
 from ledger.consensus.evidence import Equivocation, check_equivocation
 from ledger.consensus.log import (
@@ -47,179 +53,17 @@ from ledger.consensus.log import (
 from ledger.consensus.messages import PreparedProof, decode_body, decode_envelope
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
-from ledger.crypto import SigningKey, sha256
+from ledger.crypto import SigningKey
 from ledger.driver import MSG_CONSENSUS, PAUSE, CatchUpPause, CatchUpRound, Driver
-from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
-from ledger.store import NS, MemoryStore, Store
+from ledger.store import NS
+from tests.sim.apps import Committed, FakeApp, SafetyViolation, SimApp, fake_genesis  # noqa: F401 (tests import them here)
+from tests.sim.trace import Transcript, describe_payload
 
-
-class SafetyViolation(AssertionError):
-    pass
-
-
-# --- applications ------------------------------------------------------------------------------
-
-
-def _state_after(root: bytes, txs: Sequence[bytes]) -> bytes:
-    return sha256(root + b"".join(sha256(t) for t in txs))
-
-
-def fake_genesis() -> Block:
-    header = BlockHeader(0, b"\x11" * 32, 0, 1_000, compute_tx_root(()), b"\x22" * 32, ZERO_HASH, "")
-    return Block(header, ())
-
-
-@dataclass(frozen=True)
-class Committed:
-    """What a simulated application reports for a block it wrote."""
-
-    block: Block
-    certificate: CommitCertificate
-
-
-SET_TX = b"validator-set:"  # a transaction deciding the next validator set: the ids after it, comma separated
-
-
-def set_tx(ids: Sequence[str], nonce: int = 0) -> bytes:
-    return SET_TX + ",".join(ids).encode() + b";" + str(nonce).encode()
-
-
-class FakeApp:
-    """In-memory application: opaque txs, state_root = hash chain over the txs.
-
-    A `set_tx` decides a validator set, certifying from `activation_delay` heights after its block, as
-    `ledger.validators` does. Its committed chain survives a restart (`restarted`), like a disk; so does
-    `store`, which holds what the replica persisted.
-    """
-
-    def __init__(
-        self, chain_id: str, validator_keys: dict[str, bytes], chain: list[tuple[Block, CommitCertificate | None]]
-        | None = None, store: Store | None = None, genesis_ids: Sequence[str] | None = None,
-        activation_delay: int = 16,
-    ) -> None:
-        self.chain_id = chain_id
-        self.validator_keys = validator_keys  # of every validator of any set
-        self.genesis_ids = tuple(genesis_ids if genesis_ids is not None else validator_keys)
-        self.activation_delay = activation_delay
-        self.blocks: list[Block] = [b for b, _ in chain] if chain else [fake_genesis()]
-        self.certs: list[CommitCertificate | None] = [c for _, c in chain] if chain else [None]
-        self.hashes = [compute_block_hash(b.header) for b in self.blocks]
-        self.pending: dict[bytes, Block] = {}
-        self.store: Store = store if store is not None else MemoryStore()
-        self.sets: list[tuple[int, int, tuple[str, ...]]] = [(0, 1, self.genesis_ids)]  # (decided at, from, ids)
-        for block in self.blocks[1:]:
-            self._note_sets(block)
-
-    def _note_sets(self, block: Block) -> None:
-        for tx in block.txs:
-            if tx.startswith(SET_TX):
-                ids = tuple(tx[len(SET_TX):].split(b";")[0].decode().split(","))
-                height = block.header.height
-                self.sets.append((height, height + self.activation_delay, ids))
-
-    def ids_at(self, height: int) -> tuple[str, ...]:
-        return [ids for _, start, ids in self.sets if start <= height][-1]
-
-    def validator_set_decided(self, height: int) -> tuple[int, tuple[str, ...], dict[str, bytes]] | None:
-        for decided, start, ids in self.sets:
-            if decided == height and decided > 0:
-                return start, ids, {v: self.validator_keys[v] for v in ids}
-        return None
-
-    def later_sets(self) -> list[tuple[int, tuple[str, ...]]]:
-        """The sets decided after genesis's (what a node start hands its replica)."""
-        return [(start, ids) for _, start, ids in self.sets[1:]]
-
-    def _tip(self, parent: bytes | None) -> Block | None:
-        if parent is None or parent == self.hashes[-1]:
-            return self.blocks[-1]
-        return self.pending.get(parent)
-
-    def _expected(self, tip: Block, txs: Sequence[bytes], view: int, ts: int, proposer: str) -> BlockHeader:
-        t = tip.header
-        return BlockHeader(
-            t.height + 1, compute_block_hash(t), view, ts, compute_tx_root(txs), _state_after(t.state_root, txs),
-            ZERO_HASH, proposer,
-        )
-
-    def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block:
-        tip = self._tip(parent)
-        if tip is None:
-            raise ValueError("unknown parent")
-        block = Block(self._expected(tip, txs, view, tip.header.timestamp + 1, proposer), tuple(txs))
-        self.pending[compute_block_hash(block.header)] = block
-        return block
-
-    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool:
-        tip = self._tip(parent)
-        h = block.header
-        if tip is None or h.timestamp < tip.header.timestamp:
-            return False
-        if h != self._expected(tip, block.txs, h.view, h.timestamp, h.proposer):
-            return False
-        self.pending[compute_block_hash(h)] = block
-        return True
-
-    def committed_height(self) -> int:
-        return len(self.blocks) - 1
-
-    # The chain as `ledger.net.sync.serve_blocks` reads it.
-    @property
-    def height(self) -> int:
-        return self.committed_height()
-
-    def get_block(self, height: int) -> Block | None:
-        return self.blocks[height] if height < len(self.blocks) else None
-
-    def get_certificate(self, height: int) -> CommitCertificate | None:
-        return self.certs[height] if height < len(self.certs) else None
-
-    def commit(self, block: Block, cert: CommitCertificate) -> Committed:
-        h = block.header
-        if h != self._expected(self.blocks[-1], block.txs, h.view, h.timestamp, h.proposer):
-            raise SafetyViolation(f"block {h.height} does not extend the committed head")
-        self.blocks.append(block)
-        self.certs.append(cert)
-        self.hashes.append(compute_block_hash(h))
-        self._note_sets(block)
-        self.pending = {k: b for k, b in self.pending.items() if b.header.height > h.height}
-        return Committed(block, cert)
-
-    def apply_certified(self, block: Block, cert: CommitCertificate) -> Committed:
-        ids = self.ids_at(block.header.height)
-        check_certificate(cert, self.chain_id, block.header, {v: self.validator_keys[v] for v in ids})
-        if block.header != self._expected(self.blocks[-1], block.txs, block.header.view, block.header.timestamp,
-                                          block.header.proposer):
-            raise InvalidBlock("fetched block does not extend the committed head")
-        return self.commit(block, cert)
-
-    def serve_blocks(self, request: BlockRequest) -> BlockBatch:
-        return serve_blocks(self, request)
-
-    def restarted(self) -> FakeApp:
-        return FakeApp(self.chain_id, self.validator_keys, list(zip(self.blocks, self.certs, strict=True)),
-                       self.store, self.genesis_ids, self.activation_delay)
-
-    def committed(self, result: Committed) -> tuple[Block, CommitCertificate]:
-        return result.block, result.certificate
-
-
-class SimApp(Protocol):
-    """An application the simulation runs: what the driver needs, a disk that survives restarts."""
-
-    store: Store
-
-    def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block: ...
-    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool: ...
-    def committed_height(self) -> int: ...
-    def commit(self, block: Block, cert: CommitCertificate) -> Any: ...
-    def apply_certified(self, block: Block, cert: CommitCertificate) -> Any: ...
-    def serve_blocks(self, request: BlockRequest) -> BlockBatch: ...
-    def validator_set_decided(self, height: int) -> tuple[int, tuple[str, ...], dict[str, bytes]] | None: ...
-    def restarted(self) -> SimApp: ...
-    def committed(self, result: Any) -> tuple[Block, CommitCertificate]:
-        """The block and certificate behind what `commit` or `apply_certified` returned."""
-        ...
+# The replicas of one simulated network verify the same signatures, each its own copy of every
+# message: a verification is a pure function of (key, digest, signature), so the simulation does it
+# once per process. Every replica still checks every signature; only libsodium is not asked again.
+if not hasattr(consensus_messages.verify_digest, "cache_info"):
+    consensus_messages.verify_digest = functools.lru_cache(maxsize=1 << 17)(consensus_messages.verify_digest)
 
 
 # --- nodes -------------------------------------------------------------------------------------
@@ -238,9 +82,11 @@ class SimLinks:
         self.net.send(self.node, peer, payload)
 
     def broadcast(self, payload: bytes) -> None:
+        if self.node.honest and payload[0] == MSG_CONSENSUS:
+            self.net.check_persisted_before_send(self.node, payload[1:])  # once for all peers
         for v in self.net.validator_keys:  # every validator of any set, as a transport following the set would
             if v != self.node.id:
-                self.send(v, payload)
+                self.net.send(self.node, v, payload)
 
     def start_catch_up(self) -> None:
         self.net.start_catch_up(self.node)
@@ -261,11 +107,16 @@ class SimHost:
 
     def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
         self.node.given_up.update(txs)
+        if self.net.trace is not None:
+            self.net.trace.note(self.net.time, f"node {self.node.index} GIVES UP {len(txs)} txs: {reason}")
 
     def on_evidence(self, first: bytes, second: bytes) -> None:
         # Evidence is checked as the ledger's handler checks it, then kept.
         found = check_equivocation(first, second, self.net.chain_id, self.net.validator_keys)
         self.node.evidence.append(found)
+        if self.net.trace is not None:
+            self.net.trace.note(self.net.time, f"node {self.node.index} REPORTS EVIDENCE: {found.kind} "
+                                               f"equivocation by {found.validator[:8]}")
 
 
 class SimDriver(Driver[Any]):
@@ -298,6 +149,9 @@ class SimNode:
     evidence: list[Equivocation] = field(default_factory=list)  # equivocations it reported
     equivocated: int = 0  # conflicting messages a Byzantine node's rewriting sent
     generation: int = 0  # bumped by a restart: events of the old incarnation are dropped
+    serves: Callable[[SimNode, bytes], bytes | None] | None = None  # a Byzantine peer's catch-up answers
+    caught_up: int = 0  # blocks it applied from catch-up answers (not by ordering)
+    role: str = "honest"  # what the transcript calls it
 
     @property
     def id(self) -> str:
@@ -336,6 +190,28 @@ def default_config(chain_id: str, validators: tuple[str, ...], **overrides: Any)
     return ReplicaConfig(chain_id, validators, **base)
 
 
+_watchers: list[Callable[[Network], None]] = []
+
+
+@contextlib.contextmanager
+def watching(watch: Callable[[Network], None]) -> Iterator[None]:
+    """Call `watch` with every Network made inside the block (to count its faults, attach a trace)."""
+    _watchers.append(watch)
+    try:
+        yield
+    finally:
+        _watchers.remove(watch)
+
+
+def start_transcript(net: Network, header: Sequence[str] = ()) -> Transcript:
+    """Attach a transcript to `net`, headed by what each of its nodes is."""
+    lines = [*header, f"{len(net.keys)} validators, f = {(len(net.keys) - 1) // 3}, seed-driven delays "
+                      f"{net.min_delay}-{net.max_delay} steps, a tick every {net.tick_every} steps"]
+    lines += [f"node {n.index}: validator {n.id[:8]} ({n.role})" for n in net.nodes]
+    net.trace = Transcript(lines)
+    return net.trace
+
+
 class Network:
     def __init__(
         self, n: int = 4, seed: int = 0, *, twins: Sequence[int] = (), config: dict[str, Any] | None = None,
@@ -366,14 +242,25 @@ class Network:
         self.slow: dict[int, int] = {}  # node index -> extra delay of its outgoing messages
         self.log: list[tuple[str, bytes]] = []  # (sender id, consensus message) of every delivered message
         self.record_log = False
+        self.drop_in_view_change = 0.0  # loss of messages sent or received by a replica changing views
+        self.catch_up_first: int | None = None  # a node every catch-up round asks first (a liar, say)
+        self.injected = False  # a scenario sent messages under other senders' names
+        self.faults: Counter[str] = Counter()  # faults injected, by kind
+        self.delivered = 0  # messages delivered
+        self.trace: Transcript | None = None
         self.nodes: list[SimNode] = []
         for i, k in enumerate(self.keys):
             self.nodes.append(self._make_node(i, k, self.app_factory()))
         for j, twin_of in enumerate(twins):
             self.nodes[twin_of].honest = False
+            self.nodes[twin_of].role = f"twin of validator {twin_of}"
             twin = self._make_node(len(self.keys) + j, self.keys[twin_of], self.app_factory())
             twin.honest = False
+            twin.role = f"twin of validator {twin_of}"
             self.nodes.append(twin)
+            self.faults["twin"] += 1
+        for watch in _watchers:
+            watch(self)
 
     def _make_node(self, index: int, key: SigningKey, app: SimApp) -> SimNode:
         node = SimNode(index, key, app)
@@ -392,28 +279,82 @@ class Network:
 
     # --- fault control -------------------------------------------------------------------------
 
+    def fault(self, kind: str, detail: str = "") -> None:
+        """Count a fault injected (and write it in the transcript)."""
+        self.faults[kind] += 1
+        if self.trace is not None:
+            self.trace.note(self.time, f"FAULT {kind}{': ' + detail if detail else ''}")
+
     def partition(self, *groups: Iterable[int]) -> None:
+        """Only nodes in one group reach each other (nodes in no group reach nobody)."""
         sets = [set(g) for g in groups]
         self.blocked = {(a.index, b.index) for a in self.nodes for b in self.nodes
                         if not any(a.index in s and b.index in s for s in sets)}
+        self.fault("partition", " | ".join(" ".join(map(str, sorted(g))) for g in sets))
+
+    def block(self, src: int, dst: int) -> None:
+        """Messages from `src` to `dst` are lost (one direction)."""
+        self.blocked.add((src, dst))
+        self.fault("link_down", f"{src} -> {dst}")
+
+    def unblock(self) -> None:
+        if self.blocked:
+            self.blocked = set()
+            self.fault("links_up")
+
+    def set_loss(self, drop: float, duplicate: float | None = None) -> None:
+        self.drop = drop
+        if duplicate is not None:
+            self.duplicate = duplicate
+        if drop or self.duplicate:
+            self.fault("loss", f"drop {drop:.2f}, duplicate {self.duplicate:.2f}")
+
+    def slow_down(self, index: int, extra: int) -> None:
+        self.slow[index] = extra
+        self.fault("slow", f"node {index} +{extra} steps")
+
+    def pause(self, index: int) -> None:
+        self.nodes[index].paused = True
+        self.fault("pause", f"node {index}")
+
+    def resume(self, index: int) -> None:
+        self.nodes[index].paused = False
+        if self.trace is not None:
+            self.trace.note(self.time, f"resume node {index}")
+
+    def make_byzantine(self, index: int, role: str) -> SimNode:
+        """Node `index` is faulty from now on (its behaviour is set by the caller)."""
+        node = self.nodes[index]
+        node.honest = False
+        node.role = role
+        self.fault("byzantine", f"node {index}: {role}")
+        return node
 
     def heal(self) -> None:
         self.blocked = set()
         self.slow = {}
+        self.drop_in_view_change = 0.0
         for node in self.nodes:
             node.paused = False
+        if self.trace is not None:
+            self.trace.note(self.time, "heal: every link up, nobody paused or slow")
 
     def crash(self, index: int) -> None:
         self.nodes[index].alive = False
+        self.fault("crash", f"node {index}")
 
     def restart(self, index: int) -> None:
         """Start the node again from its disk (its application's chain and store); nothing else survives."""
         node = self.nodes[index]
         node.app = node.app.restarted()
+        if node.app.committed_height() < node.height:  # its disk lost a block it acknowledged
+            raise SafetyViolation(f"node {index} restarted at height {node.app.committed_height()}, "
+                                  f"below the {node.height} it acknowledged")
         node.alive = True
         node.catching_up = None
         node.generation += 1
         self._attach_driver(node)
+        self.fault("restart", f"node {index} at height {node.app.committed_height()}")
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -427,27 +368,39 @@ class Network:
     def _reachable(self, src: SimNode, dst: SimNode) -> bool:
         return dst.running and (src.index, dst.index) not in self.blocked
 
+    def _changing(self, node: SimNode) -> bool:
+        return node.alive and not node.replica.views.active
+
     def send(self, src: SimNode, to: str, payload: bytes) -> None:
         for dst in self.nodes:
             if dst.id != to or dst is src:
                 continue
-            if self.rng.random() < self.drop:
+            lost = self.rng.random() < self.drop
+            if not lost and self.drop_in_view_change and (self._changing(src) or self._changing(dst)):
+                lost = self.rng.random() < self.drop_in_view_change
+            if lost:
+                if self.trace is not None:
+                    self.trace.note(self.time, f"{src.index}->{dst.index} LOST {describe_payload(payload)}")
                 continue
             self._push(self.time + self._delay(src), "msg", (src.index, dst.index, src.id, payload))
             if self.rng.random() < self.duplicate:
                 self._push(self.time + self._delay(src) + 2, "msg", (src.index, dst.index, src.id, payload))
 
     def perform(self, node: SimNode, actions: list[Action]) -> None:
-        node.driver.perform(actions)
+        if self.trace is None:
+            node.driver.perform(actions)
+        else:
+            self.traced(node, node.driver.perform, actions)
 
     def check_persisted_before_send(self, node: SimNode, raw: bytes) -> None:
-        """What a replica signs is in its store before the message leaves."""
+        """What a replica signs is in its store before the message leaves (synced, if the store
+        can tell: `PowerLossStore.durable`)."""
         env = decode_envelope(raw)
         if env.sender != node.id or env.kind not in ("preprepare", "prepare", "commit", "vote"):
             return
         body = decode_body(env)
         h = body.height
-        store = node.app.store
+        store: Any = getattr(node.app.store, "durable", node.app.store)
         if env.kind == "vote":
             raw_vote = store.get(NS.CONSENSUS + key_for_height(PREFIX_VOTE, h))
             ok = raw_vote is not None and decode(VoteRecord, raw_vote).block_hash == body.block_hash
@@ -472,6 +425,9 @@ class Network:
             raise SafetyViolation(f"node {node.index} committed height {height} out of order")
         node.committed.append((block_hash, cert))
         node.committed_txs.update(block.txs)
+        if self.trace is not None:
+            self.trace.note(self.time, f"node {node.index} DECIDES h{height} {block_hash.hex()[:8]} "
+                                       f"(view {block.header.view}, {len(block.txs)} txs)")
         if node.honest:
             seen = self.canonical.setdefault(height, block_hash)
             if seen != block_hash:
@@ -482,15 +438,19 @@ class Network:
     def start_catch_up(self, node: SimNode) -> None:
         if node.catching_up is not None:
             return
-        peers = [p.id for p in self.nodes if p.id != node.id]
+        peers = [p for p in self.nodes if p.id != node.id]
         self.rng.shuffle(peers)
-        node.catching_up = node.driver.catch_up(peers)
+        peers.sort(key=lambda p: p.index != self.catch_up_first)
+        node.catching_up = node.driver.catch_up([p.id for p in peers])
+        if self.trace is not None:
+            self.trace.note(self.time, f"node {node.index} CATCH-UP round from height {node.height}")
         self._resume_catch_up(node, None, first=True)
 
     def _resume_catch_up(self, node: SimNode, answer: bytes | None, first: bool = False) -> None:
         """Feed the round `answer` and run it to its next request (or its end)."""
         round_ = node.catching_up
         assert round_ is not None
+        before = node.height - node.replica.metrics["blocks_delivered"]
         try:
             step = next(round_) if first else round_.send(answer)
             while step is PAUSE:
@@ -498,14 +458,23 @@ class Network:
         except StopIteration:
             node.catching_up = None
             return
+        finally:  # blocks written while the round ran, less those the replica delivered by ordering
+            node.caught_up += node.height - node.replica.metrics["blocks_delivered"] - before
         assert not isinstance(step, CatchUpPause)
         peer_id, request = step
-        peer = next(p for p in self.nodes if p.id == peer_id and p is not node)
+        # Twins share an id: the round names a validator, the network picks one of its nodes.
+        candidates = [p for p in self.nodes if p.id == peer_id and p is not node]
+        peer = candidates[0] if len(candidates) == 1 else self.rng.choice(candidates)
         self._push(self.time + self._delay(node), "request", (node.index, node.generation, peer.index, request))
 
     def _serve_request(self, index: int, generation: int, peer_index: int, request: bytes) -> None:
         node, peer = self.nodes[index], self.nodes[peer_index]
-        answer = peer.driver.serve(request) if self._reachable(node, peer) else None
+        answer = None
+        if self._reachable(node, peer):
+            answer = peer.serves(peer, request) if peer.serves is not None else peer.driver.serve(request)
+        if self.trace is not None:
+            what = f"{len(answer)} bytes" if answer is not None else "no answer"
+            self.trace.note(self.time, f"node {peer_index} serves node {index}'s block request: {what}")
         delay = self._delay(peer) if answer is not None else self.rng.randint(5, 15)  # a request timeout
         if answer is not None and not self._reachable(peer, node):
             answer = None
@@ -524,14 +493,33 @@ class Network:
             src_index, dst_index, sender, raw = payload
             dst = self.nodes[dst_index]
             if not dst.running or (src_index, dst_index) in self.blocked:
+                if self.trace is not None:
+                    why = "partitioned" if (src_index, dst_index) in self.blocked else "not running"
+                    self.trace.note(self.time, f"{src_index}->{dst_index} {why.upper()} {describe_payload(raw)}")
                 return
             if self.record_log and raw[0] == MSG_CONSENSUS:
                 self.log.append((sender, raw[1:]))
-            dst.driver.on_peer_message(sender, raw)
+            self.delivered += 1
+            if self.trace is None:
+                dst.driver.on_peer_message(sender, raw)
+            else:
+                self.trace.note(self.time, f"{src_index}->{dst_index} {describe_payload(raw)}")
+                self.traced(dst, dst.driver.on_peer_message, sender, raw)
         elif kind == "request":
             self._serve_request(*payload)
         elif kind == "answer":
             self._answer(*payload)
+
+    def traced(self, node: SimNode, call: Callable[..., None], *args: Any) -> None:
+        """Run one driver call on `node`, writing the view moves it made in the transcript."""
+        assert self.trace is not None
+        before = (node.replica.view, node.replica.views.active)
+        call(*args)
+        after = (node.replica.view, node.replica.views.active)
+        if after != before:
+            what = "INSTALLS view" if after[1] else "LEAVES for view"
+            self.trace.note(self.time, f"node {node.index} {what} {after[0]} (was {before[0]}"
+                                       f"{'' if before[1] else ', changing'})")
 
     # --- running -------------------------------------------------------------------------------
 
@@ -543,9 +531,15 @@ class Network:
         if self.time % self.tick_every == 0:
             order = list(self.nodes)
             self.rng.shuffle(order)
+            if self.trace is not None:
+                idle = [n.index for n in self.nodes if not n.running]
+                self.trace.note(self.time, "tick" + (f" (not ticking: {idle})" if idle else ""))
             for node in order:
                 if node.running:
-                    node.driver.tick()
+                    if self.trace is None:
+                        node.driver.tick()
+                    else:
+                        self.traced(node, node.driver.tick)
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -566,7 +560,11 @@ class Network:
         else:
             node = self.nodes[index]
         node.submitted.update(txs)
-        node.driver.submit(node.admit(txs))
+        if self.trace is None:
+            node.driver.submit(node.admit(txs))
+        else:
+            self.trace.note(self.time, f"client submits {len(txs)} txs to node {node.index}")
+            self.traced(node, node.driver.submit, node.admit(txs))
 
     # --- checks --------------------------------------------------------------------------------
 
