@@ -138,7 +138,7 @@ def _deploy(directory: Path, data: dict[str, Any], rpc: str, key_path: Path) -> 
     account = ac.load_key_file(key_path)
     w3 = ac.connect(rpc)
     submitters = validator_addresses(data)
-    result = ac.deploy(w3, account, submitters=submitters, out=directory / "anchor-deployment.json", force=True)
+    result = ac.deploy(w3, account, out=directory / "anchor-deployment.json", force=True)
     for addr in submitters:
         if w3.eth.get_balance(Web3.to_checksum_address(addr)) < FUND_WEI // 10:
             ac.send_transaction(w3, account, {"to": Web3.to_checksum_address(addr), "value": Wei(FUND_WEI)})
