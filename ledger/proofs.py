@@ -2,8 +2,11 @@
 
 A state proof is a chain: entries (state keys with their values, or their absence) -> sparse-Merkle
 proofs -> one header (state_root) -> its commit certificate (a quorum of genesis validators' signatures
-over the header hash) -> optionally an Ethereum anchor. Checking it needs only the genesis file: no
-trust in the node that served it.
+over the header hash) -> optionally an Ethereum anchor: a later header whose history covers the proven
+block, and the anchor's effective record (attested by f+1 validators) proven in a certified later state,
+so that the chain, contract, transaction and submitter the anchor names are the ones the ledger
+certified, never the proof's own say. Checking it needs only the genesis file: no trust in the node
+that served it.
 
 Every failure raises `InvalidProof` with a stable `code` (the list and the order of the checks are in
 docs/proofs.md), so independent verifiers can agree with this one on every known-answer vector.
@@ -36,7 +39,9 @@ MAX_UINT64 = 2**64 - 1
 MAX_ENTRIES = 1100  # an asset answer proves its record and up to 1,000 history events
 PROOF_FIELDS = {"type", "chain_id", "height", "header", "certificate", "entries"}
 HEADER_FIELDS = ("height", "prev_hash", "view", "timestamp", "tx_root", "state_root", "history_root", "proposer")
-ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"}
+ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block", "submitter",
+                 "record"}
+RECORD_FIELDS = {"header", "certificate", "smt"}
 
 
 class InvalidProof(ValueError):
@@ -50,8 +55,10 @@ class InvalidProof(ValueError):
 
 @dataclass(frozen=True)
 class AnchorClaim:
-    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height`,
-    written by transaction `tx_hash` in block `eth_block` (checked only against an Ethereum node)."""
+    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height` under
+    `submitter`, written by transaction `tx_hash` in block `eth_block`. Offline, a valid proof shows that the
+    ledger certified exactly this anchor as effective (in block `record_height`); only an Ethereum node can
+    show that Ethereum holds it."""
 
     height: int
     root: bytes
@@ -59,6 +66,8 @@ class AnchorClaim:
     contract: str
     tx_hash: str
     eth_block: int
+    submitter: str
+    record_height: int
 
 
 @dataclass(frozen=True)
@@ -106,21 +115,26 @@ class RecordingView:
 
 
 def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
-    """The path from block `height` to the latest Ethereum anchor at or above it (None if none yet).
+    """The path from block `height` to the latest effective Ethereum anchor at or above it (None if none yet).
 
-    The anchored header hashes to the root the contract stores for its height; its history_root
-    covers every earlier block, so an RFC 6962 inclusion proof links block `height` to it.
+    The anchored header hashes to the root the contract stores for its height; its history_root covers
+    every earlier block, so an RFC 6962 inclusion proof links block `height` to it. The anchor's effective
+    record is proven against the head's certified header: the ledger, not the proof, names the anchor.
     """
-    from ledger.anchor.records import get_anchor_record, latest_recorded_height
+    from ledger.anchor.records import get_anchor_record, latest_effective_height, record_key
     from ledger.codec import to_plain
 
     view = chain.latest
-    record = get_anchor_record(view, latest_recorded_height(view))
+    head = chain.height
+    record = get_anchor_record(view, latest_effective_height(view))
     if record is None or record.height < height:
         return None
     anchored = chain.get_block(record.height)
-    if anchored is None:
+    certified = chain.certified_header(head)
+    if anchored is None or certified is None:
         return None
+    record_header, record_cert = certified
+    _, _, smt = chain.prove(record_key(record.height), head)
     path = [] if record.height == height else chain.history_proof(height, record.height)
     return {
         "height": record.height,
@@ -130,6 +144,8 @@ def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
         "contract": record.contract,
         "tx_hash": record.tx_hash.hex(),
         "eth_block": record.eth_block,
+        "submitter": record.submitter,
+        "record": {"header": to_plain(record_header), "certificate": to_plain(record_cert), "smt": smt.to_dict()},
     }
 
 
@@ -220,16 +236,30 @@ def parse_header(value: Any, what: str = "header") -> BlockHeader:
     )
 
 
-def _parse_certificate(value: Any) -> tuple[int, int, bytes, list[tuple[str, bytes]]]:
-    d = _object(value, {"height", "view", "block_hash", "signatures"}, "certificate")
+def _parse_certificate(value: Any, what: str = "certificate") -> tuple[int, int, bytes, list[tuple[str, bytes]]]:
+    d = _object(value, {"height", "view", "block_hash", "signatures"}, what)
     if type(d["signatures"]) is not list:
-        raise _malformed("certificate.signatures is not a list")
+        raise _malformed(f"{what}.signatures is not a list")
     signatures = []
     for i, s in enumerate(d["signatures"]):
-        s = _object(s, {"validator", "signature"}, f"certificate.signatures[{i}]")
+        s = _object(s, {"validator", "signature"}, f"{what}.signatures[{i}]")
         signatures.append((_text(s["validator"], "validator"), _hex(s["signature"], "signature", SIGNATURE_LEN)))
-    return (_uint(d["height"], "certificate.height"), _uint(d["view"], "certificate.view"),
-            _hex(d["block_hash"], "certificate.block_hash", HASH_LEN), signatures)
+    return (_uint(d["height"], f"{what}.height"), _uint(d["view"], f"{what}.view"),
+            _hex(d["block_hash"], f"{what}.block_hash", HASH_LEN), signatures)
+
+
+def _parse_smt(value: Any, what: str) -> SMTProof:
+    smt = _object(value, {"siblings", "leaf"}, what)
+    siblings = smt["siblings"]
+    if type(siblings) is not list or len(siblings) > 256:
+        raise _malformed(f"{what}.siblings is not a list of at most 256 hashes")
+    leaf = smt["leaf"]
+    if leaf is not None and (type(leaf) is not list or len(leaf) != 2):
+        raise _malformed(f"{what}.leaf is neither null nor [path, value_hash]")
+    return SMTProof(
+        tuple(_hex(s, f"{what}.siblings", HASH_LEN) for s in siblings),
+        None if leaf is None else (_hex(leaf[0], "leaf path", HASH_LEN), _hex(leaf[1], "leaf hash", HASH_LEN)),
+    )
 
 
 def _parse_entries(value: Any) -> list[tuple[bytes, bytes | None, SMTProof]]:
@@ -242,40 +272,49 @@ def _parse_entries(value: Any) -> list[tuple[bytes, bytes | None, SMTProof]]:
         if not key:
             raise _malformed(f"entries[{i}].key is empty")
         val = None if e["value"] is None else _hex(e["value"], f"entries[{i}].value")
-        smt = _object(e["smt"], {"siblings", "leaf"}, f"entries[{i}].smt")
-        siblings = smt["siblings"]
-        if type(siblings) is not list or len(siblings) > 256:
-            raise _malformed(f"entries[{i}].smt.siblings is not a list of at most 256 hashes")
-        leaf = smt["leaf"]
-        if leaf is not None and (type(leaf) is not list or len(leaf) != 2):
-            raise _malformed(f"entries[{i}].smt.leaf is neither null nor [path, value_hash]")
-        proof = SMTProof(
-            tuple(_hex(s, f"entries[{i}].smt.siblings", HASH_LEN) for s in siblings),
-            None if leaf is None else (_hex(leaf[0], "leaf path", HASH_LEN), _hex(leaf[1], "leaf hash", HASH_LEN)),
-        )
-        out.append((key, val, proof))
+        out.append((key, val, _parse_smt(e["smt"], f"entries[{i}].smt")))
     if len({k for k, _, _ in out}) != len(out):
         raise _malformed("two entries have the same key")
     return out
 
 
-def _parse_anchor(value: Any) -> tuple[BlockHeader, list[bytes], AnchorClaim]:
+@dataclass(frozen=True)
+class _AnchorSection:
+    header: BlockHeader  # the anchored header
+    path: list[bytes]  # history proof
+    claim: AnchorClaim
+    tx_hash: bytes
+    record_header: BlockHeader  # a certified later header whose state holds the effective record
+    record_cert: tuple[int, int, bytes, list[tuple[str, bytes]]]
+    record_smt: SMTProof
+
+
+def _address(value: Any, what: str) -> str:
+    text = _text(value, what)
+    if len(text) != 42 or not text.startswith("0x") or any(c not in "0123456789abcdef" for c in text[2:]):
+        raise _malformed(f"{what} is not 0x and 40 lowercase hex digits")
+    return text
+
+
+def _parse_anchor(value: Any) -> _AnchorSection:
     d = _object(value, ANCHOR_FIELDS, "anchor")
     anchored = parse_header(d["header"], "anchor.header")
     if type(d["history_proof"]) is not list:
         raise _malformed("anchor.history_proof is not a list")
     path = [_hex(h, "anchor.history_proof", HASH_LEN) for h in d["history_proof"]]
-    contract = _text(d["contract"], "anchor.contract")
-    if len(contract) != 42 or not contract.startswith("0x") or any(c not in "0123456789abcdefABCDEF"
-                                                                     for c in contract[2:]):
-        raise _malformed("anchor.contract is not a 0x-prefixed 20-byte address")
-    tx_hash = _hex(d["tx_hash"], "anchor.tx_hash", HASH_LEN).hex()
+    contract = _address(d["contract"], "anchor.contract")
+    submitter = _address(d["submitter"], "anchor.submitter")
+    tx_hash = _hex(d["tx_hash"], "anchor.tx_hash", HASH_LEN)
     eth_chain_id = _uint(d["eth_chain_id"], "anchor.eth_chain_id")
     if eth_chain_id == 0:
         raise _malformed("anchor.eth_chain_id is 0")
+    r = _object(d["record"], RECORD_FIELDS, "anchor.record")
+    record_header = parse_header(r["header"], "anchor.record.header")
+    record_cert = _parse_certificate(r["certificate"], "anchor.record.certificate")
+    record_smt = _parse_smt(r["smt"], "anchor.record.smt")
     claim = AnchorClaim(_uint(d["height"], "anchor.height"), compute_block_hash(anchored), eth_chain_id, contract,
-                        tx_hash, _uint(d["eth_block"], "anchor.eth_block"))
-    return anchored, path, claim
+                        tx_hash.hex(), _uint(d["eth_block"], "anchor.eth_block"), submitter, record_header.height)
+    return _AnchorSection(anchored, path, claim, tx_hash, record_header, record_cert, record_smt)
 
 
 # --- checking ---------------------------------------------------------------------------------------
@@ -299,7 +338,7 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
     height = _uint(proof["height"], "height")
     header = parse_header(proof["header"])
-    cert_height, cert_view, cert_hash, signatures = _parse_certificate(proof["certificate"])
+    certificate = _parse_certificate(proof["certificate"])
     entries = _parse_entries(proof["entries"])
     anchor = None if proof.get("anchor") is None else _parse_anchor(proof["anchor"])
     # The proof's height is its header's.
@@ -309,50 +348,60 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     if header.height == 0 and header != genesis_header(genesis):
         # Block 0 is fixed by the genesis file itself.
         raise InvalidProof("genesis_header", "header 0 is not this genesis file's block 0")
-    # The certificate names this exact header.
-    if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
-        raise InvalidProof("certificate_mismatch", "the certificate is for another block")
-    _check_signatures(genesis, header, block_hash, signatures)
+    _check_certificate(genesis, header, block_hash, certificate)
     # Each entry's value (or absence) is what the header's state root commits to.
     for key, value, smt in entries:
         if not verify_proof(header.state_root, key, value, smt):
             raise InvalidProof("state_proof", f"the entry for {key.decode(errors='replace')!r} does not match the "
                                "header's state_root")
-    claim = None if anchor is None else check_anchor(anchor, header, block_hash)
+    claim = None if anchor is None else check_anchor(anchor, header, block_hash, genesis)
     return VerifiedState(header.height, header, block_hash, tuple(k for k, _, _ in entries),
                          {k: v for k, v, _ in entries}, claim, "anchor" in proof)
 
 
-def _check_signatures(genesis: Genesis, header: BlockHeader, block_hash: bytes,
-                      signatures: list[tuple[str, bytes]]) -> None:
+def _check_certificate(genesis: Genesis, header: BlockHeader, block_hash: bytes,
+                       certificate: tuple[int, int, bytes, list[tuple[str, bytes]]], code: str | None = None) -> None:
+    """The certificate names `header` and carries a quorum of genesis validators' signatures; the failure codes
+    are the certificate_* ones, or `code` for all of them (an anchor record's certificate)."""
+
+    def fail(own: str, message: str) -> InvalidProof:
+        return InvalidProof(code or own, message if code is None else f"the anchor record's header: {message}")
+
+    cert_height, cert_view, cert_hash, signatures = certificate
+    # The certificate names this exact header.
+    if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
+        raise fail("certificate_mismatch", "the certificate is for another block")
     validators = genesis.validator_keys()
     signers = [v for v, _ in signatures]
     if header.height == 0:
         # Block 0 is committed by the genesis file, not by signatures.
         if signers:
-            raise InvalidProof("certificate_signers", "block 0 carries no signatures")
+            raise fail("certificate_signers", "block 0 carries no signatures")
         return
     # Each validator signs at most once, in ascending order of id, and only genesis validators sign.
     if signers != sorted(set(signers)):
-        raise InvalidProof("certificate_signers", "certificate signers are duplicated or unsorted")
+        raise fail("certificate_signers", "certificate signers are duplicated or unsorted")
     unknown = [v for v in signers if v not in validators]
     if unknown:
-        raise InvalidProof("certificate_signers", f"certificate signed by {unknown[0]!r}, not a genesis validator")
+        raise fail("certificate_signers", f"certificate signed by {unknown[0]!r}, not a genesis validator")
     # A quorum signed.
     if len(signers) < quorum_size(len(validators)):
-        raise InvalidProof("certificate_quorum", f"{len(signers)} signatures, a quorum of "
-                           f"{len(validators)} validators is {quorum_size(len(validators))}")
+        raise fail("certificate_quorum", f"{len(signers)} signatures, a quorum of {len(validators)} validators is "
+                   f"{quorum_size(len(validators))}")
     vote = CommitVote(genesis.chain_id, header.height, header.view, block_hash)
     for validator, signature in signatures:
         # Every signature verifies under the commit domain.
         if not verify(validators[validator], DOMAIN_COMMIT, vote, signature):
-            raise InvalidProof("certificate_signature", f"bad commit signature from {validator}")
+            raise fail("certificate_signature", f"bad commit signature from {validator}")
 
 
-def check_anchor(anchor: tuple[BlockHeader, list[bytes], AnchorClaim], header: BlockHeader,
-                 block_hash: bytes) -> AnchorClaim:
-    """The offline part of an anchor: block `header` is covered by the anchored header."""
-    anchored, path, claim = anchor
+def check_anchor(anchor: _AnchorSection, header: BlockHeader, block_hash: bytes, genesis: Genesis) -> AnchorClaim:
+    """The offline part of an anchor: block `header` is covered by the anchored header, and the ledger certified
+    the anchor (chain, contract, transaction, submitter) as effective."""
+    from ledger.anchor.records import AnchorRecord, record_key
+    from ledger.codec import encode
+
+    anchored, path, claim = anchor.header, anchor.path, anchor.claim
     # The anchor section names its header's height, at or above the proven block.
     if claim.height != anchored.height or claim.height < header.height:
         raise InvalidProof("anchor_height", "the anchor's height does not match its header, or lies below the "
@@ -365,6 +414,18 @@ def check_anchor(anchor: tuple[BlockHeader, list[bytes], AnchorClaim], header: B
     elif not merkle.verify_inclusion(merkle.leaf_hash(block_hash), header.height, claim.height, path,
                                      anchored.history_root):
         raise InvalidProof("anchor_history", "the history proof does not link the block to the anchored header")
+    # The record lies in a later block than the one it anchors.
+    if anchor.record_header.height <= claim.height:
+        raise InvalidProof("anchor_record", "the anchor's record is not in a block above the anchored one")
+    # That block is certified by a quorum of genesis validators.
+    _check_certificate(genesis, anchor.record_header, compute_block_hash(anchor.record_header), anchor.record_cert,
+                       "anchor_certificate")
+    # Its state holds exactly this anchor as the effective one of its height.
+    record = AnchorRecord(claim.height, claim.root, claim.eth_chain_id, claim.contract, anchor.tx_hash,
+                          claim.eth_block, claim.submitter)
+    if not verify_proof(anchor.record_header.state_root, record_key(claim.height), encode(record), anchor.record_smt):
+        raise InvalidProof("anchor_record", f"the ledger's effective anchor of height {claim.height} is not the one "
+                           "this proof names (chain, contract, transaction, block or submitter)")
     return claim
 
 
@@ -389,17 +450,19 @@ def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
         if not w3.eth.get_code(address):
             raise fail(f"no contract at {claim.contract} on chain {chain_id}")
         contract = ac.anchor_contract(w3, address)
-        root = bytes(contract.functions.rootAt(claim.height).call())
-        # The contract stores exactly the anchored header's hash for that height.
+        root = ac.root_at(contract, claim.submitter, claim.height)
+        # The contract stores exactly the anchored header's hash for that height, under the certified submitter.
         if root != claim.root:
-            raise fail(f"contract {claim.contract} does not hold this block's hash for height {claim.height}")
+            raise fail(f"contract {claim.contract} does not hold this block's hash for height {claim.height} "
+                       f"from {claim.submitter}")
         # The named transaction, mined in the named block, wrote it.
         receipt = w3.eth.get_transaction_receipt(HexStr("0x" + claim.tx_hash))
         if receipt["blockNumber"] != claim.eth_block or receipt["status"] != 1:
             raise fail(f"transaction 0x{claim.tx_hash} is not a successful one in block {claim.eth_block}")
         logged = [e["args"] for e in contract.events.Anchored().process_receipt(receipt)
                   if e["address"] == address]
-        if not any(a["height"] == claim.height and bytes(a["root"]) == claim.root for a in logged):
+        if not any(a["height"] == claim.height and bytes(a["root"]) == claim.root
+                   and str(a["submitter"]).lower() == claim.submitter for a in logged):
             raise fail(f"transaction 0x{claim.tx_hash} did not anchor height {claim.height} in {claim.contract}")
     except InvalidProof:
         raise
