@@ -11,11 +11,20 @@ load both with `wrk` at --connections (default 64) for --duration seconds over r
 * proofs: `GET /api/handles/...?proof=true&auth=true` (auth=true bypasses the cache, so every answer
   builds its state proof) and, for reference, `?proof=true` from the cache.
 
+HTTP limits (`http.limits`, issue 13), measured side by side in the same run, rounds alternating
+(`--modes`, `--rounds`): `exempt` (rate limits on, the benchmark's client allowed by configuration),
+`off` (no rate limits), `budget` (rate limits on and the client charged per request, within a budget
+it cannot spend), and with `--before-src` the code before them. nginx is measured in every round;
+each ratio is against its own round's nginx. Beside the rates, the server's CPU time per answer
+(from /proc, all its processes): on a machine shared with other work the rates swing with the
+load, the CPU cost of an answer much less, so nginx's CPU per answer over the node's is the steadier
+ratio.
+
 Needs the Debian packages `nginx` and `wrk` (`apt-get install nginx wrk`); without nginx the nginx
 figures are skipped with a message; without wrk a bounded asyncio/httpx client is used instead.
 The last line printed is one JSON object with all figures.
 
-    .venv/bin/python bench/resolve_bench.py [--ids 1000] [--duration 10] [--connections 64]
+    .venv/bin/python bench/resolve_bench.py [--ids 1000] [--duration 10] [--connections 64] [--modes exempt,off]
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchnet import MODES, cpu_seconds, restart_with_limits
 
+from devnet.processes import stop_pid
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -57,7 +68,7 @@ def ledger(*args: str) -> str:
     return proc.stdout
 
 
-def setup_node(directory: Path, ids: int) -> tuple[str, list[str]]:
+def setup_node(directory: Path, ids: int) -> tuple[dict[str, Any], list[str]]:
     ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
            "--base-port", str(free_port()))
     data = json.loads((directory / "devnet.json").read_text())
@@ -74,7 +85,7 @@ def setup_node(directory: Path, ids: int) -> tuple[str, list[str]]:
                for h in handles[start:start + 500]]
         results = client.submit(txs, wait=True, timeout=120)
         assert all(r.get("ok") for r in results), results[:3]
-    return url, handles
+    return data["nodes"][0], handles
 
 
 def write_static(url: str, handles: list[str], root: Path) -> None:
@@ -182,10 +193,24 @@ async def _client_load(base: str, paths: list[str], connections: int, duration: 
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None, "errors": errors}
 
 
-def load(base: str, paths: list[str], workdir: Path, connections: int, duration: int, name: str) -> dict[str, Any]:
+def load(base: str, paths: list[str], workdir: Path, connections: int, duration: int, name: str,
+         server_pids: list[int] | None = None) -> dict[str, Any]:
+    """Load `base` with `paths`; with `server_pids`, also the server's CPU time per answer (all its
+    processes), which a machine shared with other work changes far less than the rate."""
+    cpu0 = sum(cpu_seconds(p) for p in server_pids or [])
     if shutil.which("wrk"):
-        return run_wrk(base, paths, workdir, connections, duration, name)
-    return asyncio.run(_client_load(base, paths, connections, duration))
+        result = run_wrk(base, paths, workdir, connections, duration, name)
+    else:
+        result = asyncio.run(_client_load(base, paths, connections, duration))
+    if server_pids and result["rate"]:
+        cpu = sum(cpu_seconds(p) for p in server_pids) - cpu0
+        result["cpu_us_per_answer"] = round(cpu / (result["rate"] * duration) * 1e6, 1)
+    return result
+
+
+def nginx_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [master, *(int(c) for c in children)]
 
 
 def main() -> None:
@@ -194,53 +219,76 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--modes", default="exempt,off", help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--proofs", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--before-src", type=Path, help="a tree of the code before HTTP limits (e.g. "
+                        "`git archive d7cc7fd | tar -x -C DIR`): adds mode `before`, its node on the same data")
     args = parser.parse_args()
+    modes = args.modes.split(",") + (["before"] if args.before_src else [])
     work = Path(tempfile.mkdtemp(prefix="resolve-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user: they must read the static files
     devnet_dir = work / "devnet"
     tool = "wrk" if shutil.which("wrk") else "httpx"
     print(f"load generator: {tool}, {args.connections} connections, {args.duration}s per run, {os.cpu_count()} cores",
           file=sys.stderr)
+    node_record: dict[str, Any] | None = None
+    nginx = None
     try:
-        url, handles = setup_node(devnet_dir, args.ids)
+        node_record, handles = setup_node(devnet_dir, args.ids)
+        url = node_record["http"]
         paths = [f"/api/handles/{h}" for h in handles]
         root = work / "static"
         write_static(url, handles, root)
         result: dict[str, Any] = {"ids": args.ids, "connections": args.connections, "duration_s": args.duration,
-                                  "load_generator": tool, "nginx_workers": args.nginx_workers}
-        load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
-        node = load(url, paths, work, args.connections, args.duration, "node")
-        print(f"node   {node['rate']:>9.0f} answers/s  p99 {node['p99_ms']} ms", file=sys.stderr)
-        result["node"] = node
+                                  "load_generator": tool, "nginx_workers": args.nginx_workers, "rounds": []}
         nginx = start_nginx(root, work, args.nginx_workers)
-        if nginx is not None:
-            proc, nginx_url = nginx
-            try:
-                same = httpx.get(nginx_url + paths[0]).content == httpx.get(url + paths[0]).content
-                if not same:
-                    raise SystemExit("nginx does not serve the node's answer bytes: check its configuration")
-                ng = load(nginx_url, paths, work, args.connections, args.duration, "nginx")
-            finally:
-                proc.terminate()
-                proc.wait(10)
-            result["nginx"] = ng
-            result["ratio"] = round(node["rate"] / ng["rate"], 3) if ng["rate"] else None
-            print(f"nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms  node/nginx {result['ratio']}",
+        if nginx is not None and httpx.get(nginx[1] + paths[0]).content != httpx.get(url + paths[0]).content:
+            raise SystemExit("nginx does not serve the node's answer bytes: check its configuration")
+        for round_ in range(args.rounds):
+            entry: dict[str, Any] = {}
+            if nginx is not None:
+                ng = load(nginx[1], paths, work, args.connections, args.duration, "nginx", nginx_pids(nginx[0].pid))
+                entry["nginx"] = ng
+                print(f"round {round_}: nginx  {ng['rate']:>9.0f} answers/s  p99 {ng['p99_ms']} ms  "
+                      f"{ng.get('cpu_us_per_answer')} CPU-us/answer", file=sys.stderr)
+            for mode in (modes if round_ % 2 == 0 else modes[::-1]):  # alternate the order: no mode always last
+                if mode == "before":
+                    restart_with_limits(node_record, None, devnet_dir / "logs", args.before_src)
+                else:
+                    restart_with_limits(node_record, MODES[mode], devnet_dir / "logs")
+                load(url, paths[:50], work, args.connections, 2, "warm")  # warm the node's answer cache
+                load(url, paths, work, args.connections, 2, "warm")
+                node = load(url, paths, work, args.connections, args.duration, "node", [node_record["pid"]])
+                if "nginx" in entry:
+                    node["ratio"] = round(node["rate"] / entry["nginx"]["rate"], 3)
+                    if "cpu_us_per_answer" in node and "cpu_us_per_answer" in entry["nginx"]:
+                        node["cpu_ratio"] = round(entry["nginx"]["cpu_us_per_answer"] / node["cpu_us_per_answer"], 3)
+                entry[mode] = node
+                print(f"round {round_}: {mode:<6} {node['rate']:>9.0f} answers/s  p99 {node['p99_ms']} ms  "
+                      f"errors {node['errors']}  node/nginx {node.get('ratio')}  "
+                      f"{node.get('cpu_us_per_answer')} CPU-us/answer (nginx/node {node.get('cpu_ratio')})",
+                      file=sys.stderr)
+            result["rounds"].append(entry)
+        if args.proofs:
+            restart_with_limits(node_record, MODES[modes[0]], devnet_dir / "logs")  # proofs: the first mode
+            proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
+                          "proofs")
+            print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request, "
+                  f"mode {modes[0]})", file=sys.stderr)
+            result["proofs_uncached"] = proofs
+            load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, 2, "proofs-warm")
+            cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, args.duration,
+                          "proofs-cached")
+            result["proofs_cached"] = cached
+            print(f"proofs {cached['rate']:>9.0f} answers/s  p99 {cached['p99_ms']} ms (cached, 200 ids)",
                   file=sys.stderr)
-        else:
-            result["nginx"] = None
-            result["ratio"] = None
-        proofs = load(url, [p + "?proof=true&auth=true" for p in paths], work, args.connections, args.duration,
-                      "proofs")
-        print(f"proofs {proofs['rate']:>9.0f} answers/s  p99 {proofs['p99_ms']} ms (built per request)",
-              file=sys.stderr)
-        result["proofs_uncached"] = proofs
-        cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, 2, "proofs-warm")
-        cached = load(url, [p + "?proof=true" for p in paths[:200]], work, args.connections, args.duration,
-                      "proofs-cached")
-        result["proofs_cached"] = cached
-        print(f"proofs {cached['rate']:>9.0f} answers/s  p99 {cached['p99_ms']} ms (cached, 200 ids)", file=sys.stderr)
     finally:
+        if nginx is not None:
+            nginx[0].terminate()
+            nginx[0].wait(10)
+        if node_record is not None:
+            stop_pid(node_record["pid"])
         if (devnet_dir / "devnet.json").exists():
             subprocess.run([sys.executable, "-m", "ledger.cli", "devnet", "down", "--dir", str(devnet_dir)],
                            capture_output=True, timeout=60)

@@ -3,8 +3,10 @@
 With the chain `anvil` this starts Anvil from contracts/node_modules (its pid is kept in
 `DIR/devnet.json`, its state in `DIR/anvil/state.json`, so a restarted Anvil keeps the contract
 and the anchors dumped so far), deploys the contract with Anvil's first dev key, adds every
-validator's Ethereum address (derived from its node key) as a submitter, funds it, and writes the
-`ethereum` section of every node's config with the definition's anchoring intervals. An RPC URL
+validator's Ethereum address as a submitter, funds it, and writes the `ethereum` section of every
+node's config with the definition's anchoring intervals. Each validator's Ethereum key is a file of
+its own in its home (`eth.key`, mode 0600, made once at random), named by `ethereum.key_file`, as in
+production. An RPC URL
 gets the same against a running node (with `--eth-key FILE` as the deployer unless the chain is an
 Anvil/Hardhat dev chain).
 """
@@ -21,14 +23,13 @@ from typing import Any
 from devnet.definition import Anchoring, DefinitionError, check_ethereum_choice
 from devnet.processes import any_free_port, is_alive, port_free, stop_pid
 from devnet.record import DevnetError
-from ledger.anchor.ethclient import derive_eth_key
-from ledger.crypto import SigningKey
 
 REPO = Path(__file__).resolve().parents[1]
 ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil's public dev account 0
 DEV_CHAIN_ID = 31337
 FUND_WEI = 10 * 10**18  # gas money for each validator
+ETH_KEY_FILE = "eth.key"  # in each node's home
 NO_ETHEREUM = {"rpc": None, "chain_id": None, "anchor_contract": None, "anvil_pid": None}
 
 
@@ -72,14 +73,20 @@ def _dev_key_file(directory: Path) -> Path:
     return path
 
 
-def validator_addresses(data: dict[str, Any]) -> list[str]:
-    from eth_account import Account
+def node_eth_key(home: Path) -> Path:
+    """The validator's Ethereum key file in `home`, made at random (mode 0600) if it has none yet."""
+    path = home / ETH_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("0x" + os.urandom(32).hex() + "\n")
+    return path
 
-    out = []
-    for entry in data["nodes"]:
-        key = SigningKey.load(Path(entry["home"]) / "node.pem")
-        out.append(str(Account.from_key(derive_eth_key(key)).address))
-    return out
+
+def validator_addresses(data: dict[str, Any]) -> list[str]:
+    from ledger.anchor.contract import load_key_file
+
+    return [str(load_key_file(node_eth_key(Path(entry["home"]))).address) for entry in data["nodes"]]
 
 
 def _anvil(directory: Path, eth: dict[str, Any]) -> tuple[int, str]:
@@ -153,7 +160,7 @@ def _write_node_configs(data: dict[str, Any], section: dict[str, Any] | None) ->
         if section is None:
             cfg.pop("ethereum", None)
         else:
-            cfg["ethereum"] = section
+            cfg["ethereum"] = {**section, "key_file": ETH_KEY_FILE}
         path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 

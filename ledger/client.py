@@ -47,10 +47,29 @@ class Proven:
     note: str | None  # why the answer is not as of the latest anchored height
 
 
+RATE_LIMIT_RETRIES = 5
+MAX_RETRY_AFTER_S = 30
+
+
+class _WaitWhenRateLimited(httpx.HTTPTransport):
+    """A node that answers 429 says when to ask again (`Retry-After`): wait that long and ask again,
+    a few times, rather than fail a command that only went a little too fast."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(RATE_LIMIT_RETRIES):
+            response = super().handle_request(request)
+            wait = response.headers.get("retry-after", "")
+            if response.status_code != 429 or not wait.isdigit():
+                return response
+            response.close()
+            time.sleep(min(int(wait), MAX_RETRY_AFTER_S))
+        return super().handle_request(request)
+
+
 class LedgerClient:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=_WaitWhenRateLimited())
 
     def close(self) -> None:
         self.http.close()

@@ -2,19 +2,21 @@
 
 ```json
 {"node_key": "node.pem", "genesis": "genesis.json", "data_dir": "data",
- "http": {"host": "127.0.0.1", "port": 8700},
+ "http": {"host": "127.0.0.1", "port": 8700, "limits": {"reads_per_s": 2000, "exempt": ["10.1.0.0/16"]}},
  "p2p": {"host": "127.0.0.1", "port": 9700},
  "peers": [{"id": "<validator id>", "host": "10.0.0.2", "port": 9700}],
+ "peer_links": {"heartbeat_ms": 250, "dead_after_ms": 1500},
+ "node_key_passphrase": {"env": "LEDGER_KEY_PASSPHRASE", "file": null},
  "batch_size": 1000, "tick_ms": 10,
  "view_change_timeout_ms": 2000, "request_timeout_ms": 1500, "retransmit_ms": 500,
  "ethereum": {"rpc": "http://127.0.0.1:8545", "key_file": "eth.key", "confirmations": 3,
               "interval_blocks": 1000, "interval_s": 600}}
 ```
-Only `http.port` is required (and `rpc` within `ethereum`); every other setting has
+Only `http.port` is required (and `rpc` and `key_file` within `ethereum`); every other setting has
 the default written next to it in the models below, and nowhere else. Paths (`node_key`, `genesis`,
-`data_dir`, `ethereum.key_file`) are relative to HOME. The `ethereum` section is optional: without
-it the node does not anchor. Peers are named by host and port, so validators on separate machines
-are configured the same way as a local devnet.
+`data_dir`, `node_key_passphrase.file`, `ethereum.key_file`) are relative to HOME. The `ethereum`
+section is optional: without it the node neither anchors nor attests anchors. Peers are named by host
+and port, so validators on separate machines are configured the same way as a local devnet.
 
 A misspelt or unknown key anywhere, a value of the wrong JSON type (`"8700"` for a port) or out of
 range (`"tick_ms": 0`) stops the node at start with a `ConfigError` naming the file and the setting:
@@ -23,11 +25,21 @@ a typo must not silently leave a default in force.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ledger.errors import ConfigError
 
@@ -43,6 +55,7 @@ def _under_home(value: Any, info: ValidationInfo) -> Any:
 
 
 HomePath = Annotated[Path, BeforeValidator(_under_home)]
+DEV_CHAIN_IDS = (31337, 1337)  # Anvil and Hardhat; Ganache and geth --dev
 
 
 class _Settings(BaseModel):
@@ -53,6 +66,50 @@ class _Settings(BaseModel):
 class Endpoint(_Settings):
     host: str = Field(default="127.0.0.1", min_length=1)  # loopback: nothing is exposed unless asked
     port: int = Field(ge=0, le=65535)  # 0 = any free port
+
+
+def _network(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("should be an address or network in CIDR notation (a string)")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+
+
+class HttpLimits(_Settings):
+    """What one HTTP client may cost the node (`http.limits`; enforced by `ledger.api.guard`).
+
+    A client is an IP address (an IPv6 /64). Every request takes a token from its client's bucket
+    (reads: GET/HEAD and `POST /v1/resolve`; writes: other methods); proofs and batches take more
+    (see the OpenAPI document). An empty bucket is answered 429 with `Retry-After`, and the
+    connection is not read again until then. `exempt` clients (e.g. a monitoring host, a benchmark)
+    have no rate limit and no per-client connection limit. Validators talk over the peer port,
+    which is not HTTP and never rate limited.
+    """
+
+    max_connections: int = Field(default=4096, ge=1)  # open HTTP connections in all; more are closed at once
+    max_connections_per_client: int = Field(default=256, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0)  # a request's line and headers must arrive in this time
+    idle_timeout_s: float = Field(default=30.0, gt=0)  # keep-alive; also a client not reading answers this long
+    body_timeout_s: float = Field(default=60.0, gt=0)  # a request body must arrive in this time
+    max_header_bytes: int = Field(default=16384, ge=1024)  # request line and headers
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # any transfer encoding
+    linger_s: float = Field(default=2.0, ge=0)  # after refusing a body, read and drop it this long, then close
+    rate_limits: bool = True
+    reads_per_s: float = Field(default=2000.0, gt=0)  # tokens per second per client
+    read_burst: float = Field(default=4000.0, ge=1)  # bucket size
+    writes_per_s: float = Field(default=50.0, gt=0)  # `POST /v1/tx` requests per second per client
+    write_burst: float = Field(default=200.0, ge=1)
+    exempt: tuple[Network, ...] = Field(default=(), strict=False)
+    answer_cache_mb: float = Field(default=64.0, ge=0)  # cached Handle answers (0: no cache)
+
+
+class HttpEndpoint(Endpoint):
+    limits: HttpLimits = HttpLimits()
 
 
 class Peer(_Settings):
@@ -68,8 +125,10 @@ class EthereumConfig(_Settings):
     The chain, the contract and the validators' submitter addresses are not this file's to choose: the
     ledger certifies them (genesis `anchoring`, governance). `contract` and `chain_id`, when given, are
     what the operator expects; a node whose expectation differs from the certified settings refuses to
-    anchor and says so. `key_file` holds the validator's hex secp256k1 key (mode 0600); without it the key
-    is derived from the node key (devnets only).
+    anchor and says so. `key_file` holds the validator's hex secp256k1 key (mode 0600) and is required,
+    unless `dev_key_from_node_key` asks for a key derived from the node key: allowed only with the
+    `chain_id` of a local development chain (the RPC's chain id is checked against it), since anyone
+    who ever sees the node key file also holds that Ethereum key.
     """
 
     rpc: str = Field(min_length=1)
@@ -89,21 +148,64 @@ class EthereumConfig(_Settings):
     # The contract's deployment block: scans of its events start no earlier (public RPCs refuse
     # `eth_getLogs` over long ranges, and nothing of this contract lies before it).
     deploy_block: int = Field(default=0, ge=0)
+    dev_key_from_node_key: bool = False  # development chains only (see above)
 
     @field_validator("key_file", mode="before")
     @classmethod
     def _empty_key_file_is_none(cls, value: Any) -> Any:
         return None if value == "" else value  # "" has always meant "no key file"
 
+    @model_validator(mode="after")
+    def _a_key_of_its_own(self) -> EthereumConfig:
+        if self.dev_key_from_node_key:
+            if self.key_file is not None:
+                raise ValueError("give key_file or dev_key_from_node_key, not both")
+            if self.chain_id not in DEV_CHAIN_IDS:
+                raise ValueError(f"dev_key_from_node_key needs chain_id {' or '.join(map(str, DEV_CHAIN_IDS))} "
+                                 "(a development chain); a real chain needs key_file")
+        elif self.key_file is None:
+            raise ValueError("key_file is required: the validator's Ethereum key (hex, mode 0600)")
+        return self
+
+
+class PassphraseSource(_Settings):
+    """Where an encrypted node key's passphrase comes from (`node_key_passphrase`; not read for a
+    key that is not encrypted). Never a command-line argument: others can read those."""
+
+    env: str = Field(default="LEDGER_KEY_PASSPHRASE", min_length=1)  # the environment variable holding it...
+    file: HomePath | None = None  # ...unless this file (mode 0600) is named: then only the file is read
+
+
+class PeerLinks(_Settings):
+    """The encrypted links between validators (`peer_links`; ledger/net/transport.py explains them)."""
+
+    heartbeat_ms: int = Field(default=250, ge=10)  # a dialer pings each link this often; the listener answers
+    dead_after_ms: int = Field(default=1500, ge=50)  # a link silent this long (while this node ran) is closed
+    handshake_timeout_ms: int = Field(default=3000, ge=50)  # TCP connect excluded: TLS and the peer's acceptance
+    connect_timeout_ms: int = Field(default=2000, ge=50)
+    reconnect_max_ms: int = Field(default=1000, ge=10)  # cap of the back-off between dials of a peer that is down
+    max_pending_handshakes: int = Field(default=64, ge=1)  # unauthenticated connections at once, in all...
+    max_pending_per_address: int = Field(default=8, ge=1)  # ...and from one address (an IPv6 /64)
+
+    @field_validator("dead_after_ms")
+    @classmethod
+    def _room_for_two_heartbeats(cls, value: int, info: ValidationInfo) -> int:
+        heartbeat = info.data.get("heartbeat_ms")
+        if heartbeat is not None and value < 2 * heartbeat:
+            raise ValueError(f"should be at least twice heartbeat_ms ({heartbeat})")
+        return value
+
 
 class NodeConfig(_Settings):
     home: Path  # the directory holding config.json (set by `load`; not a setting in the file)
     node_key: HomePath = Field(default="node.pem", validate_default=True)  # (validated: a default lies in HOME too)
+    node_key_passphrase: PassphraseSource = PassphraseSource()  # used only if the node key file is encrypted
     genesis: HomePath = Field(default="genesis.json", validate_default=True)
     data_dir: HomePath = Field(default="data", validate_default=True)
-    http: Endpoint
+    http: HttpEndpoint
     p2p: Endpoint = Endpoint(port=0)
     peers: tuple[Peer, ...] = Field(default=(), strict=False)  # (not strict: JSON gives a list)
+    peer_links: PeerLinks = PeerLinks()
     batch_size: int = Field(default=1000, ge=1)
     tick_ms: int = Field(default=10, ge=1)
     # Consensus timers in milliseconds (the replica counts them in ticks of tick_ms).

@@ -7,6 +7,14 @@ so a signature made for one purpose (say, a prepare vote) can never be replayed 
 Member and node ids are derived from public keys: the first 20 bytes of
 sha256(b"ledger/id/v1" || public_key), as 40 lowercase hex characters.
 
+Key files are PEM, mode 0600, and refused at load when group or others may read or write them. A
+key file is either plain PKCS#8 or, encrypted with a passphrase, the OpenSSH private-key format
+(aes256-ctr under a key stretched by bcrypt-pbkdf, `KDF_ROUNDS` rounds): `cryptography` writes
+PKCS#8 only with 2,048 rounds of PBKDF2, too cheap to slow a guesser. Encrypted PKCS#8 written by
+OpenSSL (`openssl pkcs8 -topk8 -scrypt`) loads too. The passphrase comes from a callable, asked
+only when the file is encrypted (`ledger.keyfiles` supplies it from the environment, a file or a
+terminal).
+
 Keys, key files and signing use `cryptography` (OpenSSL). Verification, which every validator does
 for every transaction and message and which bounds throughput, uses libsodium (PyNaCl): twice as
 fast here, and stricter (it also refuses small-order keys and non-canonical points). Every node
@@ -18,11 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import stat
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,6 +57,12 @@ ALL_DOMAINS = (
 
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
+KDF_ROUNDS = 64  # bcrypt-pbkdf rounds of an encrypted key file: about 0.6 s to open one (`ssh-keygen -a 64`)
+OPENSSH_PEM = b"-----BEGIN OPENSSH PRIVATE KEY-----"
+
+# Asked for the passphrase of an encrypted key file (the file's path in hand); raises KeyFileError
+# with advice when it has none.
+Passphrase = Callable[[Path], bytes]
 
 
 class KeyFileError(ValueError):
@@ -91,38 +107,90 @@ class SigningKey:
     def sign_digest(self, digest: bytes) -> bytes:
         return self._private.sign(digest)
 
-    def to_pem(self) -> bytes:
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """`builder`'s certificate signed with this key (the peer links' TLS, ledger.net.certs)."""
+        return builder.sign(self._private, None)
+
+    def to_pem(self, password: bytes | None = None) -> bytes:
+        """PKCS#8 PEM; encrypted with `password` when given. That encryption's KDF is cheap: use it only
+        with a random machine-made password (handing the key to OpenSSL), never a person's passphrase."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.NoEncryption() if password is None else serialization.BestAvailableEncryption(password)
+        )
+        return self._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+    def to_file_bytes(self, passphrase: bytes | None = None) -> bytes:
+        """What `save` writes: plain PKCS#8, or with a passphrase the OpenSSH format under bcrypt-pbkdf."""
+        if passphrase is None:
+            return self.to_pem()
+        if not passphrase:
+            raise ValueError("an empty passphrase protects nothing")
+        fmt = serialization.PrivateFormat.OpenSSH
         return self._private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, fmt, fmt.encryption_builder().kdf_rounds(KDF_ROUNDS).build(passphrase)
         )
 
-    def save(self, path: str | Path) -> None:
-        """Write the key as PEM with mode 0600 (created that way, never briefly world-readable)."""
+    def save(self, path: str | Path, passphrase: bytes | None = None) -> None:
+        """Write the key file with mode 0600 (created that way, never briefly world-readable),
+        encrypted when a passphrase is given."""
+        data = self.to_file_bytes(passphrase)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            os.write(fd, self.to_pem())
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
 
     @classmethod
-    def load(cls, path: str | Path) -> SigningKey:
+    def load(cls, path: str | Path, passphrase: Passphrase | None = None) -> SigningKey:
+        """The key in `path`. Refuses a file that group or others may read or write (with the
+        `chmod` that fixes it); asks `passphrase` only if the file is encrypted."""
+        path = Path(path)
+        data = read_private_file(path, "key file")
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            key = _parse_key_file(data, None)
+        except TypeError:  # encrypted: cryptography refuses a missing password with TypeError
+            if passphrase is None:
+                raise KeyFileError(f"key file {path} is encrypted, and no passphrase was given") from None
+            secret = passphrase(path)
+            try:
+                key = _parse_key_file(data, secret)
+            except (ValueError, TypeError):
+                raise KeyFileError(f"wrong passphrase for key file {path} (or the file is damaged)") from None
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise KeyFileError(f"{path} is not a PEM private key this ledger can use") from exc
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError(f"{path} is not an Ed25519 key")
         return cls(key)
+
+
+def read_private_file(path: Path, what: str) -> bytes:
+    """The contents of a secret file (a key, a passphrase); KeyFileError if it cannot be read, is
+    not a regular file, or group or others may read or write it. Mode and contents come from one
+    open file, so the file checked is the file read."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyFileError(f"{what} {path} is not a regular file")
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                raise KeyFileError(
+                    f"{what} {path} has mode {mode:04o}: others may read it. Restrict it with `chmod 600 {path}`"
+                )
+            return f.read()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _parse_key_file(data: bytes, password: bytes | None) -> Any:
+    """The private key in a PEM key file; TypeError if it is encrypted and `password` is None."""
+    if data.lstrip().startswith(OPENSSH_PEM):
+        return serialization.load_ssh_private_key(data, password)
+    return serialization.load_pem_private_key(data, password)
 
 
 def verify_digest(public_key: bytes, digest: bytes, signature: bytes) -> bool:

@@ -167,7 +167,10 @@ def _with_absent_sections(raw: Any) -> Any:
     return {**{name: None for name in optional}, **raw}
 
 
+def genesis_to_plain(genesis: Genesis) -> dict[str, Any]:
+    """The file's plain form: absent optional sections are left out (as in files written before them)."""
+    return {k: v for k, v in to_plain(genesis).items() if k in ORIGINAL_FIELDS or v is not None}
+
+
 def save_genesis(genesis: Genesis, path: str | Path) -> None:
-    """Write the JSON file; absent optional sections are left out (as in files written before them)."""
-    plain = {k: v for k, v in to_plain(genesis).items() if k in ORIGINAL_FIELDS or v is not None}
-    Path(path).write_text(json.dumps(plain, indent=2) + "\n")
+    Path(path).write_text(json.dumps(genesis_to_plain(genesis), indent=2) + "\n")

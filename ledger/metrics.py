@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -21,6 +21,16 @@ class _CountersFrom(Collector):
         family = CounterMetricFamily(self.name, self.documentation, labels=["event"])
         for event, value in sorted(self.source().items()):
             family.add_metric([event], value)
+        yield family
+
+
+class _GaugesFrom(_CountersFrom):
+    """Exposes a component's current sizes (open connections, cache entries) at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:  # type: ignore[override]
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["what"])
+        for what, value in sorted(self.source().items()):
+            family.add_metric([what], value)
         yield family
 
 
@@ -45,6 +55,9 @@ class NodeMetrics:
 
     def expose_counters(self, name: str, documentation: str, source: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_CountersFrom(name, documentation, source))
+
+    def expose_gauges(self, name: str, documentation: str, source: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_GaugesFrom(name, documentation, source))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

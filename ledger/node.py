@@ -32,11 +32,11 @@ from ledger.config import NodeConfig, ticks
 from ledger.consensus.application import ApplicationError
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
-from ledger.crypto import SigningKey
 from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.evidence import KIND as EVIDENCE_KIND
 from ledger.evidence import EquivocationEvidence
 from ledger.genesis import load_genesis
+from ledger.keyfiles import load_node_key
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
 from ledger.metrics import NodeMetrics
@@ -83,7 +83,7 @@ class Node:
         """`on_fatal` runs once the application failed (after the error is logged); by default it
         ends the process (tests running nodes in-process pass another)."""
         self.config = config
-        self.key = SigningKey.load(config.node_key)
+        self.key = load_node_key(config)  # decrypted with its configured passphrase if encrypted
         self.genesis = load_genesis(config.genesis)
         self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
         self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
@@ -114,9 +114,14 @@ class Node:
         self.peer_info = PeerTracker()
         self.transport: Transport | None = None
         if len(validators) > 1:
+            links = config.peer_links
             self.transport = Transport(
                 self.key, self.genesis.chain_id, config.p2p, config.peers, self.genesis.validator_keys(),
                 on_message=self._on_peer_message, on_request=self._on_peer_request,
+                heartbeat_interval=links.heartbeat_ms / 1000, dead_after=links.dead_after_ms / 1000,
+                handshake_timeout=links.handshake_timeout_ms / 1000, connect_timeout=links.connect_timeout_ms / 1000,
+                backoff_max=links.reconnect_max_ms / 1000, max_pending_handshakes=links.max_pending_handshakes,
+                max_pending_per_address=links.max_pending_per_address,
             )
         self.system_txs = SystemTxs(self.key, self.genesis.chain_id, self.mempool)
         self.driver = Driver(replica, self.app, self.store, self, self)

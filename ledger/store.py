@@ -44,7 +44,10 @@ def height_key(height: int) -> bytes:
 class Store(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def iterate(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
+    def iterate(self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+                ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix` in order (from `start` on, when given, forward only)."""
+        ...
 
     def write_batch(
         self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), sync: bool = True
@@ -63,11 +66,12 @@ class MemoryStore:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def iterate(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+                ) -> Iterator[tuple[bytes, bytes]]:
         if self._sorted is None:
             self._sorted = sorted(self._data)
         keys = self._sorted
-        lo = bisect.bisect_left(keys, prefix)
+        lo = bisect.bisect_left(keys, prefix if start is None else max(prefix, start))
         hi = lo
         while hi < len(keys) and keys[hi].startswith(prefix):
             hi += 1
@@ -123,13 +127,21 @@ class LevelDBStore:
         value: bytes | None = self._db.get(key)
         return value
 
-    def iterate(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+                ) -> Iterator[tuple[bytes, bytes]]:
         if reverse:
             # plyvel 1.5's reverse prefix iterator skips a key equal to the prefix: reverse a forward scan.
-            yield from reversed(list(self.iterate(prefix)))
+            yield from reversed(list(self.iterate(prefix, start=start)))
             return
-        with self._db.iterator(prefix=prefix) as it:
-            yield from it
+        if start is None or start <= prefix:
+            with self._db.iterator(prefix=prefix) as it:
+                yield from it
+            return
+        with self._db.iterator(start=start) as it:  # plyvel takes a prefix or a start, not both
+            for key, value in it:
+                if not key.startswith(prefix):
+                    return
+                yield key, value
 
     def write_batch(
         self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), sync: bool = True

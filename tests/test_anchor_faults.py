@@ -209,7 +209,8 @@ def test_a_validator_never_sends_a_second_anchor_while_its_first_is_pending(net:
     me = Account.create()
     ac.send_transaction(net.w3, deployer, {"to": me.address, "value": Web3.to_wei(1, "ether")})
     address = ac.deploy(net.w3, deployer, submitters=[me.address], out=tmp_path / "d.json").deployment.address
-    client = Web3ChainClient(EthereumConfig(rpc=net.rpc, contract=address, chain_id=31337, tx_timeout_s=20), me)
+    client = Web3ChainClient(EthereumConfig(rpc=net.rpc, contract=address, chain_id=31337, tx_timeout_s=20,
+                                             dev_key_from_node_key=True), me)
     other = ac.anchor_contract(net.w3, address)
     net.automine(False)
     try:

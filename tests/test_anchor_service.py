@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ledger.anchor.ethclient import GWEI, Fees, bumped, derive_eth_key
+from ledger.anchor.ethclient import GWEI, Fees, bumped, derive_eth_key, eth_account_for
 from ledger.anchor.observe import Observed, read_anchors
 from ledger.anchor.outgoing import Outgoing
 from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_effective_height
@@ -76,6 +76,17 @@ def test_eth_key_is_deterministic_per_node_key() -> None:
     a, b = SigningKey.from_seed(b"a"), SigningKey.from_seed(b"b")
     assert derive_eth_key(a) == derive_eth_key(SigningKey.from_seed(b"a"))
     assert derive_eth_key(a) != derive_eth_key(b) and len(derive_eth_key(a)) == 32
+
+
+def test_the_ethereum_account_is_the_key_file_or_derived_on_a_development_chain(tmp_path: Path) -> None:
+    node_key = SigningKey.from_seed(b"a")
+    key_file = tmp_path / "eth.key"
+    key_file.write_text("0x" + "11" * 32 + "\n")
+    key_file.chmod(0o600)
+    from_file = eth_account_for(node_key, EthereumConfig(rpc="x", key_file=key_file))
+    assert bytes(from_file.key) == bytes.fromhex("11" * 32)
+    dev = EthereumConfig(rpc="x", chain_id=31337, dev_key_from_node_key=True)
+    assert bytes(eth_account_for(node_key, dev).key) == derive_eth_key(node_key)
 
 
 def test_ethereum_config_keeps_local_facts_and_may_state_expectations(tmp_path: Path) -> None:
@@ -216,7 +227,7 @@ def _cfg(**kw: object) -> EthereumConfig:
     base: dict[str, object] = {"interval_blocks": 3, "interval_s": 60.0, "grace_s": 1.0, "max_backoff_s": 0.2,
                                "confirmations": 2}
     base.update(kw)
-    return EthereumConfig(rpc="fake", **base)  # type: ignore[arg-type]
+    return EthereumConfig(rpc="fake", chain_id=31337, dev_key_from_node_key=True, **base)  # type: ignore[arg-type]
 
 
 def _service(node: Node, fake: FakeChain, cfg: EthereumConfig | None = None, address: str = ME) -> AnchorService:
@@ -426,7 +437,8 @@ def test_build_node_attaches_the_anchoring_service_only_when_configured(tmp_path
     assert plain.anchoring is None and plain.status()["anchoring"]["enabled"] is False
     asyncio.run(plain.stop())
     settings = json.loads((home.path / "config.json").read_text())
-    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9"}})
+    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "chain_id": 31337,
+                                                      "dev_key_from_node_key": True}})
     node = build_node(NodeConfig.load(home.path))
     try:
         assert isinstance(node.anchoring, AnchorService) and node.anchoring.node is node

@@ -191,7 +191,8 @@ def test_member_endpoint_reports_nonce(client: TestClient, home: Home) -> None:
     post_json(client, tx_to_plain(register(home.org1, 1, "88.100.1/EQ-N")))
     m = client.get(f"/v1/members/{home.org1.id}").json()
     assert m["nonce"] == 1 and m["roles"] == ["issuer", "registrar"]
-    assert client.get("/v1/members/nobody").status_code == 404
+    assert client.get("/v1/members/" + "0" * 40).status_code == 404
+    assert client.get("/v1/members/nobody").json()["error"] == "malformed"  # not an id: 400, as documented
 
 
 def test_resolve_as_of_a_past_height(client: TestClient, home: Home) -> None:

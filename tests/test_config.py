@@ -13,11 +13,11 @@ import pytest
 from devnet import ethereum as devnet_ethereum
 from devnet import launcher
 from devnet.definition import load_definition
-from ledger.config import ConfigError, Endpoint, NodeConfig, write_config
+from ledger.config import ConfigError, Endpoint, HttpEndpoint, HttpLimits, NodeConfig, write_config
 from tests.nodeutil import make_home
 
 MINIMAL = {"http": {"port": 8700}}
-ETHEREUM = {"rpc": "http://127.0.0.1:8545", "contract": "0x" + "ab" * 20}
+ETHEREUM = {"rpc": "http://127.0.0.1:8545", "contract": "0x" + "ab" * 20, "key_file": "eth.key"}
 
 
 def load(tmp_path: Path, settings: dict[str, Any]) -> NodeConfig:
@@ -42,6 +42,7 @@ def test_a_misspelt_top_level_key_is_refused_naming_key_and_file(tmp_path: Path)
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 1}, {"id": "b", "host": "h", "port": 2, "prot": 3}]},
      "peers[1].prot"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_block": 10}}, "ethereum.interval_block"),
+    ({"http": {"port": 8700, "limits": {"reads_per_second": 10}}}, "http.limits.reads_per_second"),
 ])
 def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settings: dict[str, Any],
                                                           name: str) -> None:
@@ -57,6 +58,9 @@ def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settin
     ({**MINIMAL, "node_key": 7}, "node_key"),
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 70000}]}, "peers[0].port"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_blocks": 0}}, "ethereum.interval_blocks"),
+    ({"http": {"port": 8700, "limits": {"reads_per_s": 0}}}, "http.limits.reads_per_s"),
+    ({"http": {"port": 8700, "limits": {"exempt": ["10.0.0.300/8"]}}}, "http.limits.exempt[0]"),
+    ({"http": {"port": 8700, "limits": {"exempt": "10.0.0.0/8"}}}, "http.limits.exempt"),
 ])
 def test_a_wrong_type_or_range_is_refused_naming_the_setting(tmp_path: Path, settings: dict[str, Any],
                                                              name: str) -> None:
@@ -81,12 +85,14 @@ def test_unreadable_or_malformed_files_are_config_errors(tmp_path: Path) -> None
 
 def test_defaults_are_applied(tmp_path: Path) -> None:
     config = load(tmp_path, {**MINIMAL, "ethereum": ETHEREUM})
-    assert config.http == Endpoint(host="127.0.0.1", port=8700)
+    assert config.http == HttpEndpoint(host="127.0.0.1", port=8700, limits=HttpLimits())
+    limits = config.http.limits
+    assert (limits.rate_limits, limits.reads_per_s, limits.writes_per_s, limits.exempt) == (True, 2000.0, 50.0, ())
     assert config.p2p == Endpoint(host="127.0.0.1", port=0) and config.peers == ()
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)
     eth = config.ethereum
-    assert eth is not None and eth.chain_id is None and eth.key_file is None and eth.deploy_block == 0
+    assert eth is not None and eth.chain_id is None and eth.deploy_block == 0 and not eth.dev_key_from_node_key
     assert (eth.interval_blocks, eth.interval_s, eth.grace_s, eth.max_backoff_s, eth.tx_timeout_s) == (
         1000, 600.0, 20.0, 60.0, 120.0)
 
@@ -107,8 +113,32 @@ def test_paths_are_relative_to_home(tmp_path: Path) -> None:
     assert (config.node_key, config.genesis, config.data_dir) == (
         home / "keys/n.pem", home / "../genesis.json", Path("/var/db"))
     assert config.ethereum is not None and config.ethereum.key_file == home / "eth.key"
-    no_key_file = load(home, {**MINIMAL, "ethereum": {**ETHEREUM, "key_file": ""}}).ethereum
-    assert no_key_file is not None and no_key_file.key_file is None  # "" has always meant none
+    passphrase_file = load(home, {**MINIMAL, "node_key_passphrase": {"file": "secret/pass"}}).node_key_passphrase
+    assert passphrase_file.file == home / "secret/pass" and passphrase_file.env == "LEDGER_KEY_PASSPHRASE"
+    assert defaults.node_key_passphrase.file is None
+
+
+def test_an_ethereum_key_is_a_file_unless_a_development_chain_derives_it(tmp_path: Path) -> None:
+    no_key = {k: v for k, v in ETHEREUM.items() if k != "key_file"}
+    for section in (no_key, {**no_key, "key_file": ""}):  # "" has always meant none: now refused too
+        assert "setting 'ethereum': key_file is required" in refusal(tmp_path, {**MINIMAL, "ethereum": section})
+    derived = {**no_key, "dev_key_from_node_key": True}
+    assert "needs chain_id 31337 or 1337" in refusal(tmp_path, {**MINIMAL, "ethereum": derived})
+    assert "needs chain_id" in refusal(tmp_path, {**MINIMAL, "ethereum": {**derived, "chain_id": 1}})
+    both = {**ETHEREUM, "dev_key_from_node_key": True, "chain_id": 31337}
+    assert "not both" in refusal(tmp_path, {**MINIMAL, "ethereum": both})
+    eth = load(tmp_path, {**MINIMAL, "ethereum": {**derived, "chain_id": 31337}}).ethereum
+    assert eth is not None and eth.dev_key_from_node_key and eth.key_file is None
+
+
+def test_peer_link_settings_have_defaults_and_limits(tmp_path: Path) -> None:
+    links = load(tmp_path, MINIMAL).peer_links
+    assert (links.heartbeat_ms, links.dead_after_ms, links.handshake_timeout_ms) == (250, 1500, 3000)
+    assert (links.max_pending_handshakes, links.max_pending_per_address, links.reconnect_max_ms) == (64, 8, 1000)
+    message = refusal(tmp_path, {**MINIMAL, "peer_links": {"heartbeat_ms": 500, "dead_after_ms": 900}})
+    assert "setting 'peer_links.dead_after_ms': should be at least twice heartbeat_ms (500)" in message
+    assert refusal(tmp_path, {**MINIMAL, "peer_links": {"heartbeats": 1}}).endswith(
+        "unknown setting 'peer_links.heartbeats'")
 
 
 def test_every_config_the_devnet_and_tests_write_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,6 +155,7 @@ def test_every_config_the_devnet_and_tests_write_loads(tmp_path: Path, monkeypat
     for home in homes:
         eth = NodeConfig.load(home).ethereum
         assert eth is not None and (eth.chain_id, eth.deploy_block) == (31337, 5)
+        assert eth.key_file == home / "eth.key" and not eth.dev_key_from_node_key
     assert NodeConfig.load(make_home(tmp_path / "unit").path).tick_ms == 5  # tests/nodeutil.py's homes
 
 

@@ -102,8 +102,10 @@ def test_loading_something_else_raises_key_file_error(tmp_path: Path, name: str)
     content = BAD_KEY_FILES[name]
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(KeyFileError):
+        path.chmod(0o600)  # private, so each is refused for what it holds
+    with pytest.raises(KeyFileError) as info:
         SigningKey.load(path)
+    assert "chmod" not in str(info.value)
 
 
 def test_loading_a_directory_raises_key_file_error(tmp_path: Path) -> None:
@@ -114,7 +116,8 @@ def test_loading_a_directory_raises_key_file_error(tmp_path: Path) -> None:
 def test_loading_a_key_on_an_unsupported_curve_raises_key_file_error(tmp_path: Path) -> None:
     path = tmp_path / "ec112.pem"
     path.write_bytes(UNSUPPORTED_CURVE_PEM)
-    with pytest.raises(KeyFileError):
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
         SigningKey.load(path)
 
 

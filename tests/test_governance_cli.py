@@ -52,7 +52,8 @@ def test_two_of_three_admins_remove_an_admin_and_one_alone_cannot(net: dict[str,
     assert (done["status"], done["approvals"]) == ("executed", "2 of 2") and not active(admin3)
     body = httpx.get(f"{url}/v1/governance/proposals/{proposal_id}", params={"proof": "true"}).json()
     proven = verify_state_proof(body["proof"], load_genesis(net["genesis"]))
-    assert proven.value is not None and decode(Proposal, proven.value) == from_plain(Proposal, body["proposal"])
+    value = proven.values[proven.keys[0]]
+    assert value is not None and decode(Proposal, value) == from_plain(Proposal, body["proposal"])
     assert body["proposal"]["status"] == "executed"
 
     # Two admins left at a threshold of two: removing either is refused outright.

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from ledger.crypto import SigningKey
 from ledger.id_import import PROBE_LIMIT, Importer, ImportFileError, count_rows, import_file, read_rows
 from ledger.progress import Progress
+from ledger.tx import SignedTx, decode_payload, decode_tx, make_tx
 
 
 class FakeResponse:
@@ -45,10 +47,11 @@ class FakeNode:
                    else {"record": None} for i in json]
         return FakeResponse({"results": results})
 
-    def submit(self, txs: list[Any], wait: bool, timeout: float) -> list[dict[str, Any]]:
-        self.submit_sizes.append(len(txs))
+    def submit_raw(self, raws: list[bytes], wait: bool, timeout: float) -> list[dict[str, Any]]:
+        self.submit_sizes.append(len(raws))
         out = []
-        for payload in txs:
+        for raw in raws:
+            payload = decode_payload(decode_tx(raw))
             identifier, url = payload.handle, payload.values[0].value
             if identifier in self.gap_once:
                 self.gap_once.discard(identifier)
@@ -63,12 +66,17 @@ class FakeNode:
 
 
 class FakeSigner:
+    """Signs real transactions (the importer encodes them to submit) with a throwaway key."""
+
     def __init__(self) -> None:
         self.resyncs = 0
+        self.key = SigningKey.generate()
+        self.nonce = 0
 
-    def sign(self, kind: str, payload: Any) -> Any:
+    def sign(self, kind: str, payload: Any) -> SignedTx:
         assert kind == "id.register"
-        return payload
+        self.nonce += 1
+        return make_tx(self.key, "test", self.nonce, kind, payload)
 
     def resync(self) -> None:
         self.resyncs += 1

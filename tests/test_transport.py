@@ -1,26 +1,38 @@
-"""Peer-to-peer transport: delivery, request/response, authentication, framing limits, reconnects, bounds.
+"""Peer-to-peer transport: delivery, request/response, TLS and authentication, framing limits,
+heartbeats and dead links, reconnects, bounds on pending handshakes and queues.
 
 Every test is a sync function running one `asyncio.run(scenario())` on 127.0.0.1, with its own
-deadline (`run`), so a hang fails fast instead of stalling the suite.
+deadline (`run`), so a hang fails fast instead of stalling the suite. Connections from "another
+address" come from 127.0.0.2 (Linux routes all of 127/8 to the loopback interface).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import ssl
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.config import Endpoint, Peer
 from ledger.crypto import SigningKey
-from ledger.net import Transport, TransportError
+from ledger.net import Transport, TransportError, certs
 from ledger.net.frames import LENGTH, FrameType, encode_frame, read_frame
-from ledger.net.handshake import DIALER, LISTENER, perform_handshake
+from ledger.net.gate import HandshakeGate, address_key
+from ledger.net.handshake import LinkTls, accept_handshake, dial_handshake, validators_by_key
+from ledger.net.link import LinkState
+from ledger.net.peers import PeerSeen, describe_peer
 
 CHAIN = "test-chain"
 KEYS = [SigningKey.from_seed(b"transport-test-%d" % i) for i in range(4)]
@@ -115,8 +127,17 @@ async def connected(nodes: list[Node], timeout: float = 5.0) -> None:
     )
 
 
-async def raw_connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
+async def raw_connect(port: int, source: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+
+
+async def tls_connect(
+    port: int, key: SigningKey, expected: str, chain_id: str = CHAIN
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A dialer's connection as `key`, through the real handshake (TLS, identity, READY)."""
+    reader, writer = await raw_connect(port)
+    await dial_handshake(reader, writer, LinkTls(key, chain_id), validators_by_key(VALIDATORS), key.id, expected)
+    return reader, writer
 
 
 async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = 2.0) -> bool:
@@ -130,18 +151,6 @@ async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = 2.0) -> 
     except ConnectionError:
         pass
     return True
-
-
-class StolenIdentity:
-    """Claims a validator's id and public key but signs with another key (it lacks the private key)."""
-
-    def __init__(self, victim: SigningKey, signer: SigningKey) -> None:
-        self.id = victim.id
-        self.public_key = victim.public_key
-        self._signer = signer
-
-    def sign(self, domain: bytes, obj: object) -> bytes:
-        return self._signer.sign(domain, obj)
 
 
 # --- delivery ----------------------------------------------------------------------------------
@@ -165,8 +174,9 @@ def test_broadcast_all_to_all_exactly_once_in_order() -> None:
                 assert set(node.inbox.by_sender) == {n.key.id for n in nodes if n is not node}
                 for sender, payloads in node.inbox.by_sender.items():
                     assert payloads == [b"%s:%d" % (sender.encode(), i) for i in range(count)]
-                assert node.transport.metrics["frames_sent"] == 2 * count
-                assert node.transport.metrics["frames_received"] == 2 * count
+                m = node.transport.metrics
+                assert m["frames_sent"] - m["heartbeats_sent"] == 2 * count
+                assert m["frames_received"] - m["heartbeats_received"] == 2 * count
                 assert node.transport.metrics["handshake_failures"] == 0
             assert sorted(nodes[0].transport.connected_peers()) == sorted(n.key.id for n in nodes[1:])
         finally:
@@ -339,55 +349,23 @@ def test_request_without_handler_is_refused() -> None:
     run(scenario())
 
 
-# --- authentication ----------------------------------------------------------------------------
+# --- TLS and authentication ----------------------------------------------------------------------
 
 
-def test_impostor_claiming_a_validator_id_is_rejected() -> None:
-    async def scenario() -> None:
-        a, b = nodes = cluster(2)
-        impostor_port = free_port()
-        # claims a's id and public key, signs with another key
-        impostor = Transport(
-            StolenIdentity(a.key, KEYS[3]),  # type: ignore[arg-type]
-            CHAIN,
-            Endpoint(host="127.0.0.1", port=impostor_port),
-            [b.peer],
-            VALIDATORS,
-            lambda s, p: None,
-        )
-        try:
-            await start_all(nodes)
-            await impostor.start()
-            assert impostor.send(b.key.id, b"forged")
-            await wait_for(lambda: b.transport.metrics["handshake_failures"] >= 2, what="rejections")
-            # the real a still gets through
-            assert a.transport.send(b.key.id, b"genuine")
-            await wait_for(lambda: b.inbox.count() == 1)
-            await asyncio.sleep(0.2)
-            assert b.inbox.by_sender == {a.key.id: [b"genuine"]}
-            assert impostor.connected_peers() == []
-            assert impostor.metrics["handshake_failures"] >= 2
-            assert impostor.metrics["links_established"] == 0
-        finally:
-            await impostor.stop()
-            await stop_all(nodes)
-
-    run(scenario())
-
-
-def test_impostor_with_own_key_but_validator_id_is_rejected() -> None:
+def test_links_are_tls_13_with_the_validator_keys_as_certificates() -> None:
     async def scenario() -> None:
         (b,) = cluster(1)
         try:
             await b.transport.start()
-            reader, writer = await raw_connect(b.port)
-            # KEYS[3]'s signatures are real, but it presents KEYS[0]'s id with its own public key
-            fake = StolenIdentity(KEYS[0], KEYS[3])
-            fake.public_key = KEYS[3].public_key
-            with pytest.raises(Exception):  # noqa: B017 - rejected by b, the exact error depends on timing
-                await perform_handshake(reader, writer, fake, CHAIN, VALIDATORS, DIALER, b.key.id)
-            assert await closed_by_peer(reader)
-            await wait_for(lambda: b.transport.metrics["handshake_failures"] == 1)
+            reader, writer = await tls_connect(b.port, KEYS[1], b.key.id)
+            tls = writer.get_extra_info("ssl_object")
+            assert tls.version() == "TLSv1.3" and tls.selected_alpn_protocol() == "ledger-p2p/2"
+            assert tls.cipher()[0] in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+                                       "TLS_AES_128_GCM_SHA256")
+            assert x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw) == b.key.public_key
+            writer.write(encode_frame(FrameType.MESSAGE, b"over tls"))
+            await wait_for(lambda: b.inbox.by_sender == {KEYS[1].id: [b"over tls"]})
             writer.close()
         finally:
             await b.transport.stop()
@@ -395,7 +373,7 @@ def test_impostor_with_own_key_but_validator_id_is_rejected() -> None:
     run(scenario())
 
 
-def test_non_validator_is_rejected() -> None:
+def test_a_non_validator_key_is_refused_and_its_dialer_never_sees_a_link() -> None:
     async def scenario() -> None:
         (b,) = cluster(1)
         outsider_validators = {**VALIDATORS, OUTSIDER.id: OUTSIDER.public_key}  # the outsider's own view
@@ -407,14 +385,70 @@ def test_non_validator_is_rejected() -> None:
             await b.transport.start()
             await outsider.start()
             assert outsider.send(b.key.id, b"let me in")
-            await wait_for(lambda: b.transport.metrics["handshake_failures"] >= 2, what="rejections")
+            await wait_for(lambda: b.transport.metrics["handshake_failures"] >= 2
+                           and outsider.metrics["handshake_failures"] >= 2, what="rejections")
             assert b.inbox.count() == 0
-            assert outsider.connected_peers() == []
+            # the listener refused it after TLS: the dialer waits for READY and sees a failed handshake
+            assert outsider.connected_peers() == [] and outsider.metrics["links_established"] == 0
         finally:
             await outsider.stop()
             await b.transport.stop()
 
     run(scenario())
+
+
+def forged_certificate(subject: str, key: SigningKey, chain_id: str = CHAIN) -> x509.Certificate:
+    """A certificate the public link issuer signs for any subject and key: what anyone can make."""
+    issuer_key, issuer_cert = certs.issuer(chain_id)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, subject)]))
+               .issuer_name(issuer_cert.subject).public_key(Ed25519PublicKey.from_public_bytes(key.public_key))
+               .serial_number(7).not_valid_before(certs.NOT_BEFORE).not_valid_after(certs.NOT_AFTER))
+    return issuer_key.sign_certificate(builder)
+
+
+def client_context(cert: x509.Certificate, key: SigningKey) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # this dialer does not care who answers
+    ctx.set_alpn_protocols(["ledger-p2p/2"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "id.pem"
+        path.write_bytes(certs.pem(cert) + key.to_pem())
+        ctx.load_cert_chain(path)
+    return ctx
+
+
+def test_a_certificate_naming_a_validator_but_carrying_another_key_is_refused() -> None:
+    async def scenario() -> None:
+        (b,) = cluster(1)
+        try:
+            await b.transport.start()
+            # the subject names validator KEYS[1]; the key (the one TLS makes it prove) is the outsider's
+            forged = forged_certificate(KEYS[1].id, OUTSIDER)
+            reader, writer = await raw_connect(b.port)
+            await writer.start_tls(client_context(forged, OUTSIDER))  # TLS 1.3: the dialer is done first...
+            writer.write(encode_frame(FrameType.MESSAGE, b"forged"))
+            assert await closed_by_peer(reader)  # ...but no READY comes, only the close
+            await wait_for(lambda: b.transport.metrics["handshake_failures"] == 1)
+            assert b.inbox.count() == 0
+        finally:
+            await b.transport.stop()
+
+    run(scenario())
+
+
+def test_a_certificate_with_a_validator_key_is_useless_without_that_key() -> None:
+    # What a man in the middle could make: a certificate for b's public key, issued by the public
+    # link issuer. OpenSSL will not even take it with any other private key, because TLS would make
+    # it sign with b's.
+    cert = forged_certificate(KEYS[1].id, KEYS[1])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mitm.pem"
+        path.write_bytes(certs.pem(cert) + OUTSIDER.to_pem())
+        with pytest.raises(ssl.SSLError, match="KEY_VALUES_MISMATCH|key values mismatch"):
+            ctx.load_cert_chain(path)
 
 
 def test_dialer_rejects_a_different_validator_at_the_address() -> None:
@@ -459,20 +493,31 @@ def test_wrong_chain_id_is_rejected() -> None:
     run(scenario())
 
 
-def test_handshake_timeout_and_pending_handshakes_are_bounded() -> None:
+def test_plaintext_gets_nothing_and_the_listener_keeps_serving() -> None:
     async def scenario() -> None:
-        a, b = nodes = cluster(2, handshake_timeout=0.5, max_pending_handshakes=5)
+        a, b = nodes = cluster(2, handshake_timeout=1.0)
         try:
             await b.transport.start()
-            silent = [await raw_connect(b.port) for _ in range(8)]  # connect, never say anything
-            closed = await asyncio.gather(*(closed_by_peer(r, timeout=2) for r, _ in silent))
-            assert all(closed)
-            assert b.transport.metrics["incoming_rejected"] == 3
-            assert b.transport.metrics["handshake_failures"] == 5
-            for _, w in silent:
-                w.close()
-            await a.transport.start()  # a legitimate peer still gets in
-            assert a.transport.send(b.key.id, b"hello")
+            garbage = [
+                os.urandom(1000),
+                b"\x00\x00\x00\x00",  # an empty frame
+                encode_frame(FrameType.MESSAGE, b"unauthenticated"),
+                encode_frame(FrameType.READY, b""),
+                LENGTH.pack(0xFFFFFFFF),  # a frame announcing 4 GiB
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"\x16\x03\x01\x00\x05hello",  # a TLS record header with a bogus handshake
+            ]
+            for blob in garbage:
+                reader, writer = await raw_connect(b.port)
+                writer.write(blob)
+                async with asyncio.timeout(3):
+                    received = await reader.read()  # until the listener closes
+                assert received == b"" or received[0] == 0x15  # nothing, or at most a TLS alert
+                writer.close()
+            await wait_for(lambda: b.transport.metrics["handshake_failures"] == len(garbage))
+            assert b.inbox.count() == 0 and b.transport.metrics["frames_received"] == 0
+            await a.transport.start()
+            assert a.transport.send(b.key.id, b"still works")
             await wait_for(lambda: b.inbox.count() == 1)
         finally:
             await stop_all(nodes)
@@ -480,15 +525,80 @@ def test_handshake_timeout_and_pending_handshakes_are_bounded() -> None:
     run(scenario())
 
 
+# --- pending handshakes -------------------------------------------------------------------------
+
+
+def test_silent_connections_time_out_and_one_address_holds_at_most_its_share() -> None:
+    async def scenario() -> None:
+        a, b = nodes = cluster(2, handshake_timeout=0.5, max_pending_handshakes=6, max_pending_per_address=2)
+        try:
+            await b.transport.start()
+            silent = [await raw_connect(b.port, "127.0.0.2") for _ in range(8)]  # connect, never say anything
+            await wait_for(lambda: b.transport.metrics["handshakes_evicted"] == 6, what="evictions")
+            # the oldest six were pushed out by their own address's newer ones; the last two time out
+            closed = await asyncio.gather(*(closed_by_peer(r, timeout=2) for r, _ in silent))
+            assert all(closed)
+            assert b.transport.metrics["handshake_failures"] == 8
+            for _, w in silent:
+                w.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_slow_handshakes_from_one_address_do_not_keep_a_validator_out() -> None:
+    async def scenario() -> None:
+        a, b = nodes = cluster(2, handshake_timeout=30.0, max_pending_handshakes=16, max_pending_per_address=4)
+        try:
+            await b.transport.start()
+            # 200 connections from another address, each trickling a TLS ClientHello, held for 30 s each
+            slow = [await raw_connect(b.port, "127.0.0.2") for _ in range(200)]
+            for _, w in slow:
+                w.write(b"\x16\x03\x01")
+            await wait_for(lambda: b.transport.metrics["handshakes_evicted"] == 196, what="evictions")
+            started = time.monotonic()
+            await a.transport.start()
+            assert a.transport.send(b.key.id, b"in")
+            await wait_for(lambda: b.inbox.count() == 1, timeout=2, what="the validator's link")
+            assert time.monotonic() - started < 1.0
+            assert b.transport._listener.pending_from("127.0.0.2") == 4
+            for _, w in slow:
+                w.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario(), limit=20)
+
+
+def test_many_addresses_push_out_the_oldest_pending_handshakes_not_the_newest() -> None:
+    async def scenario() -> None:
+        a, b = nodes = cluster(2, handshake_timeout=30.0, max_pending_handshakes=8, max_pending_per_address=4)
+        try:
+            await b.transport.start()
+            held = [await raw_connect(b.port, f"127.0.0.{2 + i % 6}") for i in range(24)]  # 6 addresses, 4 each
+            await wait_for(lambda: b.transport.metrics["handshakes_evicted"] == 16, what="evictions")
+            await a.transport.start()  # the newest: it gets its slot, and 8 new ones would be needed to push it out
+            assert a.transport.send(b.key.id, b"in")
+            await wait_for(lambda: b.inbox.count() == 1, timeout=2, what="the validator's link")
+            for _, w in held:
+                w.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario(), limit=20)
+
+
+# --- incoming links and framing ----------------------------------------------------------------
+
+
 def test_new_link_from_a_peer_replaces_the_old_one() -> None:
     async def scenario() -> None:
         (b,) = cluster(1)  # default: one incoming link per peer
         try:
             await b.transport.start()
-            old_reader, old_writer = await raw_connect(b.port)
-            await perform_handshake(old_reader, old_writer, KEYS[1], CHAIN, VALIDATORS, DIALER, b.key.id)
-            new_reader, new_writer = await raw_connect(b.port)
-            await perform_handshake(new_reader, new_writer, KEYS[1], CHAIN, VALIDATORS, DIALER, b.key.id)
+            old_reader, old_writer = await tls_connect(b.port, KEYS[1], b.key.id)
+            new_reader, new_writer = await tls_connect(b.port, KEYS[1], b.key.id)
             assert await closed_by_peer(old_reader, timeout=1)
             old_writer.write(encode_frame(FrameType.MESSAGE, b"old"))
             new_writer.write(encode_frame(FrameType.MESSAGE, b"new"))
@@ -509,11 +619,7 @@ def test_incoming_links_per_peer_are_bounded() -> None:
         (b,) = cluster(1, max_incoming_per_peer=2)
         try:
             await b.transport.start()
-            conns = []
-            for _ in range(5):  # a validator (KEYS[1]) opening many authenticated connections
-                reader, writer = await raw_connect(b.port)
-                await perform_handshake(reader, writer, KEYS[1], CHAIN, VALIDATORS, DIALER, b.key.id)
-                conns.append((reader, writer))
+            conns = [await tls_connect(b.port, KEYS[1], b.key.id) for _ in range(5)]  # one validator, many links
             await wait_for(lambda: b.transport.metrics["incoming_replaced"] == 3)
             for reader, _ in conns[:3]:
                 assert await closed_by_peer(reader, timeout=1)
@@ -528,71 +634,29 @@ def test_incoming_links_per_peer_are_bounded() -> None:
     run(scenario())
 
 
-# --- framing -----------------------------------------------------------------------------------
-
-
-def test_oversized_frame_length_closes_the_connection() -> None:
+def test_oversized_and_malformed_frames_close_an_authenticated_link() -> None:
     async def scenario() -> None:
         a, b = nodes = cluster(2, max_frame=64 * 1024)
         try:
             await b.transport.start()
-            # before the handshake: the handshake limit is a few KiB
-            reader, writer = await raw_connect(b.port)
-            writer.write(LENGTH.pack(0xFFFFFFFF))
-            assert await closed_by_peer(reader)
-            assert b.transport.metrics["oversized_frames"] == 1
-            writer.close()
-            # after a genuine handshake: max_frame applies
-            reader, writer = await raw_connect(b.port)
-            await perform_handshake(reader, writer, a.key, CHAIN, VALIDATORS, DIALER, b.key.id)
+            reader, writer = await tls_connect(b.port, a.key, b.key.id)
             writer.write(encode_frame(FrameType.MESSAGE, b"ok"))
             writer.write(LENGTH.pack(64 * 1024 + 1) + b"\x10")
             assert await closed_by_peer(reader)
-            assert b.transport.metrics["oversized_frames"] == 2
+            assert b.transport.metrics["oversized_frames"] == 1
             assert b.inbox.by_sender == {a.key.id: [b"ok"]}
             writer.close()
-            # the listener still serves a legitimate peer
-            await a.transport.start()
-            assert a.transport.send(b.key.id, b"after")
-            await wait_for(lambda: b.inbox.count() == 2)
-        finally:
-            await stop_all(nodes)
-
-    run(scenario())
-
-
-def test_garbage_does_not_crash_the_listener() -> None:
-    async def scenario() -> None:
-        a, b = nodes = cluster(2, handshake_timeout=1.0)
-        try:
-            await b.transport.start()
-            garbage = [
-                os.urandom(1000),
-                b"\x00\x00\x00\x00",  # empty frame
-                LENGTH.pack(3) + b"\x01\xc1\xc1",  # a Hello frame that is not msgpack
-                encode_frame(FrameType.HELLO, b"\x95\x01\xa1x\xa1y\xc4\x00\xc4\x00"),  # wrong field values
-                encode_frame(FrameType.AUTH, b"\x91\xc4\x00"),  # Auth before Hello
-                encode_frame(FrameType.MESSAGE, b"unauthenticated"),
-                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            ]
-            for blob in garbage:
-                reader, writer = await raw_connect(b.port)
-                writer.write(blob)
-                assert await closed_by_peer(reader)
-                writer.close()
-            # after a genuine handshake: unknown frame type, a RESPONSE on an incoming link, a short request
-            for bad in (LENGTH.pack(2) + b"\x7fx", LENGTH.pack(9) + b"\x12" + bytes(8), LENGTH.pack(3) + b"\x11ab"):
-                reader, writer = await raw_connect(b.port)
-                await perform_handshake(reader, writer, a.key, CHAIN, VALIDATORS, DIALER, b.key.id)
+            # an unknown frame type, a RESPONSE on an incoming link, a short request, an empty frame
+            for bad in (LENGTH.pack(2) + b"\x7fx", LENGTH.pack(9) + b"\x12" + bytes(8), LENGTH.pack(3) + b"\x11ab",
+                        LENGTH.pack(0)):
+                reader, writer = await tls_connect(b.port, a.key, b.key.id)
                 writer.write(bad)
                 assert await closed_by_peer(reader)
                 writer.close()
-            assert b.transport.metrics["malformed_frames"] == 3
-            assert b.transport.metrics["handshake_failures"] == len(garbage)
-            assert b.inbox.count() == 0
-            await a.transport.start()
-            assert a.transport.send(b.key.id, b"still works")
-            await wait_for(lambda: b.inbox.count() == 1)
+            assert b.transport.metrics["malformed_frames"] == 4
+            await a.transport.start()  # the listener still serves a legitimate peer
+            assert a.transport.send(b.key.id, b"after")
+            await wait_for(lambda: b.inbox.count() == 2)
         finally:
             await stop_all(nodes)
 
@@ -621,6 +685,129 @@ def test_on_message_exception_does_not_break_the_link() -> None:
             await stop_all(nodes)
 
     run(scenario())
+
+
+# --- heartbeats and dead links -----------------------------------------------------------------
+
+
+class Relay:
+    """A TCP relay between a dialer and a listener that can go silent: it stops forwarding on the
+    connections it has, without closing them (a link that died silently), while new connections
+    are forwarded again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.connections: list[dict[str, Any]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        state = {"silent": False, "writers": (writer, up_writer)}
+        self.connections.append(state)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    if state["silent"]:
+                        continue  # swallowed: neither end hears anything more, nor a close
+                    dst.write(data)
+                    await dst.drain()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def silence_existing(self) -> None:
+        for state in self.connections:
+            state["silent"] = True
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for state in self.connections:
+            for w in state["writers"]:
+                w.transport.abort()
+
+
+def test_a_link_that_dies_silently_is_closed_and_comes_back() -> None:
+    async def scenario() -> None:
+        ports = [free_port(), free_port()]
+        relay = Relay(ports[1])
+        # a reaches b only through the relay; b reaches a directly
+        a = Node(KEYS[0], ports[0], [Peer(id=KEYS[1].id, host="127.0.0.1", port=relay.port)],
+                 heartbeat_interval=0.1, dead_after=0.5)
+        b = Node(KEYS[1], ports[1], [a.peer], heartbeat_interval=0.1, dead_after=0.5)
+        try:
+            await relay.start()
+            await start_all([a, b])
+            await wait_for(lambda: a.transport.link_state(b.key.id).connected
+                           and b.transport.link_state(a.key.id).connected, what="links up")
+            relay.silence_existing()
+            silenced = time.monotonic()
+            # both ends of the silent connection notice, and a's dial loop brings up a new one
+            await wait_for(lambda: a.transport.metrics["links_dead"] >= 1 and b.transport.metrics["links_dead"] >= 1,
+                           timeout=3, what="both ends closing the silent link")
+            await wait_for(lambda: a.transport.metrics["reconnects"] >= 1 and a.transport.link_state(b.key.id).connected
+                           and b.transport.link_state(a.key.id).incoming, timeout=3, what="the link back")
+            back_after = time.monotonic() - silenced
+            assert 0.5 <= back_after < 1.5, back_after
+            assert a.transport.send(b.key.id, b"after")
+            await wait_for(lambda: b.inbox.by_sender.get(a.key.id) == [b"after"])
+            assert len(relay.connections) == 2
+        finally:
+            await stop_all([a, b])
+            await relay.stop()
+
+    run(scenario())
+
+
+def test_heartbeats_keep_an_idle_link_up_and_measure_its_round_trip() -> None:
+    async def scenario() -> None:
+        a, b = nodes = cluster(2, heartbeat_interval=0.05, dead_after=0.2)
+        try:
+            await start_all(nodes)
+            await connected(nodes)
+            await asyncio.sleep(1.0)  # idle: only heartbeats travel
+            for node, other in ((a, b), (b, a)):
+                state = node.transport.link_state(other.key.id)
+                assert state.connected and state.rtt_ms is not None and state.rtt_ms < 100
+                assert state.last_heard is not None and time.time() - state.last_heard < 0.2
+                assert node.transport.metrics["links_dead"] == 0 and node.transport.metrics["reconnects"] == 0
+                assert node.transport.metrics["heartbeats_received"] >= 20
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_a_stalled_node_does_not_drop_links_whose_frames_it_has_not_read_yet() -> None:
+    async def scenario() -> None:
+        a, b = nodes = cluster(2, heartbeat_interval=0.05, dead_after=0.2)
+        try:
+            await start_all(nodes)
+            await connected(nodes)
+            time.sleep(1.0)  # the whole loop blocks for five times dead_after (as a SIGSTOP would)
+            await asyncio.sleep(0.5)
+            for node in nodes:
+                assert node.transport.metrics["links_dead"] == 0 and node.transport.metrics["links_lost"] == 0
+            assert a.transport.link_state(b.key.id).connected and b.transport.link_state(a.key.id).connected
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_the_network_view_of_a_peer_is_the_transports_account_of_both_directions() -> None:
+    now = 1000.0
+    stale = PeerSeen(last_seen=now - 132, view=24, height=7)  # its last consensus message: long ago
+    alive = LinkState(outgoing=True, incoming=True, last_heard=now - 0.1, rtt_ms=0.42)
+    out = describe_peer(stale, alive, now)
+    assert out["connected"] and out["last_seen_ago_ms"] == 100 and out["rtt_ms"] == 0.4 and out["view"] == 24
+    one_way = describe_peer(stale, LinkState(outgoing=True, incoming=False, last_heard=now - 0.1, rtt_ms=None), now)
+    assert not one_way["connected"] and one_way["outgoing"] and not one_way["incoming"]
+    assert describe_peer(PeerSeen(), None, now)["connected"] is False
 
 
 # --- reconnection and bounds -------------------------------------------------------------------
@@ -682,17 +869,18 @@ def test_queue_bound_with_unreachable_peer() -> None:
 
 def test_queue_bound_with_peer_that_never_reads() -> None:
     async def scenario() -> None:
-        a, b = cluster(2, queue_limit=16)
+        # heartbeats far apart: this is about the queue, not about noticing the stuck peer
+        a, b = cluster(2, queue_limit=16, heartbeat_interval=10.0, dead_after=30.0)
         handshakes: list[str] = []
         release = asyncio.Event()
 
         async def stuck_listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # authenticates as b, then never reads again
-            handshakes.append(await perform_handshake(reader, writer, b.key, CHAIN, VALIDATORS, LISTENER))
+            handshakes.append(await accept_handshake(writer, validators_by_key(VALIDATORS), b.key.id))
             await release.wait()
             writer.close()
 
-        server = await asyncio.start_server(stuck_listener, "127.0.0.1", b.port)
+        server = await asyncio.start_server(stuck_listener, "127.0.0.1", b.port, ssl=LinkTls(b.key, CHAIN).server)
         try:
             await a.transport.start()
             await wait_for(lambda: a.transport.connected_peers() == [b.key.id])
@@ -714,6 +902,29 @@ def test_queue_bound_with_peer_that_never_reads() -> None:
             await asyncio.sleep(0.01)
 
     run(scenario())
+
+
+def test_the_gate_pushes_out_the_oldest_of_an_address_then_the_oldest_overall() -> None:
+    gate: HandshakeGate[str] = HandshakeGate(total=4, per_address=2)
+    assert gate.admit("a1", "10.0.0.1") == [] and gate.admit("a2", "10.0.0.1") == []
+    assert gate.admit("a3", "10.0.0.1") == ["a1"]  # its own address's oldest, not anyone else's
+    assert gate.admit("b1", "10.0.0.2") == [] and gate.admit("c1", "10.0.0.3") == []
+    assert gate.admit("d1", "10.0.0.4") == ["a2"]  # full: the oldest overall
+    gate.release("b1")
+    gate.release("b1")  # harmless twice
+    assert len(gate) == 3 and gate.pending_from("10.0.0.1") == 1
+    # IPv6 counts per /64; an IPv4-mapped address counts as its IPv4 address
+    assert address_key("2001:db8:1:2::5") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::5") != address_key("2001:db8:1:2::5")
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
+
+
+def test_certificates_are_deterministic_and_carry_the_validator_key() -> None:
+    cert = certs.node_certificate(KEYS[0], CHAIN)
+    assert cert == certs.node_certificate(KEYS[0], CHAIN)  # Ed25519 signatures and fixed fields
+    assert certs.certificate_key(cert.public_bytes(serialization.Encoding.DER)) == KEYS[0].public_key
+    assert certs.issuer(CHAIN)[0].public_key != certs.issuer("other-chain")[0].public_key
+    assert certs.certificate_key(b"not a certificate") is None
 
 
 def test_frames_roundtrip_and_limit() -> None:

@@ -3,7 +3,8 @@
 `Web3ChainClient` talks to the LedgerAnchor contract through web3 and the committed artifact: it reads
 the certified submitters' `Anchored` events, and sends, follows and re-prices this validator's own anchor
 transactions. It is blocking: the service calls it on its own thread. Validators sign with a key file,
-or on devnets with a secp256k1 key derived from their node key.
+or, only on a development chain and when the config asks for it (`ethereum.dev_key_from_node_key`),
+with a secp256k1 key derived from their node key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.anchor.observe import Observed
+from ledger.config import EthereumConfig
 from ledger.crypto import SigningKey
 
 if TYPE_CHECKING:
@@ -25,17 +27,21 @@ LOG_CHUNK = 5_000  # blocks per eth_getLogs request (public RPCs refuse long ran
 
 
 def derive_eth_key(node_key: SigningKey) -> bytes:
-    """A deterministic secp256k1 private key for a validator, derived from its node key (devnets)."""
+    """A deterministic secp256k1 private key for a validator, derived from its node key (development chains)."""
     return hashlib.sha256(ETH_KEY_DOMAIN + node_key.to_pem()).digest()
 
 
-def eth_account_for(node_key: SigningKey, key_file: Any = None) -> LocalAccount:
+def eth_account_for(node_key: SigningKey, cfg: EthereumConfig) -> LocalAccount:
+    """The validator's Ethereum account: its key file, or the derived key where the config allows it
+    (EthereumConfig accepts `dev_key_from_node_key` only with a development chain id)."""
     from eth_account import Account
 
     from ledger.anchor.contract import load_key_file
 
-    if key_file is not None:
-        return load_key_file(key_file)
+    if cfg.key_file is not None:
+        return load_key_file(cfg.key_file)
+    if not cfg.dev_key_from_node_key:
+        raise ValueError("ethereum.key_file is required")
     account: LocalAccount = Account.from_key(derive_eth_key(node_key))
     return account
 

@@ -130,7 +130,7 @@ class AnchorService:
         self.my_index = self.validators.index(node.key.id)
         self.eth_address = ""
         if client_factory is None:
-            account = eth_account_for(node.key, cfg.key_file)
+            account = eth_account_for(node.key, cfg)
             self.eth_address = str(account.address).lower()
 
             def client_factory(contract: str, chain_id: int) -> ChainClient:

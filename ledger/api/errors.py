@@ -64,8 +64,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if request.url.path.startswith(HANDLE_PREFIX):
             code = 100 if exc.status_code == 404 else 2
-            return _handle_error(request, exc.status_code, code, str(exc.detail))
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+            response = _handle_error(request, exc.status_code, code, str(exc.detail))
+        else:
+            response = error_response(exc.status_code, "http_error", str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. `Allow` with a 405
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

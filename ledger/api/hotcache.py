@@ -1,9 +1,20 @@
 """The hot read path: encoded Handle answers served from memory by a raw ASGI middleware.
 
 `GET /api/handles/...` answers are cached as the exact bytes (status, headers, body) the route
-produced, keyed by raw path + query string. A hit is sent straight from the outermost middleware:
-no routing, no dependency injection, no validation, no JSON encoding. A miss runs the documented
-FastAPI route (which stays in OpenAPI) and stores its answer.
+produced. A hit is sent straight from the outermost middleware (or from the connection itself,
+`ledger.api.fastpath`): no routing, no dependency injection, no validation, no JSON encoding. A miss
+runs `handle_answer.answer` (the documented FastAPI route's own function) and stores its answer.
+
+What a client cannot do to it:
+- The key is the decoded path and the query as the route understands it (`index`, `type`,
+  `callback`, `proof`): requests differing only in unknown parameters, parameter spellings the
+  parser treats alike, or percent-encoding share one entry.
+- Only successful answers (200) are stored: 404s and 400s, whose paths a client invents at will,
+  are computed each time (they are cheap, and absence proofs pay the proof rate).
+- The cache has a byte budget (`http.limits.answer_cache_mb`), and is segmented: a new answer
+  enters a probationary segment and moves to the protected one (at most 4/5 of the budget) only when
+  asked for again. Answers asked for once are evicted first, oldest first, so a stream of distinct
+  misses churns the probationary segment and cannot evict the hot answers wholesale.
 
 Freshness: the node calls `on_commit` for every block once it is on disk and before any of its
 transactions is acknowledged, on the event loop thread that also serves requests.
@@ -13,8 +24,7 @@ transactions is acknowledged, on the event loop thread that also serves requests
 - A miss stores its answer only if no block committed while it was being computed (a generation
   counter), so an answer computed from an older head never enters the cache.
 Hence a node never serves from the cache an answer older than a commit it has acknowledged.
-`auth=true` (Handle.Net: bypass caches) always runs the route. The cache holds at most `limit`
-entries (cleared when full).
+`auth=true` (Handle.Net: bypass caches) always runs the route.
 
 Each entry also keeps its HTTP/1.1 wire form (status line and headers), so `ledger.api.fastpath`
 can answer a hit from the connection's protocol object, before any ASGI scope or task exists.
@@ -23,17 +33,20 @@ can answer a hit from the connection's protocol object, before any ASGI scope or
 from __future__ import annotations
 
 import http
+from collections import OrderedDict
 from typing import NamedTuple
+from urllib.parse import unquote_to_bytes, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.api.handle_answer import answer, parse_query
+from ledger.api.handle_answer import HandleQuery, answer, parse_query
 from ledger.chaindb import ExecutedBlock
 
 HANDLE_PATH = "/api/handles/"
-CACHED_STATUSES = frozenset({200, 400, 404})
+CACHED_STATUS = 200
 RELEVANT_PREFIXES = (b"id/", b"prefix/")
-
+ENTRY_OVERHEAD = 240  # bytes of Python objects around an entry's key, head and body (measured roughly)
+PROOF_SHARE = 0.25  # of the budget, for answers carrying a proof (dropped at every block)
 
 
 class Entry(NamedTuple):
@@ -49,24 +62,99 @@ def make_entry(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> 
     return Entry(status, headers, body, b"".join(lines))
 
 
-def cache_key(raw_path: bytes, query: bytes) -> bytes:
-    return raw_path + b"?" + query
-
-
 def bypasses_cache(query: bytes) -> bool:
     """Handle.Net's `auth=true` asks for an authoritative answer, so it never comes from the cache."""
     return b"auth=" in query and b"auth=false" not in query
 
 
-def wants_proof(query: bytes) -> bool:
-    return b"proof" in query
+def cache_key(raw_path: bytes, query: bytes) -> tuple[bytes, bool] | None:
+    """(key, carries a proof) of a Handle request, or None when its query is one the route refuses."""
+    path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
+    if not query:
+        return path, False
+    try:
+        parsed = parse_query(query)
+    except ValueError:
+        return None
+    canonical = canonical_query(parsed)
+    return (path + b"?" + canonical if canonical else path), parsed.proof
+
+
+def canonical_query(q: HandleQuery) -> bytes:
+    pairs = [("index", i) for i in q.index] + [("type", t) for t in q.type]
+    if q.callback is not None:
+        pairs.append(("callback", q.callback))
+    if q.proof:
+        pairs.append(("proof", "1"))
+    return urlencode(pairs).encode()
+
+
+class SegmentedCache:
+    """Entries within `budget` bytes: probation (asked for once) and protected (asked for again)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.protected_budget = budget * 4 // 5
+        self.probation: OrderedDict[bytes, tuple[Entry, int]] = OrderedDict()
+        self.protected: OrderedDict[bytes, tuple[Entry, int]] = OrderedDict()
+        self.probation_bytes = 0
+        self.protected_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.probation) + len(self.protected)
+
+    @property
+    def size(self) -> int:
+        return self.probation_bytes + self.protected_bytes
+
+    def get(self, key: bytes) -> Entry | None:
+        found = self.protected.get(key)
+        if found is not None:
+            return found[0]
+        found = self.probation.pop(key, None)
+        if found is None:
+            return None
+        self.probation_bytes -= found[1]
+        self.protected[key] = found
+        self.protected_bytes += found[1]
+        while self.protected_bytes > self.protected_budget:  # the oldest protected go back to probation
+            old_key, old = self.protected.popitem(last=False)
+            self.protected_bytes -= old[1]
+            self.probation[old_key] = old
+            self.probation_bytes += old[1]
+        self._evict()
+        return found[0]
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        size = len(key) + len(entry.wire_head) + len(entry.body) + ENTRY_OVERHEAD
+        if size > self.budget // 16:
+            return  # an answer this large would crowd out the rest
+        for segment in (self.probation, self.protected):
+            old = segment.pop(key, None)
+            if old is not None:
+                if segment is self.probation:
+                    self.probation_bytes -= old[1]
+                else:
+                    self.protected_bytes -= old[1]
+        self.probation[key] = (entry, size)
+        self.probation_bytes += size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.probation_bytes + self.protected_bytes > self.budget and self.probation:
+            _, (_, size) = self.probation.popitem(last=False)
+            self.probation_bytes -= size
+
+    def clear(self) -> None:
+        self.probation.clear()
+        self.protected.clear()
+        self.probation_bytes = self.protected_bytes = 0
 
 
 class ResponseCache:
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
-        self.plain: dict[bytes, Entry] = {}
-        self.proofs: dict[bytes, Entry] = {}
+    def __init__(self, budget_bytes: int = 64 * 1024 * 1024) -> None:
+        self.plain = SegmentedCache(int(budget_bytes * (1 - PROOF_SHARE)))
+        self.proofs = SegmentedCache(int(budget_bytes * PROOF_SHARE))
         self.generation = 0
         self.hits = 0
         self.misses = 0
@@ -92,12 +180,13 @@ class ResponseCache:
         return entry
 
     def store(self, key: bytes, entry: Entry, proof: bool, generation: int) -> None:
-        if generation != self.generation:
-            return  # a block committed meanwhile: this answer may be older than the head
-        table = self.proofs if proof else self.plain
-        if len(table) >= self.limit:
-            table.clear()
-        table[key] = entry
+        if generation != self.generation or entry.status != CACHED_STATUS:
+            return  # a block committed meanwhile (this answer may be older than the head), or not a 200
+        (self.proofs if proof else self.plain).put(key, entry)
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": len(self.plain) + len(self.proofs), "bytes": self.plain.size + self.proofs.size,
+                "hits": self.hits, "misses": self.misses}
 
 
 class HandleCacheMiddleware:
@@ -114,9 +203,12 @@ class HandleCacheMiddleware:
             await self.app(scope, receive, send)
             return
         query: bytes = scope.get("query_string", b"")
+        keyed = cache_key(scope.get("raw_path", scope["path"].encode()), query)
+        if keyed is None:
+            await self.app(scope, receive, send)
+            return
+        key, proof = keyed
         use_cache = not bypasses_cache(query)
-        key = cache_key(scope.get("raw_path", scope["path"].encode()), query)
-        proof = wants_proof(query)
         cache = self.cache
         entry = cache.lookup(key, proof) if use_cache else None
         if entry is None:
@@ -125,7 +217,7 @@ class HandleCacheMiddleware:
             if entry is None:
                 await self.app(scope, receive, send)
                 return
-            if use_cache and entry.status in CACHED_STATUSES:
+            if use_cache:
                 cache.store(key, entry, proof, generation)
         await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
         await send({"type": "http.response.body", "body": entry.body})

@@ -1,18 +1,22 @@
 """The node's HTTP server: `create_app` builds the FastAPI (ASGI) application, whose `lifespan`
-builds, starts and stops the node; routes are one APIRouter per area (`ledger/api/routes`)."""
+builds, starts and stops the node; routes are one APIRouter per area (`ledger/api/routes`);
+`serve` runs it on uvicorn with the guarded, cache-answering protocol (`ledger.api.guard`,
+`ledger.api.fastpath`) and the limits of `http.limits`."""
 
 from __future__ import annotations
 
+import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.api.errors import error_response, install_error_handlers
+from ledger.api.errors import install_error_handlers
+from ledger.api.guard import Guard, GuardMiddleware
 from ledger.api.hotcache import HandleCacheMiddleware, ResponseCache
+from ledger.api.openapi import install_openapi
 from ledger.api.routes import (
     anchors,
     assets,
@@ -32,12 +36,12 @@ from ledger.assembly import build_node
 from ledger.config import NodeConfig
 from ledger.node import Node
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+FD_MARGIN = 1024  # file descriptors beyond the HTTP connections: store, peers, logs
 
 
-class BodyLimitMiddleware:
-    """Refuses oversized bodies up front and counts error answers. Plain ASGI: Starlette's
-    `BaseHTTPMiddleware` would add a task and memory streams to every request."""
+class ErrorCountMiddleware:
+    """Counts error answers. Plain ASGI: Starlette's `BaseHTTPMiddleware` would add a task and memory
+    streams to every request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,11 +49,6 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = error_response(413, "oversized", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-            await response(scope, receive, send)
             return
 
         async def counting_send(message: Message) -> None:
@@ -65,13 +64,21 @@ class BodyLimitMiddleware:
 def create_app(home: str | Path | None = None, node: Node | None = None) -> FastAPI:
     """An app serving `node`, or the node configured in `home` (built and stopped by the lifespan)."""
 
-    cache = ResponseCache()
+    config = node.config if node is not None else NodeConfig.load(home or ".")
+    limits = config.http.limits
+    cache = ResponseCache(int(limits.answer_cache_mb * 1024 * 1024))
+    guard = Guard(limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_node = node if node is not None else build_node(NodeConfig.load(home or "."))
+        the_node = node if node is not None else build_node(config)
         app.state.node = the_node
         the_node.add_commit_listener(cache.on_commit)  # Handle answer cache: fresh at every commit
+        the_node.metrics.expose_counters("ledger_http_guard", "HTTP requests and connections refused or timed out",
+                                         lambda: guard.counters)
+        the_node.metrics.expose_gauges("ledger_http", "HTTP clients and cached answers", lambda: {
+            "connections": len(guard.open), "clients": len(guard.clients),
+            **{f"answer_cache_{k}": v for k, v in cache.stats().items()}})
         await the_node.start()
         try:
             yield
@@ -85,12 +92,32 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
         lifespan=lifespan,
     )
     install_error_handlers(app)
-
-    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ErrorCountMiddleware)
     for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, governance, gs1,
                    explorer, web):
         app.include_router(module.router)
-    # Outermost user middleware (added last): cache hits skip the body-limit middleware and FastAPI.
+    install_openapi(app)
     app.state.handle_cache = cache
+    app.state.guard = guard
+    # Added last, so outermost: cache hits skip FastAPI; the guard's refusals come before anything.
     app.add_middleware(HandleCacheMiddleware, cache=cache)
+    app.add_middleware(GuardMiddleware, max_body_bytes=limits.max_body_bytes)
     return app
+
+
+def serve(app: FastAPI, config: NodeConfig) -> None:
+    """Run `app` (from `create_app`) on uvicorn until SIGINT or SIGTERM."""
+    import uvicorn
+
+    from ledger.api.fastpath import fast_protocol
+
+    limits = config.http.limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limits.max_connections + FD_MARGIN
+    if soft < wanted:  # one descriptor per connection: raise the soft limit as far as allowed
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
+                                                    hard))
+    uvicorn.run(
+        app, host=config.http.host, port=config.http.port, log_level="warning", loop="uvloop",
+        http=fast_protocol(app.state.handle_cache, app.state.guard), backlog=min(limits.max_connections, 4096),
+    )

@@ -13,6 +13,7 @@ from typing import Any
 from devnet.record import DevnetError, devnet_dir, load_devnet, member_with_role
 from ledger.client import LedgerClient, LedgerError, Signer
 from ledger.crypto import KeyFileError, SigningKey
+from ledger.keyfiles import command_passphrase
 from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.registry import storage_key
 
@@ -99,7 +100,7 @@ def signing_key(args: argparse.Namespace, role: str) -> SigningKey:
             raise CliError(f"no --key given and the devnet has no member with the {role} role", EXIT_USAGE)
         path = net["keys"][member]
     try:
-        return SigningKey.load(path)
+        return SigningKey.load(path, command_passphrase)
     except KeyFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
 
@@ -115,10 +116,13 @@ def signer(args: argparse.Namespace, role: str) -> Signer:
 def member_id(text: str, args: argparse.Namespace) -> str:
     """A member given as an id, a devnet member's key name, a key file, or its ledger name."""
     net = devnet_record(args)
-    if net is not None and text in net["keys"]:
-        return SigningKey.load(net["keys"][text]).id
-    if Path(text).is_file():
-        return SigningKey.load(text).id
+    try:
+        if net is not None and text in net["keys"]:
+            return SigningKey.load(net["keys"][text], command_passphrase).id
+        if Path(text).is_file():
+            return SigningKey.load(text, command_passphrase).id
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
         return text
     # Otherwise a name that genesis or `member add` gave: ask the node.

@@ -6,16 +6,21 @@ import argparse
 from pathlib import Path
 
 from ledger.cli.common import EXIT_USAGE, CliError, Subcommands, add_command, add_group, print_json
-from ledger.crypto import SigningKey
+from ledger.crypto import KeyFileError, SigningKey
+from ledger.keyfiles import ENV_PASSPHRASE, new_passphrase
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CliError(f"{out} exists (use --force to overwrite)", EXIT_USAGE)
+    try:
+        passphrase = new_passphrase(out) if args.encrypt else None
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     key = SigningKey.generate()
-    key.save(out)
-    print_json({"id": key.id, "public_key": key.public_key.hex(), "file": str(out)})
+    key.save(out, passphrase)
+    print_json({"id": key.id, "public_key": key.public_key.hex(), "file": str(out), "encrypted": bool(args.encrypt)})
     return 0
 
 
@@ -24,17 +29,19 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     import gc
     import logging
 
-    import uvicorn
-
-    from ledger.api.fastpath import fast_protocol
-    from ledger.api.server import create_app
+    from ledger.api.server import create_app, serve
     from ledger.config import ConfigError, NodeConfig
+    from ledger.keyfiles import load_node_key
     from ledger.store import LevelDBStore, StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = NodeConfig.load(args.home)
     except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    try:  # the key too: a key file others can read, or an encrypted one without its passphrase, stops here
+        load_node_key(config)
+    except KeyFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     try:  # open the store once up front, so a locked or damaged home fails with a clear message
         LevelDBStore(config.data_dir / "ledger.db").close()
@@ -43,19 +50,20 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     # The node keeps many long-lived objects (state-tree cache, queues); collect young garbage less
     # often so full collections do not rescan them at every burst of allocations.
     gc.set_threshold(50_000, 20, 20)
-    app = create_app(args.home)
-    uvicorn.run(
-        app, host=config.http.host, port=config.http.port, log_level="warning",
-        loop="uvloop", http=fast_protocol(app.state.handle_cache),
-    )
+    serve(create_app(args.home), config)
     return 0
 
 
 def add_commands(sub: Subcommands) -> None:
-    p = add_command(sub, "keygen", "create an Ed25519 key file (PEM, mode 0600)",
-                    "Prints the key's id (a member or validator id) and public key as JSON.")
+    p = add_command(sub, "keygen", "create an Ed25519 key file (PEM, mode 0600), encrypted with --encrypt",
+                    "Prints the key's id (a member or validator id) and public key as JSON. With --encrypt the file "
+                    f"is encrypted with a passphrase taken from ${ENV_PASSPHRASE}, or typed twice on the terminal "
+                    "(never a command-line argument: others can read those). A node reads its key's passphrase "
+                    f"from ${ENV_PASSPHRASE} or from the file config.json names in node_key_passphrase.file.")
     p.add_argument("--out", required=True, help="where to write the key")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--encrypt", action="store_true",
+                   help="encrypt the file with a passphrase (OpenSSH format, bcrypt-pbkdf)")
     p.set_defaults(func=cmd_keygen)
 
     node = add_group(sub, "node", "run a node")

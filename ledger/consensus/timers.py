@@ -18,6 +18,9 @@ Theory of operation (all in ticks):
   by every primary), and the driver hears of it (`DropTxs`), so it does not stay pending.
 - Retransmission: while stalled, this replica resends its own messages of the current view (or its
   view change) every `retransmit_ticks`; after a restart it announces its stable checkpoint once.
+  While idle it repeats the certificate vote of its last block every `IDLE_ANNOUNCE_FACTOR`
+  retransmission periods: a replica that missed that block learns from f+1 such votes that it is
+  behind, and fetches it, even when no new transaction comes.
 Timeouts double per consecutive view change, capped, and reset on delivery (views.py).
 """
 
@@ -31,6 +34,8 @@ from ledger.consensus.ordering import Orderer
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.viewchange import ViewChanger
 from ledger.consensus.views import ViewState
+
+IDLE_ANNOUNCE_FACTOR = 4
 
 
 class Timers:
@@ -62,7 +67,17 @@ class Timers:
         stalled = not views.active or (waited and self._orderer.has_work())
         if stalled and now - self._last_retransmit >= retransmit:
             self._retransmit()
+        elif not stalled and now - self._last_retransmit >= IDLE_ANNOUNCE_FACTOR * retransmit:
+            self._announce_head()
         self._catchup.maybe_fetch()
+
+    def _announce_head(self) -> None:
+        """Idle: say again now and then that we decided our last block (its certificate vote), so that
+        a replica which missed it learns it is behind without waiting for new traffic."""
+        self._last_retransmit = self._ctx.clock.now
+        d = self._head.height
+        for env in self._orderer.my_votes_between(d - 1, d):
+            self._ctx.out.broadcast(env)
 
     def _check_view_timers(self) -> None:
         views, now = self._views, self._ctx.clock.now

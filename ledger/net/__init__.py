@@ -1,4 +1,4 @@
-"""Peer-to-peer transport between validators: authenticated, framed, bounded asyncio TCP links."""
+"""Peer-to-peer transport between validators: TLS 1.3, mutually authenticated by validator key, framed, bounded."""
 
 from ledger.net.frames import FrameError, OversizedFrame, TransportError
 from ledger.net.handshake import HandshakeError

@@ -1,14 +1,15 @@
-"""Wire frames of the peer-to-peer transport.
+"""Wire frames of the peer-to-peer transport, carried inside TLS (`ledger.net.handshake`).
 
 A frame is a 4-byte big-endian body length followed by the body. The first byte of the body is
 the frame type; request, response and error frames then carry an 8-byte big-endian request id:
 
+    READY     0x03                              the listener accepted the dialer (handshake only)
     MESSAGE   0x10 | payload                    one-way consensus message (dialer -> listener)
     REQUEST   0x11 | request id | payload       (dialer -> listener)
     RESPONSE  0x12 | request id | payload       (listener -> dialer, same connection)
     ERROR     0x13 | request id | utf-8 reason  the listener could not answer the request
-    HELLO     0x01 | canonical Hello record     handshake only
-    AUTH      0x02 | canonical Auth record      handshake only
+    PING      0x14 | 8 bytes                    heartbeat (dialer -> listener)
+    PONG      0x15 | the PING's 8 bytes         its answer (listener -> dialer)
 
 The length is checked against the reader's limit before anything is allocated for the body, so a
 peer announcing a 4 GiB frame costs four bytes of memory and a closed connection.
@@ -23,6 +24,7 @@ import contextlib
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 from enum import IntEnum
 
 LENGTH = struct.Struct(">I")
@@ -32,13 +34,17 @@ MESSAGE_OVERHEAD = 1  # type byte
 REQUEST_OVERHEAD = 1 + REQUEST_ID.size  # type byte + request id
 
 
+READ_CHUNK = 64 * 1024  # a long frame is read in pieces, each a sign of life (`read_frame`'s `progress`)
+
+
 class FrameType(IntEnum):
-    HELLO = 0x01
-    AUTH = 0x02
+    READY = 0x03
     MESSAGE = 0x10
     REQUEST = 0x11
     RESPONSE = 0x12
     ERROR = 0x13
+    PING = 0x14
+    PONG = 0x15
 
 
 class TransportError(Exception):
@@ -54,7 +60,7 @@ class OversizedFrame(FrameError):
 
 
 def encode_frame(kind: FrameType, payload: bytes) -> bytes:
-    """A MESSAGE, HELLO or AUTH frame: length, type byte, payload."""
+    """A MESSAGE, READY, PING or PONG frame: length, type byte, payload."""
     return LENGTH.pack(len(payload) + MESSAGE_OVERHEAD) + bytes((kind,)) + payload
 
 
@@ -71,11 +77,15 @@ def split_request_body(body: bytes) -> tuple[int, bytes]:
     return request_id, body[REQUEST_OVERHEAD:]
 
 
-async def read_frame(reader: asyncio.StreamReader, max_body: int) -> tuple[int, bytes]:
+async def read_frame(
+    reader: asyncio.StreamReader, max_body: int, progress: Callable[[], None] | None = None
+) -> tuple[int, bytes]:
     """Read one frame; return (type byte, whole body including the type byte).
 
     Raises OversizedFrame before reading the body if it is longer than `max_body`, FrameError for
     an empty body, and asyncio.IncompleteReadError / ConnectionError if the connection ends.
+    `progress` is called after every `READ_CHUNK` of a long body, so a frame that takes longer to
+    arrive than a link may stay silent still shows the link is alive.
     """
     header = await reader.readexactly(HEADER_LEN)
     (length,) = LENGTH.unpack(header)
@@ -85,7 +95,17 @@ async def read_frame(reader: asyncio.StreamReader, max_body: int) -> tuple[int, 
     # check: a body holds at least its type byte
     if length == 0:
         raise FrameError("empty frame")
-    body = await reader.readexactly(length)
+    if progress is None or length <= READ_CHUNK:
+        body = await reader.readexactly(length)
+        return body[0], body
+    chunks = []
+    remaining = length
+    while remaining:
+        chunk = await reader.readexactly(min(READ_CHUNK, remaining))
+        chunks.append(chunk)
+        remaining -= len(chunk)
+        progress()
+    body = b"".join(chunks)
     return body[0], body
 
 
@@ -118,9 +138,9 @@ def abort_writer(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-def tune_socket(writer: asyncio.StreamWriter) -> None:
-    """TCP keepalive, so a peer that vanished without closing (power loss, partition) is noticed."""
-    sock = writer.get_extra_info("socket")
+def tune_socket(sock: socket.socket | None) -> None:
+    """TCP keepalive: the heartbeats notice a silent link first; this also frees the sockets of a
+    peer that vanished (power loss, partition) at the kernel level."""
     if sock is None:
         return
     with contextlib.suppress(OSError):

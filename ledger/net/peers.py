@@ -1,9 +1,11 @@
 """What each peer validator has shown lately, for the explorer's network page (`GET /v1/network`).
 
 A browser may talk only to the node that served it, so that node reports on its peers from what it
-sees anyway: when each peer last sent it anything, the highest view and height the peer's consensus
-messages named, and the peer's head height as answered to a probe. Nothing here feeds back into
-consensus; the numbers are the peer's own (signed but here unchecked) claims, for monitoring only.
+sees anyway: whether each direction of the link is up and when the peer was last heard (the
+transport's own account: heartbeats count, so a quiet but live peer is seen as live), the highest
+view and height the peer's consensus messages named, and the peer's head height as answered to a
+probe. Nothing here feeds back into consensus; the numbers are the peer's own (signed but here
+unchecked) claims, for monitoring only.
 
 A probe is the catch-up request of `ledger.net.sync` for zero blocks: every node already answers it
 with its head height, so no new message type is needed. Probes are sent only when someone asks
@@ -28,6 +30,7 @@ from ledger.consensus.messages import (
     decode_envelope,
 )
 from ledger.net.frames import TransportError
+from ledger.net.link import LinkState
 from ledger.net.sync import BlockBatch, BlockRequest
 
 # A block's worth of consensus messages repeats the same view and height: look inside at most this
@@ -114,3 +117,20 @@ class PeerTracker:
         state.last_seen = self._clock()
         state.height = reply.head_height
         state.rtt_ms = (self._monotonic() - started) * 1000
+
+
+def describe_peer(seen: PeerSeen, link: LinkState | None, now: float) -> dict[str, Any]:
+    """A peer for `GET /v1/network`: what it showed (`seen`) and its links as the transport knows them.
+
+    `connected` means both directions are up: this node's link to the peer (what it says reaches the
+    peer) and the peer's link to this node. `last_seen` is the later of the peer's last message or
+    probe answer and the last frame of any kind (heartbeats included) read from it."""
+    out = seen.to_json(now)
+    if link is None:
+        return {**out, "connected": False, "outgoing": False, "incoming": False}
+    if link.last_heard is not None and (seen.last_seen is None or link.last_heard > seen.last_seen):
+        out["last_seen"] = int(link.last_heard * 1000)
+        out["last_seen_ago_ms"] = max(0, round((now - link.last_heard) * 1000))
+    if link.rtt_ms is not None:
+        out["rtt_ms"] = round(link.rtt_ms, 1)
+    return {**out, "connected": link.connected, "outgoing": link.outgoing, "incoming": link.incoming}

@@ -1,37 +1,54 @@
-"""Authenticated, framed, bounded links between validators over asyncio TCP.
+"""Encrypted, mutually authenticated, framed, bounded links between validators over asyncio TCP.
 
 Theory of operation
 -------------------
-Links are one-directional for messages. Every node dials every peer once and keeps that outgoing
-link up with a reconnect loop (exponential back-off with jitter from `backoff_min` doubling to
-`backoff_max`, reset once a link has stayed up for `STABLE_LINK_SECONDS`, so a peer that accepts
-and then drops us at once is not hammered).
+Security. Every connection is TLS 1.3 (Python's `ssl`: OpenSSL) with a certificate on both ends
+that carries the validator's own Ed25519 key; TLS makes each end sign the handshake transcript
+with that key, and `ledger.net.handshake.identify` accepts the other end only if its key is the
+one the validator set lists for a validator (the dialer: for the one it dialed). So each side has
+proved, on this connection, that it holds a validator key; a man in the middle without one can
+neither read (the record keys come from an ephemeral exchange) nor alter, replay or inject (every
+TLS record is authenticated; a bad one closes the connection). `ledger.net.certs` explains why the
+certificates have a public issuer that vouches for nothing, and `ledger.net.handshake` the
+handshake. `on_message` and `on_request` only ever see the authenticated id of the sender.
 
-Everything this node says to a peer (one-way messages and requests) goes out on its outgoing
-link; everything it hears from a peer arrives on the peer's outgoing link, which is an incoming
-link here. Responses to requests travel back on the connection the request came in on,
-so the dialer reads RESPONSE/ERROR frames from its outgoing link and the listener reads MESSAGE/
-REQUEST frames from its incoming links; any other frame type is a protocol error.
+Links are one-directional for messages. Every node dials every peer and keeps that outgoing link
+up with a reconnect loop (back-off with jitter from `backoff_min` doubling to `backoff_max`,
+reset once a link has stayed up for `STABLE_LINK_SECONDS`). Neither side ever waits for the other
+to dial: each side's messages travel on the link it dials itself, so no state leaves both sides
+waiting for the other. Everything this node says to a peer goes out on its outgoing link;
+everything it hears from a peer arrives on the peer's outgoing link, an incoming link here.
+Responses to requests travel back on the connection the request came in on.
 
-Every connection first runs the mutual handshake of `ledger.net.handshake` under a timeout;
-`on_message` and `on_request` only ever see the authenticated id of the sender.
+Heartbeats. Every `heartbeat_interval` the dialer sends a PING on each outgoing link and the
+listener answers with a PONG on the same connection, so both ends hear from each other on every
+connection. Either end closes a connection it has heard nothing on (not a frame, not a piece of a
+long frame) for `dead_after`: a peer that was killed, paused (SIGSTOP), partitioned away, or whose
+connection silently died is noticed within `dead_after`, and the dialer redials at once, so once
+the peer is back the link is up again within about `dead_after` plus a back-off of at most
+`backoff_max`. Silence is counted only while this node itself was running on time: when the
+watcher wakes far too late (this process was paused, or its loop blocked), silence is counted
+afresh from that moment, so a node coming back from a pause does not drop links whose peers'
+frames it simply has not read yet.
 
 Delivery is at most once, in order per sender: a message leaves its peer's queue when it is
 written to the socket, and a message in flight when a link dies is lost (consensus retransmits).
 A new authenticated link from a peer replaces its older incoming link (by default), and a replaced
 link delivers nothing more, so frames of an old link never interleave with those of a new one.
 
-Memory bounds
--------------
+Memory and connection bounds
+----------------------------
 - outgoing: one queue per peer, at most `queue_limit` messages and `queue_bytes` bytes; `send`
   returns False (and counts) instead of growing it. The writer awaits `drain()` after each frame,
   so the socket buffer stays near asyncio's high-water mark.
 - incoming: one frame is read at a time, its length checked before its body is allocated
-  (`max_frame`; `MAX_HANDSHAKE_FRAME` before authentication). A slow consumer stops reading, and
-  TCP flow control pushes back on the sender.
-- connections: at most `max_pending_handshakes` unauthenticated connections at once (more are
-  closed on accept), each for at most `handshake_timeout`; at most `max_incoming_per_peer`
-  authenticated incoming links per validator (a new one replaces the oldest; default 1).
+  (`max_frame`). A slow consumer stops reading, and TCP flow control pushes back on the sender.
+- handshakes: connections are accepted one by one (`ledger.net.listener`) and each runs its
+  handshake in a task of its own bounded by `handshake_timeout` (a slow one delays nobody). At
+  most `max_pending_handshakes` in all and `max_pending_per_address` from one address are pending
+  at once; a newcomer beyond either bound pushes out the oldest (`ledger.net.gate`). At most
+  `max_incoming_per_peer` authenticated incoming links per validator (a new one replaces the
+  oldest; default 1).
 - requests: at most `max_requests_per_peer` outstanding requests per peer in `request`, and at
   most `max_serving_per_link` requests being answered per incoming link (more get a "busy" ERROR).
 """
@@ -43,6 +60,9 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
+import struct
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -64,28 +84,37 @@ from ledger.net.frames import (
     split_request_body,
     tune_socket,
 )
-from ledger.net.handshake import DIALER, LISTENER, HandshakeError, perform_handshake
+from ledger.net.handshake import DIALER, LinkTls, dial_handshake, run_handshake, validators_by_key
+from ledger.net.link import Link, LinkState
+from ledger.net.listener import Listener
 
 log = logging.getLogger("ledger.net")
 
 STABLE_LINK_SECONDS = 1.0
+PING_BODY = struct.Struct(">Q")  # the sender's loop time in nanoseconds, echoed in the PONG
+WRITE_BATCH_FRAMES = 256  # queued messages written at once, at most this many...
+WRITE_BATCH_BYTES = 256 * 1024  # ...and (unless one alone is larger) this many bytes
 
 METRICS = (
-    "frames_sent",  # frames written after the handshake (messages, requests, responses)
+    "frames_sent",  # frames written after the handshake (messages, requests, responses, heartbeats)
     "frames_received",  # frames read after the handshake
+    "heartbeats_sent",  # PINGs and PONGs among frames_sent
+    "heartbeats_received",  # PINGs and PONGs among frames_received
     "bytes_sent",
     "bytes_received",
     "dropped_queue_full",  # send() refused: the peer's queue is full
     "dropped_unknown_peer",  # send() to an id that is not a configured peer, or after stop()
     "dropped_too_large",  # send() of a payload that does not fit in max_frame
-    "handshake_failures",  # connections closed during the handshake (either role)
+    "handshake_failures",  # connections closed during the handshake (either role; TLS, identity, timeout)
+    "handshakes_evicted",  # pending handshakes pushed out by newer connections (per-address or total bound)
     "connect_failures",  # TCP connects that failed or timed out
     "links_established",  # authenticated outgoing links brought up
     "reconnects",  # outgoing links brought up again after a previous one to the same peer
     "links_lost",  # authenticated outgoing links that went down
+    "links_dead",  # links (either direction) closed after `dead_after` of silence
     "oversized_frames",  # frames whose announced length exceeded the limit (connection closed)
     "malformed_frames",  # other protocol violations after the handshake (connection closed)
-    "incoming_rejected",  # connections closed on accept: too many pending handshakes
+    "tls_failures",  # links closed by TLS after the handshake: a record failed authentication (altered?)
     "incoming_replaced",  # authenticated incoming links closed for a newer one from the same peer
     "callback_errors",  # on_message raised
     "requests_sent",
@@ -94,28 +123,6 @@ METRICS = (
     "requests_refused",  # requests answered with an ERROR (handler failed, busy, no handler)
     "late_responses",  # responses to requests that had already timed out
 )
-
-
-class _Link:
-    """One authenticated connection."""
-
-    def __init__(self, peer_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.peer_id = peer_id
-        self.reader = reader
-        self.writer = writer
-        self.pending: dict[int, asyncio.Future[bytes]] = {}  # outgoing: requests awaiting an answer
-        self.serving: set[asyncio.Task[None]] = set()  # incoming: requests being answered
-        self.closed = False
-
-    def abort(self) -> None:
-        self.closed = True
-        abort_writer(self.writer)
-
-    def fail_pending(self, reason: str) -> None:
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(TransportError(reason))
-        self.pending.clear()
 
 
 class Transport:
@@ -134,11 +141,14 @@ class Transport:
         on_request: Callable[[str, bytes], Awaitable[bytes]] | None = None,
         *,
         queue_bytes: int = 64 * 1024 * 1024,
-        handshake_timeout: float = 5.0,
-        connect_timeout: float = 5.0,
+        handshake_timeout: float = 3.0,
+        connect_timeout: float = 2.0,
         backoff_min: float = 0.05,
-        backoff_max: float = 5.0,
+        backoff_max: float = 1.0,
+        heartbeat_interval: float = 0.25,
+        dead_after: float = 1.5,
         max_pending_handshakes: int = 64,
+        max_pending_per_address: int = 8,
         max_incoming_per_peer: int = 1,
         max_requests_per_peer: int = 16,
         max_serving_per_link: int = 16,
@@ -150,11 +160,13 @@ class Transport:
             raise ValueError(f"peers not in the validator set: {unknown}")
         if max_frame <= REQUEST_OVERHEAD:
             raise ValueError("max_frame too small")
+        if dead_after < 2 * heartbeat_interval:
+            raise ValueError("dead_after must be at least two heartbeat intervals")
         self._key = key
-        self._chain_id = chain_id
+        self._tls = LinkTls(key, chain_id)
         self._listen = listen
         self._peers = {p.id: p for p in peers if p.id != key.id}
-        self._validator_keys = dict(validator_keys)
+        self._by_key = validators_by_key(validator_keys)
         self._on_message = on_message
         self._on_request = on_request
         self._max_frame = max_frame
@@ -162,22 +174,28 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
-        self._max_pending_handshakes = max_pending_handshakes
+        self._heartbeat_interval = heartbeat_interval
+        self._dead_after = dead_after
         self._max_incoming_per_peer = max_incoming_per_peer
         self._max_requests_per_peer = max_requests_per_peer
         self._max_serving_per_link = max_serving_per_link
 
         self._outboxes = {pid: Outbox(queue_limit, queue_bytes) for pid in self._peers}
-        self._out_links: dict[str, _Link] = {}
+        self._out_links: dict[str, Link] = {}
         self._link_up = {pid: asyncio.Event() for pid in self._peers}
-        self._in_links: dict[str, list[_Link]] = {}
+        self._in_links: dict[str, list[Link]] = {}
+        self._heard_at: dict[str, float] = {}  # wall time anything was last read from each peer
         self._requests_open = dict.fromkeys(self._peers, 0)
         self._request_ids = itertools.count(1)
-        self._handshaking = 0
+        self._awake_since = 0.0  # loop time this node last resumed after a stall (see `_watch`)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
         self._state = "new"  # -> "running" -> "stopped"
         self.metrics: dict[str, int] = dict.fromkeys(METRICS, 0)
+        self._listener = Listener(
+            listen, self._tls, self._by_key, key.id, handshake_timeout=handshake_timeout,
+            max_pending=max_pending_handshakes, max_pending_per_address=max_pending_per_address,
+            metrics=self.metrics, serve_link=self._serve_incoming,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -188,28 +206,25 @@ class Transport:
     @property
     def listen_endpoint(self) -> Endpoint:
         """The address actually listened on (the bound port when `listen.port` was 0)."""
-        if self._server is not None and self._server.sockets:
-            host, port = self._server.sockets[0].getsockname()[:2]
-            return Endpoint(host=str(host), port=int(port))
-        return self._listen
+        return self._listener.endpoint
 
     async def start(self) -> None:
-        """Listen for incoming links and start one dial loop per peer."""
+        """Listen for incoming links, start one dial loop per peer, and the heartbeat watcher."""
         if self._state != "new":
             raise TransportError(f"transport is {self._state}, cannot start")
-        self._server = await asyncio.start_server(self._accept, self._listen.host, self._listen.port)
+        self._listener.start()
         self._state = "running"
+        self._spawn(self._watch())
         for peer in self._peers.values():
             self._spawn(self._dial_loop(peer))
-        log.info("transport %s listening on %s", self._key.id[:8], self.listen_endpoint)
+        log.info("transport %s listening on %s (TLS 1.3)", self._key.id[:8], self.listen_endpoint)
 
     async def stop(self) -> None:
         """Close the listener and every link, cancel every task. Safe to call more than once."""
         if self._state == "stopped":
             return
         self._state = "stopped"
-        if self._server is not None:
-            self._server.close()
+        await self._listener.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -220,14 +235,12 @@ class Transport:
             for link in links:
                 link.abort()
         self._in_links.clear()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -252,6 +265,14 @@ class Transport:
     def connected_peers(self) -> list[str]:
         """Peers with an authenticated outgoing link up, sorted."""
         return sorted(self._out_links)
+
+    def link_state(self, peer_id: str) -> LinkState:
+        """Both directions of the links with `peer_id`, when it was last heard, and the heartbeat round trip."""
+        out = self._out_links.get(peer_id)
+        return LinkState(
+            outgoing=out is not None, incoming=bool(self._in_links.get(peer_id)),
+            last_heard=self._heard_at.get(peer_id), rtt_ms=None if out is None or out.rtt is None else out.rtt * 1000,
+        )
 
     def queue_depth(self, peer_id: str) -> int:
         """Messages waiting in `peer_id`'s queue (0 for an unknown peer)."""
@@ -286,7 +307,7 @@ class Transport:
             raise TransportError(f"too many outstanding requests to {peer_id}")
         self._requests_open[peer_id] += 1
         request_id = next(self._request_ids)
-        link: _Link | None = None
+        link: Link | None = None
         try:
             async with asyncio.timeout(timeout):
                 while peer_id not in self._out_links:
@@ -307,7 +328,7 @@ class Transport:
             if link is not None:
                 link.pending.pop(request_id, None)
 
-    def _write(self, link: _Link, frame: bytes) -> None:
+    def _write(self, link: Link, frame: bytes) -> None:
         link.writer.write(frame)
         self.metrics["frames_sent"] += 1
         self.metrics["bytes_sent"] += len(frame)
@@ -336,7 +357,7 @@ class Transport:
             try:
                 await self._run_outgoing(link)
             finally:
-                self._drop_outgoing(link, f"link to {peer.id} lost")
+                self._drop_outgoing(link, f"link to {peer.id[:8]} lost")
             # a link that lasted resets the back-off; one that keeps dropping at once does not
             delay = (
                 self._backoff_min
@@ -345,7 +366,7 @@ class Transport:
             )
             await asyncio.sleep(self._backoff(delay))
 
-    async def _dial_once(self, peer: Peer) -> _Link | None:
+    async def _dial_once(self, peer: Peer) -> Link | None:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(peer.host, peer.port)
@@ -353,13 +374,17 @@ class Transport:
             self.metrics["connect_failures"] += 1
             log.debug("connect to %s at %s:%s failed: %s", peer.id[:8], peer.host, peer.port, exc)
             return None
-        tune_socket(writer)
-        peer_id = await self._handshake(reader, writer, DIALER, peer.id)
+        tune_socket(writer.get_extra_info("socket"))
+        peer_id = await run_handshake(
+            dial_handshake(reader, writer, self._tls, self._by_key, self._key.id, peer.id),
+            self._handshake_timeout, self.metrics, DIALER, f"{peer.host}:{peer.port}",
+        )
         if peer_id is None:
+            abort_writer(writer)
             return None
-        return _Link(peer_id, reader, writer)
+        return Link(peer_id, reader, writer, asyncio.get_running_loop().time())
 
-    async def _run_outgoing(self, link: _Link) -> None:
+    async def _run_outgoing(self, link: Link) -> None:
         self._out_links[link.peer_id] = link
         self._link_up[link.peer_id].set()
         log.info("link to %s up", link.peer_id[:8])
@@ -374,7 +399,7 @@ class Transport:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _drop_outgoing(self, link: _Link, reason: str) -> None:
+    def _drop_outgoing(self, link: Link, reason: str) -> None:
         if self._out_links.get(link.peer_id) is link:
             del self._out_links[link.peer_id]
             self._link_up[link.peer_id].clear()
@@ -383,7 +408,7 @@ class Transport:
         link.abort()
         link.fail_pending(reason)
 
-    async def _write_messages(self, link: _Link) -> None:
+    async def _write_messages(self, link: Link) -> None:
         box = self._outboxes[link.peer_id]
         try:
             while True:
@@ -393,15 +418,30 @@ class Transport:
                     continue
                 if link.writer.is_closing():
                     return
-                self._write(link, encode_frame(FrameType.MESSAGE, box.pop()))
+                # what is queued goes out in one write: one TLS record (per 16 KiB) and one syscall
+                # for many small messages, not one each
+                frames = [encode_frame(FrameType.MESSAGE, box.pop())]
+                size = len(frames[0])
+                while box.items and len(frames) < WRITE_BATCH_FRAMES and size < WRITE_BATCH_BYTES:
+                    frames.append(encode_frame(FrameType.MESSAGE, box.pop()))
+                    size += len(frames[-1])
+                link.writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                self.metrics["frames_sent"] += len(frames)
+                self.metrics["bytes_sent"] += size
                 await link.writer.drain()
         except OSError as exc:
             log.info("writing to %s failed: %s", link.peer_id[:8], exc)
 
-    async def _read_responses(self, link: _Link) -> None:
+    async def _read_responses(self, link: Link) -> None:
         while True:
             ftype, body = await self._read(link)
-            # check: only answers travel back on an outgoing link
+            if ftype == FrameType.PONG:
+                self.metrics["heartbeats_received"] += 1
+                if len(body) == 1 + PING_BODY.size:
+                    (sent_ns,) = PING_BODY.unpack_from(body, 1)
+                    link.rtt = max(0.0, asyncio.get_running_loop().time() - sent_ns / 1e9)
+                continue
+            # check: only answers and heartbeats travel back on an outgoing link
             if ftype not in (FrameType.RESPONSE, FrameType.ERROR):
                 raise FrameError(f"unexpected frame type {ftype:#04x} on an outgoing link")
             request_id, payload = split_request_body(body)
@@ -416,36 +456,15 @@ class Transport:
 
     # --- incoming links ----------------------------------------------------------------------
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Listener callback: refuse beyond the pending-handshake bound, else handle in a tracked task."""
-        if self._state != "running" or self._handshaking >= self._max_pending_handshakes:
-            self.metrics["incoming_rejected"] += 1
-            abort_writer(writer)
-            return
-        self._handshaking += 1
-        self._spawn(self._handle_incoming(reader, writer))
-
-    async def _handle_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        link: _Link | None = None
+    async def _serve_incoming(self, link: Link) -> None:
+        """Read an authenticated incoming link (the listener's hand-over) until it ends."""
+        self._add_incoming(link)
         try:
-            tune_socket(writer)
-            try:
-                peer_id = await self._handshake(reader, writer, LISTENER, None)
-            finally:
-                self._handshaking -= 1
-            if peer_id is None:
-                return
-            link = _Link(peer_id, reader, writer)
-            self._add_incoming(link)
             await self._guard_reads(link, self._read_incoming(link))
-        except Exception:  # a bug here must not take the listener down
-            log.exception("incoming connection handler failed")
         finally:
-            abort_writer(writer)
-            if link is not None:
-                self._remove_incoming(link)
+            self._remove_incoming(link)
 
-    def _add_incoming(self, link: _Link) -> None:
+    def _add_incoming(self, link: Link) -> None:
         links = self._in_links.setdefault(link.peer_id, [])
         links.append(link)
         while len(links) > self._max_incoming_per_peer:
@@ -453,7 +472,7 @@ class Transport:
             old.abort()
             self.metrics["incoming_replaced"] += 1
 
-    def _remove_incoming(self, link: _Link) -> None:
+    def _remove_incoming(self, link: Link) -> None:
         for task in link.serving:
             task.cancel()
         links = self._in_links.get(link.peer_id, [])
@@ -462,7 +481,7 @@ class Transport:
         if not links:
             self._in_links.pop(link.peer_id, None)
 
-    async def _read_incoming(self, link: _Link) -> None:
+    async def _read_incoming(self, link: Link) -> None:
         while True:
             ftype, body = await self._read(link)
             if ftype == FrameType.MESSAGE:
@@ -471,16 +490,20 @@ class Transport:
                 except Exception:
                     self.metrics["callback_errors"] += 1
                     log.exception("on_message failed for a message from %s", link.peer_id[:8])
+            elif ftype == FrameType.PING:
+                self.metrics["heartbeats_received"] += 1
+                self.metrics["heartbeats_sent"] += 1
+                self._write(link, encode_frame(FrameType.PONG, body[1:]))
             elif ftype == FrameType.REQUEST:
                 request_id, payload = split_request_body(body)
                 self._answer(link, request_id, payload)
                 # a peer that sends requests but does not read the answers stops being read
                 await link.writer.drain()
             else:
-                # check: only messages and requests travel on an incoming link
+                # check: only messages, requests and heartbeats travel on an incoming link
                 raise FrameError(f"unexpected frame type {ftype:#04x} on an incoming link")
 
-    def _answer(self, link: _Link, request_id: int, payload: bytes) -> None:
+    def _answer(self, link: Link, request_id: int, payload: bytes) -> None:
         if self._on_request is None:
             self._refuse(link, request_id, "no request handler")
         elif len(link.serving) >= self._max_serving_per_link:
@@ -492,14 +515,14 @@ class Transport:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _refuse(self, link: _Link, request_id: int, reason: str) -> None:
+    def _refuse(self, link: Link, request_id: int, reason: str) -> None:
         self.metrics["requests_refused"] += 1
         if not link.writer.is_closing():
             self._write(link, encode_request_frame(FrameType.ERROR, request_id, reason.encode()))
 
     async def _serve(
         self,
-        link: _Link,
+        link: Link,
         handler: Callable[[str, bytes], Awaitable[bytes]],
         request_id: int,
         payload: bytes,
@@ -518,41 +541,51 @@ class Transport:
         with contextlib.suppress(OSError):
             await link.writer.drain()
 
+    # --- heartbeats --------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Every heartbeat interval: ping each outgoing link, close every link silent for `dead_after`."""
+        loop = asyncio.get_running_loop()
+        interval = self._heartbeat_interval
+        # Woken this much late, this node was paused or its loop blocked: what its peers sent meanwhile
+        # is unread, so their silence proves nothing yet. Below it, a live peer's frames (one per
+        # interval) are at most interval + this apart: less than dead_after, so no live link is closed.
+        stall = max(interval, self._dead_after - 2 * interval)
+        due = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            now = loop.time()
+            if now - due > stall:
+                self._awake_since = now
+            due = now + interval
+            ping = encode_frame(FrameType.PING, PING_BODY.pack(int(now * 1e9)))
+            for link in list(self._out_links.values()):
+                if not link.writer.is_closing():
+                    self.metrics["heartbeats_sent"] += 1
+                    self._write(link, ping)
+            links = [*self._out_links.values(), *(lk for lks in self._in_links.values() for lk in lks)]
+            for link in links:
+                silent = now - max(link.last_heard, self._awake_since)
+                if silent > self._dead_after and not link.closed:
+                    self.metrics["links_dead"] += 1
+                    log.warning("closing the link with %s: silent for %.1f s", link.peer_id[:8], silent)
+                    link.abort()
+
     # --- shared ------------------------------------------------------------------------------
 
-    async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: str, expected: str | None
-    ) -> str | None:
-        """The authenticated peer id, or None after closing the connection and counting why."""
-        try:
-            async with asyncio.timeout(self._handshake_timeout):
-                return await perform_handshake(
-                    reader, writer, self._key, self._chain_id, self._validator_keys, role, expected
-                )
-        except (FrameError, TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
-            self.metrics["handshake_failures"] += 1
-            if isinstance(exc, OversizedFrame):
-                self.metrics["oversized_frames"] += 1
-            peer = writer.get_extra_info("peername")
-            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            level = logging.WARNING if isinstance(exc, HandshakeError) else logging.INFO
-            log.log(level, "%s handshake with %s failed: %s", role, peer, reason)
-        except Exception:  # a bug must not end a dial loop or the listener
-            self.metrics["handshake_failures"] += 1
-            log.exception("%s handshake failed unexpectedly", role)
-        abort_writer(writer)
-        return None
-
-    async def _read(self, link: _Link) -> tuple[int, bytes]:
-        ftype, body = await read_frame(link.reader, self._max_frame)
+    async def _read(self, link: Link) -> tuple[int, bytes]:
+        loop = asyncio.get_running_loop()
+        ftype, body = await read_frame(link.reader, self._max_frame, lambda: link.heard(loop.time()))
         # check: a closed or replaced link delivers nothing more (its reader may still hold data)
         if link.closed:
             raise ConnectionAbortedError("link closed")
+        link.heard(loop.time())
+        self._heard_at[link.peer_id] = time.time()
         self.metrics["frames_received"] += 1
         self.metrics["bytes_received"] += len(body) + HEADER_LEN
         return ftype, body
 
-    async def _guard_reads(self, link: _Link, reading: Awaitable[None]) -> None:
+    async def _guard_reads(self, link: Link, reading: Awaitable[None]) -> None:
         """Run a read loop; a closed connection or bad input ends it (and so the link), quietly."""
         try:
             await reading
@@ -562,9 +595,13 @@ class Transport:
         except FrameError as exc:
             self.metrics["malformed_frames"] += 1
             log.warning("closing link with %s: %s", link.peer_id[:8], exc)
+        except ssl.SSLError as exc:
+            self.metrics["tls_failures"] += 1
+            log.warning("link with %s closed by TLS (altered or corrupted traffic?): %s", link.peer_id[:8], exc)
         except (asyncio.IncompleteReadError, OSError) as exc:
             log.info("link with %s closed: %s", link.peer_id[:8], type(exc).__name__)
         except Exception:
             log.exception("reading from %s failed unexpectedly", link.peer_id[:8])
         finally:
             link.abort()
+

@@ -166,11 +166,13 @@ def get_asset(view: StateView, token: str) -> Asset | None:
     return get_record(view, Asset, asset_key(token))
 
 
-def get_history(view: StateView, token: str) -> list[AssetEvent]:
+def get_history(view: StateView, token: str, start: int = 0, limit: int | None = None) -> list[AssetEvent]:
+    """The token's events from the `start`-th (0 is the first), at most `limit` of them."""
     asset = get_asset(view, token)
     if asset is None:
         return []
-    events = (get_record(view, AssetEvent, history_key(token, n)) for n in range(1, asset.events + 1))
+    end = asset.events if limit is None else min(asset.events, start + limit)
+    events = (get_record(view, AssetEvent, history_key(token, n)) for n in range(start + 1, end + 1))
     return [e for e in events if e is not None]
 
 

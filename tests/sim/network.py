@@ -259,6 +259,7 @@ class SimNode:
     refuses: Callable[[bytes], bool] | None = None  # a Byzantine primary's admission: what it will not order
     given_up: set[bytes] = field(default_factory=set)  # txs the replica dropped as unorderable
     evidence: list[Equivocation] = field(default_factory=list)  # equivocations it reported
+    equivocated: int = 0  # conflicting messages a Byzantine node's rewriting sent
     generation: int = 0  # bumped by a restart: events of the old incarnation are dropped
 
     @property

@@ -34,9 +34,8 @@ from ledger.api.routes import assets as asset_routes
 from ledger.api.routes import resolve as resolve_routes
 from ledger.chain import CommitCertificate, CommitVote, ValidatorSignature
 from ledger.chaindb import ChainDB
-from ledger.codec import to_plain
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
-from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
+from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator, genesis_to_plain
 from ledger.nft.assets import AssetLease, AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
 from ledger.proofs import InvalidProof, build_state_proof
@@ -476,7 +475,7 @@ def write(out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / "genesis.json").write_text(dump(to_plain(gen)))
+    (out / "genesis.json").write_text(dump(genesis_to_plain(gen)))
     written = [out / "genesis.json"]
     vectors: list[tuple[str, str, Any, str]] = [(name, desc, doc, "") for name, (desc, doc) in docs.items()]
     for name, base, desc, reason, edit in edits(built):

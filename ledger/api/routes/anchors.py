@@ -3,9 +3,9 @@ anchoring settings, and the votes a height has so far."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from ledger.anchor.records import (
     get_anchor_record,
@@ -17,6 +17,7 @@ from ledger.anchor.records import (
 from ledger.anchor.settings import get_settings, settings_to_json
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import MAX_HEIGHT
 
 router = APIRouter(tags=["anchors"])
 
@@ -41,9 +42,7 @@ async def latest_anchor(node: NodeDep) -> dict[str, Any]:
 
 
 @router.get("/v1/anchors/{height}")
-async def get_anchor(height: int, node: NodeDep) -> dict[str, Any]:
-    if height < 1:
-        raise ApiError(400, "malformed", "anchored heights start at 1")
+async def get_anchor(height: Annotated[int, Path(ge=1, le=MAX_HEIGHT)], node: NodeDep) -> dict[str, Any]:
     record = get_anchor_record(node.chain.latest, height)
     if record is None:
         raise ApiError(404, "not_found", f"no effective anchor at height {height}")

@@ -8,17 +8,17 @@ anchor's own receipt lands in a later block). See docs/proofs.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError, time_param_ms
+from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TIME, TIME_DESCRIPTION, TOKEN_ID
 from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.nft.assets import (
-    KINDS,
     AssetEvent,
     asset_key,
     get_asset,
@@ -30,37 +30,51 @@ from ledger.nft.assets import (
     user_of,
 )
 from ledger.nft.proofs import history_start
-from ledger.nft.rights import check, get_licence, inactive_reason
+from ledger.nft.rights import MAX_PURPOSE_LEN, check, get_licence, inactive_reason
 from ledger.proofs import RecordingView, build_state_proof
 from ledger.state import get_record
 from ledger.store import NS
 
 router = APIRouter(tags=["assets"])
 MAX_LIST = 1000
+MAX_SCAN = 5000  # index keys a listing examines at most (burned tokens and other kinds are skipped)
+MAX_HISTORY_PAGE = 1000
+
+Token = Annotated[str, Path(pattern=TOKEN_ID)]
+Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
+Kind = Literal["equipment", "data", "model", "document"]
 
 
 @router.get("/v1/assets")
 async def list_assets(
-    node: NodeDep, owner: str | None = None, kind: str | None = None,
-    limit: int = Query(100, ge=1, le=MAX_LIST),
+    node: NodeDep, owner: Annotated[str | None, Query(pattern=MEMBER_ID)] = None, kind: Kind | None = None,
+    after: Annotated[str | None, Query(pattern=TOKEN_ID, description="the last token of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
 ) -> dict[str, Any]:
-    """Live tokens by owner and/or kind, in id order (burned tokens are not listed)."""
-    if kind is not None and kind not in KINDS:
-        raise ApiError(400, "invalid_value", f"unknown kind {kind!r}; known: {list(KINDS)}")
-    if owner is None and kind is None:
-        raise ApiError(400, "malformed", "give owner and/or kind")
-    prefix = owner_index_prefix(owner) if owner is not None else kind_index_prefix(kind or "")
+    """Live tokens (of `owner`, of `kind`, or all), in id order (burned tokens are not listed), paged:
+    at most `limit` (1,000) tokens and 5,000 entries examined a page; `next_after` (null at the end)
+    continues the listing."""
+    if owner is not None:
+        prefix = owner_index_prefix(owner)
+    else:
+        prefix = kind_index_prefix(kind) if kind is not None else asset_key("")
     scan = NS.STATE_LATEST + prefix
+    begin = None if after is None else scan + after.encode() + b"\0"
     view = node.chain.latest
-    assets = []
-    for token in ids_from_index((k[len(NS.STATE_LATEST):] for k, _ in node.chain.store.iterate(scan)), prefix):
+    assets: list[dict[str, Any]] = []
+    following: str | None = None
+    keys = (k[len(NS.STATE_LATEST):] for k, _ in node.chain.store.iterate(scan, start=begin))
+    for examined, token in enumerate(ids_from_index(keys, prefix), start=1):
+        if len(assets) >= limit or examined > MAX_SCAN:
+            break
+        following = token
         asset = get_asset(view, token)
         if asset is None or (kind is not None and asset.kind != kind):
             continue
         assets.append(to_plain(asset))
-        if len(assets) >= limit:
-            break
-    return {"height": node.chain.height, "owner": owner, "kind": kind, "assets": assets}
+    else:
+        following = None
+    return {"height": node.chain.height, "owner": owner, "kind": kind, "assets": assets, "next_after": following}
 
 
 def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
@@ -80,7 +94,7 @@ def _at(height: int | None) -> str:
 
 @router.get("/v1/assets/{token}")
 async def asset(
-    token: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False,
+    token: Token, node: NodeDep, height: Height = None, proof: bool = False, anchor: bool = False,
     history: bool = False,
 ) -> dict[str, Any]:
     """The token as of `height` (default: the head) and its ERC-4907 `user_of` at that block's time. With
@@ -105,16 +119,24 @@ async def asset(
 
 
 @router.get("/v1/assets/{token}/history")
-async def history(token: str, node: NodeDep) -> dict[str, Any]:
+async def history(
+    token: Token, node: NodeDep, start: Annotated[int, Query(ge=0, le=MAX_HEIGHT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE)] = MAX_HISTORY_PAGE,
+) -> dict[str, Any]:
+    """The token's events, oldest first, paged with `start` and `limit` (at most 1,000 a page;
+    `total` counts them all)."""
     view = node.chain.latest
-    if get_asset(view, token) is None:
+    record = get_asset(view, token)
+    if record is None:
         raise ApiError(404, "not_found", f"no asset {token!r}")
-    return {"id": token, "height": node.chain.height, "history": [to_plain(e) for e in get_history(view, token)]}
+    events = [to_plain(e) for e in get_history(view, token, start, limit)]
+    return {"id": token, "height": node.chain.height, "total": record.events, "start": start, "history": events}
 
 
 @router.get("/v1/licences/{licence_id}")
 async def licence(
-    licence_id: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+    licence_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, height: Height = None, proof: bool = False,
+    anchor: bool = False,
 ) -> dict[str, Any]:
     """A licence as of `height` and whether it is active at that block's time; with `proof=true`, a proof of
     the licence and of the ancestors its activity depends on."""
@@ -133,7 +155,9 @@ async def licence(
 
 @router.get("/v1/rights/check")
 async def rights_check(
-    node: NodeDep, token: str, holder: str, purpose: str, at: str | None = None, proof: bool = True
+    node: NodeDep, token: Annotated[str, Query(pattern=TOKEN_ID)], holder: Annotated[str, Query(pattern=MEMBER_ID)],
+    purpose: Annotated[str, Query(pattern=r"^[^\s\x00-\x1f\x7f]+$", max_length=MAX_PURPOSE_LEN)],
+    at: Annotated[str | None, Query(pattern=TIME, description=TIME_DESCRIPTION)] = None, proof: bool = True,
 ) -> dict[str, Any]:
     """May `holder` use `token` for `purpose` at `at` (ms or ISO 8601; default: now)? As of the head; the
     proof covers every record the decision read (the token, the holder, its licences and their ancestors),

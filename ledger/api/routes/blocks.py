@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import MAX_HEIGHT
 from ledger.chain import compute_block_hash
 from ledger.codec import to_plain
 from ledger.node import Node
@@ -50,7 +51,6 @@ async def latest_block(node: NodeDep, full: bool = False) -> dict[str, Any]:
 
 
 @router.get("/v1/blocks/{height}")
-async def get_block(height: int, node: NodeDep, full: bool = False) -> dict[str, Any]:
-    if height < 0:
-        raise ApiError(400, "malformed", "heights start at 0")
+async def get_block(height: Annotated[int, Path(ge=0, le=MAX_HEIGHT)], node: NodeDep, full: bool = False
+                    ) -> dict[str, Any]:
     return block_json(node, height, full)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from ledger.api.activity import ChainActivity
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError, time_param_ms
+from ledger.api.params import IDENTIFIER_MAX, MAX_HEIGHT, PREFIX, TIME, TIME_DESCRIPTION, TOKEN_ID, charge
 from ledger.chain import compute_block_hash
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.crypto import derive_id
 from ledger.evidence import evidence_count
+from ledger.genesis import genesis_to_plain
 from ledger.members import get_member
+from ledger.net.peers import describe_peer
 from ledger.nft.assets import get_asset
 from ledger.nft.rights import inactive_reason, licences_of
 from ledger.node import Node
@@ -30,6 +33,8 @@ router = APIRouter(tags=["explorer"])
 
 MAX_BLOCK_LIST = 100
 MAX_LABELS = 200
+MAX_SCAN = 2000  # keys a labels page examines at most (many may belong to longer prefixes)
+MAX_LICENCE_PAGE = 1000
 MAX_WINDOW_S = 900
 
 
@@ -46,8 +51,7 @@ async def genesis(node: NodeDep) -> dict[str, Any]:
     """This node's genesis file, the trust root of every proof (docs/proofs.md). Taking it from a node means
     trusting that node once: compare its hash (shown by the explorer, and block 0's `prev_hash`) with the one
     your consortium publishes."""
-    body: dict[str, Any] = to_plain(node.genesis)
-    return body
+    return genesis_to_plain(node.genesis)
 
 
 # --- network ---------------------------------------------------------------------------------------
@@ -55,10 +59,12 @@ async def genesis(node: NodeDep) -> dict[str, Any]:
 
 @router.get("/v1/network")
 async def network(node: NodeDep) -> dict[str, Any]:
-    """Every validator as this node sees it: itself from its own state; each peer from its recent
-    messages and a probe of its head height (see `ledger.net.peers`). `lag` is this node's height
-    minus the validator's (negative when it is ahead); `primary` is the primary of this node's view;
-    `equivocations` counts the equivocations of that validator recorded in the ledger (`/v1/evidence`)."""
+    """Every validator as this node sees it: itself from its own state; each peer from its links
+    (`connected`: both directions up; `outgoing`, `incoming`), when it was last heard (heartbeats
+    included), its recent messages and a probe of its head height (see `ledger.net.peers`). `lag` is
+    this node's height minus the validator's (negative when it is ahead); `primary` is the primary
+    of this node's view; `equivocations` counts the equivocations of that validator recorded in the
+    ledger (`/v1/evidence`)."""
     transport = node.transport
     connected = set(transport.connected_peers()) if transport is not None else set()
     if transport is not None:
@@ -69,10 +75,10 @@ async def network(node: NodeDep) -> dict[str, Any]:
         vid = derive_id(v.public_key)
         is_self = vid == node.key.id
         seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
-                 "rtt_ms": None} if is_self else node.peer_info.seen(vid).to_json(now))
+                 "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True} if is_self else
+                describe_peer(node.peer_info.seen(vid), transport.link_state(vid) if transport else None, now))
         validators.append({
-            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary,
-            "connected": is_self or vid in connected, **seen,
+            "id": vid, "name": v.name, "self": is_self, "primary": vid == node.replica.primary, **seen,
             "lag": None if seen["height"] is None else head - seen["height"],
             "equivocations": evidence_count(node.chain.latest, vid),
         })
@@ -131,7 +137,8 @@ def _height_at(chain: ChainDB, at_ms: int, top: int) -> int:
 
 @router.get("/v1/blocks")
 async def list_blocks(
-    node: NodeDep, before: int | None = None, until: str | None = None,
+    node: NodeDep, before: Annotated[int | None, Query(ge=0, le=MAX_HEIGHT)] = None,
+    until: Annotated[str | None, Query(pattern=TIME, description=TIME_DESCRIPTION)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BLOCK_LIST)] = 20,
 ) -> dict[str, Any]:
     """Block summaries, newest first, at or below height `before` (default: the head) and, with `until`
@@ -156,20 +163,28 @@ async def list_blocks(
 
 
 @router.get("/v1/assets/{token}/licences")
-async def token_licences(token: str, node: NodeDep, at: str | None = None) -> dict[str, Any]:
+async def token_licences(
+    token: Annotated[str, Path(pattern=TOKEN_ID)], node: NodeDep,
+    at: Annotated[str | None, Query(pattern=TIME, description=TIME_DESCRIPTION)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_HEIGHT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LICENCE_PAGE)] = MAX_LICENCE_PAGE,
+) -> dict[str, Any]:
     """Every licence on `token` (the whole ERC-5218 tree: roots have no `parent`), each with `active`
-    and `inactive_reason` (revoked, expired, not_yet_valid, ancestor_...) at `at` (default: now)."""
+    and `inactive_reason` (revoked, expired, not_yet_valid, ancestor_...) at `at` (default: now);
+    in grant order, paged with `start` and `limit` (at most 1,000 a page; `total` counts them all)."""
     view = node.chain.latest
     if get_asset(view, token) is None:
         raise ApiError(404, "not_found", f"no asset {token!r}")
     at_ms = time_param_ms(at, "at")
     licences = []
-    for lic in licences_of(view, token):
+    tree = licences_of(view, token)
+    for lic in tree[start:start + limit]:
         reason = inactive_reason(view, lic, at_ms)
         licences.append({**to_plain(lic), "active": reason == "", "inactive_reason": reason,
                          "holder_name": _member_name(view, lic.holder),
                          "grantor_name": _member_name(view, lic.grantor)})
-    return {"token": token, "height": node.chain.height, "at": at_ms, "licences": licences}
+    return {"token": token, "height": node.chain.height, "at": at_ms, "total": len(tree), "start": start,
+            "licences": licences}
 
 
 # --- labels ----------------------------------------------------------------------------------------
@@ -178,20 +193,26 @@ async def token_licences(token: str, node: NodeDep, at: str | None = None) -> di
 def _keys_under(node: Node, prefix: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
     """Up to `limit` registered identifiers under `prefix` in key order after `after`, and the key to
     continue after (None at the end). A gs1:<digits> prefix lists the GTIN (01) items it owns.
-    Pages after the first skip the keys before `after` one by one (the store scans by prefix)."""
+    A page examines at most MAX_SCAN keys: keys owned by a longer registered prefix are skipped, and
+    a page that met too many of them ends early (with fewer labels, and the key to continue after)."""
     view = node.chain.latest
     gs1 = prefix.startswith("gs1:")
     scans = ([f"id/gs1/01/{d}{prefix[4:]}".encode() for d in range(10)] if gs1 else [f"id/{prefix}/".encode()])
+    begin = None if after is None else NS.STATE_LATEST + b"id/" + after.encode() + b"\0"  # just after `after`
     out: list[str] = []
+    examined = 0
+    previous = after or ""
     for scan in scans:
-        for raw_key, _ in node.chain.store.iterate(NS.STATE_LATEST + scan):
+        for raw_key, _ in node.chain.store.iterate(NS.STATE_LATEST + scan, start=begin):
             key = raw_key[len(NS.STATE_LATEST) + 3:].decode()
-            if after is not None and key <= after:
-                continue
-            if gs1 and owning_prefix(view, key)[1] != prefix:
-                continue  # owned by a longer registered company prefix
             if len(out) == limit:
                 return out, out[-1]
+            examined += 1
+            if examined > MAX_SCAN:
+                return out, previous
+            previous = key
+            if gs1 and owning_prefix(view, key)[1] != prefix:
+                continue  # owned by a longer registered company prefix
             out.append(key)
     return out, None
 
@@ -211,13 +232,15 @@ def _label(view: Any, text: str, base: str) -> dict[str, Any]:
 async def labels(
     request: Request, node: NodeDep,
     identifier: Annotated[list[str] | None, Query(max_length=MAX_LABELS)] = None,
-    prefix: str | None = None, after: str | None = None,
+    prefix: Annotated[str | None, Query(pattern=PREFIX, max_length=128)] = None,
+    after: Annotated[str | None, Query(max_length=IDENTIFIER_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LABELS)] = 50,
 ) -> dict[str, Any]:
-    """What a nameplate shows, per identifier (given as `identifier=`, repeated, or every identifier
-    under `prefix`, paged with `after` and `limit`): its key, the holder organisation (owner of its
-    prefix, with member name) and `url`, the answer page the label's QR code encodes
-    (`/v1/qr/{identifier}.svg?page=true`)."""
+    """What a nameplate shows, per identifier (given as `identifier=`, repeated, at most 200, or every
+    identifier under `prefix`, paged with `after` and `limit`: at most 200 labels and 2,000 keys
+    examined a page; `next_after` continues): its key, the holder organisation (owner of its prefix,
+    with member name) and `url`, the answer page the label's QR code encodes
+    (`/v1/qr/{identifier}.svg?page=true`). Each label costs the client's read budget one request."""
     view = node.chain.latest
     base = str(request.base_url).rstrip("/")
     following = None
@@ -229,9 +252,8 @@ async def labels(
         if get_prefix(view, prefix) is None:
             raise ApiError(404, "not_found", f"prefix {prefix} is not registered on this ledger")
         texts, following = _keys_under(node, prefix, after, limit)
-    elif identifier:
-        texts = identifier
     else:
-        raise ApiError(400, "malformed", "give identifier= (repeated) or prefix=")
+        texts = identifier or []  # nothing asked, nothing to print
+    charge(request, len(texts) - 1)
     return {"height": node.chain.height, "prefix": prefix, "next_after": following,
             "labels": [_label(view, t, base) for t in texts]}

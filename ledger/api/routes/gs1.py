@@ -6,17 +6,21 @@
   request's query string appended, several -> 300 with their linkset, none -> 404;
 - every answer carries `Link: <this path?linkType=linkset>; rel="application/linkset"`;
 - errors are JSON `{"error", "message"}`.
+
+What goes from the request (path, query) or a record (link targets) into a header is percent-encoded
+where it is not URI text (`header_uri`): a crafted path cannot make the node write an invalid header.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ledger.api.deps import NodeDep
+from ledger.api.params import IDENTIFIER_MAX, header_uri
 from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.resolution import LINKSET_WORDS, anchor_uri, linkset, resolve_text, select_links
 
@@ -25,22 +29,37 @@ LINKSET_TYPE = "application/linkset+json"
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    return header_uri(str(request.base_url).rstrip("/"))
 
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str], media_type: str = "application/json") -> Response:
     return Response(json.dumps(body), status_code=status, headers=headers, media_type=media_type)
 
 
+_LINKSET = {LINKSET_TYPE: {"schema": {"type": "object", "required": ["linkset"]}}}
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+
+
 @router.get(
     "/01/{rest:path}",
-    responses={307: {"description": "redirect to the selected link"}, 300: {"description": "several links match"},
-               404: {"description": "no such item or link type"}},
+    responses={
+        200: {"description": "the item's linkset (RFC 9264)", "content": _LINKSET},
+        300: {"description": "several links match: their linkset", "content": _LINKSET},
+        307: {"description": "redirect to the selected link", "content": _JSON,
+              "headers": {"Location": {"schema": {"type": "string"}}}},
+        404: {"description": "no such item or link type", "content": _JSON},
+    },
 )
-async def gs1_resolve(rest: str, request: Request, node: NodeDep, linkType: str | None = None) -> Response:  # noqa: N803
+async def gs1_resolve(
+    rest: Annotated[str, Path(pattern=r"^[0-9]{8,14}(?:/[^\x00-\x1f\x7f]*)?$", max_length=IDENTIFIER_MAX // 2,
+                              description="the GTIN, then qualifiers such as 21/{serial}")],
+    request: Request, node: NodeDep,
+    linkType: Annotated[str | None, Query(max_length=256, description=(  # noqa: N803
+        "a GS1 link type (`gs1:pip`, `https://gs1.org/voc/pip`), `all` or `linkset`"))] = None,
+) -> Response:
     """Resolve a GS1 Digital Link path `/01/{gtin}[/21/{serial}...]`."""
     path = request.url.path
-    headers = {"Link": f'<{_base(request)}{path}?linkType=linkset>; rel="application/linkset"; '
+    headers = {"Link": f'<{_base(request)}{header_uri(path)}?linkType=linkset>; rel="application/linkset"; '
                        f'type="{LINKSET_TYPE}"'}
     query = request.url.query
     try:
@@ -64,4 +83,5 @@ async def gs1_resolve(rest: str, request: Request, node: NodeDep, linkType: str 
     href = links[0].href
     if query:
         href += ("&" if "?" in href else "?") + query
+    href = header_uri(href)
     return JSONResponse({"location": href}, status_code=307, headers={**headers, "Location": href})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import MEMBER_ID, PREFIX
 from ledger.codec import to_plain
 from ledger.members import find_member_by_name, find_member_by_public_key, get_member
 from ledger.resolver.registry import get_prefix
@@ -17,8 +18,12 @@ router = APIRouter(tags=["members"])
 
 
 @router.get("/v1/members")
-async def find_member(node: NodeDep, name: str | None = None, public_key: str | None = None) -> dict[str, Any]:
-    """A member by the name genesis or `member.add` gave it, or by its current public key (hex)."""
+async def find_member(
+    node: NodeDep, name: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    public_key: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{64}$")] = None,
+) -> dict[str, Any]:
+    """A member by the name genesis or `member.add` gave it, or by its current public key (hex);
+    one of the two is required (400 without either)."""
     view = node.chain.latest
     if name is not None:
         record = find_member_by_name(view, name)
@@ -35,7 +40,7 @@ async def find_member(node: NodeDep, name: str | None = None, public_key: str | 
 
 
 @router.get("/v1/members/{member_id}")
-async def member(member_id: str, node: NodeDep) -> dict[str, Any]:
+async def member(member_id: Annotated[str, Path(pattern=MEMBER_ID)], node: NodeDep) -> dict[str, Any]:
     view = node.chain.latest
     record = get_member(view, member_id)
     if record is None:
@@ -44,7 +49,8 @@ async def member(member_id: str, node: NodeDep) -> dict[str, Any]:
 
 
 @router.get("/v1/prefixes/{prefix}")
-async def prefix(prefix: str, node: NodeDep) -> dict[str, Any]:
+async def prefix(prefix: Annotated[str, Path(pattern=PREFIX, max_length=128)], node: NodeDep
+                 ) -> dict[str, Any]:
     record = get_prefix(node.chain.latest, prefix)
     if record is None:
         raise ApiError(404, "not_found", f"prefix {prefix} is not registered on this ledger")

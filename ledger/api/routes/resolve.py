@@ -6,15 +6,19 @@ URI, EPC URN, element string, canonical GS1 key) and answered under their storag
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Annotated, Any
 
 import segno
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
+from segno import DataOverflowError
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.limits import PROOF_COST
+from ledger.api.params import IDENTIFIER, IDENTIFIER_MAX, MAX_HEIGHT, charge, header_uri
 from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.resolver.identifiers import InvalidIdentifier
@@ -25,8 +29,13 @@ from ledger.web import answer_page_url
 
 router = APIRouter(tags=["resolve"])
 
-MAX_BATCH = 1000
+MAX_BATCH = 1000  # identifiers per request
+MAX_PROOF_PAGE = 100  # proofs built per request: a batch with proof=true is answered in pages
 MAX_HISTORY_PAGE = 1000
+YIELD_EVERY_PROOFS = 5
+
+IdentifierPath = Annotated[str, Path(pattern=IDENTIFIER, max_length=IDENTIFIER_MAX)]
+Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
 
 
 def _height(chain: ChainDB, height: int | None) -> int:
@@ -44,13 +53,17 @@ def _lookup(chain: ChainDB, identifier: str, at: int) -> Resolved:
 
 
 @router.get("/v1/resolve/{identifier:path}/history")
-async def history(identifier: str, node: NodeDep, height: int | None = None, start: int = 0,
-                  limit: int = MAX_HISTORY_PAGE) -> dict[str, Any]:
+async def history(
+    identifier: IdentifierPath, node: NodeDep, height: Height = None,
+    start: Annotated[int, Query(ge=0, le=MAX_HEIGHT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE)] = MAX_HISTORY_PAGE,
+) -> dict[str, Any]:
     """Every change of the record (oldest first) as of `height`: the change, the values after it, the
-    height, tx id, block time (ms) and the member who made it; paged with `start` and `limit`."""
+    height, tx id, block time (ms) and the member who made it; paged with `start` and `limit`
+    (at most 1,000 entries a page)."""
     at = _height(node.chain, height)
     found = _lookup(node.chain, identifier, at)
-    total, entries = get_history(node.chain.view_at(at), found.key, max(1, min(limit, MAX_HISTORY_PAGE)), start)
+    total, entries = get_history(node.chain.view_at(at), found.key, limit, start)
     if total == 0:
         raise ApiError(404, "not_found", f"{found.key} has no history", identifier=found.key, height=at)
     return {"identifier": found.key, "height": at, "total": total, "start": start,
@@ -71,7 +84,7 @@ def _answer(node: Any, found: Resolved, at: int, proof: bool, anchor: bool = Fal
 
 @router.get("/v1/resolve/{identifier:path}")
 async def resolve(
-    identifier: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+    identifier: IdentifierPath, node: NodeDep, height: Height = None, proof: bool = False, anchor: bool = False
 ) -> dict[str, Any]:
     """The record of `identifier` as of `height` (default: the head); `proof=true` adds a state proof
     (also for an identifier that does not exist: then it proves the absence); with `anchor=true` the
@@ -87,31 +100,44 @@ async def resolve(
 
 @router.post("/v1/resolve")
 async def resolve_batch(
+    request: Request,
     node: NodeDep,
-    identifiers: Annotated[list[str], Body(max_length=MAX_BATCH)],
-    height: int | None = None,
+    identifiers: Annotated[list[Annotated[str, Body(max_length=IDENTIFIER_MAX)]], Body(max_length=MAX_BATCH)],
+    height: Height = None,
     proof: bool = False,
+    start: Annotated[int, Query(ge=0, lt=MAX_BATCH, description="the first identifier answered")] = 0,
 ) -> dict[str, Any]:
-    """Resolve up to 1000 identifiers (a JSON list of strings) at one height. Answers are in input order:
+    """Resolve up to 1,000 identifiers (a JSON list of strings) at one height. Answers are in input order:
     `{identifier, height, record}` (record null when not registered, plus `proof` with `proof=true`), or
-    `{input, error, message}` for an identifier that does not parse."""
+    `{input, error, message}` for an identifier that does not parse.
+
+    Each answer costs the client's read budget one request (ten with a proof). With `proof=true` at
+    most 100 identifiers are answered per request, from `start`: `next_start` (null at the end) says
+    where the next page begins; the height stays the one of the first page when passed as `height`."""
     at = _height(node.chain, height)
     view = node.chain.view_at(at)
+    page = identifiers[start:start + (MAX_PROOF_PAGE if proof else MAX_BATCH)]
+    following = start + len(page) if start + len(page) < len(identifiers) else None
+    unit = PROOF_COST if proof else 1.0
+    charge(request, unit * len(page) - unit)  # the request itself paid for one
     out: list[dict[str, Any]] = []
-    for text in identifiers:
+    for n, text in enumerate(page, start=1):
         try:
             found = resolve_text(view, text)
         except InvalidIdentifier as exc:
             out.append({"input": text, "error": "invalid_identifier", "message": str(exc)})
             continue
         out.append(_answer(node, found, at, proof))
-    return {"height": at, "results": out}
+        if proof and n % YIELD_EVERY_PROOFS == 0:
+            await asyncio.sleep(0)  # let consensus messages in between proofs (all are of height `at`)
+    return {"height": at, "start": start, "next_start": following, "results": out}
 
 
 @router.get("/v1/qr/{identifier:path}", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG QR code"}})
 async def qr(
-    identifier: str, request: Request, scale: int = 4, base: str | None = None, page: bool = False
+    identifier: IdentifierPath, request: Request, scale: Annotated[int, Query(ge=1, le=20)] = 4,
+    base: Annotated[str | None, Query(pattern=r"^https?://[^\x00-\x20\x7f]{1,200}$")] = None, page: bool = False,
 ) -> Response:
     """A QR code (SVG) of the identifier's resolution URL: its GS1 Digital Link URI for GS1 items, its
     Handle REST URL otherwise, on this node (or on `base`, e.g. https://id.example.com). With `page=true`
@@ -126,5 +152,9 @@ async def qr(
         raise ApiError(400, "invalid_identifier", str(exc)) from exc
     # A standalone SVG document (with its xmlns): `svg_inline` output does not display as an <img>.
     svg = io.BytesIO()
-    segno.make(url, micro=False).save(svg, kind="svg", scale=max(1, min(scale, 20)), xmldecl=False)
-    return Response(svg.getvalue(), media_type="image/svg+xml", headers={"X-Resolution-URL": url})
+    try:
+        code = segno.make(url, micro=False)
+    except DataOverflowError as exc:
+        raise ApiError(400, "too_long", "the resolution URL is too long for a QR code") from exc
+    code.save(svg, kind="svg", scale=scale, xmldecl=False)
+    return Response(svg.getvalue(), media_type="image/svg+xml", headers={"X-Resolution-URL": header_uri(url)})

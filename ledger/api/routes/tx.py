@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import HEX64
 from ledger.codec import CodecError, encode, unpack_strict
 from ledger.mempool import Admission, Outcome, Refusal
 from ledger.tx import MAX_TX_BYTES, Reject, TxRejected, decode_tx, tx_from_plain, tx_to_plain
@@ -78,7 +79,27 @@ def _result(a: Admission, outcome: Outcome | Refusal | None, waited: bool) -> di
     return out
 
 
-@router.post("/v1/tx", status_code=202)
+_TX_BODY = {
+    "required": True,
+    "description": f"One signed transaction or a batch of at most {MAX_BATCH}.",
+    "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "object", "description": "a signed transaction (`ledger.tx.tx_to_plain`)",
+             "not": {"required": ["txs"]}},
+            {"type": "string", "pattern": "^(?:[0-9a-fA-F]{2})+$", "description": "hex of its canonical bytes"},
+            {"type": "array", "maxItems": MAX_BATCH, "items": {"type": ["object", "string"]}},
+            {"type": "object", "required": ["txs"],
+             "properties": {"txs": {"type": "array", "maxItems": MAX_BATCH, "items": {"type": ["object", "string"]}}}},
+        ]}},
+        MSGPACK: {"schema": {"type": "string", "format": "binary",
+                             "description": "one bin, or an array of bin, each a canonical SignedTx"}},
+    },
+}
+
+
+@router.post("/v1/tx", status_code=202, openapi_extra={"requestBody": _TX_BODY}, responses={
+    200: {"description": "committed (with wait=true)"}, 409: {"description": "duplicate"},
+    503: {"description": "the node's pending set is full"}})
 async def submit_tx(
     request: Request,
     node: NodeDep,
@@ -135,7 +156,7 @@ def parse_tx_id(text: str) -> bytes:
 
 
 @router.get("/v1/tx/{tx_id}")
-async def get_tx(tx_id: str, node: NodeDep) -> dict[str, Any]:
+async def get_tx(tx_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep) -> dict[str, Any]:
     tid = parse_tx_id(tx_id)
     loc = node.chain.get_tx_location(tid)
     if loc is None:
