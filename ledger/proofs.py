@@ -429,9 +429,26 @@ def check_anchor(anchor: _AnchorSection, header: BlockHeader, block_hash: bytes,
     return claim
 
 
-def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
-    """Ask the Ethereum node at `rpc` whether the contract stores the claimed root, written by the claimed
-    transaction in the claimed block; raise InvalidProof (`anchor_on_chain`) if not."""
+def check_anchor_certified(claim: AnchorClaim, genesis: Genesis) -> None:
+    """The anchor names the chain, the contract and a submitter that the genesis file certifies; raise
+    InvalidProof (`anchor_not_certified`) if not. Before `--rpc` asks a contract anything, the contract is the
+    trust root's choice, never the proof's: a contract of a liar's own would return whatever root it likes."""
+    settings = genesis.anchoring
+    if settings is None:
+        raise InvalidProof("anchor_not_certified", "the genesis file certifies no anchoring settings")
+    if (claim.eth_chain_id, claim.contract) != (settings.eth_chain_id, settings.contract):
+        raise InvalidProof("anchor_not_certified", f"the anchor names contract {claim.contract} on chain "
+                           f"{claim.eth_chain_id}; the genesis file certifies {settings.contract} on chain "
+                           f"{settings.eth_chain_id}")
+    if claim.submitter not in settings.submitters:
+        raise InvalidProof("anchor_not_certified", f"the anchor's submitter {claim.submitter} is not certified "
+                           "by the genesis file")
+
+
+def check_anchor_on_chain(claim: AnchorClaim, rpc: str, genesis: Genesis) -> None:
+    """Ask the Ethereum node at `rpc` whether the genesis file's contract stores the claimed root, written by
+    the claimed transaction in the claimed block; raise InvalidProof (`anchor_not_certified` or
+    `anchor_on_chain`) if not."""
     from eth_typing import HexStr
 
     from ledger.anchor import contract as ac
@@ -439,6 +456,7 @@ def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
     def fail(message: str) -> InvalidProof:
         return InvalidProof("anchor_on_chain", message)
 
+    check_anchor_certified(claim, genesis)
     try:
         w3 = ac.connect(rpc)
         chain_id = int(w3.eth.chain_id)
