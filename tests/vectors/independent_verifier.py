@@ -146,9 +146,11 @@ class Genesis:
                   [[v["name"], bytes.fromhex(v["public_key"])] for v in d["validators"]],
                   [[m["name"], bytes.fromhex(m["public_key"]), list(m["roles"])] for m in d["members"]],
                   [[p["prefix"], p["owner"]] for p in d["prefixes"]]]
-        gov = d.get("governance")
-        if gov is not None:  # the optional section: a sixth element
-            record.append([gov["approvals"], gov["expiry_ms"]])
+        gov, anch = d.get("governance"), d.get("anchoring")
+        if gov is not None or anch is not None:  # the optional sections: a sixth and a seventh element
+            record.append(None if gov is None else [gov["approvals"], gov["expiry_ms"]])
+        if anch is not None:
+            record.append([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
         return H(pack(record))
 
     def header0(self) -> list[Any]:
@@ -167,6 +169,9 @@ class Genesis:
             members = self.doc["members"]
             admins = sorted(node_id(bytes.fromhex(m["public_key"])) for m in members if "admin" in m["roles"])
             state[b"member-admins"] = pack(admins)
+        anch = self.doc.get("anchoring")
+        if anch is not None:
+            state[b"anchor/settings"] = pack([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
         root = smt_root([(H(k), H(v)) for k, v in state.items()], 0)
         return [0, self.hash(), 0, self.doc["timestamp"], H(b""), root, H(b""), ""]
 
@@ -282,6 +287,59 @@ def header(v: Any) -> list[Any]:
 # --- section 6: checking a proof --------------------------------------------------------------------------------
 
 
+def address(v: Any) -> str:
+    t = text(v)
+    if len(t) != 42 or t[:2] != "0x" or any(ch not in "0123456789abcdef" for ch in t[2:]):
+        raise bad("address")
+    return t
+
+
+def certificate(v: Any) -> tuple[tuple[int, int, bytes], list[tuple[str, bytes]]]:
+    c = obj(v, {"height", "view", "block_hash", "signatures"})
+    cert = (uint(c["height"]), uint(c["view"]), hexb(c["block_hash"], 32))
+    if type(c["signatures"]) is not list:
+        raise bad("signatures")
+    sigs = [(text(s["validator"]), hexb(s["signature"], 64))
+            for s in (obj(s, {"validator", "signature"}) for s in c["signatures"])]
+    return cert, sigs
+
+
+def smt_path(v: Any) -> tuple[list[bytes], Any]:
+    s = obj(v, {"siblings", "leaf"})
+    if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
+        raise bad("siblings")
+    siblings = [hexb(x, 32) for x in s["siblings"]]
+    leaf = s["leaf"]
+    if leaf is not None:
+        if type(leaf) is not list or len(leaf) != 2:
+            raise bad("leaf")
+        leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
+    return siblings, leaf
+
+
+def check_certificate(g: Genesis, hdr: list[Any], block_hash: bytes, cert: tuple[int, int, bytes],
+                      sigs: list[tuple[str, bytes]], code: str | None = None) -> None:
+    """Section 6 step 4; an anchor record's certificate fails every check with the one `code`."""
+    if cert != (hdr[0], hdr[2], block_hash):
+        raise Refused(code or "certificate_mismatch")
+    signers = [v for v, _ in sigs]
+    if hdr[0] == 0:
+        if signers:
+            raise Refused(code or "certificate_signers")
+        return
+    ascending = all(a < b for a, b in zip(signers, signers[1:], strict=False))
+    if not ascending or any(v not in g.validators for v in signers):
+        raise Refused(code or "certificate_signers")
+    if len(signers) < g.quorum:
+        raise Refused(code or "certificate_quorum")
+    digest = H(b"ledger/commit/v1" + pack([g.chain_id, hdr[0], hdr[2], block_hash]))
+    for v, sig in sigs:
+        try:
+            crypto_sign_open(sig + digest, g.validators[v])
+        except (BadSignatureError, CryptoError, ValueError):
+            raise Refused(code or "certificate_signature") from None
+
+
 def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
     if type(p) is not dict or p.get("type") != PROOF_TYPE:
         raise Refused("unsupported_version")
@@ -290,12 +348,7 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
     obj(p, {"type", "chain_id", "height", "header", "certificate", "entries"}, {"anchor"})
     height = uint(p["height"])
     hdr = header(p["header"])
-    c = obj(p["certificate"], {"height", "view", "block_hash", "signatures"})
-    cert = (uint(c["height"]), uint(c["view"]), hexb(c["block_hash"], 32))
-    if type(c["signatures"]) is not list:
-        raise bad("signatures")
-    sigs = [(text(s["validator"]), hexb(s["signature"], 64))
-            for s in (obj(s, {"validator", "signature"}) for s in c["signatures"])]
+    cert, sigs = certificate(p["certificate"])
     if type(p["entries"]) is not list or not 1 <= len(p["entries"]) <= 1100:
         raise bad("entries")
     entries = []
@@ -305,62 +358,36 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
         if not key:
             raise bad("empty key")
         value = None if e["value"] is None else hexb(e["value"])
-        s = obj(e["smt"], {"siblings", "leaf"})
-        if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
-            raise bad("siblings")
-        siblings = [hexb(x, 32) for x in s["siblings"]]
-        leaf = s["leaf"]
-        if leaf is not None:
-            if type(leaf) is not list or len(leaf) != 2:
-                raise bad("leaf")
-            leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
-        entries.append((key, value, siblings, leaf))
+        entries.append((key, value, *smt_path(e["smt"])))
     if len({e[0] for e in entries}) != len(entries):
         raise bad("repeated key")
     anchor = None
     if p.get("anchor") is not None:
-        a = obj(p["anchor"], {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"})
+        a = obj(p["anchor"], {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block",
+                              "submitter", "record"})
         a_header = header(a["header"])
         if type(a["history_proof"]) is not list:
             raise bad("history_proof")
         path = [hexb(x, 32) for x in a["history_proof"]]
-        contract = text(a["contract"])
-        if len(contract) != 42 or contract[:2] != "0x" or any(ch not in "0123456789abcdefABCDEF"
-                                                               for ch in contract[2:]):
-            raise bad("contract")
-        hexb(a["tx_hash"], 32)
+        contract, submitter = address(a["contract"]), address(a["submitter"])
+        tx_hash = hexb(a["tx_hash"], 32)
         if uint(a["eth_chain_id"]) == 0:
             raise bad("eth_chain_id")
-        uint(a["eth_block"])
-        anchor = (uint(a["height"]), a_header, path)
+        r = obj(a["record"], {"header", "certificate", "smt"})
+        record = (header(r["header"]), *certificate(r["certificate"]), smt_path(r["smt"]))
+        claim = [uint(a["height"]), None, a["eth_chain_id"], contract, tx_hash, uint(a["eth_block"]), submitter]
+        anchor = (uint(a["height"]), a_header, path, claim, record)
     if height != hdr[0]:
         raise Refused("height_mismatch")
     block_hash = H(pack(hdr))
     if hdr[0] == 0 and hdr != g.header0():
         raise Refused("genesis_header")
-    if cert != (hdr[0], hdr[2], block_hash):
-        raise Refused("certificate_mismatch")
-    signers = [v for v, _ in sigs]
-    if hdr[0] == 0:
-        if signers:
-            raise Refused("certificate_signers")
-    else:
-        ascending = all(a < b for a, b in zip(signers, signers[1:], strict=False))
-        if not ascending or any(v not in g.validators for v in signers):
-            raise Refused("certificate_signers")
-        if len(signers) < g.quorum:
-            raise Refused("certificate_quorum")
-        digest = H(b"ledger/commit/v1" + pack([g.chain_id, hdr[0], hdr[2], block_hash]))
-        for v, sig in sigs:
-            try:
-                crypto_sign_open(sig + digest, g.validators[v])
-            except (BadSignatureError, CryptoError, ValueError):
-                raise Refused("certificate_signature") from None
+    check_certificate(g, hdr, block_hash, cert, sigs)
     for key, value, siblings, leaf in entries:
         if not smt_holds(hdr[5], key, value, siblings, leaf):
             raise Refused("state_proof")
     if anchor is not None:
-        a_height, a_header, path = anchor
+        a_height, a_header, path, claim, (r_header, r_cert, r_sigs, (r_siblings, r_leaf)) = anchor
         if a_height != a_header[0] or a_height < hdr[0]:
             raise Refused("anchor_height")
         if a_height == hdr[0]:
@@ -368,6 +395,14 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
                 raise Refused("anchor_header")
         elif not inclusion_holds(H(b"\x00" + block_hash), hdr[0], a_height, path, a_header[6]):
             raise Refused("anchor_history")
+        # The ledger certified this very anchor: its effective record, in the state of a later certified block.
+        if r_header[0] <= a_height:
+            raise Refused("anchor_record")
+        check_certificate(g, r_header, H(pack(r_header)), r_cert, r_sigs, "anchor_certificate")
+        claim[1] = H(pack(a_header))
+        key = b"anchor/h/" + a_height.to_bytes(8, "big")
+        if not smt_holds(r_header[5], key, pack(claim), r_siblings, r_leaf):
+            raise Refused("anchor_record")
     return {"height": hdr[0], "timestamp": hdr[3], "keys": [e[0] for e in entries],
             "values": {e[0]: e[1] for e in entries}}
 
