@@ -172,7 +172,7 @@ def certify(data: dict[str, Any], deployment: dict[str, Any]) -> None:
     if any((Path(entry["home"]) / "data").exists() for entry in data["nodes"]):
         print(f"warning: this devnet's genesis certifies other anchoring settings than contract "
               f"{wanted.contract} on chain {wanted.eth_chain_id}; its validators will not anchor there "
-              "(an admin action `anchor.settings` changes the certified settings)", file=sys.stderr)
+              "(`ledger anchoring set` changes the certified settings, an admin action)", file=sys.stderr)
         return
     save_genesis(replace(genesis, anchoring=wanted), data["genesis"])
 

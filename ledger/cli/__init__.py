@@ -14,7 +14,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ledger.cli import assets, bench, contracts, devnet_commands, governance, ids, members, node, resolve
+from ledger.cli import (
+    anchoring,
+    assets,
+    bench,
+    contracts,
+    devnet_commands,
+    governance,
+    ids,
+    members,
+    node,
+    resolve,
+)
 from ledger.cli.common import EXIT_REJECTED, CliError
 from ledger.client import LedgerError
 
@@ -25,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (node, devnet_commands, ids, resolve, bench, contracts, assets, members, governance):
+    for group in (node, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, members, governance):
         group.add_commands(sub)
     return parser
 
