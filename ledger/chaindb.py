@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import merkle
-from ledger.anchor.records import AnchorModule
+from ledger.anchor.records import AnchorModule, fixed_validators
 from ledger.chain import (
     ZERO_HASH,
     Block,
@@ -48,7 +48,8 @@ GENESIS_KEY = NS.META + b"genesis"
 
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
-        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(genesis.validator_ids()),
+        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(),
+        AnchorModule(fixed_validators(genesis.validator_ids())),
         EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(),
     ]
 

@@ -279,3 +279,21 @@ def test_prefix_work_is_not_needed_for_anchoring() -> None:
     assert c.run1(ADMIN, "prefix.create", PrefixCreate("77", ORG1.id)) == ""
     assert c.attest(FOUR[0], c.claim(1)) == "" and c.attest(FOUR[1], c.claim(1)) == ""
     assert latest_effective_height(c.db.latest) == 1
+
+
+def test_attestations_count_against_the_validator_set_in_force() -> None:
+    from ledger.anchor.records import AnchorModule
+
+    c = AnchorChain()
+    (module,) = [m for m in c.db.machine.block_hooks if isinstance(m, AnchorModule)]
+    h = c.work(2)
+    claim = c.claim(h)
+    assert c.attest(FOUR[0], claim) == ""
+    # The set in force changes (as a governance set change will make it): FOUR[0] leaves and a newcomer joins
+    # (still 4, f+1 = 2), so FOUR[0]'s vote no longer counts and one more vote is not f+1.
+    module.validators_at = lambda view: {k.id for k in FOUR[1:]} | {SEVEN[4].id}
+    assert c.attest(FOUR[1], claim) == ""
+    assert get_anchor_record(c.db.latest, h) is None
+    assert [v.validator for v in get_votes(c.db.latest, h)] == [FOUR[1].id]
+    assert c.attest(FOUR[2], claim) == ""
+    assert get_anchor_record(c.db.latest, h) == claim

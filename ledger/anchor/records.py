@@ -25,7 +25,7 @@ This module imports no web3: it is part of the deterministic state machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,12 +95,22 @@ def quorum_of_attesters(n_validators: int) -> int:
     return (n_validators - 1) // 3 + 1
 
 
+# The validator ids in force in a state: the one place the anchoring module learns the validator set, so that
+# set changes by governance plug in here (today: the genesis set, whatever the state).
+ValidatorsAt = Callable[[StateView], Collection[str]]
+
+
+def fixed_validators(ids: Collection[str]) -> ValidatorsAt:
+    frozen = frozenset(ids)
+    return lambda view: frozen
+
+
 class AnchorModule:
     """The `anchor.attest` votes, effective anchors, the block hashes they are checked against, and the
     `anchor.settings` admin action (`ledger.anchor.settings`)."""
 
-    def __init__(self, validators: Iterable[str]) -> None:
-        self.needed = quorum_of_attesters(len(set(validators)))
+    def __init__(self, validators_at: ValidatorsAt) -> None:
+        self.validators_at = validators_at
         self.handlers: Mapping[str, Handler] = {KIND: self.process_attest, SETTINGS_KIND: process_settings}
 
     def begin_block(self, state: Overlay, height: int, prev_hash: bytes) -> None:
@@ -138,10 +148,12 @@ class AnchorModule:
                              "configured)")
         if ours != p.block_hash:
             raise TxRejected(Reject.INVALID_VALUE, f"the claim's root is not this ledger's block hash at {p.height}")
-        # One vote per validator and height: this one replaces the sender's earlier vote.
-        votes = {v.validator: v for v in get_votes(ctx.state, p.height)}
+        # One vote per validator and height: this one replaces the sender's earlier vote. Votes count against
+        # the validator set in force now: a validator that left the set no longer counts.
+        validators = self.validators_at(ctx.state)
+        votes = {v.validator: v for v in get_votes(ctx.state, p.height) if v.validator in validators}
         votes[ctx.sender] = AnchorVote(ctx.sender, p)
-        if sum(1 for v in votes.values() if v.claim == p) >= self.needed:
+        if sum(1 for v in votes.values() if v.claim == p) >= quorum_of_attesters(len(validators)):
             # f+1 alike: the anchor takes effect.
             ctx.put(record_key(p.height), p)
             ctx.put(LATEST_KEY, p.height)
