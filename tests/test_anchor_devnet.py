@@ -280,3 +280,60 @@ def test_one_lying_validator_neither_stops_anchoring_nor_gets_a_fake_anchor_cite
     cited = answer["proof"]["anchor"]
     assert cited["height"] >= target and cited["tx_hash"] != "42" * 32 and cited["contract"] == settings["contract"]
     print(f"anchored to height {goal} past the liar's height 2^64-1 and its fake vote at {target}")
+
+
+def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Path, dict[str, Any]]) -> None:
+    """Node 3 restarted as `tests/lying_anchor_node.py`: a real validator (it keeps ordering and committing)
+    whose anchoring service attests a fake anchor of every new block and anchors a huge height with its own key."""
+    import subprocess
+    import sys
+
+    from devnet.processes import wait_healthy
+    from tests.lying_anchor_node import FAKE_TX, HUGE, HUGE_ROOT
+
+    directory, data = net
+    node = data["nodes"][3]
+    if is_alive(node.get("pid")):
+        stop_pid(int(node["pid"]))
+    log = directory / "logs" / "lying.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.lying_anchor_node", "--home", node["home"]],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=Path(__file__).resolve().parent.parent)
+    try:
+        wait_healthy(node["http"], proc, log)
+        urls = [n["http"] for n in data["nodes"]]
+        client = LedgerClient(urls[0])
+        org1 = SigningKey.load(data["keys"]["org1"])
+        with contextlib.suppress(Exception):  # another test in this module created it already
+            Signer(SigningKey.load(data["keys"]["admin"]), client).send("prefix.create",
+                                                                        PrefixCreate("88.300", org1.id))
+        signer = Signer(org1, client)
+        start = client.status()["height"]
+        _load(urls[0], signer, 2000, 25)
+        goal = client.status()["height"]
+
+        # The liar lied (its fake votes are in the ledger) and honest anchoring went on past them, on every node,
+        # the liar's own included: it commits the same effective anchors as everyone.
+        def lied() -> bool:
+            pages = [httpx.get(f"{urls[0]}/v1/anchors/{h}/votes").json() for h in range(start, goal)]
+            votes = [v for page in pages for v in page["votes"]]
+            return any(v["tx_hash"] == "0x" + FAKE_TX.hex() and v["validator"] == node["id"] for v in votes)
+
+        wait_until(lied, 60, "the liar's fake votes in the ledger")
+        wait_until(lambda: all(_anchoring(u)["last_anchored_height"] >= goal for u in urls), 90,
+                   "honest anchors above the liar's lies, on every node")
+        w3, contract = _contract(data)
+        liar_address = w3.to_checksum_address(_anchoring(urls[3])["submitter"])
+        wait_until(lambda: contract.functions.rootAt(liar_address, HUGE).call() == HUGE_ROOT, 30,
+                   "the liar's huge height on the contract")
+        for u in urls:
+            for h in range(start, goal + 1):
+                r = httpx.get(f"{u}/v1/anchors/{h}")
+                assert r.status_code == 404 or r.json()["tx_hash"] != "0x" + FAKE_TX.hex(), (u, h)
+        anchored = _anchoring(urls[0])["last_anchored_height"]
+        answer = LedgerClient(urls[3]).resolve("88.300/e2000", height=anchored, proof=True)
+        assert answer["proof"]["anchor"]["height"] == anchored and answer["proof"]["anchor"]["tx_hash"] != FAKE_TX.hex()
+        print(f"anchored to height {anchored} beside a validator lying since height {start}")
+    finally:
+        stop_pid(proc.pid)

@@ -50,11 +50,9 @@ async def get_anchor(height: Annotated[int, Path(ge=1, le=MAX_HEIGHT)], node: No
 
 
 @router.get("/v1/anchors/{height}/votes")
-async def get_votes_at(height: int, node: NodeDep) -> dict[str, Any]:
+async def get_votes_at(height: Annotated[int, Path(ge=1, le=MAX_HEIGHT)], node: NodeDep) -> dict[str, Any]:
     """The attestations of `height` that have not made an anchor effective (yet): one per validator. A claim
     that only one validator makes never takes effect."""
-    if height < 1:
-        raise ApiError(400, "malformed", "anchored heights start at 1")
     view = node.chain.latest
     record = get_anchor_record(view, height)
     return {"height": height, "effective": None if record is None else record_to_json(record),
