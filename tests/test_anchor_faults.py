@@ -343,6 +343,7 @@ def test_asset_and_licence_proofs_reach_the_chain(net: Net, tmp_path: Path,
     anchored = httpx.get(f"{url}/v1/anchors/latest", timeout=5).json()["height"]
     answer = httpx.get(f"{url}/v1/licences/{licence_id}",
                        params={"height": anchored, "proof": "true", "anchor": "true"}, timeout=5).json()
-    assert answer["proof"]["anchor"]["height"] == anchored
+    # (at or above it: a newer anchor may take effect between the two requests, and the proof cites the latest)
+    assert answer["proof"]["anchor"]["height"] >= anchored
     code, out = verify(answer, "--rpc", net.rpc)
     assert code == 0 and out["anchor"]["checked_on_chain"] is True and out["record"]["id"] == licence_id
