@@ -9,12 +9,13 @@ rejected); the answer's `status` is as of that block's time, so an open proposal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import HEX64, MAX_HEIGHT
 from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import CodecError, to_plain
@@ -37,6 +38,8 @@ from ledger.state import StateView
 router = APIRouter(tags=["governance"])
 MAX_LIST = 500
 MAX_SCAN = 10_000  # proposals looked at for one filtered listing
+Status = Literal["open", "executed", "rejected", "expired"]
+assert set(get_args(Status)) == set(STATUSES)  # noqa: S101 - the route's enum is the module's list
 
 
 def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
@@ -77,12 +80,12 @@ async def governance(node: NodeDep) -> dict[str, Any]:
 
 @router.get("/v1/governance/proposals")
 async def list_proposals(
-    node: NodeDep, status: str | None = None, before: int | None = None,
-    limit: int = Query(50, ge=1, le=MAX_LIST),
+    node: NodeDep, status: Status | None = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_HEIGHT, description="list proposals with a smaller seq")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
 ) -> dict[str, Any]:
-    """Proposals, newest first (`before`: only those with a smaller `seq`), optionally of one status."""
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, "invalid_value", f"unknown status {status!r}; known: {list(STATUSES)}")
+    """Proposals, newest first (`before`: only those with a smaller `seq`), optionally of one status; at most
+    `limit` (500) a page and 10,000 proposals examined."""
     view, head = node.chain.latest, node.chain.head
     count = proposal_count(view)
     start = count if before is None else min(count, before - 1)
@@ -102,8 +105,11 @@ async def list_proposals(
 
 @router.get("/v1/governance/proposals/{proposal_id}")
 async def proposal(
-    proposal_id: str, node: NodeDep, height: int | None = None, proof: bool = False, anchor: bool = False
+    proposal_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep,
+    height: Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
+    = None, proof: bool = False, anchor: bool = False,
 ) -> dict[str, Any]:
+    """A proposal as of `height`; with `proof=true`, the state proof of its record."""
     at = _header_at(node.chain, height)
     view = node.chain.view_at(at.height)
     record = get_proposal(view, proposal_id)
