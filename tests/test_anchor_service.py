@@ -238,7 +238,7 @@ def _service(node: Node, fake: FakeChain, cfg: EthereumConfig | None = None, add
     return svc
 
 
-async def _until(cond: Callable[[], object], timeout: float = 10.0) -> None:
+async def _until(cond: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
