@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Deploy (or re-use) the LedgerAnchor contract and authorise submitters.
+"""Deploy (or re-use) the LedgerAnchor contract.
 
-    contracts/deploy.py --rpc URL --key FILE [--submitter ADDR ...] [--out FILE]
+    contracts/deploy.py --rpc URL --key FILE [--out FILE]
 
 URL is an http(s) JSON-RPC endpoint (Anvil, Sepolia, ...) or `tester` for an in-process EthereumTester.
 FILE holds the deployer's hex private key and must have mode 0600; the key is never printed.
-Same as `ledger contracts deploy`. Run with the project's venv python (needs web3).
+The contract has no owner and no allow-list; the validators' submitter addresses are certified in the
+ledger (the genesis `anchoring` section, or the `anchor.settings` admin action). Same as
+`ledger contracts deploy`. Run with the project's venv python (needs web3).
 """
 
 from __future__ import annotations

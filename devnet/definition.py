@@ -45,10 +45,11 @@ class Anchoring:
     interval_s: float
     grace_s: float
     max_backoff_s: float
+    confirmations: int = 1  # an anchor is attested once its Ethereum block has this many (Anvil: 1, no reorgs)
 
     def node_settings(self) -> dict[str, Any]:
         return {"interval_blocks": self.interval_blocks, "interval_s": self.interval_s, "grace_s": self.grace_s,
-                "max_backoff_s": self.max_backoff_s}
+                "max_backoff_s": self.max_backoff_s, "confirmations": self.confirmations}
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ def _check_numbers(d: Definition) -> None:
         raise DefinitionError("batch_size must be at least 1 and batch_wait_ms not negative")
     if d.anchoring.interval_blocks < 1:
         raise DefinitionError("ethereum.interval_blocks must be at least 1")
+    if d.anchoring.confirmations < 1:
+        raise DefinitionError("ethereum.confirmations must be at least 1")
 
 
 def _check_governance(d: Definition) -> None:
@@ -221,6 +224,7 @@ def load_definition(path: Path | str | None = None) -> Definition:
                 interval_s=_number(eth, "interval_s", "ethereum"),
                 grace_s=_number(eth, "grace_s", "ethereum"),
                 max_backoff_s=_number(eth, "max_backoff_s", "ethereum"),
+                confirmations=_take({"confirmations": 1, **eth}, "confirmations", int, "ethereum"),
             ),
             demo_equipment=source.resolve().parent / _take(demo, "equipment", str, "demo"),
             demo_assets=source.resolve().parent / _take(demo, "assets", str, "demo"),

@@ -1,9 +1,10 @@
-"""The devnet's Ethereum side: start Anvil, deploy LedgerAnchor, fund and authorise the validators.
+"""The devnet's Ethereum side: start Anvil, deploy LedgerAnchor, fund the validators, certify the settings.
 
 With the chain `anvil` this starts Anvil from contracts/node_modules (its pid is kept in
 `DIR/devnet.json`, its state in `DIR/anvil/state.json`, so a restarted Anvil keeps the contract
-and the anchors dumped so far), deploys the contract with Anvil's first dev key, adds every
-validator's Ethereum address as a submitter, funds it, and writes the `ethereum` section of every
+and the anchors dumped so far), deploys the contract with Anvil's first dev key, funds every
+validator's Ethereum address, certifies the chain id, the contract and those addresses in the genesis
+file's `anchoring` section (before the chain's first start), and writes the `ethereum` section of every
 node's config with the definition's anchoring intervals. Each validator's Ethereum key is a file of
 its own in its home (`eth.key`, mode 0600, made once at random), named by `ethereum.key_file`, as in
 production. An RPC URL
@@ -16,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +129,7 @@ def setup(directory: Path, data: dict[str, Any], chain: str, anchoring: Anchorin
         if pid is not None and eth.get("anvil_pid") != pid:  # started here: stop it again
             stop_pid(pid)
         raise
+    certify(data, deployment)
     data["ethereum"] = {
         "rpc": rpc, "chain_id": deployment["chain_id"], "anchor_contract": deployment["address"],
         "anvil_pid": pid, "deployment": str(directory / "anchor-deployment.json"),
@@ -145,12 +149,32 @@ def _deploy(directory: Path, data: dict[str, Any], rpc: str, key_path: Path) -> 
     account = ac.load_key_file(key_path)
     w3 = ac.connect(rpc)
     submitters = validator_addresses(data)
-    result = ac.deploy(w3, account, submitters=submitters, out=directory / "anchor-deployment.json", force=True)
+    result = ac.deploy(w3, account, out=directory / "anchor-deployment.json", force=True)
     for addr in submitters:
         if w3.eth.get_balance(Web3.to_checksum_address(addr)) < FUND_WEI // 10:
             ac.send_transaction(w3, account, {"to": Web3.to_checksum_address(addr), "value": Wei(FUND_WEI)})
     d = result.deployment
-    return {"address": d.address, "chain_id": d.chain_id, "block_number": d.block_number}
+    return {"address": d.address, "chain_id": d.chain_id, "block_number": d.block_number, "submitters": submitters}
+
+
+def certify(data: dict[str, Any], deployment: dict[str, Any]) -> None:
+    """Write the anchoring settings (chain, contract, the validators' addresses) into the genesis file of a
+    chain that has not started yet. A chain that has started keeps its certified settings: changing them is
+    an admin action (`anchor.settings`), and until then its validators refuse to anchor elsewhere."""
+    from ledger.anchor.settings import AnchoringSettings
+    from ledger.genesis import load_genesis, save_genesis
+
+    wanted = AnchoringSettings(int(deployment["chain_id"]), str(deployment["address"]).lower(),
+                               tuple(str(a).lower() for a in deployment["submitters"]))
+    genesis = load_genesis(data["genesis"])
+    if genesis.anchoring == wanted:
+        return
+    if any((Path(entry["home"]) / "data").exists() for entry in data["nodes"]):
+        print(f"warning: this devnet's genesis certifies other anchoring settings than contract "
+              f"{wanted.contract} on chain {wanted.eth_chain_id}; its validators will not anchor there "
+              "(`ledger anchoring set` changes the certified settings, an admin action)", file=sys.stderr)
+        return
+    save_genesis(replace(genesis, anchoring=wanted), data["genesis"])
 
 
 def _write_node_configs(data: dict[str, Any], section: dict[str, Any] | None) -> None:

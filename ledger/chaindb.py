@@ -56,7 +56,8 @@ GENESIS_KEY = NS.META + b"genesis"
 
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
-        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), AnchorModule(),
+        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(),
+        AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(), ValidatorsModule(genesis),
     ]
 
@@ -212,7 +213,8 @@ class ChainDB:
     ) -> ExecutedBlock:
         header = block.header
         overlay = Overlay(base)
-        results = self.machine.execute_block(overlay, block.txs, header.height, header.timestamp, self.verified)
+        results = self.machine.execute_block(overlay, block.txs, header.height, header.timestamp, self.verified,
+                                             header.prev_hash)
         changes = dict(sorted(overlay.changes.items()))
         root, nodes = self.smt.update(parent_root, changes)
         if header.state_root != root:

@@ -9,14 +9,14 @@
  "node_key_passphrase": {"env": "LEDGER_KEY_PASSPHRASE", "file": null},
  "batch_size": 1000, "tick_ms": 10,
  "view_change_timeout_ms": 2000, "request_timeout_ms": 1500, "retransmit_ms": 500,
- "ethereum": {"rpc": "http://127.0.0.1:8545", "chain_id": 31337, "contract": "0x...",
-              "key_file": "eth.key", "interval_blocks": 1000, "interval_s": 600}}
+ "ethereum": {"rpc": "http://127.0.0.1:8545", "key_file": "eth.key", "confirmations": 3,
+              "interval_blocks": 1000, "interval_s": 600}}
 ```
-Only `http.port` is required (and `rpc`, `contract` and `key_file` within `ethereum`); every other
-setting has the default written next to it in the models below, and nowhere else. Paths
-(`node_key`, `genesis`, `data_dir`, `node_key_passphrase.file`, `ethereum.key_file`) are relative
-to HOME. The `ethereum` section is optional: without it the node does not anchor. Peers are named
-by host and port, so validators on separate machines are configured the same way as a local devnet.
+Only `http.port` is required (and `rpc` and `key_file` within `ethereum`); every other setting has
+the default written next to it in the models below, and nowhere else. Paths (`node_key`, `genesis`,
+`data_dir`, `node_key_passphrase.file`, `ethereum.key_file`) are relative to HOME. The `ethereum`
+section is optional: without it the node neither anchors nor attests anchors. Peers are named by host
+and port, so validators on separate machines are configured the same way as a local devnet.
 
 A misspelt or unknown key anywhere, a value of the wrong JSON type (`"8700"` for a port) or out of
 range (`"tick_ms": 0`) stops the node at start with a `ConfigError` naming the file and the setting:
@@ -119,24 +119,32 @@ class Peer(_Settings):
 
 
 class EthereumConfig(_Settings):
-    """Anchoring to Ethereum (the optional `ethereum` section; absent means anchoring is off).
+    """Anchoring to Ethereum: this host's RPC and key (the optional `ethereum` section; absent means this
+    validator neither anchors nor attests anchors).
 
-    `key_file` holds the validator's hex secp256k1 key (mode 0600) and is required, unless
-    `dev_key_from_node_key` asks for a key derived from the node key: allowed only with the
+    The chain, the contract and the validators' submitter addresses are not this file's to choose: the
+    ledger certifies them (genesis `anchoring`, governance). `contract` and `chain_id`, when given, are
+    what the operator expects; a node whose expectation differs from the certified settings refuses to
+    anchor and says so. `key_file` holds the validator's hex secp256k1 key (mode 0600) and is required,
+    unless `dev_key_from_node_key` asks for a key derived from the node key: allowed only with the
     `chain_id` of a local development chain (the RPC's chain id is checked against it), since anyone
-    who ever sees the node key file also holds that Ethereum key. `chain_id` None accepts whatever
-    chain the RPC serves.
+    who ever sees the node key file also holds that Ethereum key.
     """
 
     rpc: str = Field(min_length=1)
-    contract: str = Field(min_length=1)
-    chain_id: int | None = Field(default=None, ge=1)
+    contract: str | None = Field(default=None, min_length=1)  # must equal the certified contract (any case)
+    chain_id: int | None = Field(default=None, ge=1)  # must equal the certified chain id
     key_file: HomePath | None = None
     interval_blocks: int = Field(default=1000, ge=1)  # anchor once this many blocks are unanchored...
     interval_s: float = Field(default=600.0, ge=0)  # ...or once the oldest unanchored block has waited this long
     grace_s: float = Field(default=20.0, ge=0)  # a backup validator takes over after rank * grace_s
     max_backoff_s: float = Field(default=60.0, ge=0)  # cap of the exponential back-off after RPC failures
-    tx_timeout_s: float = Field(default=120.0, gt=0)  # wait for the anchor transaction's receipt this long
+    tx_timeout_s: float = Field(default=120.0, gt=0)  # one RPC request may take this long
+    # An anchor's event counts (is attested) once its block has this many confirmations (1: mined), so a
+    # shallower reorg never leaves an effective anchor pointing at nothing; a lost anchor is sent again.
+    confirmations: int = Field(default=3, ge=1)
+    fee_bump_after_s: float = Field(default=60.0, gt=0)  # an anchor not mined by then is resent with higher fees...
+    max_fee_gwei: float = Field(default=500.0, gt=0)  # ...up to this max fee per gas
     # The contract's deployment block: scans of its events start no earlier (public RPCs refuse
     # `eth_getLogs` over long ranges, and nothing of this contract lies before it).
     deploy_block: int = Field(default=0, ge=0)

@@ -1,10 +1,11 @@
-"""Genesis: the chain id, the validator set, the founding members with roles, initial prefixes, and
-the governance settings (the approvals an admin action needs, how long a proposal stays open).
+"""Genesis: the chain id, the validator set, the founding members with roles, initial prefixes, the
+governance settings (the approvals an admin action needs, how long a proposal stays open), and the
+anchoring settings (the Ethereum chain, the anchor contract, the validators' submitter addresses).
 
 The genesis file is JSON (the plain form of `Genesis`). Its canonical hash becomes block 0's
 `prev_hash`, so every node that accepts block 1 agrees on the same genesis.
 
-Optional sections (`governance`, and those later issues add) come after the five original fields and
+Optional sections (`governance`, `anchoring`, and those later issues add) come after the five original fields and
 are `null` or missing when absent. The hash covers the fields up to the last present section, so a
 file without them hashes (and its block 0 is built) exactly as before they existed: such a chain has
 a threshold of one approval. A file with a section hashes as the longer record, which no file
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.anchor.settings import AnchoringSettings, check_settings
+from ledger.anchor.settings import settings_state as anchoring_state
 from ledger.codec import CodecError, encode, from_plain, to_plain
 from ledger.crypto import derive_id, sha256
 from ledger.governance import GovernanceSettings, settings_state
@@ -55,6 +58,7 @@ class Genesis:
     members: tuple[GenesisMember, ...]
     prefixes: tuple[GenesisPrefix, ...]
     governance: GovernanceSettings | None = None  # None: one admin's approval suffices
+    anchoring: AnchoringSettings | None = None  # None: no anchoring until governance sets it
 
     def validator_keys(self) -> dict[str, bytes]:
         """Validator id -> public key."""
@@ -113,6 +117,12 @@ def check_genesis(genesis: Genesis) -> None:
         # Proposals stay open for some time.
         if gov.expiry_ms <= 0:
             raise InvalidGenesis("governance.expiry_ms must be positive")
+    if genesis.anchoring is not None:
+        # The anchoring settings are well formed (lowercase addresses, a positive chain id, submitters).
+        try:
+            check_settings(genesis.anchoring)
+        except TxRejected as exc:
+            raise InvalidGenesis(f"anchoring: {exc.message}") from exc
 
 
 def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
@@ -134,6 +144,8 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
         state.update(settings_state(genesis.governance))
         admins = sorted(derive_id(m.public_key) for m in genesis.members if "admin" in m.roles)
         state[ADMINS_KEY] = encode(tuple(admins))
+    if genesis.anchoring is not None:
+        state.update(anchoring_state(genesis.anchoring))
     return state
 
 

@@ -107,8 +107,8 @@ def lookup_sender(view: StateView, member_id: str) -> SenderInfo | None:
     return SenderInfo(member.public_key, member.roles)
 
 
-# System transactions a validator sends with its node key: anchor receipts, equivocation evidence.
-VALIDATOR_KINDS = frozenset({"anchor.record", "evidence.equivocation"})
+# System transactions a validator sends with its node key: anchor attestations, equivocation evidence.
+VALIDATOR_KINDS = frozenset({"anchor.attest", "evidence.equivocation"})
 
 
 def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:

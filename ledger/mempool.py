@@ -2,7 +2,7 @@
 
 Theory of operation. Every transaction this node orders came in through `Mempool.admit`, whether
 a client posted it (`POST /v1/tx`), a backup forwarded it to this primary, or the node wrote it
-itself (an `anchor.record` receipt). For each tx of a batch, in this order:
+itself (an `anchor.attest` attestation). For each tx of a batch, in this order:
 
 1. decoding and the stateless checks (`ledger.tx`: size, canonical bytes, chain, nonce range, kind
    and payload);

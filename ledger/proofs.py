@@ -2,10 +2,12 @@
 
 A state proof is a chain: entries (state keys with their values, or their absence) -> sparse-Merkle
 proofs -> one header (state_root) -> its commit certificate (a quorum of the validators in force at its
-height signed the header hash) -> optionally an Ethereum anchor. When the validator set changed before
-that height, the proof carries the changes (`validator_sets`): each one's block, certified by the set
-before it, with the state proof of the new set. Checking it needs only the genesis file: no trust in
-the node that served it.
+height signed the header hash) -> optionally an Ethereum anchor: a later header whose history covers the
+proven block, and the anchor's effective record (attested by f+1 validators) proven in a certified later
+state, so that the chain, contract, transaction and submitter the anchor names are the ones the ledger
+certified, never the proof's own say. When the validator set changed before the proven height, the proof
+carries the changes (`validator_sets`): each one's block, certified by the set before it, with the state
+proof of the new set. Checking it needs only the genesis file: no trust in the node that served it.
 
 Every failure raises `InvalidProof` with a stable `code` (the list and the order of the checks are in
 docs/proofs.md), so independent verifiers can agree with this one on every known-answer vector.
@@ -44,7 +46,9 @@ PROOF_FIELDS = {"type", "chain_id", "height", "header", "certificate", "entries"
 SET_LINK_FIELDS = {"header", "certificate", "entry"}
 MAX_SET_LINKS = 10_000
 HEADER_FIELDS = ("height", "prev_hash", "view", "timestamp", "tx_root", "state_root", "history_root", "proposer")
-ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"}
+ANCHOR_FIELDS = {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block", "submitter",
+                 "record"}
+RECORD_FIELDS = {"header", "certificate", "smt"}
 
 
 class InvalidProof(ValueError):
@@ -58,8 +62,10 @@ class InvalidProof(ValueError):
 
 @dataclass(frozen=True)
 class AnchorClaim:
-    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height`,
-    written by transaction `tx_hash` in block `eth_block` (checked only against an Ethereum node)."""
+    """What the proof says is on Ethereum: `contract` on chain `eth_chain_id` stores `root` for `height` under
+    `submitter`, written by transaction `tx_hash` in block `eth_block`. Offline, a valid proof shows that the
+    ledger certified exactly this anchor as effective (in block `record_height`); only an Ethereum node can
+    show that Ethereum holds it."""
 
     height: int
     root: bytes
@@ -67,6 +73,8 @@ class AnchorClaim:
     contract: str
     tx_hash: str
     eth_block: int
+    submitter: str
+    record_height: int
 
 
 @dataclass(frozen=True)
@@ -114,21 +122,26 @@ class RecordingView:
 
 
 def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
-    """The path from block `height` to the latest Ethereum anchor at or above it (None if none yet).
+    """The path from block `height` to the latest effective Ethereum anchor at or above it (None if none yet).
 
-    The anchored header hashes to the root the contract stores for its height; its history_root
-    covers every earlier block, so an RFC 6962 inclusion proof links block `height` to it.
+    The anchored header hashes to the root the contract stores for its height; its history_root covers
+    every earlier block, so an RFC 6962 inclusion proof links block `height` to it. The anchor's effective
+    record is proven against the head's certified header: the ledger, not the proof, names the anchor.
     """
-    from ledger.anchor.records import get_anchor_record, latest_recorded_height
+    from ledger.anchor.records import get_anchor_record, latest_effective_height, record_key
     from ledger.codec import to_plain
 
     view = chain.latest
-    record = get_anchor_record(view, latest_recorded_height(view))
+    head = chain.height
+    record = get_anchor_record(view, latest_effective_height(view))
     if record is None or record.height < height:
         return None
     anchored = chain.get_block(record.height)
-    if anchored is None:
+    certified = chain.certified_header(head)
+    if anchored is None or certified is None:
         return None
+    record_header, record_cert = certified
+    _, _, smt = chain.prove(record_key(record.height), head)
     path = [] if record.height == height else chain.history_proof(height, record.height)
     return {
         "height": record.height,
@@ -138,6 +151,8 @@ def build_anchor_section(chain: ChainDB, height: int) -> dict[str, Any] | None:
         "contract": record.contract,
         "tx_hash": record.tx_hash.hex(),
         "eth_block": record.eth_block,
+        "submitter": record.submitter,
+        "record": {"header": to_plain(record_header), "certificate": to_plain(record_cert), "smt": smt.to_dict()},
     }
 
 
@@ -252,16 +267,30 @@ def parse_header(value: Any, what: str = "header") -> BlockHeader:
     )
 
 
-def _parse_certificate(value: Any) -> tuple[int, int, bytes, list[tuple[str, bytes]]]:
-    d = _object(value, {"height", "view", "block_hash", "signatures"}, "certificate")
+def _parse_certificate(value: Any, what: str = "certificate") -> tuple[int, int, bytes, list[tuple[str, bytes]]]:
+    d = _object(value, {"height", "view", "block_hash", "signatures"}, what)
     if type(d["signatures"]) is not list:
-        raise _malformed("certificate.signatures is not a list")
+        raise _malformed(f"{what}.signatures is not a list")
     signatures = []
     for i, s in enumerate(d["signatures"]):
-        s = _object(s, {"validator", "signature"}, f"certificate.signatures[{i}]")
+        s = _object(s, {"validator", "signature"}, f"{what}.signatures[{i}]")
         signatures.append((_text(s["validator"], "validator"), _hex(s["signature"], "signature", SIGNATURE_LEN)))
-    return (_uint(d["height"], "certificate.height"), _uint(d["view"], "certificate.view"),
-            _hex(d["block_hash"], "certificate.block_hash", HASH_LEN), signatures)
+    return (_uint(d["height"], f"{what}.height"), _uint(d["view"], f"{what}.view"),
+            _hex(d["block_hash"], f"{what}.block_hash", HASH_LEN), signatures)
+
+
+def _parse_smt(value: Any, what: str) -> SMTProof:
+    smt = _object(value, {"siblings", "leaf"}, what)
+    siblings = smt["siblings"]
+    if type(siblings) is not list or len(siblings) > 256:
+        raise _malformed(f"{what}.siblings is not a list of at most 256 hashes")
+    leaf = smt["leaf"]
+    if leaf is not None and (type(leaf) is not list or len(leaf) != 2):
+        raise _malformed(f"{what}.leaf is neither null nor [path, value_hash]")
+    return SMTProof(
+        tuple(_hex(s, f"{what}.siblings", HASH_LEN) for s in siblings),
+        None if leaf is None else (_hex(leaf[0], "leaf path", HASH_LEN), _hex(leaf[1], "leaf hash", HASH_LEN)),
+    )
 
 
 def _parse_entries(value: Any) -> list[tuple[bytes, bytes | None, SMTProof]]:
@@ -274,40 +303,49 @@ def _parse_entries(value: Any) -> list[tuple[bytes, bytes | None, SMTProof]]:
         if not key:
             raise _malformed(f"entries[{i}].key is empty")
         val = None if e["value"] is None else _hex(e["value"], f"entries[{i}].value")
-        smt = _object(e["smt"], {"siblings", "leaf"}, f"entries[{i}].smt")
-        siblings = smt["siblings"]
-        if type(siblings) is not list or len(siblings) > 256:
-            raise _malformed(f"entries[{i}].smt.siblings is not a list of at most 256 hashes")
-        leaf = smt["leaf"]
-        if leaf is not None and (type(leaf) is not list or len(leaf) != 2):
-            raise _malformed(f"entries[{i}].smt.leaf is neither null nor [path, value_hash]")
-        proof = SMTProof(
-            tuple(_hex(s, f"entries[{i}].smt.siblings", HASH_LEN) for s in siblings),
-            None if leaf is None else (_hex(leaf[0], "leaf path", HASH_LEN), _hex(leaf[1], "leaf hash", HASH_LEN)),
-        )
-        out.append((key, val, proof))
+        out.append((key, val, _parse_smt(e["smt"], f"entries[{i}].smt")))
     if len({k for k, _, _ in out}) != len(out):
         raise _malformed("two entries have the same key")
     return out
 
 
-def _parse_anchor(value: Any) -> tuple[BlockHeader, list[bytes], AnchorClaim]:
+@dataclass(frozen=True)
+class _AnchorSection:
+    header: BlockHeader  # the anchored header
+    path: list[bytes]  # history proof
+    claim: AnchorClaim
+    tx_hash: bytes
+    record_header: BlockHeader  # a certified later header whose state holds the effective record
+    record_cert: tuple[int, int, bytes, list[tuple[str, bytes]]]
+    record_smt: SMTProof
+
+
+def _address(value: Any, what: str) -> str:
+    text = _text(value, what)
+    if len(text) != 42 or not text.startswith("0x") or any(c not in "0123456789abcdef" for c in text[2:]):
+        raise _malformed(f"{what} is not 0x and 40 lowercase hex digits")
+    return text
+
+
+def _parse_anchor(value: Any) -> _AnchorSection:
     d = _object(value, ANCHOR_FIELDS, "anchor")
     anchored = parse_header(d["header"], "anchor.header")
     if type(d["history_proof"]) is not list:
         raise _malformed("anchor.history_proof is not a list")
     path = [_hex(h, "anchor.history_proof", HASH_LEN) for h in d["history_proof"]]
-    contract = _text(d["contract"], "anchor.contract")
-    if len(contract) != 42 or not contract.startswith("0x") or any(c not in "0123456789abcdefABCDEF"
-                                                                     for c in contract[2:]):
-        raise _malformed("anchor.contract is not a 0x-prefixed 20-byte address")
-    tx_hash = _hex(d["tx_hash"], "anchor.tx_hash", HASH_LEN).hex()
+    contract = _address(d["contract"], "anchor.contract")
+    submitter = _address(d["submitter"], "anchor.submitter")
+    tx_hash = _hex(d["tx_hash"], "anchor.tx_hash", HASH_LEN)
     eth_chain_id = _uint(d["eth_chain_id"], "anchor.eth_chain_id")
     if eth_chain_id == 0:
         raise _malformed("anchor.eth_chain_id is 0")
+    r = _object(d["record"], RECORD_FIELDS, "anchor.record")
+    record_header = parse_header(r["header"], "anchor.record.header")
+    record_cert = _parse_certificate(r["certificate"], "anchor.record.certificate")
+    record_smt = _parse_smt(r["smt"], "anchor.record.smt")
     claim = AnchorClaim(_uint(d["height"], "anchor.height"), compute_block_hash(anchored), eth_chain_id, contract,
-                        tx_hash, _uint(d["eth_block"], "anchor.eth_block"))
-    return anchored, path, claim
+                        tx_hash.hex(), _uint(d["eth_block"], "anchor.eth_block"), submitter, record_header.height)
+    return _AnchorSection(anchored, path, claim, tx_hash, record_header, record_cert, record_smt)
 
 
 # --- checking ---------------------------------------------------------------------------------------
@@ -335,7 +373,7 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
         _object(proof, PROOF_FIELDS, "proof", frozenset({"anchor"}))
     height = _uint(proof["height"], "height")
     header = parse_header(proof["header"])
-    cert_height, cert_view, cert_hash, signatures = _parse_certificate(proof["certificate"])
+    certificate = _parse_certificate(proof["certificate"])
     entries = _parse_entries(proof["entries"])
     anchor = None if proof.get("anchor") is None else _parse_anchor(proof["anchor"])
     # The proof's height is its header's.
@@ -345,17 +383,17 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     if header.height == 0 and header != genesis_header(genesis):
         # Block 0 is fixed by the genesis file itself.
         raise InvalidProof("genesis_header", "header 0 is not this genesis file's block 0")
-    # The certificate names this exact header.
-    if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
+    # The certificate names this exact header (checked again below; first, as docs/proofs.md orders it).
+    if certificate[:3] != (header.height, header.view, block_hash):
         raise InvalidProof("certificate_mismatch", "the certificate is for another block")
     validators = _validators_at(proof.get("validator_sets"), genesis, header.height)
-    _check_signatures(genesis.chain_id, validators, header, block_hash, signatures)
+    _check_certificate(genesis.chain_id, validators, header, block_hash, certificate)
     # Each entry's value (or absence) is what the header's state root commits to.
     for key, value, smt in entries:
         if not verify_proof(header.state_root, key, value, smt):
             raise InvalidProof("state_proof", f"the entry for {key.decode(errors='replace')!r} does not match the "
                                "header's state_root")
-    claim = None if anchor is None else check_anchor(anchor, header, block_hash)
+    claim = None if anchor is None else check_anchor(anchor, header, block_hash, genesis.chain_id, validators)
     return VerifiedState(header.height, header, block_hash, tuple(k for k, _, _ in entries),
                          {k: v for k, v, _ in entries}, claim, "anchor" in proof)
 
@@ -372,7 +410,8 @@ def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes
         what = f"validator_sets[{seq - 1}]"
         d = _object(link, SET_LINK_FIELDS, what)
         header = parse_header(d["header"], f"{what}.header")
-        cert_height, cert_view, cert_hash, signatures = _parse_certificate(d["certificate"])
+        certificate = _parse_certificate(d["certificate"])
+        cert_height, cert_view, cert_hash, _ = certificate
         [(key, value, smt)] = _parse_entries([d["entry"]])
         block_hash = compute_block_hash(header)
         # The change was committed while the set before it governed, by a block that set certified.
@@ -380,7 +419,7 @@ def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes
             raise InvalidProof("validator_set_link", f"{what}: block {header.height} precedes the set before it")
         if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
             raise InvalidProof("validator_set_link", f"{what}: the certificate is for another block")
-        _check_signatures(genesis.chain_id, validators, header, block_hash, signatures)
+        _check_certificate(genesis.chain_id, validators, header, block_hash, certificate)
         # Its state holds set number `seq` (the changes come in order, none left out before the proven height).
         if key != set_key(seq) or value is None or not verify_proof(header.state_root, key, value, smt):
             raise InvalidProof("validator_set_link", f"{what}: not a proof of validator set {seq} in that block")
@@ -397,36 +436,52 @@ def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes
     return validators
 
 
-def _check_signatures(chain_id: str, validators: Mapping[str, bytes], header: BlockHeader, block_hash: bytes,
-                      signatures: list[tuple[str, bytes]]) -> None:
+def _check_certificate(chain_id: str, validators: Mapping[str, bytes], header: BlockHeader, block_hash: bytes,
+                       certificate: tuple[int, int, bytes, list[tuple[str, bytes]]], code: str | None = None) -> None:
+    """The certificate names `header` and carries a quorum of `validators`' signatures; the failure codes are
+    the certificate_* ones, or `code` for all of them (an anchor record's certificate)."""
+
+    def fail(own: str, message: str) -> InvalidProof:
+        return InvalidProof(code or own, message if code is None else f"the anchor record's header: {message}")
+
+    cert_height, cert_view, cert_hash, signatures = certificate
+    # The certificate names this exact header.
+    if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
+        raise fail("certificate_mismatch", "the certificate is for another block")
     signers = [v for v, _ in signatures]
     if header.height == 0:
         # Block 0 is committed by the genesis file, not by signatures.
         if signers:
-            raise InvalidProof("certificate_signers", "block 0 carries no signatures")
+            raise fail("certificate_signers", "block 0 carries no signatures")
         return
     # Each validator signs at most once, in ascending order of id, and only validators in force sign.
     if signers != sorted(set(signers)):
-        raise InvalidProof("certificate_signers", "certificate signers are duplicated or unsorted")
+        raise fail("certificate_signers", "certificate signers are duplicated or unsorted")
     unknown = [v for v in signers if v not in validators]
     if unknown:
-        raise InvalidProof("certificate_signers", f"certificate signed by {unknown[0]!r}, not a validator at "
-                           f"height {header.height}")
+        raise fail("certificate_signers", f"certificate signed by {unknown[0]!r}, not a validator at height "
+                   f"{header.height}")
     # A quorum signed.
     if len(signers) < quorum_size(len(validators)):
-        raise InvalidProof("certificate_quorum", f"{len(signers)} signatures, a quorum of "
-                           f"{len(validators)} validators is {quorum_size(len(validators))}")
+        raise fail("certificate_quorum", f"{len(signers)} signatures, a quorum of {len(validators)} validators is "
+                   f"{quorum_size(len(validators))}")
     vote = CommitVote(chain_id, header.height, header.view, block_hash)
     for validator, signature in signatures:
         # Every signature verifies under the commit domain.
         if not verify(validators[validator], DOMAIN_COMMIT, vote, signature):
-            raise InvalidProof("certificate_signature", f"bad commit signature from {validator}")
+            raise fail("certificate_signature", f"bad commit signature from {validator}")
 
 
-def check_anchor(anchor: tuple[BlockHeader, list[bytes], AnchorClaim], header: BlockHeader,
-                 block_hash: bytes) -> AnchorClaim:
-    """The offline part of an anchor: block `header` is covered by the anchored header."""
-    anchored, path, claim = anchor
+def check_anchor(anchor: _AnchorSection, header: BlockHeader, block_hash: bytes, chain_id: str,
+                 validators: Mapping[str, bytes]) -> AnchorClaim:
+    """The offline part of an anchor: block `header` is covered by the anchored header, and the ledger certified
+    the anchor (chain, contract, transaction, submitter) as effective. The record's block is checked against
+    `validators`, the set in force at the proven height: a set change between the two makes the proof fail,
+    never pass (docs/proofs.md)."""
+    from ledger.anchor.records import AnchorRecord, record_key
+    from ledger.codec import encode
+
+    anchored, path, claim = anchor.header, anchor.path, anchor.claim
     # The anchor section names its header's height, at or above the proven block.
     if claim.height != anchored.height or claim.height < header.height:
         raise InvalidProof("anchor_height", "the anchor's height does not match its header, or lies below the "
@@ -439,12 +494,41 @@ def check_anchor(anchor: tuple[BlockHeader, list[bytes], AnchorClaim], header: B
     elif not merkle.verify_inclusion(merkle.leaf_hash(block_hash), header.height, claim.height, path,
                                      anchored.history_root):
         raise InvalidProof("anchor_history", "the history proof does not link the block to the anchored header")
+    # The record lies in a later block than the one it anchors.
+    if anchor.record_header.height <= claim.height:
+        raise InvalidProof("anchor_record", "the anchor's record is not in a block above the anchored one")
+    # That block is certified by a quorum of the validators in force at the proven height.
+    _check_certificate(chain_id, validators, anchor.record_header, compute_block_hash(anchor.record_header),
+                       anchor.record_cert, "anchor_certificate")
+    # Its state holds exactly this anchor as the effective one of its height.
+    record = AnchorRecord(claim.height, claim.root, claim.eth_chain_id, claim.contract, anchor.tx_hash,
+                          claim.eth_block, claim.submitter)
+    if not verify_proof(anchor.record_header.state_root, record_key(claim.height), encode(record), anchor.record_smt):
+        raise InvalidProof("anchor_record", f"the ledger's effective anchor of height {claim.height} is not the one "
+                           "this proof names (chain, contract, transaction, block or submitter)")
     return claim
 
 
-def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
-    """Ask the Ethereum node at `rpc` whether the contract stores the claimed root, written by the claimed
-    transaction in the claimed block; raise InvalidProof (`anchor_on_chain`) if not."""
+def check_anchor_certified(claim: AnchorClaim, genesis: Genesis) -> None:
+    """The anchor names the chain, the contract and a submitter that the genesis file certifies; raise
+    InvalidProof (`anchor_not_certified`) if not. Before `--rpc` asks a contract anything, the contract is the
+    trust root's choice, never the proof's: a contract of a liar's own would return whatever root it likes."""
+    settings = genesis.anchoring
+    if settings is None:
+        raise InvalidProof("anchor_not_certified", "the genesis file certifies no anchoring settings")
+    if (claim.eth_chain_id, claim.contract) != (settings.eth_chain_id, settings.contract):
+        raise InvalidProof("anchor_not_certified", f"the anchor names contract {claim.contract} on chain "
+                           f"{claim.eth_chain_id}; the genesis file certifies {settings.contract} on chain "
+                           f"{settings.eth_chain_id}")
+    if claim.submitter not in settings.submitters:
+        raise InvalidProof("anchor_not_certified", f"the anchor's submitter {claim.submitter} is not certified "
+                           "by the genesis file")
+
+
+def check_anchor_on_chain(claim: AnchorClaim, rpc: str, genesis: Genesis) -> None:
+    """Ask the Ethereum node at `rpc` whether the genesis file's contract stores the claimed root, written by
+    the claimed transaction in the claimed block; raise InvalidProof (`anchor_not_certified` or
+    `anchor_on_chain`) if not."""
     from eth_typing import HexStr
 
     from ledger.anchor import contract as ac
@@ -452,6 +536,7 @@ def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
     def fail(message: str) -> InvalidProof:
         return InvalidProof("anchor_on_chain", message)
 
+    check_anchor_certified(claim, genesis)
     try:
         w3 = ac.connect(rpc)
         chain_id = int(w3.eth.chain_id)
@@ -463,17 +548,19 @@ def check_anchor_on_chain(claim: AnchorClaim, rpc: str) -> None:
         if not w3.eth.get_code(address):
             raise fail(f"no contract at {claim.contract} on chain {chain_id}")
         contract = ac.anchor_contract(w3, address)
-        root = bytes(contract.functions.rootAt(claim.height).call())
-        # The contract stores exactly the anchored header's hash for that height.
+        root = ac.root_at(contract, claim.submitter, claim.height)
+        # The contract stores exactly the anchored header's hash for that height, under the certified submitter.
         if root != claim.root:
-            raise fail(f"contract {claim.contract} does not hold this block's hash for height {claim.height}")
+            raise fail(f"contract {claim.contract} does not hold this block's hash for height {claim.height} "
+                       f"from {claim.submitter}")
         # The named transaction, mined in the named block, wrote it.
         receipt = w3.eth.get_transaction_receipt(HexStr("0x" + claim.tx_hash))
         if receipt["blockNumber"] != claim.eth_block or receipt["status"] != 1:
             raise fail(f"transaction 0x{claim.tx_hash} is not a successful one in block {claim.eth_block}")
         logged = [e["args"] for e in contract.events.Anchored().process_receipt(receipt)
                   if e["address"] == address]
-        if not any(a["height"] == claim.height and bytes(a["root"]) == claim.root for a in logged):
+        if not any(a["height"] == claim.height and bytes(a["root"]) == claim.root
+                   and str(a["submitter"]).lower() == claim.submitter for a in logged):
             raise fail(f"transaction 0x{claim.tx_hash} did not anchor height {claim.height} in {claim.contract}")
     except InvalidProof:
         raise

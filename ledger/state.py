@@ -13,6 +13,9 @@ raises `ApprovalRequired`; the handler's writes are dropped and the module that 
 (an `AdminGate`, `ledger.governance`) gets the transaction: it runs the action at once (a threshold of
 one) or stores a proposal, and later runs it through `run_action` with `approved_by` set.
 
+Before a block's transactions, modules that keep per-block state (`BlockHook`: the anchoring module keeps
+the parent's hash) see the block's height and parent hash.
+
 Nothing here reads a clock or iterates an unordered collection into a result: the block's changes
 come out sorted by key, and time is the header's timestamp.
 """
@@ -136,6 +139,13 @@ class Module(Protocol):
     handlers: Mapping[str, Handler]
 
 
+@runtime_checkable
+class BlockHook(Protocol):
+    """A module that writes state at the start of every block, before its transactions."""
+
+    def begin_block(self, state: Overlay, height: int, prev_hash: bytes) -> None: ...
+
+
 # Runs the handler of a tx kind on a context: how the governance module executes an approved action.
 ActionRunner = Callable[[TxContext, str, Any], None]
 
@@ -242,6 +252,7 @@ class StateMachine:
                     raise ValueError(f"two modules handle {kind!r}")
                 self.handlers[kind] = handler
         self.sender_lookup = sender_lookup
+        self.block_hooks = [m for m in modules if isinstance(m, BlockHook)]
         gates = [m for m in modules if isinstance(m, AdminGate)]
         if len(gates) > 1:
             raise ValueError("two modules decide admin actions")
@@ -260,8 +271,13 @@ class StateMachine:
         height: int,
         timestamp: int,
         verified: VerifiedCache | None = None,
+        prev_hash: bytes | None = None,
     ) -> list[TxResult]:
-        """Execute `txs` in order on `block_state`, which collects the block's changes."""
+        """Execute `txs` in order on `block_state`, which collects the block's changes; with the parent's
+        hash, the block hooks run first."""
+        if prev_hash is not None:
+            for hook in self.block_hooks:
+                hook.begin_block(block_state, height, prev_hash)
         return [self.execute_tx(block_state, raw, height, timestamp, verified) for raw in txs]
 
     def execute_tx(

@@ -87,7 +87,8 @@ def anchor_json(claim: AnchorClaim | None, asked: bool) -> dict[str, Any] | None
     if claim is None:
         return {"covered": False} if asked else None
     return {"covered": True, "height": claim.height, "eth_chain_id": claim.eth_chain_id, "contract": claim.contract,
-            "tx_hash": claim.tx_hash, "eth_block": claim.eth_block, "checked_on_chain": False}
+            "tx_hash": claim.tx_hash, "eth_block": claim.eth_block, "submitter": claim.submitter,
+            "record_height": claim.record_height, "checked_on_chain": False}
 
 
 def failure_json(exc: InvalidProof) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""Anchoring on a real 4-node devnet with a real Anvil (`ledger devnet up --ethereum anvil`)."""
+"""Anchoring on a real 4-node devnet with a real Anvil (`ledger devnet up --ethereum anvil`): anchors take effect
+with f+1 attestations, survive an Anvil restart, and one lying validator (its own Ethereum key and its own
+ledger key) neither stops anchoring nor gets a fake anchor into `/v1/anchors` or a proof."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +18,7 @@ import pytest
 
 from devnet import launcher
 from devnet.ethereum import ANVIL, start_anvil
-from devnet.processes import is_alive
+from devnet.processes import is_alive, stop_pid
 from devnet.record import load_devnet, save_devnet
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
@@ -82,9 +85,10 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     h = first["last_anchored_height"]
     w3, contract = _contract(data)
     block_hash = httpx.get(f"{urls[0]}/v1/blocks/{h}").json()["hash"]
-    assert contract.functions.rootAt(h).call().hex() == block_hash
     record = httpx.get(f"{urls[2]}/v1/anchors/{h}").json()
-    assert record["block_hash"] == block_hash and record["contract"] == eth["anchor_contract"]
+    assert record["block_hash"] == block_hash and record["contract"] == eth["anchor_contract"].lower()
+    submitter = w3.to_checksum_address(record["submitter"])
+    assert contract.functions.rootAt(submitter, h).call().hex() == block_hash
     receipt = w3.eth.get_transaction_receipt(record["tx_hash"])
     assert receipt["blockNumber"] == record["eth_block"]
     print(f"anchor gas used: {receipt['gasUsed']}")
@@ -105,12 +109,11 @@ def test_devnet_anchors_survives_anvil_restart(net: tuple[Path, dict[str, Any]])
     assert rpc == eth["rpc"]
     wait_until(lambda: _anchoring(urls[0])["last_anchored_height"] >= target, 45, "anchoring after the restart")
     w3, contract = _contract(data)
-    assert contract.functions.latest().call()[0] >= target
 
-    # No double anchors: each Anchored event names a new, higher height whose root is the ledger's block.
+    # Every Anchored event holds the ledger's own block hash, and no submitter anchored a height twice.
     logs = contract.events.Anchored.get_logs(from_block=0)
-    heights = [int(e["args"]["height"]) for e in logs]
-    assert heights == sorted(set(heights)) and len(heights) >= 2
+    slots = [(e["args"]["submitter"], int(e["args"]["height"])) for e in logs]
+    assert len(slots) == len(set(slots)) and len(slots) >= 2
     later = w3.eth.get_transaction_receipt(logs[-1]["transactionHash"])["gasUsed"]
     print(f"gas of a later anchor: {later}")
     assert later <= 55_000
@@ -158,23 +161,28 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     code, out = verify(answer)
     assert code == 0 and out["anchor"]["checked_on_chain"] is False
 
-    wrong_contract = json.loads(json.dumps(answer))
-    wrong_contract["proof"]["anchor"]["contract"] = "0x" + "11" * 20
-    code, out = verify(wrong_contract, "--rpc", rpc)
-    assert code == 1 and out["reason"] == "anchor_on_chain" and "no contract" in out["message"]
-
-    wrong_chain = json.loads(json.dumps(answer))
-    wrong_chain["proof"]["anchor"]["eth_chain_id"] = 1
-    code, out = verify(wrong_chain, "--rpc", rpc)
-    assert code == 1 and out["reason"] == "anchor_on_chain" and "chain" in out["message"]
-
-    # The anchoring transaction and its block are claims about Ethereum too: checked with --rpc.
-    for field, value in (("tx_hash", "ab" * 32), ("eth_block", answer["proof"]["anchor"]["eth_block"] + 1)):
+    # The proof cannot choose its anchor's contract, chain, transaction, block or submitter: each is the one the
+    # ledger certified as effective (offline already).
+    for field, value in (("contract", "0x" + "11" * 20), ("eth_chain_id", 1), ("tx_hash", "ab" * 32),
+                         ("eth_block", answer["proof"]["anchor"]["eth_block"] + 1), ("submitter", "0x" + "22" * 20)):
         wrong = json.loads(json.dumps(answer))
         wrong["proof"]["anchor"][field] = value
-        assert verify(wrong)[0] == 0  # offline nothing can tell; the verdict says checked_on_chain false
-        code, out = verify(wrong, "--rpc", rpc)
-        assert code == 1 and out["reason"] == "anchor_on_chain", (field, out)
+        code, out = verify(wrong)
+        assert code == 1 and out["reason"] == "anchor_record", (field, out)
+
+    # `--rpc` asks only the contract the genesis file certifies: against a genesis naming another contract
+    # (same validators: the proof itself still verifies offline) the anchor is refused before any RPC call.
+    other = json.loads(Path(genesis).read_text())
+    other["anchoring"]["contract"] = "0x" + "66" * 20
+    other_genesis = tmp_path / "other-genesis.json"
+    other_genesis.write_text(json.dumps(other))
+    f = tmp_path / "answer.json"
+    f.write_text(json.dumps(answer))
+    assert ledger_main(["verify", str(f), "--genesis", str(other_genesis)]) == 0
+    capsys.readouterr()
+    assert ledger_main(["verify", str(f), "--genesis", str(other_genesis), "--rpc", rpc]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["reason"] == "anchor_not_certified" and "66" * 20 in out["message"]
 
     broken_path = json.loads(json.dumps(answer))
     broken_path["proof"]["anchor"]["history_proof"][0] = "00" * 32
@@ -192,3 +200,140 @@ def test_proof_reaches_the_chain(net: tuple[Path, dict[str, Any]], tmp_path: Pat
     absent = json.loads(capsys.readouterr().out)
     code, out = verify(absent, "--rpc", rpc)
     assert code == 0 and out["present"] is False and out["anchor"]["checked_on_chain"] is True, out
+
+
+def _next_nonce(client: LedgerClient, key: SigningKey, chain_id: str) -> int:
+    """A validator's next nonce, read from the refusal of a replayed one (validators are not members)."""
+    from ledger.tx import make_tx
+
+    result = client.submit([make_tx(key, chain_id, 1, "anchor.attest", _fake_claim(1, "00" * 32, ""))], wait=False)[0]
+    if result.get("accepted"):
+        return 2
+    return int(str(result["message"]).rsplit("next is ", 1)[1].rstrip(")"))
+
+
+def _fake_claim(height: int, block_hash: str, contract: str, submitter: str = "0x" + "77" * 20) -> Any:
+    from ledger.anchor.records import AnchorRecord
+
+    return AnchorRecord(height, bytes.fromhex(block_hash), 31337, contract or "0x" + "66" * 20,
+                        b"\x42" * 32, 1, submitter)
+
+
+def test_one_lying_validator_neither_stops_anchoring_nor_gets_a_fake_anchor_cited(
+        net: tuple[Path, dict[str, Any]]) -> None:
+    from ledger.anchor import contract as ac
+    from ledger.tx import make_tx
+
+    directory, data = net
+    eth = data["ethereum"]
+    urls = [n["http"] for n in data["nodes"]]
+    liar_home = Path(data["nodes"][3]["home"])
+    client = LedgerClient(urls[0])
+    chain_id = client.status()["chain_id"]
+    org1 = SigningKey.load(data["keys"]["org1"])
+    with contextlib.suppress(Exception):  # another test in this module created it already
+        Signer(SigningKey.load(data["keys"]["admin"]), client).send("prefix.create", PrefixCreate("88.300", org1.id))
+    signer = Signer(org1, client)
+
+    # With its own Ethereum key, the liar anchors the largest height there is, and a false root just above the head.
+    w3 = ac.connect(eth["rpc"])
+    liar = ac.load_key_file(liar_home / "eth.key")
+    contract = ac.anchor_contract(w3, eth["anchor_contract"])
+    head = client.status()["height"]
+    ac.submit_anchor(w3, liar, contract, 2**64 - 1, b"\x66" * 32)
+    ac.submit_anchor(w3, liar, contract, head + 2, b"\x66" * 32)
+
+    # The liar's node stops (its key is the liar's alone now: no nonce race with its own honest service); with
+    # its own ledger key, it attests fake anchors: a false root, a contract of its own, and the true block hash
+    # at a real height with a transaction Ethereum never saw (one vote of the f+1 = 2 needed).
+    liar_key = SigningKey.load(liar_home / "node.pem")
+    stop_pid(int(data["nodes"][3]["pid"]))
+    urls = urls[:3]
+    _load(urls[0], signer, 900, 3)
+    target = client.status()["height"] - 1
+    true_hash = httpx.get(f"{urls[0]}/v1/blocks/{target}").json()["hash"]
+    settings = httpx.get(f"{urls[0]}/v1/anchors").json()["settings"]
+    nonce = _next_nonce(client, liar_key, chain_id)
+    fakes = [_fake_claim(target, "66" * 32, settings["contract"], settings["submitters"][3]),
+             _fake_claim(target, true_hash, "0x" + "66" * 20, settings["submitters"][3]),
+             _fake_claim(target, true_hash, settings["contract"], settings["submitters"][3])]
+    results = client.submit([make_tx(liar_key, chain_id, nonce + i, "anchor.attest", f) for i, f in enumerate(fakes)],
+                            wait=True)
+    reasons = [r.get("reason") for r in results]
+    assert reasons[:2] == ["invalid_value", "invalid_value"] and results[2].get("ok") is True, results
+    votes = httpx.get(f"{urls[1]}/v1/anchors/{target}/votes").json()
+    assert any(v["tx_hash"] == "0x" + "42" * 32 for v in votes["votes"]) and votes["effective"] is None
+
+    # Honest anchoring goes on past both the huge height and the fake vote.
+    _load(urls[0], signer, 910, 12)
+    goal = client.status()["height"]
+    wait_until(lambda: all(_anchoring(u)["last_anchored_height"] >= goal for u in urls), 60,
+               "honest anchors above the liar's")
+
+    # No node cites the fake: not at the target height, not as the latest, not in a proof.
+    for u in urls:
+        rec = httpx.get(f"{u}/v1/anchors/{target}").json()
+        assert rec.get("tx_hash") != "0x" + "42" * 32 and rec.get("submitter") != "0x" + "77" * 20
+        latest = httpx.get(f"{u}/v1/anchors/latest").json()
+        assert latest["height"] < 2**63 and latest["contract"] == settings["contract"]
+    answer = LedgerClient(urls[2]).resolve("88.300/e900", height=target, proof=True)
+    cited = answer["proof"]["anchor"]
+    assert cited["height"] >= target and cited["tx_hash"] != "42" * 32 and cited["contract"] == settings["contract"]
+    print(f"anchored to height {goal} past the liar's height 2^64-1 and its fake vote at {target}")
+
+
+def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Path, dict[str, Any]]) -> None:
+    """Node 3 restarted as `tests/lying_anchor_node.py`: a real validator (it keeps ordering and committing)
+    whose anchoring service attests a fake anchor of every new block and anchors a huge height with its own key."""
+    import subprocess
+    import sys
+
+    from devnet.processes import wait_healthy
+    from tests.lying_anchor_node import FAKE_TX, HUGE, HUGE_ROOT
+
+    directory, data = net
+    node = data["nodes"][3]
+    if is_alive(node.get("pid")):
+        stop_pid(int(node["pid"]))
+    log = directory / "logs" / "lying.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.lying_anchor_node", "--home", node["home"]],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=Path(__file__).resolve().parent.parent)
+    try:
+        wait_healthy(node["http"], proc, log)
+        urls = [n["http"] for n in data["nodes"]]
+        client = LedgerClient(urls[0])
+        org1 = SigningKey.load(data["keys"]["org1"])
+        with contextlib.suppress(Exception):  # another test in this module created it already
+            Signer(SigningKey.load(data["keys"]["admin"]), client).send("prefix.create",
+                                                                        PrefixCreate("88.300", org1.id))
+        signer = Signer(org1, client)
+        start = client.status()["height"]
+        _load(urls[0], signer, 2000, 25)
+        goal = client.status()["height"]
+
+        # The liar lied (its fake votes are in the ledger) and honest anchoring went on past them, on every node,
+        # the liar's own included: it commits the same effective anchors as everyone.
+        def lied() -> bool:
+            pages = [httpx.get(f"{urls[0]}/v1/anchors/{h}/votes").json() for h in range(start, goal)]
+            votes = [v for page in pages for v in page["votes"]]
+            return any(v["tx_hash"] == "0x" + FAKE_TX.hex() and v["validator"] == node["id"] for v in votes)
+
+        wait_until(lied, 60, "the liar's fake votes in the ledger")
+        wait_until(lambda: all(_anchoring(u)["last_anchored_height"] >= goal for u in urls), 90,
+                   "honest anchors above the liar's lies, on every node")
+        w3, contract = _contract(data)
+        liar_address = w3.to_checksum_address(_anchoring(urls[3])["submitter"])
+        wait_until(lambda: contract.functions.rootAt(liar_address, HUGE).call() == HUGE_ROOT, 30,
+                   "the liar's huge height on the contract")
+        for u in urls:
+            for h in range(start, goal + 1):
+                r = httpx.get(f"{u}/v1/anchors/{h}")
+                assert r.status_code == 404 or r.json()["tx_hash"] != "0x" + FAKE_TX.hex(), (u, h)
+        anchored = _anchoring(urls[0])["last_anchored_height"]
+        answer = LedgerClient(urls[3]).resolve("88.300/e2000", height=anchored, proof=True)
+        assert answer["proof"]["anchor"]["height"] == anchored and answer["proof"]["anchor"]["tx_hash"] != FAKE_TX.hex()
+        print(f"anchored to height {anchored} beside a validator lying since height {start}")
+    finally:
+        stop_pid(proc.pid)

@@ -1,4 +1,5 @@
-"""The anchoring service's decisions, the `anchor.record` module, and the service on a real node with a fake chain."""
+"""The anchoring service: its decisions, its own transactions (confirmations, reorgs, fees), and the service on
+a real single-validator node over an in-memory Ethereum (`tests/anchorfake.py`)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,39 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from ledger.anchor.ethclient import AnchorConflict, derive_eth_key, eth_account_for
-from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_recorded_height
-from ledger.anchor.recovery import AnchorReceipt
-from ledger.anchor.service import AnchorService, anchor_due, backoff_delay, designated_index, takeover_rank
+from ledger.anchor.ethclient import GWEI, Fees, bumped, derive_eth_key, eth_account_for
+from ledger.anchor.observe import Observed, read_anchors
+from ledger.anchor.outgoing import Outgoing
+from ledger.anchor.records import AnchorRecord, get_anchor_record, latest_effective_height
+from ledger.anchor.service import (
+    AnchorService,
+    anchor_due,
+    backoff_delay,
+    config_mismatch,
+    designated_index,
+    takeover_rank,
+)
+from ledger.anchor.settings import AnchoringSettings
 from ledger.assembly import build_node
-from ledger.chaindb import ChainDB
+from ledger.chain import compute_block_hash
 from ledger.codec import encode
 from ledger.config import EthereumConfig, NodeConfig, write_config
 from ledger.crypto import SigningKey
+from ledger.genesis import load_genesis, save_genesis
 from ledger.node import Node
 from ledger.resolver.registry import IdRegister, ValueSpec
-from ledger.store import MemoryStore
 from ledger.tx import make_tx
+from tests.anchorfake import CHAIN_ID as ETH_CHAIN
+from tests.anchorfake import CONTRACT, FakeChain
 from tests.nodeutil import CHAIN_ID, Home, make_home
 
-CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-SUBMITTER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+ME = "0x" + "a1" * 20  # the node's submitter address in the fake chain
+LIAR = "0x" + "bb" * 20
+STRANGER = "0x" + "cc" * 20  # not certified
+SETTINGS = AnchoringSettings(ETH_CHAIN, CONTRACT, (ME, LIAR))
 
 # --------------------------------------------------------------------------------------------------
 # Pure decisions
@@ -70,144 +83,162 @@ def test_the_ethereum_account_is_the_key_file_or_derived_on_a_development_chain(
     key_file = tmp_path / "eth.key"
     key_file.write_text("0x" + "11" * 32 + "\n")
     key_file.chmod(0o600)
-    from_file = eth_account_for(node_key, EthereumConfig(rpc="x", contract=CONTRACT, key_file=key_file))
+    from_file = eth_account_for(node_key, EthereumConfig(rpc="x", key_file=key_file))
     assert bytes(from_file.key) == bytes.fromhex("11" * 32)
-    dev = EthereumConfig(rpc="x", contract=CONTRACT, chain_id=31337, dev_key_from_node_key=True)
+    dev = EthereumConfig(rpc="x", chain_id=31337, dev_key_from_node_key=True)
     assert bytes(eth_account_for(node_key, dev).key) == derive_eth_key(node_key)
 
 
-def test_ethereum_config_is_optional(tmp_path: Path) -> None:
+def test_ethereum_config_keeps_local_facts_and_may_state_expectations(tmp_path: Path) -> None:
     home = make_home(tmp_path)
     assert NodeConfig.load(home.path).ethereum is None
-    section = {"rpc": "http://x", "contract": CONTRACT, "chain_id": 5, "key_file": "k"}
-    cfg = EthereumConfig.model_validate(section, context={"home": home.path})
-    assert cfg.chain_id == 5 and cfg.key_file == home.path / "k" and cfg.interval_blocks == 1000
-    assert cfg.deploy_block == 0  # scans of the contract's events start at its deployment block when given
-    assert EthereumConfig(rpc="http://x", contract=CONTRACT, key_file=Path("k"), deploy_block=77).deploy_block == 77
+    cfg = EthereumConfig.model_validate({"rpc": "http://x", "key_file": "k"}, context={"home": home.path})
+    assert cfg.key_file == home.path / "k" and cfg.contract is None and cfg.chain_id is None
+    assert cfg.interval_blocks == 1000 and cfg.confirmations == 3 and cfg.deploy_block == 0
+    assert config_mismatch(cfg, SETTINGS) is None
+    # An expectation that matches the certified settings (any case) is fine; another one stops anchoring.
+    same = cfg.model_copy(update={"contract": CONTRACT.upper().replace("0X", "0x"), "chain_id": ETH_CHAIN})
+    assert config_mismatch(same, SETTINGS) is None
+    other = cfg.model_copy(update={"contract": "0x" + "66" * 20})
+    assert "certifies" in (config_mismatch(other, SETTINGS) or "")
+    assert "chain" in (config_mismatch(cfg.model_copy(update={"chain_id": 1}), SETTINGS) or "")
+
+
+def _event(height: int, root: bytes, block: int, index: int = 0, submitter: str = ME) -> Observed:
+    return Observed(height, root, bytes([height % 256, block % 256]) * 16, block, index, submitter)
+
+
+def test_reading_attests_the_highest_confirmed_genuine_anchor_the_earliest_of_its_height() -> None:
+    ours = {h: bytes([h]) * 32 for h in range(1, 30)}
+    votes: dict[int, AnchorRecord] = {}
+
+    def read(events: list[Observed], confirmed_through: int = 100, latest: int = 0, head: int = 29):
+        return read_anchors(events, confirmed_through=confirmed_through, latest_effective=latest, head=head,
+                            own_hash=ours.get, my_vote=votes.get, eth_chain_id=ETH_CHAIN, contract=CONTRACT)
+
+    genuine_late = _event(20, ours[20], block=60, submitter=LIAR)
+    genuine_early = _event(20, ours[20], block=50, index=3)
+    lower = _event(10, ours[10], block=40)
+    forged = _event(25, b"\x66" * 32, block=45, submitter=LIAR)
+    huge = _event(2**64 - 1, b"\x66" * 32, block=46, submitter=LIAR)
+    r = read([genuine_late, lower, forged, huge, genuine_early])
+    assert r.attest is not None and (r.attest.height, r.attest.eth_block, r.attest.submitter) == (20, 50, ME)
+    assert r.attest.contract == CONTRACT and r.genuine_above == 20
+    assert r.foreign == [forged]  # (a height above the head is not this ledger's block yet: left alone)
+    # Not confirmed yet: not attested, but known to be on its way.
+    r = read([genuine_early], confirmed_through=49)
+    assert r.attest is None and r.genuine_above == 20
+    # Covered by the effective anchor, or voted already: nothing to attest.
+    assert read([lower, genuine_early], latest=20).attest is None
+    votes[20] = read([genuine_early]).attest  # type: ignore[assignment]
+    assert read([genuine_early, genuine_late]).attest is None
+
+
+def test_replacement_fees_rise_by_an_eighth_up_to_the_cap() -> None:
+    old = Fees(40 * GWEI, 2 * GWEI)
+    new = bumped(old, Fees(10 * GWEI, GWEI), cap=100 * GWEI)
+    assert new is not None and new.max_fee >= old.max_fee * 1.125 and new.tip >= old.tip * 1.125
+    assert bumped(old, Fees(90 * GWEI, GWEI), cap=100 * GWEI) == Fees(90 * GWEI, new.tip)  # the market moved
+    assert bumped(old, Fees(10 * GWEI, GWEI), cap=43 * GWEI) is None  # 43 is not 10% above 40: at the cap
+    assert bumped(Fees(100 * GWEI, GWEI), Fees(GWEI, GWEI), cap=100 * GWEI) is None
 
 
 # --------------------------------------------------------------------------------------------------
-# The anchor.record module
+# Our own anchor transaction
 # --------------------------------------------------------------------------------------------------
 
 
-def _record(height: int, h: bytes = b"\x11" * 32) -> AnchorRecord:
-    return AnchorRecord(height, h, 31337, CONTRACT, b"\x22" * 32, 7, SUBMITTER)
-
-
-def _run_block(chain: ChainDB, txs: list[bytes]) -> list[tuple[bool, str]]:
-    executed = chain.build_block(txs, 0, int(time.time() * 1000), "x")
-    from ledger.chain import CommitCertificate
-
-    chain.commit(executed, CommitCertificate(executed.block.header.height, 0, executed.block_hash, ()))
-    return [(r.ok, r.reason) for r in executed.results]
-
-
-def test_anchor_record_only_from_validators_and_only_that_kind(tmp_path: Path) -> None:
-    home = make_home(tmp_path, prefixes=(("88.1", "org1"),))
-    chain = ChainDB(MemoryStore(), home.genesis)
-    v = home.validator
-    assert _run_block(chain, []) == []
-    txs = [
-        make_tx(v, CHAIN_ID, 1, "anchor.record", _record(1)),  # ok
-        make_tx(v, CHAIN_ID, 2, "anchor.record", _record(1, b"\x33" * 32)),  # height recorded already
-        make_tx(v, CHAIN_ID, 3, "anchor.record", _record(2)),  # not below the recording block
-        make_tx(home.org1, CHAIN_ID, 1, "anchor.record", _record(1)),  # a member is not a validator
-        make_tx(v, CHAIN_ID, 4, "id.register", IdRegister("88.1/x", (ValueSpec(1, "URL", "u"),))),
-    ]
-    results = _run_block(chain, [encode(t) for t in txs])
-    assert results[0] == (True, "")
-    assert results[1] == (False, "already_exists")
-    assert results[2] == (False, "invalid_value")
-    assert results[3] == (False, "unauthorized")
-    assert results[4] == (False, "unauthorized")  # a validator sends system kinds only
-    rec = get_anchor_record(chain.latest, 1)
-    assert rec is not None and rec.block_hash == b"\x11" * 32
-    assert latest_recorded_height(chain.latest) == 1
-
-
-def test_anchor_record_rejects_bad_fields(tmp_path: Path) -> None:
-    home = make_home(tmp_path)
-    chain = ChainDB(MemoryStore(), home.genesis)
-    _run_block(chain, [])
-    _run_block(chain, [])
-    bad = [
-        AnchorRecord(1, b"\x11" * 31, 1, CONTRACT, b"\x22" * 32, 1, SUBMITTER),
-        AnchorRecord(1, b"\x11" * 32, 1, "0x1234", b"\x22" * 32, 1, SUBMITTER),
-        AnchorRecord(1, b"\x11" * 32, 0, CONTRACT, b"\x22" * 32, 1, SUBMITTER),
-        AnchorRecord(0, b"\x11" * 32, 1, CONTRACT, b"\x22" * 32, 1, SUBMITTER),
-    ]
-    txs = [encode(make_tx(home.validator, CHAIN_ID, i + 1, "anchor.record", r)) for i, r in enumerate(bad)]
-    assert [r[1] for r in _run_block(chain, txs)] == ["invalid_value"] * 4
-
-
-# --------------------------------------------------------------------------------------------------
-# The service on a real single-validator node, with a fake chain
-# --------------------------------------------------------------------------------------------------
-
-
-class FakeChain:
-    """An in-memory LedgerAnchor: same rules (heights increase, once each)."""
-
+class Clock:
     def __init__(self) -> None:
-        self.roots: dict[int, bytes] = {}
-        self.latest = 0
-        self.down = False
-        self.calls = 0
-        self.submits: list[int] = []
-        self.events: list[AnchorReceipt] = []
+        self.t = 1000.0
 
-    def anchor(self, height: int, root: bytes, submitter: str = SUBMITTER) -> AnchorReceipt:
-        """Anchor as the contract would, emitting the event (tx hash and block derive from the height)."""
-        if height <= self.latest:
-            raise AnchorConflict("HeightNotIncreasing" if height not in self.roots else "AlreadyAnchored")
-        self.roots[height] = root
-        self.latest = height
-        receipt = AnchorReceipt(height, root, height.to_bytes(32, "big"), 100 + height, submitter)
-        self.events.append(receipt)
-        return receipt
-
-    def client(self) -> FakeClient:
-        if self.down:
-            raise ConnectionError("fake RPC is down")
-        return FakeClient(self)
+    def __call__(self) -> float:
+        return self.t
 
 
-class FakeClient:
-    chain_id = 31337
-    contract = CONTRACT
-    address = SUBMITTER
-
-    def __init__(self, chain: FakeChain) -> None:
-        self.chain = chain
-
-    def latest_height(self) -> int:
-        if self.chain.down:
-            raise ConnectionError("fake RPC is down")
-        return self.chain.latest
-
-    def submit(self, height: int, root: bytes) -> AnchorReceipt:
-        c = self.chain
-        if c.down:
-            raise ConnectionError("fake RPC is down")
-        receipt = c.anchor(height, root)
-        c.submits.append(height)
-        return receipt
-
-    def anchored_since(self, from_block: int) -> list[AnchorReceipt]:
-        if self.chain.down:
-            raise ConnectionError("fake RPC is down")
-        return [r for r in self.chain.events if r.eth_block >= from_block]
+def test_own_anchor_is_followed_to_its_confirmations_and_sent_again_after_a_reorg_drops_it() -> None:
+    fake, clock = FakeChain(), Clock()
+    fake.blocks_per_look = 0
+    client = fake.client(ME)
+    out = Outgoing(confirmations=3, fee_bump_after_s=30, max_fee_gwei=100, clock=clock)
+    assert out.send(client, 7, b"\x07" * 32) is not None
+    assert out.follow(client, fake.tip) == "pending"
+    fake.mine()
+    assert out.follow(client, fake.tip) == "mined"
+    fake.mine()
+    assert out.follow(client, fake.tip) == "mined"  # 2 of 3 confirmations
+    fake.reorg(2, drop=True)  # both blocks replaced; the transaction is gone
+    assert out.follow(client, fake.tip) == "resent" and out.resent == 1
+    fake.mine(3)
+    assert out.follow(client, fake.tip) == "confirmed" and out.current is None
+    assert fake.roots()[(ME, 7)] == b"\x07" * 32
+    assert [tx.height for tx in fake.sent] == [7, 7]
 
 
-def _cfg(**kw: float) -> EthereumConfig:
-    base = {"interval_blocks": 3, "interval_s": 60.0, "grace_s": 1.0, "max_backoff_s": 0.2}
+def test_a_reorged_anchor_back_in_the_pool_is_waited_for_not_sent_twice() -> None:
+    fake, clock = FakeChain(), Clock()
+    fake.blocks_per_look = 0
+    client = fake.client(ME)
+    out = Outgoing(confirmations=2, fee_bump_after_s=30, max_fee_gwei=100, clock=clock)
+    out.send(client, 7, b"\x07" * 32)
+    fake.mine()
+    assert out.follow(client, fake.tip) == "mined"
+    fake.reorg(1)  # back in the pool
+    assert out.follow(client, fake.tip) == "pending"
+    fake.mine(2)
+    assert out.follow(client, fake.tip) == "confirmed" and len(fake.sent) == 1
+
+
+def test_an_anchor_stuck_on_fees_is_replaced_with_higher_fees_up_to_the_cap() -> None:
+    fake, clock = FakeChain(), Clock()
+    fake.blocks_per_look = 0
+    client = fake.client(ME)
+    out = Outgoing(confirmations=1, fee_bump_after_s=30, max_fee_gwei=10, clock=clock)
+    out.send(client, 7, b"\x07" * 32)  # at 3 gwei (twice the base fee of 1, plus the tip)
+    fake.base_fee = 5 * GWEI  # the market moves up: the anchor is stuck
+    fake.mine()
+    assert out.follow(client, fake.tip) == "pending"
+    clock.t += 31
+    assert out.follow(client, fake.tip) == "bumped" and out.current is not None
+    assert out.current.fees.max_fee == 10 * GWEI and out.current.nonce == 0  # the cap; same nonce
+    fake.base_fee = 50 * GWEI  # above the cap: it waits, and says so
+    fake.mine()
+    clock.t += 31
+    assert out.follow(client, fake.tip) == "capped" and out.at_cap
+    fake.base_fee = 8 * GWEI
+    fake.mine()
+    assert out.follow(client, fake.tip) == "confirmed"
+    assert out.bumps == 1 and fake.nonce(ME) == 1 and fake.roots()[(ME, 7)] == b"\x07" * 32
+
+
+# --------------------------------------------------------------------------------------------------
+# The service on a real single-validator node (f+1 = 1), with a fake chain
+# --------------------------------------------------------------------------------------------------
+
+
+def _anchoring_home(tmp_path: Path, settings: AnchoringSettings | None = SETTINGS) -> Home:
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    genesis = replace(load_genesis(home.path / "genesis.json"), anchoring=settings)
+    save_genesis(genesis, home.path / "genesis.json")
+    return replace(home, genesis=genesis)
+
+
+def _cfg(**kw: object) -> EthereumConfig:
+    base: dict[str, object] = {"interval_blocks": 3, "interval_s": 60.0, "grace_s": 1.0, "max_backoff_s": 0.2,
+                               "confirmations": 2}
     base.update(kw)
-    return EthereumConfig(rpc="fake", contract=CONTRACT, chain_id=31337, dev_key_from_node_key=True,
-                          **base)  # type: ignore[arg-type]
+    return EthereumConfig(rpc="fake", chain_id=31337, dev_key_from_node_key=True, **base)  # type: ignore[arg-type]
 
 
-async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+def _service(node: Node, fake: FakeChain, cfg: EthereumConfig | None = None, address: str = ME) -> AnchorService:
+    svc = AnchorService(node, cfg or _cfg(), client_factory=lambda contract, chain: fake.client(address),
+                        backoff_base=0.05)
+    node.anchoring = svc
+    svc.start()
+    return svc
+
+
+async def _until(cond: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -222,6 +253,9 @@ def _with_node(home: Home, body: Callable[[Node], Awaitable[None]]) -> None:
         try:
             await body(node)
         finally:
+            if node.anchoring is not None:
+                await node.anchoring.stop()
+                node.anchoring = None
             await node.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
@@ -236,128 +270,154 @@ async def _register(node: Node, home: Home, nonce: int) -> None:
     assert out is not None and out.ok
 
 
-def test_service_anchors_every_k_blocks_and_records_the_receipt(tmp_path: Path) -> None:
-    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+def _hash(node: Node, height: int) -> bytes:
+    block = node.chain.get_block(height)
+    assert block is not None
+    return compute_block_hash(block.header)
+
+
+def test_service_anchors_every_k_blocks_and_the_anchor_takes_effect_after_its_confirmations(tmp_path: Path) -> None:
+    home = _anchoring_home(tmp_path)
     fake = FakeChain()
 
     async def body(node: Node) -> None:
-        svc = AnchorService(node, _cfg(), client_factory=fake.client, backoff_base=0.05)
-        node.anchoring = svc
-        svc.start()
+        svc = _service(node, fake)
         for n in range(1, 4):
             await _register(node, home, n)
-        await _until(lambda: latest_recorded_height(node.chain.latest) >= 3)
-        assert fake.submits == [3]
+        await _until(lambda: latest_effective_height(node.chain.latest) >= 3)
+        assert [tx.height for tx in fake.sent] == [3]
         rec = get_anchor_record(node.chain.latest, 3)
-        assert rec is not None
-        block3 = node.chain.get_block(3)
-        assert block3 is not None
-        from ledger.chain import compute_block_hash
-
-        assert rec.block_hash == compute_block_hash(block3.header) == fake.roots[3]
-        assert rec.tx_hash == (3).to_bytes(32, "big") and rec.eth_block == 103
-        # The record's own block is not work: nothing more is anchored while idle.
+        (mined, block, _) = next(iter(fake.mined.values()))
+        assert rec == AnchorRecord(3, _hash(node, 3), ETH_CHAIN, CONTRACT, mined.hash, block, ME)
+        assert fake.roots()[(ME, 3)] == _hash(node, 3)
+        # The attestation's own block is not work: nothing more is anchored while idle.
         await asyncio.sleep(0.5)
-        assert fake.submits == [3]
+        assert len(fake.sent) == 1
         s = node.status()["anchoring"]
         assert s["enabled"] and s["last_anchored_height"] == 3 and s["last_error"] is None
-        assert s["tx_hash"] == "0x" + (3).to_bytes(32, "big").hex() and s["pending"] == node.chain.height - 3
-        await svc.stop()
+        assert s["tx_hash"] == "0x" + mined.hash.hex() and s["certified"]["contract"] == CONTRACT
+        assert s["submitter_certified"] is True and s["attestations_sent"] == 1 and s["in_flight"] is None
+        # With more work, the next anchor covers the new head.
+        for n in range(4, 7):
+            await _register(node, home, n)
+        await _until(lambda: latest_effective_height(node.chain.latest) > 3)
+        assert svc.outgoing.sent == 2
 
     _with_node(home, body)
 
 
-def test_service_anchors_after_interval_s_with_few_blocks(tmp_path: Path) -> None:
-    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+def test_a_lying_submitters_anchors_never_take_effect_nor_stop_the_honest_ones(tmp_path: Path) -> None:
+    home = _anchoring_home(tmp_path)
     fake = FakeChain()
 
     async def body(node: Node) -> None:
-        svc = AnchorService(node, _cfg(interval_blocks=100, interval_s=0.3), client_factory=fake.client)
-        node.anchoring = svc
-        svc.start()
         await _register(node, home, 1)
-        await asyncio.sleep(0.1)
-        assert fake.submits == []
-        await _until(lambda: fake.submits == [1], timeout=5)
-        await svc.stop()
+        # A certified submitter anchors the largest height there is, and a false root at the next height.
+        fake.anchor_directly(LIAR, 2**64 - 1, b"\x66" * 32)
+        fake.anchor_directly(LIAR, 3, b"\x66" * 32)
+        fake.anchor_directly(STRANGER, 3, b"\x77" * 32)  # (not certified: not even read)
+        svc = _service(node, fake)
+        for n in range(2, 4):
+            await _register(node, home, n)
+        await _until(lambda: latest_effective_height(node.chain.latest) >= 3)
+        rec = get_anchor_record(node.chain.latest, latest_effective_height(node.chain.latest))
+        assert rec is not None and rec.submitter == ME and rec.block_hash == _hash(node, rec.height)
+        await _until(lambda: node.status()["anchoring"]["foreign_heights"] == [3])
+        assert svc.last_error is None
+
+    _with_node(home, body)
+
+
+def test_a_genuine_anchor_by_another_submitter_is_attested_and_not_anchored_again(tmp_path: Path) -> None:
+    home = _anchoring_home(tmp_path)
+    fake = FakeChain()
+
+    async def body(node: Node) -> None:
+        for n in range(1, 4):
+            await _register(node, home, n)
+        # Another validator anchored our head already (we restarted, or were slower): we attest its anchor.
+        tx = fake.anchor_directly(LIAR, 3, _hash(node, 3))
+        _service(node, fake)
+        await _until(lambda: latest_effective_height(node.chain.latest) == 3)
+        rec = get_anchor_record(node.chain.latest, 3)
+        assert rec is not None and rec.submitter == LIAR and rec.tx_hash == tx.hash
+        assert fake.sent == []
+
+    _with_node(home, body)
+
+
+def test_config_naming_another_contract_refuses_to_anchor_loudly(tmp_path: Path) -> None:
+    home = _anchoring_home(tmp_path)
+    fake = FakeChain()
+
+    async def body(node: Node) -> None:
+        svc = _service(node, fake, _cfg(contract="0x" + "66" * 20))
+        for n in range(1, 4):
+            await _register(node, home, n)
+        await _until(lambda: svc.last_error is not None)
+        assert "certifies" in (node.status()["anchoring"]["last_error"] or "")
+        await asyncio.sleep(0.3)
+        assert fake.sent == [] and latest_effective_height(node.chain.latest) == 0
+
+    _with_node(home, body)
+
+
+def test_without_certified_settings_the_service_waits_quietly(tmp_path: Path) -> None:
+    home = _anchoring_home(tmp_path, settings=None)
+    fake = FakeChain()
+
+    async def body(node: Node) -> None:
+        svc = _service(node, fake)
+        for n in range(1, 4):
+            await _register(node, home, n)
+        await _until(lambda: svc.note is not None)
+        s = node.status()["anchoring"]
+        assert s["certified"] is None and s["last_error"] is None and "no anchoring settings" in s["note"]
+        assert fake.sent == []
+        # The admin certifies the settings (a threshold of one: at once): anchoring starts, from the next blocks.
+        tx = make_tx(home.admin, CHAIN_ID, 1, "anchor.settings", SETTINGS)
+        (adm,) = node.submit([encode(tx)])
+        assert adm.accepted
+        for n in range(4, 8):
+            await _register(node, home, n)
+        await _until(lambda: latest_effective_height(node.chain.latest) > 0)
 
     _with_node(home, body)
 
 
 def test_rpc_down_backs_off_and_resumes_without_double_anchors(tmp_path: Path) -> None:
-    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    home = _anchoring_home(tmp_path)
     fake = FakeChain()
 
     async def body(node: Node) -> None:
-        svc = AnchorService(node, _cfg(), client_factory=fake.client, backoff_base=0.05)
-        node.anchoring = svc
-        svc.start()
         fake.down = True
+        svc = _service(node, fake)
         for n in range(1, 4):
             await _register(node, home, n)  # the ledger does not wait for Ethereum
         await _until(lambda: svc.attempt >= 3)
-        assert fake.submits == [] and "down" in (node.status()["anchoring"]["last_error"] or "")
+        assert fake.sent == [] and "down" in (node.status()["anchoring"]["last_error"] or "")
         fake.down = False
-        await _until(lambda: latest_recorded_height(node.chain.latest) == 3)
-        assert fake.submits == [3] and svc.last_error is None
+        await _until(lambda: latest_effective_height(node.chain.latest) == 3)
+        assert [tx.height for tx in fake.sent] == [3] and svc.last_error is None
         await svc.stop()
         # A restarted service (fresh memory) reads the contract and the ledger: no second anchor.
-        svc2 = AnchorService(node, _cfg(), client_factory=fake.client)
-        node.anchoring = svc2
-        svc2.start()
+        svc2 = _service(node, fake)
         await asyncio.sleep(0.5)
-        assert fake.submits == [3] and svc2.conflicts == 0
+        assert len(fake.sent) == 1 and svc2.last_error is None
         for n in range(4, 7):
             await _register(node, home, n)
-        await _until(lambda: len(fake.submits) == 2)
-        assert fake.submits[1] > 3
-        await svc2.stop()
+        await _until(lambda: len(fake.sent) == 2)
+        assert fake.sent[1].height > 3
 
     _with_node(home, body)
 
 
-def test_conflict_from_the_contract_is_not_an_error(tmp_path: Path) -> None:
-    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
-    fake = FakeChain()
-
-    async def body(node: Node) -> None:
-        for n in range(1, 4):
-            await _register(node, home, n)
-        # Someone else anchored a higher height, which this node has not seen yet: the contract says no.
-        fake.roots[50], fake.latest = b"\x01" * 32, 50
-        svc = AnchorService(node, _cfg(), client_factory=fake.client)
-        svc.chain_latest = 0
-        await svc.step()
-        assert fake.submits == [] and svc.last_error is None and svc.chain_latest == 50
-
-        # A submit racing another validator: reads said 0 until the contract refused the anchor.
-        fake2 = FakeChain()
-        svc2 = AnchorService(node, _cfg(), client_factory=fake2.client)
-        client = fake2.client()
-        orig_latest, orig_submit = client.latest_height, client.submit
-        refused: list[int] = []
-
-        def stale_latest() -> int:
-            return orig_latest() if refused else 0
-
-        def racing_submit(height: int, root: bytes) -> AnchorReceipt:
-            refused.append(height)
-            return orig_submit(height, root)
-
-        fake2.anchor(3, b"\x02" * 32)
-        client.latest_height = stale_latest  # type: ignore[method-assign]
-        client.submit = racing_submit  # type: ignore[method-assign]
-        svc2._client = client
-        await svc2.step()
-        assert refused == [3]
-        assert svc2.conflicts == 1 and svc2.last_error is None and svc2.chain_latest == 3
-        await svc.stop()
-        await svc2.stop()
-
-    _with_node(home, body)
+# --------------------------------------------------------------------------------------------------
+# Routes, assembly, admission
+# --------------------------------------------------------------------------------------------------
 
 
-def test_status_and_anchor_route_without_ethereum(tmp_path: Path) -> None:
+def test_status_and_anchor_routes_without_ethereum(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from ledger.api.server import create_app
@@ -366,9 +426,9 @@ def test_status_and_anchor_route_without_ethereum(tmp_path: Path) -> None:
     with TestClient(create_app(home.path)) as c:
         s = c.get("/v1/status").json()["anchoring"]
         assert s["enabled"] is False and s["last_anchored_height"] is None
-        r = c.get("/v1/anchors/1")
-        assert r.status_code == 404
+        assert c.get("/v1/anchors/1").status_code == 404
         assert c.get("/v1/anchors/0").status_code == 400
+        assert c.get("/v1/anchors").json() == {"settings": None, "attestations_needed": 1, "latest": None}
 
 
 def test_build_node_attaches_the_anchoring_service_only_when_configured(tmp_path: Path) -> None:
@@ -377,13 +437,13 @@ def test_build_node_attaches_the_anchoring_service_only_when_configured(tmp_path
     assert plain.anchoring is None and plain.status()["anchoring"]["enabled"] is False
     asyncio.run(plain.stop())
     settings = json.loads((home.path / "config.json").read_text())
-    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "contract": CONTRACT,
-                                                      "chain_id": 31337, "dev_key_from_node_key": True}})
+    write_config(home.path, {**settings, "ethereum": {"rpc": "http://127.0.0.1:9", "chain_id": 31337,
+                                                      "dev_key_from_node_key": True}})
     node = build_node(NodeConfig.load(home.path))
     try:
         assert isinstance(node.anchoring, AnchorService) and node.anchoring.node is node
         status = node.status()["anchoring"]
-        assert status["enabled"] is True and status["rpc"] == "http://127.0.0.1:9" and status["contract"] == CONTRACT
+        assert status["enabled"] is True and status["rpc"] == "http://127.0.0.1:9" and status["certified"] is None
     finally:
         asyncio.run(node.stop())
 
@@ -406,24 +466,32 @@ def _mp(tx: object) -> bytes:
     return bytes(msgpack.packb(encode(tx), use_bin_type=True))
 
 
-@pytest.mark.parametrize("height", [1])
-def test_anchor_route_returns_a_record(tmp_path: Path, height: int) -> None:
+def test_anchor_routes_show_votes_and_the_effective_record(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from ledger.api.server import create_app
 
-    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    home = _anchoring_home(tmp_path)
+    headers = {"content-type": "application/msgpack"}
     with TestClient(create_app(home.path)) as c:
         node: Node = c.app.state.node  # type: ignore[attr-defined]
         tx1 = make_tx(home.org1, CHAIN_ID, 1, "id.register", IdRegister("88.100.1/r", (ValueSpec(1, "URL", "u"),)))
-        assert c.post("/v1/tx", content=_mp(tx1), params={"wait": "true"},
-                      headers={"content-type": "application/msgpack"}).status_code == 200
-        rec = AnchorRecord(height, node.chain.head_hash, 31337, CONTRACT, b"\x22" * 32, 9, SUBMITTER)
-        tx2 = make_tx(home.validator, CHAIN_ID, 1, "anchor.record", rec)
-        r = c.post("/v1/tx", content=_mp(tx2), params={"wait": "true"},
-                   headers={"content-type": "application/msgpack"})
+        assert c.post("/v1/tx", content=_mp(tx1), params={"wait": "true"}, headers=headers).status_code == 200
+        rec = AnchorRecord(1, node.chain.head_hash, ETH_CHAIN, CONTRACT, b"\x22" * 32, 9, ME)
+        bad = replace(rec, contract="0x" + "66" * 20)
+        r = c.post("/v1/tx", content=_mp(make_tx(home.validator, CHAIN_ID, 1, "anchor.attest", bad)),
+                   params={"wait": "true"}, headers=headers)
+        assert r.status_code == 200 and r.json()["ok"] is False and r.json()["reason"] == "invalid_value"
+        assert c.get("/v1/anchors/1").status_code == 404
+        r = c.post("/v1/tx", content=_mp(make_tx(home.validator, CHAIN_ID, 2, "anchor.attest", rec)),
+                   params={"wait": "true"}, headers=headers)
         assert r.status_code == 200 and r.json()["ok"], r.text
-        body = c.get(f"/v1/anchors/{height}").json()
-        assert body["block_hash"] == rec.block_hash.hex() and body["height"] == height
-        assert body["contract"] == CONTRACT and body["eth_block"] == 9
-        assert c.get("/v1/anchors/latest").json()["height"] == height
+        body = c.get("/v1/anchors/1").json()
+        assert body["block_hash"] == rec.block_hash.hex() and body["height"] == 1
+        assert body["contract"] == CONTRACT and body["eth_block"] == 9 and body["submitter"] == ME
+        assert c.get("/v1/anchors/latest").json()["height"] == 1
+        overview = c.get("/v1/anchors").json()
+        assert overview["settings"]["contract"] == CONTRACT and overview["attestations_needed"] == 1
+        assert overview["latest"]["height"] == 1
+        assert c.get("/v1/anchors/1/votes").json()["votes"] == []
+

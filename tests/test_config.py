@@ -14,6 +14,7 @@ from devnet import ethereum as devnet_ethereum
 from devnet import launcher
 from devnet.definition import load_definition
 from ledger.config import ConfigError, Endpoint, HttpEndpoint, HttpLimits, NodeConfig, write_config
+from ledger.genesis import load_genesis
 from tests.nodeutil import make_home
 
 MINIMAL = {"http": {"port": 8700}}
@@ -69,8 +70,9 @@ def test_a_wrong_type_or_range_is_refused_naming_the_setting(tmp_path: Path, set
 
 def test_a_missing_required_setting_is_named(tmp_path: Path) -> None:
     assert refusal(tmp_path, {}).endswith("missing setting 'http'")
-    no_contract = {**MINIMAL, "ethereum": {"rpc": "http://x"}}
-    assert refusal(tmp_path, no_contract).endswith("missing setting 'ethereum.contract'")
+    # (the contract is the ledger's to certify, not this file's: only the RPC is required)
+    no_rpc = {**MINIMAL, "ethereum": {"key_file": "eth.key"}}
+    assert refusal(tmp_path, no_rpc).endswith("missing setting 'ethereum.rpc'")
 
 
 def test_unreadable_or_malformed_files_are_config_errors(tmp_path: Path) -> None:
@@ -95,6 +97,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert eth is not None and eth.chain_id is None and eth.deploy_block == 0 and not eth.dev_key_from_node_key
     assert (eth.interval_blocks, eth.interval_s, eth.grace_s, eth.max_backoff_s, eth.tx_timeout_s) == (
         1000, 600.0, 20.0, 60.0, 120.0)
+    assert (eth.confirmations, eth.fee_bump_after_s, eth.max_fee_gwei) == (3, 60.0, 500.0)
 
 
 def test_an_absent_null_or_empty_ethereum_section_means_no_anchoring(tmp_path: Path) -> None:
@@ -148,14 +151,19 @@ def test_every_config_the_devnet_and_tests_write_loads(tmp_path: Path, monkeypat
     for home in homes:
         config = NodeConfig.load(home)
         assert len(config.peers) == 3 and config.batch_size == 200 and config.genesis.resolve().is_file()
-    # ... and once `devnet up --ethereum URL` has written the anchoring section (no chain needed here).
-    deployment = {"address": ETHEREUM["contract"], "chain_id": 31337, "block_number": 5}
+    # ... and once `devnet up --ethereum URL` has written the anchoring section (no chain needed here), and
+    # certified the contract and the validators' eth.key addresses in the genesis of the chain not started yet.
+    submitters = devnet_ethereum.validator_addresses(data)
+    deployment = {"address": ETHEREUM["contract"], "chain_id": 31337, "block_number": 5, "submitters": submitters}
     monkeypatch.setattr(devnet_ethereum, "_deploy", lambda *args: deployment)
     devnet_ethereum.setup(tmp_path / "devnet", data, "http://127.0.0.1:1", definition.anchoring)
     for home in homes:
         eth = NodeConfig.load(home).ethereum
-        assert eth is not None and (eth.chain_id, eth.deploy_block) == (31337, 5)
+        assert eth is not None and (eth.chain_id, eth.deploy_block, eth.confirmations) == (31337, 5, 1)
         assert eth.key_file == home / "eth.key" and not eth.dev_key_from_node_key
+    anchoring = load_genesis(data["genesis"]).anchoring
+    assert anchoring is not None and anchoring.contract == ETHEREUM["contract"]
+    assert list(anchoring.submitters) == [a.lower() for a in submitters] and len(submitters) == 4
     assert NodeConfig.load(make_home(tmp_path / "unit").path).tick_ms == 5  # tests/nodeutil.py's homes
 
 

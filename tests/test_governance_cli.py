@@ -66,3 +66,26 @@ def test_two_of_three_admins_remove_an_admin_and_one_alone_cannot(net: dict[str,
     assert rejected["status"] == "rejected"
     assert httpx.get(f"{url}/v1/prefixes/77").status_code == 404
     assert "rejected" in ledger("governance", "list", "--status", "rejected", "--dir", d).stdout
+
+
+def test_the_anchoring_settings_change_only_when_two_admins_approve(net: dict[str, Any]) -> None:
+    d = net["dir"]
+    contract, submitters = "0x" + "ab" * 20, ["0x" + "01" * 20, "0x" + "02" * 20]
+    assert json.loads(ledger("anchoring", "show", "--dir", d).stdout)["settings"] is None  # --ethereum none
+
+    # admin1 alone: a proposal; nothing certified yet.
+    args = ["anchoring", "set", "--eth-chain-id", "11155111", "--contract", contract.upper().replace("0X", "0x"),
+            "--submitter", submitters[0], "--submitter", submitters[1], "--dir", d]
+    out = json.loads(ledger(*args).stdout)
+    assert (out["status"], out["approvals"], out["contract"]) == ("open", "1 of 2", contract)
+    assert json.loads(ledger("anchoring", "show", "--dir", d).stdout)["settings"] is None
+
+    # admin2 approves: the settings are certified state from that block on.
+    done = json.loads(ledger("governance", "approve", out["proposal"][:10], "--key", "admin2", "--dir", d).stdout)
+    assert done["status"] == "executed"
+    shown = json.loads(ledger("anchoring", "show", "--dir", d).stdout)
+    assert shown["settings"] == {"eth_chain_id": 11155111, "contract": contract, "submitters": submitters}
+
+    bad = ledger("anchoring", "set", "--eth-chain-id", "1", "--contract", "0x12", "--submitter", submitters[0],
+                 "--dir", d, check=False)
+    assert bad.returncode == 2 and "not an Ethereum address" in bad.stderr

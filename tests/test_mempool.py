@@ -268,7 +268,7 @@ def test_verify_parallel_splits_into_one_chunk_per_worker_and_keeps_order() -> N
 
 def _anchor_record(nonce: int) -> bytes:
     rec = AnchorRecord(nonce, b"\x01" * 32, 31337, "0x" + "ab" * 20, b"\x02" * 32, 9, "0x" + "cd" * 20)
-    return encode(make_tx(VALIDATOR, CHAIN, nonce, "anchor.record", rec))
+    return encode(make_tx(VALIDATOR, CHAIN, nonce, "anchor.attest", rec))
 
 
 def test_block_preverification_caches_what_admission_would_accept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,7 +288,7 @@ def test_block_preverification_caches_what_admission_would_accept(monkeypatch: p
         results = commit(chain, block).results
         assert [r.reason for r in results[-3:]] == ["bad_signature", "unknown_sender", "malformed"]
         assert all(r.ok for r in results[:-4]), results
-        assert results[-4].reason == "invalid_value"  # the anchor's envelope passed; its height does not
+        assert results[-4].reason == "inactive"  # the attestation's envelope passed; this chain does not anchor
         assert calls == [1]  # only the forgery, whose sender is a member, reaches verification
     finally:
         pool.close()
@@ -327,7 +327,7 @@ def mutated_txs(draw: st.DrawFn) -> bytes:
         return draw(mutation) if draw(st.booleans()) else original
 
     chain_id = field(CHAIN, st.just("other-chain"))
-    kind = field("id.register", st.sampled_from(["anchor.record", "member.add", "no.such.kind"]))
+    kind = field("id.register", st.sampled_from(["anchor.attest", "member.add", "no.such.kind"]))
     sender = field(ORG1.id, st.sampled_from(sorted(_KEYS)))
     nonce = field(2, st.integers(min_value=0, max_value=4))
     payload = field(encode(IdRegister("88.100.1/p", URL)), st.one_of(st.just(_ANCHOR_PAYLOAD), st.binary(max_size=40)))

@@ -31,7 +31,8 @@ def test_vectors_cover_every_kind_and_stay_small() -> None:
     kinds = {e["kind"] for e in expected if e["valid"]}
     assert kinds == {"identifier", "handle", "asset", "licence", "rights-check", "state-proof"}
     assert sum(1 for e in expected if not e["valid"]) >= 50
-    assert sum(f.stat().st_size for f in VECTORS.glob("*.json")) < 400_000
+    # (anchored answers carry the certified record of their anchor: header, certificate, state path)
+    assert sum(f.stat().st_size for f in VECTORS.glob("*.json")) < 450_000
 
 
 def _summary(out: dict[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,10 @@ Deploying needs Python only: the ABI and bytecode come from the committed artifa
 ``contracts/build/LedgerAnchor.json`` (rebuilt by ``make contracts``).
 
 Deployment is idempotent. :func:`deploy` first looks at the deployment file; if it names a contract on the
-same chain whose runtime code equals the artifact's, that contract is re-used and only the submitters it
-lacks are added. Transactions are signed locally with the key from a key file (mode 0600); the key is
-never printed, logged or put in an exception message.
+same chain whose runtime code equals the artifact's, that contract is re-used. The contract has no owner and
+no allow-list: whose anchors count is certified in the ledger (genesis `anchoring`, governance), so deploying
+needs no submitter list. Transactions are signed locally with the key from a key file (mode 0600); the key
+is never printed, logged or put in an exception message.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,7 @@ def send_transaction(
 def submit_anchor(
     w3: Web3, account: LocalAccount, contract: Contract, height: int, root: bytes, *, timeout: float = 180.0
 ) -> TxReceipt:
-    """Anchor ``root`` (32 bytes) at ``height`` from ``account`` (an authorised submitter)."""
+    """Anchor ``root`` (32 bytes) at ``height`` from ``account`` (stored under its own address)."""
     if len(root) != 32:
         raise ValueError("root must be 32 bytes")
     data = contract.encode_abi("anchor", args=[height, root])
@@ -184,12 +184,9 @@ def submit_anchor(
     return send_transaction(w3, account, {"to": contract.address, "data": data}, timeout=timeout)
 
 
-def latest_anchor(contract: Contract) -> tuple[int, bytes] | None:
-    """(height, root) of the latest anchor, or None if nothing has been anchored."""
-    if not contract.functions.hasAnchor().call():
-        return None
-    height, root = contract.functions.latest().call()
-    return int(height), bytes(root)
+def root_at(contract: Contract, submitter: str, height: int) -> bytes:
+    """The root ``submitter`` anchored at ``height`` (32 zero bytes if it did not)."""
+    return bytes(contract.functions.rootAt(to_checksum_address(submitter), height).call())
 
 
 def decode_revert(abi: list[dict[str, Any]], data: bytes) -> tuple[str, tuple[Any, ...]] | None:
@@ -252,7 +249,6 @@ class Deployment:
     code_hash: str
     deployer: str
     compiler: str
-    submitters: list[str] = field(default_factory=list)
     deployed_at: str = ""
     format: int = DEPLOYMENT_FORMAT
 
@@ -269,7 +265,6 @@ class Deployment:
             code_hash=str(data["code_hash"]),
             deployer=str(data.get("deployer", "")),
             compiler=str(data.get("compiler", "")),
-            submitters=[to_checksum_address(a) for a in data.get("submitters", [])],
             deployed_at=str(data.get("deployed_at", "")),
             format=int(data.get("format", DEPLOYMENT_FORMAT)),
         )
@@ -279,7 +274,6 @@ class Deployment:
 class DeployResult:
     deployment: Deployment
     reused: bool
-    added_submitters: list[str]
 
 
 def default_deployment_path(chain_id: int) -> Path:
@@ -321,13 +315,12 @@ def deploy(
     w3: Web3,
     account: LocalAccount,
     *,
-    submitters: Iterable[str] = (),
     out: Path | str | None = None,
     artifact: Artifact | None = None,
     force: bool = False,
     timeout: float = 180.0,
 ) -> DeployResult:
-    """Deploy LedgerAnchor (or re-use the one in ``out``) and make sure every submitter is authorised.
+    """Deploy LedgerAnchor, or re-use the one in ``out``.
 
     Re-use needs the same chain id and the artifact's runtime code at the recorded address. A deployment
     file for another chain id is an error unless ``force`` (it probably records a real network); a stale
@@ -335,45 +328,21 @@ def deploy(
     """
     art = artifact or load_artifact()
     out_path = Path(out) if out is not None else default_deployment_path(w3.eth.chain_id)
-    wanted = _unique_checksummed(submitters)
 
     existing = read_deployment(out_path)
-    deployment: Deployment | None = None
     if existing is not None:
         ok, why = matches_chain(w3, existing, art)
         if ok:
-            deployment = existing
             log.info("re-using LedgerAnchor at %s on chain %d", existing.address, existing.chain_id)
-        elif existing.chain_id != w3.eth.chain_id and not force:
+            return DeployResult(deployment=existing, reused=True)
+        if existing.chain_id != w3.eth.chain_id and not force:
             raise AnchorContractError(
                 f"{out_path} records a deployment on another chain ({why}); use another --out or --force"
             )
-        else:
-            log.warning("deployment in %s is stale (%s); deploying a new contract", out_path, why)
-
-    reused = deployment is not None
-    if deployment is None:
-        deployment = _deploy_new(w3, account, art, timeout=timeout)
-        write_deployment(out_path, deployment)
-
-    contract = anchor_contract(w3, deployment.address, art)
-    missing = [a for a in wanted if not contract.functions.isSubmitter(a).call()]
-    if missing:
-        owner = to_checksum_address(contract.functions.owner().call())
-        if owner != account.address:
-            raise AnchorContractError(
-                f"cannot add submitters: the contract owner is {owner}, the key is for {account.address}"
-            )
-    for addr in missing:
-        data = contract.encode_abi("addSubmitter", args=[addr])
-        send_transaction(w3, account, {"to": contract.address, "data": data}, timeout=timeout)
-        log.info("added submitter %s", addr)
-
-    recorded = set(deployment.submitters)
-    deployment.submitters = sorted(recorded | set(wanted))
-    deployment.submitters = [a for a in deployment.submitters if contract.functions.isSubmitter(a).call()]
+        log.warning("deployment in %s is stale (%s); deploying a new contract", out_path, why)
+    deployment = _deploy_new(w3, account, art, timeout=timeout)
     write_deployment(out_path, deployment)
-    return DeployResult(deployment=deployment, reused=reused, added_submitters=missing)
+    return DeployResult(deployment=deployment, reused=False)
 
 
 def _deploy_new(w3: Web3, account: LocalAccount, art: Artifact, *, timeout: float) -> Deployment:
@@ -398,23 +367,9 @@ def _deploy_new(w3: Web3, account: LocalAccount, art: Artifact, *, timeout: floa
     )
 
 
-def _unique_checksummed(addresses: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for a in addresses:
-        try:
-            c = to_checksum_address(a)
-        except ValueError as exc:
-            raise AnchorContractError(f"not an Ethereum address: {a!r}") from exc
-        if c not in out:
-            out.append(c)
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # Command line (shared by contracts/deploy.py and `ledger contracts deploy`)
 # --------------------------------------------------------------------------------------------------
-
-
 
 
 def run_deploy(args: Any) -> int:
@@ -427,7 +382,6 @@ def run_deploy(args: Any) -> int:
         result = deploy(
             w3,
             account,
-            submitters=args.submitter,
             out=args.out,
             artifact=load_artifact(args.artifact) if args.artifact else None,
             force=args.force,
@@ -443,8 +397,6 @@ def run_deploy(args: Any) -> int:
     out = args.out or default_deployment_path(d.chain_id)
     verb = "re-used" if result.reused else "deployed"
     print(f"{verb} LedgerAnchor at {d.address} on chain {d.chain_id}; wrote {out}", flush=True)
-    if result.added_submitters:
-        print("added submitters: " + ", ".join(result.added_submitters), flush=True)
     print(d.to_json(), end="", flush=True)
     return 0
 

@@ -10,9 +10,6 @@ def add_deploy_arguments(parser: Any) -> None:
     parser.add_argument("--rpc", required=True, help="JSON-RPC URL (http/https), or 'tester'")
     parser.add_argument("--key", required=True, help="file holding the deployer's hex private key (mode 0600)")
     parser.add_argument(
-        "--submitter", action="append", default=[], metavar="ADDR", help="authorise ADDR to anchor (repeatable)"
-    )
-    parser.add_argument(
         "--out", default=None, help="deployment file (default: contracts/deployments/<chain id>.json)"
     )
     parser.add_argument("--artifact", default=None, help="contract artifact (default: contracts/build/...)")

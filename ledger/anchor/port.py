@@ -33,14 +33,14 @@ class AnchorNode(Protocol):
 
     @property
     def key(self) -> SigningKey:
-        """The validator's key: signs `anchor.record` and names this validator."""
+        """The validator's key: signs `anchor.attest` and names this validator."""
 
     @property
     def genesis(self) -> Genesis:
         """The validator set, in the order that designates the anchoring validator."""
 
     def submit_system(self, kind: str, payload: Any) -> Admission:
-        """Submit a transaction signed with the node key (the service's `anchor.record` receipts)."""
+        """Submit a transaction signed with the node key (the service's `anchor.attest` votes)."""
 
     async def wait_committed(self, tx_ids: Iterable[bytes], timeout: float) -> list[Outcome | Refusal | None]:
         """Wait until each tx commits; None for those still pending at the timeout."""

@@ -1,32 +1,30 @@
-"""The node's anchoring service: put the ledger's latest block hash on Ethereum, now and then.
+"""The node's anchoring service: put the ledger's block hashes on Ethereum, and attest the anchors there.
 
-Theory of operation. The node calls `_on_commit` for every committed block (a commit listener: it
-only records the height and whether the block holds work other than anchor receipts, and wakes the
-service task). The task anchors the head block's hash in the LedgerAnchor contract when unanchored
-work exists and either `interval_blocks` blocks are unanchored or the oldest unanchored work has
-waited `interval_s` seconds. The head header's `history_root` commits to every earlier block, so one
-anchor covers the whole chain below it. Blocks holding only `anchor.record` receipts do not count as
-work, so an idle ledger is not anchored again and again.
+Theory of operation. What to anchor to, and whose anchors count, is certified state
+(`ledger.anchor.settings`): the service reads it from the ledger at every step and never from its
+config, whose `contract` and `chain_id` (when given) must agree, or the service refuses to work and
+says why. Each step, on a dedicated thread, it reads the certified submitters' `Anchored` events from
+the contract; then, on the event loop:
 
-Designation: validator `(view + last_anchored) % n` anchors; the validator `r` places after it in
-genesis order takes over once the anchor has been due for `r * grace_s` seconds without appearing.
-Every validator reads the contract's latest height right before sending, so a restart or a
-takeover never anchors a height twice or a lower one; the contract refuses those anyway
-(AlreadyAnchored / HeightNotIncreasing), which the service treats as "someone else anchored".
+1. **Attest.** The highest genuine anchor (its root is this node's own block hash) above the latest
+   effective one, once its block has `confirmations`, is attested with an `anchor.attest` system
+   transaction (`ledger.anchor.observe`). f+1 validators' alike attestations make it effective in the
+   ledger (`ledger.anchor.records`); a validator without an RPC simply does not attest.
+2. **Follow its own anchor** (`ledger.anchor.outgoing`): confirmations, reorgs (sent again), fees (replaced
+   with higher ones up to the cap).
+3. **Anchor** when due: unanchored work exists (blocks other than attestations above the latest
+   effective anchor) and either `interval_blocks` blocks or `interval_s` seconds have gone by, no
+   genuine anchor above the latest effective one is on the chain already, and it is this validator's
+   turn: validator `(view + latest effective) % n` first, the one `r` places after it once the anchor
+   has been due for `r * grace_s` seconds. It anchors the head block's hash under its own address; the
+   head's `history_root` covers every earlier block.
 
-Ethereum calls run on a dedicated thread, never on the event loop. A failure (RPC down, wrong
-chain, reverted transaction) is recorded in `last_error` and retried with exponential back-off;
-the ledger itself never waits for Ethereum. A validator never sends an anchor while an earlier
-transaction of its own is still pending (after a restart, or a receipt wait that timed out): the
-two would race, and the second could only revert.
+No submitter can get in another's way: the contract keeps each submitter's roots apart, so a lying
+validator's anchors (a huge height, a false root) are only ever reported as foreign, and one lying
+validator's attestations are one vote of the f+1 needed.
 
-Receipts. After a successful anchor the validator records the receipt in the ledger with an
-`anchor.record` system transaction signed by its node key. Whenever the contract holds anchors
-above the ledger's latest record (the sender crashed before recording, or two validators anchored
-at once), validators recover the receipts from the contract's events and record them before
-anchoring again (see `ledger.anchor.recovery`): the sender at once, the others in takeover order
-after `rank * grace_s`. A restarted validator reads the contract as its first step, so it finds
-its own unrecorded anchor even when nothing else is due.
+Ethereum calls run on the dedicated thread, never on the event loop. A failure (RPC down, wrong chain)
+is recorded in `last_error` and retried with exponential back-off; the ledger never waits for Ethereum.
 """
 
 from __future__ import annotations
@@ -37,15 +35,17 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ledger.anchor.ethclient import AnchorConflict, ChainClient, ClientFactory, Web3ChainClient, eth_account_for
+from ledger.anchor.ethclient import ChainClient, ClientFactory, Web3ChainClient, eth_account_for
+from ledger.anchor.observe import Observed, Reading, read_anchors
+from ledger.anchor.outgoing import Outgoing
 from ledger.anchor.port import AnchorNode
-from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, latest_recorded_height
-from ledger.anchor.recovery import AnchorReceipt, plan_recovery, scan_start
+from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, get_votes, latest_effective_height
+from ledger.anchor.settings import AnchoringSettings, get_settings, settings_to_json
 from ledger.chain import compute_block_hash
 from ledger.config import EthereumConfig
-from ledger.mempool import Refusal
 from ledger.tx import TxRejected, decode_tx
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ log = logging.getLogger("ledger.anchor")
 
 T = TypeVar("T")
 POLL_S = 0.5  # how often the task looks again when nothing woke it
-RECORD_WAIT_S = 10.0
+MAX_FOREIGN_SHOWN = 20
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +89,25 @@ def anchor_due(
     return head - last_anchored >= interval_blocks or waited_s >= interval_s
 
 
+def config_mismatch(cfg: EthereumConfig, settings: AnchoringSettings) -> str | None:
+    """Why this node's config disagrees with the certified settings (None: it does not)."""
+    if cfg.contract is not None and cfg.contract.lower() != settings.contract:
+        return (f"config.json names contract {cfg.contract}, the ledger certifies {settings.contract}: "
+                "not anchoring (fix the config, or change the certified settings through governance)")
+    if cfg.chain_id is not None and cfg.chain_id != settings.eth_chain_id:
+        return (f"config.json names chain {cfg.chain_id}, the ledger certifies chain {settings.eth_chain_id}: "
+                "not anchoring")
+    return None
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """What one step read from Ethereum."""
+
+    tip: int
+    events: list[Observed]
+
+
 # --------------------------------------------------------------------------------------------------
 # The service
 # --------------------------------------------------------------------------------------------------
@@ -112,37 +131,35 @@ class AnchorService:
         self.eth_address = ""
         if client_factory is None:
             account = eth_account_for(node.key, cfg)
-            self.eth_address = str(account.address)
+            self.eth_address = str(account.address).lower()
 
-            def client_factory() -> ChainClient:
-                return Web3ChainClient(cfg, account)
+            def client_factory(contract: str, chain_id: int) -> ChainClient:
+                return Web3ChainClient(cfg.rpc, contract, chain_id, account, timeout=cfg.tx_timeout_s)
 
         self._client_factory: ClientFactory = client_factory
         self._client: ChainClient | None = None
+        self._client_for: AnchoringSettings | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchor")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # What the commit listener saw. After a restart the head counts as unanchored work until
-        # the contract says otherwise (reading it is cheap; anchoring twice is impossible).
+        self.outgoing = Outgoing(cfg.confirmations, cfg.fee_bump_after_s, cfg.max_fee_gwei, clock)
+        # What the commit listener saw. After a restart the head counts as unanchored work until the
+        # ledger and the contract say otherwise.
         chain = node.chain
         self._work_height = chain.height
         self._work_since: float | None = clock() if chain.height > 0 else None
         self._due_since: float | None = None
-        self.chain_latest = 0  # the contract's latest height, as last read or written by us
-        self._chain_read = False  # the first step reads the contract, due or not (restart recovery)
-        self._unrecorded_since: float | None = None  # when we first saw an anchor above the latest record
-        self._settled = 0  # anchors up to here that will never be recorded (foreign roots)
-        self.last_receipt: AnchorReceipt | None = None
-        self._to_record: list[AnchorReceipt] = []  # lowest height first
+        self._scanned_to: int | None = None  # events of blocks up to here are in _confirmed
+        self._confirmed: dict[tuple[bytes, int], Observed] = {}  # by (tx hash, log index)
+        self._genuine_above = 0
+        self._votes_sent: dict[AnchorRecord, bytes] = {}  # our latest attestation and its tx id
         self.attempt = 0
         self.last_error: str | None = None
-        self._error_recorded = 0  # the ledger's latest record when last_error was set
-        self.anchors_sent = 0
+        self.note: str | None = None  # why the service is idle, when it is not an error
+        self.attestations = 0
         self.conflicts = 0
-        self.recovered = 0  # receipts of other senders (or of our previous life) recorded from the events
-        self.foreign: list[int] = []  # heights whose root on the contract is not this ledger's block
-        self.chain_id: int | None = cfg.chain_id
-        self.contract = cfg.contract
+        self.foreign: list[Observed] = []
+        self.settings: AnchoringSettings | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -180,38 +197,18 @@ class AnchorService:
                 raise
             except Exception as exc:  # noqa: BLE001 - RPC, chain or contract trouble: back off, retry
                 self.attempt += 1
-                self._set_error(_describe(exc))
+                self.last_error = _describe(exc)
                 self._client = None  # reconnect next time (Anvil restarted, RPC switched...)
                 delay = backoff_delay(self.attempt, self.backoff_base, self.cfg.max_backoff_s)
                 log.warning("anchoring failed (attempt %d, retry in %.1fs): %s", self.attempt, delay,
                             self.last_error)
                 await asyncio.sleep(delay)
 
-    def _set_error(self, message: str) -> None:
-        self.last_error = message
-        self._error_recorded = latest_recorded_height(self.node.chain.latest)
-
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _get_client(self) -> ChainClient:
-        client = self._client
-        if client is None:
-            client = await self._call(self._client_factory)
-            self._client = client
-            self.chain_id = client.chain_id
-            self.contract = client.contract
-        return client
-
-    async def _read_chain(self) -> int:
-        client = await self._get_client()
-        on_chain = await self._call(client.latest_height)
-        self.chain_latest = max(self.chain_latest, on_chain)
-        self._chain_read = True
-        return on_chain
-
     def last_anchored(self) -> int:
-        return max(self.chain_latest, latest_recorded_height(self.node.chain.latest))
+        return latest_effective_height(self.node.chain.latest)
 
     def _rank(self, last: int) -> int:
         """This validator's place in the takeover order for the anchor after height `last`."""
@@ -219,30 +216,123 @@ class AnchorService:
         return takeover_rank(self.my_index, designated_index(self.node.replica.view, last, n), n)
 
     def _block_hash(self, height: int) -> bytes | None:
+        if height > self.node.chain.height:
+            return None
         block = self.node.chain.get_block(height)
         return None if block is None else compute_block_hash(block.header)
 
     async def step(self) -> None:
-        """One look: record receipts, recover lost ones, then anchor if due and it is this validator's turn."""
-        if self._to_record:
-            await self._record_pending()
-        now = self.clock()
-        recorded = latest_recorded_height(self.node.chain.latest)
-        if self.last_error is not None and recorded > self._error_recorded:
-            self.last_error = None  # anchoring went on since (through another validator)
-        if not self._chain_read:
-            await self._read_chain()
-        if self.chain_latest > max(recorded, self._settled):
-            await self._recover(now, recorded)
+        """One look: read the contract, attest what is confirmed and genuine, follow our own anchor, anchor
+        if due and it is this validator's turn."""
+        settings = get_settings(self.node.chain.latest)
+        self.settings = settings
+        if settings is None:
+            self.note = "the ledger has no anchoring settings yet (genesis `anchoring`, or `ledger anchoring set`)"
             return
-        self._unrecorded_since = None
-        await self._anchor_if_due(now, recorded)
+        mismatch = config_mismatch(self.cfg, settings)
+        if mismatch is not None:
+            if self.last_error != mismatch:
+                log.error("anchoring: %s", mismatch)
+            self.last_error = mismatch
+            return
+        self.note = None
+        client = await self._get_client(settings)
+        seen = await self._call(self._read_chain, client, settings)
+        reading = self._read(seen, settings)
+        if reading.attest is not None:
+            self._attest(reading.attest)
+        outcome = await self._call(self.outgoing.follow, client, seen.tip)
+        if outcome in ("confirmed", "reverted"):
+            self._wake.set()  # look again now: its event may be ours to attest
+        self.last_error = None  # Ethereum answered, and nothing the ledger holds is amiss
+        await self._anchor_if_due(client, settings)
 
-    async def _anchor_if_due(self, now: float, recorded: int) -> None:
+    async def _get_client(self, settings: AnchoringSettings) -> ChainClient:
+        if self._client is None or self._client_for != settings:
+            self._client = await self._call(self._client_factory, settings.contract, settings.eth_chain_id)
+            self._client_for = settings
+            self._scanned_to = None  # a new contract: read its events afresh
+            self._confirmed.clear()
+            if not self.eth_address:
+                self.eth_address = self._client.address
+        return self._client
+
+    def _read_chain(self, client: ChainClient, settings: AnchoringSettings) -> ChainView:
+        """(Ethereum thread) The tip, and the certified submitters' events: those with enough confirmations
+        are kept (read once), those above are read again each time (a reorg may still move them)."""
+        tip = client.block_number()
+        confirmed_through = tip - self.cfg.confirmations + 1
+        if self._scanned_to is None:
+            self._scanned_to = self._scan_start() - 1
+        fresh = client.anchors(self._scanned_to + 1, tip, settings.submitters) if tip > self._scanned_to else []
+        recent = []
+        for e in fresh:
+            if e.eth_block <= confirmed_through:
+                self._confirmed[(e.tx_hash, e.log_index)] = e
+            else:
+                recent.append(e)
+        self._scanned_to = max(self._scanned_to, confirmed_through)
+        return ChainView(tip, [*self._confirmed.values(), *recent])
+
+    def _scan_start(self) -> int:
+        """Where to start reading events: the Ethereum block of the latest effective anchor (anchors above
+        it were sent after it), else the contract's deployment block."""
+        view = self.node.chain.latest
+        record = get_anchor_record(view, latest_effective_height(view))
+        if record is None or self.settings is None or record.contract != self.settings.contract:
+            return self.cfg.deploy_block
+        return max(self.cfg.deploy_block, record.eth_block)
+
+    def _read(self, seen: ChainView, settings: AnchoringSettings) -> Reading:
+        view = self.node.chain.latest
+        latest = latest_effective_height(view)
+        me = self.node.key.id
+
+        def my_vote(height: int) -> AnchorRecord | None:
+            return next((v.claim for v in get_votes(view, height) if v.validator == me), None)
+
+        reading = read_anchors(seen.events, confirmed_through=seen.tip - self.cfg.confirmations + 1,
+                               latest_effective=latest, head=self.node.chain.height, own_hash=self._block_hash,
+                               my_vote=my_vote, eth_chain_id=settings.eth_chain_id, contract=settings.contract)
+        self._confirmed = {k: e for k, e in self._confirmed.items() if e.height > latest}
+        if reading.genuine_above > self._genuine_above:
+            # A new anchor covers the work up to it: what waits now is the work above it, from now on.
+            self._work_since = self.clock() if self._work_height > reading.genuine_above else None
+        self._genuine_above = reading.genuine_above
+        for e in reading.foreign:
+            if e not in self.foreign:
+                self.foreign = [*self.foreign[-MAX_FOREIGN_SHOWN + 1:], e]
+                log.error("anchoring: %s anchored a root at height %d that is not this ledger's block (tx 0x%s); "
+                          "never attested", e.submitter, e.height, e.tx_hash.hex())
+        return reading
+
+    def _attest(self, claim: AnchorRecord) -> None:
+        """Send our vote for `claim`. The same vote again while it is pending is answered as a duplicate; one the
+        ledger refused (a height with no kept block hash, say) is not sent again."""
+        sent = self._votes_sent.get(claim)
+        if sent is not None:
+            location = self.node.chain.get_tx_location(sent)
+            if location is not None and not location.ok:
+                return
+        admission = self.node.submit_system(KIND, claim)
+        if admission.accepted:
+            self.attestations += 1
+            self._votes_sent = {claim: admission.tx_id}  # only the newest vote matters
+            log.info("attesting the anchor of height %d (tx 0x%s in eth block %d, from %s)", claim.height,
+                     claim.tx_hash.hex(), claim.eth_block, claim.submitter)
+        elif admission.reason != "duplicate":
+            raise RuntimeError(f"attestation of height {claim.height} refused: {admission.message}")
+
+    async def _anchor_if_due(self, client: ChainClient, settings: AnchoringSettings) -> None:
         chain = self.node.chain
-        last = max(self.chain_latest, recorded)
+        now = self.clock()
+        last = self.last_anchored()
+        # A genuine anchor on the chain above the effective one will take effect once attested: count it as
+        # anchored, so that no second anchor follows it before new work is due (and so that anyone anchoring
+        # old heights, each genuine, cannot hold back an anchor of the head).
+        base = max(last, self._genuine_above)
         waited = 0.0 if self._work_since is None else now - self._work_since
-        if not anchor_due(chain.height, self._work_height, last, self.cfg.interval_blocks, waited,
+        if not anchor_due(chain.height, self._work_height, base, self.cfg.interval_blocks, waited,
                           self.cfg.interval_s):
             self._due_since = None
             if self._work_height <= last:
@@ -250,142 +340,69 @@ class AnchorService:
             return
         if self._due_since is None:
             self._due_since = now
+        if self.outgoing.current is not None:
+            return  # our anchor is on its way
+        if client.address not in settings.submitters:
+            self.note = f"this validator's Ethereum address {client.address} is not a certified submitter"
+            return
         if now - self._due_since < self._rank(last) * self.cfg.grace_s:
             return  # the designated validator (or an earlier backup) still has time
-        client = await self._get_client()
-        on_chain = await self._read_chain()
-        if self.chain_latest > max(recorded, self._settled):
-            await self._recover(now, recorded)  # anchored meanwhile, not recorded yet: that comes first
+        mined, pending = await self._call(client.nonces)
+        if pending > mined:
+            self.note = f"an earlier transaction from {client.address} (nonce {mined}) is still pending"
             return
         # Anchor the head as it is now (no await between reading the height and its hash).
         height, root = chain.height, chain.head_hash
-        if height <= on_chain:
+        sent = await self._call(self.outgoing.send, client, height, root)
+        if sent is None:
+            self.conflicts += 1  # we anchored this height before (a restart): its event will be attested
             return
-        try:
-            receipt = await self._call(client.submit, height, root)
-        except AnchorConflict as exc:
-            self.conflicts += 1
-            log.info("anchor of height %d refused by the contract (%s); re-reading it", height, exc)
-            await self._read_chain()
-            return
-        self.anchors_sent += 1
-        self.chain_latest = max(self.chain_latest, height)
-        self.last_receipt = receipt
-        self.last_error = None
         self._due_since = None
-        log.info("anchored height %d in eth block %d (tx 0x%s)", height, receipt.eth_block, receipt.tx_hash.hex())
-        await self._recover(self.clock(), recorded)
-
-    async def _recover(self, now: float, recorded: int) -> None:
-        """Record every anchor above the ledger's latest record, with receipts from the contract's events."""
-        if self._unrecorded_since is None:
-            self._unrecorded_since = now
-        ours = self.last_receipt is not None and self.last_receipt.height >= self.chain_latest
-        # Its sender records an anchor within seconds; the others step in in takeover order.
-        if not ours and now - self._unrecorded_since < self._rank(recorded) * self.cfg.grace_s:
-            return
-        client = await self._get_client()
-        # Re-read: the contract is the authority (a redeployed dev chain may hold less than we saw).
-        self.chain_latest = await self._call(client.latest_height)
-        if self.chain_latest <= max(recorded, self._settled):
-            return
-        chain = self.node.chain
-        latest = get_anchor_record(chain.latest, recorded) if recorded else None
-        found = await self._call(client.anchored_since, scan_start(latest, client.chain_id, client.contract,
-                                                                    self.cfg.deploy_block))
-        view = chain.latest  # as it is after the scan
-        plan = plan_recovery(found, lambda h: get_anchor_record(view, h) is not None, chain.height,
-                             self._block_hash)
-        for r in plan.foreign:
-            self._settled = max(self._settled, r.height)
-            self.foreign.append(r.height)
-            self._set_error(f"the contract holds a root for height {r.height} that is not this ledger's block "
-                            f"(tx 0x{r.tx_hash.hex()}, from {r.submitter}); not recorded")
-            log.error("anchoring: %s", self.last_error)
-        mine = None if self.last_receipt is None else self.last_receipt.tx_hash
-        for r in self._queue(plan.record):
-            if r.tx_hash != mine:
-                self.recovered += 1
-                log.info("recovering the unrecorded anchor of height %d (tx 0x%s, from %s)", r.height,
-                         r.tx_hash.hex(), r.submitter)
-        if plan.record and not plan.foreign:
-            self.last_error = None
-        await self._record_pending()
-
-    def _queue(self, receipts: list[AnchorReceipt]) -> list[AnchorReceipt]:
-        """Add receipts not queued yet, keeping the queue in height order; returns those added."""
-        queued = {r.height for r in self._to_record}
-        added = [r for r in receipts if r.height not in queued]
-        self._to_record = sorted(self._to_record + added, key=lambda r: r.height)
-        return added
-
-    async def _record_pending(self) -> None:
-        """Submit `anchor.record` for queued receipts not yet in the ledger, lowest height first;
-        wait briefly for each."""
-        chain = self.node.chain
-        while self._to_record:
-            receipt = self._to_record[0]
-            if get_anchor_record(chain.latest, receipt.height) is not None:
-                self._to_record.pop(0)
-                continue
-            record = AnchorRecord(
-                height=receipt.height,
-                block_hash=receipt.root,
-                eth_chain_id=int(self.chain_id or 0),
-                contract=self.contract,
-                tx_hash=receipt.tx_hash,
-                eth_block=receipt.eth_block,
-                submitter=receipt.submitter,
-            )
-            admission = self.node.submit_system(KIND, record)
-            if not admission.accepted and admission.reason != "duplicate":  # duplicate: already on its way
-                raise RuntimeError(f"anchor record for height {receipt.height} refused: {admission.message}")
-            (outcome,) = await self.node.wait_committed([admission.tx_id], timeout=RECORD_WAIT_S)
-            if outcome is None or isinstance(outcome, Refusal):
-                return  # not committed yet (or given up on): looked at again on the next step
-            self._to_record.pop(0)
-            if not outcome.ok:
-                log.info("anchor record for height %d not applied: %s", receipt.height, outcome.message)
+        log.info("anchoring height %d (tx 0x%s)", height, sent.hashes[-1].hex())
 
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         chain = self.node.chain
-        last = self.last_anchored()
-        tx_hash: str | None = None
-        eth_block: int | None = None
-        if self.last_receipt is not None and self.last_receipt.height >= last:
-            tx_hash, eth_block = "0x" + self.last_receipt.tx_hash.hex(), self.last_receipt.eth_block
-        else:
-            rec = get_anchor_record(chain.latest, last) if last else None
-            if rec is not None:
-                tx_hash, eth_block = "0x" + rec.tx_hash.hex(), rec.eth_block
+        view = chain.latest
+        last = latest_effective_height(view)
+        record = get_anchor_record(view, last) if last else None
+        settings = self.settings or get_settings(view)
         designated = designated_index(self.node.replica.view, last, len(self.validators))
+        out = self.outgoing
         return {
             "enabled": True,
+            "certified": settings_to_json(settings),
             "last_anchored_height": last,
-            "tx_hash": tx_hash,
-            "eth_block": eth_block,
+            "tx_hash": None if record is None else "0x" + record.tx_hash.hex(),
+            "eth_block": None if record is None else record.eth_block,
             "pending": max(0, chain.height - last),
             "last_error": self.last_error,
-            "contract": self.contract,
-            "chain_id": self.chain_id,
+            "note": self.note,
+            "contract": None if settings is None else settings.contract,
+            "chain_id": None if settings is None else settings.eth_chain_id,
             "rpc": self.cfg.rpc,
             "submitter": self.eth_address or None,
+            "submitter_certified": None if settings is None or not self.eth_address
+            else self.eth_address in settings.submitters,
             "designated": self.validators[designated],
             "interval_blocks": self.cfg.interval_blocks,
             "interval_s": self.cfg.interval_s,
             "grace_s": self.cfg.grace_s,
-            "anchors_sent": self.anchors_sent,
+            "confirmations": self.cfg.confirmations,
+            "in_flight": None if out.current is None else out.current.to_json(),
+            "anchors_sent": out.sent,
+            "resent": out.resent,
+            "fee_bumps": out.bumps,
+            "at_fee_cap": out.at_cap,
+            "attestations_sent": self.attestations,
             "conflicts": self.conflicts,
-            "recovered": self.recovered,
-            "unrecorded": len(self._to_record),
-            "foreign_heights": self.foreign,
+            "foreign_heights": [e.height for e in self.foreign[-MAX_FOREIGN_SHOWN:]],
         }
 
 
 def _has_work(txs: tuple[bytes, ...] | list[bytes], n_validators: int) -> bool:
-    """Whether a block holds anything but anchor receipts (big blocks certainly do)."""
+    """Whether a block holds anything but anchor attestations (big blocks certainly do)."""
     if not txs:
         return False
     if len(txs) > n_validators:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger.cli import (
+    anchoring,
     assets,
     bench,
     contracts,
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (node, devnet_commands, ids, resolve, bench, contracts, assets, members, governance, validators):
+    for group in (node, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, members, governance,
+                  validators):
         group.add_commands(sub)
     return parser
 

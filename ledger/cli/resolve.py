@@ -55,7 +55,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.rpc:
             if verdict.state.anchor is None:
                 raise InvalidProof("anchor_missing", "--rpc given but the proof carries no Ethereum anchor")
-            check_anchor_on_chain(verdict.state.anchor, args.rpc)
+            check_anchor_on_chain(verdict.state.anchor, args.rpc, genesis)
     except InvalidProof as exc:
         print(json.dumps(failure_json(exc)))
         return EXIT_REJECTED
@@ -88,5 +88,6 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("file", help="JSON from `ledger resolve --proof`, `ledger asset show --proof` or a ?proof=true "
                    "answer")
     p.add_argument("--genesis", required=True, help="the chain's genesis file (the trust root)")
-    p.add_argument("--rpc", help="also check on this Ethereum JSON-RPC that the anchor is on chain")
+    p.add_argument("--rpc", help="also check on this Ethereum JSON-RPC that the genesis file's anchor contract "
+                                 "holds the anchor")
     p.set_defaults(func=cmd_verify)

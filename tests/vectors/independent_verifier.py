@@ -151,9 +151,11 @@ class Genesis:
                   [[v["name"], bytes.fromhex(v["public_key"])] for v in d["validators"]],
                   [[m["name"], bytes.fromhex(m["public_key"]), list(m["roles"])] for m in d["members"]],
                   [[p["prefix"], p["owner"]] for p in d["prefixes"]]]
-        gov = d.get("governance")
-        if gov is not None:  # the optional section: a sixth element
-            record.append([gov["approvals"], gov["expiry_ms"]])
+        gov, anch = d.get("governance"), d.get("anchoring")
+        if gov is not None or anch is not None:  # the optional sections: a sixth and a seventh element
+            record.append(None if gov is None else [gov["approvals"], gov["expiry_ms"]])
+        if anch is not None:
+            record.append([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
         return H(pack(record))
 
     def header0(self) -> list[Any]:
@@ -172,6 +174,9 @@ class Genesis:
             members = self.doc["members"]
             admins = sorted(node_id(bytes.fromhex(m["public_key"])) for m in members if "admin" in m["roles"])
             state[b"member-admins"] = pack(admins)
+        anch = self.doc.get("anchoring")
+        if anch is not None:
+            state[b"anchor/settings"] = pack([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
         root = smt_root([(H(k), H(v)) for k, v in state.items()], 0)
         return [0, self.hash(), 0, self.doc["timestamp"], H(b""), root, H(b""), ""]
 
@@ -287,6 +292,13 @@ def header(v: Any) -> list[Any]:
 # --- section 6: checking a proof --------------------------------------------------------------------------------
 
 
+def address(v: Any) -> str:
+    t = text(v)
+    if len(t) != 42 or t[:2] != "0x" or any(ch not in "0123456789abcdef" for ch in t[2:]):
+        raise bad("address")
+    return t
+
+
 def certificate(v: Any) -> tuple[tuple[int, int, bytes], list[tuple[str, bytes]]]:
     c = obj(v, {"height", "view", "block_hash", "signatures"})
     cert = (uint(c["height"]), uint(c["view"]), hexb(c["block_hash"], 32))
@@ -297,22 +309,42 @@ def certificate(v: Any) -> tuple[tuple[int, int, bytes], list[tuple[str, bytes]]
     return cert, sigs
 
 
-def check_signers(chain_id: str, validators: dict[str, bytes], hdr: list[Any], block_hash: bytes,
-                  sigs: list[tuple[str, bytes]]) -> None:
-    """Steps 7 and 8 for a block other than block 0, against `validators`."""
+def smt_path(v: Any) -> tuple[list[bytes], Any]:
+    s = obj(v, {"siblings", "leaf"})
+    if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
+        raise bad("siblings")
+    siblings = [hexb(x, 32) for x in s["siblings"]]
+    leaf = s["leaf"]
+    if leaf is not None:
+        if type(leaf) is not list or len(leaf) != 2:
+            raise bad("leaf")
+        leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
+    return siblings, leaf
+
+
+def check_certificate(chain_id: str, validators: dict[str, bytes], hdr: list[Any], block_hash: bytes,
+                      cert: tuple[int, int, bytes], sigs: list[tuple[str, bytes]], code: str | None = None) -> None:
+    """Section 6 step 4, against `validators`; an anchor record's certificate fails every check with the one
+    `code`."""
+    if cert != (hdr[0], hdr[2], block_hash):
+        raise Refused(code or "certificate_mismatch")
     signers = [v for v, _ in sigs]
+    if hdr[0] == 0:
+        if signers:
+            raise Refused(code or "certificate_signers")
+        return
     ascending = all(a < b for a, b in zip(signers, signers[1:], strict=False))
     if not ascending or any(v not in validators for v in signers):
-        raise Refused("certificate_signers")
+        raise Refused(code or "certificate_signers")
     n = len(validators)
     if len(signers) < (n + (n - 1) // 3 + 2) // 2:
-        raise Refused("certificate_quorum")
+        raise Refused(code or "certificate_quorum")
     digest = H(b"ledger/commit/v1" + pack([chain_id, hdr[0], hdr[2], block_hash]))
     for v, sig in sigs:
         try:
             crypto_sign_open(sig + digest, validators[v])
         except (BadSignatureError, CryptoError, ValueError):
-            raise Refused("certificate_signature") from None
+            raise Refused(code or "certificate_signature") from None
 
 
 def validators_in_force(links: list[Any], g: Genesis, height: int) -> dict[str, bytes]:
@@ -322,7 +354,7 @@ def validators_in_force(links: list[Any], g: Genesis, height: int) -> dict[str, 
         block_hash = H(pack(hdr))
         if hdr[0] < first or hdr[0] == 0 or cert != (hdr[0], hdr[2], block_hash):
             raise Refused("validator_set_link")
-        check_signers(g.chain_id, validators, hdr, block_hash, sigs)
+        check_certificate(g.chain_id, validators, hdr, block_hash, cert, sigs)
         key, value, siblings, leaf = entry
         if key != b"val/s/" + i.to_bytes(8, "big") or value is None or not smt_holds(hdr[5], key, value, siblings,
                                                                                      leaf):
@@ -346,16 +378,7 @@ def entry_of(e: Any) -> tuple[bytes, bytes | None, list[bytes], Any]:
     if not key:
         raise bad("empty key")
     value = None if e["value"] is None else hexb(e["value"])
-    s = obj(e["smt"], {"siblings", "leaf"})
-    if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
-        raise bad("siblings")
-    siblings = [hexb(x, 32) for x in s["siblings"]]
-    leaf = s["leaf"]
-    if leaf is not None:
-        if type(leaf) is not list or len(leaf) != 2:
-            raise bad("leaf")
-        leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
-    return key, value, siblings, leaf
+    return (key, value, *smt_path(e["smt"]))
 
 
 def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
@@ -377,41 +400,25 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
             links.append((header(link["header"]), *certificate(link["certificate"]), entry_of(link["entry"])))
     if type(p["entries"]) is not list or not 1 <= len(p["entries"]) <= 1100:
         raise bad("entries")
-    entries = []
-    for e in p["entries"]:
-        e = obj(e, {"key", "value", "smt"})
-        key = hexb(e["key"])
-        if not key:
-            raise bad("empty key")
-        value = None if e["value"] is None else hexb(e["value"])
-        s = obj(e["smt"], {"siblings", "leaf"})
-        if type(s["siblings"]) is not list or len(s["siblings"]) > 256:
-            raise bad("siblings")
-        siblings = [hexb(x, 32) for x in s["siblings"]]
-        leaf = s["leaf"]
-        if leaf is not None:
-            if type(leaf) is not list or len(leaf) != 2:
-                raise bad("leaf")
-            leaf = (hexb(leaf[0], 32), hexb(leaf[1], 32))
-        entries.append((key, value, siblings, leaf))
+    entries = [entry_of(e) for e in p["entries"]]
     if len({e[0] for e in entries}) != len(entries):
         raise bad("repeated key")
     anchor = None
     if p.get("anchor") is not None:
-        a = obj(p["anchor"], {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"})
+        a = obj(p["anchor"], {"height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block",
+                              "submitter", "record"})
         a_header = header(a["header"])
         if type(a["history_proof"]) is not list:
             raise bad("history_proof")
         path = [hexb(x, 32) for x in a["history_proof"]]
-        contract = text(a["contract"])
-        if len(contract) != 42 or contract[:2] != "0x" or any(ch not in "0123456789abcdefABCDEF"
-                                                               for ch in contract[2:]):
-            raise bad("contract")
-        hexb(a["tx_hash"], 32)
+        contract, submitter = address(a["contract"]), address(a["submitter"])
+        tx_hash = hexb(a["tx_hash"], 32)
         if uint(a["eth_chain_id"]) == 0:
             raise bad("eth_chain_id")
-        uint(a["eth_block"])
-        anchor = (uint(a["height"]), a_header, path)
+        r = obj(a["record"], {"header", "certificate", "smt"})
+        record = (header(r["header"]), *certificate(r["certificate"]), smt_path(r["smt"]))
+        claim = [uint(a["height"]), None, a["eth_chain_id"], contract, tx_hash, uint(a["eth_block"]), submitter]
+        anchor = (uint(a["height"]), a_header, path, claim, record)
     if height != hdr[0]:
         raise Refused("height_mismatch")
     block_hash = H(pack(hdr))
@@ -420,16 +427,12 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
     if cert != (hdr[0], hdr[2], block_hash):
         raise Refused("certificate_mismatch")
     validators = validators_in_force(links, g, hdr[0])
-    if hdr[0] == 0:
-        if sigs:
-            raise Refused("certificate_signers")
-    else:
-        check_signers(g.chain_id, validators, hdr, block_hash, sigs)
+    check_certificate(g.chain_id, validators, hdr, block_hash, cert, sigs)
     for key, value, siblings, leaf in entries:
         if not smt_holds(hdr[5], key, value, siblings, leaf):
             raise Refused("state_proof")
     if anchor is not None:
-        a_height, a_header, path = anchor
+        a_height, a_header, path, claim, (r_header, r_cert, r_sigs, (r_siblings, r_leaf)) = anchor
         if a_height != a_header[0] or a_height < hdr[0]:
             raise Refused("anchor_height")
         if a_height == hdr[0]:
@@ -437,6 +440,14 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
                 raise Refused("anchor_header")
         elif not inclusion_holds(H(b"\x00" + block_hash), hdr[0], a_height, path, a_header[6]):
             raise Refused("anchor_history")
+        # The ledger certified this very anchor: its effective record, in the state of a later certified block.
+        if r_header[0] <= a_height:
+            raise Refused("anchor_record")
+        check_certificate(g.chain_id, validators, r_header, H(pack(r_header)), r_cert, r_sigs, "anchor_certificate")
+        claim[1] = H(pack(a_header))
+        key = b"anchor/h/" + a_height.to_bytes(8, "big")
+        if not smt_holds(r_header[5], key, pack(claim), r_siblings, r_leaf):
+            raise Refused("anchor_record")
     return {"height": hdr[0], "timestamp": hdr[3], "keys": [e[0] for e in entries],
             "values": {e[0]: e[1] for e in entries}}
 

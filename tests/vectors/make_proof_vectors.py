@@ -29,6 +29,7 @@ from typing import Any
 from starlette.requests import Request
 
 from ledger.anchor.records import AnchorRecord
+from ledger.anchor.settings import AnchoringSettings
 from ledger.api.errors import ApiError
 from ledger.api.handle_answer import HandleQuery
 from ledger.api.handle_answer import answer as handle_answer
@@ -54,6 +55,8 @@ VALIDATORS = [SigningKey.from_seed(f"vector-validator-{i}".encode()) for i in ra
 MEMBERS = {name: SigningKey.from_seed(f"vector-member-{name}".encode()) for name in ("admin", "org1", "org2", "org3")}
 ITEM = "88.100.1/EQ-1"
 GS1_ITEM = "gs1/01/09506000134376/21/12345"
+CONTRACT = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+SUBMITTERS = ("0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "0x70997970c51812dc3a010c7d01b54e28e8d1ec45")
 
 
 def genesis() -> Genesis:
@@ -68,6 +71,7 @@ def genesis() -> Genesis:
             GenesisMember("org3", m["org3"].public_key, ("registrar",)),
         ),
         prefixes=(GenesisPrefix("88.100.1", m["org1"].id), GenesisPrefix("gs1:9506000", m["org1"].id)),
+        anchoring=AnchoringSettings(31337, CONTRACT, SUBMITTERS),  # without governance: its element is null
     )
 
 
@@ -144,10 +148,10 @@ def build() -> Built:
     h["sublicensed"] = c.block(child_tx, revoked_tx)
     h["anchored"] = c.block(c.tx("org2", "licence.revoke", LicenceRevoke(licence_id(revoked_tx))),
                             c.tx("org1", "asset.transfer", AssetTransfer("PUMP-2", m["org2"])))
-    record = AnchorRecord(h["anchored"], c.db.head_hash, 31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3",
-                          hashlib.sha256(b"anchor transaction").digest(), 12,
-                          "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
-    h["recorded"] = c.block(c.tx(VALIDATORS[0], "anchor.record", record))
+    record = AnchorRecord(h["anchored"], c.db.head_hash, 31337, CONTRACT,
+                          hashlib.sha256(b"anchor transaction").digest(), 12, SUBMITTERS[0])
+    # Two validators of four (f+1) attest it alike: it takes effect.
+    h["recorded"] = c.block(c.tx(VALIDATORS[0], "anchor.attest", record), c.tx(VALIDATORS[1], "anchor.attest", record))
     h["head"] = c.block(c.tx("org1", "id.register",
                              IdRegister("88.100.1/EQ-2", (ValueSpec(1, "URL", "https://x.example"),))))
     return Built(c, h, {"root": root, "child": licence_id(child_tx), "revoked": licence_id(revoked_tx),
@@ -449,6 +453,18 @@ def edits(built: Built) -> list[tuple[str, str, str, str, Edit]]:
              timestamp=p(d)["anchor"]["header"]["timestamp"] + 1))),
         ("anchor-contract-not-hex", "anchored-history", "the contract address not 0x-hex", "malformed_proof",
          with_(lambda d: p(d)["anchor"].update(contract="0x" + "g" * 40))),
+        ("anchor-contract-other", "anchored-history", "another contract named (a liar's own)", "anchor_record",
+         with_(lambda d: p(d)["anchor"].update(contract="0x" + "66" * 20))),
+        ("anchor-submitter-other", "anchored-history", "another submitter named", "anchor_record",
+         with_(lambda d: p(d)["anchor"].update(submitter=SUBMITTERS[1]))),
+        ("anchor-record-missing", "anchored-history", "the anchor's certified record left out", "malformed_proof",
+         with_(lambda d: p(d)["anchor"].pop("record"))),
+        ("anchor-record-signature-bit", "anchored-history", "one bit flipped in a signature on the record's block",
+         "anchor_certificate", with_(lambda d: p(d)["anchor"]["record"]["certificate"]["signatures"][0].update(
+             signature=flip(p(d)["anchor"]["record"]["certificate"]["signatures"][0]["signature"], 5)))),
+        ("anchor-record-sibling-bit", "anchored-history", "one bit flipped in the record's state proof",
+         "anchor_record", with_(lambda d: p(d)["anchor"]["record"]["smt"]["siblings"].__setitem__(
+             0, flip(p(d)["anchor"]["record"]["smt"]["siblings"][0])))),
     ]
 
 

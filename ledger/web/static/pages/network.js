@@ -52,7 +52,13 @@ async function anchoring(status, signal) {
     ["Chain id", a.chain_id === null ? null : String(a.chain_id)],
     ["Contract", a.contract ? h("span", { class: "mono" }, a.contract) : null],
     ["Blocks since", a.pending === null ? null : String(a.pending)],
+    ["Confirmations", a.confirmations === undefined ? null : String(a.confirmations)],
+    ["This node's submitter", a.submitter ? h("span", { class: "mono" }, a.submitter) : null],
+    // Roots that certified submitters anchored but that are not this ledger's blocks: never attested.
+    ["Foreign roots at", a.foreign_heights && a.foreign_heights.length
+      ? h("span", { class: "mono wrap foreign" }, a.foreign_heights.join(", ")) : null],
     ["Last error", a.last_error ? h("span", { class: "wrap" }, a.last_error) : null],
+    ["Note", a.note ? h("span", { class: "wrap" }, a.note) : null],
   ])];
 }
 

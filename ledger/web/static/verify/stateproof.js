@@ -31,10 +31,11 @@ export class Genesis {
     const d = doc;
     const record = [d.chain_id, d.timestamp, d.validators.map(v => [v.name, fromHex(v.public_key)]),
       d.members.map(m => [m.name, fromHex(m.public_key), [...m.roles]]), d.prefixes.map(p => [p.prefix, p.owner])];
-    // The optional governance section: a sixth element when present (section 4).
-    if (d.governance !== undefined && d.governance !== null) {
-      record.push([d.governance.approvals, d.governance.expiry_ms]);
-    }
+    // The optional sections: governance a sixth element, anchoring a seventh, when present (section 4).
+    const gov = d.governance ?? null;
+    const anch = d.anchoring ?? null;
+    if (gov !== null || anch !== null) record.push(gov === null ? null : [gov.approvals, gov.expiry_ms]);
+    if (anch !== null) record.push([anch.eth_chain_id, anch.contract, [...anch.submitters]]);
     this.hash = H(pack(record));
   }
 
@@ -56,6 +57,10 @@ export class Genesis {
         put("gov/settings", pack([gov.approvals, gov.expiry_ms]));
         const admins = this.doc.members.filter(m => m.roles.includes("admin")).map(m => nodeId(fromHex(m.public_key)));
         put("member-admins", pack(admins.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
+      }
+      const anch = this.doc.anchoring;
+      if (anch !== undefined && anch !== null) {
+        put("anchor/settings", pack([anch.eth_chain_id, anch.contract, [...anch.submitters]]));
       }
       this._header0 = [0, this.hash, 0, this.doc.timestamp, H(new Uint8Array(0)), smtRoot(state, 0),
         H(new Uint8Array(0)), ""];
@@ -160,43 +165,59 @@ function header(v) {
 
 const headersEqual = (a, b) => a.every((x, i) => (x instanceof Uint8Array ? bytesEqual(x, b[i]) : jsonEqual(x, b[i])));
 
-function certificate(v) {
-  const c = obj(v, ["height", "view", "block_hash", "signatures"]);
-  if (!Array.isArray(c.signatures)) throw malformed("signatures");
-  return [[uint(c.height), uint(c.view), hex(c.block_hash, 32)],
-    c.signatures.map(s => obj(s, ["validator", "signature"])).map(s => [text(s.validator), hex(s.signature, 64)])];
+function address(v) {
+  if (!isText(v) || !/^0x[0-9a-f]{40}$/.test(v)) throw malformed("not 0x and 40 lowercase hex digits");
+  return v;
 }
 
-function entry(e) {
-  obj(e, ["key", "value", "smt"]);
-  const key = hex(e.key);
-  if (key.length === 0) throw malformed("empty key");
-  const value = e.value === null ? null : hex(e.value);
-  const s = obj(e.smt, ["siblings", "leaf"]);
+function certificate(v) {
+  const c = obj(v, ["height", "view", "block_hash", "signatures"]);
+  const cert = [uint(c.height), uint(c.view), hex(c.block_hash, 32)];
+  if (!Array.isArray(c.signatures)) throw malformed("signatures");
+  return [cert, c.signatures.map(s => obj(s, ["validator", "signature"])).map(s => [text(s.validator), hex(s.signature, 64)])];
+}
+
+function smtPath(v) {
+  const s = obj(v, ["siblings", "leaf"]);
   if (!Array.isArray(s.siblings) || s.siblings.length > 256) throw malformed("siblings");
   let leaf = s.leaf;
   if (leaf !== null) {
     if (!Array.isArray(leaf) || leaf.length !== 2) throw malformed("leaf");
     leaf = [hex(leaf[0], 32), hex(leaf[1], 32)];
   }
-  return { key, keyHex: e.key, value, siblings: s.siblings.map(x => hex(x, 32)), leaf };
+  return { siblings: s.siblings.map(x => hex(x, 32)), leaf };
 }
 
-// Steps 7 and 8 for a block other than block 0, against `validators` (id -> public key).
-async function checkSigners(chainId, validators, hdr, blockHash, sigs, options) {
+function be64(n) {
+  const out = new Uint8Array(8);
+  let v = BigInt(n);
+  for (let i = 7; i >= 0; i--) { out[i] = Number(v & 0xffn); v >>= 8n; }
+  return out;
+}
+
+// Section 6 step 4; an anchor record's certificate fails every check with the one `code`.
+async function checkCertificate(chainId, validators, hdr, blockHash, cert, sigs, options, code) {
+  const fail = (own, message) => refuse(code ?? own, message);
+  if (!jsonEqual(cert[0], hdr[0]) || !jsonEqual(cert[1], hdr[2]) || !bytesEqual(cert[2], blockHash)) {
+    throw fail("certificate_mismatch", "the certificate is for another block");
+  }
   const signers = sigs.map(s => s[0]);
+  if (BigInt(hdr[0]) === 0n) {
+    if (signers.length) throw fail("certificate_signers", "block 0 carries no signatures");
+    return;
+  }
   for (let i = 1; i < signers.length; i++) {
-    if (!(signers[i - 1] < signers[i])) throw refuse("certificate_signers", "signers are repeated or unsorted");
+    if (!(signers[i - 1] < signers[i])) throw fail("certificate_signers", "signers are repeated or unsorted");
   }
   const unknown = signers.find(v => !validators.has(v));
-  if (unknown !== undefined) throw refuse("certificate_signers", `${unknown} is not a validator at height ${hdr[0]}`);
+  if (unknown !== undefined) throw fail("certificate_signers", `${unknown} is not a validator at height ${hdr[0]}`);
   const n = validators.size;
   const quorum = Math.floor((n + Math.floor((n - 1) / 3) + 2) / 2);
-  if (signers.length < quorum) throw refuse("certificate_quorum", `${signers.length} signatures, a quorum is ${quorum}`);
+  if (signers.length < quorum) throw fail("certificate_quorum", `${signers.length} signatures, a quorum is ${quorum}`);
   const digest = H(concat(utf8("ledger/commit/v1"), pack([chainId, hdr[0], hdr[2], blockHash])));
   for (const [validator, signature] of sigs) {
     if (!(await verifySignature(validators.get(validator), digest, signature, options))) {
-      throw refuse("certificate_signature", `bad commit signature from ${validator}`);
+      throw fail("certificate_signature", `bad commit signature from ${validator}`);
     }
   }
 }
@@ -219,7 +240,7 @@ async function validatorsInForce(links, g, height, options) {
     if (h < first || h === 0n || BigInt(cert[0]) !== h || BigInt(cert[1]) !== BigInt(hdr[2]) || !bytesEqual(cert[2], blockHash)) {
       throw refuse("validator_set_link", `change ${i}: its block is not certified by the set before it`);
     }
-    await checkSigners(g.chainId, validators, hdr, blockHash, sigs, options);
+    await checkCertificate(g.chainId, validators, hdr, blockHash, cert, sigs, options, null);
     if (!bytesEqual(e.key, setKey(i)) || e.value === null || !smtHolds(hdr[5], e.key, e.value, e.siblings, e.leaf)) {
       throw refuse("validator_set_link", `change ${i}: not a proof of validator set ${i} in that block`);
     }
@@ -238,6 +259,14 @@ async function validatorsInForce(links, g, height, options) {
     first = active;
   }
   return validators;
+}
+
+function entry(e) {
+  obj(e, ["key", "value", "smt"]);
+  const key = hex(e.key);
+  if (key.length === 0) throw malformed("empty key");
+  const value = e.value === null ? null : hex(e.value);
+  return { key, keyHex: e.key, value, ...smtPath(e.smt) };
 }
 
 export async function checkProof(p, g, options) {
@@ -266,15 +295,19 @@ export async function checkProof(p, g, options) {
   if (new Set(entries.map(e => e.keyHex)).size !== entries.length) throw malformed("two entries with one key");
   let anchor = null;
   if (p.anchor !== undefined && p.anchor !== null) {
-    const a = obj(p.anchor, ["height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block"]);
+    const a = obj(p.anchor, ["height", "header", "history_proof", "eth_chain_id", "contract", "tx_hash", "eth_block",
+      "submitter", "record"]);
     const aHeader = header(a.header);
     if (!Array.isArray(a.history_proof)) throw malformed("history_proof");
     const path = a.history_proof.map(x => hex(x, 32));
-    if (!isText(a.contract) || !/^0x[0-9a-fA-F]{40}$/.test(a.contract)) throw malformed("contract");
-    hex(a.tx_hash, 32);
+    const contract = address(a.contract);
+    const submitter = address(a.submitter);
+    const txHash = hex(a.tx_hash, 32);
     if (BigInt(uint(a.eth_chain_id)) === 0n) throw malformed("eth_chain_id");
-    uint(a.eth_block);
-    anchor = { height: uint(a.height), header: aHeader, path, claim: a };
+    const r = obj(a.record, ["header", "certificate", "smt"]);
+    const record = { header: header(r.header), certificate: certificate(r.certificate), smt: smtPath(r.smt) };
+    const fields = [uint(a.height), null, a.eth_chain_id, contract, txHash, uint(a.eth_block), submitter];
+    anchor = { height: uint(a.height), header: aHeader, path, claim: a, fields, record };
   }
   if (!jsonEqual(height, hdr[0])) throw refuse("height_mismatch", "the proof's height is not its header's");
   const blockHash = H(pack(hdr));
@@ -284,11 +317,7 @@ export async function checkProof(p, g, options) {
     throw refuse("certificate_mismatch", "the certificate is for another block");
   }
   const validators = await validatorsInForce(links, g, hdr[0], options);
-  if (atZero) {
-    if (sigs.length) throw refuse("certificate_signers", "block 0 carries no signatures");
-  } else {
-    await checkSigners(g.chainId, validators, hdr, blockHash, sigs, options);
-  }
+  await checkCertificate(g.chainId, validators, hdr, blockHash, cert, sigs, options, null);
   for (const e of entries) {
     if (!smtHolds(hdr[5], e.key, e.value, e.siblings, e.leaf)) {
       throw refuse("state_proof", `the entry for ${fromUtf8(e.key) ?? e.keyHex} does not match the state root`);
@@ -301,6 +330,15 @@ export async function checkProof(p, g, options) {
       if (!headersEqual(aHeader, hdr) || path.length) throw refuse("anchor_header", "the anchored header differs");
     } else if (!inclusionHolds(leafHash0(blockHash), Number(hdr[0]), Number(aHeight), path, aHeader[6])) {
       throw refuse("anchor_history", "the history proof does not link the block to the anchored header");
+    }
+    // The ledger certified this very anchor: its effective record, in the state of a later certified block.
+    const { header: rHeader, certificate: [rCert, rSigs], smt } = anchor.record;
+    if (BigInt(rHeader[0]) <= BigInt(aHeight)) throw refuse("anchor_record", "the anchor's record is not in a later block");
+    await checkCertificate(g.chainId, validators, rHeader, H(pack(rHeader)), rCert, rSigs, options, "anchor_certificate");
+    anchor.fields[1] = H(pack(aHeader));
+    const key = concat(utf8("anchor/h/"), be64(aHeight));
+    if (!smtHolds(rHeader[5], key, pack(anchor.fields), smt.siblings, smt.leaf)) {
+      throw refuse("anchor_record", "the ledger's effective anchor of this height is not the one the proof names");
     }
   }
   return {
