@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NODES  ?=
 DEVNET_DIR ?= .devnet
 
-.PHONY: install contracts devnet test lint bench clean
+.PHONY: install contracts devnet test lint bench nemesis clean
 
 # Debian packages for the browser tests (chromium) and the resolver benchmark (nginx, wrk). Best effort:
 # without root or apt, the browser tests skip with a message and the benchmark skips nginx.
@@ -49,6 +49,11 @@ test: install lint
 
 bench: install
 	$(VENV)/bin/ledger bench --nodes $(or $(NODES),4)
+
+# A 4-validator devnet under client load and FAULTS faults (kill -9, restart, SIGSTOP, partition), one at a
+# time, then every acknowledged transaction checked on every node (devnet/nemesis.py). SEED replays a schedule.
+nemesis: install
+	$(PY) -m devnet.nemesis --faults $(or $(FAULTS),20) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) $(DEVNET_DIR) .pytest_cache .mypy_cache .hypothesis
