@@ -154,7 +154,7 @@ class Client(threading.Thread):
         node = batch.node
         for attempt in range(MANUAL_RETRIES + 1):
             progress = Progress(len(handles), "import", stream=_Notes(self._counted(batch)))
-            report = csv.writer(io.StringIO())
+            report = _Report(batch.errors)
             try:
                 self.signer.client = client = self.client(node)
                 self.signer.resync()
@@ -162,9 +162,11 @@ class Client(threading.Thread):
             except (LedgerError, ProbeError, ImportFileError, httpx.HTTPError) as exc:
                 batch.errors.append(f"node{node}: {type(exc).__name__}: {exc}")
             else:
-                if tally.failed:
+                if tally.failed:  # an operator runs the import again: it skips the rows registered
                     batch.errors.append(f"node{node}: {tally.failed} row(s) failed")
-                    return
+                    batch.manual_retries += 1
+                    node = self._another(node)
+                    continue
                 # imported now, or skipped as registered already (by an earlier attempt of this batch)
                 batch.acked = {h: self.signer.signed.get(h, []) for h in handles}
                 batch.first_try_ok = attempt == 0 and tally.skipped == 0
@@ -175,6 +177,17 @@ class Client(threading.Thread):
     def _another(self, node: int) -> int:
         others = [i for i in self.live() if i != node]
         return self.rng.choice(others) if others else node
+
+
+class _Report:
+    """The importer's per-row error report, kept as the batch's errors (the first few rows)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    def writerow(self, row: list[Any]) -> None:
+        if len(self.errors) < 5:
+            self.errors.append(" ".join(str(x) for x in row))
 
 
 class _Notes(io.StringIO):
