@@ -21,7 +21,7 @@ the longest link outage after a heal; then `devnet.nemesis_check`'s verdict. The
 every fault recovered, every batch was acknowledged (by hand after at most 3 retries if need be),
 nothing acknowledged is lost or doubled, and all validators hold one chain. The seed fixes the
 schedule (kinds, targets, durations, gaps), not the timing of the load around it. The last line
-printed is the figures as JSON. The devnet directory (logs, the clients' logs) is kept when the run
+printed is the figures as JSON. The devnet directory (logs, the clients' logs, `faults.jsonl`) is kept when the run
 fails or with --keep.
 """
 
@@ -35,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,8 @@ class Nemesis:
             fault = self._draw(n)
             self._inject(fault)
             self.faults.append(fault)
+            with (self.net.dir / "faults.jsonl").open("a") as log:
+                log.write(json.dumps(asdict(fault)) + "\n")  # times beside the nodes' logs
             self.say(f"fault {n + 1}/{faults}: {fault.kind} node{fault.node}{' (primary)' if fault.on_primary else ''}"
                      f" {fault.hold_s:.1f} s; links up {_s(fault.link_outage_s)} after the heal, recovered "
                      f"{_s(fault.recovered_s)} after it")
