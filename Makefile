@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 NODES  ?=
 DEVNET_DIR ?= .devnet
 
-.PHONY: install contracts devnet test test-strict sim lint bench clean
+.PHONY: install contracts devnet test test-strict sim lint bench nemesis clean
+
 
 # Debian packages for the browser tests (chromium) and the resolver benchmark (nginx, wrk). Best effort:
 # without root or apt, the browser tests skip with a message and the benchmark skips nginx.
@@ -66,6 +67,11 @@ sim: install
 
 bench: install
 	$(VENV)/bin/ledger bench --nodes $(or $(NODES),4)
+
+# A 4-validator devnet under client load and FAULTS faults (kill -9, restart, SIGSTOP, partition), one at a
+# time, then every acknowledged transaction checked on every node (devnet/nemesis.py). SEED replays a schedule.
+nemesis: install
+	$(PY) -m devnet.nemesis --faults $(or $(FAULTS),20) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) $(DEVNET_DIR) .pytest_cache .mypy_cache .hypothesis sim-failures

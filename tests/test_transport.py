@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -796,6 +797,47 @@ def test_a_stalled_node_does_not_drop_links_whose_frames_it_has_not_read_yet() -
             assert a.transport.link_state(b.key.id).connected and b.transport.link_state(a.key.id).connected
         finally:
             await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_a_long_run_of_slow_messages_does_not_keep_heartbeats_waiting() -> None:
+    # As a validator catching up after a restart: a backlog of messages, each handled on its loop for
+    # a while (a block to execute). Its peer, in another process (here: a loop on another thread),
+    # must keep hearing it, or it drops links that are alive.
+    a, b = cluster(2, heartbeat_interval=0.05, dead_after=0.5)
+    handled: list[bytes] = []
+
+    def slow(sender: str, payload: bytes) -> None:
+        time.sleep(0.08)  # blocks b's loop, as executing a block does
+        handled.append(payload)
+
+    b.transport._on_message = slow
+    b_done = threading.Event()
+
+    async def run_b() -> None:
+        await b.transport.start()
+        while not b_done.is_set():
+            await asyncio.sleep(0.02)
+        await b.transport.stop()
+
+    b_thread = threading.Thread(target=lambda: asyncio.run(run_b()), daemon=True)
+
+    async def scenario() -> None:
+        try:
+            await a.transport.start()
+            b_thread.start()
+            await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links up")
+            for i in range(30):  # 2.4 s of work for b, about five times dead_after
+                assert a.transport.send(b.key.id, b"m%d" % i)
+            await wait_for(lambda: len(handled) == 30, 10, "b to handle the backlog")
+            assert handled == [b"m%d" % i for i in range(30)]  # in order, each once
+            assert a.transport.metrics["links_dead"] == 0 and b.transport.metrics["links_dead"] == 0
+            assert a.transport.link_state(b.key.id).connected
+        finally:
+            b_done.set()
+            b_thread.join(5)
+            await a.transport.stop()
 
     run(scenario())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ class Link:
         self.pending: dict[int, asyncio.Future[bytes]] = {}  # outgoing: requests awaiting an answer
         self.serving: set[asyncio.Task[None]] = set()  # incoming: requests being answered
         self.closed = False
+        self.replaced = False  # a newer link from the same peer took over: this one delivers nothing more
         self.last_heard = now  # loop time of the last frame (or piece of a long frame) read
         self.rtt: float | None = None  # seconds, from the last PONG (outgoing links)
 
@@ -35,6 +37,44 @@ class Link:
             if not fut.done():
                 fut.set_exception(TransportError(reason))
         self.pending.clear()
+
+
+BACKLOG_BYTES = 1 << 20  # messages read ahead of their handling, per incoming link
+
+
+class Backlog:
+    """Messages read from one incoming link and not handled yet, in order: at most `limit` bytes
+    (and always one message, whatever its size). One reader puts, one handler gets."""
+
+    def __init__(self, limit: int = BACKLOG_BYTES) -> None:
+        self.items: deque[bytes] = deque()
+        self.bytes = 0
+        self.limit = limit
+        self.ended = False  # the reader is done: what is left is still handled, then `get` says None
+        self._changed = asyncio.Event()
+
+    def end(self) -> None:
+        self.ended = True
+        self._changed.set()
+
+    async def put(self, body: bytes) -> None:
+        while self.items and self.bytes + len(body) > self.limit:
+            self._changed.clear()
+            await self._changed.wait()  # full: stop reading, so TCP pushes back on the sender
+        self.items.append(body)
+        self.bytes += len(body)
+        self._changed.set()
+
+    async def get(self) -> bytes | None:
+        while not self.items:
+            if self.ended:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        body = self.items.popleft()
+        self.bytes -= len(body)
+        self._changed.set()
+        return body
 
 
 @dataclass(frozen=True)

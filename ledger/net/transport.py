@@ -42,7 +42,10 @@ Memory and connection bounds
   returns False (and counts) instead of growing it. The writer awaits `drain()` after each frame,
   so the socket buffer stays near asyncio's high-water mark.
 - incoming: one frame is read at a time, its length checked before its body is allocated
-  (`max_frame`). A slow consumer stops reading, and TCP flow control pushes back on the sender.
+  (`max_frame`). Messages wait for their handler in a backlog of at most 1 MiB per link (one
+  message of any size), handled one per turn of the loop, while heartbeats and requests are
+  answered as they are read. A slow consumer's backlog fills, it stops reading, and TCP flow
+  control pushes back on the sender.
 - handshakes: connections are accepted one by one (`ledger.net.listener`) and each runs its
   handshake in a task of its own bounded by `handshake_timeout` (a slow one delays nobody). At
   most `max_pending_handshakes` in all and `max_pending_per_address` from one address are pending
@@ -85,7 +88,7 @@ from ledger.net.frames import (
     tune_socket,
 )
 from ledger.net.handshake import DIALER, LinkTls, dial_handshake, run_handshake, validators_by_key
-from ledger.net.link import Link, LinkState
+from ledger.net.link import Backlog, Link, LinkState
 from ledger.net.listener import Listener
 
 log = logging.getLogger("ledger.net")
@@ -498,6 +501,7 @@ class Transport:
         links.append(link)
         while len(links) > self._max_incoming_per_peer:
             old = links.pop(0)
+            old.replaced = True
             old.abort()
             self.metrics["incoming_replaced"] += 1
 
@@ -511,26 +515,45 @@ class Transport:
             self._in_links.pop(link.peer_id, None)
 
     async def _read_incoming(self, link: Link) -> None:
-        while True:
-            ftype, body = await self._read(link)
-            if ftype == FrameType.MESSAGE:
-                try:
-                    self._on_message(link.peer_id, body[1:])
-                except Exception:
-                    self.metrics["callback_errors"] += 1
-                    log.exception("on_message failed for a message from %s", link.peer_id[:8])
-            elif ftype == FrameType.PING:
-                self.metrics["heartbeats_received"] += 1
-                self.metrics["heartbeats_sent"] += 1
-                self._write(link, encode_frame(FrameType.PONG, body[1:]))
-            elif ftype == FrameType.REQUEST:
-                request_id, payload = split_request_body(body)
-                self._answer(link, request_id, payload)
-                # a peer that sends requests but does not read the answers stops being read
-                await link.writer.drain()
-            else:
-                # check: only messages, requests and heartbeats travel on an incoming link
-                raise FrameError(f"unexpected frame type {ftype:#04x} on an incoming link")
+        """Read frames as they arrive: heartbeats and requests are answered at once, messages go
+        through a bounded backlog to `_handle_incoming`. Handling a message (a block to execute)
+        may take long; read and handled on one task, a run of them kept PINGs unanswered and the
+        loop's timers waiting for seconds, and peers dropped a link that was alive."""
+        backlog = Backlog()
+        self._spawn(self._handle_incoming(link, backlog))
+        try:
+            while True:
+                ftype, body = await self._read(link)
+                if ftype == FrameType.MESSAGE:
+                    await backlog.put(body)
+                elif ftype == FrameType.PING:
+                    self.metrics["heartbeats_received"] += 1
+                    self.metrics["heartbeats_sent"] += 1
+                    self._write(link, encode_frame(FrameType.PONG, body[1:]))
+                elif ftype == FrameType.REQUEST:
+                    request_id, payload = split_request_body(body)
+                    self._answer(link, request_id, payload)
+                    # a peer that sends requests but does not read the answers stops being read
+                    await link.writer.drain()
+                else:
+                    # check: only messages, requests and heartbeats travel on an incoming link
+                    raise FrameError(f"unexpected frame type {ftype:#04x} on an incoming link")
+        finally:
+            backlog.end()
+
+    async def _handle_incoming(self, link: Link, backlog: Backlog) -> None:
+        """Hand the link's messages to `on_message` in order, one per turn of the loop; those read
+        before the link ended too (they are whole and authenticated), unless a newer link replaced it."""
+        while (body := await backlog.get()) is not None:
+            # check: a replaced link delivers nothing more, so its frames never interleave with the new one's
+            if link.replaced:
+                return
+            try:
+                self._on_message(link.peer_id, body[1:])
+            except Exception:
+                self.metrics["callback_errors"] += 1
+                log.exception("on_message failed for a message from %s", link.peer_id[:8])
+            await asyncio.sleep(0)  # let timers, heartbeats and the other links in between messages
 
     def _answer(self, link: Link, request_id: int, payload: bytes) -> None:
         if self._on_request is None:

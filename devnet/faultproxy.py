@@ -1,0 +1,120 @@
+"""TCP relays on the peer links of a devnet, which the nemesis uses to partition a validator.
+
+Run as its own process (`python -m devnet.faultproxy`), so relaying never waits for the nemesis's
+threads (one interpreter lock). It reads one JSON line on stdin, `{"routes": [[from, to, port],
+...]}`: one relay per directed peer link, `from` dialing `to` whose peer port is `port`. It answers
+one JSON line, `{"ports": [...]}`, the relays' listening ports in the same order (the nemesis writes
+them into the nodes' configs). Then it takes commands, one a line, each answered `ok`:
+
+- `cut N`: node N is partitioned. Bytes on its open connections are dropped, the connections stay
+  open (as packets vanishing on a cut cable: the nodes notice only by their heartbeats), and new
+  connections to or from it are accepted and never connected through.
+- `heal N`: the partition ends. The held connections are closed (the nodes already gave them up);
+  new ones are relayed again.
+- `quit` (or the end of stdin): stop.
+
+Only peer links pass through the relays: a partitioned node still answers HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import dataclass, field
+
+CHUNK = 1 << 16
+
+
+@dataclass(eq=False)  # each connection is itself, in a set
+class Conn:
+    """One relayed connection: the dialer's side, the upstream side once connected."""
+
+    ends: frozenset[int]  # the two nodes of the link
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    def abort(self) -> None:
+        for w in self.writers:
+            transport = w.transport
+            with contextlib.suppress(Exception):
+                transport.abort()
+
+
+class Relays:
+    def __init__(self) -> None:
+        self.cut: set[int] = set()
+        self.conns: set[Conn] = set()
+
+    def is_cut(self, ends: frozenset[int]) -> bool:
+        return bool(ends & self.cut)
+
+    async def serve(self, src: int, dst: int, target_port: int) -> int:
+        ends = frozenset((src, dst))
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = Conn(ends, [writer])
+            self.conns.add(conn)
+            try:
+                if self.is_cut(ends):
+                    while await reader.read(CHUNK):
+                        pass  # held: read and drop until the peer or a heal closes it
+                    return
+                try:
+                    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+                except OSError:
+                    return
+                conn.writers.append(up_writer)
+                await asyncio.gather(self._pump(reader, up_writer, ends), self._pump(up_reader, writer, ends))
+            finally:
+                self.conns.discard(conn)
+                conn.abort()
+
+        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, ends: frozenset[int]) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while chunk := await src.read(CHUNK):
+                if self.is_cut(ends):
+                    continue  # dropped, as on a cut cable
+                dst.write(chunk)
+                await dst.drain()
+        with contextlib.suppress(Exception):
+            dst.close()
+
+    def command(self, line: str) -> str:
+        verb, _, arg = line.strip().partition(" ")
+        if verb == "cut":
+            self.cut.add(int(arg))
+        elif verb == "heal":
+            node = int(arg)
+            self.cut.discard(node)
+            for conn in [c for c in self.conns if node in c.ends]:
+                conn.abort()  # connections cut off during the partition are closed, not resumed
+        else:
+            return f"error: unknown command {line.strip()!r}"
+        return "ok"
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    spec = json.loads(await reader.readline())
+    relays = Relays()
+    ports = [await relays.serve(int(src), int(dst), int(port)) for src, dst, port in spec["routes"]]
+    print(json.dumps({"ports": ports}), flush=True)
+    while line := (await reader.readline()).decode():
+        if line.strip() == "quit":
+            break
+        print(relays.command(line), flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

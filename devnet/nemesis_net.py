@@ -1,0 +1,160 @@
+"""The nemesis's devnet: 4 validators without Ethereum whose peer links all pass through relays
+(`devnet.faultproxy`, a process of its own), and the faults it can do to one of them.
+
+Each validator's config names, for each peer, the relay of that directed link instead of the peer's
+own port, so a partition cuts exactly the peer links of one validator and leaves its HTTP alone.
+The devnet's members are `admin` and one registrar per load client (`load0`, `load1`, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devnet import launcher
+from devnet.definition import load_definition
+from devnet.processes import any_free_port, is_alive, start_node, stop_pid, wait_healthy
+from devnet.record import save_devnet
+
+
+class NemesisNet:
+    def __init__(self, directory: Path, nodes: int, clients: int) -> None:
+        self.dir = directory
+        if (directory / "devnet.json").exists():
+            raise RuntimeError(f"{directory} holds a devnet already: the nemesis builds its own (give a new --dir)")
+        base = load_definition()
+        definition = replace(
+            base,
+            members=(("admin", ("admin",)), *((f"load{k}", ("registrar",)) for k in range(clients))),
+            anchoring=replace(base.anchoring, chain="none"),
+        ).with_overrides(nodes=nodes, http_base_port=any_free_port())
+        created = launcher.create(directory, definition)
+        homes = [Path(n["home"]) for n in created["nodes"]]
+        configs = [json.loads((h / "config.json").read_text()) for h in homes]
+        p2p = [c["p2p"]["port"] for c in configs]
+        routes = [(i, j, p2p[j]) for i in range(nodes) for j in range(nodes) if i != j]
+        self.proxy = subprocess.Popen([sys.executable, "-m", "devnet.faultproxy"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        ports = json.loads(self._say(json.dumps({"routes": routes})))["ports"]
+        relay = {(i, j): port for (i, j, _), port in zip(routes, ports, strict=True)}
+        index_of_port = {port: j for j, port in enumerate(p2p)}
+        for i, (home, config) in enumerate(zip(homes, configs, strict=True)):
+            for peer in config["peers"]:
+                peer["port"] = relay[(i, index_of_port[peer["port"]])]
+            (home / "config.json").write_text(json.dumps(config, indent=2))
+        self.data = launcher.up(directory, definition=definition, ethereum="none")
+        self.nodes: list[dict[str, Any]] = self.data["nodes"]
+        self.urls = [n["http"] for n in self.nodes]
+
+    def _say(self, line: str) -> str:
+        assert self.proxy.stdin is not None and self.proxy.stdout is not None
+        self.proxy.stdin.write(line + "\n")
+        self.proxy.stdin.flush()
+        answer = self.proxy.stdout.readline().strip()
+        if not answer or answer.startswith("error"):
+            raise RuntimeError(f"fault proxy answered {answer!r} to {line!r}")
+        return answer
+
+    # --- faults ------------------------------------------------------------------------------------
+
+    def kill(self, i: int) -> None:
+        pid = self.nodes[i]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            if not is_alive(pid):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"node{i} (pid {pid}) did not die after SIGKILL")
+
+    def terminate(self, i: int) -> None:
+        stop_pid(self.nodes[i]["pid"])
+
+    def start(self, i: int) -> None:
+        node = self.nodes[i]
+        proc = start_node(node["home"], self.dir / "logs")
+        node["pid"] = proc.pid
+        save_devnet(self.dir, self.data)  # so `ledger devnet down --dir` finds the new process
+        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log")
+
+    def pause(self, i: int) -> None:
+        os.kill(self.nodes[i]["pid"], signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        os.kill(self.nodes[i]["pid"], signal.SIGCONT)
+
+    def cut(self, i: int) -> None:
+        self._say(f"cut {i}")
+
+    def heal(self, i: int) -> None:
+        self._say(f"heal {i}")
+
+    # --- looking ---------------------------------------------------------------------------------
+
+    def status(self, i: int, timeout: float = 2.0) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"{self.urls[i]}/v1/status", timeout=timeout).json()
+        return body
+
+    def primary(self, among: list[int]) -> int | None:
+        """The index of the primary that the first answering node in `among` follows."""
+        ids = [n["id"] for n in self.nodes]
+        for i in among:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                return ids.index(self.status(i)["primary"])
+        return None
+
+    def linked(self, i: int) -> bool:
+        """Node i sees both directions of its link with every other up (GET /v1/network)."""
+        try:
+            # /v1/network probes the peers (up to 1 s for one that does not answer): a timeout above that
+            validators = httpx.get(f"{self.urls[i]}/v1/network", timeout=3).json()["validators"]
+            return all(v["connected"] for v in validators)
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+
+    def all_linked(self) -> bool:
+        return all(self.linked(i) for i in range(len(self.urls)))
+
+    def when_linked(self, timeout: float) -> float | None:
+        """When (time.time()) the last node to see all its links up first said so, each node asked on a
+        thread of its own until it does; None if one did not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+
+        def poll(i: int) -> float | None:
+            while time.monotonic() < deadline:
+                if self.linked(i):
+                    return time.time()
+                time.sleep(0.05)
+            return None
+
+        with ThreadPoolExecutor(len(self.urls)) as pool:
+            times = list(pool.map(poll, range(len(self.urls))))
+        return None if None in times else max(t for t in times if t is not None)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if is_alive(node.get("pid")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node["pid"], signal.SIGCONT)  # a paused node must run to act on SIGTERM
+        launcher.down(self.dir)
+        with contextlib.suppress(Exception):
+            self._say("quit")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proxy.wait(5)
+        if self.proxy.poll() is None:
+            self.proxy.kill()
+            self.proxy.wait()
+

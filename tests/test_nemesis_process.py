@@ -1,0 +1,52 @@
+"""The nemesis on real processes (`devnet/nemesis.py`, `make nemesis`): a 4-validator devnet under
+client load takes 20 faults, one validator at a time (kill -9 and restart, SIGTERM and restart,
+SIGSTOP and SIGCONT, a partition of its peer links), each healed before the next.
+
+Asserted at the end, as the nemesis itself checks them: every fault recovered (links up, the healed
+validator caught up, one view); every
+acknowledged transaction committed exactly once, resolved by every validator; one chain on all;
+every batch acknowledged (95% of them without a manual retry).
+The seed is fixed (NEMESIS_SEED overrides it) so a failure can be replayed with `make nemesis`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FAULTS = 20
+SEED = int(os.environ.get("NEMESIS_SEED", "1618"))
+
+
+def test_twenty_faults_lose_nothing_and_every_batch_is_acknowledged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "devnet.nemesis", "--faults", str(FAULTS), "--seed", str(SEED),
+         "--dir", str(tmp_path / "devnet"), "--clients", "3", "--rows", "40"],
+        capture_output=True, text=True, timeout=900,
+    )
+    with capsys.disabled():
+        print("\n[nemesis] " + "\n[nemesis] ".join(proc.stdout.splitlines()[-9:-1]), file=sys.stderr)
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert fig["faults"] == FAULTS and fig["faults_not_recovered"] == [], proc.stdout[-3000:]
+    assert all(fig["fault_kinds"][kind] for kind in ("kill", "pause", "partition"))
+    assert fig["faults_on_primary"] > 0
+    assert fig["transactions_acknowledged"] > 0 and fig["batches"] > 0
+    assert fig["lost"] == 0 and fig["doubled"] == 0  # committed successfully exactly once
+    # fig["repeated_tx_ids"] (a committed tx proposed again, failing on its nonce) is a known gap, not asserted
+    assert all(n == 0 for n in fig["missing_on_nodes"].values())
+    assert fig["one_chain"]
+    assert fig["batches_failed"] == 0
+    # Not 100%: an import that signs with the nonce of a validator still catching up (restarted, or
+    # healed from a partition) has rows refused as replayed_nonce; running it again completes it.
+    assert fig["batches_acknowledged_first_try_pct"] >= 95.0, proc.stdout[-3000:]
+    assert fig["passed"] and proc.returncode == 0
