@@ -17,8 +17,8 @@ from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.store import MemoryStore, Store
 from ledger.tx import compute_tx_id, make_tx
+from tests.sim.checks import assert_live, finish
 from tests.sim.network import Network
-from tests.test_consensus_sim import _assert_live, _finish
 
 KEYS = [SigningKey.from_seed(f"anchor-sim-validator-{i}".encode()) for i in range(4)]
 ADMIN = SigningKey.from_seed(b"anchor-sim-admin")
@@ -75,7 +75,7 @@ def test_fake_attestations_through_consensus_never_take_effect_and_every_replica
     for i in range(0, 12, 4):
         net.submit(work[i:i + 4], 1)
         net.run(6)
-    _assert_live(net, work)
+    assert_live(net, work)
     chain = net.nodes[0].app.chain  # type: ignore[attr-defined]
     height = chain.height - 1
     block = chain.get_block(height)
@@ -95,7 +95,7 @@ def test_fake_attestations_through_consensus_never_take_effect_and_every_replica
     ]
     lies = [tx(liar, "anchor.attest", f) for f in fakes]
     net.submit(lies, 2)
-    _assert_live(net, lies)
+    assert_live(net, lies)
     for node in net.honest_running():
         c = node.app.chain  # type: ignore[attr-defined]
         outcomes = [c.get_tx_location(compute_tx_id(raw)) for raw in lies]
@@ -107,8 +107,8 @@ def test_fake_attestations_through_consensus_never_take_effect_and_every_replica
     # Two honest validators attest the genuine anchor: f+1 of 4, it takes effect everywhere alike.
     honest = [tx(KEYS[0], "anchor.attest", genuine), tx(KEYS[1], "anchor.attest", genuine)]
     net.submit(honest, 0)
-    _assert_live(net, honest)
-    _finish(net)
+    assert_live(net, honest)
+    finish(net)
     roots = set()
     for node in net.honest_running():
         c = node.app.chain  # type: ignore[attr-defined]
