@@ -18,7 +18,6 @@ node that cannot execute must not vote.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -45,6 +44,7 @@ from ledger.net.transport import Transport, TransportError
 from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
+from ledger.tasks import cancel_and_wait
 from ledger.tx import compute_tx_id
 from ledger.validators import COUNT_KEY, ValidatorSet, sets_from
 
@@ -168,10 +168,7 @@ class Node:
             self._catch_up_task.cancel()
         if self.transport is not None:
             await self.transport.stop()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         self.mempool.close()
         self.store.close()
 

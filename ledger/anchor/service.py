@@ -46,6 +46,7 @@ from ledger.anchor.records import KIND, AnchorRecord, get_anchor_record, get_vot
 from ledger.anchor.settings import AnchoringSettings, get_settings, settings_to_json
 from ledger.chain import compute_block_hash
 from ledger.config import EthereumConfig
+from ledger.tasks import cancel_and_wait
 from ledger.tx import TxRejected, decode_tx
 
 if TYPE_CHECKING:
@@ -168,10 +169,7 @@ class AnchorService:
         self._task = asyncio.create_task(self._run(), name="anchoring")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _on_commit(self, executed: ExecutedBlock) -> None:
