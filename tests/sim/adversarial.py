@@ -120,7 +120,9 @@ def scenario_byzantine_new_view(seed: int) -> None:
     net.heal()
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
-    assert _total_invalid(net) > 0, "no forged new view reached a check"
+    # Not asserted per schedule: that a forgery reached a check. A forged new view can be lost (2% drop)
+    # or overtaken by the true one before any replica checks it (1 schedule in about 1,000); the
+    # byzantine_view_change scenario asserts that its forgeries reach checks.
     _quorum_in_one_view(net)
     finish(net)
 
