@@ -97,7 +97,8 @@ def scenario_byzantine_view_change(seed: int) -> None:
     net.heal()
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
-    assert _total_invalid(net) > 0, "no forgery reached a check"
+    # Not asserted per schedule: that a forgery reached a check (lost or overtaken in about 1 schedule in
+    # 1,000; seed 111006868). Safety and liveness below are.
     _quorum_in_one_view(net)  # it may primary a view too, and forge its new view
     finish(net)
 
@@ -121,8 +122,7 @@ def scenario_byzantine_new_view(seed: int) -> None:
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
     # Not asserted per schedule: that a forgery reached a check. A forged new view can be lost (2% drop)
-    # or overtaken by the true one before any replica checks it (1 schedule in about 1,000); the
-    # byzantine_view_change scenario asserts that its forgeries reach checks.
+    # or overtaken by the true one before any replica checks it (1 schedule in about 1,000).
     _quorum_in_one_view(net)
     finish(net)
 
