@@ -1,24 +1,24 @@
 """A Byzantine validator in test mode, for the multi-process tests only.
 
 `python -m tests.misbehaving_node --home HOME [--attacks LIST] [--counts FILE]` runs the node of HOME as
-`ledger node run` does, with its replica, storage and keys the real ones, but with what it sends rewritten
-at the I/O edge (the node's peer links, `Node.send`/`Node.broadcast`): whenever it is the primary, each
-pre-prepare its honest replica broadcasts is replaced by real messages signed with its real key:
+`ledger node run` does: its replica, storage, transport and keys are the real ones. Two thin wrappers, both
+outside ledger/, make it lie whenever it is the primary, with real messages signed with its real key:
 
-- `equivocate`: one backup (the witness) gets the honest block and then another block for the same view and
-  height (a different batch: the honest one without its last transaction, or an empty one), so that an
-  honest replica holds both signed pre-prepares and can record the equivocation;
-- `oversized`: a block whose transactions exceed the chain's block budget (the message still fits a frame);
-- `frame`: a block whose pre-prepare exceeds the consensus message limit (the transport still carries it);
-- `future`: a block whose time lies far ahead of every clock;
-- `backwards`: a block whose time runs backwards from its parent's;
+- its application's `propose` (what its replica proposes, votes for and would commit): in turn, a block
+  whose time lies far ahead of every clock (`future`), one whose time runs backwards from its parent's
+  (`backwards`), one whose transactions exceed the chain's block budget (`oversized`, the message still
+  fits the limit), and one whose pre-prepare exceeds the consensus message limit (`frame`, the transport
+  still carries it). Were a backup to accept one, it would commit: the refusals are what stop it.
+- its peer links (`Node.broadcast`, the I/O edge): each pre-prepare also goes out as the other bad kinds,
+  and with `equivocate` one backup (the witness) first gets a valid block of another batch for the same
+  view and height, then the proposed one, so that an honest replica holds two signed pre-prepares of one
+  slot and can have the equivocation recorded. Retransmissions resend the same messages.
 - `fake-anchors`: its anchoring service attests fake anchors (every few seconds) and anchors a huge height
   on the contract (tests/lying_anchor_node.py).
 
-The other backups get the bad blocks (none of them the honest one), so no honest quorum can form in its
-view and the others must change views. Retransmissions resend the same forged messages. What it did is
-counted (per kind, once per pre-prepare) in the counts file (default HOME/misbehaviour.json), so a test
-can check the attack was made. The switch lives here, in the tests, and nowhere in the product: no
+What it did is counted in the counts file (default HOME/misbehaviour.json): `proposed KIND` per block its
+replica proposed, `sent KIND` and `sent equivocation` per pre-prepare, `fake-anchors` per round of lies, so
+a test can check each attack was made. The switch lives here, in the tests, and nowhere in the product: no
 configuration of a real node can turn it on.
 """
 
@@ -30,6 +30,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import uvicorn
 
 from ledger.api.server import create_app
 from ledger.chain import MAX_BLOCK_TX_BYTES, Block, BlockHeader, compute_block_hash, compute_tx_root
-from ledger.chaindb import ExecutedBlock
+from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.codec import encode
 from ledger.config import NodeConfig
 from ledger.consensus.messages import (
@@ -52,11 +53,13 @@ from ledger.consensus.messages import (
     sign_message,
 )
 from ledger.driver import MSG_CONSENSUS
+from ledger.ledger_app import LedgerApp
 from ledger.node import Node
 
 log = logging.getLogger("ledger.misbehaving")
 
-ATTACKS = ("equivocate", "oversized", "frame", "future", "backwards", "fake-anchors")
+PROPOSAL_KINDS = ("future", "backwards", "oversized", "frame")  # the bad blocks, in the order it proposes them
+ATTACKS = ("equivocate", *PROPOSAL_KINDS, "fake-anchors")
 FUTURE_MS = 10 * 60 * 1000  # far beyond any validator's allowed clock skew
 BACKWARDS_MS = 5_000  # behind the parent, yet within the skew a validator allows from its own clock
 PAD = 64 * 1024  # one junk "transaction" of the oversized blocks
@@ -64,13 +67,16 @@ LIE_EVERY_S = 3.0  # between two rounds of fake anchors
 
 
 class Misbehaviour:
-    """The forged pre-prepares of one node, and the counts of what it sent."""
+    """The forged proposals and pre-prepares of one node, and the counts of what it did."""
 
     def __init__(self, attacks: frozenset[str], counts_path: Path) -> None:
         self.attacks = attacks
         self.counts: Counter[str] = Counter()
         self._path = counts_path
-        self._forged: dict[bytes, list[tuple[str, bytes]]] = {}  # original message -> (peer, payload) sent
+        self._kinds = [k for k in PROPOSAL_KINDS if k in attacks]
+        self._proposals = 0
+        self._batches: dict[bytes, tuple[tuple[bytes, ...], int, str]] = {}  # forged hash -> honest batch, time, kind
+        self._forged: dict[bytes, list[tuple[str, bytes]]] = {}  # broadcast message -> (peer, payload) sent instead
         self._save()
 
     def _save(self) -> None:
@@ -78,9 +84,27 @@ class Misbehaviour:
         tmp.write_text(json.dumps(dict(self.counts), sort_keys=True))
         os.replace(tmp, self._path)
 
-    def count(self, kind: str) -> None:
-        self.counts[kind] += 1
+    def count(self, what: str) -> None:
+        self.counts[what] += 1
         self._save()
+
+    # --- its own replica's proposals -------------------------------------------------------------
+
+    def propose(self, app: LedgerApp, honest: Block, txs: tuple[bytes, ...], parent: bytes | None) -> Block:
+        """What its replica proposes instead of `honest`: the next bad kind in turn (kept in `app.pending`, so
+        its replica builds on it and votes for it as for any block of its own)."""
+        if not self._kinds:
+            return honest
+        kind = self._kinds[self._proposals % len(self._kinds)]
+        self._proposals += 1
+        found = _parent(app, honest.header.prev_hash if parent is None else parent)
+        executed = None if found is None else forge(app.chain, kind, txs, honest.header, *found)
+        if executed is None:
+            return honest
+        app.pending[executed.block_hash] = executed
+        self._batches[executed.block_hash] = (txs, honest.header.timestamp, kind)
+        self.count(f"proposed {kind}")
+        return executed.block
 
     # --- the I/O edge ------------------------------------------------------------------------------
 
@@ -96,79 +120,84 @@ class Misbehaviour:
             return None
         cached = self._forged.get(payload)
         if cached is None:
-            cached = self._forge(node, payload, decode_body(env), decode_block(env.attachment))
+            cached = self._forge_sends(node, payload, decode_body(env), decode_block(env.attachment))
             self._forged[payload] = cached
             while len(self._forged) > 32:
                 del self._forged[next(iter(self._forged))]
-        else:
-            self.count("retransmitted")
         return cached
 
-    # --- forging -----------------------------------------------------------------------------------
-
-    def _forge(self, node: Node, honest: bytes, body: PrePrepare, block: Block) -> list[tuple[str, bytes]]:
+    def _forge_sends(self, node: Node, proposed: bytes, body: PrePrepare, block: Block) -> list[tuple[str, bytes]]:
         peers = sorted(v.id for v in node.chain.validators_at(body.height) if v.id != node.key.id)
-        parent = self._parent(node, body.prev_hash)
-        bad: list[tuple[str, bytes]] = []  # (kind, signed pre-prepare) that every honest backup refuses
-        if "oversized" in self.attacks:
-            bad.append(("oversized", self._signed(node, body, self._padded(block, MAX_BLOCK_TX_BYTES + PAD))))
-        if "frame" in self.attacks:
-            bad.append(("frame", self._signed(node, body, self._padded(block, MAX_MESSAGE_BYTES + PAD))))
-        if "future" in self.attacks and parent is not None:
-            built = node.chain.build_block(block.txs, body.view, time.time_ns() // 1_000_000 + FUTURE_MS,
-                                           node.key.id, parent[1])
-            bad.append(("future", self._signed(node, body, built.block)))
-        if "backwards" in self.attacks and parent is not None and parent[0].timestamp >= BACKWARDS_MS:
-            header = replace(block.header, timestamp=parent[0].timestamp - BACKWARDS_MS)
-            bad.append(("backwards", self._signed(node, body, Block(header, block.txs))))
+        found = _parent(node.app, body.prev_hash)
+        if found is None or not peers:
+            return [(p, proposed) for p in peers]
+        txs, timestamp, kind = self._batches.get(body.block_hash, (block.txs, block.header.timestamp, ""))
+        honest_header = replace(block.header, timestamp=timestamp)
         out: list[tuple[str, bytes]] = []
-        if "equivocate" in self.attacks and parent is not None:
-            # Another batch; an empty block's alternative differs in its time instead.
-            later = block.header.timestamp + (0 if block.txs else 1)
-            built = node.chain.build_block(block.txs[:-1], body.view, later, node.key.id, parent[1])
-            alt = self._signed(node, body, built.block)
-            witness, rest = peers[0], peers[1:]
-            out += [(witness, honest), (witness, alt)]  # in this order: it holds one, then meets the other
-            self.count("equivocate")
-            if not bad:
-                out += [(p, honest if i % 2 else alt) for i, p in enumerate(rest)]
-            else:
-                for i, (kind, payload) in enumerate(bad):
-                    out.append((rest[i % len(rest)], payload))
-                    self.count(kind)
-        else:
-            for kind, payload in bad:
-                out += [(p, payload) for p in peers]
-                self.count(kind)
-            if not bad:
-                return [(p, honest) for p in peers]
-        log.warning("misbehaving at view %d height %d: %s", body.view, body.height,
-                    ", ".join(sorted(self.counts)))
+        others = peers
+        if "equivocate" in self.attacks:
+            # The witness holds a valid block of another batch first, then meets the one proposed.
+            alt_txs = txs[:-1] if txs else txs
+            alt_header = honest_header if txs else replace(honest_header, timestamp=timestamp + 1)
+            alt = forge(node.chain, "", alt_txs, alt_header, *found)
+            assert alt is not None
+            out += [(peers[0], self._signed(node, body, alt.block)), (peers[0], proposed)]
+            others = peers[1:]
+            self.count("sent equivocation")
+        out += [(p, proposed) for p in others]
+        if kind:
+            self.count(f"sent {kind}")
+        # Every other bad kind too, to the same backups, after the proposed block.
+        for other in (k for k in self._kinds if k != kind):
+            executed = forge(node.chain, other, txs, honest_header, *found)
+            if executed is not None:
+                forged = self._signed(node, body, executed.block)
+                out += [(p, forged) for p in others]
+                self.count(f"sent {other}")
+        log.warning("misbehaving at view %d height %d: %s", body.view, body.height, dict(self.counts))
         return out
 
     @staticmethod
-    def _parent(node: Node, prev_hash: bytes) -> tuple[BlockHeader, ExecutedBlock | None] | None:
-        """The parent's header, and the pending block to build on (None: the committed head)."""
-        if prev_hash == node.chain.head_hash:
-            return node.chain.head, None
-        pending = node.app.pending.get(prev_hash)
-        return None if pending is None else (pending.block.header, pending)
-
-    @staticmethod
-    def _padded(block: Block, at_least: int) -> Block:
-        """The block with junk transactions appended until they carry more than `at_least` bytes."""
-        txs = list(block.txs)
-        n = 0
-        while sum(len(t) for t in txs) <= at_least:
-            txs.append(n.to_bytes(4, "big") * (PAD // 4))
-            n += 1
-        return Block(replace(block.header, tx_root=compute_tx_root(txs)), tuple(txs))
-
-    @staticmethod
-    def _signed(node: Node, honest: PrePrepare, block: Block) -> bytes:
-        body = replace(honest, block_hash=compute_block_hash(block.header))
+    def _signed(node: Node, proposed: PrePrepare, block: Block) -> bytes:
+        body = replace(proposed, block_hash=compute_block_hash(block.header))
         env = sign_message(node.key, node.genesis.chain_id, body, encode(block))
         return bytes([MSG_CONSENSUS]) + encode_envelope(env)
+
+
+def _parent(app: LedgerApp, prev_hash: bytes) -> tuple[BlockHeader, ExecutedBlock | None] | None:
+    """The parent's header, and the pending block to build on (None: the committed head)."""
+    if prev_hash == app.chain.head_hash:
+        return app.chain.head, None
+    pending = app.pending.get(prev_hash)
+    return None if pending is None else (pending.block.header, pending)
+
+
+def forge(chain: ChainDB, kind: str, txs: Sequence[bytes], honest: BlockHeader, parent_header: BlockHeader,
+          parent: ExecutedBlock | None) -> ExecutedBlock | None:
+    """The block of `kind` ("" for a valid one) with the batch `txs` on `parent`, executed as its proposer
+    would; None when the kind cannot be made here (time cannot run back from a parent at time zero)."""
+    if kind == "future":
+        return chain.build_block(txs, honest.view, time.time_ns() // 1_000_000 + FUTURE_MS, honest.proposer, parent)
+    if kind == "backwards" and parent_header.timestamp < BACKWARDS_MS:
+        return None
+    built = chain.build_block(txs, honest.view, honest.timestamp, honest.proposer, parent)
+    if kind == "backwards":
+        block = Block(replace(built.block.header, timestamp=parent_header.timestamp - BACKWARDS_MS), built.block.txs)
+    elif kind in ("oversized", "frame"):
+        block = _padded(built.block, MAX_BLOCK_TX_BYTES if kind == "oversized" else MAX_MESSAGE_BYTES)
+    else:
+        return built
+    return replace(built, block=block, block_hash=compute_block_hash(block.header))
+
+
+def _padded(block: Block, over: int) -> Block:
+    """The block with junk transactions appended until they carry more than `over` bytes."""
+    txs = list(block.txs)
+    n = 0
+    while sum(len(t) for t in txs) <= over:
+        txs.append(n.to_bytes(4, "big") * (PAD // 4))
+        n += 1
+    return Block(replace(block.header, tx_root=compute_tx_root(txs)), tuple(txs))
 
 
 def install(attacks: frozenset[str], counts_path: Path) -> Misbehaviour:
@@ -185,6 +214,12 @@ def install(attacks: frozenset[str], counts_path: Path) -> Misbehaviour:
             self.send(peer, message)
 
     Node.broadcast = broadcast  # type: ignore[method-assign]
+    honest_propose = LedgerApp.propose
+
+    def propose(self: LedgerApp, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block:
+        return misbehaviour.propose(self, honest_propose(self, txs, view, proposer, parent), tuple(txs), parent)
+
+    LedgerApp.propose = propose  # type: ignore[method-assign]
     if "fake-anchors" in attacks:
         from ledger.anchor import service
         from tests.lying_anchor_node import lying

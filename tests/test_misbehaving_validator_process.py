@@ -36,10 +36,12 @@ from ledger.resolver.registry import PrefixCreate
 from ledger.verifier import verify_document
 from tests.devnetutil import ledger, wait_until
 from tests.lying_anchor_node import FAKE_TX
+from tests.misbehaving_node import PROPOSAL_KINDS
 
 pytestmark = pytest.mark.slow
 
 ROWS = 150
+BURST = 5  # transactions sent to the misbehaving primary one by one
 PREFIX = "88.400"
 REPO = Path(__file__).resolve().parent.parent
 SKEW_MS = 30_000  # the block time bound a validator allows from its own clock (LedgerApp.max_clock_skew_ms)
@@ -90,10 +92,20 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
         wait_healthy(bad["http"], proc, log)
 
-        # A client imports through an honest node (the admin's prefix first, through another).
+        # The admin's prefixes, sent to the misbehaving primary one by one: one proposal each in its view
+        # (up to its pipeline of 4), so that its replica proposes every bad kind in turn.
         org1 = SigningKey.load(data["keys"]["org1"])
-        admin = Signer(SigningKey.load(data["keys"]["admin"]), LedgerClient(honest[1]))
-        admin.send("prefix.create", PrefixCreate(PREFIX, org1.id))
+        admin = Signer(SigningKey.load(data["keys"]["admin"]), LedgerClient(bad["http"]))
+        sent = []
+        for prefix in (PREFIX, *(f"{PREFIX}{n}" for n in range(1, BURST))):
+            (result,) = admin.client.submit([admin.sign("prefix.create", PrefixCreate(prefix, org1.id))], wait=False)
+            assert result.get("accepted"), result
+            sent.append(result["tx_id"])
+            time.sleep(0.2)
+        wait_until(lambda: _get(f"{honest[0]}/v1/tx/{sent[0]}").get("status") == "committed", 90,
+                   "the prefix committed by the honest validators")
+
+        # A client imports through an honest node.
         handles = [f"{PREFIX}/m{n}" for n in range(ROWS)]
         rows = directory / "import.csv"
         with open(rows, "w", newline="") as f:
@@ -118,12 +130,13 @@ def _counts(a: Attacked) -> dict[str, int]:
 
 
 def test_every_attack_was_made(attacked: Attacked) -> None:
-    # Each kind once per forged pre-prepare (at least one, in view 0); fake anchors once a new head is anchored.
+    # Its replica proposed each bad kind, each went out, it equivocated, and it lied about anchors.
     wait_until(lambda: _counts(attacked).get("fake-anchors", 0) > 0, 60, "the misbehaving node's fake anchors")
     counts = _counts(attacked)
     print(f"attacks made: {counts}")
-    for kind in ("equivocate", "oversized", "frame", "future", "backwards", "fake-anchors"):
-        assert counts.get(kind, 0) >= 1, (kind, counts)
+    for kind in PROPOSAL_KINDS:
+        assert counts.get(f"proposed {kind}", 0) >= 1 and counts.get(f"sent {kind}", 0) >= 1, (kind, counts)
+    assert counts.get("sent equivocation", 0) >= 1 and counts.get("fake-anchors", 0) >= 1, counts
 
 
 def test_honest_nodes_commit_the_import_on_one_chain(attacked: Attacked) -> None:
