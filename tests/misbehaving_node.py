@@ -1,25 +1,28 @@
 """A Byzantine validator in test mode, for the multi-process tests only.
 
 `python -m tests.misbehaving_node --home HOME [--attacks LIST] [--counts FILE]` runs the node of HOME as
-`ledger node run` does: its replica, storage, transport and keys are the real ones. Two thin wrappers, both
-outside ledger/, make it lie whenever it is the primary, with real messages signed with its real key:
+`ledger node run` does: its replica, storage, transport and keys are the real ones. What it sends is
+rewritten at the I/O edge (its peer links, `Node.broadcast`): whenever it is the primary, the pre-prepare
+its honest replica broadcasts for a slot is replaced by real messages signed with its real key.
 
-- its application's `propose` (what its replica proposes, votes for and would commit): in turn, a block
-  whose time lies far ahead of every clock (`future`), one whose time runs backwards from its parent's
-  (`backwards`), one whose transactions exceed the chain's block budget (`oversized`, the message still
-  fits the limit), and one whose pre-prepare exceeds the consensus message limit (`frame`, the transport
-  still carries it). Were a backup to accept one, it would commit: the refusals are what stop it.
-- its peer links (`Node.broadcast`, the I/O edge): each pre-prepare also goes out as the other bad kinds,
-  and with `equivocate` one backup (the witness) first gets a valid block of another batch for the same
-  view and height, then the proposed one, so that an honest replica holds two signed pre-prepares of one
-  slot and can have the equivocation recorded. Retransmissions resend the same messages.
+- The bad kinds (`future`: time far ahead of every clock; `backwards`: time running back from the
+  parent's; `oversized`: transactions over the chain's block budget, the message still within its limit;
+  `frame`: a pre-prepare over the consensus message limit, which the transport still carries), one per
+  slot in turn: every backup first gets the bad block, then the honest one. The backups are a quorum
+  without it, so a bad block they accepted would commit; refusing it, they commit the honest one.
+- Once every kind has been proposed, only bad blocks: nothing it proposes can commit, and the others
+  must change views.
+- `equivocate`: in each of those slots one backup (the witness) first gets a valid block of another batch
+  for the same view and height, so that an honest replica holds two signed pre-prepares of one slot and
+  can have the equivocation recorded.
 - `fake-anchors`: its anchoring service attests fake anchors (every few seconds) and anchors a huge height
   on the contract (tests/lying_anchor_node.py).
 
-What it did is counted in the counts file (default HOME/misbehaviour.json): `proposed KIND` per block its
-replica proposed, `sent KIND` and `sent equivocation` per pre-prepare, `fake-anchors` per round of lies, so
-a test can check each attack was made. The switch lives here, in the tests, and nowhere in the product: no
-configuration of a real node can turn it on.
+Retransmissions resend the same messages. What it did is counted in the counts file (default
+HOME/misbehaviour.json): `proposed KIND` per slot, `stalled` per slot it let nothing valid through, `sent
+equivocation`, `fake-anchors` per round of lies, so a test can check each attack was made; the hash of
+every block it forged goes to the same path with the suffix `.blocks`, one a line. The switch
+lives here, in the tests, and nowhere in the product: no configuration of a real node can turn it on.
 """
 
 from __future__ import annotations
@@ -67,15 +70,14 @@ LIE_EVERY_S = 3.0  # between two rounds of fake anchors
 
 
 class Misbehaviour:
-    """The forged proposals and pre-prepares of one node, and the counts of what it did."""
+    """The forged pre-prepares of one node, and the counts of what it sent."""
 
     def __init__(self, attacks: frozenset[str], counts_path: Path) -> None:
         self.attacks = attacks
         self.counts: Counter[str] = Counter()
         self._path = counts_path
         self._kinds = [k for k in PROPOSAL_KINDS if k in attacks]
-        self._proposals = 0
-        self._batches: dict[bytes, tuple[tuple[bytes, ...], int, str]] = {}  # forged hash -> honest batch, time, kind
+        self._slots = 0  # pre-prepares forged so far
         self._forged: dict[bytes, list[tuple[str, bytes]]] = {}  # broadcast message -> (peer, payload) sent instead
         self._save()
 
@@ -88,26 +90,6 @@ class Misbehaviour:
         self.counts[what] += 1
         self._save()
 
-    # --- its own replica's proposals -------------------------------------------------------------
-
-    def propose(self, app: LedgerApp, honest: Block, txs: tuple[bytes, ...], parent: bytes | None) -> Block:
-        """What its replica proposes instead of `honest`: the next bad kind in turn (kept in `app.pending`, so
-        its replica builds on it and votes for it as for any block of its own)."""
-        if not self._kinds:
-            return honest
-        kind = self._kinds[self._proposals % len(self._kinds)]
-        self._proposals += 1
-        found = _parent(app, honest.header.prev_hash if parent is None else parent)
-        executed = None if found is None else forge(app.chain, kind, txs, honest.header, *found)
-        if executed is None:
-            return honest
-        app.pending[executed.block_hash] = executed
-        self._batches[executed.block_hash] = (txs, honest.header.timestamp, kind)
-        self.count(f"proposed {kind}")
-        return executed.block
-
-    # --- the I/O edge ------------------------------------------------------------------------------
-
     def rewrite(self, node: Node, payload: bytes) -> list[tuple[str, bytes]] | None:
         """The (peer, payload) pairs to send instead of broadcasting `payload`; None to send it as is."""
         if payload[:1] != bytes([MSG_CONSENSUS]):
@@ -118,7 +100,7 @@ class Misbehaviour:
             return None
         if env.kind != KIND_PREPREPARE or env.sender != node.key.id:
             return None
-        cached = self._forged.get(payload)
+        cached = self._forged.get(payload)  # a retransmission: the same lies again
         if cached is None:
             cached = self._forge_sends(node, payload, decode_body(env), decode_block(env.attachment))
             self._forged[payload] = cached
@@ -126,40 +108,48 @@ class Misbehaviour:
                 del self._forged[next(iter(self._forged))]
         return cached
 
-    def _forge_sends(self, node: Node, proposed: bytes, body: PrePrepare, block: Block) -> list[tuple[str, bytes]]:
+    def _forge_sends(self, node: Node, honest: bytes, body: PrePrepare, block: Block) -> list[tuple[str, bytes]]:
+        """What goes out instead of the honest pre-prepare of one slot (see the module's docstring)."""
         peers = sorted(v.id for v in node.chain.validators_at(body.height) if v.id != node.key.id)
         found = _parent(node.app, body.prev_hash)
         if found is None or not peers:
-            return [(p, proposed) for p in peers]
-        txs, timestamp, kind = self._batches.get(body.block_hash, (block.txs, block.header.timestamp, ""))
-        honest_header = replace(block.header, timestamp=timestamp)
-        out: list[tuple[str, bytes]] = []
-        others = peers
+            return [(p, honest) for p in peers]
+        slot, self._slots = self._slots, self._slots + 1
+        sends: dict[str, list[bytes]] = {p: [] for p in peers}
         if "equivocate" in self.attacks:
-            # The witness holds a valid block of another batch first, then meets the one proposed.
-            alt_txs = txs[:-1] if txs else txs
-            alt_header = honest_header if txs else replace(honest_header, timestamp=timestamp + 1)
-            alt = forge(node.chain, "", alt_txs, alt_header, *found)
+            # The witness holds a valid block of another batch first, then meets the other(s).
+            header = block.header if block.txs else replace(block.header, timestamp=block.header.timestamp + 1)
+            alt = forge(node.chain, "", block.txs[:-1], header, *found)
             assert alt is not None
-            out += [(peers[0], self._signed(node, body, alt.block)), (peers[0], proposed)]
-            others = peers[1:]
+            sends[peers[0]].append(self._signed(node, body, alt.block))
             self.count("sent equivocation")
-        out += [(p, proposed) for p in others]
-        if kind:
-            self.count(f"sent {kind}")
-        # Every other bad kind too, to the same backups, after the proposed block.
-        for other in (k for k in self._kinds if k != kind):
-            executed = forge(node.chain, other, txs, honest_header, *found)
-            if executed is not None:
-                forged = self._signed(node, body, executed.block)
-                out += [(p, forged) for p in others]
-                self.count(f"sent {other}")
+        if slot < len(self._kinds):
+            # One bad block first to every backup: accepted by them, it would commit (they are a quorum).
+            kind = self._kinds[slot]
+            bad = forge(node.chain, kind, block.txs, block.header, *found)
+            for p in peers:
+                sends[p] += ([] if bad is None else [self._signed(node, body, bad.block)]) + [honest]
+            if bad is not None:
+                self.count(f"proposed {kind}")
+        elif self._kinds:
+            # Then only bad blocks: nothing it proposes can commit, and the others must change views.
+            for kind in self._kinds:
+                bad = forge(node.chain, kind, block.txs, block.header, *found)
+                if bad is not None:
+                    forged = self._signed(node, body, bad.block)
+                    for p in peers:
+                        sends[p].append(forged)
+            self.count("stalled")
+        else:
+            for p in peers:
+                sends[p].append(honest)
         log.warning("misbehaving at view %d height %d: %s", body.view, body.height, dict(self.counts))
-        return out
+        return [(p, m) for p in peers for m in sends[p]]
 
-    @staticmethod
-    def _signed(node: Node, proposed: PrePrepare, block: Block) -> bytes:
+    def _signed(self, node: Node, proposed: PrePrepare, block: Block) -> bytes:
         body = replace(proposed, block_hash=compute_block_hash(block.header))
+        with open(self._path.with_suffix(".blocks"), "a") as f:  # what it signed, for a test to look for
+            f.write(body.block_hash.hex() + "\n")
         env = sign_message(node.key, node.genesis.chain_id, body, encode(block))
         return bytes([MSG_CONSENSUS]) + encode_envelope(env)
 
@@ -214,12 +204,6 @@ def install(attacks: frozenset[str], counts_path: Path) -> Misbehaviour:
             self.send(peer, message)
 
     Node.broadcast = broadcast  # type: ignore[method-assign]
-    honest_propose = LedgerApp.propose
-
-    def propose(self: LedgerApp, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block:
-        return misbehaviour.propose(self, honest_propose(self, txs, view, proposer, parent), tuple(txs), parent)
-
-    LedgerApp.propose = propose  # type: ignore[method-assign]
     if "fake-anchors" in attacks:
         from ledger.anchor import service
         from tests.lying_anchor_node import lying
