@@ -286,6 +286,8 @@ def _describe(error: Any) -> str:
         return f"missing setting '{name}'"
     value = error["input"]
     got = "" if isinstance(value, dict | list) else f" (got {json.dumps(value, default=str)})"
+    if not name:  # a rule across settings (e.g. role and its section): its message names them
+        return error["msg"].removeprefix("Value error, ")
     return f"setting '{name}': {error['msg'].removeprefix('Value error, ')}{got}"
 
 
