@@ -20,5 +20,7 @@ def build_node(config: NodeConfig) -> Node:
 
         node.anchoring = AnchorService(node, config.ethereum)
     if config.observer is not None:  # role "observer" (config.py refuses one without the other)
-        node.follower = Follower(node, config.observer)
+        follower = node.follower = Follower(node, config.observer)
+        node.metrics.expose_gauges("ledger_observer", "An observer's validators: answering lately, bad blocks "
+                                   "they served, failed requests", follower.gauges)
     return node

@@ -114,6 +114,11 @@ class Follower:
         now = self._clock()
         return {"validators": [u.to_json(now) for u in self._upstreams], "rounds": self.rounds}
 
+    def gauges(self) -> dict[str, int]:
+        """For /metrics (`ledger_observer{what=...}`)."""
+        return {"validators_answering": len(self.reachable()), "bad_blocks": sum(u.bad_blocks for u in self._upstreams),
+                "request_errors": sum(u.errors for u in self._upstreams)}
+
     def claims(self) -> list[int]:
         """The heads the validators claimed lately (for readiness; unchecked, see `ledger.health`)."""
         now = self._clock()

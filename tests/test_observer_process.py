@@ -7,8 +7,10 @@ validator refuses them and takes the blocks from another. One devnet for the mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +108,20 @@ def test_observer_killed_with_sigkill_comes_back_and_catches_up(devnet: dict[str
     assert get(observer, "/api/handles/88.100.8/K-2")["responseCode"] == 1
 
 
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+
+
+def test_every_metric_the_grafana_dashboard_plots_is_exported(devnet: dict[str, Any]) -> None:
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    wanted = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bledger_[a-z_]+", e)}
+    exported: set[str] = set()
+    for url in (devnet["nodes"][0]["http"], devnet["observers"][0]["http"]):
+        text = httpx.get(url + "/metrics", timeout=10.0).text
+        exported |= set(re.findall(r"^# TYPE (\S+)", text, re.M))
+    assert "ledger_observer" in wanted and "ledger_consensus_total" in wanted
+    assert wanted <= exported, f"plotted but not exported: {sorted(wanted - exported)}"
+
+
 class LyingValidator(BaseHTTPRequestHandler):
     """Answers block requests with a real validator's blocks whose certificates carry a forged signature."""
 
@@ -128,7 +144,8 @@ class LyingValidator(BaseHTTPRequestHandler):
         self.send_header("content-type", r.headers.get("content-type", "application/octet-stream"))
         self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the observer stopped meanwhile
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
