@@ -64,6 +64,7 @@ class Upstream:
     """One validator as this observer knows it."""
 
     url: str
+    id: str | None = None  # the validator id its /v1/status names (unchecked; for the network page only)
     head: int | None = None  # the head height it last claimed (unchecked: readiness takes f+1 claims)
     answered_at: float | None = None  # monotonic time of its last well-formed answer
     errors: int = 0  # requests that failed (unreachable, timeout, garbled answer)
@@ -71,7 +72,7 @@ class Upstream:
     demoted: bool = False  # served a bad block last time: asked after the others
 
     def to_json(self, now: float) -> dict[str, Any]:
-        return {"url": self.url, "head": self.head, "errors": self.errors, "bad_blocks": self.bad_blocks,
+        return {"url": self.url, "id": self.id, "head": self.head, "errors": self.errors, "bad_blocks": self.bad_blocks,
                 "answered_ago_s": None if self.answered_at is None else round(now - self.answered_at, 1)}
 
 
@@ -131,6 +132,18 @@ class Follower:
 
     # --- following -----------------------------------------------------------------------------------
 
+    def seen(self, validator_id: str) -> dict[str, Any] | None:
+        """A validator as this observer sees it, for `GET /v1/network` (None if no URL named it)."""
+        now, wall = self._clock(), time.time()
+        for u in self._upstreams:
+            if u.id == validator_id:
+                fresh = u.answered_at is not None and now - u.answered_at <= CLAIM_FRESH_S
+                ago = None if u.answered_at is None else max(0, round((now - u.answered_at) * 1000))
+                return {"last_seen": None if ago is None else int(wall * 1000) - ago, "last_seen_ago_ms": ago,
+                        "view": None, "height": u.head, "rtt_ms": None, "connected": fresh, "outgoing": fresh,
+                        "incoming": False, "url": u.url}
+        return None
+
     def order(self) -> list[str]:
         """Validators in the order to ask them: as configured, those that last served a bad block last."""
         return [u.url for u in sorted(self._upstreams, key=lambda u: u.demoted)]
@@ -162,9 +175,19 @@ class Follower:
             log.info("block request to %s failed: %s", url, exc)
             return None
         up.head, up.answered_at = batch.head_height, self._clock()
+        if up.id is None:
+            await self._learn_id(up)
         if batch.blocks and up.demoted:
             up.demoted = False  # it serves blocks again; a bad one demotes it again
         return r.content
+
+    async def _learn_id(self, up: Upstream) -> None:
+        assert self._http is not None
+        try:
+            node_id = (await self._http.get(up.url + "/v1/status")).json().get("node_id")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return
+        up.id = node_id if isinstance(node_id, str) else None
 
     def _on_invalid(self, url: str, height: int, why: str) -> None:
         up = self._by_url[url]

@@ -93,6 +93,14 @@ def test_observer_serves_reads_with_proofs_and_forwards_writes(devnet: dict[str,
     assert status["role"] == "observer" and status["view"] is None
     assert status["node_id"] not in status["validators"]  # never in a quorum
     assert httpx.get(observer + "/healthz", timeout=10.0).status_code == 200
+    assert httpx.get(validator + "/readyz", timeout=10.0).json()["ready"] is True
+    # The explorer's network page on the observer: each validator as answering its polls, no view of its own.
+    def all_answering() -> dict[str, Any] | None:
+        network: dict[str, Any] = get(observer, "/v1/network")
+        return network if all(v["connected"] and v["height"] is not None for v in network["validators"]) else None
+
+    network = wait_until(all_answering, WAIT_S, "the observer's network page to show every validator answering")
+    assert network["role"] == "observer" and network["view"] is None and network["primary"] is None
     rows = launcher.status(Path(devnet["dir"]))  # what `ledger devnet status` shows
     assert [(r["node"], r["role"], r["health"]) for r in rows][-1] == ("obs0", "observer", "ok")
 
