@@ -161,6 +161,9 @@ class Node:
     def replica(self) -> Replica:
         return self.driver.replica
 
+    def committed_height(self) -> int:
+        return self.chain.height
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:

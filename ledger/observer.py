@@ -16,6 +16,8 @@ over peer links the validators would have to admit non-validator keys into the c
 Writes (`POST /v1/tx`) are forwarded as they came to a validator, and its answer returned as it
 is; a validator that cannot be reached is passed over for the next (re-sending the same signed
 bytes is safe: nonces let a transaction commit once, and a second copy is answered `duplicate`).
+An answer saying the transactions committed (`?wait=true`) is held until this observer holds their
+block (polling at once, at most 10 s): a client then reads its own write, and its next nonce, here.
 
 State owned here: the validators' URLs in order of preference and what each last showed (claimed
 head, when it last answered, errors, bad blocks). The node asks for `claims()` (readiness) and
@@ -25,6 +27,8 @@ head, when it last answered, errors, bad blocks). The node asks for `claims()` (
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +46,7 @@ log = logging.getLogger("ledger.observer")
 
 SYNC_PATH = "/v1/sync/blocks"
 MSGPACK = "application/msgpack"
+READ_YOUR_WRITES_S = 10.0  # a committed write's answer waits this long at most for the observer to hold its block
 CLAIM_FRESH_S = 30.0  # a validator's claimed head counts for readiness this long after it answered
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "upgrade",
                "proxy-connection", "trailer", "content-encoding", "date", "server"}
@@ -51,6 +56,10 @@ RequestFn = Callable[[str, bytes], Awaitable[bytes | None]]
 
 class FollowingNode(Protocol):
     """What the follower needs of the node it feeds."""
+
+    def committed_height(self) -> int:
+        """The height of the last block on disk."""
+        ...
 
     async def catch_up_over(self, peers: Sequence[str], request: RequestFn,
                             on_invalid: Callable[[str, int, str], None]) -> None:
@@ -97,6 +106,7 @@ class Follower:
         self._by_url = {u.url: u for u in self._upstreams}
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set: poll now (a forwarded write committed)
         self.rounds = 0
 
     # --- lifecycle (the node starts and stops it, like anchoring) ----------------------------------
@@ -158,7 +168,19 @@ class Follower:
             except Exception:  # a bug here must not stop following; the node stops itself on a disk error
                 log.exception("following the validators failed")
             self.rounds += 1
-            await asyncio.sleep(poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+            self._wake.clear()
+
+    async def wait_for_height(self, height: int, timeout: float = READ_YOUR_WRITES_S) -> bool:
+        """Poll at once and wait (at most `timeout` s) until this observer holds block `height`."""
+        deadline = self._clock() + timeout
+        while self._node.committed_height() < height:
+            if self._clock() >= deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return True
 
     async def _request(self, url: str, payload: bytes) -> bytes | None:
         """One block request to validator `url` (the payload is an encoded BlockRequest)."""
@@ -213,5 +235,22 @@ class Follower:
                 failures.append(f"{url}: {type(exc).__name__}")
                 continue
             kept = [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_HEADERS]
+            height = committed_at(r.content) if r.status_code == 200 else None
+            if height is not None:  # read your writes: answer once this observer's reads show the commit
+                await self.wait_for_height(height)
             return Forwarded(r.status_code, kept, r.content)
         raise NoValidatorReachable("no validator answered: " + "; ".join(failures))
+
+
+def committed_at(body: bytes) -> int | None:
+    """The highest height a `POST /v1/tx?wait=true` answer says its transactions committed at, if any."""
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(answer, dict):
+        return None
+    results = answer.get("results")
+    items: list[Any] = results if isinstance(results, list) else [answer]
+    heights = [i["height"] for i in items if isinstance(i, dict) and isinstance(i.get("height"), int)]
+    return max(heights) if heights else None
