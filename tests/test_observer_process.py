@@ -156,11 +156,21 @@ class LyingValidator(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the observer stopped meanwhile
             self.wfile.write(body)
 
+    def do_POST(self) -> None:  # noqa: N802 - writes it passes on as they are
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        r = httpx.post(self.upstream + self.path, content=body, timeout=60.0,
+                       headers={"content-type": self.headers.get("content-type", "application/json")})
+        self.send_response(r.status_code)
+        self.send_header("content-type", r.headers.get("content-type", "application/json"))
+        self.send_header("content-length", str(len(r.content)))
+        self.end_headers()
+        self.wfile.write(r.content)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def test_observer_refuses_blocks_with_forged_certificates_and_asks_another(
+def test_observer_refuses_blocks_with_forged_certificates_and_asks_another_and_shows_writes_at_once(
         devnet: dict[str, Any], tmp_path: Path) -> None:
     honest = devnet["nodes"][2]["http"]
     LyingValidator.upstream = devnet["nodes"][3]["http"]
@@ -171,7 +181,9 @@ def test_observer_refuses_blocks_with_forged_certificates_and_asks_another(
     port = any_free_port()
     write_config(home, {"genesis": os.path.relpath(devnet["genesis"], home), "http": {"port": port},
                         "role": "observer", "verify_threads": 1,
-                        "observer": {"validators": [f"http://127.0.0.1:{liar.server_port}", honest]}})
+                        # Polling seldom: only read-your-writes makes a write through it visible at once.
+                        "observer": {"validators": [f"http://127.0.0.1:{liar.server_port}", honest],
+                                     "poll_ms": 5000}})
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "observer.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ledger.cli", "node", "run", "--home", str(home)],
@@ -185,6 +197,10 @@ def test_observer_refuses_blocks_with_forged_certificates_and_asks_another(
         height = get(honest, "/v1/status")["height"]
         for h in range(1, height + 1):  # every block the observer holds carries the validators' certificate
             assert get(url, f"/v1/blocks/{h}")["certificate"] == get(honest, f"/v1/blocks/{h}")["certificate"]
+        # A write through the observer, answered as committed, is read back from it at once.
+        committed = write(devnet, url, "88.100.5", ["88.100.5/RYW-1"])
+        assert get(url, "/v1/status")["height"] >= committed
+        assert get(url, "/api/handles/88.100.5/RYW-1")["responseCode"] == 1
     finally:
         stop_pid(proc.pid)
         liar.shutdown()
