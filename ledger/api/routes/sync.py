@@ -3,9 +3,9 @@
 The answer is the catch-up reply of the peer links (`ledger.net.sync.BlockBatch`, canonical msgpack):
 blocks from `from` on, each with its commit certificate, bounded in count (64) and bytes (6 MiB).
 Nothing in it is to be trusted as served: the follower checks every certificate against the
-validator set at its height and re-executes every block. Each block served costs the client one
-more read token (`ledger.api.params.charge`), so a client asking for many is slowed like one
-asking for many proofs.
+validator set at its height and re-executes every block. Each block served, and each 16 KiB of the
+answer, costs the client one more read token (`ledger.api.params.charge`): a client asking for
+many large blocks (a 6 MiB answer costs about 450) is slowed like one asking for many proofs.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockRequest, serve_blocks
 router = APIRouter(tags=["sync"])
 
 MSGPACK = "application/msgpack"
+TOKEN_BYTES = 16 * 1024  # an answer costs a read token more per this many bytes
 
 
 @router.get("/v1/sync/blocks", response_class=Response, responses={200: {
@@ -37,5 +38,6 @@ async def sync_blocks(
 ) -> Response:
     """Certified blocks from a height on, for a node following the chain (an observer)."""
     batch = serve_blocks(node.chain, BlockRequest(from_height, max_blocks))
-    charge(request, len(batch.blocks))
-    return Response(encode(batch), media_type=MSGPACK)
+    body = encode(batch)
+    charge(request, len(batch.blocks) + len(body) // TOKEN_BYTES)
+    return Response(body, media_type=MSGPACK)
