@@ -8,6 +8,7 @@ Ethereum side follows the definition (or `--ethereum`) again.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -88,6 +89,35 @@ def create(directory: Path, definition: Definition) -> dict[str, Any]:
     return data
 
 
+def add_observers(directory: Path, data: dict[str, Any], count: int) -> None:
+    """Give the devnet `count` observers in all (homes, keys, configs; listed under `observers`): each follows
+    every validator's HTTP (`ledger/observer.py`). Existing observers are kept; none is removed."""
+    observers = data.setdefault("observers", [])
+    missing = count - len(observers)
+    if missing <= 0:
+        return
+    genesis_path = Path(data["genesis"])
+    taken = [int(e["http"].rsplit(":", 1)[1]) for e in data["nodes"] + observers]
+    taken += [json.loads((Path(e["home"]) / "config.json").read_text())["p2p"]["port"] for e in data["nodes"]]
+    ports = free_ports(missing, max(taken) + 1)
+    for port in ports:
+        index = len(observers)
+        home = directory / "observers" / f"obs{index}"
+        key = SigningKey.generate()  # its own: an observer has no key in any validator set
+        key.save(home / "node.pem")
+        write_config(home, {
+            "node_key": "node.pem",
+            "genesis": os.path.relpath(genesis_path, home),
+            "data_dir": "data",
+            "http": {"host": "127.0.0.1", "port": port},
+            "role": "observer",
+            "observer": {"validators": [e["http"] for e in data["nodes"]]},
+            "verify_threads": 1,
+        })
+        observers.append({"id": key.id, "http": f"http://127.0.0.1:{port}", "pid": None, "home": str(home)})
+    save_devnet(directory, data)
+
+
 def current_chain(data: dict[str, Any]) -> str:
     """The Ethereum choice an existing devnet was last started with: anvil, none or its RPC URL."""
     eth = data.get("ethereum") or {}
@@ -97,13 +127,14 @@ def current_chain(data: dict[str, Any]) -> str:
 def up(
     directory: Path, nodes: int | None = None, *, definition: Definition | None = None,
     base_port: int | None = None, batch_size: int | None = None, batch_wait_ms: int | None = None,
-    ethereum: str | None = None, eth_key: str | None = None,
+    ethereum: str | None = None, eth_key: str | None = None, observers: int | None = None,
 ) -> dict[str, Any]:
     """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy.
 
     `definition` defaults to `devnet/devnet.toml`; the other arguments, when given, override it. Without
     `nodes` an existing devnet keeps its node count; without `ethereum` (anvil | none | an RPC URL)
-    it keeps its current chain, and a new one takes the definition's.
+    it keeps its current chain, and a new one takes the definition's. `observers` adds observers up to
+    that many (an existing devnet keeps those it has); they start once the validators are healthy.
     """
     definition = definition or load_definition()
     earlier = load_devnet(directory) if exists(directory) else None
@@ -133,6 +164,16 @@ def up(
         for entry in data["nodes"]:
             log_path = log_dir / f"{Path(entry['home']).name}.log"
             wait_healthy(entry["http"], procs.get(entry["id"]), log_path)
+        add_observers(directory, data, observers or 0)
+        started = {}
+        for entry in data.get("observers", []):
+            if not is_alive(entry.get("pid")):
+                proc = start_node(entry["home"], log_dir)
+                entry["pid"] = proc.pid
+                started[entry["id"]] = proc
+        save_devnet(directory, data)
+        for entry in data.get("observers", []):
+            wait_healthy(entry["http"], started.get(entry["id"]), log_dir / f"{Path(entry['home']).name}.log")
     except DevnetError:
         down(directory)
         raise
@@ -143,7 +184,7 @@ def down(directory: Path) -> list[str]:
     """Stop the devnet's nodes and its Anvil; the names of those that were running."""
     data = load_devnet(directory)
     stopped = []
-    for entry in data["nodes"]:
+    for entry in data.get("observers", []) + data["nodes"]:
         pid = entry.get("pid")
         if is_alive(pid):
             stop_pid(pid)
@@ -156,16 +197,21 @@ def down(directory: Path) -> list[str]:
 
 
 def status(directory: Path) -> list[dict[str, Any]]:
-    """Each node's height, view, whether it is the primary, and its health."""
+    """Each node's and observer's height, view, whether it is the primary, readiness and health."""
     data = load_devnet(directory)
     rows = []
-    for i, entry in enumerate(data["nodes"]):
-        row: dict[str, Any] = {"node": f"node{i}", "id": entry["id"], "url": entry["http"], "pid": entry.get("pid")}
+    members = [(f"node{i}", "validator", e) for i, e in enumerate(data["nodes"])]
+    members += [(f"obs{i}", "observer", e) for i, e in enumerate(data.get("observers", []))]
+    for name, role, entry in members:
+        row: dict[str, Any] = {"node": name, "role": role, "id": entry["id"], "url": entry["http"],
+                               "pid": entry.get("pid")}
         try:
             s = httpx.get(f"{entry['http']}/v1/status", timeout=2.0).json()
-            row.update(height=s["height"], view=s["view"], primary=s["primary"] == entry["id"], health="ok")
+            ready = httpx.get(f"{entry['http']}/readyz", timeout=5.0).status_code == 200
+            row.update(height=s["height"], view=s["view"], primary=None if s["view"] is None else
+                       s["primary"] == entry["id"], ready=ready, health="ok")
         except (httpx.HTTPError, ValueError, KeyError):
-            row.update(height=None, view=None, primary=None,
+            row.update(height=None, view=None, primary=None, ready=False,
                        health="down" if not is_alive(entry.get("pid")) else "unreachable")
         rows.append(row)
     return rows

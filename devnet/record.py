@@ -3,7 +3,8 @@
 Its format is a contract (ARCHITECTURE.md section 4): `chain_id`; `nodes`, each with `id`, `http`,
 `pid` and `home`; `genesis`; `keys`, each member's key file by name (and `admin1` ... `adminK`, the
 admins, `admin1` being the same key as the first admin, `admin`); `ethereum` with `rpc`,
-`chain_id` and `anchor_contract` (plus the launcher's `anvil_pid` and `deployment`).
+`chain_id` and `anchor_contract` (plus the launcher's `anvil_pid` and `deployment`); `observers` (when
+`--observers` made any), each with `id`, `http`, `pid` and `home` like `nodes`.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 The node knows nothing of anchoring; the anchoring service reaches the node through
 `ledger.anchor.port.AnchorNode`. Here the service is built for the node (when the config has an
-`ethereum` section) and attached, so the node starts it, stops it and shows its status.
+`ethereum` section) and attached, so the node starts it, stops it and shows its status; an observer's
+follower (`ledger.observer`) likewise.
 """
 
 from __future__ import annotations
 
 from ledger.config import NodeConfig
 from ledger.node import Node
+from ledger.observer import Follower
 
 
 def build_node(config: NodeConfig) -> Node:
@@ -17,4 +19,8 @@ def build_node(config: NodeConfig) -> Node:
         from ledger.anchor.service import AnchorService  # imports web3: only when anchoring is on
 
         node.anchoring = AnchorService(node, config.ethereum)
+    if config.observer is not None:  # role "observer" (config.py refuses one without the other)
+        follower = node.follower = Follower(node, config.observer)
+        node.metrics.expose_gauges("ledger_observer", "An observer's validators: answering lately, bad blocks "
+                                   "they served, failed requests", follower.gauges)
     return node

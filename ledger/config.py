@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -196,6 +196,26 @@ class PeerLinks(_Settings):
         return value
 
 
+class ObserverSettings(_Settings):
+    """Where an observer (`"role": "observer"`) takes certified blocks from and sends writes to: the
+    validators' HTTP URLs (`observer.validators`). None of them is trusted: every block's certificate
+    is checked against the validator set at its height, and one that serves a bad block or is down is
+    passed over for the next (ledger/observer.py)."""
+
+    validators: tuple[str, ...] = Field(min_length=1, strict=False)  # e.g. "http://10.20.0.7:8700"
+    poll_ms: int = Field(default=300, ge=10)  # ask for new blocks this often while at the head
+    request_timeout_s: float = Field(default=10.0, gt=0)  # one block request to a validator
+    forward_timeout_s: float = Field(default=130.0, gt=0)  # a forwarded write (`?wait=true` waits up to 120 s)
+
+    @field_validator("validators")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"should be http(s) URLs of validators (got {json.dumps(url)})")
+        return tuple(url.rstrip("/") for url in value)
+
+
 class NodeConfig(_Settings):
     home: Path  # the directory holding config.json (set by `load`; not a setting in the file)
     node_key: HomePath = Field(default="node.pem", validate_default=True)  # (validated: a default lies in HOME too)
@@ -215,6 +235,21 @@ class NodeConfig(_Settings):
     verify_threads: int = Field(default=2, ge=1)  # signature-checking threads; 1 = verify on the event loop
     batch_wait_ms: int = Field(default=30, ge=0)  # the primary cuts a partial batch after this wait
     ethereum: EthereumConfig | None = None  # anchoring; None = off
+    # A validator votes; an observer follows certified blocks over HTTP and serves reads (ledger/observer.py).
+    role: Literal["validator", "observer"] = "validator"
+    observer: ObserverSettings | None = None  # required with role "observer", refused otherwise
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line (`node run --log-json`)
+
+    @model_validator(mode="after")
+    def _observer_settings_match_role(self) -> NodeConfig:
+        if self.role == "observer":
+            if self.observer is None:
+                raise ValueError("role 'observer' needs an 'observer' section naming the validators' HTTP URLs")
+            if self.ethereum is not None:
+                raise ValueError("an observer does not anchor: remove the 'ethereum' section")
+        elif self.observer is not None:
+            raise ValueError("an 'observer' section needs \"role\": \"observer\"")
+        return self
 
     @field_validator("ethereum", mode="before")
     @classmethod
@@ -251,6 +286,8 @@ def _describe(error: Any) -> str:
         return f"missing setting '{name}'"
     value = error["input"]
     got = "" if isinstance(value, dict | list) else f" (got {json.dumps(value, default=str)})"
+    if not name:  # a rule across settings (e.g. role and its section): its message names them
+        return error["msg"].removeprefix("Value error, ")
     return f"setting '{name}': {error['msg'].removeprefix('Value error, ')}{got}"
 
 

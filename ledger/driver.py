@@ -30,7 +30,7 @@ the caller stops the node. A peer's message can never raise here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import msgpack
@@ -226,8 +226,11 @@ class Driver(Generic[C]):
 
     # --- catch-up ----------------------------------------------------------------------------------
 
-    def catch_up(self, peers: Sequence[str]) -> CatchUpRound:
-        """Fetch certified blocks from `peers` in turn until none has more; apply each in order."""
+    def catch_up(self, peers: Sequence[str],
+                 on_invalid: Callable[[str, int, str], None] | None = None) -> CatchUpRound:
+        """Fetch certified blocks from `peers` in turn until none has more; apply each in order.
+        `on_invalid(peer, height, why)` hears of a block that failed its checks (the peer is then left)."""
+        start = self.app.committed_height()
         for peer in peers:
             while True:
                 request = BlockRequest(self.app.committed_height() + 1, MAX_BLOCKS_PER_REPLY)
@@ -248,6 +251,8 @@ class Driver(Generic[C]):
                         committed = self.app.apply_certified(entry.block, entry.certificate)
                     except InvalidBlock as exc:
                         log.warning("peer %s served an invalid block %d: %s", peer, header.height, exc)
+                        if on_invalid is not None:
+                            on_invalid(peer, header.height, str(exc))
                         break
                     except Exception as exc:
                         raise ApplicationError(f"applying fetched block {header.height} failed: {exc!r}") from exc
@@ -259,7 +264,8 @@ class Driver(Generic[C]):
                     yield PAUSE
                 if applied == 0 or self.app.committed_height() >= reply.head_height:
                     break
-        log.info("catch-up done at height %d", self.app.committed_height())
+        if self.app.committed_height() != start:  # (an observer's polls mostly find nothing new)
+            log.info("catch-up done at height %d", self.app.committed_height())
 
 
 def encode_forwards(txs: Sequence[bytes]) -> Iterator[bytes]:

@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ledger.anchor.records import disabled_status
@@ -35,12 +35,14 @@ from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.evidence import KIND as EVIDENCE_KIND
 from ledger.evidence import EquivocationEvidence
 from ledger.genesis import load_genesis
+from ledger.health import Readiness, judge
 from ledger.keyfiles import load_node_key
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
 from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
+from ledger.observer import Follower
 from ledger.state import VerifiedCache
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
@@ -50,6 +52,7 @@ from ledger.validators import COUNT_KEY, ValidatorSet, sets_from
 
 log = logging.getLogger("ledger.node")
 
+READY_PEER_FRESH_S = 10.0  # a peer's height counts for readiness this long after it was heard
 MAX_TICKS_PER_WAKEUP = 20  # after a long stall (e.g. SIGSTOP) do not fire every missed tick at once
 CATCH_UP_REQUEST_TIMEOUT_S = 10.0
 EXIT_APPLICATION_FAILED = 70  # EX_SOFTWARE
@@ -97,7 +100,12 @@ class Node:
         # Every set decided since genesis (the replica answers quorums per height from them), and their keys.
         later = sets_from(self.chain.latest, 1, self.genesis)[1:]
         all_keys = {**self.genesis.validator_keys(), **{v.id: v.public_key for s in later for v in s.validators}}
-        if self.key.id not in all_keys:
+        # An observer follows certified blocks over the validators' HTTP (ledger/observer.py): no peer
+        # links, no ticks, so its replica never speaks; it only hears of the blocks applied.
+        self.observer = config.role == "observer"
+        if self.observer and self.key.id in all_keys:
+            raise ValueError(f"node key {self.key.id} is a validator's: an observer needs a key of its own")
+        if self.key.id not in all_keys and not self.observer:
             log.warning("node key %s is in no validator set this chain decided yet: following it (catch-up) "
                         "until a change adds it", self.key.id)
         replica = Replica(
@@ -120,7 +128,7 @@ class Node:
         self.peer_info = PeerTracker()
         self._next_activation = 0  # a height from which a decided set governs (0: none pending)
         self.transport: Transport | None = None
-        if len(all_keys) > 1 or self.key.id not in all_keys:
+        if not self.observer and (len(all_keys) > 1 or self.key.id not in all_keys):
             links = config.peer_links
             self.transport = Transport(
                 self.key, self.genesis.chain_id, config.p2p, self._peers_known(config.peers), self._pinned_keys(),
@@ -146,24 +154,35 @@ class Node:
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
+        # An observer's link to the validators (blocks in, writes out): attached by `build_node`.
+        self.follower: Follower | None = None
 
     @property
     def replica(self) -> Replica:
         return self.driver.replica
+
+    def committed_height(self) -> int:
+        return self.chain.height
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self.transport is not None:
             await self.transport.start()
-        self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
+        if not self.observer:
+            self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
         if self.anchoring is not None:
             self.anchoring.start()
-        log.info("node %s started at height %d", self.key.id, self.chain.height)
+        if self.follower is not None:
+            self.follower.start()
+        log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
+                 self.chain.height)
 
     async def stop(self) -> None:
         if self.anchoring is not None:
             await self.anchoring.stop()
+        if self.follower is not None:
+            await self.follower.stop()
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
         if self.transport is not None:
@@ -365,11 +384,27 @@ class Node:
         return self.driver.serve(payload)
 
     async def _catch_up(self) -> None:
-        """Run one catch-up round of the driver: await each block request it makes of a peer."""
-        assert self.transport is not None
-        peers = self.transport.connected_peers()
+        """Run one catch-up round over the peer links."""
+        transport = self.transport
+        assert transport is not None
+
+        async def request(peer: str, payload: bytes) -> bytes | None:
+            try:
+                return await transport.request(peer, payload, timeout=CATCH_UP_REQUEST_TIMEOUT_S)
+            except TransportError as exc:
+                log.info("catch-up from %s failed: %s", peer, exc)
+                return None
+
+        peers = transport.connected_peers()
         random.shuffle(peers)
-        round_ = self.driver.catch_up(peers)
+        await self.catch_up_over(peers, request)
+
+    async def catch_up_over(self, peers: Sequence[str], request: Callable[[str, bytes], Awaitable[bytes | None]],
+                            on_invalid: Callable[[str, int, str], None] | None = None) -> None:
+        """Run one catch-up round of the driver over `peers`: await each block request it makes of a
+        peer through `request` (None: the request failed). The peer links use it, and an observer's
+        follower over the validators' HTTP."""
+        round_ = self.driver.catch_up(peers, on_invalid)
         answer: bytes | None = None
         first = True
         while self.failed is None:
@@ -384,29 +419,51 @@ class Node:
                 answer = None
                 await asyncio.sleep(0)  # let the node serve while it catches up
                 continue
-            peer, request = step
-            try:
-                answer = await self.transport.request(peer, request, timeout=CATCH_UP_REQUEST_TIMEOUT_S)
-            except TransportError as exc:
-                log.info("catch-up from %s failed: %s", peer, exc)
-                answer = None
+            peer, payload = step
+            answer = await request(peer, payload)
 
     # --- status ----------------------------------------------------------------------------------
+
+    async def readiness(self) -> Readiness:
+        """Caught up and able to answer: within a few blocks of the head the validators show (`ledger.health`).
+
+        A validator counts its own height and its peers' (their votes and checkpoints, and probes of
+        their heads, at most one a second); an observer counts what the validators claimed to its polls."""
+        height = self.chain.height
+        validators = len(self.chain.validators_at(height + 1))
+        if self.failed is not None:
+            return Readiness(False, height, None, "the application failed")
+        if self.follower is not None:
+            return judge(height, self.follower.claims(), validators)
+        claims = [height] if self.key.id in {v.id for v in self.chain.validators_at(height + 1)} else []
+        if self.transport is not None:
+            connected = self.transport.connected_peers()
+            await self.peer_info.refresh(self.transport, sorted(connected))
+            now = time.time()
+            for peer in connected:
+                seen = self.peer_info.seen(peer)
+                fresh = seen.last_seen is not None and now - seen.last_seen <= READY_PEER_FRESH_S
+                if seen.height is not None and fresh:
+                    claims.append(seen.height)
+        return judge(height, claims, validators)
 
     def status(self) -> dict[str, Any]:
         head = self.chain.head
         return {
             "node_id": self.key.id,
+            "role": "observer" if self.observer else "validator",
             "chain_id": self.chain.chain_id,
             "height": head.height,
-            "view": self.replica.view,
-            "primary": self.replica.primary,
+            "view": None if self.observer else self.replica.view,  # an observer takes part in no view
+            "primary": None if self.observer else self.replica.primary,
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
             "timestamp": head.timestamp,
             "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
-            "peers": self.transport.connected_peers() if self.transport is not None else [],
+            "peers": self.transport.connected_peers() if self.transport is not None else
+            self.follower.reachable() if self.follower is not None else [],
             "mempool": len(self.mempool),
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
+            **({"observer": self.follower.status()} if self.follower is not None else {}),
         }

@@ -176,3 +176,31 @@ def test_node_run_with_a_misspelt_key_exits_naming_it(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "unknown setting 'tick_msec'" in proc.stderr
     assert not (home / "data").exists()  # refused before anything was opened
+
+
+OBSERVER = {"validators": ["http://10.0.0.2:8700", "https://ledger.org-b.example/"]}
+
+
+def test_an_observer_config_names_its_validators_http_urls(tmp_path: Path) -> None:
+    config = load(tmp_path, {**MINIMAL, "role": "observer", "observer": OBSERVER})
+    assert config.role == "observer"
+    assert config.observer is not None
+    assert config.observer.validators == ("http://10.0.0.2:8700", "https://ledger.org-b.example")
+    assert load(tmp_path, MINIMAL).role == "validator"
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"role": "observer"}, "role 'observer' needs an 'observer' section naming the validators' HTTP URLs"),
+    ({"observer": OBSERVER}, "an 'observer' section needs \"role\": \"observer\""),
+    ({"role": "observer", "observer": OBSERVER, "ethereum": ETHEREUM},
+     "an observer does not anchor: remove the 'ethereum' section"),
+    ({"role": "observer", "observer": {"validators": ["10.0.0.2:8700"]}},
+     "setting 'observer.validators': should be http(s) URLs of validators (got \"10.0.0.2:8700\")"),
+    ({"role": "observer", "observer": {"validators": []}}, "setting 'observer.validators'"),
+    ({"role": "voter"}, "setting 'role'"),
+    ({"log_format": "xml"}, "setting 'log_format'"),
+])
+def test_observer_settings_that_do_not_fit_the_role_are_refused(
+        tmp_path: Path, settings: dict[str, Any], expected: str) -> None:
+    message = refusal(tmp_path, {**MINIMAL, **settings})
+    assert message.startswith(f"{tmp_path / 'config.json'}: {expected}")

@@ -58,6 +58,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             check_ethereum_choice(args.ethereum)
     except DefinitionError as exc:
         raise CliError(f"--ethereum: {exc}", EXIT_USAGE) from exc
+    if args.observers is not None and not 0 <= args.observers <= 16:
+        raise CliError("--observers: between 0 and 16", EXIT_USAGE)
     directory = devnet_dir(args.dir)
     try:
         definition = definition.with_overrides(admins=args.admins, approvals=args.approvals)
@@ -67,13 +69,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         data = launcher.up(directory, args.nodes, definition=definition, base_port=args.base_port,
                            batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
-                           ethereum=args.ethereum, eth_key=args.eth_key)
+                           ethereum=args.ethereum, eth_key=args.eth_key, observers=args.observers)
     except DefinitionError as exc:  # an option out of range, e.g. --nodes 0
         raise CliError(str(exc), EXIT_USAGE) from exc
     except DevnetError as exc:
         raise CliError(str(exc)) from exc
     for i, n in enumerate(data["nodes"]):
         print(f"node{i}  {n['http']}  id={n['id']}  pid={n['pid']}")
+    for i, n in enumerate(data.get("observers", [])):
+        print(f"obs{i}   {n['http']}  id={n['id']}  pid={n['pid']}  (observer)")
     print(f"devnet: {directory / 'devnet.json'}  logs: {directory / 'logs'}")
     eth = data.get("ethereum") or {}
     if eth.get("rpc"):
@@ -132,12 +136,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'node':<7} {'url':<24} {'height':>7} {'view':>5} {'primary':<8} health")
+    print(f"{'node':<7} {'role':<10} {'url':<24} {'height':>7} {'view':>5} {'primary':<8} {'ready':<6} health")
     for r in rows:
         h = "-" if r["height"] is None else str(r["height"])
         v = "-" if r["view"] is None else str(r["view"])
         p = "-" if r["primary"] is None else ("yes" if r["primary"] else "no")
-        print(f"{r['node']:<7} {r['url']:<24} {h:>7} {v:>5} {p:<8} {r['health']}")
+        ready = "yes" if r["ready"] else "no"
+        print(f"{r['node']:<7} {r['role']:<10} {r['url']:<24} {h:>7} {v:>5} {p:<8} {ready:<6} {r['health']}")
     return 0 if all(r["health"] == "ok" for r in rows) else EXIT_REJECTED
 
 
@@ -158,6 +163,9 @@ def add_commands(sub: Subcommands) -> None:
                    "devnet.json, admin1 being the definition's admin (default: the definition's, 1)")
     p.add_argument("--approvals", type=int, metavar="M", help="admin approvals an admin action needs "
                    "(default: the definition's, 1)")
+    p.add_argument("--observers", type=int, metavar="K", help="observers: non-voting nodes that follow the "
+                   "validators' certified blocks over HTTP, serve every read and forward writes (listed under "
+                   "`observers` in devnet.json; an existing devnet keeps those it has and gains any missing)")
     p.add_argument("--demo", action="store_true", help="load the demo data the definition names (prefixes, "
                    "equipment identifiers, a token with licences); loading it again changes nothing")
     p.add_argument("--ethereum", default=None,
@@ -166,7 +174,8 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--eth-key", default=None, help="deployer key file for --ethereum URL (default: Anvil dev key)")
     p.set_defaults(func=cmd_up)
 
-    p = add_command(dev, "down", "stop the devnet's nodes (and its Anvil)", "Keys, data and logs stay in DIR.")
+    p = add_command(dev, "down", "stop the devnet's nodes, its observers (and its Anvil)",
+                    "Keys, data and logs stay in DIR.")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_down)
 
@@ -179,8 +188,9 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node to reach the head")
     p.set_defaults(func=cmd_add_node)
 
-    p = add_command(dev, "status", "height, view, primary and health of each node",
-                    "Exits 1 unless every node answers.")
+    p = add_command(dev, "status", "height, view, primary, readiness and health of each node and observer",
+                    "Ready: caught up with the head the validators show (GET /readyz). Exits 1 unless every node "
+                    "and observer answers.")
     p.add_argument("--dir", help=dir_help)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_status)

@@ -27,22 +27,28 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_node_run(args: argparse.Namespace) -> int:
     # Imported here: the server's dependencies would slow every other command's start.
     import gc
-    import logging
 
+    from ledger import logfmt
     from ledger.api.server import create_app, serve
     from ledger.config import ConfigError, NodeConfig
+    from ledger.genesis import load_genesis
     from ledger.keyfiles import load_node_key
     from ledger.store import LevelDBStore, StoreError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfmt.configure(json_lines=args.log_json)
     try:
         config = NodeConfig.load(args.home)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    if config.log_format == "json" and not args.log_json:
+        logfmt.configure(json_lines=True)
     try:  # the key too: a key file others can read, or an encrypted one without its passphrase, stops here
-        load_node_key(config)
+        key = load_node_key(config)
     except KeyFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    if config.role == "observer" and key.id in load_genesis(config.genesis).validator_ids():
+        raise CliError(f"{config.node_key}: an observer needs a key of its own, not a validator's "
+                       "(`ledger keygen --out FILE`)", EXIT_USAGE)
     try:  # open the store once up front, so a locked or damaged home fails with a clear message
         LevelDBStore(config.data_dir / "ledger.db").close()
     except StoreError as exc:
@@ -69,6 +75,12 @@ def add_commands(sub: Subcommands) -> None:
     node = add_group(sub, "node", "run a node")
     p = add_command(node, "run", "run the node configured in HOME/config.json",
                     "HOME holds config.json (ports, peers, genesis, data directory; see README), the node's key and "
-                    "its data. Runs in the foreground until SIGINT or SIGTERM.")
+                    "its data. Runs in the foreground until SIGINT or SIGTERM. With \"role\": \"observer\" and an "
+                    "\"observer\": {\"validators\": [HTTP URLs]} section it runs an observer: it follows the "
+                    "validators' certified blocks, serves every read and forwards writes, and never votes. "
+                    "GET /healthz answers while the process runs; GET /readyz answers 200 once it is caught up.")
     p.add_argument("--home", required=True, help="node home directory (config.json, key, data)")
+    p.add_argument("--log-json", action="store_true",
+                   help="log one JSON object per line (time, level, logger, message), for log collectors; "
+                        "or set \"log_format\": \"json\" in config.json")
     p.set_defaults(func=cmd_node_run)

@@ -64,7 +64,8 @@ async def network(node: NodeDep) -> dict[str, Any]:
     included), its recent messages and a probe of its head height (see `ledger.net.peers`). `lag` is
     this node's height minus the validator's (negative when it is ahead); `primary` is the primary
     of this node's view; `equivocations` counts the equivocations of that validator recorded in the
-    ledger (`/v1/evidence`)."""
+    ledger (`/v1/evidence`). On an observer, a validator is `connected` while it answers the observer's
+    polls, and `height` is the head it last claimed."""
     transport = node.transport
     connected = set(transport.connected_peers()) if transport is not None else set()
     if transport is not None:
@@ -75,17 +76,20 @@ async def network(node: NodeDep) -> dict[str, Any]:
     for v in node.chain.validators_at(head + 1):  # the set of the next block (genesis's until a change)
         vid = v.id
         is_self = vid == node.key.id
+        followed = node.follower.seen(vid) if node.follower is not None else None
         seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
                  "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True} if is_self else
+                followed if followed is not None else
                 describe_peer(node.peer_info.seen(vid), transport.link_state(vid) if transport else None, now))
         validators.append({
             "id": vid, "name": names.get(vid, f"{v.host}:{v.port}" if v.host else vid[:8]), "self": is_self,
-            "primary": vid == node.replica.primary, **seen,
+            "primary": None if node.observer else vid == node.replica.primary, **seen,
             "lag": None if seen["height"] is None else head - seen["height"],
             "equivocations": evidence_count(node.chain.latest, vid),
         })
-    return {"node_id": node.key.id, "chain_id": node.chain.chain_id, "height": head, "view": node.replica.view,
-            "primary": node.replica.primary, "validators": validators}
+    status = node.status()  # (an observer takes part in no view: view and primary are null)
+    return {"node_id": node.key.id, "role": status["role"], "chain_id": node.chain.chain_id, "height": head,
+            "view": status["view"], "primary": status["primary"], "validators": validators}
 
 
 def _activity(request: Request, node: Node) -> ChainActivity:

@@ -6,13 +6,14 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64
 from ledger.codec import CodecError, encode, unpack_strict
 from ledger.mempool import Admission, Outcome, Refusal
+from ledger.observer import Follower, NoValidatorReachable
 from ledger.tx import MAX_TX_BYTES, Reject, TxRejected, decode_tx, tx_from_plain, tx_to_plain
 
 router = APIRouter(tags=["transactions"])
@@ -105,13 +106,16 @@ async def submit_tx(
     node: NodeDep,
     wait: Annotated[bool, Query(description="wait until the transactions commit")] = False,
     timeout: Annotated[float, Query(gt=0, le=120, description="seconds to wait with wait=true")] = 30.0,
-) -> JSONResponse:
+) -> Response:
     """Submit one signed transaction or a batch.
 
     Bodies: JSON (a tx object, an array of them, `{"txs": [...]}`, or hex strings of canonical
     bytes) or `application/msgpack` (one bin, or an array of bin, each a canonical SignedTx).
+    An observer forwards the request to a validator and answers with the validator's answer.
     """
     body = await request.body()
+    if node.follower is not None:
+        return await _forward(request, node.follower, body)
     if request.headers.get("content-type", "").split(";")[0].strip() == MSGPACK:
         raw_items, single = _parse_msgpack(body)
         items: list[bytes | Admission] = list(raw_items)
@@ -145,6 +149,19 @@ async def submit_tx(
     return JSONResponse(answer, status_code=200 if wait else 202)
 
 
+async def _forward(request: Request, follower: Follower, body: bytes) -> Response:
+    """An observer's write: the validator's answer, status, headers and body as they came."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        answer = await follower.forward(request.method, target, request.headers.items(), body)
+    except NoValidatorReachable as exc:
+        raise ApiError(503, "unavailable", f"this observer could not reach a validator ({exc})") from exc
+    response = Response(answer.body, status_code=answer.status)
+    for name, value in answer.headers:
+        response.headers.append(name, value)
+    return response
+
+
 def parse_tx_id(text: str) -> bytes:
     try:
         tx_id = bytes.fromhex(text)
@@ -155,10 +172,13 @@ def parse_tx_id(text: str) -> bytes:
     return tx_id
 
 
-@router.get("/v1/tx/{tx_id}")
-async def get_tx(tx_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep) -> dict[str, Any]:
+@router.get("/v1/tx/{tx_id}", response_model=None)
+async def get_tx(tx_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, request: Request
+                 ) -> dict[str, Any] | Response:
     tid = parse_tx_id(tx_id)
     loc = node.chain.get_tx_location(tid)
+    if loc is None and node.follower is not None:  # pending or refused is known to the validators only
+        return await _forward(request, node.follower, b"")
     if loc is None:
         if node.mempool.is_pending(tid):
             return {"tx_id": tx_id, "status": "pending"}

@@ -23,14 +23,15 @@ function validatorTable(net) {
   const rows = net.validators.map(v => h("tr", { "data-validator": v.id, class: v.self ? "self" : null },
     h("td", {}, h("strong", {}, v.name), v.self ? [" ", badge("plain", "this node")] : null),
     h("td", {}, h("span", { class: "mono", title: v.id }, v.id.slice(0, 10))),
-    h("td", { class: "role" }, v.primary ? badge("primary", "Primary") : "backup",
+    h("td", { class: "role" }, v.primary === null ? "—" : v.primary ? badge("primary", "Primary") : "backup",
       v.equivocations ? [" ", h("a", { href: `/v1/evidence/${v.id}`, title: "signed proof of the equivocations" },
         badge("bad", `equivocated ${v.equivocations}×`))] : null),
     h("td", { class: "num height" }, v.height === null ? "—" : String(v.height)),
     h("td", { class: "num" }, v.lag === null ? "—" : String(v.lag)),
     h("td", { class: "num" }, v.view === null ? "—" : String(v.view)),
     h("td", {}, v.self ? "—" : fmtAgo(v.last_seen_ago_ms)),
-    h("td", {}, v.connected ? "linked" : badge("bad", "no link"))));
+    h("td", {}, v.connected ? (net.role === "observer" ? "answering" : "linked")
+      : badge("bad", net.role === "observer" ? "not answering" : "no link"))));
   return table(["Validator", "Id", "Role", { text: "Height", num: true }, { text: "Lag", num: true },
     { text: "View", num: true }, "Last seen", "Link"], rows, { class: "validators" });
 }
@@ -90,8 +91,11 @@ export async function render(view, { signal }) {
       return;
     }
     const names = new Map(net.body.validators.map(v => [v.id, v.name]));
-    summary.replaceChildren(`Seen from ${names.get(net.body.node_id)}: height ${net.body.height}, view ${net.body.view}, ` +
-      `primary ${names.get(net.body.primary) || net.body.primary}. Updated ${new Date().toLocaleTimeString()}.`);
+    summary.replaceChildren(net.body.role === "observer"
+      ? `Seen from observer ${net.body.node_id.slice(0, 10)} (it follows the validators' certified blocks and ` +
+        `votes in no view): height ${net.body.height}. Updated ${new Date().toLocaleTimeString()}.`
+      : `Seen from ${names.get(net.body.node_id)}: height ${net.body.height}, view ${net.body.view}, ` +
+        `primary ${names.get(net.body.primary) || net.body.primary}. Updated ${new Date().toLocaleTimeString()}.`);
     fill(validators, validatorTable(net.body));
     if (activity.ok) fill(chart, activityChart(activity.body));
     fill(anchor, await anchoring(status.body, signal));
