@@ -159,8 +159,10 @@ def status(directory: Path) -> list[dict[str, Any]]:
     """Each node's height, view, whether it is the primary, and its health."""
     data = load_devnet(directory)
     rows = []
-    for i, entry in enumerate(data["nodes"]):
-        row: dict[str, Any] = {"node": f"node{i}", "id": entry["id"], "url": entry["http"], "pid": entry.get("pid")}
+    for entry in data["nodes"]:
+        # Named by its home (node0, node1, ...), which stays its name after another node is removed.
+        row: dict[str, Any] = {"node": Path(entry["home"]).name, "id": entry["id"], "url": entry["http"],
+                               "pid": entry.get("pid")}
         try:
             s = httpx.get(f"{entry['http']}/v1/status", timeout=2.0).json()
             row.update(height=s["height"], view=s["view"], primary=s["primary"] == entry["id"], health="ok")

@@ -9,6 +9,8 @@ import asyncio
 from dataclasses import replace
 from types import SimpleNamespace
 
+from devnet.add_node import with_submitter
+from devnet.remove_node import without_submitter
 from ledger.anchor.service import AnchorService
 from ledger.anchor.settings import AnchoringSettings
 from ledger.api.routes.anchors import anchoring
@@ -97,3 +99,15 @@ def test_a_removed_validators_signatures_after_its_removal_are_no_evidence() -> 
     after = _pair(Commit(0, removed_from, A), Commit(0, removed_from, B), signer=V3, chain=CHAIN)
     assert chain.run1(ORG2, KIND, EquivocationEvidence(*after)) == "invalid_value"
     assert evidence_count(chain.db.latest, V3.id) == 1
+
+
+def test_the_devnet_adds_and_drops_a_submitter_in_the_certified_settings() -> None:
+    certified = {"eth_chain_id": 31337, "contract": CONTRACT, "submitters": [SUBMITTER]}
+    other = "0x" + "22" * 20
+    assert with_submitter(certified, other) == AnchoringSettings(31337, CONTRACT, (SUBMITTER, other))
+    assert with_submitter(certified, SUBMITTER) is None and with_submitter(None, other) is None
+    both = {**certified, "submitters": [SUBMITTER, other]}
+    assert without_submitter(both, SUBMITTER) == AnchoringSettings(31337, CONTRACT, (other,))
+    # Not listed, no anchoring, or the last submitter: nothing to send.
+    assert without_submitter(certified, other) is None and without_submitter(None, other) is None
+    assert without_submitter(certified, SUBMITTER) is None
