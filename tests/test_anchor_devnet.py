@@ -341,16 +341,25 @@ def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Pat
 
 def test_add_node_anchors_like_the_others_and_remove_node_drops_the_submitter(
         net: tuple[Path, dict[str, Any]]) -> None:
-    """`ledger devnet add-node` on the anchoring devnet (run last: node 3 is stopped by now, so the new validator
-    is needed for a quorum of five): the new node has an Ethereum key file of its own, named by its config, the
-    admins certify its address, and it attests and anchors. Then `ledger devnet remove-node` takes node 3 out
-    and drops its address from the certified submitters."""
+    """`ledger devnet add-node` on the anchoring devnet (run last: it changes the set): the new node has an
+    Ethereum key file of its own, named by its config, the admins certify its address, and it attests and
+    anchors. Then `ledger devnet remove-node` takes node 3 out and drops its address from the certified
+    submitters."""
     import json
     import stat
 
+    from devnet.processes import start_node, wait_healthy
     from tests.devnetutil import ledger
 
     directory, data = net
+    # Node 3, stopped by the tests before, runs again as an honest validator (from its own home and config).
+    node3 = data["nodes"][3]
+    if not is_alive(node3.get("pid")):
+        proc = start_node(node3["home"], directory / "logs")
+        wait_healthy(node3["http"], proc, directory / "logs" / f"{Path(node3['home']).name}.log")
+        saved = load_devnet(directory)
+        saved["nodes"][3]["pid"] = node3["pid"] = proc.pid
+        save_devnet(directory, saved)
     added = json.loads(ledger("devnet", "add-node", "--dir", str(directory), "--timeout", "120").stdout)
     home = Path(added["home"])
     config = json.loads((home / "config.json").read_text())
