@@ -86,6 +86,25 @@ def node_eth_key(home: Path) -> Path:
     return path
 
 
+def fund(directory: Path, data: dict[str, Any], address: str) -> None:
+    """Give a validator added later its gas money, from Anvil's dev account when the devnet runs its own Anvil;
+    on another chain, say that someone must."""
+    eth = data.get("ethereum") or {}
+    if not eth.get("rpc"):
+        return
+    if not is_alive(eth.get("anvil_pid")):
+        print(f"warning: fund {address} on {eth['rpc']}: it pays for its anchors", file=sys.stderr)
+        return
+    from web3 import Web3
+    from web3.types import Wei
+
+    from ledger.anchor import contract as ac
+
+    w3 = ac.connect(str(eth["rpc"]))
+    dev = ac.load_key_file(_dev_key_file(directory))
+    ac.send_transaction(w3, dev, {"to": Web3.to_checksum_address(address), "value": Wei(FUND_WEI)})
+
+
 def validator_addresses(data: dict[str, Any]) -> list[str]:
     from ledger.anchor.contract import load_key_file
 

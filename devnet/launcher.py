@@ -200,7 +200,8 @@ def status(directory: Path) -> list[dict[str, Any]]:
     """Each node's and observer's height, view, whether it is the primary, readiness and health."""
     data = load_devnet(directory)
     rows = []
-    members = [(f"node{i}", "validator", e) for i, e in enumerate(data["nodes"])]
+    # Validators are named by their home (node0, node1, ...), which stays their name after another is removed.
+    members = [(Path(e["home"]).name, "validator", e) for e in data["nodes"]]
     members += [(f"obs{i}", "observer", e) for i, e in enumerate(data.get("observers", []))]
     for name, role, entry in members:
         row: dict[str, Any] = {"node": name, "role": role, "id": entry["id"], "url": entry["http"],

@@ -58,7 +58,8 @@ def default_modules(genesis: Genesis) -> list[Module]:
     return [
         MembersModule(), RegistryModule(), AssetsModule(), RightsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
-        EvidenceModule(genesis.chain_id, genesis.validator_keys()), GovernanceModule(), ValidatorsModule(genesis),
+        EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),
+        GovernanceModule(), ValidatorsModule(genesis),
     ]
 
 

@@ -3,7 +3,8 @@
 Theory of operation: a validator whose replica meets two contradicting signed messages of another
 validator (ledger/consensus/evidence.py) sends them in an `evidence.equivocation` transaction; any
 member may send one too. The handler checks the pair exactly as anyone can offline (both
-signatures under the offender's validator key, one kind, one slot, two blocks) and records it once
+signatures under the offender's key in the validator set of the slot's height, one kind, one slot, two
+blocks) and records it once
 per (validator, kind, slot): under `evidence/<validator>/<n>`, with a count per validator that the
 network page shows. A record is state like any other, with proofs.
 
@@ -13,11 +14,11 @@ reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.consensus.evidence import InvalidEvidence, check_equivocation
+from ledger.consensus.evidence import InvalidEvidence, check_equivocation_at
 from ledger.state import Handler, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
@@ -67,15 +68,20 @@ def list_evidence(view: StateView, validator: str, limit: int = MAX_LISTED) -> l
     return [r for r in records if r is not None]
 
 
+# (state, height) -> the validators (id -> public key) at that height: `ledger.validators.validators_at`.
+KeysAt = Callable[[StateView, int], Mapping[str, bytes]]
+
+
 class EvidenceModule:
-    def __init__(self, chain_id: str, validator_keys: Mapping[str, bytes]) -> None:
+    def __init__(self, chain_id: str, keys_at: KeysAt) -> None:
         self._chain_id = chain_id
-        self._validator_keys = dict(validator_keys)
+        self._keys_at = keys_at
         self.handlers: Mapping[str, Handler] = {KIND: self.process_equivocation}
 
     def process_equivocation(self, ctx: TxContext, p: EquivocationEvidence) -> None:
         try:
-            eq = check_equivocation(p.first, p.second, self._chain_id, self._validator_keys)
+            eq = check_equivocation_at(p.first, p.second, self._chain_id,
+                                       lambda height: self._keys_at(ctx.state, height))
         except InvalidEvidence as exc:
             raise TxRejected(Reject.INVALID_VALUE, f"not evidence of an equivocation: {exc}") from exc
         # One record per validator, kind and slot.

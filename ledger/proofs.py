@@ -5,9 +5,10 @@ proofs -> one header (state_root) -> its commit certificate (a quorum of the val
 height signed the header hash) -> optionally an Ethereum anchor: a later header whose history covers the
 proven block, and the anchor's effective record (attested by f+1 validators) proven in a certified later
 state, so that the chain, contract, transaction and submitter the anchor names are the ones the ledger
-certified, never the proof's own say. When the validator set changed before the proven height, the proof
-carries the changes (`validator_sets`): each one's block, certified by the set before it, with the state
-proof of the new set. Checking it needs only the genesis file: no trust in the node that served it.
+certified, never the proof's own say. When the validator set changed at or before the highest block the
+proof certifies (the proven block, or its anchor's record), the proof carries the changes
+(`validator_sets`): each one's block, certified by the set before it, with the state proof of the new set.
+Checking it needs only the genesis file: no trust in the node that served it.
 
 Every failure raises `InvalidProof` with a stable `code` (the list and the order of the checks are in
 docs/proofs.md), so independent verifiers can agree with this one on every known-answer vector.
@@ -35,7 +36,7 @@ from ledger.state import StateView
 from ledger.store import MemoryStore
 from ledger.validators import ACTIVATION_DELAY, ValidatorSet, keys_of, set_key, sets_from
 
-PROOF_TYPE = "ledger-state-proof/v2"  # the validator set of the proven height is genesis's
+PROOF_TYPE = "ledger-state-proof/v2"  # every block the proof certifies is genesis's set's
 PROOF_TYPE_SETS = "ledger-state-proof/v3"  # the proof carries the set changes in force (`validator_sets`)
 PROOF_TYPES = (PROOF_TYPE, PROOF_TYPE_SETS)
 HASH_LEN = 32
@@ -173,7 +174,11 @@ def build_state_proof(
     for key in wanted:
         _, value, smt = chain.prove(key, h)
         entries.append({"key": key.hex(), "value": None if value is None else value.hex(), "smt": smt.to_dict()})
-    links = build_validator_links(chain, h)
+    anchor_section = build_anchor_section(chain, h) if anchor else None
+    # The changes in force at the highest block the proof certifies: the anchor's record may lie beyond a
+    # change after the proven block.
+    last_certified = h if anchor_section is None else max(h, anchor_section["record"]["header"]["height"])
+    links = build_validator_links(chain, last_certified)
     doc: dict[str, Any] = {
         "type": PROOF_TYPE_SETS if links else PROOF_TYPE,
         "chain_id": chain.chain_id,
@@ -185,7 +190,7 @@ def build_state_proof(
     if links:  # only after a change (version 3): other proofs keep the version-2 form, byte for byte
         doc["validator_sets"] = links
     if anchor:
-        doc["anchor"] = build_anchor_section(chain, h)
+        doc["anchor"] = anchor_section
     return doc
 
 
@@ -386,24 +391,34 @@ def verify_state_proof(proof: Any, genesis: Genesis) -> VerifiedState:
     # The certificate names this exact header (checked again below; first, as docs/proofs.md orders it).
     if certificate[:3] != (header.height, header.view, block_hash):
         raise InvalidProof("certificate_mismatch", "the certificate is for another block")
-    validators = _validators_at(proof.get("validator_sets"), genesis, header.height)
-    _check_certificate(genesis.chain_id, validators, header, block_hash, certificate)
+    # The sets in force up to the highest block the proof certifies (the anchor's record, if above).
+    last_certified = header.height if anchor is None else max(header.height, anchor.record_header.height)
+    sets = _sets_in_force(proof.get("validator_sets"), genesis, last_certified)
+    _check_certificate(genesis.chain_id, _keys_at(sets, header.height), header, block_hash, certificate)
     # Each entry's value (or absence) is what the header's state root commits to.
     for key, value, smt in entries:
         if not verify_proof(header.state_root, key, value, smt):
             raise InvalidProof("state_proof", f"the entry for {key.decode(errors='replace')!r} does not match the "
                                "header's state_root")
-    claim = None if anchor is None else check_anchor(anchor, header, block_hash, genesis.chain_id, validators)
+    claim = None if anchor is None else check_anchor(anchor, header, block_hash, genesis.chain_id,
+                                                     _keys_at(sets, anchor.record_header.height))
     return VerifiedState(header.height, header, block_hash, tuple(k for k, _, _ in entries),
                          {k: v for k, v, _ in entries}, claim, "anchor" in proof)
 
 
-def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes]:
-    """The validators in force at `height`: genesis's, then each change the proof carries, each checked
-    against the set before it (docs/proofs.md, "Validator-set changes")."""
+def _keys_at(sets: list[tuple[int, dict[str, bytes]]], height: int) -> dict[str, bytes]:
+    """Of `sets` ((first height, validators), oldest first, genesis's first from 0), the one of `height`."""
+    return next(keys for first, keys in reversed(sets) if first <= height)
+
+
+def _sets_in_force(links: Any, genesis: Genesis, height: int) -> list[tuple[int, dict[str, bytes]]]:
+    """The validator sets in force up to `height`, each as (first height it certifies, validators): genesis's,
+    then each change the proof carries, each checked against the set before it (docs/proofs.md,
+    "Validator-set changes")."""
     validators, governs_from = genesis.validator_keys(), 1
+    sets = [(0, validators)]  # genesis's set answers for block 0 too (which carries no signatures)
     if links is None:
-        return validators
+        return sets
     if type(links) is not list or not 1 <= len(links) <= MAX_SET_LINKS:
         raise _malformed(f"validator_sets is not a list of 1 to {MAX_SET_LINKS} changes")
     for seq, link in enumerate(links, 1):
@@ -420,7 +435,7 @@ def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes
         if (cert_height, cert_view, cert_hash) != (header.height, header.view, block_hash):
             raise InvalidProof("validator_set_link", f"{what}: the certificate is for another block")
         _check_certificate(genesis.chain_id, validators, header, block_hash, certificate)
-        # Its state holds set number `seq` (the changes come in order, none left out before the proven height).
+        # Its state holds set number `seq` (the changes come in order, none left out in between).
         if key != set_key(seq) or value is None or not verify_proof(header.state_root, key, value, smt):
             raise InvalidProof("validator_set_link", f"{what}: not a proof of validator set {seq} in that block")
         try:
@@ -433,7 +448,8 @@ def _validators_at(links: Any, genesis: Genesis, height: int) -> dict[str, bytes
             raise InvalidProof("validator_set_link", f"{what}: set {record.seq} decided at {record.committed_height} "
                                f"for height {record.active_from} is not change {seq} in force at height {height}")
         validators, governs_from = keys_of(record.validators), record.active_from
-    return validators
+        sets.append((governs_from, validators))
+    return sets
 
 
 def _check_certificate(chain_id: str, validators: Mapping[str, bytes], header: BlockHeader, block_hash: bytes,
@@ -476,8 +492,8 @@ def check_anchor(anchor: _AnchorSection, header: BlockHeader, block_hash: bytes,
                  validators: Mapping[str, bytes]) -> AnchorClaim:
     """The offline part of an anchor: block `header` is covered by the anchored header, and the ledger certified
     the anchor (chain, contract, transaction, submitter) as effective. The record's block is checked against
-    `validators`, the set in force at the proven height: a set change between the two makes the proof fail,
-    never pass (docs/proofs.md)."""
+    `validators`, the set in force at the record's height (a set change between the proven block and the
+    record is one of the proof's `validator_sets`: docs/proofs.md)."""
     from ledger.anchor.records import AnchorRecord, record_key
     from ledger.codec import encode
 
@@ -497,7 +513,7 @@ def check_anchor(anchor: _AnchorSection, header: BlockHeader, block_hash: bytes,
     # The record lies in a later block than the one it anchors.
     if anchor.record_header.height <= claim.height:
         raise InvalidProof("anchor_record", "the anchor's record is not in a block above the anchored one")
-    # That block is certified by a quorum of the validators in force at the proven height.
+    # That block is certified by a quorum of the validators in force at its height.
     _check_certificate(chain_id, validators, anchor.record_header, compute_block_hash(anchor.record_header),
                        anchor.record_cert, "anchor_certificate")
     # Its state holds exactly this anchor as the effective one of its height.

@@ -337,3 +337,76 @@ def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Pat
         print(f"anchored to height {anchored} beside a validator lying since height {start}")
     finally:
         stop_pid(proc.pid)
+
+
+def test_add_node_anchors_like_the_others_and_remove_node_drops_the_submitter(
+        net: tuple[Path, dict[str, Any]]) -> None:
+    """`ledger devnet add-node` on the anchoring devnet (run last: it changes the set): the new node has an
+    Ethereum key file of its own, named by its config, the admins certify its address, and it attests and
+    anchors. Then `ledger devnet remove-node` takes node 3 out and drops its address from the certified
+    submitters."""
+    import json
+    import stat
+
+    from devnet.processes import start_node, wait_healthy
+    from tests.devnetutil import ledger
+
+    directory, data = net
+    # Node 3, stopped by the tests before, runs again as an honest validator (from its own home and config).
+    node3 = data["nodes"][3]
+    if not is_alive(node3.get("pid")):
+        proc = start_node(node3["home"], directory / "logs")
+        wait_healthy(node3["http"], proc, directory / "logs" / f"{Path(node3['home']).name}.log")
+        saved = load_devnet(directory)
+        saved["nodes"][3]["pid"] = node3["pid"] = proc.pid
+        save_devnet(directory, saved)
+    added = json.loads(ledger("devnet", "add-node", "--dir", str(directory), "--timeout", "120").stdout)
+    home = Path(added["home"])
+    config = json.loads((home / "config.json").read_text())
+    key_file = home / config["ethereum"]["key_file"]
+    assert config["ethereum"]["key_file"] == "eth.key" and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert config["ethereum"]["contract"] == data["ethereum"]["anchor_contract"]
+    urls = [n["http"] for n in data["nodes"][:3]] + [added["http"]]
+    certified = httpx.get(f"{urls[0]}/v1/anchors", timeout=5).json()["settings"]["submitters"]
+    assert added["submitter"] in certified and added["submitter_certified_at"] is not None
+
+    client = LedgerClient(urls[0])
+    org1 = SigningKey.load(data["keys"]["org1"])
+    with contextlib.suppress(Exception):  # another test in this module created it already
+        Signer(SigningKey.load(data["keys"]["admin"]), client).send("prefix.create", PrefixCreate("88.300", org1.id))
+    signer = Signer(org1, client)
+    w3, contract = _contract(data)
+    mine = w3.to_checksum_address(added["submitter"])
+    batch = 0
+
+    def anchored_by_it() -> bool:
+        nonlocal batch
+        batch += 1
+        _load(urls[0], signer, 5000 + 10 * batch, 3)
+        ours = [e for e in contract.events.Anchored.get_logs(from_block=0) if e["args"]["submitter"] == mine]
+        return bool(ours) and _anchoring(added["http"])["attestations_sent"] > 0
+
+    # Its turn comes once in five anchors (sooner as a backup of the stopped node 3).
+    wait_until(anchored_by_it, 240, "an anchor and an attestation from the added validator", interval=2.0)
+    status = _anchoring(added["http"])
+    assert status["submitter_certified"] is True and status["last_error"] is None
+    print(f"added validator anchored (submitter {added['submitter']}) and sent {status['attestations_sent']} "
+          "attestations")
+
+    # `ledger devnet remove-node` takes node 3 out: its address is no longer a certified submitter, and the
+    # devnet no longer counts it.
+    gone = data["nodes"][3]
+    gone_address = _submitter_of_home(Path(gone["home"]))
+    removed = json.loads(ledger("devnet", "remove-node", gone["id"], "--dir", str(directory)).stdout)
+    assert removed["submitter_dropped"] == gone_address and removed["submitter_dropped_at"] is not None
+    certified = httpx.get(f"{urls[0]}/v1/anchors", timeout=5).json()["settings"]["submitters"]
+    assert gone_address not in certified and added["submitter"] in certified
+    listed = load_devnet(directory)
+    assert gone["id"] not in [n["id"] for n in listed["nodes"]] and listed["removed"][0]["id"] == gone["id"]
+    assert not is_alive(gone["pid"])
+
+
+def _submitter_of_home(home: Path) -> str:
+    from ledger.anchor.contract import load_key_file
+
+    return str(load_key_file(home / "eth.key").address).lower()

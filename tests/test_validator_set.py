@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from ledger.anchor.records import AnchorRecord
+from ledger.anchor.settings import AnchoringSettings
 from ledger.chain import CommitVote, InvalidBlock, compute_block_hash
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
@@ -257,3 +260,36 @@ def proofs_after_changes() -> tuple[Genesis, list[tuple[dict[str, Any], str]]]:
         except InvalidProof as exc:
             assert exc.code == code
     return chain.genesis, cases
+
+
+def _anchored_then_changed() -> tuple[SetChain, int]:
+    """Four validators anchoring; height `anchored` anchored, then NEW added, and the anchor's record made
+    effective only after NEW certifies blocks (by attestations of V0 and NEW: f+1 of five)."""
+    settings = AnchoringSettings(31337, "0x" + "5f" * 20, ("0x" + "11" * 20,))
+    chain = SetChain(replace(make_genesis(validators=VALIDATORS), anchoring=settings))
+    chain.run()
+    anchored = chain.db.height
+    record = AnchorRecord(anchored, chain.db.head_hash, 31337, settings.contract, b"\x07" * 32, 12,
+                          settings.submitters[0])
+    assert chain.run1(ADMIN, "validator.add", ValidatorAdd(NEW.public_key, "h", 9)) == ""
+    empty_blocks(chain, ACTIVATION_DELAY)
+    assert chain.run(chain.tx(V0, "anchor.attest", record), chain.tx(NEW, "anchor.attest", record)) == ["", ""]
+    chain.run()
+    return chain, anchored
+
+
+def test_a_proof_whose_anchor_record_lies_beyond_a_later_set_change_verifies() -> None:
+    chain, anchored = _anchored_then_changed()
+    proof = json.loads(json.dumps(build_state_proof(chain.db, member_key(ORG1.id), anchored, anchor=True)))
+    # The proven block is genesis's set's, its anchor's record the new set's: the proof carries the change.
+    assert proof["type"] == "ledger-state-proof/v3" and len(proof["validator_sets"]) == 1
+    assert proof["anchor"]["record"]["header"]["height"] > anchored + ACTIVATION_DELAY
+    verified = verify_state_proof(proof, chain.genesis)
+    assert verified.anchor is not None and verified.anchor.height == anchored
+    assert independent.verify(proof, genesis_to_plain(chain.genesis))["valid"]
+    # Without the change, the record's certificate (NEW signed it) does not check against genesis's set.
+    proof.pop("validator_sets")
+    proof["type"] = "ledger-state-proof/v2"
+    with pytest.raises(InvalidProof) as failed:
+        verify_state_proof(proof, chain.genesis)
+    assert failed.value.code == "anchor_certificate"

@@ -25,7 +25,8 @@ class AnchorNode(Protocol):
 
     @property
     def chain(self) -> ChainDB:
-        """The committed chain: head, state at the head, blocks."""
+        """The committed chain: head, state at the head, blocks, and the validator set of each height, in the
+        order that designates the anchoring validator."""
 
     @property
     def replica(self) -> HasView:
@@ -37,7 +38,7 @@ class AnchorNode(Protocol):
 
     @property
     def genesis(self) -> Genesis:
-        """The validator set, in the order that designates the anchoring validator."""
+        """The trust root (the validators at each height are `chain.validators_at`)."""
 
     def submit_system(self, kind: str, payload: Any) -> Admission:
         """Submit a transaction signed with the node key (the service's `anchor.attest` votes)."""

@@ -95,14 +95,9 @@ def quorum_of_attesters(n_validators: int) -> int:
     return (n_validators - 1) // 3 + 1
 
 
-# The validator ids in force in a state: the one place the anchoring module learns the validator set, so that
-# set changes by governance plug in here (today: the genesis set, whatever the state).
+# The validator ids in force in a state: the one place the anchoring module learns the validator set
+# (`ledger.validators.validators_at`, handed in by `ledger.chaindb`).
 ValidatorsAt = Callable[[StateView, int], Collection[str]]  # (state, height) -> the validator ids at that height
-
-
-def fixed_validators(ids: Collection[str]) -> ValidatorsAt:
-    frozen = frozenset(ids)
-    return lambda view, height: frozen
 
 
 class AnchorModule:

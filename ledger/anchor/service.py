@@ -15,8 +15,10 @@ the contract; then, on the event loop:
 3. **Anchor** when due: unanchored work exists (blocks other than attestations above the latest
    effective anchor) and either `interval_blocks` blocks or `interval_s` seconds have gone by, no
    genuine anchor above the latest effective one is on the chain already, and it is this validator's
-   turn: validator `(view + latest effective) % n` first, the one `r` places after it once the anchor
-   has been due for `r * grace_s` seconds. It anchors the head block's hash under its own address; the
+   turn: validator `(view + latest effective) % n` of the set that certifies the next block
+   (`ChainDB.validators_at`, so the rotation follows set changes by governance) first, the one `r` places
+   after it once the anchor has been due for `r * grace_s` seconds. A node outside that set neither
+   attests nor anchors. It anchors the head block's hash under its own address; the
    head's `history_root` covers every earlier block.
 
 No submitter can get in another's way: the contract keeps each submitter's roots apart, so a lying
@@ -65,12 +67,12 @@ MAX_FOREIGN_SHOWN = 20
 
 
 def designated_index(view: int, last_anchored: int, n: int) -> int:
-    """Genesis index of the validator that should send the next anchor."""
+    """Index, in the current set's rotation order, of the validator that should send the next anchor."""
     return (view + last_anchored) % n
 
 
 def takeover_rank(my_index: int, designated: int, n: int) -> int:
-    """0 for the designated validator, r for the r-th backup after it (genesis order, wrapping)."""
+    """0 for the designated validator, r for the r-th backup after it (rotation order, wrapping)."""
     return (my_index - designated) % n
 
 
@@ -127,8 +129,6 @@ class AnchorService:
         self.cfg = cfg
         self.clock = clock
         self.backoff_base = backoff_base
-        self.validators = node.genesis.validator_ids()
-        self.my_index = self.validators.index(node.key.id)
         self.eth_address = ""
         if client_factory is None:
             account = eth_account_for(node.key, cfg)
@@ -175,7 +175,7 @@ class AnchorService:
     def _on_commit(self, executed: ExecutedBlock) -> None:
         """Commit listener: note the block, wake the task. Quick; never raises."""
         height = executed.block.header.height
-        if _has_work(executed.block.txs, len(self.validators)):
+        if _has_work(executed.block.txs, len(self.current_validators())):
             if self._work_since is None or self._work_height <= self.last_anchored():
                 self._work_since = self.clock()
             self._work_height = height
@@ -208,10 +208,16 @@ class AnchorService:
     def last_anchored(self) -> int:
         return latest_effective_height(self.node.chain.latest)
 
-    def _rank(self, last: int) -> int:
+    def current_validators(self) -> list[str]:
+        """The validators that certify the next block, in rotation order: those whose attestations count and
+        among whom the anchoring turn rotates."""
+        chain = self.node.chain
+        return [v.id for v in chain.validators_at(chain.height + 1)]
+
+    def _rank(self, last: int, validators: list[str]) -> int:
         """This validator's place in the takeover order for the anchor after height `last`."""
-        n = len(self.validators)
-        return takeover_rank(self.my_index, designated_index(self.node.replica.view, last, n), n)
+        n = len(validators)
+        return takeover_rank(validators.index(self.node.key.id), designated_index(self.node.replica.view, last, n), n)
 
     def _block_hash(self, height: int) -> bytes | None:
         if height > self.node.chain.height:
@@ -232,6 +238,9 @@ class AnchorService:
             if self.last_error != mismatch:
                 log.error("anchoring: %s", mismatch)
             self.last_error = mismatch
+            return
+        if self.node.key.id not in self.current_validators():
+            self.note = "this node is not in the validator set of the next block: it neither attests nor anchors"
             return
         self.note = None
         client = await self._get_client(settings)
@@ -343,7 +352,10 @@ class AnchorService:
         if client.address not in settings.submitters:
             self.note = f"this validator's Ethereum address {client.address} is not a certified submitter"
             return
-        if now - self._due_since < self._rank(last) * self.cfg.grace_s:
+        validators = self.current_validators()
+        if self.node.key.id not in validators:
+            return  # the set changed while we read Ethereum
+        if now - self._due_since < self._rank(last, validators) * self.cfg.grace_s:
             return  # the designated validator (or an earlier backup) still has time
         mined, pending = await self._call(client.nonces)
         if pending > mined:
@@ -366,7 +378,8 @@ class AnchorService:
         last = latest_effective_height(view)
         record = get_anchor_record(view, last) if last else None
         settings = self.settings or get_settings(view)
-        designated = designated_index(self.node.replica.view, last, len(self.validators))
+        validators = self.current_validators()
+        designated = designated_index(self.node.replica.view, last, len(validators))
         out = self.outgoing
         return {
             "enabled": True,
@@ -383,7 +396,7 @@ class AnchorService:
             "submitter": self.eth_address or None,
             "submitter_certified": None if settings is None or not self.eth_address
             else self.eth_address in settings.submitters,
-            "designated": self.validators[designated],
+            "designated": validators[designated],
             "interval_blocks": self.cfg.interval_blocks,
             "interval_s": self.cfg.interval_s,
             "grace_s": self.cfg.grace_s,

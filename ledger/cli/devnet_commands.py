@@ -1,4 +1,4 @@
-"""`ledger devnet up|down|status|add-node`: the local devnet that `devnet/devnet.toml` defines."""
+"""`ledger devnet up|down|status|add-node|remove-node`: the local devnet that `devnet/devnet.toml` defines."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from devnet.definition import (
 )
 from devnet.demo.loader import DemoError, load_demo
 from devnet.record import DevnetError, devnet_dir, exists, load_devnet
+from devnet.remove_node import remove_node
 from ledger.cli.common import EXIT_REJECTED, EXIT_USAGE, CliError, Subcommands, add_command, add_group, print_json
 from ledger.id_import import ProbeError
 
@@ -128,6 +129,21 @@ def cmd_add_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remove_node(args: argparse.Namespace) -> int:
+    validator = args.id.lower()
+    if len(validator) != 40 or any(c not in "0123456789abcdef" for c in validator):
+        raise CliError(f"a validator id is 40 hex digits (see `ledger devnet status --json`), not {args.id!r}",
+                       EXIT_USAGE)
+    try:
+        entry = remove_node(devnet_dir(args.dir), validator, timeout=args.timeout)
+    except DevnetError as exc:
+        raise CliError(str(exc)) from exc
+    print_json(entry)
+    print(f"{validator} is stopped; the others certify without it from height {entry['takes_effect_at']}",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     try:
         rows = launcher.status(devnet_dir(args.dir))
@@ -183,10 +199,25 @@ def add_commands(sub: Subcommands) -> None:
                     "Makes a key and a node home, starts the node, proposes validator.add with its address and "
                     "approves it with the devnet's admin keys up to the threshold, then waits until the node is "
                     "at the head. The change takes effect 16 blocks after it commits; the other validators "
-                    "dial the new one from the address in the transaction.")
+                    "dial the new one from the address in the transaction. On a devnet that anchors, the node "
+                    "gets an Ethereum key file of its own (eth.key, named by ethereum.key_file in its config), "
+                    "funded on the devnet's Anvil, and the admins certify its address as a submitter "
+                    "(anchor.settings).")
     p.add_argument("--dir", help=dir_help)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node to reach the head")
     p.set_defaults(func=cmd_add_node)
+
+    p = add_command(dev, "remove-node", "take a validator out of the running devnet by governance",
+                    "Proposes validator.remove and approves it with the devnet's admin keys up to the threshold; "
+                    "on a devnet that anchors, also drops the node's Ethereum address from the certified "
+                    "submitters (anchor.settings). Then stops the node (at once if the others running are a "
+                    "quorum, else once the removal takes effect, 16 blocks after it commits) and lists it under "
+                    "`removed` in devnet.json. Its home and keys stay.")
+    p.add_argument("id", help="the validator's id (40 hex digits; `ledger devnet status --json` lists them)")
+    p.add_argument("--dir", help=dir_help)
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the removal to take effect, when the node must run until then")
+    p.set_defaults(func=cmd_remove_node)
 
     p = add_command(dev, "status", "height, view, primary, readiness and health of each node and observer",
                     "Ready: caught up with the head the validators show (GET /readyz). Exits 1 unless every node "

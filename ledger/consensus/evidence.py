@@ -12,7 +12,7 @@ block by hash), in one canonical order (the smaller encoding first), so one pair
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,16 @@ def order_pair(first: Envelope, second: Envelope) -> tuple[bytes, bytes]:
 def check_equivocation(
     first: bytes, second: bytes, chain_id: str, validator_keys: Mapping[str, bytes],
 ) -> Equivocation:
-    """The equivocation `first` and `second` prove; raise InvalidEvidence otherwise."""
+    """The equivocation `first` and `second` prove, against one fixed validator set; raise InvalidEvidence
+    otherwise."""
+    return check_equivocation_at(first, second, chain_id, lambda height: validator_keys)
+
+
+def check_equivocation_at(
+    first: bytes, second: bytes, chain_id: str, keys_at: Callable[[int], Mapping[str, bytes]],
+) -> Equivocation:
+    """The equivocation `first` and `second` prove, the sender checked against `keys_at(height)`: the validators
+    (id -> public key) of the slot's height, since only they sign for it; raise InvalidEvidence otherwise."""
     try:
         a, b = decode_envelope(first), decode_envelope(second)
         body_a, body_b = decode_body(a), decode_body(b)
@@ -75,9 +84,6 @@ def check_equivocation(
     # Neither carries an attachment (the signature never covers one).
     if a.attachment or b.attachment:
         raise InvalidEvidence("evidence messages carry no attachment")
-    # One validator signed both.
-    if a.sender != b.sender or a.sender not in validator_keys:
-        raise InvalidEvidence("the messages are not from one validator")
     # Both are of one kind that a validator signs once per slot.
     if a.kind != b.kind or a.kind not in KINDS:
         raise InvalidEvidence(f"not two messages of one of the kinds {', '.join(KINDS)}")
@@ -85,6 +91,10 @@ def check_equivocation(
     view, height = compute_slot(a.kind, body_a)
     if compute_slot(b.kind, body_b) != (view, height):
         raise InvalidEvidence("the messages are for different slots")
+    # One validator signed both, a validator at that height (one added later, or removed before it, is not).
+    validator_keys = keys_at(height)
+    if a.sender != b.sender or a.sender not in validator_keys:
+        raise InvalidEvidence(f"the messages are not from one validator of height {height}")
     # Naming different blocks.
     if body_a.block_hash == body_b.block_hash:
         raise InvalidEvidence("the messages name the same block")

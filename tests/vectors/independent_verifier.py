@@ -347,9 +347,11 @@ def check_certificate(chain_id: str, validators: dict[str, bytes], hdr: list[Any
             raise Refused(code or "certificate_signature") from None
 
 
-def validators_in_force(links: list[Any], g: Genesis, height: int) -> dict[str, bytes]:
-    """Step 6b: walk the changes from the genesis set."""
+def sets_in_force(links: list[Any], g: Genesis, height: int) -> list[tuple[int, dict[str, bytes]]]:
+    """Step 6b: walk the changes from the genesis set, up to `height` (the highest block the proof certifies);
+    each set with the first height it certifies."""
     validators, first = dict(g.validators), 1
+    sets = [(0, validators)]  # block 0 carries no signatures: genesis's set answers for it
     for i, (hdr, cert, sigs, entry) in enumerate(links, 1):
         block_hash = H(pack(hdr))
         if hdr[0] < first or hdr[0] == 0 or cert != (hdr[0], hdr[2], block_hash):
@@ -369,7 +371,12 @@ def validators_in_force(links: list[Any], g: Genesis, height: int) -> dict[str, 
             raise Refused("validator_set_link")
         validators = {v["id"]: bytes.fromhex(v["public_key"]) for v in record["validators"]}
         first = active
-    return validators
+        sets.append((first, validators))
+    return sets
+
+
+def set_at(sets: list[tuple[int, dict[str, bytes]]], height: int) -> dict[str, bytes]:
+    return [validators for first, validators in sets if first <= height][-1]
 
 
 def entry_of(e: Any) -> tuple[bytes, bytes | None, list[bytes], Any]:
@@ -426,8 +433,8 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
         raise Refused("genesis_header")
     if cert != (hdr[0], hdr[2], block_hash):
         raise Refused("certificate_mismatch")
-    validators = validators_in_force(links, g, hdr[0])
-    check_certificate(g.chain_id, validators, hdr, block_hash, cert, sigs)
+    sets = sets_in_force(links, g, hdr[0] if anchor is None else max(hdr[0], anchor[4][0][0]))
+    check_certificate(g.chain_id, set_at(sets, hdr[0]), hdr, block_hash, cert, sigs)
     for key, value, siblings, leaf in entries:
         if not smt_holds(hdr[5], key, value, siblings, leaf):
             raise Refused("state_proof")
@@ -443,7 +450,8 @@ def check_proof(p: Any, g: Genesis) -> dict[str, Any]:
         # The ledger certified this very anchor: its effective record, in the state of a later certified block.
         if r_header[0] <= a_height:
             raise Refused("anchor_record")
-        check_certificate(g.chain_id, validators, r_header, H(pack(r_header)), r_cert, r_sigs, "anchor_certificate")
+        check_certificate(g.chain_id, set_at(sets, r_header[0]), r_header, H(pack(r_header)), r_cert, r_sigs,
+                          "anchor_certificate")
         claim[1] = H(pack(a_header))
         key = b"anchor/h/" + a_height.to_bytes(8, "big")
         if not smt_holds(r_header[5], key, pack(claim), r_siblings, r_leaf):

@@ -1,11 +1,13 @@
 """Known-answer vectors for proofs and the answers around them (docs/proofs.md, "Known-answer vectors").
 
 Deterministic: validator and member keys come from fixed seeds, block times are fixed, and the chain is
-built in process over a MemoryStore, block by block, each committed with a certificate signed by three of
-its four validators. The answers are made by the node's own route functions, so they are exactly what a
-node serves. Each tampered vector is one genuine answer with one edit and the failure code the edit must
-produce; the generator refuses to write a vector whose verdict under the reference verifier is not the
-one declared here.
+built in process over a MemoryStore, block by block, each committed with a certificate signed by a bare
+quorum of the validators in force (three of four, rotating). A second chain from the same genesis
+changes its validator set twice (a fifth validator added, then one removed): its proofs are version 3
+(`validator_sets`), and come after the version-2 vectors, which stay as they were. The answers are made
+by the node's own route functions, so they are exactly what a node serves. Each tampered vector is one
+genuine answer with one edit and the failure code the edit must produce; the generator refuses to write a
+vector whose verdict under the reference verifier is not the one declared here.
 
     python -m tests.vectors.make_proof_vectors [--out DIR]     (default: tests/vectors/proofs)
 
@@ -37,6 +39,7 @@ from ledger.api.routes import assets as asset_routes
 from ledger.api.routes import resolve as resolve_routes
 from ledger.chain import CommitCertificate, CommitVote, ValidatorSignature
 from ledger.chaindb import ChainDB
+from ledger.consensus.quorum import quorum_size
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator, genesis_to_plain
 from ledger.nft.assets import AssetLease, AssetMint, AssetTransfer
@@ -45,6 +48,7 @@ from ledger.proofs import InvalidProof, build_state_proof
 from ledger.resolver.registry import IdRegister, IdUpdate, ValueSpec
 from ledger.store import MemoryStore
 from ledger.tx import make_tx
+from ledger.validators import ACTIVATION_DELAY, ValidatorAdd, ValidatorRemove
 from ledger.verifier import verify_document
 
 OUT = Path(__file__).resolve().parent / "proofs"
@@ -52,6 +56,8 @@ CHAIN_ID = "vectors"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the genesis time; block h is at T0 + h seconds
 YEAR_MS = 365 * 24 * 3600 * 1000
 VALIDATORS = [SigningKey.from_seed(f"vector-validator-{i}".encode()) for i in range(4)]
+ADDED = SigningKey.from_seed(b"vector-validator-4")  # joins the second chain's set; VALIDATORS[3] leaves it
+SIGNING_KEYS = {k.id: k for k in (*VALIDATORS, ADDED)}
 MEMBERS = {name: SigningKey.from_seed(f"vector-member-{name}".encode()) for name in ("admin", "org1", "org2", "org3")}
 ITEM = "88.100.1/EQ-1"
 GS1_ITEM = "gs1/01/09506000134376/21/12345"
@@ -76,7 +82,7 @@ def genesis() -> Genesis:
 
 
 class Chain:
-    """The in-process chain: blocks of signed transactions, each committed with a 3-of-4 certificate."""
+    """The in-process chain: blocks of signed transactions, each committed with a bare quorum's certificate."""
 
     def __init__(self) -> None:
         self.genesis = genesis()
@@ -92,14 +98,18 @@ class Chain:
 
     def block(self, *txs: bytes) -> int:
         height = self.db.height + 1
-        proposer = VALIDATORS[height % 4]
+        in_force = [SIGNING_KEYS[v.id] for v in self.db.validators_at(height)]
+        n = len(in_force)
+        proposer = in_force[height % n]
         executed = self.db.build_block(list(txs), 0, T0 + height * 1000, proposer.id)
         failed = [r for r in executed.results if not r.ok]
         if failed:
             raise SystemExit(f"block {height}: a transaction failed: {failed[0].reason}: {failed[0].message}")
         header = executed.block.header
         vote = CommitVote(CHAIN_ID, header.height, header.view, executed.block_hash)
-        signers = [k for i, k in enumerate(VALIDATORS) if i != height % 4]  # three of four, rotating
+        # A bare quorum, the ones left out rotating (three of four: all but the proposer).
+        left_out = {(height + j) % n for j in range(n - quorum_size(n))}
+        signers = [k for i, k in enumerate(in_force) if i not in left_out]
         signatures = sorted((ValidatorSignature(k.id, k.sign(DOMAIN_COMMIT, vote)) for k in signers),
                             key=lambda s: s.validator)
         self.db.commit(executed, CommitCertificate(header.height, header.view, executed.block_hash,
@@ -156,6 +166,29 @@ def build() -> Built:
                              IdRegister("88.100.1/EQ-2", (ValueSpec(1, "URL", "https://x.example"),))))
     return Built(c, h, {"root": root, "child": licence_id(child_tx), "revoked": licence_id(revoked_tx),
                         "early": licence_id(early_tx)})
+
+
+def build_changed() -> Built:
+    """The second chain: ITEM registered and anchored; ADDED joins the set, the anchor's record is made effective
+    after that (so a proof of the anchored block carries the change); ITEM updated; VALIDATORS[3] leaves."""
+    c = Chain()
+    h: dict[str, int] = {}
+    h["registered"] = c.block(c.tx("org1", "id.register", IdRegister(ITEM, (
+        ValueSpec(1, "URL", "https://twin.example/EQ-1/v1"),))))
+    record = AnchorRecord(h["registered"], c.db.head_hash, 31337, CONTRACT,
+                          hashlib.sha256(b"anchor transaction, second chain").digest(), 40, SUBMITTERS[1])
+    h["added"] = c.block(c.tx("admin", "validator.add", ValidatorAdd(ADDED.public_key, "node4.example", 7004)))
+    while c.db.height < h["added"] + ACTIVATION_DELAY:
+        c.block()
+    # Two validators of five (f+1) attest it alike, one of them the added one: it takes effect.
+    h["recorded"] = c.block(c.tx(VALIDATORS[0], "anchor.attest", record), c.tx(ADDED, "anchor.attest", record))
+    h["updated"] = c.block(c.tx("org1", "id.update", IdUpdate(ITEM, (
+        ValueSpec(1, "URL", "https://twin.example/EQ-1/v2"),))))
+    h["removed"] = c.block(c.tx("admin", "validator.remove", ValidatorRemove(VALIDATORS[3].id)))
+    while c.db.height < h["removed"] + ACTIVATION_DELAY:
+        c.block()
+    h["head"] = c.block(c.tx("org1", "id.register", IdRegister("88.100.1/EQ-3", (ValueSpec(1, "URL", "https://twin.example/EQ-3"),))))
+    return Built(c, h, {})
 
 
 def licence_id(raw_tx: bytes) -> str:
@@ -248,6 +281,91 @@ def genuine(built: Built) -> dict[str, tuple[str, dict[str, Any]]]:
                         build_state_proof(built.chain.db, [b"member/" + MEMBERS["org2"].id.encode(),
                                                            b"prefix/88.100.1"], h["granted"])),
     }
+
+
+def genuine_sets(built: Built) -> dict[str, tuple[str, dict[str, Any]]]:
+    """name -> (description, document): version-3 answers of the second chain."""
+    node = FakeNode(built.chain.db)
+    h = built.heights
+    resolve = resolve_routes
+    return {
+        "sets-two-changes": ("version 3: native answer after two set changes (a validator added, then one "
+                             "removed), certified by the set of four left",
+                             route(resolve.resolve(ITEM, node, None, True))),
+        "sets-one-change": ("version 3: native answer between the two changes, certified by five validators",
+                            route(resolve.resolve(ITEM, node, h["updated"], True))),
+        "sets-before-changes": ("version 2: the same chain before its first change: no validator_sets",
+                                route(resolve.resolve(ITEM, node, h["added"], True))),
+        "sets-anchor-record-later": ("version 3: a block of genesis's set whose anchor was recorded after the "
+                                     "first change: the proof carries the change for the record's certificate",
+                                     route(resolve.resolve(ITEM, node, h["registered"], True, True))),
+    }
+
+
+def edits_sets(docs: dict[str, tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str, str, Edit]]:
+    """(name, base vector, description, expected reason, edit) on the version-3 answers `docs`."""
+    later_change = docs["sets-two-changes"][1]["proof"]["validator_sets"][1]
+    removed = VALIDATORS[3]
+
+    def p(doc: dict[str, Any]) -> dict[str, Any]:
+        return doc["proof"]
+
+    def links(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = p(doc)["validator_sets"]
+        return found
+
+    def as_v2(doc: dict[str, Any]) -> None:
+        del p(doc)["validator_sets"]
+        p(doc)["type"] = "ledger-state-proof/v2"
+
+    def removed_signs(doc: dict[str, Any]) -> None:
+        """The removed validator's valid commit signature added to the proven block (after its removal)."""
+        hdr = p(doc)["header"]
+        vote = CommitVote(CHAIN_ID, hdr["height"], hdr["view"], bytes.fromhex(p(doc)["certificate"]["block_hash"]))
+        sigs = [*p(doc)["certificate"]["signatures"],
+                {"validator": removed.id, "signature": removed.sign(DOMAIN_COMMIT, vote).hex()}]
+        p(doc)["certificate"]["signatures"] = sorted(sigs, key=lambda x: x["validator"])
+
+    def with_(fn: Callable[[dict[str, Any]], Any]) -> Edit:
+        return lambda doc: None if fn(doc) else None
+
+    return [
+        ("sets-as-v2", "sets-two-changes", "the changes left out, type v2: the proven block checked against "
+         "genesis's set", "certificate_signers", as_v2),
+        ("sets-missing", "sets-two-changes", "validator_sets removed from a version-3 proof", "malformed_proof",
+         with_(lambda d: p(d).pop("validator_sets"))),
+        ("sets-empty", "sets-two-changes", "validator_sets empty", "malformed_proof",
+         with_(lambda d: links(d).clear())),
+        ("sets-first-dropped", "sets-two-changes", "the first change left out: the second's block is checked "
+         "against genesis's set", "certificate_signers", with_(lambda d: links(d).pop(0))),
+        ("sets-last-dropped", "sets-two-changes", "the last change left out: the proven block's three signatures are "
+         "checked against the five, of whom they are no quorum", "certificate_quorum",
+         with_(lambda d: links(d).pop())),
+        ("sets-repeated", "sets-two-changes", "a change listed twice", "validator_set_link",
+         with_(lambda d: links(d).append(copy.deepcopy(links(d)[1])))),
+        ("sets-swapped", "sets-two-changes", "the two changes in the other order: the later one's block is "
+         "checked against genesis's set", "certificate_signers",
+         with_(lambda d: links(d).reverse())),
+        ("sets-entry-other", "sets-two-changes", "the second change's entry replaced by the first's",
+         "validator_set_link", with_(lambda d: links(d)[1].update(entry=copy.deepcopy(links(d)[0]["entry"])))),
+        ("sets-record-bit", "sets-two-changes", "one bit flipped in a set record", "validator_set_link",
+         with_(lambda d: links(d)[0]["entry"].update(value=flip(links(d)[0]["entry"]["value"], 41)))),
+        ("sets-link-no-quorum", "sets-two-changes", "a change's block certified by too few signatures",
+         "certificate_quorum", with_(lambda d: links(d)[0]["certificate"]["signatures"].pop())),
+        ("sets-link-signature-bit", "sets-two-changes", "one bit flipped in a signature on a change's block",
+         "certificate_signature", with_(lambda d: links(d)[1]["certificate"]["signatures"][0].update(
+             signature=flip(links(d)[1]["certificate"]["signatures"][0]["signature"], 5)))),
+        ("sets-link-header-bit", "sets-two-changes", "one bit flipped in a change's block header",
+         "validator_set_link", with_(lambda d: links(d)[0]["header"].update(
+             state_root=flip(links(d)[0]["header"]["state_root"])))),
+        ("sets-not-in-force", "sets-one-change", "a change that takes effect after every block the proof "
+         "certifies", "validator_set_link",
+         with_(lambda d: links(d).append(copy.deepcopy(later_change)))),
+        ("sets-removed-signs", "sets-two-changes", "the removed validator's genuine signature added",
+         "certificate_signers", removed_signs),
+        ("sets-anchor-as-v2", "sets-anchor-record-later", "the change left out of an anchored proof: the record's "
+         "block (signed by the added validator) is checked against genesis's set", "anchor_certificate", as_v2),
+    ]
 
 
 def absent_in_empty_subtree(db: ChainDB) -> str:
@@ -502,6 +620,14 @@ def write(out: Path) -> list[Path]:
     vectors: list[tuple[str, str, Any, str]] = [(name, desc, doc, "") for name, (desc, doc) in docs.items()]
     for name, base, desc, reason, edit in edits(built):
         doc = copy.deepcopy(docs[base][1])
+        edit(doc)
+        vectors.append((name, f"{base}, tampered: {desc}", doc, reason))
+    # Version 3, after the version-2 vectors (so those keep their names and bytes).
+    changed = build_changed()
+    docs_sets = genuine_sets(changed)
+    vectors += [(name, desc, doc, "") for name, (desc, doc) in docs_sets.items()]
+    for name, base, desc, reason, edit in edits_sets(docs_sets):
+        doc = copy.deepcopy(docs_sets[base][1])
         edit(doc)
         vectors.append((name, f"{base}, tampered: {desc}", doc, reason))
     for i, (name, desc, doc, reason) in enumerate(vectors, start=1):

@@ -25,11 +25,13 @@ router = APIRouter(tags=["anchors"])
 @router.get("/v1/anchors")
 async def anchoring(node: NodeDep) -> dict[str, Any]:
     """The certified anchoring settings (null: this ledger does not anchor), the attestations an anchor needs
-    to take effect (f+1), and the latest effective anchor (null: none yet)."""
+    to take effect (f+1 of the set that certifies the next block, the one its attestations count against), and
+    the latest effective anchor (null: none yet)."""
     view = node.chain.latest
+    validators = node.chain.validators_at(node.chain.height + 1)
     latest = get_anchor_record(view, latest_effective_height(view))
     return {"settings": settings_to_json(get_settings(view)),
-            "attestations_needed": quorum_of_attesters(len(node.genesis.validator_ids())),
+            "attestations_needed": quorum_of_attesters(len(validators)),
             "latest": None if latest is None else record_to_json(latest)}
 
 

@@ -229,10 +229,12 @@ const setKey = seq => {
   return key;
 };
 
-// Step 6b: the validators in force at `height`, walking the changes from the genesis set.
-async function validatorsInForce(links, g, height, options) {
+// Step 6b: the validator sets in force up to `height` (the highest block the proof certifies), walking the
+// changes from the genesis set; each with the first height it certifies.
+async function setsInForce(links, g, height, options) {
   let validators = g.validators;
   let first = 1n;
+  const sets = [[0n, validators]]; // block 0 carries no signatures: genesis's set answers for it
   for (let i = 1; i <= links.length; i++) {
     const { hdr, cert, sigs, e } = links[i - 1];
     const blockHash = H(pack(hdr));
@@ -257,9 +259,12 @@ async function validatorsInForce(links, g, height, options) {
     }
     validators = new Map(record.validators.map(v => [v.id, fromHex(v.public_key, 32)]));
     first = active;
+    sets.push([first, validators]);
   }
-  return validators;
+  return sets;
 }
+
+const setAt = (sets, height) => sets.filter(([first]) => first <= BigInt(height)).at(-1)[1];
 
 function entry(e) {
   obj(e, ["key", "value", "smt"]);
@@ -316,8 +321,9 @@ export async function checkProof(p, g, options) {
   if (!jsonEqual(cert[0], hdr[0]) || !jsonEqual(cert[1], hdr[2]) || !bytesEqual(cert[2], blockHash)) {
     throw refuse("certificate_mismatch", "the certificate is for another block");
   }
-  const validators = await validatorsInForce(links, g, hdr[0], options);
-  await checkCertificate(g.chainId, validators, hdr, blockHash, cert, sigs, options, null);
+  const lastCertified = anchor === null || BigInt(anchor.record.header[0]) < BigInt(hdr[0]) ? hdr[0] : anchor.record.header[0];
+  const sets = await setsInForce(links, g, lastCertified, options);
+  await checkCertificate(g.chainId, setAt(sets, hdr[0]), hdr, blockHash, cert, sigs, options, null);
   for (const e of entries) {
     if (!smtHolds(hdr[5], e.key, e.value, e.siblings, e.leaf)) {
       throw refuse("state_proof", `the entry for ${fromUtf8(e.key) ?? e.keyHex} does not match the state root`);
@@ -334,7 +340,8 @@ export async function checkProof(p, g, options) {
     // The ledger certified this very anchor: its effective record, in the state of a later certified block.
     const { header: rHeader, certificate: [rCert, rSigs], smt } = anchor.record;
     if (BigInt(rHeader[0]) <= BigInt(aHeight)) throw refuse("anchor_record", "the anchor's record is not in a later block");
-    await checkCertificate(g.chainId, validators, rHeader, H(pack(rHeader)), rCert, rSigs, options, "anchor_certificate");
+    await checkCertificate(g.chainId, setAt(sets, rHeader[0]), rHeader, H(pack(rHeader)), rCert, rSigs, options,
+      "anchor_certificate");
     anchor.fields[1] = H(pack(aHeader));
     const key = concat(utf8("anchor/h/"), be64(aHeight));
     if (!smtHolds(rHeader[5], key, pack(anchor.fields), smt.siblings, smt.leaf)) {
