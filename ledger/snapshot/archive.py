@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -108,7 +108,7 @@ def _record(key: bytes, value: bytes) -> bytes:
     return struct.pack(">I", len(key)) + key + struct.pack(">I", len(value)) + value
 
 
-def write_stream(snapshot: Snapshot, genesis: Genesis, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+def write_stream(snapshot: Snapshot, genesis: Genesis, chunk_bytes: int = 1 << 20) -> Generator[bytes, None, None]:
     """The backup of `snapshot` as chunks of about `chunk_bytes`. The first chunk is the magic and the header
     alone (a reader learns the height before the bulk arrives)."""
     head = snapshot_head(snapshot)
