@@ -17,11 +17,17 @@ from ledger.crypto import DOMAIN_COMMIT, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
 from ledger.resolver.registry import IdDelete, IdRegister, IdUpdate, ValueSpec, identifier_key
 from ledger.smt import EMPTY
-from ledger.snapshot.archive import PARTS, BackupReader, write_stream
+from ledger.snapshot.archive import PARTS, BackupError, BackupReader, write_stream
 from ledger.snapshot.auth import make_token, token_problem
 from ledger.snapshot.restore import RestoreRefused, restore, store_path
 from ledger.store import NS, LevelDBStore, MemoryStore, Store, height_key
 from ledger.tx import compute_tx_id, make_tx
+from tests.test_chain_state import CHAIN as OTHER_CHAIN
+from tests.test_chain_state import VALIDATORS as OTHER_VALIDATORS
+from tests.test_chain_state import sign_cert
+from tests.test_validator_set import _changed_twice as changed_twice
+
+V0, V1, _, V3 = OTHER_VALIDATORS
 
 CHAIN = "snapshot-test"
 T0 = 1_700_000_000_000
@@ -83,10 +89,10 @@ def chain() -> ChainDB:
     return _build()
 
 
-def _backup_bytes(store: Store) -> bytes:
+def _backup_bytes(store: Store, genesis: Genesis = GENESIS) -> bytes:
     snapshot = store.snapshot()
     try:
-        return b"".join(write_stream(snapshot, GENESIS, chunk_bytes=256))
+        return b"".join(write_stream(snapshot, genesis, chunk_bytes=256))
     finally:
         snapshot.close()
 
@@ -315,7 +321,29 @@ def test_any_rewritten_byte_of_blocks_certificates_or_state_is_refused(
         value[position] ^= flip
         r[key] = bytes(value)
 
-    _refusal(tmp_path_factory.mktemp("rewrite"), _rewritten(chain, change))
+    try:
+        rewritten = _rewritten(chain, change)
+    except BackupError:  # the head block no longer decodes: not even a backup can be written of it
+        return
+    _refusal(tmp_path_factory.mktemp("rewrite"), rewritten)
+
+
+def test_certificates_are_checked_against_the_set_of_their_height(tmp_path: Path) -> None:
+    """Across two validator-set changes, each certificate counts against the set in force at its height."""
+    chain, _added, removed = changed_twice()
+    records = _all(chain.db.store)
+    target = _restore(tmp_path / "ok", _backup_bytes(chain.db.store, chain.genesis), chain.genesis)
+    restored = LevelDBStore(target)
+    assert ChainDB(restored, chain.genesis).head_hash == chain.db.head_hash
+    restored.close()
+
+    # V3 left the set at `removed`: its signature there makes the certificate one a non-validator signed.
+    header = _block(records, removed).header
+    records[NS.CERT + height_key(removed)] = encode(sign_cert(OTHER_CHAIN, header, [V0, V1, V3]))
+    forged = MemoryStore()
+    forged.write_batch(records.items())
+    message = _refusal(tmp_path / "forged", _backup_bytes(forged, chain.genesis), chain.genesis)
+    assert f"block {removed}: certificate signed by a non-validator" in message
 
 
 # --- the backup route's token ------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from ledger.chain import Block, compute_block_hash
 from ledger.chaindb import HEAD_KEY
-from ledger.codec import decode
+from ledger.codec import CodecError, decode
 from ledger.genesis import Genesis
 from ledger.store import NS, Snapshot
 
@@ -100,7 +100,10 @@ def snapshot_head(snapshot: Snapshot) -> Head:
     block_raw = snapshot.get(NS.BLOCK + raw)
     if block_raw is None:
         raise BackupError("the store's head block is missing")
-    header = decode(Block, block_raw, trusted=True).header
+    try:
+        header = decode(Block, block_raw).header
+    except CodecError as exc:
+        raise BackupError(f"the store's head block does not decode: {exc}") from None
     return Head(header.height, compute_block_hash(header), header.state_root)
 
 
