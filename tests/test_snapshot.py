@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_commit_vote
 from ledger.chaindb import ChainDB, TxLocation
+from ledger.cli import main as cli_main
 from ledger.codec import decode, encode
 from ledger.crypto import DOMAIN_COMMIT, SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
@@ -22,6 +25,7 @@ from ledger.snapshot.auth import make_token, token_problem
 from ledger.snapshot.restore import RestoreRefused, restore, store_path
 from ledger.store import NS, LevelDBStore, MemoryStore, Store, height_key
 from ledger.tx import compute_tx_id, make_tx
+from tests.nodeutil import make_home
 from tests.test_chain_state import CHAIN as OTHER_CHAIN
 from tests.test_chain_state import VALIDATORS as OTHER_VALIDATORS
 from tests.test_chain_state import sign_cert
@@ -360,3 +364,31 @@ def test_only_the_node_key_signs_a_fresh_backup_token() -> None:
                                                         now + 600_000))
     assert "malformed" in str(token_problem("12.zz", node.public_key, CHAIN, now))
     assert "needs the" in str(token_problem(None, node.public_key, CHAIN, now))
+
+
+# --- the commands on a stopped node -----------------------------------------------------------
+
+
+def test_backup_and_restore_commands_on_a_stopped_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = make_home(tmp_path / "a")
+    store = LevelDBStore(home.path / "data" / "ledger.db")
+    db = ChainDB(store, home.genesis)
+    for i in range(3):
+        executed = db.build_block([], view=0, timestamp=home.genesis.timestamp + i + 1, proposer=home.validator.id)
+        vote = compute_commit_vote(home.genesis.chain_id, executed.block.header)
+        db.commit(executed, CommitCertificate(i + 1, 0, vote.block_hash, (
+            ValidatorSignature(home.validator.id, home.validator.sign(DOMAIN_COMMIT, vote)),)))
+    head = db.head_hash.hex()
+    store.close()
+    out = tmp_path / "a.ledger"
+    assert cli_main(["backup", "--home", str(home.path), "--out", str(out)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert (made["height"], made["block_hash"]) == (3, head)
+    assert cli_main(["backup", "--home", str(home.path), "--out", str(out)]) == 2  # never overwritten unasked
+
+    fresh = tmp_path / "b"  # a replacement machine: the same config, key and genesis, no data
+    shutil.copytree(home.path, fresh, ignore=shutil.ignore_patterns("data"))
+    assert cli_main(["restore", str(out), "--home", str(fresh)]) == 0
+    assert json.loads(capsys.readouterr().out)["block_hash"] == head
+    assert cli_main(["restore", str(out), "--home", str(fresh)]) == 1
+    assert "never overwrites" in capsys.readouterr().err
