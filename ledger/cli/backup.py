@@ -17,6 +17,15 @@ from ledger.progress import Progress
 DOWNLOAD_TIMEOUT_S = 600.0  # between two chunks: a busy node may pause, but not for ever
 
 
+def _genesis(config: Any) -> Any:
+    from ledger.genesis import InvalidGenesis, load_genesis
+
+    try:
+        return load_genesis(config.genesis)
+    except InvalidGenesis as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
 def _config(home: str) -> Any:
     from ledger.config import ConfigError, NodeConfig
 
@@ -41,7 +50,6 @@ def _from_running_node(config: Any, url: str) -> Iterator[bytes]:
     import httpx
 
     from ledger.crypto import KeyFileError
-    from ledger.genesis import load_genesis
     from ledger.keyfiles import load_node_key
     from ledger.snapshot.auth import HEADER, make_token
 
@@ -49,7 +57,7 @@ def _from_running_node(config: Any, url: str) -> Iterator[bytes]:
         key = load_node_key(config)
     except KeyFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    token = make_token(key, load_genesis(config.genesis).chain_id, time.time_ns() // 1_000_000)
+    token = make_token(key, _genesis(config).chain_id, time.time_ns() // 1_000_000)
     try:
         with httpx.stream("GET", f"{url}/v1/admin/backup", headers={HEADER: token},
                           timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0)) as response:
@@ -88,7 +96,6 @@ def _header(path: Path) -> dict[str, Any]:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from ledger.genesis import load_genesis
     from ledger.snapshot.restore import store_path
     from ledger.store import LevelDBStore, StoreError
 
@@ -103,7 +110,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     source = "running node"
     if args.node is None:
         try:  # a stopped node's store opens; a running node holds its lock and serves the backup itself
-            chunks = _from_stopped_node(LevelDBStore(db_path), load_genesis(config.genesis))
+            chunks = _from_stopped_node(LevelDBStore(db_path), _genesis(config))
             source = "store (node stopped)"
         except StoreError:
             chunks = _from_running_node(config, _local_url(config))
@@ -134,13 +141,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from ledger.genesis import load_genesis
+
     from ledger.snapshot.restore import RestoreRefused, restore
 
     config = _config(args.home)
     started = time.monotonic()
     try:
-        restored = restore(Path(args.file), config.data_dir, load_genesis(config.genesis))
+        restored = restore(Path(args.file), config.data_dir, _genesis(config))
     except RestoreRefused as exc:
         raise CliError(str(exc)) from exc
     print_json({"home": args.home, "height": restored.height, "block_hash": restored.block_hash,
