@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.api.server import create_app
 from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_commit_vote
 from ledger.chaindb import ChainDB, TxLocation
 from ledger.cli import main as cli_main
@@ -21,7 +24,7 @@ from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidat
 from ledger.resolver.registry import IdDelete, IdRegister, IdUpdate, ValueSpec, identifier_key
 from ledger.smt import EMPTY
 from ledger.snapshot.archive import PARTS, BackupError, BackupReader, write_stream
-from ledger.snapshot.auth import make_token, token_problem
+from ledger.snapshot.auth import HEADER, make_token, token_problem
 from ledger.snapshot.restore import RestoreRefused, restore, store_path
 from ledger.store import NS, LevelDBStore, MemoryStore, Store, height_key
 from ledger.tx import compute_tx_id, make_tx
@@ -392,3 +395,21 @@ def test_backup_and_restore_commands_on_a_stopped_node(tmp_path: Path, capsys: p
     assert json.loads(capsys.readouterr().out)["block_hash"] == head
     assert cli_main(["restore", str(out), "--home", str(fresh)]) == 1
     assert "never overwrites" in capsys.readouterr().err
+
+
+def test_the_backup_route_serves_the_node_key_on_its_own_host_only(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "a")
+    now_ms = time.time_ns() // 1_000_000
+    token = {HEADER: make_token(home.validator, home.genesis.chain_id, now_ms)}
+    with TestClient(create_app(home.path), client=("192.0.2.7", 40000)) as remote:
+        refused = remote.get("/v1/admin/backup", headers=token)  # a valid token, from another host
+        assert refused.status_code == 403 and "own host" in refused.json()["message"]
+    with TestClient(create_app(home.path), client=("127.0.0.1", 40000)) as local:
+        assert local.get("/v1/admin/backup").status_code == 403
+        served = local.get("/v1/admin/backup", headers=token)
+        assert served.status_code == 200
+    fresh = tmp_path / "b"
+    shutil.copytree(home.path, fresh, ignore=shutil.ignore_patterns("data"))
+    (tmp_path / "served.ledger").write_bytes(served.content)
+    restored = restore(tmp_path / "served.ledger", fresh / "data", home.genesis, stream=io.StringIO())
+    assert restored.height == 0 and restored.records > 0
