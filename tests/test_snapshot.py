@@ -154,6 +154,24 @@ def test_manifest_names_the_head_and_every_part(chain: ChainDB, backup: bytes, t
     assert {p.name: p.records for p in manifest.parts} == counts
 
 
+@pytest.mark.parametrize("block", [1, 7, 300])
+def test_reading_in_small_blocks_gives_the_same_records_and_digests(chain: ChainDB, backup: bytes, tmp_path: Path,
+                                                                     block: int) -> None:
+    """Records and digests do not depend on where the reader's buffer boundaries fall."""
+    path = tmp_path / "b"
+    path.write_bytes(backup)
+    whole, small = BackupReader(path), BackupReader(path, block)
+    assert list(small.records()) == list(whole.records())
+    assert small.manifest == whole.manifest
+    changed = bytearray(backup)
+    for position in (len(backup) // 3, len(backup) - 40):
+        changed[position] ^= 0x20
+        path.write_bytes(bytes(changed))
+        with pytest.raises(BackupError):
+            list(BackupReader(path, block).records())
+        changed[position] ^= 0x20
+
+
 def test_a_leveldb_snapshot_ignores_later_commits(tmp_path: Path) -> None:
     """A backup describes the moment it started, while the node goes on committing."""
     store = LevelDBStore(tmp_path / "db")

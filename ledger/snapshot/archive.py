@@ -107,8 +107,7 @@ def snapshot_head(snapshot: Snapshot) -> Head:
     return Head(header.height, compute_block_hash(header), header.state_root)
 
 
-def _record(key: bytes, value: bytes) -> bytes:
-    return struct.pack(">I", len(key)) + key + struct.pack(">I", len(value)) + value
+_U32 = struct.Struct(">I")
 
 
 def write_stream(snapshot: Snapshot, genesis: Genesis, chunk_bytes: int = 1 << 20) -> Generator[bytes, None, None]:
@@ -125,52 +124,107 @@ def write_stream(snapshot: Snapshot, genesis: Genesis, chunk_bytes: int = 1 << 2
     whole.update(first)
     yield first
     infos = []
-    buffer: list[bytes] = []
-    size = 0
     for name, prefix in PARTS.items():
         part = hashlib.sha256()
         records = part_bytes = 0
+        buffer: list[bytes] = []
+        size = 0
+        pack = _U32.pack
         for key, value in snapshot.iterate(prefix):
-            rec = _record(key, value)
-            part.update(rec)
+            buffer.append(pack(len(key)) + key + pack(len(value)) + value)
+            size += 8 + len(key) + len(value)
             records += 1
-            part_bytes += len(rec)
-            buffer.append(rec)
-            size += len(rec)
             if size >= chunk_bytes:
-                chunk = b"".join(buffer)
+                chunk = b"".join(buffer)  # hashed a chunk at a time: a call per record costs more than the hash
+                part.update(chunk)
                 whole.update(chunk)
+                part_bytes += size
                 yield chunk
                 buffer, size = [], 0
+        if buffer:  # a part ends its last chunk early, so that no chunk spans two parts
+            chunk = b"".join(buffer)
+            part.update(chunk)
+            whole.update(chunk)
+            part_bytes += size
+            yield chunk
         infos.append({"name": name, "records": records, "bytes": part_bytes, "sha256": part.hexdigest()})
     trailer = json.dumps({"parts": infos}, sort_keys=True).encode()
-    tail = b"".join(buffer) + struct.pack(">I", END_OF_RECORDS) + struct.pack(">I", len(trailer)) + trailer
+    tail = struct.pack(">I", END_OF_RECORDS) + struct.pack(">I", len(trailer)) + trailer
     whole.update(tail)
     yield tail + whole.digest() + END_MAGIC
 
 
-class _Counting:
-    """Reads a file while hashing every byte read."""
+class _Buffered:
+    """Reads a file in large blocks while hashing every byte consumed; records are parsed in the buffer (small
+    reads and a hash call per field would cost more than the checks)."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], block: int) -> None:
         self._stream = stream
+        self._block = block
         self.whole = hashlib.sha256()
-        self.offset = 0
+        self._buf = b""
+        self._pos = 0
+        self._hashed = 0  # bytes of the buffer already in `whole`
+        self._base = 0  # file offset of the buffer's first byte
+
+    @property
+    def offset(self) -> int:
+        return self._base + self._pos
+
+    def _ensure(self, n: int, what: str) -> None:
+        if self._pos + n <= len(self._buf):
+            return
+        self.whole.update(memoryview(self._buf)[self._hashed:self._pos])
+        rest = self._buf[self._pos:]
+        self._base += self._pos
+        self._buf = rest + self._stream.read(max(self._block, n - len(rest)))
+        self._pos = self._hashed = 0
+        if n > len(self._buf):
+            raise BackupError(f"the file ends inside {what} at byte {self._base + len(self._buf)} (truncated?)")
 
     def read(self, n: int, what: str) -> bytes:
-        data = self._stream.read(n)
-        if len(data) != n:
-            raise BackupError(f"the file ends inside {what} at byte {self.offset + len(data)} (truncated?)")
-        self.whole.update(data)
-        self.offset += n
+        self._ensure(n, what)
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return data
 
     def u32(self, what: str) -> int:
-        value: int = struct.unpack(">I", self.read(4, what))[0]
+        self._ensure(4, what)
+        value: int = _U32.unpack_from(self._buf, self._pos)[0]
+        self._pos += 4
         return value
 
+    def record(self) -> tuple[bytes, bytes, memoryview] | None:
+        """The next record's key, value and whole bytes; None at the end of the records."""
+        self._ensure(4, "a record")
+        klen: int = _U32.unpack_from(self._buf, self._pos)[0]
+        if klen == END_OF_RECORDS:
+            self._pos += 4
+            return None
+        if klen > MAX_KEY:
+            raise BackupError(f"a record at byte {self.offset} claims a {klen}-byte key")
+        self._ensure(8 + klen, "a record")
+        vlen: int = _U32.unpack_from(self._buf, self._pos + 4 + klen)[0]
+        if vlen > MAX_VALUE:
+            raise BackupError(f"a record at byte {self.offset} claims a {vlen}-byte value")
+        self._ensure(8 + klen + vlen, "a record")
+        buf, start = self._buf, self._pos
+        self._pos = end = start + 8 + klen + vlen
+        return buf[start + 4:start + 4 + klen], buf[start + 8 + klen:end], memoryview(buf)[start:end]
 
-def _json(reader: _Counting, what: str) -> dict[str, Any]:
+    def digest_so_far(self) -> bytes:
+        self.whole.update(memoryview(self._buf)[self._hashed:self._pos])
+        self._hashed = self._pos
+        return self.whole.digest()
+
+    def rest(self) -> bytes:
+        """Everything not read yet (the end of the file: a few bytes)."""
+        data = self._buf[self._pos:] + self._stream.read()
+        self._pos = len(self._buf)
+        return data
+
+
+def _json(reader: _Buffered, what: str) -> dict[str, Any]:
     length = reader.u32(what)
     if length > MAX_JSON:
         raise BackupError(f"the {what} claims {length} bytes (at most {MAX_JSON})")
@@ -194,19 +248,23 @@ class BackupReader:
     """Reads a backup file once, front to back: `header` first, then `records()`, then `manifest` (filled in
     once every record was read and the file's digests checked)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, block: int = 4 << 20) -> None:
         self.path = path
         self.size = path.stat().st_size
         self._file = path.open("rb")
-        self._reader = _Counting(self._file)
-        if self._reader.read(len(MAGIC), "the magic line") != MAGIC:
-            raise BackupError(f"{path} is not a ledger backup (wrong magic line)")
-        self.header = _json(self._reader, "header")
-        if self.header.get("format") != FORMAT:
-            raise BackupError(f"backup format {self.header.get('format')!r} is not {FORMAT}")
-        if self.header.get("parts") != list(PARTS):
-            raise BackupError(f"the header lists parts {self.header.get('parts')!r}, expected {list(PARTS)}")
+        self._reader = _Buffered(self._file, block)
         self.manifest: Manifest | None = None
+        try:
+            if self._reader.read(len(MAGIC), "the magic line") != MAGIC:
+                raise BackupError(f"{path} is not a ledger backup (wrong magic line)")
+            self.header = _json(self._reader, "header")
+            if self.header.get("format") != FORMAT:
+                raise BackupError(f"backup format {self.header.get('format')!r} is not {FORMAT}")
+            if self.header.get("parts") != list(PARTS):
+                raise BackupError(f"the header lists parts {self.header.get('parts')!r}, expected {list(PARTS)}")
+        except BackupError:
+            self._file.close()
+            raise
 
     @property
     def offset(self) -> int:
@@ -222,16 +280,10 @@ class BackupReader:
         sizes = dict.fromkeys(names, 0)
         last = b""
         while True:
-            klen = reader.u32("a record")
-            if klen == END_OF_RECORDS:
+            record = reader.record()
+            if record is None:
                 break
-            if klen > MAX_KEY:
-                raise BackupError(f"a record at byte {reader.offset - 4} claims a {klen}-byte key")
-            key = reader.read(klen, "a record's key")
-            vlen = reader.u32("a record")
-            if vlen > MAX_VALUE:
-                raise BackupError(f"a record at byte {reader.offset - 4} claims a {vlen}-byte value")
-            value = reader.read(vlen, "a record's value")
+            key, value, raw = record
             while index < len(names) and not key.startswith(PARTS[names[index]]):
                 index, last = index + 1, b""
             if index == len(names):
@@ -240,19 +292,18 @@ class BackupReader:
                 raise BackupError(f"keys of part {names[index]} are not in ascending order")
             last = key
             name = names[index]
-            rec_len = 8 + klen + vlen
-            digests[name].update(struct.pack(">I", klen) + key + struct.pack(">I", vlen) + value)
+            digests[name].update(raw)
             counts[name] += 1
-            sizes[name] += rec_len
+            sizes[name] += len(raw)
             yield name, key, value
         trailer = _json(reader, "trailer")
-        expected = reader.whole.digest()
-        digest = self._file.read(32)
-        if len(digest) != 32:
+        expected = reader.digest_so_far()
+        rest = reader.rest()
+        if len(rest) < 32:
             raise BackupError("the file ends before its closing sha256 (truncated?)")
-        if digest != expected:
+        if rest[:32] != expected:
             raise BackupError("the file's closing sha256 does not match its contents (the file was changed or damaged)")
-        if self._file.read(len(END_MAGIC) + 1) != END_MAGIC:
+        if rest[32:] != END_MAGIC:
             raise BackupError("the file does not end with the end marker (truncated, or bytes appended)")
         parts = trailer.get("parts")
         if not isinstance(parts, list) or len(parts) != len(names):
