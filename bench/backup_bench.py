@@ -6,6 +6,8 @@ import. Then, with the node running (and, with `--load`, registrations still arr
 * `ledger backup --home` of the running node (the node streams a LevelDB snapshot over HTTP): seconds, bytes;
 * `ledger restore` of that file into a fresh home of the same node (every check: certificates, links,
   state nodes, the head state against its root, the tx index): seconds;
+* CPU seconds of each (the backup's: the command's and the node's, whose CPU also serves `--load`), which a
+  busy machine changes less than the wall time;
 * the floors: copying the store directory (`cp -r`, what any file-level copy costs, not consistent while
   the node runs), and reading the backup file with sha256 (what any check of the file's bytes costs).
 
@@ -23,6 +25,7 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -58,6 +61,17 @@ def timed(fn: Any, *args: Any) -> tuple[float, Any]:
     t = time.perf_counter()
     result = fn(*args)
     return time.perf_counter() - t, result
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a process that is not our child (the node: `devnet up` started it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_rows(path: Path, start: int, stop: int) -> None:
@@ -125,9 +139,12 @@ def main() -> None:
         fig["floor_copy_store_s"] = round(seconds, 2)
         shutil.rmtree(work / "store-copy")
         backup = work / "node.ledger"
+        node_cpu, cli_cpu = process_cpu_s(node["pid"]), children_cpu_s()
         seconds, out = timed(ledger, "backup", "--home", str(home), "--out", str(backup))
         made = json.loads(out)
-        fig.update(backup_s=round(seconds, 2), backup_mb=round(made["bytes"] / 2**20, 1), height=made["height"])
+        fig.update(backup_s=round(seconds, 2), backup_mb=round(made["bytes"] / 2**20, 1), height=made["height"],
+                   backup_cpu_s_command=round(children_cpu_s() - cli_cpu, 2),
+                   backup_cpu_s_node=round(process_cpu_s(node["pid"]) - node_cpu, 2))
         print(f"figures so far: {json.dumps(fig)}", file=sys.stderr)
         stop.set()
         if loader is not None:
@@ -140,7 +157,9 @@ def main() -> None:
         for item in home.iterdir():
             if item.is_file():
                 shutil.copy2(item, fresh / item.name)
+        cpu = children_cpu_s()
         seconds, out = timed(ledger, "restore", str(backup), "--home", str(fresh))
+        fig["restore_cpu_s"] = round(children_cpu_s() - cpu, 2)
         restored = json.loads(out)
         if restored["block_hash"] != made["block_hash"]:
             raise SystemExit(f"restored {restored} is not the backup's head {made}")
