@@ -199,7 +199,7 @@ def _refusal(tmp: Path, data: bytes, genesis: Genesis = GENESIS) -> str:
     return str(refused.value)
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_changed_byte_is_refused(backup: bytes, tmp_path_factory: pytest.TempPathFactory,
                                      data: st.DataObject) -> None:
