@@ -84,14 +84,6 @@ class Manifest:
     state_root: str
     parts: tuple[PartInfo, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "chain_id": self.chain_id, "genesis_hash": self.genesis_hash, "height": self.height,
-            "block_hash": self.block_hash, "state_root": self.state_root,
-            "parts": [{"name": p.name, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
-                      for p in self.parts],
-        }
-
 
 def snapshot_head(snapshot: Snapshot) -> Head:
     raw = snapshot.get(HEAD_KEY)
