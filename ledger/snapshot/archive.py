@@ -188,15 +188,28 @@ class _Buffered:
 
     def record(self) -> tuple[bytes, bytes, memoryview] | None:
         """The next record's key, value and whole bytes; None at the end of the records."""
+        buf, pos = self._buf, self._pos
+        size = len(buf)
+        if pos + 8 <= size:  # the common case: the whole record is in the buffer
+            klen: int = _U32.unpack_from(buf, pos)[0]
+            if klen <= MAX_KEY and pos + 8 + klen <= size:
+                vlen: int = _U32.unpack_from(buf, pos + 4 + klen)[0]
+                end = pos + 8 + klen + vlen
+                if vlen <= MAX_VALUE and end <= size:
+                    self._pos = end
+                    return buf[pos + 4:pos + 4 + klen], buf[pos + 8 + klen:end], memoryview(buf)[pos:end]
+        return self._record_across_blocks()
+
+    def _record_across_blocks(self) -> tuple[bytes, bytes, memoryview] | None:
         self._ensure(4, "a record")
-        klen: int = _U32.unpack_from(self._buf, self._pos)[0]
+        klen = _U32.unpack_from(self._buf, self._pos)[0]
         if klen == END_OF_RECORDS:
             self._pos += 4
             return None
         if klen > MAX_KEY:
             raise BackupError(f"a record at byte {self.offset} claims a {klen}-byte key")
         self._ensure(8 + klen, "a record")
-        vlen: int = _U32.unpack_from(self._buf, self._pos + 4 + klen)[0]
+        vlen = _U32.unpack_from(self._buf, self._pos + 4 + klen)[0]
         if vlen > MAX_VALUE:
             raise BackupError(f"a record at byte {self.offset} claims a {vlen}-byte value")
         self._ensure(8 + klen + vlen, "a record")
