@@ -72,6 +72,7 @@ __all__ = [
     "SparseMerkleTree",
     "key_path",
     "leaf_hash",
+    "node_hash",
     "verify_proof",
 ]
 
@@ -113,6 +114,18 @@ def _decode(enc: bytes) -> _Node:
         if end <= len(enc):
             return (enc[1:33], enc[37:end], enc[end:])
     raise ValueError("corrupt SMT node encoding")
+
+
+def node_hash(enc: bytes) -> bytes:
+    """The hash a node encoding is stored under (what a node store fetched from elsewhere is checked
+    against); ValueError if `enc` is not a node's canonical encoding."""
+    node = _decode(enc)
+    if len(node) == 2:
+        return _sha256(enc).digest()
+    path, key, value = node
+    if _sha256(key).digest() != path:
+        raise ValueError("leaf path is not the hash of its key")
+    return leaf_hash(path, _sha256(value).digest())
 
 
 @dataclass(frozen=True)

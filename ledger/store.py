@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class NS:
@@ -53,7 +53,52 @@ class Store(Protocol):
         self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), sync: bool = True
     ) -> None: ...
 
+    def snapshot(self) -> Snapshot:
+        """A consistent read-only view as of now (whole batches only)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Snapshot(Protocol):
+    """A read-only, point-in-time view of a store (what backups read while the node keeps committing)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+class _MemorySnapshot:
+    def __init__(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self._store = MemoryStore()
+        self._store.write_batch(items)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._store.get(key)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.iterate(prefix)
+
+    def close(self) -> None:
+        pass
+
+
+class _LevelDBSnapshot:
+    def __init__(self, snapshot: Any) -> None:
+        self._snapshot = snapshot
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._snapshot.get(key)
+        return value
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self._snapshot.iterator(prefix=prefix) as it:
+            yield from it
+
+    def close(self) -> None:
+        self._snapshot.close()
 
 
 class MemoryStore:
@@ -91,6 +136,9 @@ class MemoryStore:
         for k in removed:
             self._data.pop(k, None)
         self._sorted = None
+
+    def snapshot(self) -> Snapshot:
+        return _MemorySnapshot(list(self._data.items()))
 
     def close(self) -> None:
         pass
@@ -151,6 +199,10 @@ class LevelDBStore:
                 wb.put(k, v)
             for k in deletes:
                 wb.delete(k)
+
+    def snapshot(self) -> Snapshot:
+        """LevelDB's own snapshot: later batches are invisible to it, whole or not at all."""
+        return _LevelDBSnapshot(self._db.snapshot())
 
     def close(self) -> None:
         if not self._db.closed:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from ledger.cli import (
     anchoring,
     assets,
+    backup,
     bench,
     contracts,
     devnet_commands,
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (node, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, members, governance,
+    for group in (node, backup, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, members, governance,
                   validators):
         group.add_commands(sub)
     return parser
