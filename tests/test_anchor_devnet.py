@@ -342,8 +342,8 @@ def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Pat
 def test_add_node_attests_as_a_certified_submitter_and_remove_node_drops_the_submitter(
         net: tuple[Path, dict[str, Any]]) -> None:
     """`ledger devnet add-node` on the anchoring devnet (run last: it changes the set): the new node has an
-    Ethereum key file of its own, named by its config, the admins certify its address, and it attests. Then `ledger devnet remove-node` takes node 3 out and drops its address from the certified
-    submitters."""
+    Ethereum key file of its own, named by its config, the admins certify its address, and it attests.
+    Then `ledger devnet remove-node` takes node 3 out and drops its address from the certified submitters."""
     import json
     import stat
 
