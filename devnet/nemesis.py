@@ -241,8 +241,8 @@ def summary(fig: dict[str, Any]) -> str:
         f"({fig['batches_acknowledged_first_try_pct']}%; target 99%); retried by hand and acknowledged: "
         f"{fig['batches_retried_by_hand']}; failed: {fig['batches_failed']}; longest batch {fig['longest_batch_s']} s",
         f"transactions acknowledged: {fig['transactions_acknowledged']}, checked on all {NODES} validators: lost "
-        f"{fig['lost']}, doubled {fig['doubled']}, missing per node {fig['missing_on_nodes']}; tx ids in two blocks "
-        f"(the second copy failed on its nonce): {fig['repeated_tx_ids']}",
+        f"{fig['lost']}, doubled {fig['doubled']}, missing per node {fig['missing_on_nodes']}; tx ids in two blocks: "
+        f"{fig['repeated_tx_ids']}",
         f"one chain: {fig['one_chain']}, height {fig['height']}, head {fig['head_hash'][:16]}",
         f"longest pause in commits after a fault: {fig['longest_commit_pause_s']} s (fault "
         f"{fig['longest_commit_pause_fault']}; median {fig['median_commit_pause_s']} s; target 5 s)",
