@@ -301,9 +301,11 @@ class Transport:
     def link_state(self, peer_id: str) -> LinkState:
         """Both directions of the links with `peer_id`, when it was last heard, and the heartbeat round trip."""
         out = self._out_links.get(peer_id)
+        ins = self._in_links.get(peer_id)
         return LinkState(
-            outgoing=out is not None, incoming=bool(self._in_links.get(peer_id)),
+            outgoing=out is not None, incoming=bool(ins),
             last_heard=self._heard_at.get(peer_id), rtt_ms=None if out is None or out.rtt is None else out.rtt * 1000,
+            connected_since=max(out.since, ins[-1].since) if out is not None and ins else None,
         )
 
     def queue_depth(self, peer_id: str) -> int:
