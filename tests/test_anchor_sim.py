@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from ledger.anchor.records import AnchorRecord, get_anchor_record, get_votes, latest_effective_height
 from ledger.anchor.settings import AnchoringSettings
-from ledger.chain import Block, CommitCertificate, compute_block_hash
-from ledger.chaindb import ChainDB, ExecutedBlock
+from ledger.chain import compute_block_hash
 from ledger.codec import encode
 from ledger.crypto import SigningKey, derive_id, sha256
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
-from ledger.ledger_app import LedgerApp
-from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.resolver.registry import IdRegister, ValueSpec
-from ledger.store import MemoryStore, Store
 from ledger.tx import compute_tx_id, make_tx
 from tests.sim.checks import assert_live, finish
 from tests.sim.network import Network
+from tests.sim.real_app import real_app_network
 
 KEYS = [SigningKey.from_seed(f"anchor-sim-validator-{i}".encode()) for i in range(4)]
 ADMIN = SigningKey.from_seed(b"anchor-sim-admin")
@@ -34,32 +31,7 @@ GENESIS = Genesis(
 
 
 def _network() -> Network:
-    net_ref: list[Network] = []
-
-    def clock() -> int:
-        return GENESIS.timestamp + 10 * (net_ref[0].time if net_ref else 0)
-
-    class SimLedgerApp(LedgerApp):
-        @property
-        def store(self) -> Store:
-            return self.chain.store
-
-        def serve_blocks(self, request: BlockRequest) -> BlockBatch:
-            return serve_blocks(self.chain, request)
-
-        def restarted(self) -> SimLedgerApp:
-            return SimLedgerApp(ChainDB(self.chain.store, GENESIS), clock)
-
-        def committed(self, result: ExecutedBlock) -> tuple[Block, CommitCertificate]:
-            cert = self.chain.get_certificate(result.block.header.height)
-            assert cert is not None
-            return result.block, cert
-
-    net = Network(4, 11, keys=KEYS, chain_id=GENESIS.chain_id,
-                  app_factory=lambda: SimLedgerApp(ChainDB(MemoryStore(), GENESIS), clock),  # type: ignore[arg-type,return-value]
-                  config={"batch_size": 8})
-    net_ref.append(net)
-    return net
+    return real_app_network(GENESIS, KEYS, 11, config={"batch_size": 8})
 
 
 def test_fake_attestations_through_consensus_never_take_effect_and_every_replica_agrees() -> None:

@@ -64,15 +64,11 @@ def test_regression(name: str, seed: int) -> None:
 def test_real_ledger_app_four_validators() -> None:
     """Four replicas over LedgerApp/ChainDB with real signed transactions: identifiers registered
     through consensus, a crash and restart of a backup, catch-up by FetchBlocks, identical state."""
-    from ledger.chain import Block, CommitCertificate
-    from ledger.chaindb import ChainDB, ExecutedBlock
     from ledger.crypto import derive_id
     from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
-    from ledger.ledger_app import LedgerApp
-    from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
     from ledger.resolver.registry import IdRegister, ValueSpec, get_identifier
-    from ledger.store import MemoryStore, Store
     from ledger.tx import compute_tx_id, make_tx
+    from tests.sim.real_app import real_app_network
 
     keys = [SigningKey.from_seed(f"ledger-validator-{i}".encode()) for i in range(4)]
     admin = SigningKey.from_seed(b"ledger-admin")
@@ -84,32 +80,7 @@ def test_real_ledger_app_four_validators() -> None:
         prefixes=(GenesisPrefix("88.100", derive_id(admin.public_key)),),
     )
     assert genesis.validator_ids() == [k.id for k in keys]
-    net_ref: list[Network] = []
-
-    def clock() -> int:
-        return genesis.timestamp + 10 * (net_ref[0].time if net_ref else 0)
-
-    class SimLedgerApp(LedgerApp):
-        @property
-        def store(self) -> Store:
-            return self.chain.store
-
-        def serve_blocks(self, request: BlockRequest) -> BlockBatch:
-            return serve_blocks(self.chain, request)
-
-        def restarted(self) -> SimLedgerApp:
-            return SimLedgerApp(ChainDB(self.chain.store, genesis), clock)
-
-        def committed(self, result: ExecutedBlock) -> tuple[Block, CommitCertificate]:
-            cert = self.chain.get_certificate(result.block.header.height)
-            assert cert is not None
-            return result.block, cert
-
-    def factory() -> SimLedgerApp:
-        return SimLedgerApp(ChainDB(MemoryStore(), genesis), clock)
-
-    net = Network(4, 7, keys=keys, chain_id=genesis.chain_id, app_factory=factory, config={"batch_size": 8})
-    net_ref.append(net)
+    net = real_app_network(genesis, keys, 7, config={"batch_size": 8})
     txs = []
     for i in range(40):
         payload = IdRegister(f"88.100/EQ-{i:04d}", (ValueSpec(1, "URL", f"https://twin.example.com/EQ-{i:04d}"),))

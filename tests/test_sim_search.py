@@ -14,6 +14,7 @@ import pytest
 from ledger import chain
 from ledger.consensus import quorum
 from tests.sim import search
+from tests.sim.adversarial import FORGERIES_REFUSED, FORGING_SCENARIOS
 from tests.sim.twins import CASES
 
 SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "1000"))
@@ -37,6 +38,9 @@ def test_search_explores_a_thousand_schedules(terminal_note: Callable[[str], Non
     for line in summary.lines():
         terminal_note(line)
     assert len(summary.results) == SCHEDULES
+    for scenario in FORGING_SCENARIOS:  # the attack reached the checks somewhere in the search
+        runs, seen = summary.observed(scenario)
+        assert runs < 5 or seen[FORGERIES_REFUSED] > 0, f"{runs} runs of {scenario}: no forgery reached a check"
     assert not summary.failures, (
         f"{len(summary.failures)} schedules failed (run seed {run_seed()}); transcripts in {search.FAILURES_DIR}:\n"
         + "\n".join(f"{r.schedule.label}: {r.outcome}: {r.message} -> {r.transcript}" for r in summary.failures))

@@ -19,6 +19,9 @@ from tests.sim.byzantine import CatchUpLiar, ViewChangeForger, equivocator, whis
 from tests.sim.checks import assert_live, clients_go_on, finish, load, make_txs
 from tests.sim.network import Network
 
+FORGERIES_REFUSED = "forged messages honest replicas refused"
+FORGING_SCENARIOS = ("byzantine_view_change", "byzantine_new_view")
+
 
 def _honest_views(net: Network) -> set[int]:
     return {n.replica.view for n in net.honest_running()}
@@ -34,9 +37,11 @@ def _quorum_in_one_view(net: Network) -> None:
     assert views.most_common(1)[0][1] >= quorum, f"no {quorum} honest replicas in one view: {dict(views)}"
 
 
-def _total_invalid(net: Network) -> int:
-    """Messages honest replicas refused as invalid (a view change or new view failing a check...)."""
-    return sum(n.replica.metrics["dropped_invalid"] for n in net.nodes if n.honest)
+def _count_forgeries_refused(net: Network) -> None:
+    """Record how many messages honest replicas refused as invalid (a view change or new view failing a
+    check). A forgery can be lost or overtaken in one schedule, so the search asserts over all of them
+    (tests/test_sim_search.py) that forgeries did reach the checks."""
+    net.observed[FORGERIES_REFUSED] += sum(n.replica.metrics["dropped_invalid"] for n in net.nodes if n.honest)
 
 
 def _isolate_primary(net: Network, steps: int) -> None:
@@ -97,8 +102,7 @@ def scenario_byzantine_view_change(seed: int) -> None:
     net.heal()
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
-    # Not asserted per schedule: that a forgery reached a check (lost or overtaken in about 1 schedule in
-    # 1,000; seed 111006868). Safety and liveness below are.
+    _count_forgeries_refused(net)  # asserted over the whole search, not per schedule (seed 111006868)
     _quorum_in_one_view(net)  # it may primary a view too, and forge its new view
     finish(net)
 
@@ -121,8 +125,7 @@ def scenario_byzantine_new_view(seed: int) -> None:
     net.heal()
     clients_go_on(net, sent)
     assert sum(forger.forged.values()) > 0, "the forger forged nothing"
-    # Not asserted per schedule: that a forgery reached a check. A forged new view can be lost (2% drop)
-    # or overtaken by the true one before any replica checks it (1 schedule in about 1,000).
+    _count_forgeries_refused(net)  # asserted over the whole search: one can be lost or overtaken (610010381)
     _quorum_in_one_view(net)
     finish(net)
 

@@ -246,6 +246,7 @@ class Network:
         self.catch_up_first: int | None = None  # a node every catch-up round asks first (a liar, say)
         self.injected = False  # a scenario sent messages under other senders' names
         self.faults: Counter[str] = Counter()  # faults injected, by kind
+        self.observed: Counter[str] = Counter()  # what a scenario saw happen (summed over a whole search)
         self.delivered = 0  # messages delivered
         self.trace: Transcript | None = None
         self.nodes: list[SimNode] = []

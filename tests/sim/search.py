@@ -100,6 +100,7 @@ class Result:
     outcome: str
     message: str = ""
     faults: Counter[str] = field(default_factory=Counter)
+    observed: Counter[str] = field(default_factory=Counter)  # what the scenario saw happen (Network.observed)
     steps: int = 0
     messages: int = 0
     cpu_s: float = 0.0
@@ -134,6 +135,7 @@ def run(schedule: Schedule, trace: bool = False) -> tuple[Result, list[Network]]
     result = Result(schedule, outcome, message, cpu_s=time.process_time() - start)
     for net in nets:
         result.faults += net.faults
+        result.observed += net.observed
         result.steps += net.time
         result.messages += net.delivered
     return result, nets
@@ -196,6 +198,14 @@ class Summary:
     def add(self, result: Result) -> None:
         self.results.append(result)
 
+    def observed(self, scenario: str) -> tuple[int, Counter[str]]:
+        """How many schedules of `scenario` ran, and what they saw happen, summed."""
+        mine = [r for r in self.results if r.schedule.name == scenario]
+        total: Counter[str] = Counter()
+        for r in mine:
+            total += r.observed
+        return len(mine), total
+
     @property
     def failures(self) -> list[Result]:
         return [r for r in self.results if r.outcome != "ok"]
@@ -220,6 +230,11 @@ class Summary:
                    + f"  {1000 * cpu / max(1, len(results)):>10.0f}")
         out.append("faults injected: " + (", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none")
                    + f" ({sum(faults.values())} in all)")
+        for name in sorted({r.schedule.name for r in results}):
+            runs, seen = self.observed(name)
+            if seen:
+                seen_text = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+                out.append(f"observed in {name} ({runs} runs): {seen_text}")
         if self.wall_s:
             out.append(f"time: {self.wall_s:.0f} s wall, {cpu:.0f} s cpu in schedules")
         for r in self.failures:
