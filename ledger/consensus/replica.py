@@ -177,6 +177,10 @@ class Replica:
         self.orderer.advance()
         return self._out.take()
 
+    def withdraw(self, txs: Sequence[bytes]) -> None:
+        """The host refused queued transactions for good (their nonce was used): they leave the queue."""
+        self._queue.remove(txs)
+
     def step(self, sender: str, message: bytes) -> list[Action]:
         """An encoded, signed consensus message from peer `sender`.
 
