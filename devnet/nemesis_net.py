@@ -27,6 +27,8 @@ from devnet.definition import load_definition
 from devnet.processes import any_free_port, is_alive, start_node, stop_pid, wait_healthy
 from devnet.record import save_devnet
 
+START_TIMEOUT_S = 180.0  # for a restarted validator to answer /healthz
+
 
 class NemesisNet:
     def __init__(self, directory: Path, nodes: int, clients: int) -> None:
@@ -88,7 +90,8 @@ class NemesisNet:
         proc = start_node(node["home"], self.dir / "logs")
         node["pid"] = proc.pid
         save_devnet(self.dir, self.data)  # so `ledger devnet down --dir` finds the new process
-        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log")
+        # A validator restarted on a loaded machine answers late while it catches up: allow for it.
+        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log", timeout=START_TIMEOUT_S)
 
     def pause(self, i: int) -> None:
         os.kill(self.nodes[i]["pid"], signal.SIGSTOP)

@@ -46,7 +46,7 @@ def test_twenty_faults_lose_nothing_and_every_batch_is_acknowledged(
     assert all(n == 0 for n in fig["missing_on_nodes"].values())
     assert fig["one_chain"]
     assert fig["batches_failed"] == 0
-    # Not 100%: an import that signs with the nonce of a validator still catching up (restarted, or
-    # healed from a partition) has rows refused as replayed_nonce; running it again completes it.
+    # Not 100%: on a loaded machine a batch can still outlast a client's patience while a restarted
+    # validator catches up (rows refused for a stale nonce are now signed again, not failed).
     assert fig["batches_acknowledged_first_try_pct"] >= 95.0, proc.stdout[-3000:]
     assert fig["passed"] and proc.returncode == 0
