@@ -180,6 +180,7 @@ class Node:
         seconds even when a busy event loop wakes the ticker late (at most a few ticks at once)."""
         interval = self.config.tick_ms / 1000
         last = time.monotonic()
+        view = self.replica.view
         while self.failed is None:
             await asyncio.sleep(interval)
             now = time.monotonic()
@@ -189,8 +190,18 @@ class Node:
                 for _ in range(due):
                     self._drive(self.driver.tick)
                 self.metrics.view.set(self.replica.view)
+                if self.replica.view != view:
+                    view = self._log_view_change(view)
             except Exception:  # a bug here must not stop the ticker; it is logged loudly
                 log.exception("tick failed")
+
+    def _log_view_change(self, old: int) -> int:
+        """Say why views change (operators ask): this replica's suspicions so far, by reason."""
+        m = self.replica.metrics
+        log.info("view %d -> %d at height %d (this node's suspicions so far: stalled %d, passed over %d, "
+                 "unordered %d)", old, self.replica.view, self.chain.height, m["suspected_stalled"],
+                 m["suspected_passed_over"], m["suspected_unordered"])
+        return self.replica.view
 
     def _drive(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of the driver; an application failure stops the node."""

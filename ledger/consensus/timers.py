@@ -91,7 +91,7 @@ class Timers:
             if not self._orderer.has_work() or self._catchup.is_fetchable_behind():
                 views.progressed(now)
             elif views.is_progress_overdue(now):
-                self._viewchanger.suspect()
+                self._viewchanger.suspect("stalled")
         elif self._viewchanger.count_wanting(views.view) < self._ctx.quorums.quorum:
             views.wait_for_quorum(now)
         elif views.is_new_view_overdue(now):
@@ -117,11 +117,12 @@ class Timers:
                 dropped.append(tx)
                 self._ctx.metrics["txs_dropped_unordered"] += 1
                 continue
+            reason = "passed_over" if entry.passed >= cfg.max_passovers else "unordered"
             queue.strike(tx, now)
             # Like a PBFT client that got no answer: every validator learns the waiting transactions,
             # so their timers run too and they suspect the primary with us if it ignores them.
             self._ctx.out.forward(queue.txs(), self._ctx.quorums.others(self._ctx.signer.id))
-            self._viewchanger.suspect()
+            self._viewchanger.suspect(reason)
             break
         if dropped:
             self._ctx.out.drop(dropped, "unordered")

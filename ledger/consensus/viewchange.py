@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 A replica that suspects the primary of view v (timers.py: the progress timer, or a client
-transaction not ordered in time) says so with a signed SUSPECT(v) and stays in v. Once f+1
-validators suspect v (so at least one honest one does), it stops taking part in v and broadcasts
+transaction not ordered in time) says so with a signed SUSPECT(v) and stays in v. A suspicion
+counts for a window of time (`suspicion_window`) and is repeated while its reason holds. Once f+1
+validators suspect v within that window (so at least one honest one does, and not one slow node now
+and another an hour later), it stops taking part in v and broadcasts
 VIEW-CHANGE(v+1) carrying those f+1 suspicions, so that every replica that sees it leaves v too: no
 replica leaves a view alone while the others go on in it (a replica that has sent a view change
 may never take part in the old view again: its view change could be used without what it prepared
@@ -78,14 +80,17 @@ class ViewChangeLog:
         self._membership = membership
         self._latest: dict[str, StoredViewChange] = {}
         self._peer_views: dict[str, int] = {}
-        self._suspects: dict[int, dict[str, bytes]] = {}  # view -> validator -> signature of Suspect(view)
+        # view -> validator -> (signature of Suspect(view), tick it was last heard)
+        self._suspects: dict[int, dict[str, tuple[bytes, int]]] = {}
 
-    def add_suspect(self, sender: str, view: int, signature: bytes) -> None:
-        self._suspects.setdefault(view, {}).setdefault(sender, signature)
+    def add_suspect(self, sender: str, view: int, signature: bytes, now: int) -> None:
+        self._suspects.setdefault(view, {})[sender] = (signature, now)
 
-    def suspicion(self, view: int) -> tuple[ValidatorSignature, ...] | None:
-        """f+1 validators' signed suspicions of `view`, sorted, once that many suspect it."""
-        held = self._suspects.get(view, {})
+    def suspicion(self, view: int, now: int, window: int) -> tuple[ValidatorSignature, ...] | None:
+        """f+1 validators' signed suspicions of `view`, sorted, once that many suspect it within
+        `window` ticks of each other: suspicions expire, so two validators that were each briefly
+        unhappy minutes apart (a busy node, a slow disk) do not add up to a view change."""
+        held = {v: sig for v, (sig, heard) in self._suspects.get(view, {}).items() if now - heard <= window}
         if len(held) < self._membership.current.weak:
             return None
         return tuple(ValidatorSignature(v, sig) for v, sig in sorted(held.items()))
@@ -143,6 +148,7 @@ class ViewChanger:
         self._future = FutureMessages(ctx.config.max_buffered_per_peer)
         self._mine: Envelope | None = None
         self._my_suspect: Envelope | None = None
+        self._my_suspect_at = 0  # tick this replica last (re)made its suspicion
         self._suspicion: tuple[ValidatorSignature, ...] = ()  # what made this replica leave its last view
         self._new_view: tuple[int, bytes] | None = None  # (view, encoded NEW-VIEW that installed it)
         self._replied: dict[str, int] = {}
@@ -153,10 +159,18 @@ class ViewChanger:
 
     @property
     def my_suspicion(self) -> Envelope | None:
-        """This replica's SUSPECT of the view it is active in, if it sent one."""
+        """This replica's SUSPECT of the view it is active in, if it sent one and it has not expired."""
         mine = self._my_suspect
         active_view = self._views.view if self._views.active else -1
-        return mine if mine is not None and decode_body(mine).view == active_view else None
+        if mine is None or decode_body(mine).view != active_view:
+            return None
+        return mine if self._ctx.clock.now - self._my_suspect_at <= self.suspicion_window() else None
+
+    def suspicion_window(self) -> int:
+        """How long (ticks) a suspicion counts: twice the longest timer that raises one. A suspecting
+        replica whose reason holds suspects again (the progress timer, every tick while overdue) or
+        repeats its suspicion while stalled (timers.py), so a real fault keeps it alive."""
+        return 2 * max(self._views.timeout(), self._ctx.config.request_timeout_ticks)
 
     @property
     def buffered(self) -> int:
@@ -169,16 +183,18 @@ class ViewChanger:
 
     # --- suspecting the primary ---------------------------------------------------------------------
 
-    def suspect(self) -> None:
-        """A timer says the primary of the current view is faulty: say so (once per view); leave the
-        view once f+1 validators say so."""
+    def suspect(self, reason: str) -> None:
+        """A timer says the primary of the current view is faulty (`reason`: stalled, passed_over or
+        unordered, counted in the metrics): say so (once per view); leave the view once f+1 validators
+        say so."""
         views = self._views
         if self._ctx.quorums.n == 1 or not views.active or not self._is_validator():
             return
         if self.my_suspicion is None:
+            self._ctx.metrics[f"suspected_{reason}"] += 1
             env = self._ctx.signer.sign(Suspect(views.view))
-            self._my_suspect = env
-            self._log.add_suspect(self._ctx.signer.id, views.view, env.signature)
+            self._my_suspect, self._my_suspect_at = env, self._ctx.clock.now
+            self._log.add_suspect(self._ctx.signer.id, views.view, env.signature, self._ctx.clock.now)
             self._ctx.out.broadcast(env)
         self._maybe_leave()
 
@@ -188,14 +204,14 @@ class ViewChanger:
         if body.view < self._views.view:
             self.reply_new_view(sender)  # the sender is behind in views: show it how this view began
             return
-        self._log.add_suspect(sender, body.view, env.signature)
+        self._log.add_suspect(sender, body.view, env.signature, self._ctx.clock.now)
         self._maybe_leave()
 
     def _maybe_leave(self) -> None:
         """f+1 suspect the view this replica is active in: leave it, carrying their suspicions."""
         if not self._views.active:
             return
-        suspicion = self._log.suspicion(self._views.view)
+        suspicion = self._log.suspicion(self._views.view, self._ctx.clock.now, self.suspicion_window())
         if suspicion is not None:
             self.start(self._views.view + 1, suspicion)
 
@@ -268,7 +284,7 @@ class ViewChanger:
         if body.suspicion and body.view == self._views.view + 1:
             # f+1 suspect the view this replica is in: it leaves too (below), not to be left alone in it.
             for s in body.suspicion:
-                self._log.add_suspect(s.validator, self._views.view, s.signature)
+                self._log.add_suspect(s.validator, self._views.view, s.signature, self._ctx.clock.now)
         blocks: dict[bytes, Block] = {}
         if self._ctx.quorums.primary(body.view) == self._ctx.signer.id:
             blocks = check_attached_blocks(body, decode_blocks(env.attachment))
