@@ -75,7 +75,8 @@ class Relays:
         return port
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, ends: frozenset[int]) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
+        # RuntimeError: uvloop's write on a connection a heal aborted meanwhile (the other direction's end)
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
             while chunk := await src.read(CHUNK):
                 if self.is_cut(ends):
                     continue  # dropped, as on a cut cable

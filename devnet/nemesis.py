@@ -9,8 +9,9 @@ Faults (`FAULT_WEIGHTS`), on the primary in about 40% of them, at random points 
 - `pause`: SIGSTOP for 0.5-4 s, then SIGCONT;
 - `partition`: the validator's peer links cut at the socket level (`devnet.faultproxy`;
   its HTTP still answers, so clients keep writing to it) for 0.5-4 s, then healed.
-After a heal the nemesis waits until every link is up again (`/v1/network` on every validator, the
-*link outage*), then until the healed validator has caught up with the height the others had at the
+After a heal the nemesis waits until every link is up again (`/v1/network` on every validator; the
+*link outage* ends when the last link came up, as the validators' transports recorded it), then
+until the healed validator has caught up with the height the others had at the
 heal and all stand in one view (*recovered*), then waits 0.3-2 s and does the next fault. A fault
 not recovered within `RECOVERY_S` is reported and the run fails.
 
@@ -141,9 +142,10 @@ class Nemesis:
         heights = [h for h in (self._height(j) for j in range(NODES) if j != i) if h is not None]
         target = max(heights, default=0)
         self.faulty.discard(i)
-        linked = self.net.when_linked(LINK_TIMEOUT_S)
+        # Its links were broken (a new process, or the relays closed them at the heal) unless it was paused.
+        linked = self.net.when_linked(LINK_TIMEOUT_S, None if f.kind == "pause" else i, f.started)
         if linked is not None:
-            f.link_outage_s = linked - f.healed
+            f.link_outage_s = max(0.0, linked - f.healed)  # 0: no link of it went down (a short pause)
         if _wait(lambda: self._caught_up(i, target), RECOVERY_S, None):
             f.recovered_s = time.time() - f.healed
 
@@ -241,8 +243,8 @@ def summary(fig: dict[str, Any]) -> str:
         f"({fig['batches_acknowledged_first_try_pct']}%; target 99%); retried by hand and acknowledged: "
         f"{fig['batches_retried_by_hand']}; failed: {fig['batches_failed']}; longest batch {fig['longest_batch_s']} s",
         f"transactions acknowledged: {fig['transactions_acknowledged']}, checked on all {NODES} validators: lost "
-        f"{fig['lost']}, doubled {fig['doubled']}, missing per node {fig['missing_on_nodes']}; tx ids in two blocks "
-        f"(the second copy failed on its nonce): {fig['repeated_tx_ids']}",
+        f"{fig['lost']}, doubled {fig['doubled']}, missing per node {fig['missing_on_nodes']}; tx ids in two blocks: "
+        f"{fig['repeated_tx_ids']}",
         f"one chain: {fig['one_chain']}, height {fig['height']}, head {fig['head_hash'][:16]}",
         f"longest pause in commits after a fault: {fig['longest_commit_pause_s']} s (fault "
         f"{fig['longest_commit_pause_fault']}; median {fig['median_commit_pause_s']} s; target 5 s)",

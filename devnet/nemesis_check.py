@@ -5,7 +5,7 @@ it exactly once and held by every validator's state.
   up to the same head.
 - Exactly once: walking the chain block by block (`GET /v1/blocks/{h}`: tx ids and outcomes), of
   the transactions a client signed for an acknowledged identifier (several when it was signed again
-  after a refusal or a manual retry) exactly one committed successfully, and no tx id appears twice.
+  after a refusal or a manual retry) exactly one committed successfully, and no tx id is in two blocks.
 - Held: every validator resolves every acknowledged identifier (`POST /v1/resolve`, 1,000 a request).
 """
 
@@ -38,9 +38,9 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        # A tx id in a second block (`repeated_tx_ids`) is reported, not failed: that copy failed on its
-        # used nonce, so it committed once. It is a known gap (a committed tx proposed again).
-        return (self.chains_agree and not self.lost and not self.doubled
+        # A tx id in a second block would fail there on its used nonce, but no honest primary proposes
+        # a tx that a block carries already: any repeat is a fault.
+        return (self.chains_agree and not self.lost and not self.doubled and not self.repeated_tx_ids
                 and not any(self.missing_on.values()) and not self.problems)
 
 

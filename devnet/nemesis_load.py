@@ -127,6 +127,7 @@ class Client(threading.Thread):
             try:
                 results = deliver(self.client(node), txs, wait_s=30, give_up_after_s=self.give_up_s,
                                   on_wait=self._counted(batch))
+                self.signer.learn(results)
             except LedgerError as exc:
                 batch.errors.append(f"node{node}: {exc.reason}: {exc.message}")
             else:

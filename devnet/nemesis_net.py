@@ -27,6 +27,8 @@ from devnet.definition import load_definition
 from devnet.processes import any_free_port, is_alive, start_node, stop_pid, wait_healthy
 from devnet.record import save_devnet
 
+START_TIMEOUT_S = 180.0  # for a restarted validator to answer /healthz
+
 
 class NemesisNet:
     def __init__(self, directory: Path, nodes: int, clients: int) -> None:
@@ -88,7 +90,8 @@ class NemesisNet:
         proc = start_node(node["home"], self.dir / "logs")
         node["pid"] = proc.pid
         save_devnet(self.dir, self.data)  # so `ledger devnet down --dir` finds the new process
-        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log")
+        # A validator restarted on a loaded machine answers late while it catches up: allow for it.
+        wait_healthy(node["http"], proc, self.dir / "logs" / f"node{i}.log", timeout=START_TIMEOUT_S)
 
     def pause(self, i: int) -> None:
         os.kill(self.nodes[i]["pid"], signal.SIGSTOP)
@@ -116,27 +119,38 @@ class NemesisNet:
                 return ids.index(self.status(i)["primary"])
         return None
 
-    def linked(self, i: int) -> bool:
-        """Node i sees both directions of its link with every other up (GET /v1/network)."""
+    def linked_since(self, i: int, renewed: int | None = None, after: float = 0.0) -> float | None:
+        """Since when (time.time()) node i has had both directions of its link with every other up, as
+        its transport recorded it (`connected_since` in GET /v1/network); None while one is down, or
+        while a link with node `renewed` dates from before `after` (one its fault broke, not noticed yet)."""
         try:
             # /v1/network probes the peers (up to 1 s for one that does not answer): a timeout above that
             validators = httpx.get(f"{self.urls[i]}/v1/network", timeout=3).json()["validators"]
-            return all(v["connected"] for v in validators)
-        except (httpx.HTTPError, ValueError, KeyError):
-            return False
+            peers = [v for v in validators if not v["self"]]
+            if not all(v["connected"] for v in peers):
+                return None
+            since = [v["connected_since"] / 1000 for v in peers]
+            if renewed is not None and any(t < after for v, t in zip(peers, since, strict=True)
+                                           if i == renewed or v["id"] == self.nodes[renewed]["id"]):
+                return None
+            return max(since, default=0.0)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
     def all_linked(self) -> bool:
-        return all(self.linked(i) for i in range(len(self.urls)))
+        return all(self.linked_since(i) is not None for i in range(len(self.urls)))
 
-    def when_linked(self, timeout: float) -> float | None:
-        """When (time.time()) the last node to see all its links up first said so, each node asked on a
-        thread of its own until it does; None if one did not within `timeout` s."""
+    def when_linked(self, timeout: float, renewed: int | None = None, after: float = 0.0) -> float | None:
+        """When (time.time()) the last link of all came up, as the validators' transports recorded it
+        (not when an answer saying so arrived: a loaded node answers seconds late), each node asked on
+        a thread of its own until all its links are up (those with node `renewed` made after `after`);
+        None if one's were not within `timeout` s."""
         deadline = time.monotonic() + timeout
 
         def poll(i: int) -> float | None:
             while time.monotonic() < deadline:
-                if self.linked(i):
-                    return time.time()
+                if (since := self.linked_since(i, renewed, after)) is not None:
+                    return since
                 time.sleep(0.05)
             return None
 

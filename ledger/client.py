@@ -183,8 +183,16 @@ def _json(r: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"value": data}
 
 
+MAX_TRACKED_NONCES = 100_000  # signed txs whose outcome a Signer still waits to learn from
+
+
 class Signer:
-    """Signs a member's transactions with consecutive nonces, starting from the node's view."""
+    """Signs a member's transactions with consecutive nonces, starting from the node's view.
+
+    A node still catching up (restarted, healed from a partition) reports an old nonce: signing from
+    it would reuse nonces, and those rows are refused `replayed_nonce`. So the signer also keeps the
+    highest nonce it has seen used (its own txs that committed, or were refused as replayed: `learn`),
+    and `resync` never goes below it, whichever node it reads."""
 
     def __init__(self, key: SigningKey, client: LedgerClient, chain_id: str | None = None) -> None:
         self.key = key
@@ -192,11 +200,14 @@ class Signer:
         self.chain_id = chain_id or client.status()["chain_id"]
         self.member_id = key.id
         self.next_nonce = 0
+        self.used_nonce = 0  # the highest nonce of this member known to be used
+        self._signed: dict[str, int] = {}  # tx id (hex) -> nonce, of txs whose outcome is not learnt yet
         self.on_wait: Callable[[str], None] | None = None  # told what a send waits for, while it retries
         self.resync()
 
     def resync(self) -> None:
-        """Continue from the committed nonce (after transactions were refused or lost)."""
+        """Continue from the used nonce (after transactions were refused or lost): the node's, or the
+        higher one this signer saw used itself (the node may lag behind the chain)."""
         try:
             member = self.client.member(self.key.id)
         except LedgerError as exc:
@@ -205,17 +216,31 @@ class Signer:
             # A member that rotated its key keeps its first id: find it by the current key.
             member = self.client.get("/v1/members", public_key=self.key.public_key.hex())
         self.member_id = str(member["id"])
-        self.next_nonce = int(member["nonce"]) + 1
+        self.next_nonce = max(int(member["nonce"]), self.used_nonce) + 1
 
     def sign(self, kind: str, payload: Any) -> SignedTx:
         tx = make_tx(self.key, self.chain_id, self.next_nonce, kind, payload, sender=self.member_id)
+        self._signed[compute_tx_id(encode(tx)).hex()] = self.next_nonce
+        if len(self._signed) > MAX_TRACKED_NONCES:
+            del self._signed[next(iter(self._signed))]  # the oldest: its outcome never came back
         self.next_nonce += 1
         return tx
+
+    def learn(self, results: Sequence[dict[str, Any]]) -> None:
+        """Note the nonces that `deliver`'s answers show used: committed successfully (a failed
+        envelope consumes nothing), or refused because the nonce was used already."""
+        for r in results:
+            nonce = self._signed.pop(str(r.get("tx_id", "")), None)
+            if nonce is None:
+                continue
+            if (r.get("status") == "committed" and r.get("ok")) or r.get("reason") == "replayed_nonce":
+                self.used_nonce = max(self.used_nonce, nonce)
 
     def send(self, kind: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
         """Sign, submit and wait for one transaction; raise LedgerError unless it commits successfully.
         Temporary failures are retried (see ledger.delivery), and said to `on_wait` when set."""
         result = deliver(self.client, [self.sign(kind, payload)], wait_s=timeout, on_wait=self.on_wait)[0]
+        self.learn([result])
         check_result(result, self)
         return result
 

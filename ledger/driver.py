@@ -157,6 +157,11 @@ class Driver(Generic[C]):
         if txs:
             self.perform(self.replica.submit(txs))
 
+    def withdraw(self, txs: Sequence[bytes]) -> None:
+        """Admitted transactions the host refused for good since: the replica stops queueing them."""
+        if txs:
+            self.replica.withdraw(txs)
+
     def on_peer_message(self, peer: str, payload: bytes) -> None:
         """A one-way message from an authenticated validator."""
         if not payload:

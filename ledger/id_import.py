@@ -5,7 +5,9 @@ a million rows costs the client a batch's memory, not the file's (a first pass o
 the progress bar). Per-row errors go to the report CSV (line,identifier,error) and do not stop the
 import. Before a batch is signed its identifiers are looked up on the node: rows already registered
 with the row's URL count as done (`skipped`), so re-running after an interruption resumes where the
-committed rows end.
+committed rows end. A row refused for its nonce alone (`nonce_gap`, or `replayed_nonce` when the node
+read for the nonce was still catching up) is signed again with the signer's better nonce and sent
+again, a few times at most, after the same look-up: it commits once, and counts as imported.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from ledger.resolver.registry import IdRegister, ValueSpec, storage_key
 
 MAX_ERRORS_SHOWN = 20  # on stderr; all of them go to the report file
 PROBE_LIMIT = 1000  # identifiers per `POST /v1/resolve` (the node's batch limit)
+NONCE_REFUSALS = frozenset({"nonce_gap", "replayed_nonce"})  # a row refused for these is signed again
+MAX_RESIGNS = 3  # per row: a node that keeps refusing it has another problem, reported in the file
 
 Row = tuple[int, str, str]  # (line in the file, identifier, url)
 
@@ -113,7 +117,7 @@ class Importer:
         self.report = report  # a csv.writer
         self.progress = progress
         self.tally = Tally()
-        self._retried: set[int] = set()
+        self._resigned: dict[int, int] = {}  # line -> times its row was signed again
 
     def run(self, rows: Iterator[Row], batch: int) -> Tally:
         chunk: list[Row] = []
@@ -145,7 +149,7 @@ class Importer:
         self.progress.advance()
 
     def _commit(self, chunk: list[Row]) -> None:
-        """Register a batch; rows refused only because of a nonce gap are submitted once more."""
+        """Register a batch; rows refused only for their nonce are signed again and resubmitted."""
         while chunk:
             chunk = self._submit(chunk)
 
@@ -179,6 +183,7 @@ class Importer:
         sign = self.signer.sign
         txs = [sign("id.register", IdRegister(i, (ValueSpec(1, "URL", u),))) for _, i, u in fresh]
         results = deliver(self.client, txs, wait_s=120, on_wait=lambda text: self.progress.note(f"waiting: {text}"))
+        self.signer.learn(results)
         again: list[Row] = []
         for (line, identifier, url), result in zip(fresh, results, strict=True):
             try:
@@ -186,9 +191,13 @@ class Importer:
                 self.tally.imported += 1
                 self.progress.advance()
             except LedgerError as exc:
-                # A row refused before ordering leaves a nonce gap that fails later rows: retry those once.
-                if exc.reason == "nonce_gap" and line not in self._retried:
-                    self._retried.add(line)
+                # Refused for its nonce alone: a row refused before ordering left a gap that fails later
+                # rows (`nonce_gap`), or the node read for the nonce was behind the chain
+                # (`replayed_nonce`). Signed again (the signer now knows better), after the look-up
+                # above shows it is still not registered: it never commits twice.
+                if exc.reason in NONCE_REFUSALS and self._resigned.get(line, 0) < MAX_RESIGNS:
+                    self._resigned[line] = self._resigned.get(line, 0) + 1
+                    self.progress.note(f"waiting: line {line} refused ({exc.reason}); signing it again")
                     again.append((line, identifier, url))
                 elif exc.reason == "already_exists" and url in (self._probe([identifier])[identifier] or set()):
                     self._skip()  # a duplicate row of this file, or committed by a concurrent run

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from ledger.chaindb import ChainDB
 from ledger.crypto import PARALLEL_VERIFY_MIN, verify_parallel
-from ledger.state import StateView, VerifiedCache, check_nonce, check_signature, signature_claim
+from ledger.state import StateView, VerifiedCache, check_nonce, check_signature, get_nonce, signature_claim
 from ledger.tx import MAX_TX_BYTES, Reject, SignedTx, TxRejected, check_tx_stateless, compute_tx_id, decode_tx
 
 MAX_PENDING = 200_000  # admitted transactions not yet committed, per node
@@ -98,6 +98,8 @@ class Mempool:
             ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify") if verify_threads > 1 else None
         )
         self._pending: set[bytes] = set()
+        self._held: dict[bytes, tuple[str, int, bytes]] = {}  # pending tx id -> (sender, nonce, raw bytes)
+        self._by_sender: dict[str, set[bytes]] = {}  # sender -> its pending tx ids
         self._refused: OrderedDict[bytes, Refusal] = OrderedDict()
 
     def close(self) -> None:
@@ -111,7 +113,21 @@ class Mempool:
         return tx_id in self._pending
 
     def remove_committed(self, tx_ids: Iterable[bytes]) -> None:
-        self._pending.difference_update(tx_ids)
+        for tx_id in tx_ids:
+            self._forget(tx_id)
+
+    def outdated(self, senders: Iterable[str]) -> list[tuple[bytes, bytes]]:
+        """(tx id, raw bytes) of the pending txs of `senders` whose nonce the committed state has used
+        (another tx of the sender took it): they can never execute. Admitted while this node was behind,
+        they would otherwise wait in the queue until consensus gave up on them, after view changes."""
+        view = self.chain.latest
+        out: list[tuple[bytes, bytes]] = []
+        for sender in senders:
+            ids = self._by_sender.get(sender)
+            if ids:
+                used = get_nonce(view, sender)
+                out.extend((i, self._held[i][2]) for i in ids if self._held[i][1] <= used)
+        return out
 
     def refuse(self, tx_ids: Iterable[bytes], reason: str, message: str) -> list[Refusal]:
         """Give up on pending transactions (consensus could not order them); each is remembered,
@@ -120,7 +136,7 @@ class Mempool:
         for tx_id in tx_ids:
             if tx_id not in self._pending:
                 continue
-            self._pending.discard(tx_id)
+            self._forget(tx_id)
             refusal = self._refused[tx_id] = Refusal(tx_id, reason, message)
             out.append(refusal)
             if len(self._refused) > MAX_REFUSALS:
@@ -163,6 +179,8 @@ class Mempool:
                 continue
             self._remember(c)
             self._pending.add(c.tx_id)
+            self._held[c.tx_id] = (c.tx.sender, c.tx.nonce, raws[i])
+            self._by_sender.setdefault(c.tx.sender, set()).add(c.tx_id)
             self._refused.pop(c.tx_id, None)
             results[i] = Admission(c.tx_id, True)
         return [r for r in results if r is not None]  # every index was filled above
@@ -191,6 +209,15 @@ class Mempool:
         for c, ok in zip(checked, verdicts, strict=True):
             if ok:
                 self._remember(c)
+
+    def _forget(self, tx_id: bytes) -> None:
+        self._pending.discard(tx_id)
+        held = self._held.pop(tx_id, None)
+        if held is not None:
+            ids = self._by_sender[held[0]]
+            ids.discard(tx_id)
+            if not ids:
+                del self._by_sender[held[0]]
 
     def _decode(self, raw: bytes) -> tuple[SignedTx, Any]:
         """The tx and its payload, after the stateless checks; raises TxRejected."""

@@ -43,11 +43,11 @@ from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.observer import Follower
-from ledger.state import VerifiedCache
+from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
 from ledger.tasks import cancel_and_wait
-from ledger.tx import compute_tx_id
+from ledger.tx import Reject, compute_tx_id
 from ledger.validators import COUNT_KEY, ValidatorSet, sets_from
 
 log = logging.getLogger("ledger.node")
@@ -67,6 +67,9 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+
+NONCE_PREFIX = nonce_key("")  # state keys of the senders' used nonces
 
 
 def wall_clock_ms() -> int:
@@ -296,8 +299,11 @@ class Node:
     def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
         """Consensus gave up ordering these admitted transactions: they are refused, not pending."""
         message = "consensus could not order it through several view changes; submit it again"
-        for refusal in self.mempool.refuse((compute_tx_id(raw) for raw in txs), reason, message):
-            self.metrics.tx_rejected.labels(reason).inc()
+        self._answer_refused(self.mempool.refuse((compute_tx_id(raw) for raw in txs), reason, message))
+
+    def _answer_refused(self, refusals: Sequence[Refusal]) -> None:
+        for refusal in refusals:
+            self.metrics.tx_rejected.labels(refusal.reason).inc()
             for fut in self._waiters.pop(refusal.tx_id, ()):
                 if not fut.done():
                     fut.set_result(refusal)
@@ -333,6 +339,15 @@ class Node:
             for fut in self._waiters.pop(r.tx_id, ()):
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
+        # Pending txs whose nonce this block used (signed with a nonce read from a node still behind)
+        # can never execute: refused now, so their client signs them again at once.
+        senders = [k[len(NONCE_PREFIX):].decode() for k in executed.changes if k.startswith(NONCE_PREFIX)]
+        stale = self.mempool.outdated(senders)
+        if stale:
+            self.driver.withdraw([raw for _, raw in stale])
+            self._answer_refused(self.mempool.refuse(
+                [tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
+                "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
 
     # --- the validator set the links follow ---------------------------------------------------------

@@ -151,7 +151,7 @@ class Follower:
                 ago = None if u.answered_at is None else max(0, round((now - u.answered_at) * 1000))
                 return {"last_seen": None if ago is None else int(wall * 1000) - ago, "last_seen_ago_ms": ago,
                         "view": None, "height": u.head, "rtt_ms": None, "connected": fresh, "outgoing": fresh,
-                        "incoming": False, "url": u.url}
+                        "incoming": False, "connected_since": None, "url": u.url}  # polls, not a link
         return None
 
     def order(self) -> list[str]:

@@ -178,6 +178,20 @@ def test_restarted_primary_does_not_propose_twice_at_a_height() -> None:
     finish(net)
 
 
+def test_restarted_primary_does_not_propose_its_in_flight_txs_again() -> None:
+    """A primary restarts with a block in flight (its queue lost) and a client resends that block's
+    txs: proposing them again would put them in two blocks (the nemesis saw that after view changes
+    and restarts); they wait for the block in flight instead."""
+    net = Network(4, 6)
+    first = [b"a", b"b", b"c", b"d"]
+    net.submit(first, 0)  # a full batch: the primary proposes height 1
+    net.restart(0)
+    net.submit(first + [b"e", b"f", b"g", b"h"], 0)  # the client resends; the primary's mempool is empty
+    assert_live(net, first + [b"e", b"f", b"g", b"h"])  # the network's record fails on a tx in two blocks
+    finish(net)
+    assert all(len(n.committed_txs) == 8 for n in net.nodes)
+
+
 def test_floods_stay_bounded() -> None:
     """Signed messages beyond the watermarks or for future views do not grow memory."""
     net = Network(4, 8)

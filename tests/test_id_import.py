@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
+import httpx
+import msgpack
 import pytest
 
+from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.id_import import PROBE_LIMIT, Importer, ImportFileError, count_rows, import_file, read_rows
 from ledger.progress import Progress
-from ledger.tx import SignedTx, decode_payload, decode_tx, make_tx
+from ledger.tx import SignedTx, compute_tx_id, decode_payload, decode_tx, make_tx
 
 
 class FakeResponse:
@@ -80,6 +84,9 @@ class FakeSigner:
 
     def resync(self) -> None:
         self.resyncs += 1
+
+    def learn(self, results: list[dict[str, Any]]) -> None:
+        pass
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -160,3 +167,90 @@ def test_progress_redraws_a_terminal_at_most_every_tenth_of_a_second() -> None:
     assert out.getvalue().count("\r") < 50  # not one redraw per row
     last = out.getvalue().rsplit("\r", 1)[1]  # close() always draws the final state
     assert last.startswith("import [") and "100000/1000000" in last and last.endswith("failed=0\n")
+
+
+class Chain:
+    """One member's nonce and the registrations, as the validators at the head hold them; each node
+    (`LaggingNode`) answers over HTTP and may report the member's nonce from an older height."""
+
+    def __init__(self) -> None:
+        self.nonce = 0
+        self.records: dict[str, str] = {}
+        self.committed_ids: list[str] = []
+
+
+class LaggingNode:
+    """A node's HTTP answers: admission and commits as at the head, the member's nonce `lag` behind it."""
+
+    def __init__(self, chain: Chain, member: str, lag: int = 0) -> None:
+        self.chain, self.member, self.lag = chain, member, lag
+        self.refused: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v1/status":
+            return httpx.Response(200, json={"chain_id": "test"})
+        if path.startswith("/v1/members/"):
+            return httpx.Response(200, json={"id": self.member, "nonce": max(0, self.chain.nonce - self.lag)})
+        if path == "/v1/resolve":
+            results = [{"record": {"values": [{"type": "URL", "value": self.chain.records[i]}]}}
+                       if i in self.chain.records else {"record": None} for i in json.loads(request.content)]
+            return httpx.Response(200, json={"results": results})
+        assert path == "/v1/tx"
+        return httpx.Response(200, json={"results": [self._submit(raw) for raw in msgpack.unpackb(request.content)]})
+
+    def _submit(self, raw: bytes) -> dict[str, Any]:
+        tx, tx_id = decode_tx(raw), compute_tx_id(raw).hex()
+        if tx.nonce <= self.chain.nonce:
+            self.refused.append(tx_id)
+            return {"tx_id": tx_id, "accepted": False, "reason": "replayed_nonce", "message": "used"}
+        if tx.nonce > self.chain.nonce + 1:
+            return {"tx_id": tx_id, "accepted": False, "reason": "nonce_gap", "message": "gap"}
+        payload = decode_payload(tx)
+        self.chain.nonce = tx.nonce
+        self.chain.committed_ids.append(payload.handle)
+        ok = payload.handle not in self.chain.records
+        self.chain.records.setdefault(payload.handle, payload.values[0].value)
+        return {"tx_id": tx_id, "accepted": True, "status": "committed", "height": tx.nonce, "index": 0, "ok": ok,
+                **({} if ok else {"reason": "already_exists", "message": "exists"})}
+
+
+def _http(node: LaggingNode) -> LedgerClient:
+    client = LedgerClient("http://node.test")
+    client.http = httpx.Client(base_url="http://node.test", transport=httpx.MockTransport(node))
+    return client
+
+
+def _import(client: LedgerClient, signer: Signer, path: Path) -> Any:
+    signer.client = client
+    signer.resync()
+    progress = Progress(count_rows(path), stream=io.StringIO())
+    return Importer(client, signer, csv.writer(io.StringIO()), progress).run(read_rows(path), 10)
+
+
+def test_a_signer_never_resumes_below_the_nonces_it_saw_used_when_the_node_lags(tmp_path: Path) -> None:
+    """A second import through a validator still catching up (it reports the nonce of 20 commits ago)
+    signs after the nonces the first import used, not with them: nothing is refused."""
+    key = SigningKey.generate()
+    chain = Chain()
+    head, lagging = LaggingNode(chain, key.id), LaggingNode(chain, key.id, lag=20)
+    signer = Signer(key, _http(head))
+    assert _import(_http(head), signer, write_csv(tmp_path / "a.csv", rows(30))).imported == 30
+    tally = _import(_http(lagging), signer, write_csv(tmp_path / "b.csv", rows(30, start=30)))
+    assert (tally.imported, tally.failed) == (30, 0)
+    assert lagging.refused == []
+    assert chain.committed_ids == [r[0] for r in rows(60)]
+
+
+def test_rows_refused_as_replayed_are_signed_again_and_commit_once(tmp_path: Path) -> None:
+    """A fresh signer whose only node lags signs with used nonces; the refused rows are signed again,
+    with a nonce past those refused, and each row commits exactly once, counted as imported."""
+    key = SigningKey.generate()
+    chain = Chain()
+    chain.nonce = 25  # committed earlier, by another run of this member
+    lagging = LaggingNode(chain, key.id, lag=12)
+    client = _http(lagging)
+    tally = _import(client, Signer(key, client), write_csv(tmp_path / "a.csv", rows(30)))
+    assert (tally.imported, tally.failed, tally.skipped) == (30, 0, 0)
+    assert lagging.refused  # the stale nonces were refused, then signed again
+    assert sorted(chain.committed_ids) == [r[0] for r in rows(30)]  # each once

@@ -230,6 +230,41 @@ def test_forwarded_txs_are_admitted_like_client_txs(tmp_path: Path) -> None:
         asyncio.run(node.stop())
 
 
+def test_pending_txs_whose_nonce_another_tx_used_are_outdated() -> None:
+    chain = new_chain()
+    pool = Mempool(chain)
+    stale, later, other = register(ORG1, 1, "-stale"), register(ORG1, 2), register(ORG2, 1)
+    assert reasons(pool.admit([stale, later, other])) == ["", "", ""]
+    assert pool.outdated([ORG1.id, ORG2.id]) == []
+    commit(chain, [register(ORG1, 1)])  # the sender's nonce 1, taken by another of its txs
+    assert pool.outdated([ORG1.id, ORG2.id]) == [(compute_tx_id(stale), stale)]
+    pool.refuse([compute_tx_id(stale)], "replayed_nonce", "used")
+    assert pool.outdated([ORG1.id]) == [] and len(pool) == 2
+
+
+def test_a_node_refuses_and_unqueues_pending_txs_whose_nonce_a_committed_block_used(tmp_path: Path) -> None:
+    """Admitted while the node was behind (the client read an old nonce), such a tx can never execute:
+    when the block that used its nonce arrives (ordered, or by catch-up), the client is told
+    `replayed_nonce` at once, and the replica stops queueing it (it would have caused view changes)."""
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    node = Node(NodeConfig.load(home.path))
+    try:
+        stale, later = register(home.org1, 1, "-stale", chain_id=CHAIN_ID), register(home.org1, 2, chain_id=CHAIN_ID)
+        assert [a.accepted for a in node.mempool.admit([stale, later])] == [True, True]
+        node.driver.submit([stale, later])
+        assert node.replica.pending == 2
+        executed = node.chain.build_block([register(home.org1, 1, chain_id=CHAIN_ID)], 0,
+                                          node.chain.head.timestamp + 1000, node.key.id)
+        node.chain.commit(executed, CommitCertificate(1, 0, executed.block_hash, ()))
+        node.on_committed(executed)
+        refusal = node.mempool.refusal(compute_tx_id(stale))
+        assert refusal is not None and refusal.reason == "replayed_nonce"
+        assert not node.mempool.is_pending(compute_tx_id(stale)) and node.mempool.is_pending(compute_tx_id(later))
+        assert node.replica.pending == 1
+    finally:
+        asyncio.run(node.stop())
+
+
 # --------------------------------------------------------------------------------------------------
 # Block pre-verification shares the checks and the parallel verification
 # --------------------------------------------------------------------------------------------------

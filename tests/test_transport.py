@@ -746,8 +746,9 @@ def test_a_link_that_dies_silently_is_closed_and_comes_back() -> None:
             await start_all([a, b])
             await wait_for(lambda: a.transport.link_state(b.key.id).connected
                            and b.transport.link_state(a.key.id).connected, what="links up")
+            first_since = a.transport.link_state(b.key.id).connected_since
             relay.silence_existing()
-            silenced = time.monotonic()
+            silenced, silenced_wall = time.monotonic(), time.time()
             # both ends of the silent connection notice, and a's dial loop brings up a new one
             await wait_for(lambda: a.transport.metrics["links_dead"] >= 1 and b.transport.metrics["links_dead"] >= 1,
                            timeout=3, what="both ends closing the silent link")
@@ -755,6 +756,11 @@ def test_a_link_that_dies_silently_is_closed_and_comes_back() -> None:
                            and b.transport.link_state(a.key.id).incoming, timeout=3, what="the link back")
             back_after = time.monotonic() - silenced
             assert 0.5 <= back_after < 1.5, back_after
+            # the network view dates the link from its return, as both ends recorded it
+            assert first_since is not None and first_since < silenced_wall
+            for node, other in ((a, b), (b, a)):
+                since = node.transport.link_state(other.key.id).connected_since
+                assert since is not None and silenced_wall + 0.5 <= since <= time.time(), (since, silenced_wall)
             assert a.transport.send(b.key.id, b"after")
             await wait_for(lambda: b.inbox.by_sender.get(a.key.id) == [b"after"])
             assert len(relay.connections) == 2
@@ -775,6 +781,8 @@ def test_heartbeats_keep_an_idle_link_up_and_measure_its_round_trip() -> None:
             for node, other in ((a, b), (b, a)):
                 state = node.transport.link_state(other.key.id)
                 assert state.connected and state.rtt_ms is not None and state.rtt_ms < 100
+                # when the link came up, not when asked
+                assert state.connected_since is not None and time.time() - state.connected_since >= 1.0
                 assert state.last_heard is not None and time.time() - state.last_heard < 0.2
                 assert node.transport.metrics["links_dead"] == 0 and node.transport.metrics["reconnects"] == 0
                 assert node.transport.metrics["heartbeats_received"] >= 20
@@ -845,9 +853,10 @@ def test_a_long_run_of_slow_messages_does_not_keep_heartbeats_waiting() -> None:
 def test_the_network_view_of_a_peer_is_the_transports_account_of_both_directions() -> None:
     now = 1000.0
     stale = PeerSeen(last_seen=now - 132, view=24, height=7)  # its last consensus message: long ago
-    alive = LinkState(outgoing=True, incoming=True, last_heard=now - 0.1, rtt_ms=0.42)
+    alive = LinkState(outgoing=True, incoming=True, last_heard=now - 0.1, rtt_ms=0.42, connected_since=now - 3)
     out = describe_peer(stale, alive, now)
     assert out["connected"] and out["last_seen_ago_ms"] == 100 and out["rtt_ms"] == 0.4 and out["view"] == 24
+    assert out["connected_since"] == 997_000
     one_way = describe_peer(stale, LinkState(outgoing=True, incoming=False, last_heard=now - 0.1, rtt_ms=None), now)
     assert not one_way["connected"] and one_way["outgoing"] and not one_way["incoming"]
     assert describe_peer(PeerSeen(), None, now)["connected"] is False

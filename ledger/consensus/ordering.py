@@ -33,7 +33,7 @@ The application's verdict on a block is evidence about the primary; an exception
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_block_hash
 from ledger.codec import encode
@@ -114,6 +114,15 @@ class Orderer:
             s.proof for h, s in sorted(self._slots.items())
             if s.proof is not None and above < h <= upto and s.proof.view < before_view
         )
+
+    def in_flight(self, txs: Sequence[bytes]) -> list[bytes]:
+        """Those of `txs` that a block of the current view above the delivered head carries already."""
+        d, view = self._head.height, self._views.view
+        carried: set[bytes] = set()
+        for h, s in self._slots.items():
+            if h > d and s.view == view and (block := self._blocks.get(s.block_hash)) is not None:
+                carried.update(block.txs)
+        return [tx for tx in txs if tx in carried]
 
     def has_certificate_above(self, height: int) -> bool:
         return any(h > height for h in self._certs)

@@ -164,6 +164,10 @@ class Replica:
         self._begin()
         added, refused = self._queue.add(txs, self._clock.now)
         self.metrics["dropped_queue_full"] += refused
+        if added and self.views.active and self.views.primary == self.id:
+            # A tx that came back (a restart emptied the mempool, a backup forwarded its queue to a new
+            # primary) while a block of this view carries it waits for that block: never in two blocks.
+            self._queue.mark_proposed(self.orderer.in_flight(added))
         if added and self._membership.current.n > 1:
             if self.views.active and self.views.primary != self.id:
                 self._out.forward(added, (self.views.primary,))
@@ -172,6 +176,10 @@ class Replica:
                 self._out.forward(added, self._membership.current.others(self.id))
         self.orderer.advance()
         return self._out.take()
+
+    def withdraw(self, txs: Sequence[bytes]) -> None:
+        """The host refused queued transactions for good (their nonce was used): they leave the queue."""
+        self._queue.remove(txs)
 
     def step(self, sender: str, message: bytes) -> list[Action]:
         """An encoded, signed consensus message from peer `sender`.

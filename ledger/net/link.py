@@ -23,6 +23,7 @@ class Link:
         self.closed = False
         self.replaced = False  # a newer link from the same peer took over: this one delivers nothing more
         self.last_heard = now  # loop time of the last frame (or piece of a long frame) read
+        self.since = time.time()  # wall time the link was authenticated (it is up from then on)
         self.rtt: float | None = None  # seconds, from the last PONG (outgoing links)
 
     def heard(self, now: float) -> None:
@@ -85,6 +86,9 @@ class LinkState:
     incoming: bool  # the peer's link to this node is up (what it says reaches this node)
     last_heard: float | None  # wall time (s) this node last read anything from the peer, on either link
     rtt_ms: float | None  # heartbeat round trip on the outgoing link
+    # wall time (s) since which both directions have been up (the later link's authentication): this
+    # node's own record, so it says when the link came back however late anyone asks
+    connected_since: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -97,4 +101,5 @@ class LinkState:
             "last_heard": None if self.last_heard is None else int(self.last_heard * 1000),
             "last_heard_ago_ms": None if self.last_heard is None else max(0, round((now - self.last_heard) * 1000)),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),
+            "connected_since": None if self.connected_since is None else int(self.connected_since * 1000),
         }

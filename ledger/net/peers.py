@@ -124,13 +124,16 @@ def describe_peer(seen: PeerSeen, link: LinkState | None, now: float) -> dict[st
 
     `connected` means both directions are up: this node's link to the peer (what it says reaches the
     peer) and the peer's link to this node. `last_seen` is the later of the peer's last message or
-    probe answer and the last frame of any kind (heartbeats included) read from it."""
+    probe answer and the last frame of any kind (heartbeats included) read from it. `connected_since`
+    (ms) is when both directions were last up together, as the transport recorded it."""
     out = seen.to_json(now)
     if link is None:
-        return {**out, "connected": False, "outgoing": False, "incoming": False}
+        return {**out, "connected": False, "outgoing": False, "incoming": False, "connected_since": None}
     if link.last_heard is not None and (seen.last_seen is None or link.last_heard > seen.last_seen):
         out["last_seen"] = int(link.last_heard * 1000)
         out["last_seen_ago_ms"] = max(0, round((now - link.last_heard) * 1000))
     if link.rtt_ms is not None:
         out["rtt_ms"] = round(link.rtt_ms, 1)
-    return {**out, "connected": link.connected, "outgoing": link.outgoing, "incoming": link.incoming}
+    since = None if link.connected_since is None else int(link.connected_since * 1000)
+    return {**out, "connected": link.connected, "outgoing": link.outgoing, "incoming": link.incoming,
+            "connected_since": since}

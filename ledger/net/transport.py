@@ -20,7 +20,7 @@ waiting for the other. Everything this node says to a peer goes out on its outgo
 everything it hears from a peer arrives on the peer's outgoing link, an incoming link here.
 Responses to requests travel back on the connection the request came in on.
 
-Heartbeats. Every `heartbeat_interval` the dialer sends a PING on each outgoing link and the
+Heartbeats (`ledger.net.heartbeat`). Every `heartbeat_interval` the dialer sends a PING on each outgoing link and the
 listener answers with a PONG on the same connection, so both ends hear from each other on every
 connection. Either end closes a connection it has heard nothing on (not a frame, not a piece of a
 long frame) for `dead_after`: a peer that was killed, paused (SIGSTOP), partitioned away, or whose
@@ -41,8 +41,8 @@ Memory and connection bounds
 - outgoing: one queue per peer, at most `queue_limit` messages and `queue_bytes` bytes; `send`
   returns False (and counts) instead of growing it. The writer awaits `drain()` after each frame,
   so the socket buffer stays near asyncio's high-water mark.
-- incoming: one frame is read at a time, its length checked before its body is allocated
-  (`max_frame`). Messages wait for their handler in a backlog of at most 1 MiB per link (one
+- incoming (`ledger.net.incoming`): one frame is read at a time, its length checked before its
+  body is allocated (`max_frame`). Messages wait for their handler in a backlog of at most 1 MiB per link (one
   message of any size), handled one per turn of the loop, while heartbeats and requests are
   answered as they are read. A slow consumer's backlog fills, it stops reading, and TCP flow
   control pushes back on the sender.
@@ -59,12 +59,10 @@ Memory and connection bounds
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
 import ssl
-import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
@@ -88,13 +86,14 @@ from ledger.net.frames import (
     tune_socket,
 )
 from ledger.net.handshake import DIALER, LinkTls, dial_handshake, run_handshake, validators_by_key
-from ledger.net.link import Backlog, Link, LinkState
+from ledger.net.heartbeat import HeartbeatWatcher, round_trip
+from ledger.net.incoming import IncomingLinks
+from ledger.net.link import Link, LinkState
 from ledger.net.listener import Listener
 
 log = logging.getLogger("ledger.net")
 
 STABLE_LINK_SECONDS = 1.0
-PING_BODY = struct.Struct(">Q")  # the sender's loop time in nanoseconds, echoed in the PONG
 WRITE_BATCH_FRAMES = 256  # queued messages written at once, at most this many...
 WRITE_BATCH_BYTES = 256 * 1024  # ...and (unless one alone is larger) this many bytes
 
@@ -177,28 +176,30 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
-        self._heartbeat_interval = heartbeat_interval
-        self._dead_after = dead_after
-        self._max_incoming_per_peer = max_incoming_per_peer
         self._max_requests_per_peer = max_requests_per_peer
-        self._max_serving_per_link = max_serving_per_link
 
         self._queue_limit, self._queue_bytes = queue_limit, queue_bytes
         self._outboxes = {pid: Outbox(queue_limit, queue_bytes) for pid in self._peers}
         self._out_links: dict[str, Link] = {}
         self._link_up = {pid: asyncio.Event() for pid in self._peers}
-        self._in_links: dict[str, list[Link]] = {}
         self._heard_at: dict[str, float] = {}  # wall time anything was last read from each peer
         self._requests_open = dict.fromkeys(self._peers, 0)
         self._request_ids = itertools.count(1)
-        self._awake_since = 0.0  # loop time this node last resumed after a stall (see `_watch`)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state = "new"  # -> "running" -> "stopped"
         self.metrics: dict[str, int] = dict.fromkeys(METRICS, 0)
+        self._incoming = IncomingLinks(
+            lambda peer, body: self._on_message(peer, body), on_request, self.metrics, self._read, self._write,
+            self._guard_reads, self._spawn, max_incoming_per_peer, max_serving_per_link, max_frame,
+        )
+        self._heartbeats = HeartbeatWatcher(
+            heartbeat_interval, dead_after, self.metrics, lambda: self._out_links.values(),
+            lambda: [*self._out_links.values(), *self._incoming], self._write,
+        )
         self._listener = Listener(
             listen, self._tls, self._by_key, key.id, handshake_timeout=handshake_timeout,
             max_pending=max_pending_handshakes, max_pending_per_address=max_pending_per_address,
-            metrics=self.metrics, serve_link=self._serve_incoming,
+            metrics=self.metrics, serve_link=self._incoming.serve,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -218,7 +219,7 @@ class Transport:
             raise TransportError(f"transport is {self._state}, cannot start")
         self._listener.start()
         self._state = "running"
-        self._spawn(self._watch())
+        self._spawn(self._heartbeats.run())
         for peer in self._peers.values():
             self._spawn(self._dial_loop(peer))
         log.info("transport %s listening on %s (TLS 1.3)", self._key.id[:8], self.listen_endpoint)
@@ -235,10 +236,7 @@ class Transport:
         await asyncio.gather(*tasks, return_exceptions=True)
         for link in list(self._out_links.values()):
             self._drop_outgoing(link, "transport stopped")
-        for links in list(self._in_links.values()):
-            for link in links:
-                link.abort()
-        self._in_links.clear()
+        self._incoming.close_all()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -270,8 +268,7 @@ class Transport:
             link = self._out_links.get(gone)
             if link is not None:
                 self._drop_outgoing(link, f"validator {gone[:8]} left the set")
-            for incoming in self._in_links.pop(gone, []):
-                incoming.abort()
+            self._incoming.drop_peer(gone)
             log.info("validator %s left the set", gone[:8])
 
     # --- sending -----------------------------------------------------------------------------
@@ -301,9 +298,11 @@ class Transport:
     def link_state(self, peer_id: str) -> LinkState:
         """Both directions of the links with `peer_id`, when it was last heard, and the heartbeat round trip."""
         out = self._out_links.get(peer_id)
+        ins = self._incoming.of(peer_id)
         return LinkState(
-            outgoing=out is not None, incoming=bool(self._in_links.get(peer_id)),
+            outgoing=out is not None, incoming=bool(ins),
             last_heard=self._heard_at.get(peer_id), rtt_ms=None if out is None or out.rtt is None else out.rtt * 1000,
+            connected_since=max(out.since, ins[-1].since) if out is not None and ins else None,
         )
 
     def queue_depth(self, peer_id: str) -> int:
@@ -469,9 +468,9 @@ class Transport:
             ftype, body = await self._read(link)
             if ftype == FrameType.PONG:
                 self.metrics["heartbeats_received"] += 1
-                if len(body) == 1 + PING_BODY.size:
-                    (sent_ns,) = PING_BODY.unpack_from(body, 1)
-                    link.rtt = max(0.0, asyncio.get_running_loop().time() - sent_ns / 1e9)
+                rtt = round_trip(body, asyncio.get_running_loop().time())
+                if rtt is not None:
+                    link.rtt = rtt
                 continue
             # check: only answers and heartbeats travel back on an outgoing link
             if ftype not in (FrameType.RESPONSE, FrameType.ERROR):
@@ -485,143 +484,6 @@ class Transport:
             else:
                 reason = payload[:200].decode("utf-8", "replace")
                 fut.set_exception(TransportError(f"{link.peer_id} could not answer: {reason}"))
-
-    # --- incoming links ----------------------------------------------------------------------
-
-    async def _serve_incoming(self, link: Link) -> None:
-        """Read an authenticated incoming link (the listener's hand-over) until it ends."""
-        self._add_incoming(link)
-        try:
-            await self._guard_reads(link, self._read_incoming(link))
-        finally:
-            self._remove_incoming(link)
-
-    def _add_incoming(self, link: Link) -> None:
-        links = self._in_links.setdefault(link.peer_id, [])
-        links.append(link)
-        while len(links) > self._max_incoming_per_peer:
-            old = links.pop(0)
-            old.replaced = True
-            old.abort()
-            self.metrics["incoming_replaced"] += 1
-
-    def _remove_incoming(self, link: Link) -> None:
-        for task in link.serving:
-            task.cancel()
-        links = self._in_links.get(link.peer_id, [])
-        if link in links:
-            links.remove(link)
-        if not links:
-            self._in_links.pop(link.peer_id, None)
-
-    async def _read_incoming(self, link: Link) -> None:
-        """Read frames as they arrive: heartbeats and requests are answered at once, messages go
-        through a bounded backlog to `_handle_incoming`. Handling a message (a block to execute)
-        may take long; read and handled on one task, a run of them kept PINGs unanswered and the
-        loop's timers waiting for seconds, and peers dropped a link that was alive."""
-        backlog = Backlog()
-        self._spawn(self._handle_incoming(link, backlog))
-        try:
-            while True:
-                ftype, body = await self._read(link)
-                if ftype == FrameType.MESSAGE:
-                    await backlog.put(body)
-                elif ftype == FrameType.PING:
-                    self.metrics["heartbeats_received"] += 1
-                    self.metrics["heartbeats_sent"] += 1
-                    self._write(link, encode_frame(FrameType.PONG, body[1:]))
-                elif ftype == FrameType.REQUEST:
-                    request_id, payload = split_request_body(body)
-                    self._answer(link, request_id, payload)
-                    # a peer that sends requests but does not read the answers stops being read
-                    await link.writer.drain()
-                else:
-                    # check: only messages, requests and heartbeats travel on an incoming link
-                    raise FrameError(f"unexpected frame type {ftype:#04x} on an incoming link")
-        finally:
-            backlog.end()
-
-    async def _handle_incoming(self, link: Link, backlog: Backlog) -> None:
-        """Hand the link's messages to `on_message` in order, one per turn of the loop; those read
-        before the link ended too (they are whole and authenticated), unless a newer link replaced it."""
-        while (body := await backlog.get()) is not None:
-            # check: a replaced link delivers nothing more, so its frames never interleave with the new one's
-            if link.replaced:
-                return
-            try:
-                self._on_message(link.peer_id, body[1:])
-            except Exception:
-                self.metrics["callback_errors"] += 1
-                log.exception("on_message failed for a message from %s", link.peer_id[:8])
-            await asyncio.sleep(0)  # let timers, heartbeats and the other links in between messages
-
-    def _answer(self, link: Link, request_id: int, payload: bytes) -> None:
-        if self._on_request is None:
-            self._refuse(link, request_id, "no request handler")
-        elif len(link.serving) >= self._max_serving_per_link:
-            self._refuse(link, request_id, "busy")
-        else:
-            task = asyncio.create_task(self._serve(link, self._on_request, request_id, payload))
-            link.serving.add(task)
-            task.add_done_callback(link.serving.discard)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _refuse(self, link: Link, request_id: int, reason: str) -> None:
-        self.metrics["requests_refused"] += 1
-        if not link.writer.is_closing():
-            self._write(link, encode_request_frame(FrameType.ERROR, request_id, reason.encode()))
-
-    async def _serve(
-        self,
-        link: Link,
-        handler: Callable[[str, bytes], Awaitable[bytes]],
-        request_id: int,
-        payload: bytes,
-    ) -> None:
-        try:
-            answer = await handler(link.peer_id, payload)
-        except Exception as exc:
-            log.warning("request handler failed for %s: %r", link.peer_id[:8], exc)
-            self._refuse(link, request_id, f"handler failed: {type(exc).__name__}")
-        else:
-            if not isinstance(answer, bytes) or len(answer) + REQUEST_OVERHEAD > self._max_frame:
-                self._refuse(link, request_id, "response too large or not bytes")
-            elif not link.writer.is_closing():
-                self.metrics["requests_served"] += 1
-                self._write(link, encode_request_frame(FrameType.RESPONSE, request_id, answer))
-        with contextlib.suppress(OSError):
-            await link.writer.drain()
-
-    # --- heartbeats --------------------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        """Every heartbeat interval: ping each outgoing link, close every link silent for `dead_after`."""
-        loop = asyncio.get_running_loop()
-        interval = self._heartbeat_interval
-        # Woken this much late, this node was paused or its loop blocked: what its peers sent meanwhile
-        # is unread, so their silence proves nothing yet. Below it, a live peer's frames (one per
-        # interval) are at most interval + this apart: less than dead_after, so no live link is closed.
-        stall = max(interval, self._dead_after - 2 * interval)
-        due = loop.time() + interval
-        while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            now = loop.time()
-            if now - due > stall:
-                self._awake_since = now
-            due = now + interval
-            ping = encode_frame(FrameType.PING, PING_BODY.pack(int(now * 1e9)))
-            for link in list(self._out_links.values()):
-                if not link.writer.is_closing():
-                    self.metrics["heartbeats_sent"] += 1
-                    self._write(link, ping)
-            links = [*self._out_links.values(), *(lk for lks in self._in_links.values() for lk in lks)]
-            for link in links:
-                silent = now - max(link.last_heard, self._awake_since)
-                if silent > self._dead_after and not link.closed:
-                    self.metrics["links_dead"] += 1
-                    log.warning("closing the link with %s: silent for %.1f s", link.peer_id[:8], silent)
-                    link.abort()
 
     # --- shared ------------------------------------------------------------------------------
 

@@ -425,6 +425,10 @@ class Network:
         if height != len(node.committed):
             raise SafetyViolation(f"node {node.index} committed height {height} out of order")
         node.committed.append((block_hash, cert))
+        again = node.committed_txs.intersection(block.txs)
+        if again and all(n.honest for n in self.nodes if n.id == block.header.proposer):
+            # An honest primary never proposes a committed transaction again (it would stand in two blocks).
+            raise SafetyViolation(f"block {height} by an honest primary repeats {len(again)} committed txs")
         node.committed_txs.update(block.txs)
         if self.trace is not None:
             self.trace.note(self.time, f"node {node.index} DECIDES h{height} {block_hash.hex()[:8]} "

@@ -60,7 +60,8 @@ async def genesis(node: NodeDep) -> dict[str, Any]:
 @router.get("/v1/network")
 async def network(node: NodeDep) -> dict[str, Any]:
     """Every validator as this node sees it: itself from its own state; each peer from its links
-    (`connected`: both directions up; `outgoing`, `incoming`), when it was last heard (heartbeats
+    (`connected`: both directions up; `outgoing`, `incoming`; `connected_since`: since when, in ms, as
+    the transport recorded it), when it was last heard (heartbeats
     included), its recent messages and a probe of its head height (see `ledger.net.peers`). `lag` is
     this node's height minus the validator's (negative when it is ahead); `primary` is the primary
     of this node's view; `equivocations` counts the equivocations of that validator recorded in the
@@ -78,7 +79,8 @@ async def network(node: NodeDep) -> dict[str, Any]:
         is_self = vid == node.key.id
         followed = node.follower.seen(vid) if node.follower is not None else None
         seen = ({"last_seen": int(now * 1000), "last_seen_ago_ms": 0, "view": node.replica.view, "height": head,
-                 "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True} if is_self else
+                 "rtt_ms": None, "connected": True, "outgoing": True, "incoming": True,
+                 "connected_since": None} if is_self else
                 followed if followed is not None else
                 describe_peer(node.peer_info.seen(vid), transport.link_state(vid) if transport else None, now))
         validators.append({
