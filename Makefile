@@ -50,7 +50,7 @@ lint: install
 
 # Ends by listing skipped tests with their reasons (tests/conftest.py); HYPOTHESIS_PROFILE=ci|soak.
 test: install lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 
 # What .ci/run runs: any skipped test fails the run; Hypothesis derandomised.
 test-strict:
