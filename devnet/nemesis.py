@@ -98,7 +98,9 @@ class Nemesis:
         _wait(self.net.all_linked, 60, "every link up before the first fault")
         _wait(lambda: sum(len(c.log) for c in self.clients) >= len(self.clients), 120, "the clients' first batches")
         for n in range(faults):
-            time.sleep(self.rng.uniform(0.3, 2.0))
+            # A short gap after the last fault recovered (one draw whatever its range, so a seed's kinds
+            # and targets stay as they were).
+            time.sleep(self.rng.uniform(0.2, 1.0))
             fault = self._draw(n)
             self._inject(fault)
             self.faults.append(fault)
