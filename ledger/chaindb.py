@@ -111,7 +111,7 @@ class _LatestView:
         return self._store.get(NS.STATE_LATEST + key)
 
 
-class _RootView:
+class RootView:
     """State as of one sparse Merkle root."""
 
     def __init__(self, smt: SparseMerkleTree, root: bytes) -> None:
@@ -343,7 +343,7 @@ class ChainDB:
         root = self.state_root_at(height)
         if root is None:
             raise KeyError(f"no committed block at height {height}")
-        return _RootView(self.smt, root)
+        return RootView(self.smt, root)
 
     def prove(self, key: bytes, height: int | None = None) -> tuple[int, bytes | None, SMTProof]:
         """(height, value, proof) of `key` against that height's state root."""

@@ -33,7 +33,7 @@ from ledger.chain import (
     check_certificate,
     compute_block_hash,
 )
-from ledger.chaindb import GENESIS_KEY, HEAD_KEY, ChainDB, TxLocation
+from ledger.chaindb import GENESIS_KEY, HEAD_KEY, ChainDB, RootView, TxLocation
 from ledger.codec import CodecError, decode, encode
 from ledger.genesis import Genesis
 from ledger.smt import MissingNodeError, SparseMerkleTree, node_hash
@@ -63,15 +63,6 @@ def check_state_node(key: bytes, value: bytes) -> None:
         raise CheckFailed(f"state node {key[len(NS.STATE_NODE):].hex()[:16]}...: {exc}") from None
     if NS.STATE_NODE + actual != key:
         raise CheckFailed(f"state node {key[len(NS.STATE_NODE):].hex()[:16]}... is not stored under its hash")
-
-
-class _RootView:
-    def __init__(self, smt: SparseMerkleTree, root: bytes) -> None:
-        self._smt = smt
-        self._root = root
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._smt.get(self._root, key)
 
 
 def _decode(cls: type, raw: bytes, what: str) -> object:
@@ -128,7 +119,7 @@ def check_chain(store: Store, genesis: Genesis, block_count: int, cert_count: in
         else:
             try:
                 check_block_links(block, parent, history.root())
-                validators = validators_at(_RootView(smt, parent.state_root), height, genesis)
+                validators = validators_at(RootView(smt, parent.state_root), height, genesis)
                 check_certificate(cert, genesis.chain_id, header, keys_of(validators))
             except InvalidBlock as exc:
                 raise CheckFailed(f"block {height}: {exc}") from None
