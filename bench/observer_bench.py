@@ -34,26 +34,7 @@ from typing import Any
 
 import httpx
 from benchnet import MODES, restart_with_limits
-from resolve_bench import PREFIX, free_port, ledger, load, nginx_pids, start_nginx, write_static
-
-from ledger.client import LedgerClient, Signer
-from ledger.crypto import SigningKey
-from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
-
-
-def register(url: str, keys: dict[str, str], ids: int) -> list[str]:
-    with LedgerClient(url) as client:
-        org1_key = SigningKey.load(keys["org1"])
-        Signer(SigningKey.load(keys["admin"]), client).send("prefix.create", PrefixCreate(PREFIX, org1_key.id))
-        org1 = Signer(org1_key, client)
-        handles = [f"{PREFIX}/EQ-{n:07d}" for n in range(ids)]
-        for start in range(0, ids, 500):
-            txs = [org1.sign("id.register", IdRegister(h, (ValueSpec(1, "URL", f"https://twin.example/{h}"),
-                                                           ValueSpec(2, "EMAIL", "ops@example.com"))))
-                   for h in handles[start:start + 500]]
-            results = client.submit(txs, wait=True, timeout=120)
-            assert all(r.get("ok") for r in results), results[:3]
-    return handles
+from resolve_bench import free_port, ledger, load, nginx_pids, register, start_nginx, write_static
 
 
 def wait_caught_up(observer: str, validator: str, timeout: float = 300.0) -> None:

@@ -68,24 +68,27 @@ def ledger(*args: str) -> str:
     return proc.stdout
 
 
+def register(url: str, keys: dict[str, str], ids: int) -> list[str]:
+    """The admin creates PREFIX for org1, which registers `ids` identifiers through `url`."""
+    with LedgerClient(url) as client:
+        org1_key = SigningKey.load(keys["org1"])
+        Signer(SigningKey.load(keys["admin"]), client).send("prefix.create", PrefixCreate(PREFIX, org1_key.id))
+        org1 = Signer(org1_key, client)
+        handles = [f"{PREFIX}/EQ-{n:07d}" for n in range(ids)]
+        for start in range(0, ids, 500):
+            txs = [org1.sign("id.register", IdRegister(h, (ValueSpec(1, "URL", f"https://twin.example/{h}"),
+                                                           ValueSpec(2, "EMAIL", "ops@example.com"))))
+                   for h in handles[start:start + 500]]
+            results = client.submit(txs, wait=True, timeout=120)
+            assert all(r.get("ok") for r in results), results[:3]
+    return handles
+
+
 def setup_node(directory: Path, ids: int) -> tuple[dict[str, Any], list[str]]:
     ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
            "--base-port", str(free_port()))
     data = json.loads((directory / "devnet.json").read_text())
-    url = data["nodes"][0]["http"]
-    client = LedgerClient(url)
-    admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
-    org1_key = SigningKey.load(data["keys"]["org1"])
-    admin.send("prefix.create", PrefixCreate(PREFIX, org1_key.id))
-    org1 = Signer(org1_key, client)
-    handles = [f"{PREFIX}/EQ-{n:07d}" for n in range(ids)]
-    for start in range(0, ids, 500):
-        txs = [org1.sign("id.register", IdRegister(h, (ValueSpec(1, "URL", f"https://twin.example/{h}"),
-                                                       ValueSpec(2, "EMAIL", "ops@example.com"))))
-               for h in handles[start:start + 500]]
-        results = client.submit(txs, wait=True, timeout=120)
-        assert all(r.get("ok") for r in results), results[:3]
-    return data["nodes"][0], handles
+    return data["nodes"][0], register(data["nodes"][0]["http"], data["keys"], ids)
 
 
 def write_static(url: str, handles: list[str], root: Path) -> None:
