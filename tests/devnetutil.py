@@ -47,9 +47,11 @@ def devnet_down(data: dict[str, Any]) -> None:
         stop_pid(pid)
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
+               explain: Callable[[], str] | None = None) -> Any:
     """Poll `cond` until it returns something truthy (returned); an HTTP error counts as not yet (a node
-    restarting or busy). Fails the test with `what` after `timeout` seconds."""
+    restarting or busy). Fails the test with `what` after `timeout` seconds, and with what `explain` then
+    says (the state the nodes were in), when given."""
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(httpx.HTTPError):
@@ -57,5 +59,11 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: flo
             if value:
                 return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            said = ""
+            if explain is not None:
+                try:
+                    said = "\n" + explain()
+                except Exception as exc:  # noqa: BLE001 - the explanation must not hide the timeout
+                    said = f"\n(could not explain: {exc!r})"
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{said}")
         time.sleep(interval)

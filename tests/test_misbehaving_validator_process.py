@@ -201,12 +201,27 @@ def _marks(url: str) -> dict[str, int]:
     return {v["id"]: v["equivocations"] for v in _get(f"{url}/v1/network")["validators"]}
 
 
+def _anchoring_states(urls: list[str]) -> str:
+    """Each node's height, view and anchoring status, for a failure message."""
+    lines = []
+    for u in urls:
+        try:
+            status = _get(f"{u}/v1/status")
+        except httpx.HTTPError as exc:
+            lines.append(f"{u}: {exc!r}")
+            continue
+        anchoring = {k: v for k, v in status["anchoring"].items() if k != "certified"}
+        lines.append(f"{u}: height {status['height']} view {status['view']} anchoring {json.dumps(anchoring)}")
+    return "\n".join(lines)
+
+
 def test_proofs_from_honest_nodes_verify_and_cite_no_fake_anchor(attacked: Attacked, tmp_path: Path) -> None:
     urls = attacked.honest
     # Anchors cover work, not attestations: the import's last block is anchored once the interval passes.
     target = attacked.imported_height
     wait_until(lambda: all(_get(f"{u}/v1/status")["anchoring"]["last_anchored_height"] >= target for u in urls),
-               90, "honest anchors at the import's height on every honest node")
+               90, f"honest anchors at the import's height {target} on every honest node",
+               explain=partial(_anchoring_states, [*urls, attacked.bad["http"]]))
     fake = "0x" + FAKE_TX.hex()
     # The liar's fake votes reached the ledger, and no effective anchor is one of them.
     votes = [v for h in range(1, target + 1) for v in _get(f"{urls[0]}/v1/anchors/{h}/votes")["votes"]]
