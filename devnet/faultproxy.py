@@ -1,10 +1,13 @@
-"""TCP relays on the peer links of a devnet, which the nemesis uses to partition a validator.
+"""TCP relays on the peer links of a devnet: the nemesis partitions a validator there, the benchmark
+delays every link (a wide-area network on one host).
 
 Run as its own process (`python -m devnet.faultproxy`), so relaying never waits for the nemesis's
 threads (one interpreter lock). It reads one JSON line on stdin, `{"routes": [[from, to, port],
-...]}`: one relay per directed peer link, `from` dialing `to` whose peer port is `port`. It answers
-one JSON line, `{"ports": [...]}`, the relays' listening ports in the same order (the nemesis writes
-them into the nodes' configs). Then it takes commands, one a line, each answered `ok`:
+...], "delay_ms": D}`: one relay per directed peer link, `from` dialing `to` whose peer port is `port`,
+each byte delivered D ms after it arrived, in order, in both directions (a one-way delay of D; default
+0). It answers one JSON line, `{"ports": [...]}`, the relays' listening ports in the same order
+(`devnet.relays` writes them into the nodes' configs). Then it takes commands, one a line, each
+answered `ok`:
 
 - `cut N`: node N is partitioned. Bytes on its open connections are dropped, the connections stay
   open (as packets vanishing on a cut cable: the nodes notice only by their heartbeats), and new
@@ -42,9 +45,10 @@ class Conn:
 
 
 class Relays:
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.cut: set[int] = set()
         self.conns: set[Conn] = set()
+        self.delay_s = delay_s
 
     def is_cut(self, ends: frozenset[int]) -> bool:
         return bool(ends & self.cut)
@@ -77,13 +81,40 @@ class Relays:
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, ends: frozenset[int]) -> None:
         # RuntimeError: uvloop's write on a connection a heal aborted meanwhile (the other direction's end)
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            while chunk := await src.read(CHUNK):
-                if self.is_cut(ends):
-                    continue  # dropped, as on a cut cable
-                dst.write(chunk)
-                await dst.drain()
+            if self.delay_s > 0:
+                await self._pump_delayed(src, dst, ends)
+            else:
+                while chunk := await src.read(CHUNK):
+                    if self.is_cut(ends):
+                        continue  # dropped, as on a cut cable
+                    dst.write(chunk)
+                    await dst.drain()
         with contextlib.suppress(Exception):
             dst.close()
+
+    async def _pump_delayed(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, ends: frozenset[int]) -> None:
+        """Each chunk is written `delay_s` after it was read, in order; reading goes on meanwhile, so the
+        delay adds latency, not a bandwidth limit (as a long cable does)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while (item := await queue.get()) is not None:
+                due, chunk = item
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                dst.write(chunk)
+                await dst.drain()
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while chunk := await src.read(CHUNK):
+                if not self.is_cut(ends):  # dropped on a cut cable
+                    queue.put_nowait((loop.time() + self.delay_s, chunk))
+            queue.put_nowait(None)
+            await sender
+        finally:
+            sender.cancel()
 
     def command(self, line: str) -> str:
         verb, _, arg = line.strip().partition(" ")
@@ -104,7 +135,7 @@ async def main() -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     spec = json.loads(await reader.readline())
-    relays = Relays()
+    relays = Relays(float(spec.get("delay_ms", 0)) / 1000)
     ports = [await relays.serve(int(src), int(dst), int(port)) for src, dst, port in spec["routes"]]
     print(json.dumps({"ports": ports}), flush=True)
     while line := (await reader.readline()).decode():

@@ -1,19 +1,14 @@
 """The nemesis's devnet: 4 validators without Ethereum whose peer links all pass through relays
-(`devnet.faultproxy`, a process of its own), and the faults it can do to one of them.
-
-Each validator's config names, for each peer, the relay of that directed link instead of the peer's
-own port, so a partition cuts exactly the peer links of one validator and leaves its HTTP alone.
+(`devnet.relays`), and the faults it can do to one of them: a partition cuts exactly the peer links
+of one validator and leaves its HTTP alone.
 The devnet's members are `admin` and one registrar per load client (`load0`, `load1`, ...).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -26,6 +21,7 @@ from devnet import launcher
 from devnet.definition import load_definition
 from devnet.processes import any_free_port, is_alive, start_node, stop_pid, wait_healthy
 from devnet.record import save_devnet
+from devnet.relays import PeerRelays
 
 START_TIMEOUT_S = 180.0  # for a restarted validator to answer /healthz
 
@@ -42,31 +38,10 @@ class NemesisNet:
             anchoring=replace(base.anchoring, chain="none"),
         ).with_overrides(nodes=nodes, http_base_port=any_free_port())
         created = launcher.create(directory, definition)
-        homes = [Path(n["home"]) for n in created["nodes"]]
-        configs = [json.loads((h / "config.json").read_text()) for h in homes]
-        p2p = [c["p2p"]["port"] for c in configs]
-        routes = [(i, j, p2p[j]) for i in range(nodes) for j in range(nodes) if i != j]
-        self.proxy = subprocess.Popen([sys.executable, "-m", "devnet.faultproxy"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, bufsize=1)
-        ports = json.loads(self._say(json.dumps({"routes": routes})))["ports"]
-        relay = {(i, j): port for (i, j, _), port in zip(routes, ports, strict=True)}
-        index_of_port = {port: j for j, port in enumerate(p2p)}
-        for i, (home, config) in enumerate(zip(homes, configs, strict=True)):
-            for peer in config["peers"]:
-                peer["port"] = relay[(i, index_of_port[peer["port"]])]
-            (home / "config.json").write_text(json.dumps(config, indent=2))
+        self.relays = PeerRelays([Path(n["home"]) for n in created["nodes"]])
         self.data = launcher.up(directory, definition=definition, ethereum="none")
         self.nodes: list[dict[str, Any]] = self.data["nodes"]
         self.urls = [n["http"] for n in self.nodes]
-
-    def _say(self, line: str) -> str:
-        assert self.proxy.stdin is not None and self.proxy.stdout is not None
-        self.proxy.stdin.write(line + "\n")
-        self.proxy.stdin.flush()
-        answer = self.proxy.stdout.readline().strip()
-        if not answer or answer.startswith("error"):
-            raise RuntimeError(f"fault proxy answered {answer!r} to {line!r}")
-        return answer
 
     # --- faults ------------------------------------------------------------------------------------
 
@@ -100,10 +75,10 @@ class NemesisNet:
         os.kill(self.nodes[i]["pid"], signal.SIGCONT)
 
     def cut(self, i: int) -> None:
-        self._say(f"cut {i}")
+        self.relays.cut(i)
 
     def heal(self, i: int) -> None:
-        self._say(f"heal {i}")
+        self.relays.heal(i)
 
     # --- looking ---------------------------------------------------------------------------------
 
@@ -164,11 +139,4 @@ class NemesisNet:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(node["pid"], signal.SIGCONT)  # a paused node must run to act on SIGTERM
         launcher.down(self.dir)
-        with contextlib.suppress(Exception):
-            self._say("quit")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proxy.wait(5)
-        if self.proxy.poll() is None:
-            self.proxy.kill()
-            self.proxy.wait()
-
+        self.relays.close()

@@ -7,6 +7,13 @@ node. Throughput is counted from the first submit until every node has committed
 transaction; latency is per transaction, from its request's start until the node answered that
 it committed. The ceiling printed beside it, Ed25519 verifications per second on this machine
 (all cores), is measured in the same run.
+
+With a link delay, every peer link passes through a relay (`devnet.relays`) that delivers each byte D ms
+after it arrived, both ways: validators in different plants, on one host. (Linux netem on the loopback
+device would delay every packet of the host, the clients' HTTP and the relays' too, and needs
+CAP_NET_ADMIN; the relay delays exactly the peer links.) With a plot file, each node's committed
+transactions (its /metrics) are sampled during the run, and the chart shows committed tx/s and commit
+latency over the run, one line per node.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ import httpx
 import msgpack
 
 from devnet import launcher
+from devnet.definition import load_definition
 from devnet.record import DevnetError
+from devnet.relays import PeerRelays
+from ledger.chart import Panel, draw
 from ledger.client import LedgerClient, Signer
 from ledger.codec import encode
 from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
@@ -118,23 +128,81 @@ def _presign(
     return bodies
 
 
+class Sampler(threading.Thread):
+    """Each node's committed transactions (counted by its /metrics), every `every` seconds until stopped."""
+
+    def __init__(self, urls: list[str], every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.urls, self.every = urls, every
+        self.samples: list[list[tuple[float, int]]] = [[] for _ in urls]  # (time.perf_counter(), count) per node
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self.halt.is_set():
+                for i, url in enumerate(self.urls):
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        self.samples[i].append((time.perf_counter(), committed_count(http.get(f"{url}/metrics").text)))
+                self.halt.wait(self.every)
+
+
+def committed_count(metrics: str) -> int:
+    """Transactions a node committed (succeeded or failed), from its Prometheus text."""
+    total = 0.0
+    for line in metrics.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("ledger_tx_committed_total", "ledger_tx_failed_total"):
+            total += float(value)
+    return int(total)
+
+
+def rate_series(samples: list[tuple[float, int]], origin: float) -> list[tuple[float, float]]:
+    """(seconds since `origin`, tx/s since the previous sample) for each sample after the first."""
+    return [(t1 - origin, (c1 - c0) / (t1 - t0)) for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False)
+            if t1 > t0]
+
+
+def latency_series(done: list[tuple[float, float]], origin: float, bucket: float = 1.0) -> list[tuple[float, float]]:
+    """(seconds since `origin`, median latency in ms) of the requests that ended in each `bucket` seconds."""
+    buckets: dict[int, list[float]] = {}
+    for ended, seconds in done:
+        buckets.setdefault(int((ended - origin) // bucket), []).append(seconds * 1000)
+    return [((k + 0.5) * bucket, statistics.median(v)) for k, v in sorted(buckets.items())]
+
+
+def plot_run(path: Path, sampler: Sampler, done: list[list[tuple[float, float]]], origin: float, title: str) -> None:
+    rates = Panel("committed transactions per second, per node",
+                  {f"node{i}": rate_series(s, origin) for i, s in enumerate(sampler.samples)})
+    latency = Panel("commit latency, ms (median of the requests answered by each node, per second)",
+                    {f"node{i}": latency_series(d, origin) for i, d in enumerate(done) if d})
+    draw(path, [rates, latency], "seconds since the first request", title)
+
+
 def run_bench(
-    nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register"
+    nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register",
+    link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700,
 ) -> dict[str, Any]:
     log = sys.stderr
     print("measuring the Ed25519 verification ceiling...", file=log)
     ceiling = measure_verify_ceiling()
     per_core = measure_verify_ceiling(threads=1)
     directory = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    relays: PeerRelays | None = None
     try:
         print(f"starting a {nodes}-node devnet in {directory}...", file=log)
         # No anchoring: the figures are the ledger's own.
-        net = launcher.up(directory, nodes, base_port=18700, batch_size=2000, batch_wait_ms=batch_wait_ms,
-                          ethereum="none")
+        overrides: dict[str, Any] = {"base_port": base_port, "batch_size": 2000, "batch_wait_ms": batch_wait_ms}
+        if link_delay_ms > 0:
+            definition = load_definition().with_overrides(nodes, base_port, 2000, batch_wait_ms)
+            created = launcher.create(directory, definition)
+            relays = PeerRelays([Path(n["home"]) for n in created["nodes"]], link_delay_ms)
+            print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
+        net = launcher.up(directory, nodes, ethereum="none", **overrides)
         keys = _setup_clients(net, clients)
         print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
         bodies = _presign(net, keys, txs, batch, workload)
         latencies: list[float] = []
+        done: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]  # per node: (ended, seconds)
         failures: list[str] = []
         lock = threading.Lock()
         last_ids: list[str] = []
@@ -146,17 +214,22 @@ def run_bench(
                     t0 = time.perf_counter()
                     r = http.post("/v1/tx", content=body, params={"wait": "true", "timeout": "120"},
                                   headers={"content-type": "application/msgpack"})
-                    elapsed = time.perf_counter() - t0
+                    ended = time.perf_counter()
+                    elapsed = ended - t0
                     results = r.json().get("results", [])
                     ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
                     with lock:
                         latencies.extend([elapsed] * len(ok))
+                        done[i % nodes].append((ended, elapsed))
                         failures.extend(x.get("reason", "?") for x in results if x not in ok)
                         if results:
                             last_ids.append(results[-1]["tx_id"])
 
         print("submitting...", file=log)
+        sampler = Sampler([n["http"] for n in net["nodes"]]) if plot is not None else None
         started = time.perf_counter()
+        if sampler is not None:
+            sampler.start()
         threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
         for t in threads:
             t.start()
@@ -169,6 +242,12 @@ def run_bench(
                     while http.get(f"/v1/tx/{tx_id}").json().get("status") != "committed":
                         time.sleep(0.01)
         elapsed = time.perf_counter() - started
+        if sampler is not None and plot is not None:
+            sampler.halt.set()
+            sampler.join()
+            plot_run(plot, sampler, done, started, f"ledger bench: {nodes} validators, {workload}, "
+                     f"{txs:,} transactions, peer links delayed {link_delay_ms:g} ms each way")
+            print(f"chart written to {plot}", file=log)
         rss = max(_rss_mb(n["pid"]) for n in net["nodes"] if n.get("pid"))
         committed = len(latencies)
         latencies.sort()
@@ -178,6 +257,7 @@ def run_bench(
             "txs": txs,
             "clients": clients,
             "batch": batch,
+            "link_delay_ms": link_delay_ms,
             "committed": committed,
             "failed": len(failures),
             "seconds": round(elapsed, 3),
@@ -187,8 +267,11 @@ def run_bench(
             "verify_ceiling_tx_per_s": round(ceiling, 1),
             "verify_per_core_per_s": round(per_core, 1),
             "max_node_rss_mb": round(rss, 1),
+            **({"plot": str(plot)} if plot is not None else {}),
         }
     finally:
         with contextlib.suppress(DevnetError):
             launcher.down(directory)
+        if relays is not None:
+            relays.close()
         shutil.rmtree(directory, ignore_errors=True)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ledger.cli.common import Subcommands, add_command
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ledger.benchmark import run_bench  # imported here: it loads the devnet launcher and web clients
+    from ledger.chart import PlotUnavailable
 
-    result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload)
+    if args.link_delay_ms < 0:
+        raise SystemExit("--link-delay-ms must be 0 or more")
+    try:
+        result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload,
+                           link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port)
+    except PlotUnavailable as exc:
+        raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
     return 0
 
@@ -21,7 +29,8 @@ def add_commands(sub: Subcommands) -> None:
                     "Starts N node processes in a temporary directory (no Ethereum anchoring), pre-signs the "
                     "transactions from --clients members, has each submit msgpack batches over HTTP to its own "
                     "node, and prints committed tx/s, latency percentiles, the Ed25519 verification ceiling and "
-                    "the largest node's memory. Progress goes to stderr.")
+                    "the largest node's memory. Progress goes to stderr. --link-delay-ms runs the validators as if "
+                    "in different plants (every peer link delayed, both ways); --plot draws the run.")
     p.add_argument("--nodes", type=int, default=1, help="validators (default 1)")
     p.add_argument("--txs", type=int, default=20_000, help="transactions in all (default 20000)")
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members (default 4)")
@@ -29,4 +38,10 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.add_argument("--workload", choices=("register", "mixed"), default="register",
                    help="identifier registrations, or asset mints, licence grants and transfers")
+    p.add_argument("--link-delay-ms", type=float, default=0.0, metavar="D",
+                   help="one-way delay on every peer link, through relays (default 0: direct links)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw committed tx/s and commit latency over the run, one line per node (needs Pillow)")
+    p.add_argument("--base-port", type=int, default=18700,
+                   help="first HTTP port tried for the devnet (default 18700; ports in use are skipped)")
     p.set_defaults(func=cmd_bench)

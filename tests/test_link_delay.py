@@ -1,0 +1,115 @@
+"""Wide-area links on one host: the delaying relays (devnet.faultproxy with `delay_ms`), the chart that
+`ledger bench --plot` draws, and `ledger bench --link-delay-ms` on a real 4-validator devnet."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from devnet.processes import any_free_port
+from ledger.benchmark import committed_count, latency_series, rate_series
+from ledger.chart import PALETTE, Panel, draw, nice_ticks
+from tests.devnetutil import ledger
+
+
+@given(st.floats(0, 1e9, allow_nan=False))
+def test_ticks_cover_the_data_in_round_steps(high: float) -> None:
+    ticks = nice_ticks(high)
+    assert ticks[0] == 0 and ticks[-1] >= high and len(ticks) <= 12, ticks
+    step = ticks[1] - ticks[0]
+    assert all(abs((b - a) - step) <= 1e-9 * max(1.0, b) for a, b in zip(ticks, ticks[1:], strict=False)), ticks
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)), step
+
+
+def test_rates_and_latencies_come_from_samples_and_requests() -> None:
+    metrics = "# HELP x\nledger_tx_committed_total 90.0\nledger_tx_failed_total 10.0\nledger_tx_admitted_total 7.0\n"
+    assert committed_count(metrics) == 100
+    assert rate_series([(10.0, 0), (10.5, 100), (11.5, 400)], origin=10.0) == [(0.5, 200.0), (1.5, 300.0)]
+    done = [(10.2, 0.1), (10.7, 0.3), (10.9, 0.2), (12.1, 1.0)]
+    assert latency_series(done, origin=10.0) == [(0.5, 200.0), (2.5, 1000.0)]
+
+
+def test_the_chart_draws_one_coloured_line_per_node(tmp_path: Path) -> None:
+    path = tmp_path / "run.png"
+    series = {f"node{i}": [(t, 100.0 * (i + 1) + t) for t in range(10)] for i in range(4)}
+    draw(path, [Panel("tx/s", series), Panel("latency, ms", {"node0": [(1, 5.0)]})], "seconds", "a run")
+    image = Image.open(path).convert("RGB")
+    assert image.format is None or image.size[0] == 1000
+    colours = {c for _, c in image.getcolors(1 << 20) or []}
+    for hex_colour in PALETTE[:4]:
+        rgb = tuple(int(hex_colour[k:k + 2], 16) for k in (1, 3, 5))
+        assert rgb in colours, hex_colour
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield port
+
+
+def _relay(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], int]:
+    proxy = subprocess.Popen([sys.executable, "-m", "devnet.faultproxy"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, bufsize=1)
+    assert proxy.stdin is not None and proxy.stdout is not None
+    proxy.stdin.write(json.dumps({"routes": [[0, 1, port]], "delay_ms": delay_ms}) + "\n")
+    proxy.stdin.flush()
+    return proxy, json.loads(proxy.stdout.readline())["ports"][0]
+
+
+def test_a_delayed_relay_adds_the_delay_each_way_and_keeps_the_bytes_in_order(echo_port: int) -> None:
+    proxy, port = _relay(echo_port, delay_ms=100)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            started = time.monotonic()
+            s.sendall(b"ping")
+            assert s.recv(4) == b"ping"
+            round_trip = time.monotonic() - started
+            # Many small writes in a row: delivered whole and in order, the delay paid once, not per write.
+            sent = b"".join(b"%06d" % n for n in range(5000))
+            for k in range(0, len(sent), 60):
+                s.sendall(sent[k:k + 60])
+            got = b""
+            while len(got) < len(sent):
+                got += s.recv(65536)
+        assert round_trip >= 0.2, round_trip  # 100 ms there (relay -> echo) and 100 ms back
+        assert got == sent
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+@pytest.mark.slow
+def test_bench_over_delayed_links_commits_everything_slower_than_the_delays_and_draws_the_run(tmp_path: Path) -> None:
+    png = tmp_path / "bench.png"
+    done = ledger("bench", "--nodes", "4", "--txs", "300", "--clients", "2", "--batch", "50",
+                  "--link-delay-ms", "100", "--plot", str(png), "--base-port", str(any_free_port()))
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["committed"] == 300 and result["failed"] == 0, result
+    assert result["link_delay_ms"] == 100
+    # A commit takes at least three one-way trips (pre-prepare, prepare, commit), each delayed 100 ms.
+    assert result["p50_ms"] >= 300, result
+    image = Image.open(png)
+    assert image.size[0] == 1000 and image.size[1] > 600
