@@ -127,6 +127,11 @@ class Orderer:
     def has_certificate_above(self, height: int) -> bool:
         return any(h > height for h in self._certs)
 
+    def voters_above(self, height: int) -> int:
+        """How many other validators cast a certificate vote above `height`: each decided a block there."""
+        me = self._ctx.signer.id
+        return len({s for h, votes in self._votes.items() if h > height for s in votes if s != me})
+
     def has_work(self) -> bool:
         """In-flight ordering that should make progress (queued client txs have their own timer)."""
         d = self._head.height
