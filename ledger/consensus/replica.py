@@ -33,7 +33,8 @@ The shape: components that each own their state and are handed only the componen
     timers       progress, new-view and request timers; retransmission          (timers.py)
     viewchange   view change and new view; future-view messages              (viewchange.py, newview.py)
     catchup      being behind, helping peers behind                              (catchup.py)
-    ordering     the log and the normal case: accept, prepare, commit, vote, deliver, propose
+    ordering     the log and the normal case: accept, prepare, commit, vote, deliver
+    proposer     the primary's batches and the blocks built on them              (proposer.py)
     head, views, checkpoints, txqueue    delivered chain; view and its timers; watermarks; queue
     outbox, clock, quorums, messages     actions out; ticks; quorum sizes and primaries; wire format
 
