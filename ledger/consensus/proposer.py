@@ -3,10 +3,11 @@
 Theory of operation: while this replica is the active primary, a full batch (`batch_size`) is cut at
 once and a partial one after `batch_ticks` ticks. Each block is built on the block the log holds one
 height below (pipelining), at the first height above the delivered head with no block of the current
-view, at most `max_inflight` above that head and below the high watermark, after every re-proposal
-the installed new view forces, never across a change of the validator set, and only once the
-application executed the parent. `Proposer` owns only how long a partial batch has waited; it asks
-the log (`ProposalLog`, the `Orderer`) for heights and parents and hands it the block to pre-prepare.
+view, once the head reached the stable checkpoint and the installed new view's base, at most
+`max_inflight` above that head and below the high watermark, after every re-proposal the installed
+new view forces, never across a change of the validator set, and only once the application executed
+the parent. `Proposer` owns only how long a partial batch has waited; it asks the log
+(`ProposalLog`, the `Orderer`) for heights and parents and hands it the block to pre-prepare.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ class Proposer:
     def _next_proposal_height(self) -> int | None:
         d = self._head.height
         # A primary behind the stable checkpoint catches up first (it never proposes twice at a
-        # height whose log was collected).
-        if d < self._checkpoints.low:
+        # height whose log was collected), and so does one behind its new view's base: blocks up to
+        # the base are decided, and a proposal there would only hold its transactions as proposed
+        # in a block that never comes (regression one_way_links-293553464).
+        if d < self._checkpoints.low or d < self._views.nv_base:
             return None
         h = self._log.first_free_height()
         # Inside the pipeline and the watermarks, after every forced re-proposal.
