@@ -3,7 +3,8 @@
 Theory of operation: a replica is behind when a stable checkpoint or an installed new view's base
 lies above its delivered height, when f+1 validators show they delivered beyond it (their
 checkpoints, or ordering messages and votes above its pipeline: at least one honest validator got
-there), or when it holds a certificate it cannot deliver in order for a while. It then emits
+there), or when, stalled for a while, it holds a certificate it cannot deliver in order or f+1
+validators' votes above its head. It then emits
 `FetchBlocks` (rate-limited); the driver fetches certified blocks from peers and reports each
 applied one with `Replica.notify_committed`.
 
@@ -56,9 +57,14 @@ class CatchUp:
     def is_behind(self) -> bool:
         if self.is_fetchable_behind():
             return True
-        # A certificate above us that we cannot deliver in order.
+        # Stalled, with a certificate above us that we cannot deliver in order, or with f+1 validators
+        # (at least one honest) voting above us: a block we lack was decided (a replica in another
+        # view, or one the primary leaves out, hears of it only so, until the next checkpoint).
         stalled = self._ctx.clock.now - self._head.last_delivery >= self._ctx.config.retransmit_ticks
-        return stalled and self._orderer.has_certificate_above(self._head.height)
+        d = self._head.height
+        return stalled and (
+            self._orderer.has_certificate_above(d) or self._orderer.voters_above(d) >= self._ctx.quorums.weak
+        )
 
     def maybe_fetch(self) -> None:
         now = self._ctx.clock.now

@@ -22,7 +22,8 @@ they own and never writes their fields.
   interval is checkpointed; a checkpoint that becomes stable collects the garbage below it.
 - Propose: the primary cuts batches from the queue and builds each block on its previous in-flight
   block (`parent`), at most `max_inflight` above the last delivered height and below the high
-  watermark, after every re-proposal the new view forces.
+  watermark, after every re-proposal the new view forces (proposer.py; it asks this log for heights
+  and parents and hands back the block to pre-prepare).
 
 The driver applies a Deliver before it calls the replica again; until then (within one call) a
 block is built or checked on a just-delivered parent only if the application executed that parent.
@@ -65,6 +66,7 @@ from ledger.consensus.messages import (
     decode_block,
     decode_body,
 )
+from ledger.consensus.proposer import Proposer
 from ledger.consensus.quorum import Quorums
 from ledger.consensus.txqueue import TxQueue
 from ledger.consensus.views import ViewState
@@ -88,9 +90,9 @@ class Orderer:
         self._certs: dict[int, CommitCertificate] = {}
         self._persisted_blocks: set[bytes] = set()
         self._reported: set[tuple[str, str, int, int]] = set()  # equivocations reported: (sender, kind, slot)
-        self._waited = 0  # ticks the primary has held a partial batch
         self._advancing = False
         self._changed = False
+        self._proposer = Proposer(ctx, app, head, views, checkpoints, queue, self)
 
     # --- what others may ask ---------------------------------------------------------------------
 
@@ -126,6 +128,11 @@ class Orderer:
 
     def has_certificate_above(self, height: int) -> bool:
         return any(h > height for h in self._certs)
+
+    def voters_above(self, height: int) -> int:
+        """How many other validators cast a certificate vote above `height`: each decided a block there."""
+        me = self._ctx.signer.id
+        return len({s for h, votes in self._votes.items() if h > height for s in votes if s != me})
 
     def has_work(self) -> bool:
         """In-flight ordering that should make progress (queued client txs have their own timer)."""
@@ -276,7 +283,7 @@ class Orderer:
                         if slot is not None:
                             self._advance_slot(slot)
                 self._deliver_ready()
-                self._maybe_propose(self._waited >= self._ctx.config.batch_ticks)
+                self._proposer.maybe_propose()
         finally:
             self._advancing = False
 
@@ -300,7 +307,7 @@ class Orderer:
             self._executed.add(compute_block_hash(block.header))
         return ok
 
-    def _is_executed(self, height: int) -> bool:
+    def is_executed(self, height: int) -> bool:
         """The application can build on the block this replica holds at `height`."""
         if height <= self._head.height:
             h = self._head.hash_at(height)
@@ -311,11 +318,11 @@ class Orderer:
         if slot.block_hash in self._executed:
             return True
         block = self._blocks.get(slot.block_hash)
-        if block is None or not self._is_executed(height - 1):
+        if block is None or not self.is_executed(height - 1):
             return False
-        return self._validate(block, self._parent_hash(height), fresh=False)  # accepted here already
+        return self._validate(block, self.parent_hash(height), fresh=False)  # accepted here already
 
-    def _parent_hash(self, height: int) -> bytes | None:
+    def parent_hash(self, height: int) -> bytes | None:
         """Hash of the block this replica holds at height-1 (None: the committed head, unknown)."""
         d = self._head.height
         if height - 1 <= d:
@@ -349,13 +356,13 @@ class Orderer:
                 # It extends the block accepted one height below in this view.
                 if prev is None or prev.view != view or prev.block_hash != body.prev_hash:
                     return
-            if not self._is_executed(h - 1):
+            if not self.is_executed(h - 1):
                 return
             block = self._blocks.get(body.block_hash)
             # Executing it gives exactly its header.
             if block is None or (
                 body.block_hash not in self._executed
-                and not self._validate(block, self._parent_hash(h), fresh=self._views.expected.get(h) is None)
+                and not self._validate(block, self.parent_hash(h), fresh=self._views.expected.get(h) is None)
             ):
                 self._ctx.metrics["invalid_blocks"] += 1
                 slot.pending = None
@@ -474,68 +481,24 @@ class Orderer:
                 if stable is not None:
                     self.collect_garbage(stable)
 
-    # --- proposing -------------------------------------------------------------------------------
+    # --- proposing (the primary's batches: proposer.py) ------------------------------------------
 
     def tick_batch(self) -> None:
         """A tick at the primary: a partial batch waits at most `batch_ticks`."""
-        if self._queue.unproposed == 0:
-            self._waited = 0
-            return
-        self._waited += 1
-        if self._waited >= self._ctx.config.batch_ticks:
-            self._maybe_propose(True)
+        self._proposer.tick_batch()
 
-    def _maybe_propose(self, force: bool) -> None:
-        if not self._views.active or self._views.primary != self._ctx.signer.id:
-            return
-        size = self._ctx.config.batch_size
-        while self._queue.unproposed >= size or (force and self._queue.unproposed > 0):
-            h = self._next_proposal_height()
-            if h is None:
-                return
-            txs = self._queue.take_batch(size, self._ctx.config.max_batch_bytes)
-            self._propose(h, txs)
-            force = False
-            self._waited = 0
-
-    def _next_proposal_height(self) -> int | None:
-        d, view = self._head.height, self._views.view
-        # A primary behind the stable checkpoint catches up first (it never proposes twice at a
-        # height whose log was collected).
-        if d < self._checkpoints.low:
-            return None
-        h = d + 1
+    def first_free_height(self) -> int:
+        """The first height above the delivered head with no block of the current view."""
+        h, view = self._head.height + 1, self._views.view
         while (s := self._slots.get(h)) is not None and s.view == view:
             h += 1
-        # Inside the pipeline and the watermarks, after every forced re-proposal.
-        if h > d + self._ctx.config.max_inflight or h > self._checkpoints.high:
-            return None
-        # Not across a change of the validator set: from its first height on, the new set orders.
-        if self._ctx.membership.crosses(d + 1, h):
-            return None
-        expected = self._views.expected
-        if expected and h <= max(expected):
-            return None
-        # The application holds the parent.
-        if not self._is_executed(h - 1):
-            return None
         return h
 
-    def _propose(self, h: int, txs: list[bytes]) -> None:
-        parent = self._parent_hash(h)
-        try:
-            block = self._app.propose(txs, self._views.view, self._ctx.signer.id, parent)
-        except Exception as exc:
-            raise ApplicationError(f"building block {h} failed: {exc!r}") from exc
-        # The application built on the block asked for.
-        if block.header.height != h or (parent is not None and block.header.prev_hash != parent):
-            raise ApplicationError(f"the application built block {block.header.height} on another parent than {h - 1}")
-        block_hash = compute_block_hash(block.header)
-        self._executed.add(block_hash)
-        self.send_preprepare(h, block_hash, block)
-
-    def send_preprepare(self, h: int, block_hash: bytes, block: Block) -> None:
-        """Propose `block` at `h` in the current view (a fresh block, or a re-proposal a new view forces)."""
+    def send_preprepare(self, h: int, block_hash: bytes, block: Block, built: bool = False) -> None:
+        """Propose `block` at `h` in the current view (a fresh block this replica's application `built`,
+        or a re-proposal a new view forces)."""
+        if built:
+            self._executed.add(block_hash)
         self._blocks[block_hash] = block
         body = PrePrepare(self._views.view, h, block_hash, block.header.prev_hash)
         env = self._ctx.signer.sign(body, encode(block))

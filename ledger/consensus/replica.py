@@ -33,7 +33,8 @@ The shape: components that each own their state and are handed only the componen
     timers       progress, new-view and request timers; retransmission          (timers.py)
     viewchange   view change and new view; future-view messages              (viewchange.py, newview.py)
     catchup      being behind, helping peers behind                              (catchup.py)
-    ordering     the log and the normal case: accept, prepare, commit, vote, deliver, propose
+    ordering     the log and the normal case: accept, prepare, commit, vote, deliver
+    proposer     the primary's batches and the blocks built on them              (proposer.py)
     head, views, checkpoints, txqueue    delivered chain; view and its timers; watermarks; queue
     outbox, clock, quorums, messages     actions out; ticks; quorum sizes and primaries; wire format
 
@@ -59,6 +60,7 @@ from ledger.consensus.head import Head
 from ledger.consensus.log import KEY_CERTIFICATE, read_persisted
 from ledger.consensus.membership import Membership
 from ledger.consensus.messages import (
+    KIND_NEWVIEW,
     Checkpoint,
     Commit,
     Envelope,
@@ -276,8 +278,10 @@ class Replica:
 
     def _dispatch(self, sender: str, message: bytes) -> None:
         env = decode_envelope(message)
-        # The transport-authenticated sender is the one the message names.
-        if env.sender != sender:
+        # The transport-authenticated sender is the one the message names, but for a new view: it
+        # proves itself (its primary's signature over 2f+1 signed view changes), so a validator passes
+        # it on to a peer its primary left out (ViewChanger.reply_new_view).
+        if env.sender != sender and env.kind != KIND_NEWVIEW:
             self.metrics["dropped_sender_mismatch"] += 1
             return
         # Only validators take part.
@@ -285,7 +289,7 @@ class Replica:
             self.metrics["dropped_non_validator"] += 1
             return
         # A replica does not talk to itself (a twin sharing its key would).
-        if sender == self.id:
+        if self.id in (sender, env.sender):
             self.metrics["dropped_from_self"] += 1
             return
         body = decode_body(env)
@@ -302,7 +306,7 @@ class Replica:
                 self.viewchanger.receive_view_change(sender, env, body)
         elif isinstance(body, NewView):
             if self._verified(env, body):
-                self.viewchanger.receive_new_view(sender, env, body)
+                self.viewchanger.receive_new_view(env.sender, env, body)
         elif isinstance(body, Suspect) and self._verified(env, body):
             self.viewchanger.receive_suspect(sender, env, body)
 

@@ -23,7 +23,12 @@ Liveness: a replica joins a view change when f+1 others are in higher views (the
 any signed message) by moving to the (f+1)-th highest such view, so a partition that heals
 converges on one view instead of looping. Timeouts double on each consecutive view change without
 progress (capped) and reset when a block is delivered (views.py). Replicas answer peers stuck in an
-older view with the new-view message that installed their current one.
+older view, or still waiting for the current one's new view, with the new-view message that
+installed their current one (it proves itself, so any of them may pass it on). A replica left alone
+in a higher view (it timed out waiting for a new view the others installed) cannot go back: its
+view change for the higher view may already be in a new-view message, which must not miss what it
+would prepare in the lower one. It keeps up through catch-up (catchup.py: f+1 votes above it) and
+rejoins the others at their next view change.
 """
 
 from __future__ import annotations
@@ -304,12 +309,12 @@ class ViewChanger:
         self._orderer.advance()
 
     def reply_new_view(self, sender: str) -> None:
-        """Send a peer in an older view the new-view message of this replica's view (rate-limited)."""
-        # Only its signer sends it (a relay would not match the transport-authenticated sender).
+        """Send a peer in an older view, or still waiting for this one, the new-view message of this
+        replica's view (rate-limited). Every replica that installed the view passes it on, not only
+        its primary: a primary that keeps it from one replica (or a lost message) must not leave
+        that replica waiting for the next view change alone while the others commit."""
         views = self._views
         if not views.active or self._new_view is None or self._new_view[0] != views.view:
-            return
-        if views.primary != self._ctx.signer.id:
             return
         now = self._ctx.clock.now
         last = self._replied.get(sender)

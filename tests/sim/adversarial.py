@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from ledger.consensus.quorum import quorum_size
 from tests.sim.byzantine import CatchUpLiar, ViewChangeForger, equivocator, whisperer
-from tests.sim.checks import assert_live, clients_go_on, finish, load, make_txs
+from tests.sim.checks import CONVERGENCE_STEPS, assert_live, clients_go_on, finish, load, make_txs
 from tests.sim.network import Network
 
 FORGERIES_REFUSED = "forged messages honest replicas refused"
@@ -28,13 +28,20 @@ def _honest_views(net: Network) -> set[int]:
 
 
 def _quorum_in_one_view(net: Network) -> None:
-    """A quorum of honest replicas share one view. Not all of them: a replica that did not get a valid
-    new view in time (lost, or a Byzantine primary sent it a forged one) moves on to the next view
-    alone and stays outside until the next view change (PBFT promises no more: it keeps up through
-    catch-up, and `finish` checks it reaches the same height)."""
-    views = Counter(n.replica.view for n in net.honest_running())
+    """A quorum of honest replicas share one view within CONVERGENCE_STEPS. Not all of them: a replica
+    that did not get a valid new view in time (lost, or a Byzantine primary sent it a forged one) may
+    have moved on to the next view alone and stay outside until the next view change (PBFT promises
+    no more: it keeps up through catch-up, and `finish` checks it reaches the same height). Not at
+    once either: the last commits may leave a view change under way (f+1 suspicions, one of them a
+    Byzantine validator's, move the honest ones one after another), which must end in one view
+    (regressions byzantine_view_change-542286378, -679616916)."""
     quorum = quorum_size(len(net.keys))
-    assert views.most_common(1)[0][1] >= quorum, f"no {quorum} honest replicas in one view: {dict(views)}"
+
+    def views() -> Counter[int]:
+        return Counter(n.replica.view for n in net.honest_running())
+
+    if not net.run_until(lambda: views().most_common(1)[0][1] >= quorum, CONVERGENCE_STEPS):
+        raise AssertionError(f"no {quorum} honest replicas in one view: {dict(views())}")
 
 
 def _count_forgeries_refused(net: Network) -> None:
