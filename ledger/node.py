@@ -145,6 +145,13 @@ class Node:
         self.driver = Driver(replica, self.app, self.store, self, self)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
+        # What the state sync that filled this home met (ledger/snapshot/statesync.py), if it joined that way.
+        self.state_sync = self.chain.state_sync_report()
+        if self.state_sync is not None:
+            synced = {k: int(v) for k, v in self.state_sync.items() if k in ("height", "chunks", "nodes", "bytes",
+                                                                            "refused")}
+            self.metrics.expose_gauges("ledger_state_sync", "The state sync this node joined by (refused: chunks "
+                                       "and offers that failed their checks)", lambda: synced)
         if self.transport is not None:
             transport = self.transport
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
@@ -473,6 +480,7 @@ class Node:
             "primary": None if self.observer else self.replica.primary,
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
+            "oldest_height": self.chain.base,  # above 0 for a node that joined by state sync
             "timestamp": head.timestamp,
             "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
             "peers": self.transport.connected_peers() if self.transport is not None else
@@ -481,4 +489,5 @@ class Node:
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
             **({"observer": self.follower.status()} if self.follower is not None else {}),
+            **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
         }
