@@ -99,10 +99,11 @@ def scratch_path(data_dir: Path) -> Path:
 
 def state_sync(data_dir: Path, genesis: Genesis, urls: Sequence[str], chunk_bytes: int = CHUNK_BYTES,
                timeout_s: float = 30.0, max_failures: int = 50,
-               sleep: Callable[[float], None] = time.sleep) -> SyncReport:
+               sleep: Callable[[float], None] = time.sleep, client: httpx.Client | None = None) -> SyncReport:
     """Fill `data_dir`/ledger.db from a certified snapshot of `urls`' state (see the module docstring).
 
     `max_failures`: consecutive failed or refused requests after which it gives up (StateSyncError).
+    `client`: the HTTP client to use (default: a new one with `timeout_s`).
     """
     target = data_dir / "ledger.db"
     if target.exists() and any(target.iterdir()):
@@ -113,7 +114,7 @@ def state_sync(data_dir: Path, genesis: Genesis, urls: Sequence[str], chunk_byte
         raise StateSyncError("state sync needs the HTTP URLs of peers to sync from (sync.sources)")
     started = time.monotonic()
     scratch = scratch_path(data_dir)
-    with httpx.Client(timeout=timeout_s) as http:
+    with client if client is not None else httpx.Client(timeout=timeout_s) as http:
         sync = _Sync(http, LevelDBStore(scratch), genesis, report, chunk_bytes, max_failures, sleep, started)
         try:
             sync.run()
