@@ -243,6 +243,9 @@ def test_a_synced_store_answers_like_the_source_and_goes_on_committing_the_same_
             assert block is not None and cert is not None
             synced.commit(synced.execute_block(block), cert)
             assert synced.head_hash == source.head_hash
+        # Anchor proofs link any held block to a later one: the same inclusion proofs as the source's.
+        for index in range(base, synced.height):
+            assert synced.history_proof(index, synced.height) == source.history_proof(index, source.height)
     finally:
         store.close()
     assert not scratch_path(tmp_path).exists()

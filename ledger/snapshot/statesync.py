@@ -245,6 +245,9 @@ class _Sync:
         history = merkle.HistoryAccumulator(height, offer.peaks)
         puts = [(NS.BLOCK + hk, encode(offer.block)), (NS.CERT + hk, encode(offer.certificate)),
                 (NS.BLOCK_BY_HASH + checked.block_hash, hk), (NS.STATE_ROOT + hk, checked.state_root)]
+        # The peaks are the history nodes covering blocks 0..height-1: inclusion proofs of later blocks use them.
+        for (level, index), node in zip(_peak_positions(height), offer.peaks, strict=True):
+            puts.append((NS.HISTORY_NODE + bytes([level]) + index.to_bytes(8, "big"), node))
         for level, index, node in history.append(checked.block_hash):
             puts.append((NS.HISTORY_NODE + bytes([level]) + index.to_bytes(8, "big"), node))
         puts.append((NS.HISTORY_PEAKS + hk, encode(tuple(history.peaks))))
@@ -289,6 +292,16 @@ class _Sync:
             seen = ", ".join(f"{s.url}: {s.refused} refused, {s.errors} errors" for s in self.queue)
             raise StateSyncError(f"state sync gave up after {self.failures} failed requests in a row: {why} ({seen})")
         self.sleep(1.0)
+
+
+def _peak_positions(size: int) -> list[tuple[int, int]]:
+    """(level, index at that level) of the history accumulator's peaks over `size` blocks, left to right."""
+    out, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, start >> level))
+            start += 1 << level
+    return out
 
 
 def _pack_pending(p: Pending) -> bytes:
