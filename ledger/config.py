@@ -236,6 +236,16 @@ class SyncSettings(_Settings):
         return tuple(url.rstrip("/") for url in value)
 
 
+class PruneSettings(_Settings):
+    """Pruning (`prune`): without `keep_heights` the node is an archive node (every height answerable). With
+    it, the node keeps the state of the last `keep_heights` heights, of every height above the latest Ethereum
+    anchor, of anchored heights and of validator-set changes, and deletes the rest every `every_blocks`
+    blocks (ledger/pruning.py). Blocks and certificates are kept."""
+
+    keep_heights: int | None = Field(default=None, ge=1)
+    every_blocks: int = Field(default=100, ge=1)
+
+
 class NodeConfig(_Settings):
     home: Path  # the directory holding config.json (set by `load`; not a setting in the file)
     node_key: HomePath = Field(default="node.pem", validate_default=True)  # (validated: a default lies in HOME too)
@@ -260,6 +270,7 @@ class NodeConfig(_Settings):
     observer: ObserverSettings | None = None  # required with role "observer", refused otherwise
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line (`node run --log-json`)
     sync: SyncSettings = SyncSettings()  # how an empty home joins: replay blocks, or state sync first
+    prune: PruneSettings = PruneSettings()  # archive (the default), or keep recent and anchored state only
 
     def sync_sources(self) -> tuple[str, ...]:
         """Where state sync takes its snapshot: `sync.sources`, else an observer's validators."""

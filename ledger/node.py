@@ -43,6 +43,7 @@ from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.observer import Follower
+from ledger.pruning import prune
 from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
@@ -161,6 +162,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
@@ -195,6 +197,7 @@ class Node:
             await self.follower.stop()
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
+        await cancel_and_wait(self._pruning)
         if self.transport is not None:
             await self.transport.stop()
         await cancel_and_wait(self._ticker)
@@ -356,6 +359,20 @@ class Node:
                 [tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
                 "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
+        self._maybe_prune(height)
+
+    def _maybe_prune(self, height: int) -> None:
+        settings = self.config.prune
+        if settings.keep_heights is None or height % settings.every_blocks:
+            return
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.create_task(self._prune(settings.keep_heights), name="pruning")
+
+    async def _prune(self, keep_heights: int) -> None:
+        try:
+            await prune(self.chain, keep_heights)
+        except Exception:  # a failed round leaves the store as an archive of what it did not reach
+            log.exception("pruning failed")
 
     # --- the validator set the links follow ---------------------------------------------------------
 
