@@ -498,6 +498,9 @@ class Node:
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
             "oldest_height": self.chain.base,  # above 0 for a node that joined by state sync
+            # A pruning node: the state of every height from `from` on, and of the `kept` ones below it.
+            "state_kept": None if self.chain.pruned is None else {"from": self.chain.pruned.below,
+                                                                   "kept": list(self.chain.pruned.kept)},
             "timestamp": head.timestamp,
             "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
             "peers": self.transport.connected_peers() if self.transport is not None else
