@@ -163,6 +163,7 @@ class Node:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
+        self._prune_again = False
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
@@ -367,12 +368,18 @@ class Node:
             return
         if self._pruning is None or self._pruning.done():
             self._pruning = asyncio.create_task(self._prune(settings.keep_heights), name="pruning")
+        else:
+            self._prune_again = True  # due while a round runs (a burst of catch-up): one more round after it
 
     async def _prune(self, keep_heights: int) -> None:
-        try:
-            await prune(self.chain, keep_heights)
-        except Exception:  # a failed round leaves the store as an archive of what it did not reach
-            log.exception("pruning failed")
+        self._prune_again = True
+        while self._prune_again:
+            self._prune_again = False
+            try:
+                await prune(self.chain, keep_heights)
+            except Exception:  # a failed round leaves the store as an archive of what it did not reach
+                log.exception("pruning failed")
+                return
 
     # --- the validator set the links follow ---------------------------------------------------------
 

@@ -218,3 +218,37 @@ def test_an_observer_killed_during_state_sync_resumes_and_finishes(devnet: dict[
         stop_pid(proc.pid)
         StallingPeer.release.set()
         stalling.shutdown()
+
+
+def test_a_pruning_observer_refuses_dropped_heights_and_answers_the_kept_ones(devnet: dict[str, Any],
+                                                                              tmp_path: Path) -> None:
+    """A node with `prune` (here an observer replaying the chain; the devnet does not anchor, so only the last
+    heights are kept) prunes as it commits: an old height is refused naming the oldest kept, recent ones answer."""
+    home, validator = tmp_path / "pruning", devnet["nodes"][1]["http"]
+    for n in range(3):  # a few blocks beyond the ones that registered S-3, so its height can be dropped
+        register(validator, devnet["keys"], f"88.31{n}", 1)
+    SigningKey.generate().save(home / "node.pem")
+    port = any_free_port()
+    write_config(home, {"genesis": os.path.relpath(devnet["genesis"], home), "http": {"port": port},
+                        "role": "observer", "verify_threads": 1, "observer": {"validators": [validator]},
+                        "prune": {"keep_heights": 2, "every_blocks": 1}})
+    url = f"http://127.0.0.1:{port}"
+    with open(home / "node.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ledger.cli", "node", "run", "--home", str(home)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: at_head_with(url, validator), WAIT_S, "the pruning observer to reach the head")
+        head = wait_until(lambda: (get(url, "/v1/status").get("state_kept") or {}).get("from") ==
+                          get(url, "/v1/status")["height"] - 1 and get(url, "/v1/status")["height"], WAIT_S,
+                          "a pruning round at the head")
+        path = f"/v1/resolve/{PREFIX}/S-3"
+        old = httpx.get(f"{url}{path}?height=2", timeout=10.0)
+        assert old.status_code == 410, (old.text, get(url, "/v1/status"))
+        assert old.json()["oldest"] == head - 1
+        assert f"from {head - 1} on" in old.json()["message"]
+        recent = httpx.get(f"{url}{path}?height={head - 1}&proof=true", timeout=10.0)
+        assert recent.status_code == 200
+        assert recent.json() == httpx.get(f"{validator}{path}?height={head - 1}&proof=true", timeout=10.0).json()
+        assert "pruned the state below height" in (home / "node.log").read_text()
+    finally:
+        stop_pid(proc.pid)
