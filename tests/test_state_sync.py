@@ -297,3 +297,26 @@ def test_an_offer_of_a_chain_without_changes_carries_no_links() -> None:
     offer = _offer(chain.db)
     assert offer.links == ()
     check_state_agrees(check_offer(offer, chain.genesis), chain.db.latest, chain.genesis)
+
+
+def test_a_catch_up_reply_of_large_blocks_decodes() -> None:
+    """Catch-up (replay from genesis) after state sync or instead of it: a reply of the most blocks that fit
+    must be one record the requester can decode (it was bounded above the codec's record limit)."""
+    from ledger.chain import Block, CommitCertificate
+    from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockBatch, BlockRequest, serve_blocks
+
+    source = SetChain(make_genesis(validators=VALIDATORS)).db
+    header = source.head
+
+    class Big:
+        height = MAX_BLOCKS_PER_REPLY
+
+        def get_block(self, height: int) -> Block:
+            return Block(replace(header, height=height), (bytes(150_000),))
+
+        def get_certificate(self, height: int) -> CommitCertificate:
+            return CommitCertificate(height, 0, bytes(32), ())
+
+    batch = serve_blocks(Big(), BlockRequest(1, MAX_BLOCKS_PER_REPLY))
+    assert 1 < len(batch.blocks) < MAX_BLOCKS_PER_REPLY  # bounded by bytes
+    assert decode(BlockBatch, encode(batch)) == batch

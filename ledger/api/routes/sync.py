@@ -2,11 +2,11 @@
 snapshots of the state for nodes that join by state sync (`ledger.snapshot.statesync`).
 
 The answer is the catch-up reply of the peer links (`ledger.net.sync.BlockBatch`, canonical msgpack):
-blocks from `from` on, each with its commit certificate, bounded in count (64) and bytes (6 MiB).
+blocks from `from` on, each with its commit certificate, bounded in count (64) and bytes (3 MiB).
 Nothing in it is to be trusted as served: the follower checks every certificate against the
 validator set at its height and re-executes every block. Each block served, and each 16 KiB of the
 answer, costs the client one more read token (`ledger.api.params.charge`): a client asking for
-many large blocks (a 6 MiB answer costs about 450) is slowed like one asking for many proofs.
+many large blocks (a 3 MiB answer costs about 250) is slowed like one asking for many proofs.
 """
 
 from __future__ import annotations
