@@ -320,3 +320,27 @@ def test_a_catch_up_reply_of_large_blocks_decodes() -> None:
     batch = serve_blocks(Big(), BlockRequest(1, MAX_BLOCKS_PER_REPLY))
     assert 1 < len(batch.blocks) < MAX_BLOCKS_PER_REPLY  # bounded by bytes
     assert decode(BlockBatch, encode(batch)) == batch
+
+
+def test_when_every_source_dropped_the_version_being_fetched_it_starts_again_from_a_newer_one(
+        tmp_path: Path) -> None:
+    chain = SetChain(make_genesis(validators=VALIDATORS))
+    empty_blocks(chain, 3)
+    first_root = chain.db.head.state_root
+    peer = Peer(chain.db)
+
+    def pruning_peer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/sync/state" and peer.chunks == 2 and chain.db.height == 3:
+            chain.run1(ADMIN, "validator.add", ValidatorAdd(NEW.public_key, "h", 9))  # a new head...
+        if request.url.params.get("root") == first_root.hex() and chain.db.height > 3:
+            return httpx.Response(404, json={"error": "not_found"})  # ...and the old version pruned
+        return peer(request)
+
+    report = state_sync(tmp_path, chain.genesis, ["http://a", "http://b"], chunk_bytes=200, sleep=lambda s: None,
+                        client=httpx.Client(transport=httpx.MockTransport(pruning_peer)))
+    assert report.height == 4 and report.state_root == chain.db.head.state_root.hex()
+    store = LevelDBStore(tmp_path / "ledger.db")
+    try:
+        assert dict(store.iterate(NS.STATE_LATEST)) == dict(chain.db.store.iterate(NS.STATE_LATEST))
+    finally:
+        store.close()

@@ -57,6 +57,10 @@ MSGPACK = "application/msgpack"
 PROGRESS_EVERY_S = 2.0
 
 
+class _RootGone(Exception):
+    """Every source answered that it does not hold the state version being fetched."""
+
+
 class StateSyncError(RuntimeError):
     """State sync could not finish: no source offered a snapshot that passed its checks, or none answered."""
 
@@ -140,16 +144,27 @@ class _Sync:
         self.sleep = sleep
         self.failures = 0  # consecutive
         self.started = started
+        self.gone: set[str] = set()  # sources that answered that they do not hold the version being walked
 
     def run(self) -> None:
         checked, cursor = self._resume() or self._choose()
-        self.report.height = checked.height
-        self.report.block_hash = checked.block_hash.hex()
-        self.report.state_root = checked.state_root.hex()
-        log.info("state sync: block %d (%s...), state root %s..., from %d sources%s", checked.height,
-                 checked.block_hash.hex()[:16], checked.state_root.hex()[:16], len(self.queue),
-                 " (resumed)" if self.report.resumed else "")
-        self._walk(checked, cursor)
+        while True:
+            self.report.height = checked.height
+            self.report.block_hash = checked.block_hash.hex()
+            self.report.state_root = checked.state_root.hex()
+            log.info("state sync: block %d (%s...), state root %s..., from %d sources%s", checked.height,
+                     checked.block_hash.hex()[:16], checked.state_root.hex()[:16], len(self.queue),
+                     " (resumed)" if self.report.resumed else "")
+            try:
+                self._walk(checked, cursor)
+                break
+            except _RootGone:
+                # Every source pruned that version meanwhile: start again from a newer snapshot.
+                log.warning("state sync: no source holds the state of block %d any more; taking a newer snapshot",
+                            checked.height)
+                self._wipe()
+                self.gone.clear()
+                checked, cursor = self._choose()
         smt = SparseMerkleTree(lambda h: self.store.get(NS.STATE_NODE + h), cache_size=1000)
         try:
             check_state_agrees(checked, RootView(smt, checked.state_root), self.genesis)
@@ -216,6 +231,8 @@ class _Sync:
             body = self._get(source, "/v1/sync/state", {"root": root, "depth": at.depth,
                                                          "path": f"{at.path:064x}", "max_bytes": self.chunk_bytes})
             if body is None:
+                if self.gone >= {s.url for s in self.report.sources}:
+                    raise _RootGone
                 continue
             try:
                 accepted = cursor.accept(list(decode(StateChunk, body).nodes))
@@ -223,6 +240,7 @@ class _Sync:
                 self._refused(source, f"a state chunk at depth {at.depth}: {exc}")
                 continue
             self.failures = 0
+            self.gone.clear()
             puts = [(NS.STATE_NODE + h, enc) for h, enc in accepted]
             puts.extend((NS.STATE_LATEST + key, value) for key, value in
                         (leaf_entry(enc) for _, enc in accepted if children(enc) is None))
@@ -264,6 +282,8 @@ class _Sync:
             response = self.http.get(source.url + path, params=params, headers={"accept": MSGPACK})
         except httpx.HTTPError as exc:
             return self._failed(source, f"{type(exc).__name__}: {exc}")
+        if response.status_code == 404 and path == "/v1/sync/state":
+            self.gone.add(source.url)  # it does not hold that version (pruned since, or it never had it)
         if response.status_code != 200:
             return self._failed(source, f"HTTP {response.status_code}: {response.text[:200]}")
         return response.content
