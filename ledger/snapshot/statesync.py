@@ -193,7 +193,8 @@ class _Sync:
         return checked, cursor
 
     def _wipe(self) -> None:
-        keys = [k for prefix in (NS.STATE_NODE, NS.STATE_LATEST, NS.META) for k, _ in self.store.iterate(prefix)]
+        """Empty the scratch store (a sync killed while it finished leaves records without an offer)."""
+        keys = [k for k, _ in self.store.iterate(b"")]
         for i in range(0, len(keys), 10_000):
             self.store.write_batch([], keys[i:i + 10_000], sync=False)
 
