@@ -344,3 +344,24 @@ def test_when_every_source_dropped_the_version_being_fetched_it_starts_again_fro
         assert dict(store.iterate(NS.STATE_LATEST)) == dict(chain.db.store.iterate(NS.STATE_LATEST))
     finally:
         store.close()
+
+
+def test_node_run_state_sync_without_sources_says_what_to_configure(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ledger.cli import main as cli_main
+    from tests.nodeutil import make_home
+
+    home = make_home(tmp_path)
+    assert cli_main(["node", "run", "--home", str(home.path), "--state-sync"]) == 2
+    assert '"sync": {"sources": [...]}' in capsys.readouterr().err
+
+
+def test_a_config_with_a_bad_sync_setting_is_refused_by_name(tmp_path: Path) -> None:
+    from ledger.config import ConfigError, NodeConfig, write_config
+
+    write_config(tmp_path, {"http": {"port": 1}, "sync": {"mode": "state", "sources": ["10.0.0.1:8700"]}})
+    with pytest.raises(ConfigError, match="sync.sources"):
+        NodeConfig.load(tmp_path)
+    write_config(tmp_path, {"http": {"port": 1}, "prune": {"keep_heights": 0}})
+    with pytest.raises(ConfigError, match="prune.keep_heights"):
+        NodeConfig.load(tmp_path)
