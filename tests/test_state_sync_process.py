@@ -137,6 +137,8 @@ def test_a_new_observer_state_syncs_past_a_lying_peer(devnet: dict[str, Any], tm
         old = httpx.get(f"{url}/v1/blocks/1", timeout=10.0)
         assert old.status_code == 410 and old.json()["oldest"] == base
         assert f"from {base} on" in old.json()["message"]
+        listed = httpx.get(f"{url}/v1/blocks?until=1", timeout=10.0)  # the explorer's list, at a time before it
+        assert listed.status_code == 410 and listed.json()["oldest"] == base
         # Its answers carry proofs that verify with only the genesis file.
         proof = ledger("resolve", f"{PREFIX}/S-7", "--proof", "--node", url).stdout
         (tmp_path / "proof.json").write_text(proof)
