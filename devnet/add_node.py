@@ -67,8 +67,10 @@ def approvals_needed(url: str) -> int:
     return int(body["approvals"])
 
 
-def add_node(directory: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """Add one validator; returns its devnet.json entry with `active_from` and the seconds each step took."""
+def add_node(directory: Path, timeout: float = 60.0, state_sync: bool = False) -> dict[str, Any]:
+    """Add one validator; returns its devnet.json entry with `active_from` and the seconds each step took.
+    With `state_sync` the node joins from a certified snapshot of the running nodes' state instead of
+    replaying every block (its config's `sync` section names their HTTP URLs)."""
     data = load_devnet(directory)
     running = [n for n in data["nodes"] if is_alive(n.get("pid"))]
     if not running:
@@ -101,6 +103,8 @@ def add_node(directory: Path, timeout: float = 60.0) -> dict[str, Any]:
         "http": {"host": "127.0.0.1", "port": http_port}, "p2p": {"host": "127.0.0.1", "port": p2p_port},
         "peers": peers,
     })
+    if state_sync:
+        config["sync"] = {"mode": "state", "sources": [n["http"] for n in running]}
     write_config(home, config)
     entry = {"id": key.id, "http": f"http://127.0.0.1:{http_port}", "pid": None, "home": str(home)}
     log_dir = directory / "logs"

@@ -9,10 +9,17 @@ blocks whose batch completed.
 
 State reads at the head use the flat index (one LevelDB get). Reads and proofs at an older height
 walk the sparse Merkle tree from that height's root, whose nodes are immutable.
+
+A node that joined by state sync opens at a base height (`base`, the `m/base` key): it holds the
+block, certificate, state tree and history peaks of the base and everything after, nothing older.
+A question about an older height raises `NotHeld`, which names the oldest height held. A pruned node
+(ledger/pruning.py) keeps the state of recent, anchored and validator-set heights only; a question about
+another height's state raises `Pruned` (a `NotHeld`), which names what is kept.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,12 +53,65 @@ from ledger.validators import (
     Validator,
     ValidatorsModule,
     keys_of,
+    set_key,
     validator_sender_lookup,
     validators_at,
 )
 
 HEAD_KEY = NS.META + b"head"
 GENESIS_KEY = NS.META + b"genesis"
+# A store filled by state sync (ledger/snapshot/statesync.py) holds blocks from this height on only.
+BASE_KEY = NS.META + b"base"
+# Of such a store: per validator-set change committed below the base, what a proof needs of its block.
+SET_LINK_PREFIX = NS.META + b"set-link/"
+STATE_SYNC_KEY = NS.META + b"state-sync"  # what that state sync met, as JSON text (status, metrics)
+# A pruned store (ledger/pruning.py): the state of heights below `below` is gone, except those listed.
+PRUNED_KEY = NS.META + b"pruned"
+
+
+@dataclass(frozen=True)
+class PrunedState:
+    below: int  # the oldest height whose state is kept, every height from it on answerable
+    kept: tuple[int, ...]  # heights below it whose state is kept (anchored, validator-set changes)
+
+
+class NotHeld(LookupError):
+    """A question about a height below the oldest this node holds (it joined by state sync, or pruned)."""
+
+    def __init__(self, height: int, oldest: int, message: str | None = None) -> None:
+        super().__init__(message or f"height {height} is not held by this node: it joined by state sync at height "
+                         f"{oldest} and holds blocks and state from {oldest} on (ask an archive node)")
+        self.height = height
+        self.oldest = oldest
+
+
+class Pruned(NotHeld):
+    """A question about the state of a height this node pruned."""
+
+    def __init__(self, height: int, pruned: PrunedState) -> None:
+        kept = f" and of the anchored and validator-set heights {_listing(pruned.kept)}" if pruned.kept else ""
+        super().__init__(height, pruned.below, f"the state of height {height} is pruned on this node: it keeps "
+                         f"the state of every height from {pruned.below} on{kept} (ask an archive node)")
+
+
+def _listing(heights: tuple[int, ...]) -> str:
+    return ", ".join(map(str, heights)) if len(heights) <= 8 else f"{heights[0]}, ..., {heights[-1]}"
+
+
+@dataclass(frozen=True)
+class SetLink:
+    """Validator-set change `seq` as a proof carries it: the certified block that committed it, and the
+    proof of the set record (`value`) in that block's state (`siblings`, `leaf`: an SMTProof)."""
+
+    seq: int
+    header: BlockHeader
+    certificate: CommitCertificate
+    value: bytes
+    siblings: tuple[bytes, ...]
+    leaf: tuple[bytes, ...]  # () or (key path, value hash)
+
+    def proof(self) -> SMTProof:
+        return SMTProof(self.siblings, (self.leaf[0], self.leaf[1]) if self.leaf else None)
 
 
 def default_modules(genesis: Genesis) -> list[Module]:
@@ -142,11 +202,17 @@ class ChainDB:
         # Decoded (header, certificate) of recently proven heights: committed blocks never change, and a
         # proof would otherwise decode a whole block (all its transactions) for its header.
         self._certified: dict[int, tuple[BlockHeader, CommitCertificate]] = {}
+        self._fresh_nodes: set[bytes] | None = None  # while a pruning sweeps: state nodes written since its mark
         stored_genesis = store.get(GENESIS_KEY)
         if stored_genesis is None:
             self._write_genesis()
         elif stored_genesis != genesis.hash():
             raise GenesisMismatch("this data directory belongs to a different genesis")
+        raw_base = store.get(BASE_KEY)
+        # The oldest height held: 0 for a node that executed from genesis, the snapshot's for a state-synced one.
+        self.base = 0 if raw_base is None else int.from_bytes(raw_base, "big")
+        raw_pruned = store.get(PRUNED_KEY)
+        self.pruned: PrunedState | None = None if raw_pruned is None else decode(PrunedState, raw_pruned)
         self._load_head()
 
     # --- opening ---------------------------------------------------------------------------------
@@ -289,6 +355,8 @@ class ChainDB:
             indexed.add(r.tx_id)
             puts.append((NS.TX + r.tx_id, encode(TxLocation(header.height, i, r.ok, r.reason, r.message))))
         puts.extend((NS.STATE_NODE + h, node) for h, node in executed.new_nodes.items())
+        if self._fresh_nodes is not None:
+            self._fresh_nodes.update(executed.new_nodes)
         deletes = []
         for key, value in executed.changes.items():
             if value is None:
@@ -308,6 +376,42 @@ class ChainDB:
 
     # --- reading ---------------------------------------------------------------------------------
 
+    def state_sync_report(self) -> dict[str, Any] | None:
+        """What the state sync that filled this store met (None: this node executed from genesis)."""
+        raw = self.store.get(STATE_SYNC_KEY)
+        return None if raw is None else dict(json.loads(decode(str, raw)))
+
+    def require_held(self, height: int) -> None:
+        """Raise NotHeld for a height below the oldest this node holds."""
+        if height < self.base:
+            raise NotHeld(height, self.base)
+
+    def require_state(self, height: int) -> None:
+        """Raise NotHeld (or Pruned) unless this node holds the state of `height`."""
+        self.require_held(height)
+        pruned = self.pruned
+        if pruned is not None and height < pruned.below and height not in pruned.kept:
+            raise Pruned(height, pruned)
+
+    # --- pruning (ledger/pruning.py decides what; the store's records change only here) ------------------
+
+    def set_pruned(self, pruned: PrunedState) -> None:
+        """From now on the state of heights below `pruned.below` (but `kept`) is refused, before it is deleted."""
+        self.store.write_batch([(PRUNED_KEY, encode(pruned))], sync=True)
+        self.pruned = pruned
+
+    def track_new_nodes(self, on: bool) -> None:
+        """While on, remember the state nodes commits write: a sweep must never delete one of them (a new block
+        may make a node equal to one that was unreachable when the sweep's mark began)."""
+        self._fresh_nodes = set() if on else None
+
+    def delete_state_nodes(self, hashes: Iterable[bytes]) -> int:
+        """Delete these state nodes, except any written since tracking began; how many were deleted."""
+        fresh = self._fresh_nodes if self._fresh_nodes is not None else set()
+        doomed = [NS.STATE_NODE + h for h in hashes if h not in fresh]
+        self.store.write_batch([], doomed, sync=False)
+        return len(doomed)
+
     def get_block(self, height: int) -> Block | None:
         raw = self.store.get(NS.BLOCK + height_key(height))
         return None if raw is None else decode(Block, raw)
@@ -321,6 +425,7 @@ class ChainDB:
         cached = self._certified.get(height)
         if cached is not None:
             return cached
+        self.require_held(height)
         block, cert = self.get_block(height), self.get_certificate(height)
         if block is None or cert is None:
             return None
@@ -340,6 +445,7 @@ class ChainDB:
         """A read-only state view at `height` (the head when None)."""
         if height is None or height == self.head.height:
             return self.latest
+        self.require_state(height)
         root = self.state_root_at(height)
         if root is None:
             raise KeyError(f"no committed block at height {height}")
@@ -348,13 +454,32 @@ class ChainDB:
     def prove(self, key: bytes, height: int | None = None) -> tuple[int, bytes | None, SMTProof]:
         """(height, value, proof) of `key` against that height's state root."""
         h = self.head.height if height is None else height
+        self.require_state(h)
         root = self.state_root_at(h)
         if root is None:
             raise KeyError(f"no committed block at height {h}")
         return h, self.smt.get(root, key), self.smt.prove(root, key)
 
+    def set_change(self, seq: int, committed_height: int) -> tuple[BlockHeader, CommitCertificate, bytes | None,
+                                                                   SMTProof]:
+        """Validator-set change `seq`, committed at `committed_height`: that block's certified header and the
+        proof of the set record in its state. Below the base, the link state sync fetched and checked."""
+        if committed_height < self.base:
+            raw = self.store.get(SET_LINK_PREFIX + seq.to_bytes(8, "big"))
+            if raw is None:
+                raise NotHeld(committed_height, self.base)
+            link = decode(SetLink, raw)
+            return link.header, link.certificate, link.value, link.proof()
+        certified = self.certified_header(committed_height)
+        if certified is None:
+            raise KeyError(f"no committed block at height {committed_height}")
+        _, value, smt = self.prove(set_key(seq), committed_height)
+        return certified[0], certified[1], value, smt
+
     def history_proof(self, index: int, size: int) -> list[bytes]:
         """Inclusion proof of block `index` in the history accumulator over blocks 0..size-1."""
+        self.require_held(index)
+
         def get_node(level: int, idx: int) -> bytes:
             raw = self.store.get(NS.HISTORY_NODE + bytes([level]) + idx.to_bytes(8, "big"))
             if raw is None:
@@ -371,4 +496,5 @@ def _with_state_root(header: BlockHeader, root: bytes) -> BlockHeader:
     )
 
 
-__all__ = ["ChainDB", "ExecutedBlock", "TxLocation", "GenesisMismatch", "ZERO_HASH"]
+__all__ = ["ChainDB", "ExecutedBlock", "TxLocation", "GenesisMismatch", "NotHeld", "Pruned", "PrunedState", "SetLink",
+           "ZERO_HASH"]

@@ -216,6 +216,36 @@ class ObserverSettings(_Settings):
         return tuple(url.rstrip("/") for url in value)
 
 
+class SyncSettings(_Settings):
+    """How a node with an empty home joins the ledger (`sync`): `"mode": "blocks"` replays every block from
+    its peers; `"mode": "state"` (or `node run --state-sync`) first takes a certified snapshot of the state
+    from the HTTP URLs in `sources` (an observer's default: its validators), checking every chunk, then
+    catches up the blocks after it (ledger/snapshot/statesync.py). A home that holds blocks catches up by
+    blocks either way."""
+
+    mode: Literal["blocks", "state"] = "blocks"
+    sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
+    chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
+
+    @field_validator("sources")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"should be http(s) URLs of peers (got {json.dumps(url)})")
+        return tuple(url.rstrip("/") for url in value)
+
+
+class PruneSettings(_Settings):
+    """Pruning (`prune`): without `keep_heights` the node is an archive node (every height answerable). With
+    it, the node keeps the state of the last `keep_heights` heights, of every height above the latest Ethereum
+    anchor, of anchored heights and of validator-set changes, and deletes the rest every `every_blocks`
+    blocks (ledger/pruning.py). Blocks and certificates are kept."""
+
+    keep_heights: int | None = Field(default=None, ge=1)
+    every_blocks: int = Field(default=100, ge=1)
+
+
 class NodeConfig(_Settings):
     home: Path  # the directory holding config.json (set by `load`; not a setting in the file)
     node_key: HomePath = Field(default="node.pem", validate_default=True)  # (validated: a default lies in HOME too)
@@ -239,6 +269,14 @@ class NodeConfig(_Settings):
     role: Literal["validator", "observer"] = "validator"
     observer: ObserverSettings | None = None  # required with role "observer", refused otherwise
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line (`node run --log-json`)
+    sync: SyncSettings = SyncSettings()  # how an empty home joins: replay blocks, or state sync first
+    prune: PruneSettings = PruneSettings()  # archive (the default), or keep recent and anchored state only
+
+    def sync_sources(self) -> tuple[str, ...]:
+        """Where state sync takes its snapshot: `sync.sources`, else an observer's validators."""
+        if self.sync.sources:
+            return self.sync.sources
+        return self.observer.validators if self.observer is not None else ()
 
     @model_validator(mode="after")
     def _observer_settings_match_role(self) -> NodeConfig:

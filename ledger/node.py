@@ -43,6 +43,7 @@ from ledger.metrics import NodeMetrics
 from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.observer import Follower
+from ledger.pruning import prune
 from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
@@ -145,6 +146,13 @@ class Node:
         self.driver = Driver(replica, self.app, self.store, self, self)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
+        # What the state sync that filled this home met (ledger/snapshot/statesync.py), if it joined that way.
+        self.state_sync = self.chain.state_sync_report()
+        if self.state_sync is not None:
+            synced = {k: int(v) for k, v in self.state_sync.items() if k in ("height", "chunks", "nodes", "bytes",
+                                                                            "refused")}
+            self.metrics.expose_gauges("ledger_state_sync", "The state sync this node joined by (refused: chunks "
+                                       "and offers that failed their checks)", lambda: synced)
         if self.transport is not None:
             transport = self.transport
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
@@ -154,6 +162,8 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
+        self._prune_again = False
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
@@ -188,6 +198,7 @@ class Node:
             await self.follower.stop()
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
+        await cancel_and_wait(self._pruning)
         if self.transport is not None:
             await self.transport.stop()
         await cancel_and_wait(self._ticker)
@@ -349,6 +360,26 @@ class Node:
                 [tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
                 "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
+        self._maybe_prune(height)
+
+    def _maybe_prune(self, height: int) -> None:
+        settings = self.config.prune
+        if settings.keep_heights is None or height % settings.every_blocks:
+            return
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.create_task(self._prune(settings.keep_heights), name="pruning")
+        else:
+            self._prune_again = True  # due while a round runs (a burst of catch-up): one more round after it
+
+    async def _prune(self, keep_heights: int) -> None:
+        self._prune_again = True
+        while self._prune_again:
+            self._prune_again = False
+            try:
+                await prune(self.chain, keep_heights)
+            except Exception:  # a failed round leaves the store as an archive of what it did not reach
+                log.exception("pruning failed")
+                return
 
     # --- the validator set the links follow ---------------------------------------------------------
 
@@ -473,6 +504,10 @@ class Node:
             "primary": None if self.observer else self.replica.primary,
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
+            "oldest_height": self.chain.base,  # above 0 for a node that joined by state sync
+            # A pruning node: the state of every height from `from` on, and of the `kept` ones below it.
+            "state_kept": None if self.chain.pruned is None else {"from": self.chain.pruned.below,
+                                                                   "kept": list(self.chain.pruned.kept)},
             "timestamp": head.timestamp,
             "validators": [v.id for v in self.chain.validators_at(head.height + 1)],  # the next block's set
             "peers": self.transport.connected_peers() if self.transport is not None else
@@ -481,4 +516,5 @@ class Node:
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
             **({"observer": self.follower.status()} if self.follower is not None else {}),
+            **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
         }

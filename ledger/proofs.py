@@ -203,12 +203,8 @@ def build_validator_links(chain: ChainDB, height: int) -> list[dict[str, Any]]:
     for change in sets_from(chain.latest, 1, chain.genesis)[1:]:
         if change.active_from > height:
             break
-        certified = chain.certified_header(change.committed_height)
-        if certified is None:
-            raise KeyError(f"no committed block at height {change.committed_height}")
-        header, cert = certified
+        header, cert, value, smt = chain.set_change(change.seq, change.committed_height)
         key = set_key(change.seq)
-        _, value, smt = chain.prove(key, change.committed_height)
         links.append({"header": to_plain(header), "certificate": to_plain(cert),
                       "entry": {"key": key.hex(), "value": None if value is None else value.hex(),
                                 "smt": smt.to_dict()}})

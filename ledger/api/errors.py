@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import timefmt
+from ledger.chaindb import NotHeld
 
 log = logging.getLogger("ledger.api")
 
@@ -59,6 +60,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if request.url.path.startswith(HANDLE_PREFIX):
             return _handle_error(request, 400, 2, message)
         return error_response(400, "malformed", message)
+
+    @app.exception_handler(NotHeld)
+    async def not_held(request: Request, exc: NotHeld) -> JSONResponse:
+        # A state-synced node holds nothing below its base: say which height is the oldest it can answer.
+        if request.url.path.startswith(HANDLE_PREFIX):
+            return _handle_error(request, 410, 2, str(exc))
+        return error_response(410, "not_held", str(exc), oldest=exc.oldest)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

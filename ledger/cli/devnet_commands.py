@@ -120,7 +120,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_add_node(args: argparse.Namespace) -> int:
     try:
-        entry = add_node(devnet_dir(args.dir), timeout=args.timeout)
+        entry = add_node(devnet_dir(args.dir), timeout=args.timeout, state_sync=args.state_sync)
     except DevnetError as exc:
         raise CliError(str(exc)) from exc
     print_json(entry)
@@ -203,6 +203,10 @@ def add_commands(sub: Subcommands) -> None:
                     "gets an Ethereum key file of its own (eth.key, named by ethereum.key_file in its config), "
                     "funded on the devnet's Anvil, and the admins certify its address as a submitter "
                     "(anchor.settings).")
+    p.add_argument("--state-sync", action="store_true",
+                   help="the node joins from a certified snapshot of the running nodes' state (checked chunk by "
+                        "chunk against the validators' certified state root) instead of replaying every block; "
+                        "it holds no blocks below the snapshot")
     p.add_argument("--dir", help=dir_help)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node to reach the head")
     p.set_defaults(func=cmd_add_node)

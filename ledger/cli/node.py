@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger.cli.common import EXIT_USAGE, CliError, Subcommands, add_command, add_group, print_json
 from ledger.crypto import KeyFileError, SigningKey
 from ledger.keyfiles import ENV_PASSPHRASE, new_passphrase
+
+if TYPE_CHECKING:
+    from ledger.config import NodeConfig
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -49,6 +53,8 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     if config.role == "observer" and key.id in load_genesis(config.genesis).validator_ids():
         raise CliError(f"{config.node_key}: an observer needs a key of its own, not a validator's "
                        "(`ledger keygen --out FILE`)", EXIT_USAGE)
+    if args.state_sync or config.sync.mode == "state":
+        _state_sync(config)
     try:  # open the store once up front, so a locked or damaged home fails with a clear message
         LevelDBStore(config.data_dir / "ledger.db").close()
     except StoreError as exc:
@@ -58,6 +64,28 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 20)
     serve(create_app(args.home), config)
     return 0
+
+
+def _state_sync(config: NodeConfig) -> None:
+    """Fill an empty home from a certified snapshot of the peers' state; a home with blocks is left as it is."""
+    import logging
+
+    from ledger.genesis import load_genesis
+    from ledger.snapshot.statesync import StateSyncError, state_sync, wants_state_sync
+    from ledger.store import StoreError
+
+    log = logging.getLogger("ledger.statesync")
+    sources = config.sync_sources()
+    if not sources:
+        raise CliError("state sync needs the peers' HTTP URLs: \"sync\": {\"sources\": [...]} in config.json "
+                       "(an observer uses its validators)", EXIT_USAGE)
+    try:
+        if not wants_state_sync(config.data_dir):
+            log.info("state sync: the home holds blocks already; catching up by blocks")
+            return
+        state_sync(config.data_dir, load_genesis(config.genesis), sources, chunk_bytes=config.sync.chunk_bytes)
+    except (StateSyncError, StoreError) as exc:
+        raise CliError(str(exc)) from exc
 
 
 def add_commands(sub: Subcommands) -> None:
@@ -80,6 +108,12 @@ def add_commands(sub: Subcommands) -> None:
                     "validators' certified blocks, serves every read and forwards writes, and never votes. "
                     "GET /healthz answers while the process runs; GET /readyz answers 200 once it is caught up.")
     p.add_argument("--home", required=True, help="node home directory (config.json, key, data)")
+    p.add_argument("--state-sync", action="store_true",
+                   help="if the home holds no blocks yet, join from a certified snapshot of the peers' state "
+                        "(sync.sources in config.json; an observer's validators by default): every chunk is "
+                        "checked against a state root certified by the validators, a peer serving a bad one is "
+                        "passed over; then catch up the blocks after it. The node holds no blocks or state "
+                        "below the snapshot. Same as \"sync\": {\"mode\": \"state\"}")
     p.add_argument("--log-json", action="store_true",
                    help="log one JSON object per line (time, level, logger, message), for log collectors; "
                         "or set \"log_format\": \"json\" in config.json")

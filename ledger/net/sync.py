@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ledger.chain import Block, CommitCertificate
-from ledger.codec import encode
+from ledger.codec import MAX_RECORD_BYTES, encode
 
 MAX_BLOCKS_PER_REPLY = 64
-MAX_REPLY_BYTES = 6 * 1024 * 1024
+# A reply is one record: it must decode (codec's limit), with room for a last block added past the bound.
+MAX_REPLY_BYTES = MAX_RECORD_BYTES - 1024 * 1024
 
 
 @dataclass(frozen=True)

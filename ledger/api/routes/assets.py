@@ -82,6 +82,7 @@ def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
     head = chain.head
     if height is None or height == head.height:
         return head
+    chain.require_state(height)  # below a state-synced node's base, or pruned: 410 naming what it holds
     block = chain.get_block(height) if 0 <= height < head.height else None
     if block is None:
         raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")

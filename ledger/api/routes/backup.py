@@ -42,6 +42,10 @@ async def backup(request: Request, node: NodeDep) -> StreamingResponse:
                             time.time_ns() // 1_000_000)
     if problem is not None:
         raise ApiError(403, "forbidden", problem)
+    if node.chain.base > 0 or node.chain.pruned is not None:
+        # A restore checks every block from genesis and the state each certificate was checked against.
+        raise ApiError(409, "not_archive", "this node joined by state sync or prunes its state: a restore could "
+                       "not check its backup from genesis; back up an archive node (or state-sync a new one)")
     if id(node) in _running:
         raise ApiError(409, "busy", "a backup of this node is running; try again when it ends")
     _running.add(id(node))

@@ -18,6 +18,7 @@ router = APIRouter(tags=["blocks"])
 
 
 def block_json(node: Node, height: int, full: bool) -> dict[str, Any]:
+    node.chain.require_held(height)
     block = node.chain.get_block(height)
     cert = node.chain.get_certificate(height)
     if block is None or cert is None:

@@ -1,23 +1,30 @@
-"""Certified blocks for nodes that follow the chain over HTTP (observers, `ledger.observer`).
+"""Certified blocks for nodes that follow the chain over HTTP (observers, `ledger.observer`), and certified
+snapshots of the state for nodes that join by state sync (`ledger.snapshot.statesync`).
 
 The answer is the catch-up reply of the peer links (`ledger.net.sync.BlockBatch`, canonical msgpack):
-blocks from `from` on, each with its commit certificate, bounded in count (64) and bytes (6 MiB).
+blocks from `from` on, each with its commit certificate, bounded in count (64) and bytes (3 MiB).
 Nothing in it is to be trusted as served: the follower checks every certificate against the
 validator set at its height and re-executes every block. Each block served, and each 16 KiB of the
 answer, costs the client one more read token (`ledger.api.params.charge`): a client asking for
-many large blocks (a 6 MiB answer costs about 450) is slowed like one asking for many proofs.
+many large blocks (a 3 MiB answer costs about 250) is slowed like one asking for many proofs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from ledger.api.deps import NodeDep
+from ledger.api.errors import ApiError
 from ledger.api.params import MAX_HEIGHT, charge
 from ledger.codec import encode
 from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockRequest, serve_blocks
+from ledger.smt import MissingNodeError
+from ledger.snapshot.offer import StateChunk, make_offer
+from ledger.snapshot.treewalk import preorder_from
+from ledger.store import NS
 
 router = APIRouter(tags=["sync"])
 
@@ -40,4 +47,51 @@ async def sync_blocks(
     batch = serve_blocks(node.chain, BlockRequest(from_height, max_blocks))
     body = encode(batch)
     charge(request, len(batch.blocks) + len(body) // TOKEN_BYTES)
+    return Response(body, media_type=MSGPACK)
+
+
+# --- state sync (ledger/snapshot/statesync.py): a certified snapshot, then its state tree in chunks ------
+
+MAX_CHUNK_BYTES = 1 << 20
+PATH_HEX = 64
+
+
+@router.get("/v1/sync/snapshot", response_class=Response, responses={200: {
+    "description": "a SnapshotOffer (ledger/snapshot/offer.py) in canonical msgpack: this node's head block, its "
+                   "certificate, the history peaks before it and every validator-set change up to it",
+    "content": {MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}})
+async def sync_snapshot(request: Request, node: NodeDep) -> Response:
+    """The newest certified block as a snapshot a joining node can check against the genesis file."""
+    body = encode(make_offer(node.chain))
+    charge(request, len(body) // TOKEN_BYTES)
+    return Response(body, media_type=MSGPACK)
+
+
+@router.get("/v1/sync/state", response_class=Response, responses={200: {
+    "description": "a StateChunk in canonical msgpack: the nodes of the state tree under `root` in pre-order "
+                   "from the node at (`depth`, `path`) on, up to `max_bytes` (at least one node)",
+    "content": {MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}})
+async def sync_state(
+    request: Request, node: NodeDep,
+    root: Annotated[str, Query(pattern=f"^[0-9a-f]{{{PATH_HEX}}}$", description="a certified state root")],
+    depth: Annotated[int, Query(ge=0, le=256, description="the depth of the first node wanted")] = 0,
+    path: Annotated[str, Query(pattern=f"^[0-9a-f]{{{PATH_HEX}}}$", description="its path bits (256, hex)")]
+    = "0" * PATH_HEX,
+    max_bytes: Annotated[int, Query(ge=1, le=MAX_CHUNK_BYTES, description="answer size in bytes, about")]
+    = MAX_CHUNK_BYTES,
+) -> Response:
+    """A chunk of the state tree of a root this node holds, for a node joining by state sync."""
+    store = node.chain.store
+
+    def read() -> list[bytes]:
+        return preorder_from(lambda h: store.get(NS.STATE_NODE + h), bytes.fromhex(root), depth,
+                             int(path, 16), max_bytes)
+
+    try:  # on a thread: a megabyte of tree reads would otherwise hold up consensus messages
+        nodes = await asyncio.to_thread(read)
+    except MissingNodeError:
+        raise ApiError(404, "not_found", f"this node does not hold the state tree of root {root[:16]}... "
+                       f"(its oldest height is {node.chain.base})") from None
+    body = encode(StateChunk(tuple(nodes)))
+    charge(request, len(body) // TOKEN_BYTES)
     return Response(body, media_type=MSGPACK)

@@ -1,0 +1,159 @@
+"""A new node at the head by state sync, beside one replaying from genesis, on the same ledger in the same run.
+
+On a one-validator devnet without anchoring, `--ids` identifiers (default 100,000) are registered with the bulk
+import. Then three new observers join it, one after the other, each a real `ledger node run` process:
+
+* `--state-sync`: a certified snapshot in chunks, every chunk checked, then the blocks after it: seconds from
+  the process's start until it holds the validator's head block (same hash), and what the sync reported
+  (chunks, MiB, its own seconds);
+* replay from genesis (`sync.mode` "blocks", the only way before): every block fetched, its certificate
+  checked and its transactions executed again, until the same head;
+* the floor: copying the validator's store directory (`cp -r`, what any file-level copy of the state costs,
+  checking nothing).
+
+The issue's target (with 1,000,000 identifiers: at the head by state sync within 60 s) is printed beside the
+figures. Everything runs on this machine (the validator serves while the observer checks), so its load shows
+in them: the 1-minute load average is printed before and after. The last line is one JSON object.
+
+    .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ledger.config import write_config
+from ledger.crypto import SigningKey
+
+PREFIX = "88.100.1"
+TARGET_STATE_SYNC_S = 60.0
+
+
+def ledger(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, timeout=6 * 3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout.decode()}\n"
+                         f"{proc.stderr.decode(errors='replace')[-3000:]}")
+    return proc.stdout.decode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_rows(path: Path, count: int) -> None:
+    with path.open("w") as f:
+        f.write("identifier,url\n")
+        f.writelines(f"{PREFIX}/EQ-{n:08d},https://twin.example.com/eq/{n:08d}\n" for n in range(count))
+
+
+def dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def join(work: Path, name: str, genesis: str, validator: str, mode: str, timeout: float) -> dict[str, Any]:
+    """Start a new observer with `sync.mode` = `mode`; seconds until it holds the validator's head block."""
+    home = work / name
+    SigningKey.generate().save(home / "node.pem")
+    port = free_port()
+    write_config(home, {"genesis": os.path.relpath(genesis, home), "http": {"port": port}, "role": "observer",
+                        "observer": {"validators": [validator]}, "sync": {"mode": mode}})
+    url = f"http://127.0.0.1:{port}"
+    head = httpx.get(f"{validator}/v1/blocks/latest", timeout=30).json()
+    started = time.perf_counter()
+    with open(home / "node.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ledger.cli", "node", "run", "--home", str(home)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited: {(home / 'node.log').read_text()[-3000:]}")
+            if time.perf_counter() - started > timeout:
+                raise SystemExit(f"{name} not at the head after {timeout:.0f} s")
+            try:
+                mine = httpx.get(f"{url}/v1/blocks/{head['height']}", timeout=5)
+                if mine.status_code == 200 and mine.json()["hash"] == head["hash"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        status = httpx.get(f"{url}/v1/status", timeout=30).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    out: dict[str, Any] = {"seconds": round(seconds, 1), "height": head["height"]}
+    if "state_sync" in status:
+        s = status["state_sync"]
+        out.update(sync_s=s["seconds"], chunks=s["chunks"], mib=round(s["bytes"] / 2**20, 1), nodes=s["nodes"],
+                   refused=s["refused"])
+    out["store_mb"] = dir_mb(home / "data")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", type=int, default=100_000, help="identifiers registered before the nodes join")
+    parser.add_argument("--batch", type=int, default=500, help="`ledger id import --batch`")
+    parser.add_argument("--skip-replay", action="store_true", help="do not time the replay from genesis")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a joining node may take")
+    parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end)")
+    args = parser.parse_args()
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="state-sync-bench-"))
+    directory = work / "devnet"
+    load_before = os.getloadavg()[0]
+    print(f"{os.cpu_count()} cores, load {load_before:.2f}", file=sys.stderr)
+    fig: dict[str, Any] = {"ids": args.ids, "load_avg_before": round(load_before, 2)}
+    try:
+        ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
+               "--base-port", str(free_port()))
+        ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
+        rows = work / "ids.csv"
+        write_rows(rows, args.ids)
+        t = time.perf_counter()
+        ledger("id", "import", str(rows), "--dir", str(directory), "--batch", str(args.batch))
+        fig["import_s"] = round(time.perf_counter() - t, 1)
+        print(f"imported {args.ids} in {fig['import_s']} s", file=sys.stderr)
+        data = json.loads((directory / "devnet.json").read_text())
+        node = data["nodes"][0]
+        fig["validator_store_mb"] = dir_mb(Path(node["home"]) / "data")
+        t = time.perf_counter()
+        shutil.copytree(Path(node["home"]) / "data", work / "store-copy")
+        fig["floor_copy_store_s"] = round(time.perf_counter() - t, 2)
+        shutil.rmtree(work / "store-copy")
+        fig["state_sync"] = join(work, "by-state-sync", data["genesis"], node["http"], "state", args.timeout)
+        print(f"state sync: {json.dumps(fig['state_sync'])}", file=sys.stderr)
+        if not args.skip_replay:
+            fig["replay"] = join(work, "by-replay", data["genesis"], node["http"], "blocks", args.timeout)
+            print(f"replay from genesis: {json.dumps(fig['replay'])}", file=sys.stderr)
+    finally:
+        if (directory / "devnet.json").exists():
+            subprocess.run([sys.executable, "-m", "ledger.cli", "devnet", "down", "--dir", str(directory)],
+                           capture_output=True, timeout=120)
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    fig["load_avg_after"] = round(os.getloadavg()[0], 2)
+    fig["target_at_1m"] = {"state_sync_s": TARGET_STATE_SYNC_S}
+    replay = fig.get("replay", {}).get("seconds", "not timed")
+    print(f"at the head by state sync: {fig['state_sync']['seconds']} s; by replay from genesis: {replay} s; "
+          f"copying the store: {fig['floor_copy_store_s']} s", file=sys.stderr)
+    print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()
