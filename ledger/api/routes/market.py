@@ -1,0 +1,173 @@
+"""Settlement credits, listings, offers and prices.
+
+A balance, a listing or an offer is read at any committed `height` (default: the head); `proof=true` adds the
+state proof of the keys the answer rests on (docs/proofs.md), `anchor=true` the path to the latest Ethereum
+anchor. A balance no one has written reads as zero, and its proof is a proof of absence. The price statistics
+are computed from the sale record at the head (each sale is itself a state record: `market/s/<seq>`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Any, Literal, get_args
+
+from fastapi import APIRouter, Path, Query
+
+from ledger.api.deps import NodeDep
+from ledger.api.errors import ApiError
+from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID
+from ledger.chain import BlockHeader
+from ledger.chaindb import ChainDB
+from ledger.codec import decode, to_plain
+from ledger.market.credits import balance_key, get_balance, get_supply
+from ledger.market.sales import (
+    ALL_PREFIX,
+    DAY_MS,
+    get_sale,
+    index_entry,
+    kind_prefix,
+    price_stats,
+    time_start,
+    token_prefix,
+)
+from ledger.market.trading import (
+    OPEN,
+    get_listing,
+    get_offer,
+    get_royalty,
+    listing_key,
+    listing_refusal,
+    offer_key,
+    royalty_key,
+    token_offers_prefix,
+)
+from ledger.nft.assets import KINDS, asset_key, get_asset
+from ledger.proofs import build_state_proof
+from ledger.store import NS
+
+router = APIRouter(tags=["market"])
+MAX_OFFERS = 100  # open offers a listing answer names
+MAX_SCAN = 200_000  # sale index entries one price query reads
+MAX_RECENT = 100
+Kind = Literal["equipment", "data", "model", "document"]
+assert set(get_args(Kind)) == set(KINDS)  # noqa: S101 - the route's enum is the module's list
+Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
+
+
+def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
+    head = chain.head
+    if height is None or height == head.height:
+        return head
+    certified = chain.certified_header(height) if 0 <= height < head.height else None
+    if certified is None:
+        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")
+    return certified[0]
+
+
+@router.get("/v1/credits")
+async def supply(node: NodeDep) -> dict[str, Any]:
+    """Credits ever issued and withdrawn by the treasury, and those outstanding (held by members), at the head."""
+    total = get_supply(node.chain.latest)
+    return {"height": node.chain.height, "issued": total.issued, "withdrawn": total.withdrawn,
+            "outstanding": total.outstanding}
+
+
+@router.get("/v1/credits/{member_id}")
+async def balance(
+    member_id: Annotated[str, Path(pattern=MEMBER_ID)], node: NodeDep, height: Height = None, proof: bool = False,
+    anchor: bool = False,
+) -> dict[str, Any]:
+    """A member's credits as of `height`: `available` to spend and `held` in escrow for its open offers; with
+    `proof=true`, the state proof of its balance record `credits/b/<member>` (absent: zero)."""
+    at = _header_at(node.chain, height)
+    found = get_balance(node.chain.view_at(at.height), member_id)
+    body: dict[str, Any] = {"height": at.height, "member": member_id, "available": found.available,
+                            "held": found.held}
+    if proof:
+        body["proof"] = build_state_proof(node.chain, balance_key(member_id), at.height, anchor=anchor)
+    return body
+
+
+@router.get("/v1/market/listings/{token}")
+async def listing(
+    token: Annotated[str, Path(pattern=TOKEN_ID)], node: NodeDep, height: Height = None, proof: bool = False,
+    anchor: bool = False,
+) -> dict[str, Any]:
+    """The token's listing (null when not listed) and whether it can be bought at that block's time (a listing
+    goes stale once the token changes), its royalty, and the ids of its open offers (at most 100; not covered
+    by the proof, which covers the listing, the royalty and the token)."""
+    at = _header_at(node.chain, height)
+    view = node.chain.view_at(at.height)
+    if get_asset(view, token) is None:
+        raise ApiError(404, "not_found", f"no asset {token!r}" + ("" if height is None else f" at height {height}"))
+    record = get_listing(view, token)
+    refusal = None if record is None else listing_refusal(view, record, at.timestamp)
+    royalty = get_royalty(view, token)
+    prefix = NS.STATE_LATEST + token_offers_prefix(token)
+    # The open-offer index is read at the head only (the store keeps no older indexes).
+    offers = None if height is not None else [
+        key[len(prefix):].decode() for key, _ in itertools.islice(node.chain.store.iterate(prefix), MAX_OFFERS)]
+    body: dict[str, Any] = {
+        "height": at.height, "token": token, "listing": None if record is None else to_plain(record),
+        "buyable": record is not None and refusal is None,
+        "not_buyable_reason": None if record is None or refusal is None else refusal.message,
+        "royalty": None if royalty is None else to_plain(royalty), "open_offers": offers,
+    }
+    if proof:
+        keys = [listing_key(token), royalty_key(token), asset_key(token)]
+        body["proof"] = build_state_proof(node.chain, keys, at.height, anchor=anchor)
+    return body
+
+
+@router.get("/v1/market/offers/{offer_id}")
+async def offer(
+    offer_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, height: Height = None, proof: bool = False,
+    anchor: bool = False,
+) -> dict[str, Any]:
+    """An offer as stored (`offer`, what the proof proves) and its status at that block's time: an open offer
+    past its expiry reads `expired` (its escrow returns at the first block after the end of that hour)."""
+    at = _header_at(node.chain, height)
+    record = get_offer(node.chain.view_at(at.height), offer_id.lower())
+    if record is None:
+        raise ApiError(404, "not_found", f"no offer {offer_id}" + ("" if height is None else f" at height {height}"))
+    status = "expired" if record.status == OPEN and at.timestamp >= record.expires else record.status
+    body: dict[str, Any] = {"height": at.height, "offer": to_plain(record), "status": status}
+    if proof:
+        body["proof"] = build_state_proof(node.chain, offer_key(record.id), at.height, anchor=anchor)
+    return body
+
+
+def _scan(node: NodeDep, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """(time, seq, price) of the sales under index `prefix` from `since_ms`, oldest first; True if capped."""
+    scan = NS.STATE_LATEST + prefix
+    out: list[tuple[int, int, int]] = []
+    for key, value in node.chain.store.iterate(scan, start=time_start(scan, since_ms)):
+        if len(out) >= MAX_SCAN:
+            return out, True
+        timestamp, seq = index_entry(key, scan)
+        out.append((timestamp, seq, decode(int, value, trusted=True)))
+    return out, False
+
+
+@router.get("/v1/market/prices")
+async def prices(
+    node: NodeDep, token: Annotated[str | None, Query(pattern=TOKEN_ID)] = None, kind: Kind | None = None,
+    recent: Annotated[int, Query(ge=0, le=MAX_RECENT, description="how many of the latest sales to list")] = 20,
+) -> dict[str, Any]:
+    """Price statistics of the sales of one `token`, of one asset `kind`, or of all: per window (24h, 7d, 30d,
+    all, ending at the head block's time) the count, the volume (credits paid), the last price, the median
+    and the volume-weighted average (each sale is one token); and the latest `recent` sales (at most 100).
+    At most 200,000 sales are read: beyond that, only the 30-day windows are given (`truncated`)."""
+    if token is not None and kind is not None:
+        raise ApiError(400, "malformed", "give token= or kind=, not both")
+    prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
+    head = node.chain.head
+    entries, truncated = _scan(node, prefix, 0)
+    if truncated:
+        entries, _ = _scan(node, prefix, head.timestamp - 30 * DAY_MS)
+    stats = price_stats(((t, price) for t, _, price in entries), head.timestamp)
+    windows: dict[str, Any] = {**stats, "all": None} if truncated else dict(stats)
+    view = node.chain.latest
+    latest = [get_sale(view, seq) for _, seq, _ in entries[-recent:]] if recent else []
+    return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "windows": windows,
+            "truncated": truncated, "sales": [to_plain(s) for s in reversed(latest) if s is not None]}
