@@ -182,8 +182,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    if args.token and args.kind:
-        raise CliError("give --token or --kind, not both", EXIT_USAGE)
     print_json(fetch(args, "/v1/market/prices", token=args.token, kind=args.kind, recent=args.recent))
     return 0
 
@@ -253,7 +251,8 @@ def add_commands(sub: Subcommands) -> None:
     p = add_command(group, "prices", "print price statistics as JSON: last, median, VWAP per window",
                     "Windows 24h, 7d, 30d and all, ending at the head block's time; with the latest sales.")
     p.add_argument("--token", help="the sales of one token")
-    p.add_argument("--kind", choices=KINDS, help="the sales of one asset kind")
+    p.add_argument("--kind", choices=KINDS, help="the sales of one asset kind (with --token: the token's, if of that "
+                   "kind)")
     p.add_argument("--recent", type=int, default=20, choices=range(0, 101), metavar="N",
                    help="list the latest N sales (0 to 100, default 20)")
     add_read_options(p)

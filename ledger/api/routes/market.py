@@ -154,17 +154,19 @@ async def prices(
     node: NodeDep, token: Annotated[str | None, Query(pattern=TOKEN_ID)] = None, kind: Kind | None = None,
     recent: Annotated[int, Query(ge=0, le=MAX_RECENT, description="how many of the latest sales to list")] = 20,
 ) -> dict[str, Any]:
-    """Price statistics of the sales of one `token`, of one asset `kind`, or of all: per window (24h, 7d, 30d,
+    """Price statistics of the sales of one `token`, of one asset `kind` (both: the token's, if of that kind),
+    or of all: per window (24h, 7d, 30d,
     all, ending at the head block's time) the count, the volume (credits paid), the last price, the median
     and the volume-weighted average (each sale is one token); and the latest `recent` sales (at most 100).
     At most 200,000 sales are read: beyond that, only the 30-day windows are given (`truncated`)."""
-    if token is not None and kind is not None:
-        raise ApiError(400, "malformed", "give token= or kind=, not both")
     prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
     head = node.chain.head
     entries, truncated = _scan(node, prefix, 0)
     if truncated:
         entries, _ = _scan(node, prefix, head.timestamp - 30 * DAY_MS)
+    if token is not None and kind is not None:  # both: the token's sales, if it is of that kind (kinds never change)
+        asset = get_asset(node.chain.latest, token)
+        entries = entries if asset is not None and asset.kind == kind else []
     stats = price_stats(((t, price) for t, _, price in entries), head.timestamp)
     windows: dict[str, Any] = {**stats, "all": None} if truncated else dict(stats)
     view = node.chain.latest
