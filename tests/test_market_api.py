@@ -1,0 +1,77 @@
+"""The market over HTTP on one node: balances with proofs, supply, listings, offers, prices."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledger.api.server import create_app
+from ledger.codec import encode
+from ledger.market.credits import CreditBalance, CreditsIssue
+from ledger.market.trading import MarketList, MarketOffer, MarketRoyalty, OfferRef, compute_offer_id
+from ledger.members import MemberSetRoles
+from ledger.nft.assets import AssetMint
+from ledger.verifier import verify_document
+from tests.nodeutil import Home, make_home
+from tests.test_nft_api import ok
+
+HASH = hashlib.sha256(b"meta").digest()
+DAY = 86_400_000
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return make_home(tmp_path)
+
+
+@pytest.fixture
+def client(home: Home) -> Iterator[TestClient]:
+    with TestClient(create_app(home.path)) as c:
+        yield c
+
+
+def test_an_offer_accepted_over_http_with_proven_balances_and_prices(client: TestClient, home: Home) -> None:
+    ok(client, home.admin, "member.roles", MemberSetRoles(home.admin.id, ("admin", "treasury")))
+    ok(client, home.admin, "credits.issue", CreditsIssue(home.org2.id, 1000))
+    ok(client, home.org1, "asset.mint", AssetMint("D-1", "data", "https://meta/d", HASH, "", ""))
+    ok(client, home.org1, "market.royalty", MarketRoyalty("D-1", 250))
+    now = client.get("/v1/blocks/latest").json()["header"]["timestamp"]
+    ok(client, home.org1, "market.list", MarketList("D-1", 900, now + DAY))
+    offer = compute_offer_id(bytes.fromhex(ok(client, home.org2, "market.offer",
+                                              MarketOffer("D-1", 400, now + DAY))["tx_id"]))
+
+    shown = client.get("/v1/market/listings/D-1").json()
+    assert shown["buyable"] and shown["listing"]["price"] == 900 and shown["open_offers"] == [offer]
+    assert shown["royalty"] == {"token": "D-1", "creator": home.org1.id, "bps": 250}
+    assert client.get(f"/v1/market/offers/{offer}").json()["status"] == "open"
+    held = client.get(f"/v1/credits/{home.org2.id}").json()
+    assert (held["available"], held["held"]) == (600, 400)
+
+    ok(client, home.org1, "market.accept", OfferRef(offer))
+    assert client.get(f"/v1/market/offers/{offer}").json()["status"] == "accepted"
+    shown = client.get("/v1/market/listings/D-1").json()
+    assert shown["listing"] is None and not shown["buyable"] and shown["open_offers"] == []
+    prices = client.get("/v1/market/prices", params={"token": "D-1"}).json()
+    assert [(s["price"], s["via"], s["royalty"]) for s in prices["sales"]] == [(400, "offer", 0)]  # the creator sold
+    assert prices["windows"]["all"]["last"] == 400
+    assert client.get("/v1/market/prices", params={"token": "D-1", "kind": "model"}).json()["windows"]["all"][
+        "count"] == 0
+    assert client.get("/v1/credits").json() == {"height": prices["height"], "issued": 1000, "withdrawn": 0,
+                                                "outstanding": 1000}
+
+    # Each balance is proven: the proof's value is the answer's record, checked against the genesis alone.
+    for key, expected in ((home.org1, CreditBalance(400, 0)), (home.org2, CreditBalance(600, 0))):
+        body = client.get(f"/v1/credits/{key.id}", params={"proof": "true"}).json()
+        verdict = verify_document(body["proof"], home.genesis)
+        assert (body["available"], body["held"]) == (expected.available, expected.held)
+        assert verdict.present and verdict.record == encode(expected).hex()
+    # A member with no credits gets zeros, and a proof of absence.
+    body = client.get(f"/v1/credits/{'0' * 40}", params={"proof": "true"}).json()
+    assert (body["available"], body["held"]) == (0, 0) and not verify_document(body["proof"], home.genesis).present
+
+    assert client.get(f"/v1/market/offers/{'0' * 64}").status_code == 404
+    assert client.get("/v1/market/listings/NOPE").status_code == 404
