@@ -43,7 +43,7 @@ from ledger.market.trading import (
 )
 from ledger.nft.assets import KINDS, asset_key, get_asset
 from ledger.proofs import build_state_proof
-from ledger.store import NS
+from ledger.store import NS, Store
 
 router = APIRouter(tags=["market"])
 MAX_OFFERS = 100  # open offers a listing answer names
@@ -137,11 +137,12 @@ async def offer(
     return body
 
 
-def _scan(node: NodeDep, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
-    """(time, seq, price) of the sales under index `prefix` from `since_ms`, oldest first; True if capped."""
+def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """(time, seq, price) of the sales under the latest state's index `prefix` from `since_ms`, oldest first
+    (at most MAX_SCAN); True if that cap cut it short."""
     scan = NS.STATE_LATEST + prefix
     out: list[tuple[int, int, int]] = []
-    for key, value in node.chain.store.iterate(scan, start=time_start(scan, since_ms)):
+    for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
         if len(out) >= MAX_SCAN:
             return out, True
         timestamp, seq = index_entry(key, scan)
@@ -161,9 +162,9 @@ async def prices(
     At most 200,000 sales are read: beyond that, only the 30-day windows are given (`truncated`)."""
     prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
     head = node.chain.head
-    entries, truncated = _scan(node, prefix, 0)
+    entries, truncated = scan_sales(node.chain.store, prefix, 0)
     if truncated:
-        entries, _ = _scan(node, prefix, head.timestamp - 30 * DAY_MS)
+        entries, _ = scan_sales(node.chain.store, prefix, head.timestamp - 30 * DAY_MS)
     if token is not None and kind is not None:  # both: the token's sales, if it is of that kind (kinds never change)
         asset = get_asset(node.chain.latest, token)
         entries = entries if asset is not None and asset.kind == kind else []
