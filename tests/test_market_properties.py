@@ -1,7 +1,7 @@
 """Property tests of the market: over random sequences of every kind that moves credits or tokens (issue,
-withdraw, transfer, list, unlist, buy, offer, accept, withdraw an offer, expiry, and the token's own transfer,
-lease and lock), credits are conserved (all balances = issued - withdrawn, escrow = the open offers), no
-balance is negative, and a failed transaction moves nothing."""
+withdraw, transfer, list, unlist, buy, offer, accept, withdraw an offer, expiry, licence offers and purchases,
+and the token's own transfer, lease and lock), credits are conserved (all balances = issued - withdrawn,
+escrow = the open offers), no balance is negative, and a failed transaction moves nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.crypto import SigningKey
 from ledger.market.credits import CreditsIssue, CreditsTransfer, CreditsWithdraw, balance_key, get_balance
+from ledger.market.licences import LicenceBuy, LicenceOfferMake, compute_licence_offer_id, get_licence_offer
 from ledger.market.trading import (
     MarketBuy,
     MarketList,
@@ -50,6 +51,8 @@ steps = st.one_of(
     st.tuples(st.just("offer"), actor, token, amount, term),
     st.tuples(st.just("accept"), actor, pick),
     st.tuples(st.just("withdraw_offer"), actor, pick),
+    st.tuples(st.just("licence_offer"), actor, token, amount, term),
+    st.tuples(st.just("licence_buy"), actor, pick, st.booleans()),
     st.tuples(st.just("give"), actor, token, member),
     st.tuples(st.just("lease"), actor, token, member),
     st.tuples(st.just("lock"), actor, token),
@@ -58,7 +61,8 @@ steps = st.one_of(
 waits = st.one_of(st.just(0), st.integers(min_value=0, max_value=2 * HOUR))
 
 
-def build(ledger: MarketLedger, step: tuple[Any, ...], offers: list[str]) -> tuple[SigningKey, str, Any]:
+def build(ledger: MarketLedger, step: tuple[Any, ...], offers: list[str], licence_offers: list[str]
+          ) -> tuple[SigningKey, str, Any]:
     """The transaction of a drawn step: (sender, kind, payload)."""
     name, key, *rest = step
     now = ledger.time
@@ -87,6 +91,13 @@ def build(ledger: MarketLedger, step: tuple[Any, ...], offers: list[str]) -> tup
     if name in ("accept", "withdraw_offer"):
         offer = offers[rest[0] % len(offers)] if offers else "0" * 64
         return key, f"market.{name}", OfferRef(offer)
+    if name == "licence_offer":
+        return key, "market.licence_offer", LicenceOfferMake(rest[0], "", ("analytics",), HOUR, False, "", b"",
+                                                             rest[1], 2, now + rest[2])
+    if name == "licence_buy":
+        offer_id = licence_offers[rest[0] % len(licence_offers)] if licence_offers else "0" * 64
+        found = get_licence_offer(ledger.state, offer_id)
+        return key, "market.licence_buy", LicenceBuy(offer_id, (found.price if found else 1) + (0 if rest[1] else 1))
     if name == "give":
         return key, "asset.transfer", AssetTransfer(rest[0], rest[1].id)
     if name == "lease":
@@ -107,6 +118,8 @@ def right_party(ledger: MarketLedger, step: tuple[Any, ...], offers: list[str]) 
             return ORG1
         holder = offer.buyer if name == "withdraw_offer" else ledger.asset(offer.token).owner
         return by_id.get(holder, ORG1)
+    if name == "licence_buy":
+        return (ORG1, ORG2, ORG3)[ledger.height % 3]
     if name in ("transfer", "buy", "offer"):
         # A trader other than the token's owner, in turn.
         owner = ledger.asset(rest[0]).owner if name != "transfer" else ""
@@ -138,14 +151,17 @@ def test_credits_are_conserved_and_failed_transactions_move_nothing(run: list[tu
     for k in (ORG1, ORG2, ORG3):
         ledger.ok(TREASURY, "credits.issue", CreditsIssue(k.id, 500))
     offers: list[str] = []
+    licence_offers: list[str] = []
     for wait, step in run:
         ledger.advance(wait)  # hooks run: offers whose hour has passed expire
         check_conservation(ledger, offers)
-        key, kind, payload = build(ledger, step, offers)
+        key, kind, payload = build(ledger, step, offers, licence_offers)
         before = dict(ledger.state.changes)
         result = ledger.send(key, kind, payload, advance_ms=0)
         if result.ok and kind == "market.offer":
             offers.append(compute_offer_id(result.tx_id))
+        if result.ok and kind == "market.licence_offer":
+            licence_offers.append(compute_licence_offer_id(result.tx_id))
         if not result.ok:
             after = dict(ledger.state.changes)
             changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}

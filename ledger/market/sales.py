@@ -1,14 +1,16 @@
 """The record of public sales, and the price statistics read from it.
 
-Theory of operation. Every sale the market settles (`ledger.market.trading`) appends one `Sale` under
-`market/s/<seq:016d>` (`market/sales` counts them) and three index entries whose value is the price:
-`market/sa/<time>/<seq>` (all sales), `market/st/<token>/<time>/<seq>` and `market/sk/<kind>/<time>/<seq>`,
-time in ms as 16 digits. Block times never run back, so each index is in time order, and a window (the
-sales since T) is one forward scan from T, with no record read. The records are written only by
-`record_sale`, inside the trading transaction.
+Theory of operation. Every sale the market settles (`ledger.market.trading`: tokens; `ledger.market.licences`:
+licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and index entries whose
+value is the price, time in ms as 16 digits: a token sale under `market/sa/<time>/<seq>` (all token sales),
+`market/st/<token>/<time>/<seq>` and `market/sk/<kind>/<time>/<seq>`; a licence sale under
+`market/sp/<purpose>/<time>/<seq>` for each of its purposes. Block times never run back, so each index is in
+time order, and a window (the sales since T) is one forward scan from T, with no record read. The records are
+written only by `record_sale`, inside the transaction that sells.
 
 The statistics (`price_stats`) are a read, not state: the last price, the median and the volume-weighted
-average (VWAP) over each window, where each sale is one token, so the VWAP is the total paid over the count.
+average (VWAP) over each window, where each sale is one token or one licence, so the VWAP is the total paid
+over the count.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ class Sale:
     royalty: int  # of the price, paid to the token's creator
     seller: str
     buyer: str
-    via: str  # "listing" or "offer"
+    via: str  # "listing" or "offer" (the token was sold), "licence" (a licence on it was)
     height: int
     timestamp: int  # ms, block time
     tx_id: bytes
+    licence: str  # the licence sold; "" for a token sale
+    purposes: tuple[str, ...]  # the licence's purposes; () for a token sale
 
 
 def sale_key(seq: int) -> bytes:
@@ -53,6 +57,10 @@ def token_prefix(token: str) -> bytes:
 
 def kind_prefix(kind: str) -> bytes:
     return b"market/sk/" + kind.encode() + b"/"
+
+
+def purpose_prefix(purpose: str) -> bytes:
+    return b"market/sp/" + purpose.encode() + b"/"
 
 
 def _suffix(timestamp: int, seq: int) -> bytes:
@@ -73,13 +81,16 @@ def get_sale(view: StateView, seq: int) -> Sale | None:
 
 
 def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int, seller: str, buyer: str,
-                via: str) -> Sale:
+                via: str, licence: str = "", purposes: tuple[str, ...] = ()) -> Sale:
     seq = sale_count(ctx.state) + 1
-    sale = Sale(seq, token, kind, price, royalty, seller, buyer, via, ctx.height, ctx.timestamp, ctx.tx_id)
+    sale = Sale(seq, token, kind, price, royalty, seller, buyer, via, ctx.height, ctx.timestamp, ctx.tx_id, licence,
+                purposes)
     ctx.put(sale_key(seq), sale)
     ctx.put(COUNT_KEY, seq)
     suffix, price_bytes = _suffix(ctx.timestamp, seq), encode(price)
-    for prefix in (ALL_PREFIX, token_prefix(token), kind_prefix(kind)):
+    prefixes = ([purpose_prefix(p) for p in purposes] if licence
+                else [ALL_PREFIX, token_prefix(token), kind_prefix(kind)])
+    for prefix in prefixes:
         ctx.state.put(prefix + suffix, price_bytes)
     return sale
 

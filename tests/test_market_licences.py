@@ -1,0 +1,91 @@
+"""Selling data-rights licences for credits: offers by the owner (roots) and by a sublicensable holder
+(children), purchases that pay and grant together, sold-out, expired and withdrawn offers, the sale record."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.market.credits import CreditBalance, CreditsIssue
+from ledger.market.licences import (
+    LicenceBuy,
+    LicenceOfferMake,
+    LicenceOfferRef,
+    compute_licence_offer_id,
+    get_licence_offer,
+)
+from ledger.market.sales import get_sale
+from ledger.nft.assets import AssetTransfer
+from ledger.nft.rights import LicenceGrant, check, compute_licence_id
+from tests.market_ledger import DAY, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
+
+
+@pytest.fixture
+def ledger() -> MarketLedger:
+    ledger = MarketLedger()
+    ledger.ok(ORG1, "asset.mint", mint("D-1"))
+    for key in (ORG2, ORG3):
+        ledger.ok(TREASURY, "credits.issue", CreditsIssue(key.id, 100))
+    return ledger
+
+
+def offer(ledger: MarketLedger, parent: str = "", price: int = 40, max_sales: int = 2,
+          purposes: tuple[str, ...] = ("analytics",), days: int = 30) -> LicenceOfferMake:
+    return LicenceOfferMake("D-1", parent, purposes, days * DAY, True, "", b"", price, max_sales, ledger.time + DAY)
+
+
+def test_buying_a_licence_pays_and_grants_together_until_sold_out(ledger: MarketLedger) -> None:
+    made = ledger.ok(ORG1, "market.licence_offer", offer(ledger))
+    offer_id = compute_licence_offer_id(made.tx_id)
+    ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 39), "invalid_value")
+    bought = ledger.ok(ORG2, "market.licence_buy", LicenceBuy(offer_id, 40))
+    assert check(ledger.state, "D-1", ORG2.id, "analytics", ledger.time).allowed
+    assert not check(ledger.state, "D-1", ORG2.id, "marketing", ledger.time).allowed
+    assert not check(ledger.state, "D-1", ORG2.id, "analytics", ledger.time + 31 * DAY).allowed
+    assert (ledger.balance(ORG1), ledger.balance(ORG2)) == (CreditBalance(40, 0), CreditBalance(60, 0))
+    sale = get_sale(ledger.state, 1)
+    assert sale is not None and (sale.via, sale.licence, sale.purposes) == (
+        "licence", compute_licence_id(bought.tx_id), ("analytics",))
+    ledger.ok(ORG3, "market.licence_buy", LicenceBuy(offer_id, 40))
+    found = get_licence_offer(ledger.state, offer_id)
+    assert found is not None and (found.sold, found.status) == (2, "sold_out")
+    ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 40), "inactive")
+
+
+def test_a_licence_offer_is_refused_where_a_grant_would_be(ledger: MarketLedger) -> None:
+    ledger.refused(ORG2, "market.licence_offer", offer(ledger), "unauthorized")  # not the owner
+    ledger.refused(ORG1, "market.licence_offer", offer(ledger, price=0), "invalid_value")
+    ledger.refused(ORG1, "market.licence_offer", offer(ledger, max_sales=0), "invalid_value")
+    ledger.refused(ORG1, "market.licence_offer", offer(ledger, purposes=()), "invalid_value")
+    ledger.refused(ORG1, "market.licence_offer", offer(ledger, days=0), "invalid_value")
+
+
+def test_a_root_offer_goes_stale_when_the_token_is_sold_and_a_buyer_without_credits_gets_nothing(
+        ledger: MarketLedger) -> None:
+    offer_id = compute_licence_offer_id(ledger.ok(ORG1, "market.licence_offer", offer(ledger, price=150)).tx_id)
+    assert "100 credits available" in ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 150),
+                                                     "insufficient_credits")
+    ledger.ok(TREASURY, "credits.issue", CreditsIssue(ORG2.id, 100))
+    ledger.ok(ORG1, "asset.transfer", AssetTransfer("D-1", ORG3.id))
+    assert "owner" in ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 150), "unauthorized")
+    assert not check(ledger.state, "D-1", ORG2.id, "analytics", ledger.time).allowed
+
+
+def test_a_holder_sells_sublicences_within_its_licence_and_withdraws_its_offer(ledger: MarketLedger) -> None:
+    root = ledger.ok(ORG1, "licence.grant", LicenceGrant("D-1", "", ORG2.id, ("analytics", "training"), 0,
+                                                          ledger.time + 10 * DAY, True, "", b""))
+    parent = compute_licence_id(root.tx_id)
+    ledger.refused(ORG2, "market.licence_offer", offer(ledger, parent, purposes=("marketing",)), "exceeds_parent")
+    ledger.refused(ORG2, "market.licence_offer", offer(ledger, parent, days=11), "exceeds_parent")
+    offer_id = compute_licence_offer_id(ledger.ok(ORG2, "market.licence_offer", offer(ledger, parent, days=5)).tx_id)
+    ledger.ok(ORG3, "market.licence_buy", LicenceBuy(offer_id, 40))
+    assert check(ledger.state, "D-1", ORG3.id, "analytics", ledger.time).allowed
+    assert ledger.balance(ORG2).available == 140
+    ledger.refused(ORG1, "market.licence_withdraw", LicenceOfferRef(offer_id), "unauthorized")
+    ledger.ok(ORG2, "market.licence_withdraw", LicenceOfferRef(offer_id))
+    ledger.refused(ORG3, "market.licence_buy", LicenceBuy(offer_id, 40), "inactive")
+
+
+def test_an_expired_licence_offer_sells_nothing(ledger: MarketLedger) -> None:
+    offer_id = compute_licence_offer_id(ledger.ok(ORG1, "market.licence_offer", offer(ledger)).tx_id)
+    ledger.advance(DAY)
+    ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 40), "expired")
