@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ledger.api.server import create_app
 from ledger.codec import encode
 from ledger.market.credits import CreditBalance, CreditsIssue
+from ledger.market.licences import LicenceBuy, LicenceOfferMake, compute_licence_offer_id
 from ledger.market.trading import MarketList, MarketOffer, MarketRoyalty, OfferRef, compute_offer_id
 from ledger.members import MemberSetRoles
 from ledger.nft.assets import AssetMint
@@ -73,5 +74,18 @@ def test_an_offer_accepted_over_http_with_proven_balances_and_prices(client: Tes
     body = client.get(f"/v1/credits/{'0' * 40}", params={"proof": "true"}).json()
     assert (body["available"], body["held"]) == (0, 0) and not verify_document(body["proof"], home.genesis).present
 
+    # org2, the owner now, sells a licence to org1; the offer and the purpose's prices show it.
+    made = ok(client, home.org2, "market.licence_offer", LicenceOfferMake(
+        "D-1", "", ("analytics/v2",), DAY, False, "", b"", 30, 1, now + DAY))
+    licence_offer = compute_licence_offer_id(bytes.fromhex(made["tx_id"]))
+    ok(client, home.org1, "market.licence_buy", LicenceBuy(licence_offer, 30))
+    shown = client.get(f"/v1/market/licence-offers/{licence_offer}", params={"proof": "true"}).json()
+    assert (shown["status"], shown["offer"]["sold"]) == ("sold_out", 1)
+    assert verify_document(shown["proof"], home.genesis).present
+    by_purpose = client.get("/v1/market/prices", params={"purpose": "analytics/v2"}).json()
+    assert [(s["price"], s["via"]) for s in by_purpose["sales"]] == [(30, "licence")]
+    assert client.get("/v1/market/prices", params={"purpose": "analytics"}).json()["sales"] == []
+
     assert client.get(f"/v1/market/offers/{'0' * 64}").status_code == 404
+    assert client.get(f"/v1/market/licence-offers/{'0' * 64}").status_code == 404
     assert client.get("/v1/market/listings/NOPE").status_code == 404

@@ -1,6 +1,7 @@
 """Issue 15's market walk-through on a 4-validator devnet, through the `ledger` command and different nodes:
 credits issued by the treasury, a token minted with a 5% royalty sold twice, a purchase without enough
-credits refused, prices of both sales, and a balance proven offline from the genesis file."""
+credits refused, a licence bought that the rights check then allows, prices of the sales, and a balance
+proven offline from the genesis file."""
 
 from __future__ import annotations
 
@@ -58,11 +59,18 @@ def test_market_walk_through(net4: dict[str, Any], tmp_path: Path) -> None:
     assert balance("org3", node[0]) == (0, 0) and balance("org2", node[3]) == (800, 0)
     shown = out("market", "show", "DATA-M1", "--node", node[1])
     assert shown["listing"]["seller"] == ids["org2"] and shown["buyable"]
-    # With credits, org3 buys: org1 got 200 and a 15 royalty, org2 paid 200 and got 285, the token is org3's.
-    run("credits", "issue", "org3", "300")
+    # org2, the owner now, offers analytics licences; org3, given credits, buys one, which the rights check allows.
+    offer = out("market", "licence-offer", "DATA-M1", "--purpose", "analytics", "--days", "30", "--price", "40",
+                "--max", "5", "--key", "org2")["offer_id"]
+    run("credits", "issue", "org3", "340")
+    assert out("market", "licence-buy", offer, "--key", "org3", "--node", node[1])["price"] == 40
+    assert run("rights", "check", "DATA-M1", "--holder", "org3", "--purpose", "analytics", "--node", node[2],
+               check=False).returncode == 0
+    # Then org3 buys the token: org1 got 200 and a 15 royalty, org2 paid 200 and got 285 (and 40 for the
+    # licence), the token is org3's.
     run("market", "buy", "DATA-M1", "--key", "org3", "--node", node[3])
     assert balance("org1", node[1]) == (215, 0)
-    assert balance("org2", node[2]) == (1085, 0)
+    assert balance("org2", node[2]) == (1085 + 40, 0)
     assert balance("org3", node[3]) == (0, 0)
     assert out("asset", "show", "DATA-M1", "--node", node[2])["owner"] == ids["org3"]
     assert out("market", "show", "DATA-M1")["listing"] is None
@@ -72,6 +80,8 @@ def test_market_walk_through(net4: dict[str, Any], tmp_path: Path) -> None:
         (300, 15, ids["org3"]), (200, 0, ids["org2"])]
     assert {k: prices["windows"]["24h"][k] for k in ("count", "volume", "last", "median", "vwap")} == {
         "count": 2, "volume": 500, "last": 300, "median": 250, "vwap": 250.0}
+    licences = out("market", "prices", "--purpose", "analytics")
+    assert [(s["price"], s["via"], s["buyer"]) for s in licences["sales"]] == [(40, "licence", ids["org3"])]
     # A balance comes with a proof that checks offline against the genesis file alone.
     proven = out("credits", "balance", "org1", "--proof", "--node", node[2])
     assert (proven["available"], proven["held"]) == (215, 0)

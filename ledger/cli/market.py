@@ -1,5 +1,5 @@
-"""`ledger credits issue|withdraw|transfer|balance` and `ledger market list|unlist|buy|offer|accept|withdraw|show|
-prices`: settlement credits and trading tokens for them."""
+"""`ledger credits issue|withdraw|transfer|balance` and `ledger market list|unlist|buy|offer|accept|withdraw|
+licence-offer|licence-buy|show|prices`: settlement credits, and trading tokens and licences for them."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ from ledger.cli.common import (
 from ledger.cli.governance import proposal_fields
 from ledger.client import LedgerError
 from ledger.market.credits import MAX_AMOUNT, CreditsIssue, CreditsTransfer, CreditsWithdraw
+from ledger.market.licences import (
+    MAX_DURATION_MS,
+    MAX_SALES,
+    LicenceBuy,
+    LicenceOfferMake,
+    compute_licence_offer_id,
+)
+from ledger.market.licences import (
+    MAX_OFFER_TERM_MS as LICENCE_OFFER_TERM_MS,
+)
 from ledger.market.trading import (
     MAX_BPS,
     MAX_TERM_MS,
@@ -35,6 +45,7 @@ from ledger.market.trading import (
     compute_offer_id,
 )
 from ledger.nft.assets import KINDS
+from ledger.nft.rights import compute_licence_id
 from ledger.timefmt import parse_time_ms
 
 DAY_MS = 86_400_000
@@ -50,8 +61,10 @@ moves the credits and the token together, or nothing. Anyone but the owner may o
 from its credits until the owner accepts, the buyer withdraws, or the offer expires (the escrow returns
 within the hour after its expiry). A token minted with a royalty (`ledger asset mint ... --royalty BPS`)
 pays that share of every later sale's price to its creator. Locked and leased tokens cannot be listed or
-sold, and a listing goes stale when the token changes (a transfer, lease or lock). Writes are signed with
---key (default: the devnet's first issuer). Times are ISO 8601 (a naive time means UTC) or milliseconds."""
+sold, and a listing goes stale when the token changes (a transfer, lease or lock). A token's owner (or the
+holder of a sublicensable licence) also offers licences for sale: each purchase pays and grants one. Writes
+are signed with --key (default: the devnet's first issuer). Times are ISO 8601 (a naive time means UTC) or
+milliseconds."""
 
 
 def parse_amount(text: str, what: str = "AMOUNT") -> int:
@@ -64,6 +77,16 @@ def parse_amount(text: str, what: str = "AMOUNT") -> int:
     return amount
 
 
+def parse_sha256(text: str) -> bytes:
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise CliError("--terms-hash takes a sha256 as 64 hex digits", EXIT_USAGE)
+    return digest
+
+
 def parse_bps(text: str) -> int:
     try:
         bps = int(text)
@@ -74,7 +97,7 @@ def parse_bps(text: str) -> int:
     return bps
 
 
-def expiry(text: str | None, default_days: int) -> int:
+def expiry(text: str | None, default_days: int, longest_ms: int = MAX_TERM_MS) -> int:
     """Milliseconds since the epoch from --until (ISO 8601 or ms), or `default_days` from now."""
     if text is None:
         return int(time.time() * 1000) + default_days * DAY_MS
@@ -82,8 +105,8 @@ def expiry(text: str | None, default_days: int) -> int:
         at = parse_time_ms(text)
     except ValueError as exc:
         raise CliError(f"--until takes ISO 8601 or milliseconds, not {text!r}", EXIT_USAGE) from exc
-    if at > int(time.time() * 1000) + MAX_TERM_MS:
-        raise CliError(f"--until lies more than {MAX_TERM_MS // DAY_MS} days ahead", EXIT_USAGE)
+    if at > int(time.time() * 1000) + longest_ms:
+        raise CliError(f"--until lies more than {longest_ms // DAY_MS} days ahead", EXIT_USAGE)
     return at
 
 
@@ -175,6 +198,37 @@ def cmd_withdraw_offer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_licence_offer(args: argparse.Namespace) -> int:
+    price, until = parse_amount(args.price, "--price"), expiry(args.until, 30, LICENCE_OFFER_TERM_MS)
+    if not 1 <= args.days <= MAX_DURATION_MS // DAY_MS:
+        raise CliError(f"--days must be 1 to {MAX_DURATION_MS // DAY_MS}", EXIT_USAGE)
+    if not 1 <= args.max <= MAX_SALES:
+        raise CliError(f"--max must be 1 to {MAX_SALES}", EXIT_USAGE)
+    terms_hash = parse_sha256(args.terms_hash) if args.terms_hash else b""
+    payload = LicenceOfferMake(args.token, args.parent or "", tuple(args.purpose), args.days * DAY_MS,
+                               args.sublicensable, args.terms_uri or "", terms_hash, price, args.max, until)
+    result = signer(args, "issuer").send("market.licence_offer", payload)
+    _done(result, offer_id=compute_licence_offer_id(bytes.fromhex(result["tx_id"])), token=args.token,
+          purposes=sorted(set(args.purpose)), days=args.days, price=price, max_sales=args.max, expires=until)
+    return 0
+
+
+def cmd_licence_buy(args: argparse.Namespace) -> int:
+    offer_id = args.offer.lower()
+    if args.price is not None:
+        price = parse_amount(args.price, "--price")
+    else:
+        try:
+            price = int(fetch(args, f"/v1/market/licence-offers/{offer_id}")["offer"]["price"])
+        except LedgerError as exc:
+            raise CliError(f"cannot buy licence offer {offer_id}: {exc.message}") from exc
+    buyer = signer(args, "issuer")
+    result = buyer.send("market.licence_buy", LicenceBuy(offer_id, price))
+    _done(result, offer_id=offer_id, price=price, holder=buyer.member_id,
+          licence_id=compute_licence_id(bytes.fromhex(result["tx_id"])))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     print_json(fetch(args, f"/v1/market/listings/{args.token}", height=args.height,
                      proof="true" if args.proof else None))
@@ -182,7 +236,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    print_json(fetch(args, "/v1/market/prices", token=args.token, kind=args.kind, recent=args.recent))
+    print_json(fetch(args, "/v1/market/prices", token=args.token, kind=args.kind, purpose=args.purpose,
+                     recent=args.recent))
     return 0
 
 
@@ -209,7 +264,8 @@ def _credits_commands(sub: Subcommands) -> None:
 
 def add_commands(sub: Subcommands) -> None:
     _credits_commands(sub)
-    group = add_group(sub, "market", "trade tokens for credits: list, buy, offer, accept, prices", MARKET_DETAILS)
+    group = add_group(sub, "market", "trade tokens and licences for credits: list, buy, offer, accept, licence-offer, "
+                      "licence-buy, prices", MARKET_DETAILS)
     p = add_command(group, "list", "list your token at a price (replaces your earlier listing of it)")
     p.add_argument("token", help="the token id")
     p.add_argument("--price", required=True, help="whole credits")
@@ -242,6 +298,30 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("offer", metavar="OFFER_ID", help="the offer id (64 hex digits)")
     add_write_options(p)
     p.set_defaults(func=cmd_withdraw_offer)
+    p = add_command(group, "licence-offer", "offer licences on a token for sale (its owner, or a sublicensable "
+                    "holder with --parent)",
+                    "Each purchase grants the buyer a licence for the purposes, valid --days from the purchase: a "
+                    "root of the token's licence tree, or with --parent a sublicence of that licence (within its "
+                    "purposes and validity). Prints the offer id (`offer_id`) that `ledger market licence-buy` "
+                    "takes.")
+    p.add_argument("token", help="the token id")
+    p.add_argument("--purpose", required=True, action="append", help="a purpose (repeat for more)")
+    p.add_argument("--days", required=True, type=int, help="how long each licence sold is valid")
+    p.add_argument("--price", required=True, help="whole credits per licence")
+    p.add_argument("--max", type=int, default=1, help="how many licences may be sold (default 1)")
+    p.add_argument("--sublicensable", action="store_true", help="the licences sold may be sublicensed")
+    p.add_argument("--parent", help="sell sublicences of this licence of yours (its id)")
+    p.add_argument("--until", help="when the offer ends, ISO 8601 (default: 30 days; at most 365)")
+    p.add_argument("--terms-uri", help="URI of the licence terms")
+    p.add_argument("--terms-hash", help="sha256 of the terms, 64 hex digits")
+    add_write_options(p)
+    p.set_defaults(func=cmd_licence_offer)
+    p = add_command(group, "licence-buy", "buy a licence from a licence offer: pays and grants it together",
+                    "Prints the licence id (`licence_id`); `ledger rights check` then allows its purposes.")
+    p.add_argument("offer", metavar="OFFER_ID", help="the licence offer id (64 hex digits)")
+    p.add_argument("--price", help="the offer's price you agree to (default: the offer's, as read now)")
+    add_write_options(p)
+    p.set_defaults(func=cmd_licence_buy)
     p = add_command(group, "show", "print a token's listing, royalty and open offers as JSON")
     p.add_argument("token", help="the token id")
     p.add_argument("--height", type=int, help="as of this committed height (default: the head)")
@@ -253,6 +333,7 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--token", help="the sales of one token")
     p.add_argument("--kind", choices=KINDS, help="the sales of one asset kind (with --token: the token's, if of that "
                    "kind)")
+    p.add_argument("--purpose", help="the licences sold for this purpose (instead of token sales)")
     p.add_argument("--recent", type=int, default=20, choices=range(0, 101), metavar="N",
                    help="list the latest N sales (0 to 100, default 20)")
     add_read_options(p)

@@ -4,7 +4,7 @@ Theory of operation. Every sale the market settles (`ledger.market.trading`: tok
 licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and index entries whose
 value is the price, time in ms as 16 digits: a token sale under `market/sa/<time>/<seq>` (all token sales),
 `market/st/<token>/<time>/<seq>` and `market/sk/<kind>/<time>/<seq>`; a licence sale under
-`market/sp/<purpose>/<time>/<seq>` for each of its purposes. Block times never run back, so each index is in
+`market/sp/<purpose in hex>/<time>/<seq>` for each of its purposes. Block times never run back, so each index is in
 time order, and a window (the sales since T) is one forward scan from T, with no record read. The records are
 written only by `record_sale`, inside the transaction that sells.
 
@@ -60,7 +60,8 @@ def kind_prefix(kind: str) -> bytes:
 
 
 def purpose_prefix(purpose: str) -> bytes:
-    return b"market/sp/" + purpose.encode() + b"/"
+    # A purpose may hold "/" (token ids and kinds cannot): in hex, no purpose's keys fall under another's prefix.
+    return b"market/sp/" + purpose.encode().hex().encode() + b"/"
 
 
 def _suffix(timestamp: int, seq: int) -> bytes:

@@ -20,6 +20,8 @@ from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import decode, to_plain
 from ledger.market.credits import balance_key, get_balance, get_supply
+from ledger.market.licences import get_licence_offer, licence_offer_key
+from ledger.market.licences import status_at as licence_offer_status
 from ledger.market.sales import (
     ALL_PREFIX,
     DAY_MS,
@@ -27,6 +29,7 @@ from ledger.market.sales import (
     index_entry,
     kind_prefix,
     price_stats,
+    purpose_prefix,
     time_start,
     token_prefix,
 )
@@ -42,6 +45,7 @@ from ledger.market.trading import (
     token_offers_prefix,
 )
 from ledger.nft.assets import KINDS, asset_key, get_asset
+from ledger.nft.rights import MAX_PURPOSE_LEN
 from ledger.proofs import build_state_proof
 from ledger.store import NS, Store
 
@@ -137,6 +141,25 @@ async def offer(
     return body
 
 
+@router.get("/v1/market/licence-offers/{offer_id}")
+async def licence_offer(
+    offer_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, height: Height = None, proof: bool = False,
+    anchor: bool = False,
+) -> dict[str, Any]:
+    """A licence offer as stored (`offer`: purposes, duration, price, sales made of at most `max_sales`) and its
+    status at that block's time (open, sold_out, withdrawn or expired); with `proof=true`, its state proof."""
+    at = _header_at(node.chain, height)
+    record = get_licence_offer(node.chain.view_at(at.height), offer_id.lower())
+    if record is None:
+        raise ApiError(404, "not_found", f"no licence offer {offer_id}" + ("" if height is None else
+                                                                         f" at height {height}"))
+    body: dict[str, Any] = {"height": at.height, "offer": to_plain(record),
+                            "status": licence_offer_status(record, at.timestamp)}
+    if proof:
+        body["proof"] = build_state_proof(node.chain, licence_offer_key(record.id), at.height, anchor=anchor)
+    return body
+
+
 def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
     """(time, seq, price) of the sales under the latest state's index `prefix` from `since_ms`, oldest first
     (at most MAX_SCAN); True if that cap cut it short."""
@@ -153,14 +176,21 @@ def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[i
 @router.get("/v1/market/prices")
 async def prices(
     node: NodeDep, token: Annotated[str | None, Query(pattern=TOKEN_ID)] = None, kind: Kind | None = None,
+    purpose: Annotated[str | None, Query(pattern=r"^[^\s\x00-\x1f\x7f]+$", max_length=MAX_PURPOSE_LEN,
+                                         description="the licence sales for this purpose")] = None,
     recent: Annotated[int, Query(ge=0, le=MAX_RECENT, description="how many of the latest sales to list")] = 20,
 ) -> dict[str, Any]:
-    """Price statistics of the sales of one `token`, of one asset `kind` (both: the token's, if of that kind),
-    or of all: per window (24h, 7d, 30d,
+    """Price statistics of the token sales of one `token`, of one asset `kind` (both: the token's, if of that
+    kind), or of all; or, with `purpose`, of the licences sold for that purpose (token and kind are then
+    ignored): per window (24h, 7d, 30d,
     all, ending at the head block's time) the count, the volume (credits paid), the last price, the median
     and the volume-weighted average (each sale is one token); and the latest `recent` sales (at most 100).
     At most 200,000 sales are read: beyond that, only the 30-day windows are given (`truncated`)."""
-    prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
+    if purpose is not None:
+        token = kind = None
+        prefix = purpose_prefix(purpose)
+    else:
+        prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
     head = node.chain.head
     entries, truncated = scan_sales(node.chain.store, prefix, 0)
     if truncated:
@@ -172,5 +202,6 @@ async def prices(
     windows: dict[str, Any] = {**stats, "all": None} if truncated else dict(stats)
     view = node.chain.latest
     latest = [get_sale(view, seq) for _, seq, _ in entries[-recent:]] if recent else []
-    return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "windows": windows,
+    return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "purpose": purpose,
+            "windows": windows,
             "truncated": truncated, "sales": [to_plain(s) for s in reversed(latest) if s is not None]}
