@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.governance import ProposalVote, compute_proposal_id, get_proposal
+from ledger.market import trading
 from ledger.market.credits import MAX_SUPPLY, CreditBalance, CreditsIssue, CreditsTransfer, CreditsWithdraw
 from ledger.market.sales import get_sale, price_stats, sale_count
 from ledger.market.trading import (
@@ -234,3 +235,22 @@ def test_price_statistics_over_windows() -> None:
     assert stats["7d"] == {"count": 4, "volume": 110, "last": 50, "median": 25, "vwap": 27.5}
     assert stats["all"]["median"] == 30 and stats["all"]["count"] == 5
     assert price_stats([], now)["30d"] == {"count": 0, "volume": 0, "last": None, "median": None, "vwap": None}
+
+
+def test_expiry_returns_at_most_the_sweep_limit_a_block_and_goes_on_in_the_next(
+        ledger: MarketLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trading, "SWEEP_LIMIT", 2)
+    funded(ledger, 1000)
+    ledger.ok(ORG1, "asset.mint", mint("D-1"))
+    expires = (ledger.time // HOUR + 2) * HOUR
+    offers = [compute_offer_id(ledger.ok(ORG2, "market.offer", MarketOffer("D-1", 10 + n, expires)).tx_id)
+              for n in range(5)]
+    ledger.advance(expires + HOUR - ledger.time)  # the hour has passed: the first two expire
+    held = [ledger.balance(ORG2).held]
+    for _ in range(3):
+        ledger.advance(1000)
+        held.append(ledger.balance(ORG2).held)
+    assert held == [12 + 13 + 14, 14, 0, 0]
+    assert all((o := get_offer(ledger.state, i)) is not None and o.status == "expired" for i in offers)
+    assert ledger.balance(ORG2) == CreditBalance(1000, 0)
+    assert not [k for k in ledger.state.changes if k.startswith(b"market/exp") and ledger.state.changes[k]]

@@ -12,10 +12,12 @@ Keys (each a state key, provable like any record):
 - `market/r/<token>`: the token's `Royalty` (ERC-2981): basis points of every later sale's price, paid to its
   creator (the minter). Set by `market.royalty` only as the token's next act after its mint (the CLI's
   `asset mint --royalty` sends both), never changed: a buyer can rely on it.
-- `market/exp/<hour>` (offer ids expiring in that hour) and `market/exp-hours` (those hours, sorted): the
-  expiry queue. At the start of every block (a `TimedHook`) the offers of each hour that has wholly passed are
-  expired and their escrow returned to their buyers, at most SWEEP_LIMIT a block (the rest next block). An
-  offer is refused from its exact expiry on; its buyer can take the escrow back at once with
+- `market/exp/<hour>` (an `ExpiryQueue`: how many offers expire in that hour, how many were handled),
+  `market/exp/<hour>/<n>` (the n-th such offer's id) and `market/exp-hours` (the hours with a queue, sorted;
+  at most one per hour of MAX_TERM_MS): the expiry queue. Queuing an offer writes one entry, whatever the
+  hour holds already. At the start of every block (a `TimedHook`) the offers of each hour that has wholly
+  passed are expired and their escrow returned to their buyers, at most SWEEP_LIMIT a block (the rest next
+  block). An offer is refused from its exact expiry on; its buyer can take the escrow back at once with
   `market.withdraw_offer`.
 
 Rules (one check per line, each raising a typed `TxRejected`):
@@ -84,6 +86,12 @@ class Royalty:
 
 
 @dataclass(frozen=True)
+class ExpiryQueue:
+    queued: int  # offers queued in this hour (entries 1..queued)
+    swept: int  # entries already handled (a sweep cut short by SWEEP_LIMIT goes on from here)
+
+
+@dataclass(frozen=True)
 class MarketList:
     token: str
     price: int
@@ -140,6 +148,10 @@ def royalty_key(token: str) -> bytes:
 
 def hour_key(hour: int) -> bytes:
     return b"market/exp/" + f"{hour:012d}".encode()
+
+
+def hour_entry_key(hour: int, n: int) -> bytes:
+    return hour_key(hour) + f"/{n:08d}".encode()
 
 
 def compute_offer_id(tx_id: bytes) -> str:
@@ -220,9 +232,11 @@ def _close_offer(ctx: TxContext, offer: Offer, status: str) -> None:
 
 
 def _queue_expiry(ctx: TxContext, offer: Offer) -> None:
+    """Append the offer to its hour's queue: one entry key each, so queuing costs the same however full the hour."""
     hour = offer.expires // HOUR_MS
-    queued = get_record(ctx.state, tuple[str, ...], hour_key(hour)) or ()
-    ctx.put(hour_key(hour), (*queued, offer.id))
+    queue = get_record(ctx.state, ExpiryQueue, hour_key(hour)) or ExpiryQueue(0, 0)
+    ctx.put(hour_entry_key(hour, queue.queued + 1), offer.id)
+    ctx.put(hour_key(hour), replace(queue, queued=queue.queued + 1))
     hours = get_record(ctx.state, tuple[int, ...], HOURS_KEY) or ()
     if hour not in hours:
         ctx.put(HOURS_KEY, tuple(sorted((*hours, hour))))
@@ -367,16 +381,17 @@ class MarketModule:
         remaining = list(hours)
         while remaining and remaining[0] < current and budget > 0:
             hour = remaining[0]
-            queued = get_record(state, tuple[str, ...], hour_key(hour)) or ()
-            done, rest = queued[:budget], queued[budget:]
-            for offer_id in done:
-                offer = get_offer(state, offer_id)
+            queue = get_record(state, ExpiryQueue, hour_key(hour)) or ExpiryQueue(0, 0)
+            last = min(queue.queued, queue.swept + budget)
+            for n in range(queue.swept + 1, last + 1):
+                offer = get_offer(state, get_record(state, str, hour_entry_key(hour, n)) or "")
                 if offer is not None and offer.status == OPEN:
                     credits.release(ctx, offer.buyer, offer.price)
                     _close_offer(ctx, offer, EXPIRED)
-            budget -= len(done)
-            if rest:
-                ctx.put(hour_key(hour), rest)
+                state.delete(hour_entry_key(hour, n))
+            budget -= last - queue.swept
+            if last < queue.queued:  # the budget ran out inside this hour: go on from here next block
+                ctx.put(hour_key(hour), replace(queue, swept=last))
                 break
             state.delete(hour_key(hour))
             remaining.pop(0)
