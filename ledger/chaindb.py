@@ -33,6 +33,7 @@ from ledger.codec import decode, encode
 from ledger.evidence import EvidenceModule
 from ledger.genesis import Genesis, genesis_state
 from ledger.governance import GovernanceModule
+from ledger.market.appraisals import AppraisalsModule
 from ledger.market.credits import CreditsModule
 from ledger.market.licences import LicenceMarketModule
 from ledger.market.trading import MarketModule
@@ -60,7 +61,7 @@ GENESIS_KEY = NS.META + b"genesis"
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
         MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), CreditsModule(), MarketModule(),
-        LicenceMarketModule(),
+        LicenceMarketModule(), AppraisalsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),
         GovernanceModule(), ValidatorsModule(genesis),

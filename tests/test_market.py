@@ -7,6 +7,7 @@ import pytest
 
 from ledger.governance import ProposalVote, compute_proposal_id, get_proposal
 from ledger.market import trading
+from ledger.market.appraisals import Appraise, appraisal_count, get_appraisal
 from ledger.market.credits import MAX_SUPPLY, CreditBalance, CreditsIssue, CreditsTransfer, CreditsWithdraw
 from ledger.market.sales import get_sale, price_stats, sale_count
 from ledger.market.trading import (
@@ -254,3 +255,24 @@ def test_expiry_returns_at_most_the_sweep_limit_a_block_and_goes_on_in_the_next(
     assert all((o := get_offer(ledger.state, i)) is not None and o.status == "expired" for i in offers)
     assert ledger.balance(ORG2) == CreditBalance(1000, 0)
     assert not [k for k in ledger.state.changes if k.startswith(b"market/exp") and ledger.state.changes[k]]
+
+
+# --- appraisals ------------------------------------------------------------------------------------
+
+
+def test_appraisers_record_appraisals_that_only_accumulate(ledger: MarketLedger) -> None:
+    ledger.ok(ORG1, "asset.mint", mint("D-1"))
+    evidence = bytes(range(32))
+    ledger.refused(ORG1, "market.appraise", Appraise("D-1", 100, "cost", ledger.time, evidence), "unauthorized")
+    ledger.refused(TREASURY, "market.appraise", Appraise("X", 100, "cost", ledger.time, evidence), "not_found")
+    ledger.refused(TREASURY, "market.appraise", Appraise("D-1", 0, "cost", ledger.time, evidence), "invalid_value")
+    ledger.refused(TREASURY, "market.appraise", Appraise("D-1", 100, "", ledger.time, evidence), "invalid_value")
+    ledger.refused(TREASURY, "market.appraise", Appraise("D-1", 100, "cost", ledger.time + DAY, evidence),
+                   "invalid_value")
+    ledger.refused(TREASURY, "market.appraise", Appraise("D-1", 100, "cost", ledger.time, b"x"), "invalid_value")
+    ledger.ok(TREASURY, "market.appraise", Appraise("D-1", 100, "cost", ledger.time, evidence))
+    ledger.ok(TREASURY, "market.appraise", Appraise("D-1", 140, "income", ledger.time, evidence))
+    found = [get_appraisal(ledger.state, "D-1", n) for n in (1, 2)]
+    assert appraisal_count(ledger.state, "D-1") == 2
+    assert [(a.value, a.method, a.appraiser) for a in found if a] == [(100, "cost", TREASURY.id),
+                                                                     (140, "income", TREASURY.id)]

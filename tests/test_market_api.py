@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from ledger.api.server import create_app
 from ledger.codec import encode
+from ledger.market.appraisals import Appraise
 from ledger.market.credits import CreditBalance, CreditsIssue
 from ledger.market.licences import LicenceBuy, LicenceOfferMake, compute_licence_offer_id
 from ledger.market.trading import MarketList, MarketOffer, MarketRoyalty, OfferRef, compute_offer_id
@@ -36,7 +37,7 @@ def client(home: Home) -> Iterator[TestClient]:
 
 
 def test_an_offer_accepted_over_http_with_proven_balances_and_prices(client: TestClient, home: Home) -> None:
-    ok(client, home.admin, "member.roles", MemberSetRoles(home.admin.id, ("admin", "treasury")))
+    ok(client, home.admin, "member.roles", MemberSetRoles(home.admin.id, ("admin", "appraiser", "treasury")))
     ok(client, home.admin, "credits.issue", CreditsIssue(home.org2.id, 1000))
     ok(client, home.org1, "asset.mint", AssetMint("D-1", "data", "https://meta/d", HASH, "", ""))
     ok(client, home.org1, "market.royalty", MarketRoyalty("D-1", 250))
@@ -85,6 +86,13 @@ def test_an_offer_accepted_over_http_with_proven_balances_and_prices(client: Tes
     by_purpose = client.get("/v1/market/prices", params={"purpose": "analytics/v2"}).json()
     assert [(s["price"], s["via"]) for s in by_purpose["sales"]] == [(30, "licence")]
     assert client.get("/v1/market/prices", params={"purpose": "analytics"}).json()["sales"] == []
+
+    # Appraisals, newest first, each proven.
+    for value in (500, 650):
+        ok(client, home.admin, "market.appraise", Appraise("D-1", value, "income approach", now, HASH))
+    body = client.get("/v1/market/appraisals/D-1", params={"proof": "true", "limit": 1}).json()
+    assert body["total"] == 2 and [a["value"] for a in body["appraisals"]] == [650]
+    assert len(verify_document(body["proof"], home.genesis).state.keys) == 2  # the count and the one listed
 
     assert client.get(f"/v1/market/offers/{'0' * 64}").status_code == 404
     assert client.get(f"/v1/market/licence-offers/{'0' * 64}").status_code == 404

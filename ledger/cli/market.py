@@ -1,5 +1,6 @@
 """`ledger credits issue|withdraw|transfer|balance` and `ledger market list|unlist|buy|offer|accept|withdraw|
-licence-offer|licence-buy|show|prices`: settlement credits, and trading tokens and licences for them."""
+licence-offer|licence-buy|appraise|appraisals|show|prices`: settlement credits, trading tokens and licences for
+them, appraisals."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ledger.cli.common import (
 )
 from ledger.cli.governance import proposal_fields
 from ledger.client import LedgerError
+from ledger.market.appraisals import Appraise
 from ledger.market.credits import MAX_AMOUNT, CreditsIssue, CreditsTransfer, CreditsWithdraw
 from ledger.market.licences import (
     MAX_DURATION_MS,
@@ -77,13 +79,13 @@ def parse_amount(text: str, what: str = "AMOUNT") -> int:
     return amount
 
 
-def parse_sha256(text: str) -> bytes:
+def parse_sha256(text: str, option: str = "--terms-hash") -> bytes:
     try:
         digest = bytes.fromhex(text)
     except ValueError:
         digest = b""
     if len(digest) != 32:
-        raise CliError("--terms-hash takes a sha256 as 64 hex digits", EXIT_USAGE)
+        raise CliError(f"{option} takes a sha256 as 64 hex digits", EXIT_USAGE)
     return digest
 
 
@@ -229,6 +231,24 @@ def cmd_licence_buy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_appraise(args: argparse.Namespace) -> int:
+    value = parse_amount(args.value, "--value")
+    try:
+        date = parse_time_ms(args.date) if args.date else int(time.time() * 1000)
+    except ValueError as exc:
+        raise CliError(f"--date takes ISO 8601 or milliseconds, not {args.date!r}", EXIT_USAGE) from exc
+    payload = Appraise(args.token, value, args.method, date, parse_sha256(args.evidence, "--evidence"))
+    result = signer(args, "appraiser").send("market.appraise", payload)
+    _done(result, token=args.token, value=value, method=args.method, date=date)
+    return 0
+
+
+def cmd_appraisals(args: argparse.Namespace) -> int:
+    print_json(fetch(args, f"/v1/market/appraisals/{args.token}", height=args.height,
+                     proof="true" if args.proof else None))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     print_json(fetch(args, f"/v1/market/listings/{args.token}", height=args.height,
                      proof="true" if args.proof else None))
@@ -322,6 +342,22 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--price", help="the offer's price you agree to (default: the offer's, as read now)")
     add_write_options(p)
     p.set_defaults(func=cmd_licence_buy)
+    p = add_command(group, "appraise", "record an appraisal of a token (appraiser role)",
+                    "The value in credits as of --date, the method, and the sha256 of the evidence (which stays "
+                    "off the ledger). Signed by the devnet's first appraiser unless --key is given.")
+    p.add_argument("token", help="the token id")
+    p.add_argument("--value", required=True, help="whole credits")
+    p.add_argument("--method", required=True, help="how the value was found, e.g. 'income approach'")
+    p.add_argument("--evidence", required=True, help="sha256 of the evidence, 64 hex digits")
+    p.add_argument("--date", help="the date the value is as of, ISO 8601 (default: now)")
+    add_write_options(p)
+    p.set_defaults(func=cmd_appraise)
+    p = add_command(group, "appraisals", "print a token's appraisals as JSON, newest first")
+    p.add_argument("token", help="the token id")
+    p.add_argument("--height", type=int, help="as of this committed height (default: the head)")
+    p.add_argument("--proof", action="store_true", help="include the state proof of the appraisals listed")
+    add_read_options(p)
+    p.set_defaults(func=cmd_appraisals)
     p = add_command(group, "show", "print a token's listing, royalty and open offers as JSON")
     p.add_argument("token", help="the token id")
     p.add_argument("--height", type=int, help="as of this committed height (default: the head)")

@@ -19,6 +19,8 @@ from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID
 from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import decode, to_plain
+from ledger.market.appraisals import appraisal_count, appraisal_key, get_appraisal
+from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
 from ledger.market.licences import get_licence_offer, licence_offer_key
 from ledger.market.licences import status_at as licence_offer_status
@@ -53,6 +55,7 @@ router = APIRouter(tags=["market"])
 MAX_OFFERS = 100  # open offers a listing answer names
 MAX_SCAN = 200_000  # sale index entries one price query reads
 MAX_RECENT = 100
+MAX_APPRAISALS = 100
 Kind = Literal["equipment", "data", "model", "document"]
 assert set(get_args(Kind)) == set(KINDS)  # noqa: S101 - the route's enum is the module's list
 Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
@@ -157,6 +160,26 @@ async def licence_offer(
                             "status": licence_offer_status(record, at.timestamp)}
     if proof:
         body["proof"] = build_state_proof(node.chain, licence_offer_key(record.id), at.height, anchor=anchor)
+    return body
+
+
+@router.get("/v1/market/appraisals/{token}")
+async def appraisals(
+    token: Annotated[str, Path(pattern=TOKEN_ID)], node: NodeDep, height: Height = None, proof: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_APPRAISALS)] = 20,
+) -> dict[str, Any]:
+    """The token's appraisals as of `height`, newest first (at most `limit`, 100; `total` counts them all); with
+    `proof=true`, the state proof of the count and of each appraisal listed."""
+    at = _header_at(node.chain, height)
+    view = node.chain.view_at(at.height)
+    total = appraisal_count(view, token)
+    seqs = list(range(total, max(0, total - limit), -1))
+    found = [get_appraisal(view, token, seq) for seq in seqs]
+    body: dict[str, Any] = {"height": at.height, "token": token, "total": total,
+                            "appraisals": [to_plain(a) for a in found if a is not None]}
+    if proof:
+        keys = [appraisal_count_key(token), *(appraisal_key(token, seq) for seq in seqs)]
+        body["proof"] = build_state_proof(node.chain, keys, at.height)
     return body
 
 
