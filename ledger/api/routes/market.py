@@ -8,14 +8,16 @@ are computed from the sale record at the head (each sale is itself a state recor
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
-from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID
+from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID, charge
 from ledger.chain import BlockHeader
 from ledger.chaindb import ChainDB
 from ledger.codec import decode, to_plain
@@ -53,7 +55,9 @@ from ledger.store import NS, Store
 
 router = APIRouter(tags=["market"])
 MAX_OFFERS = 100  # open offers a listing answer names
-MAX_SCAN = 200_000  # sale index entries one price query reads
+MAX_SCAN = 100_000  # sale index entries one price query reads
+SCAN_SLICE = 2_000  # entries read between two turns of the event loop
+ENTRIES_PER_TOKEN = 20  # a query pays one read token per this many entries (about a cached answer's cost)
 MAX_RECENT = 100
 MAX_APPRAISALS = 100
 Kind = Literal["equipment", "data", "model", "document"]
@@ -183,22 +187,36 @@ async def appraisals(
     return body
 
 
-def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
-    """(time, seq, price) of the sales under the latest state's index `prefix` from `since_ms`, oldest first
-    (at most MAX_SCAN); True if that cap cut it short."""
+def iter_sales(store: Store, prefix: bytes, since_ms: int) -> Iterator[tuple[int, int, int]]:
+    """(time, seq, price) of the sales under the latest state's index `prefix` from `since_ms`, oldest first."""
     scan = NS.STATE_LATEST + prefix
-    out: list[tuple[int, int, int]] = []
     for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
+        timestamp, seq = index_entry(key, scan)
+        yield timestamp, seq, decode(int, value, trusted=True)
+
+
+def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """The first MAX_SCAN of `iter_sales`; True if that cap cut it short."""
+    out = list(itertools.islice(iter_sales(store, prefix, since_ms), MAX_SCAN + 1))
+    return out[:MAX_SCAN], len(out) > MAX_SCAN
+
+
+async def _scan_yielding(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """`scan_sales`, letting the loop run consensus messages every SCAN_SLICE entries (a long scan would hold it)."""
+    out: list[tuple[int, int, int]] = []
+    for entry in iter_sales(store, prefix, since_ms):
         if len(out) >= MAX_SCAN:
             return out, True
-        timestamp, seq = index_entry(key, scan)
-        out.append((timestamp, seq, decode(int, value, trusted=True)))
+        out.append(entry)
+        if len(out) % SCAN_SLICE == 0:
+            await asyncio.sleep(0)
     return out, False
 
 
 @router.get("/v1/market/prices")
 async def prices(
-    node: NodeDep, token: Annotated[str | None, Query(pattern=TOKEN_ID)] = None, kind: Kind | None = None,
+    request: Request, node: NodeDep, token: Annotated[str | None, Query(pattern=TOKEN_ID)] = None,
+    kind: Kind | None = None,
     purpose: Annotated[str | None, Query(pattern=r"^[^\s\x00-\x1f\x7f]+$", max_length=MAX_PURPOSE_LEN,
                                          description="the licence sales for this purpose")] = None,
     recent: Annotated[int, Query(ge=0, le=MAX_RECENT, description="how many of the latest sales to list")] = 20,
@@ -208,16 +226,21 @@ async def prices(
     ignored): per window (24h, 7d, 30d,
     all, ending at the head block's time) the count, the volume (credits paid), the last price, the median
     and the volume-weighted average (each sale is one token); and the latest `recent` sales (at most 100).
-    At most 200,000 sales are read: beyond that, only the 30-day windows are given (`truncated`)."""
+    At most 100,000 sales are read: beyond that, only the 30-day windows are given (`truncated`). A query
+    costs one read token per 20 sales read."""
     if purpose is not None:
         token = kind = None
         prefix = purpose_prefix(purpose)
     else:
         prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
     head = node.chain.head
-    entries, truncated = scan_sales(node.chain.store, prefix, 0)
+    entries, truncated = await _scan_yielding(node.chain.store, prefix, 0)
+    scanned = len(entries)
     if truncated:
-        entries, _ = scan_sales(node.chain.store, prefix, head.timestamp - 30 * DAY_MS)
+        entries, _ = await _scan_yielding(node.chain.store, prefix, head.timestamp - 30 * DAY_MS)
+        scanned += len(entries)
+    # A scan costs the client in proportion to what it read (the request itself paid for one token).
+    charge(request, scanned / ENTRIES_PER_TOKEN)
     if token is not None and kind is not None:  # both: the token's sales, if it is of that kind (kinds never change)
         asset = get_asset(node.chain.latest, token)
         entries = entries if asset is not None and asset.kind == kind else []
