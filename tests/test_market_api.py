@@ -77,7 +77,7 @@ def test_an_offer_accepted_over_http_with_proven_balances_and_prices(client: Tes
 
     # org2, the owner now, sells a licence to org1; the offer and the purpose's prices show it.
     made = ok(client, home.org2, "market.licence_offer", LicenceOfferMake(
-        "D-1", "", ("analytics/v2",), DAY, False, "", b"", 30, 1, now + DAY))
+        "D-1", "", ("analytics/v2",), DAY, False, "", b"", 30, 1, now + DAY, 0))
     licence_offer = compute_licence_offer_id(bytes.fromhex(made["tx_id"]))
     ok(client, home.org1, "market.licence_buy", LicenceBuy(licence_offer, 30))
     shown = client.get(f"/v1/market/licence-offers/{licence_offer}", params={"proof": "true"}).json()

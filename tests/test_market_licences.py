@@ -29,8 +29,9 @@ def ledger() -> MarketLedger:
 
 
 def offer(ledger: MarketLedger, parent: str = "", price: int = 40, max_sales: int = 2,
-          purposes: tuple[str, ...] = ("analytics",), days: int = 30) -> LicenceOfferMake:
-    return LicenceOfferMake("D-1", parent, purposes, days * DAY, True, "", b"", price, max_sales, ledger.time + DAY)
+          purposes: tuple[str, ...] = ("analytics",), days: int = 30, share: int = 0) -> LicenceOfferMake:
+    return LicenceOfferMake("D-1", parent, purposes, days * DAY, True, "", b"", price, max_sales, ledger.time + DAY,
+                            share)
 
 
 def test_buying_a_licence_pays_and_grants_together_until_sold_out(ledger: MarketLedger) -> None:
@@ -89,3 +90,25 @@ def test_an_expired_licence_offer_sells_nothing(ledger: MarketLedger) -> None:
     offer_id = compute_licence_offer_id(ledger.ok(ORG1, "market.licence_offer", offer(ledger)).tx_id)
     ledger.advance(DAY)
     ledger.refused(ORG2, "market.licence_buy", LicenceBuy(offer_id, 40), "expired")
+
+
+def test_sublicences_sold_further_pass_shares_up_the_tree(ledger: MarketLedger) -> None:
+    ledger.ok(TREASURY, "credits.issue", CreditsIssue(TREASURY.id, 5000))
+    ledger.ok(TREASURY, "credits.issue", CreditsIssue(ORG3.id, 2000))
+    ledger.refused(ORG1, "market.licence_offer", offer(ledger, share=10_001), "invalid_value")
+    # org1 sells org2 a root licence that passes 10% up; org2 sells org3 a sublicence that passes 5% up.
+    root_offer = compute_licence_offer_id(ledger.ok(ORG1, "market.licence_offer", offer(ledger, share=1000)).tx_id)
+    root = compute_licence_id(ledger.ok(ORG2, "market.licence_buy", LicenceBuy(root_offer, 40)).tx_id)
+    sub_offer = compute_licence_offer_id(ledger.ok(ORG2, "market.licence_offer",
+                                                   offer(ledger, root, price=1000, days=5, share=500)).tx_id)
+    sub = compute_licence_id(ledger.ok(ORG3, "market.licence_buy", LicenceBuy(sub_offer, 1000)).tx_id)
+    assert ledger.balance(ORG2).available == 60 + 1000 - 100 and ledger.balance(ORG1).available == 40 + 100
+    # org3 sells a sub-sublicence for 2,000: 5% (100) to org2, which passes 10% of that (10) to org1.
+    leaf_offer = compute_licence_offer_id(ledger.ok(ORG3, "market.licence_offer",
+                                                    offer(ledger, sub, price=2000, days=2)).tx_id)
+    ledger.ok(TREASURY, "market.licence_buy", LicenceBuy(leaf_offer, 2000))
+    assert ledger.balance(ORG3).available == 2000 + 100 - 1000 + 2000 - 100
+    assert ledger.balance(ORG2).available == 960 + 100 - 10
+    assert ledger.balance(ORG1).available == 140 + 10
+    sale = get_sale(ledger.state, 3)
+    assert sale is not None and (sale.price, sale.royalty) == (2000, 100)

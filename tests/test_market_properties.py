@@ -93,7 +93,7 @@ def build(ledger: MarketLedger, step: tuple[Any, ...], offers: list[str], licenc
         return key, f"market.{name}", OfferRef(offer)
     if name == "licence_offer":
         return key, "market.licence_offer", LicenceOfferMake(rest[0], "", ("analytics",), HOUR, False, "", b"",
-                                                             rest[1], 2, now + rest[2])
+                                                             rest[1], 2, now + rest[2], 0)
     if name == "licence_buy":
         offer_id = licence_offers[rest[0] % len(licence_offers)] if licence_offers else "0" * 64
         found = get_licence_offer(ledger.state, offer_id)

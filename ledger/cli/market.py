@@ -89,13 +89,13 @@ def parse_sha256(text: str, option: str = "--terms-hash") -> bytes:
     return digest
 
 
-def parse_bps(text: str) -> int:
+def parse_bps(text: str, option: str = "--royalty") -> int:
     try:
         bps = int(text)
     except ValueError:
         bps = -1
     if not 1 <= bps <= MAX_BPS:
-        raise CliError(f"--royalty takes basis points from 1 to {MAX_BPS} (500 = 5%), not {text!r}", EXIT_USAGE)
+        raise CliError(f"{option} takes basis points from 1 to {MAX_BPS} (500 = 5%), not {text!r}", EXIT_USAGE)
     return bps
 
 
@@ -208,7 +208,8 @@ def cmd_licence_offer(args: argparse.Namespace) -> int:
         raise CliError(f"--max must be 1 to {MAX_SALES}", EXIT_USAGE)
     terms_hash = parse_sha256(args.terms_hash) if args.terms_hash else b""
     payload = LicenceOfferMake(args.token, args.parent or "", tuple(args.purpose), args.days * DAY_MS,
-                               args.sublicensable, args.terms_uri or "", terms_hash, price, args.max, until)
+                               args.sublicensable, args.terms_uri or "", terms_hash, price, args.max, until,
+                               parse_bps(args.resale_share, "--resale-share") if args.resale_share else 0)
     result = signer(args, "issuer").send("market.licence_offer", payload)
     _done(result, offer_id=compute_licence_offer_id(bytes.fromhex(result["tx_id"])), token=args.token,
           purposes=sorted(set(args.purpose)), days=args.days, price=price, max_sales=args.max, expires=until)
@@ -331,6 +332,8 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--max", type=int, default=1, help="how many licences may be sold (default 1)")
     p.add_argument("--sublicensable", action="store_true", help="the licences sold may be sublicensed")
     p.add_argument("--parent", help="sell sublicences of this licence of yours (its id)")
+    p.add_argument("--resale-share", metavar="BPS", help="each licence sold passes this share (basis points) of its "
+                   "sublicences' sales up to you, and you pass yours further up the tree")
     p.add_argument("--until", help="when the offer ends, ISO 8601 (default: 30 days; at most 365)")
     p.add_argument("--terms-uri", help="URI of the licence terms")
     p.add_argument("--terms-hash", help="sha256 of the terms, 64 hex digits")

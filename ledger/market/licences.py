@@ -7,8 +7,16 @@ sells are roots of the token's tree) or the holder of a sublicensable licence PA
 children). `market.licence_buy` pays the seller and has the rights module grant the licence
 (`ledger.nft.rights.grant`, with the seller as grantor), in one transaction: the buyer has the licence and
 the seller the credits, or neither. Each purchase is recorded as a sale (`ledger.market.sales`, indexed by
-purpose). The rights module checks, at every purchase, what it checks at a grant: the seller still owns the
-token (a root) or still holds an active, sublicensable parent whose purposes and validity cover the licence.
+purpose).
+
+Shares up the tree: an offer may set `resale_share_bps`; each licence sold through it then carries a
+`LicenceShare` (`market/lsh/<licence id>`: the seller and the basis points). When its holder later sells
+sublicences of it, the holder pays that share of the price to whoever sold it the licence, who passes the
+share set on its own licence up in turn (a share of what it received), and so on up the tree while shares
+are set and amount to at least a credit. Licences granted directly (`licence.grant`) carry none.
+
+The rights module checks, at every purchase, what it checks at a grant: the seller still owns the token (a
+root) or still holds an active, sublicensable parent whose purposes and validity cover the licence.
 
 Rules (one check per line, each raising a typed `TxRejected`):
 - market.licence_offer: by the token's owner (no parent) or the parent's holder; purposes and terms as a
@@ -28,7 +36,7 @@ from ledger.crypto import sha256
 from ledger.market import credits
 from ledger.market.sales import record_sale
 from ledger.nft.assets import get_asset
-from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, grant
+from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, get_licence, grant
 from ledger.state import Handler, Overlay, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
@@ -36,6 +44,7 @@ DAY_MS = 86_400_000
 MAX_DURATION_MS = 3650 * DAY_MS  # ten years
 MAX_OFFER_TERM_MS = 365 * DAY_MS
 MAX_SALES = 1_000_000
+MAX_BPS = 10_000
 OPEN, SOLD_OUT, WITHDRAWN = "open", "sold_out", "withdrawn"
 
 
@@ -57,6 +66,7 @@ class LicenceOffer:
     status: str  # open, sold_out or withdrawn (expired is derived from `expires`)
     height: int
     created_at: int  # ms
+    resale_share_bps: int  # what each licence sold here passes up to the seller from its sublicences' sales
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,14 @@ class LicenceOfferMake:
     price: int
     max_sales: int
     expires: int  # ms
+    resale_share_bps: int  # 0 to 10,000: the share of its sublicences' sales a licence sold here passes up
+
+
+@dataclass(frozen=True)
+class LicenceShare:
+    licence: str
+    beneficiary: str  # who sold the licence, and is paid the share
+    bps: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,14 @@ class LicenceBuy:
 @dataclass(frozen=True)
 class LicenceOfferRef:
     offer: str
+
+
+def share_key(licence_id: str) -> bytes:
+    return b"market/lsh/" + licence_id.encode()
+
+
+def get_share(view: StateView, licence_id: str) -> LicenceShare | None:
+    return get_record(view, LicenceShare, share_key(licence_id))
 
 
 def licence_offer_key(offer_id: str) -> bytes:
@@ -115,6 +141,9 @@ def process_offer(ctx: TxContext, p: LicenceOfferMake) -> None:
     if not 0 < p.duration_ms <= MAX_DURATION_MS:
         raise TxRejected(Reject.INVALID_VALUE, f"duration must be 1 ms to {MAX_DURATION_MS // DAY_MS} days")
     credits.check_amount(p.price, "price")
+    # A share is a part of the whole.
+    if not 0 <= p.resale_share_bps <= MAX_BPS:
+        raise TxRejected(Reject.INVALID_VALUE, f"resale_share_bps must be 0 to {MAX_BPS}")
     # A bounded, positive number of licences.
     if not 1 <= p.max_sales <= MAX_SALES:
         raise TxRejected(Reject.INVALID_VALUE, f"max_sales must be 1 to {MAX_SALES}")
@@ -128,7 +157,7 @@ def process_offer(ctx: TxContext, p: LicenceOfferMake) -> None:
     grant(trial, _terms(trial, p, ctx.timestamp + p.duration_ms))
     offer = LicenceOffer(compute_licence_offer_id(ctx.tx_id), p.token, ctx.sender, p.parent, purposes, p.duration_ms,
                          p.sublicensable, p.terms_uri, p.terms_hash, p.price, p.max_sales, 0, p.expires, OPEN,
-                         ctx.height, ctx.timestamp)
+                         ctx.height, ctx.timestamp, p.resale_share_bps)
     ctx.put(licence_offer_key(offer.id), offer)
 
 
@@ -165,12 +194,32 @@ def process_buy(ctx: TxContext, p: LicenceBuy) -> None:
     licence = grant(as_seller, LicenceGrant(offer.token, offer.parent, ctx.sender, offer.purposes, 0,
                                             ctx.timestamp + offer.duration_ms, offer.sublicensable, offer.terms_uri,
                                             offer.terms_hash))
+    if offer.resale_share_bps:
+        ctx.put(share_key(licence.id), LicenceShare(licence.id, offer.seller, offer.resale_share_bps))
+    passed_up = _pay_shares(ctx, offer.seller, offer.parent, offer.price)
     sold = offer.sold + 1
     status = SOLD_OUT if sold >= offer.max_sales else OPEN
     ctx.put(licence_offer_key(offer.id), replace(offer, sold=sold, status=status))
     asset = get_asset(ctx.state, offer.token)
-    record_sale(ctx, offer.token, asset.kind if asset is not None else "", offer.price, 0, offer.seller, ctx.sender,
-                "licence", licence.id, offer.purposes)
+    record_sale(ctx, offer.token, asset.kind if asset is not None else "", offer.price, passed_up, offer.seller,
+                ctx.sender, "licence", licence.id, offer.purposes)
+
+
+def _pay_shares(ctx: TxContext, seller: str, parent: str, price: int) -> int:
+    """Pass shares up the tree from a sale of a sublicence of `parent`: the seller pays the share set on its
+    licence to whoever sold it that licence, who passes the share set on its own licence further up, and so
+    on while shares are set and amount to a credit. What the seller passed up."""
+    payer, amount, licence_id, first = seller, price, parent, 0
+    while licence_id:
+        share = get_share(ctx.state, licence_id)
+        cut = 0 if share is None else amount * share.bps // MAX_BPS
+        if share is None or cut == 0:
+            break
+        credits.pay(ctx, payer, share.beneficiary, cut)
+        first = first or cut
+        licence = get_licence(ctx.state, licence_id)
+        payer, amount, licence_id = share.beneficiary, cut, licence.parent if licence is not None else ""
+    return first
 
 
 def process_withdraw(ctx: TxContext, p: LicenceOfferRef) -> None:
