@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from ledger.benchmark import _market_batches
 from ledger.market.credits import CreditBalance, CreditsIssue
 from ledger.market.licences import (
     LicenceBuy,
@@ -16,7 +19,8 @@ from ledger.market.licences import (
 from ledger.market.sales import get_sale
 from ledger.nft.assets import AssetTransfer
 from ledger.nft.rights import LicenceGrant, check, compute_licence_id
-from tests.market_ledger import DAY, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
+from ledger.tx import decode_tx
+from tests.market_ledger import CHAIN, DAY, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
 
 
 @pytest.fixture
@@ -112,3 +116,24 @@ def test_sublicences_sold_further_pass_shares_up_the_tree(ledger: MarketLedger) 
     assert ledger.balance(ORG1).available == 140 + 10
     sale = get_sale(ledger.state, 3)
     assert sale is not None and (sale.price, sale.royalty) == (2000, 100)
+
+
+def test_the_benchmarks_market_workload_commits_every_transaction() -> None:
+    """`ledger bench --workload market`: each batch, executed as a block after the one before, succeeds whole
+    (a purchase always finds what the batch before listed and offered)."""
+    ledger = MarketLedger()
+    ledger.time = int(time.time() * 1000)  # the workload's expiries are a month from the wall clock
+    ledger.ok(TREASURY, "credits.issue", CreditsIssue(ORG2.id, 10**6))
+    batches = _market_batches({"chain_id": CHAIN}, ORG1, ORG2, ORG3.id, 0, 60, 12)
+    assert sum(len(b) for b in batches) == 60
+    kinds = set()
+    for raws in batches:
+        ledger.height += 1
+        ledger.time += 1000
+        results = ledger.machine.execute_block(ledger.state, raws, ledger.height, ledger.time, prev_hash=bytes(32))
+        assert all(r.ok for r in results), [(r.reason, r.message) for r in results if not r.ok]
+        kinds |= {decode_tx(raw).kind for raw in raws}
+    assert {"market.buy", "market.licence_buy", "market.list", "market.licence_offer"} <= kinds
+    # Batches of 12: 2 fresh tokens (8 transactions) and the 2 of the batch before bought (4); the 6th is cut
+    # to 4, so batches 2 to 5 bought 8 tokens and 8 licences.
+    assert ledger.balance(ORG1).available == 8 * (100 + 10)
