@@ -36,7 +36,7 @@ class Sale:
     token: str
     kind: str  # the token's asset kind
     price: int  # credits the buyer paid
-    royalty: int  # of the price, paid to the token's creator
+    royalty: int  # of the price, paid to the token's creator (a licence sale: the share passed up the tree)
     seller: str
     buyer: str
     via: str  # "listing" or "offer" (the token was sold), "licence" (a licence on it was)
