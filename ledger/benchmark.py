@@ -1,12 +1,13 @@
 """`ledger bench`: a real devnet under load from several members, measured end to end.
 
-It starts N node processes, adds one member (with a prefix) per client, pre-signs the
-transactions (identifier registrations, or the mixed workload: asset mints, licence grants and
-transfers in equal parts), then has each client submit its batches over HTTP (msgpack, `wait=true`) to its
-node. Throughput is counted from the first submit until every node has committed the last
-transaction; latency is per transaction, from its request's start until the node answered that
-it committed. The ceiling printed beside it, Ed25519 verifications per second on this machine
-(all cores), is measured in the same run.
+It starts N node processes, adds one member (with a prefix) per client, pre-signs the transactions
+(identifier registrations; the mixed workload: asset mints, licence grants and transfers in equal parts; or
+the market workload: mints, licence grants, listings, licence offers, and purchases of the listed tokens and
+of the offered licences, in equal parts, by a buyer member per client holding credits), then has each client
+submit its batches over HTTP (msgpack, `wait=true`) to its node. Throughput is counted from the first submit
+until every node has committed the last transaction; latency is per transaction, from its request's start
+until the node answered that it committed. The ceiling printed beside it, Ed25519 verifications per second
+on this machine (all cores), is measured in the same run.
 
 With a link delay, every peer link passes through a relay (`devnet.relays`) that delivers each byte D ms
 after it arrived, both ways: validators in different plants, on one host. (Linux netem on the loopback
@@ -18,6 +19,7 @@ latency over the run, one line per node.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -40,10 +42,14 @@ from ledger.chart import Panel, draw
 from ledger.client import LedgerClient, Signer
 from ledger.codec import encode
 from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
+from ledger.market.credits import CreditsIssue
+from ledger.market.licences import LicenceBuy, LicenceOfferMake, compute_licence_offer_id
+from ledger.market.trading import MarketBuy, MarketList
 from ledger.members import MemberAdd
 from ledger.nft.assets import AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from ledger.tx import compute_tx_id
 
 
 def measure_verify_ceiling(seconds: float = 1.0, threads: int | None = None) -> float:
@@ -111,8 +117,63 @@ def _mixed(keys: list[SigningKey], i: int, n: int) -> tuple[str, Any]:
     return "asset.transfer", AssetTransfer(token, other)
 
 
+def _setup_buyers(net: dict[str, Any], keys: list[SigningKey]) -> list[SigningKey]:
+    """For the market workload: a buyer member per client, with credits from the devnet's treasury."""
+    client = LedgerClient(net["nodes"][0]["http"])
+    admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
+    buyers = [SigningKey.generate() for _ in keys]
+    for i, key in enumerate(buyers):
+        admin.send("member.add", MemberAdd(f"buyer{i}", key.public_key, ()))
+        admin.send("credits.issue", CreditsIssue(key.id, 10**12))
+    client.close()
+    return buyers
+
+
+def _market_batches(net: dict[str, Any], seller: SigningKey, buyer: SigningKey, other: str, i: int, count: int,
+                    batch: int) -> list[list[bytes]]:
+    """A client's batches for the market workload: each batch mints, licenses, lists and offers licences on
+    fresh tokens (seller), and buys the tokens and licences the batch before listed and offered (buyer). The
+    client sends a batch once the one before committed, so every purchase finds its listing."""
+    from ledger.tx import make_tx
+
+    month = int(time.time() * 1000) + 30 * 86_400_000
+    per_token = 6
+    nonces = {seller.id: 0, buyer.id: 0}
+    batches: list[list[bytes]] = []
+    previous: list[tuple[str, str]] = []  # (token, licence offer id) of the batch before
+    made = 0
+
+    def sign(key: SigningKey, kind: str, payload: Any) -> bytes:
+        nonces[key.id] += 1
+        return encode(make_tx(key, net["chain_id"], nonces[key.id], kind, payload))
+
+    while made < count:
+        raws: list[bytes] = []
+        current = []
+        for n in range(max(1, batch // per_token)):
+            token = f"M{i}-{made + n}"
+            raws.append(sign(seller, "asset.mint", AssetMint(token, "data", f"https://data.example/{token}",
+                                                             bytes(32), "", "")))
+            raws.append(sign(seller, "licence.grant", LicenceGrant(token, "", other, ("analytics",), 0, month, False,
+                                                                   "", b"")))
+            raws.append(sign(seller, "market.list", MarketList(token, 100, month)))
+            offer_raw = sign(seller, "market.licence_offer", LicenceOfferMake(
+                token, "", ("training",), 86_400_000, False, "", b"", 10, 1, month, 0))
+            raws.append(offer_raw)
+            current.append((token, compute_licence_offer_id(compute_tx_id(offer_raw))))
+        for token, offer in previous:  # the licence first: once the token is sold, its seller grants no roots
+            raws.append(sign(buyer, "market.licence_buy", LicenceBuy(offer, 10)))
+            raws.append(sign(buyer, "market.buy", MarketBuy(token, 100)))
+        raws = raws[:count - made]  # exactly `count` in all
+        made += len(raws)
+        batches.append(raws)
+        previous = current
+    return batches
+
+
 def _presign(
-    net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int, workload: str = "register"
+    net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int, workload: str = "register",
+    buyers: list[SigningKey] | None = None,
 ) -> list[list[bytes]]:
     """Each client's request bodies (msgpack arrays of canonical signed txs), in nonce order."""
     from ledger.tx import make_tx
@@ -120,6 +181,11 @@ def _presign(
     per_client = [txs // len(keys) + (1 if i < txs % len(keys) else 0) for i in range(len(keys))]
     bodies: list[list[bytes]] = []
     for i, (key, count) in enumerate(zip(keys, per_client, strict=True)):
+        if workload == "market" and buyers is not None:
+            other = keys[(i + 1) % len(keys)].id
+            batches = _market_batches(net, key, buyers[i], other, i, count, batch)
+            bodies.append([msgpack.packb(b, use_bin_type=True) for b in batches])
+            continue
         raws = []
         for n in range(count):
             kind, payload = _registration(i, n) if workload == "register" else _mixed(keys, i, n)
@@ -199,8 +265,9 @@ def run_bench(
             print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
         keys = _setup_clients(net, clients)
+        buyers = _setup_buyers(net, keys) if workload == "market" else None
         print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
-        bodies = _presign(net, keys, txs, batch, workload)
+        bodies = _presign(net, keys, txs, batch, workload, buyers)
         latencies: list[float] = []
         done: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]  # per node: (ended, seconds)
         failures: list[str] = []
@@ -260,6 +327,7 @@ def run_bench(
             "link_delay_ms": link_delay_ms,
             "committed": committed,
             "failed": len(failures),
+            "failure_reasons": dict(collections.Counter(failures)),
             "seconds": round(elapsed, 3),
             "committed_tx_per_s": round(committed / elapsed, 1),
             "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,

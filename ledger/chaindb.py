@@ -40,6 +40,10 @@ from ledger.codec import decode, encode
 from ledger.evidence import EvidenceModule
 from ledger.genesis import Genesis, genesis_state
 from ledger.governance import GovernanceModule
+from ledger.market.appraisals import AppraisalsModule
+from ledger.market.credits import CreditsModule
+from ledger.market.licences import LicenceMarketModule
+from ledger.market.trading import MarketModule
 from ledger.members import MembersModule
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
@@ -116,7 +120,8 @@ class SetLink:
 
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
-        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(),
+        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), CreditsModule(), MarketModule(),
+        LicenceMarketModule(), AppraisalsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),
         GovernanceModule(), ValidatorsModule(genesis),

@@ -20,7 +20,7 @@ from ledger.crypto import PUBLIC_KEY_LEN, derive_id
 from ledger.state import Handler, SenderInfo, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
-ROLES = ("admin", "registrar", "issuer", "auditor")
+ROLES = ("admin", "registrar", "issuer", "auditor", "treasury", "appraiser")
 
 
 @dataclass(frozen=True)

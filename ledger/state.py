@@ -14,7 +14,8 @@ raises `ApprovalRequired`; the handler's writes are dropped and the module that 
 one) or stores a proposal, and later runs it through `run_action` with `approved_by` set.
 
 Before a block's transactions, modules that keep per-block state (`BlockHook`: the anchoring module keeps
-the parent's hash) see the block's height and parent hash.
+the parent's hash) see the block's height and parent hash; modules with work that falls due in time
+(`TimedHook`: the market returns the escrow of expired offers) see its height and time.
 
 Nothing here reads a clock or iterates an unordered collection into a result: the block's changes
 come out sorted by key, and time is the header's timestamp.
@@ -146,6 +147,13 @@ class BlockHook(Protocol):
     def begin_block(self, state: Overlay, height: int, prev_hash: bytes) -> None: ...
 
 
+@runtime_checkable
+class TimedHook(Protocol):
+    """A module with work that falls due at a block time, done at the start of a block, before its transactions."""
+
+    def begin_block_at(self, state: Overlay, height: int, timestamp: int) -> None: ...
+
+
 # Runs the handler of a tx kind on a context: how the governance module executes an approved action.
 ActionRunner = Callable[[TxContext, str, Any], None]
 
@@ -253,6 +261,7 @@ class StateMachine:
                 self.handlers[kind] = handler
         self.sender_lookup = sender_lookup
         self.block_hooks = [m for m in modules if isinstance(m, BlockHook)]
+        self.timed_hooks = [m for m in modules if isinstance(m, TimedHook)]
         gates = [m for m in modules if isinstance(m, AdminGate)]
         if len(gates) > 1:
             raise ValueError("two modules decide admin actions")
@@ -274,10 +283,12 @@ class StateMachine:
         prev_hash: bytes | None = None,
     ) -> list[TxResult]:
         """Execute `txs` in order on `block_state`, which collects the block's changes; with the parent's
-        hash, the block hooks run first."""
+        hash, the block hooks and the timed hooks run first."""
         if prev_hash is not None:
             for hook in self.block_hooks:
                 hook.begin_block(block_state, height, prev_hash)
+            for timed in self.timed_hooks:
+                timed.begin_block_at(block_state, height, timestamp)
         return [self.execute_tx(block_state, raw, height, timestamp, verified) for raw in txs]
 
     def execute_tx(

@@ -46,6 +46,7 @@ class Reject(enum.StrEnum):
     EXPIRED = "expired"  # a time bound lies in the past at block time
     EXCEEDS_PARENT = "exceeds_parent"  # a sublicence would be wider or longer than its parent
     INACTIVE = "inactive"  # the asset is burned, the licence (or an ancestor) revoked or expired, the proposal closed
+    INSUFFICIENT_CREDITS = "insufficient_credits"  # the payer's available credits are fewer than the amount
 
 
 class TxRejected(Exception):

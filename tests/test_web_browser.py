@@ -30,6 +30,10 @@ from PIL import Image
 from devnet.processes import stop_pid, wait_healthy
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
+from ledger.market.appraisals import Appraise
+from ledger.market.credits import CreditsIssue
+from ledger.market.trading import MarketBuy, MarketList, MarketRoyalty
+from ledger.nft.assets import AssetMint
 from ledger.resolver.registry import IdRegister, ValueSpec
 from tests.browser import INSTALL_HINT, find_chromium
 from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
@@ -267,6 +271,28 @@ def test_token_page_shows_history_and_the_revoked_licence(page: Page, net: dict[
     # The revoked licence is a sublicence: drawn inside its parent's branch.
     assert page.locator("ul.tree > li > ul .licence.revoked").count() == 1
     _shot(page, "token.png")
+
+
+def test_token_page_shows_the_market_listing_sales_chart_and_appraisals(page: Page, net: dict[str, Any]) -> None:
+    client = LedgerClient(net["url"])
+    org1, org2, admin = (Signer(SigningKey.load(net["keys"][n]), client) for n in ("org1", "org2", "admin"))
+    now = int(time.time() * 1000)
+    admin.send("credits.issue", CreditsIssue(org2.member_id, 1000))
+    org1.send("asset.mint", AssetMint("DATA-WEB", "data", "https://d.example/web", bytes(32), "", ""))
+    org1.send("market.royalty", MarketRoyalty("DATA-WEB", 500))
+    org1.send("market.list", MarketList("DATA-WEB", 200, now + 86_400_000))
+    org2.send("market.buy", MarketBuy("DATA-WEB", 200))
+    org2.send("market.list", MarketList("DATA-WEB", 300, now + 86_400_000))
+    admin.send("market.appraise", Appraise("DATA-WEB", 260, "income approach", now, bytes(32)))
+    client.close()
+    page.goto(f"{net['url']}/token/DATA-WEB")
+    page.wait_for_selector("#market .price-chart svg")
+    market = page.inner_text("#market")
+    assert "300 credits" in market and "For sale" in market and "5% of every later sale" in market, market
+    assert page.locator("#market tr[data-sale]").count() == 1
+    assert page.locator("#market .price-chart circle.sale").count() == 1
+    assert page.locator("#market tr[data-appraisal]").count() == 1 and "income approach" in market
+    _shot(page.locator("#market"), "token-market.png", full_page=False)
 
 
 def _load(net: dict[str, Any], batches: int = 3, size: int = 100) -> None:

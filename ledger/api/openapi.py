@@ -49,7 +49,11 @@ LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
         "Qr": ("get", "/v1/qr/{identifier}", {"identifier": "$request.path.identifier"})},
     ("get", "/v1/assets/{token}"): {
         "History": ("get", "/v1/assets/{token}/history", {"token": "$request.path.token"}),
-        "Licences": ("get", "/v1/assets/{token}/licences", {"token": "$request.path.token"})},
+        "Licences": ("get", "/v1/assets/{token}/licences", {"token": "$request.path.token"}),
+        "Listing": ("get", "/v1/market/listings/{token}", {"token": "$request.path.token"})},
+    ("get", "/v1/market/listings/{token}"): {
+        "Offer": ("get", "/v1/market/offers/{offer_id}", {"offer_id": "$response.body#/open_offers/0"}),
+        "Prices": ("get", "/v1/market/prices", {"token": "$request.path.token"})},
     ("get", "/v1/assets/{token}/licences"): {
         "Licence": ("get", "/v1/licences/{licence_id}", {"licence_id": "$response.body#/licences/0/id"})},
     ("get", "/v1/members"): {"Member": ("get", "/v1/members/{member_id}", {"member_id": "$response.body#/id"})},

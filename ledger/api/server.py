@@ -27,6 +27,7 @@ from ledger.api.routes import (
     governance,
     gs1,
     handles,
+    market,
     members,
     resolve,
     status,
@@ -96,7 +97,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     )
     install_error_handlers(app)
     app.add_middleware(ErrorCountMiddleware)
-    for module in (status, tx, blocks, handles, resolve, members, assets, anchors, evidence, governance, gs1,
+    for module in (status, tx, blocks, handles, resolve, members, assets, market, anchors, evidence, governance, gs1,
                    validators, explorer, sync, web, backup):
         app.include_router(module.router)
     install_openapi(app)

@@ -23,6 +23,7 @@ from ledger.cli import (
     devnet_commands,
     governance,
     ids,
+    market,
     members,
     node,
     resolve,
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (node, backup, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, members, governance,
-                  validators):
+    for group in (node, backup, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, market, members,
+                  governance, validators):
         group.add_commands(sub)
     return parser
 

@@ -36,8 +36,9 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members (default 4)")
     p.add_argument("--batch", type=int, default=175, help="transactions per HTTP request (default 175)")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
-    p.add_argument("--workload", choices=("register", "mixed"), default="register",
-                   help="identifier registrations, or asset mints, licence grants and transfers")
+    p.add_argument("--workload", choices=("register", "mixed", "market"), default="register",
+                   help="identifier registrations; asset mints, licence grants and transfers (mixed); or mints, "
+                        "licence grants, listings, licence offers and purchases of both (market)")
     p.add_argument("--link-delay-ms", type=float, default=0.0, metavar="D",
                    help="one-way delay on every peer link, through relays (default 0: direct links)")
     p.add_argument("--plot", type=Path, metavar="FILE.png",

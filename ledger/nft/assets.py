@@ -22,6 +22,9 @@ Rules (each `process_*` checks one condition per line and raises a typed `TxReje
   in handlers). "" clears the lease.
 - lock / unlock (ERC-5192): only the owner. A locked token cannot change hands, so the member who
   unlocks is always the one who locked it; approved members and operators can do neither.
+- sale (`sell`, called by the market module `ledger.market.trading`, never a tx kind of its own): the
+  token moves from the seller, who must still own it, to the buyer as a transfer does, recorded as a
+  `transfer` event whose detail names the sale; a locked or leased token cannot be sold.
 - burn (decommissioning): by the owner or an operator, also when locked (a soulbound machine can still
   be decommissioned). The token is kept, marked burned, without owner, approval or user; its index
   entries go. If it is bound, the NFT value in the identifier's record is replaced, at the same
@@ -386,6 +389,39 @@ def process_asset_unlock(ctx: TxContext, p: AssetUnlock) -> None:
     if not asset.locked:
         raise TxRejected(Reject.INVALID_VALUE, f"asset {p.id!r} is not locked")
     _record_event(ctx, replace(asset, locked=False), "unlock", asset.owner)
+
+
+def sale_refusal(asset: Asset, at_ms: int) -> TxRejected | None:
+    """Why `asset` cannot be listed or sold at block time `at_ms`, or None: burned, locked, or leased."""
+    if asset.burned:
+        return TxRejected(Reject.INACTIVE, f"asset {asset.id!r} is burned")
+    if asset.locked:
+        return TxRejected(Reject.LOCKED, f"asset {asset.id!r} is locked")
+    lessee = user_of(asset, at_ms)
+    if lessee:
+        return TxRejected(Reject.LOCKED, f"asset {asset.id!r} is leased to {lessee} until {asset.user_expires}")
+    return None
+
+
+def sell(ctx: TxContext, token: str, seller: str, buyer: str, detail: str) -> Asset:
+    """Move `token` from `seller` to `buyer` for a market sale the caller has settled in the same transaction
+    (its payment moves with it or, if this raises, nothing does)."""
+    asset = _live_asset(ctx, token)
+    # The seller still owns the token.
+    if asset.owner != seller:
+        raise TxRejected(Reject.UNAUTHORIZED, f"{seller} no longer owns {token!r}")
+    refusal = sale_refusal(asset, ctx.timestamp)
+    # A locked or leased token is not sold.
+    if refusal is not None:
+        raise refusal
+    _require_active_member(ctx, buyer, "buyer")
+    # A sale changes the owner.
+    if buyer == seller:
+        raise TxRejected(Reject.INVALID_VALUE, f"{buyer} already owns {token!r}")
+    _index(ctx, asset, False)
+    moved = replace(asset, owner=buyer, approved="", user="", user_expires=0)
+    _index(ctx, moved, True)
+    return _record_event(ctx, moved, "transfer", seller, buyer, detail)
 
 
 def _mark_decommissioned(ctx: TxContext, asset: Asset) -> None:

@@ -231,6 +231,12 @@ def _check_parent(ctx: TxContext, p: LicenceGrant, purposes: tuple[str, ...], va
 
 
 def process_licence_grant(ctx: TxContext, p: LicenceGrant) -> None:
+    grant(ctx, p)
+
+
+def grant(ctx: TxContext, p: LicenceGrant) -> Licence:
+    """Grant `p` as `ctx.sender` under the rules above (also how the market grants a licence it sold, with the
+    seller as sender, inside the buyer's transaction); the licence granted."""
     purposes = _check_grant_fields(p)
     valid_from = p.valid_from or ctx.timestamp
     # The licence does not end in the past.
@@ -271,6 +277,7 @@ def process_licence_grant(ctx: TxContext, p: LicenceGrant) -> None:
     ctx.state.put(token_list_key(p.token), encode((*tree, licence.id)))
     held = _id_list(ctx.state, holder_list_key(p.token, p.holder))
     ctx.state.put(holder_list_key(p.token, p.holder), encode((*held, licence.id)))
+    return licence
 
 
 def process_licence_revoke(ctx: TxContext, p: LicenceRevoke) -> None:

@@ -81,3 +81,32 @@ export function activityChart(data) {
       h("li", {}, h("span", { class: "key line", "aria-hidden": "true" }), "mean block time (right)")),
     h("figcaption", { class: "muted" }, text));
 }
+
+/** A token's sales as an SVG chart: each sale a dot at its time and price, joined in time order. */
+export function priceChart(sales) {
+  const points = [...sales].sort((a, b) => a.timestamp - b.timestamp);
+  const maxPrice = niceMax(Math.max(1, ...points.map(p => p.price)));
+  const t0 = points[0].timestamp;
+  const span = Math.max(1, points[points.length - 1].timestamp - t0);
+  const pw = W - PAD.left - PAD.right;
+  const ph = H - PAD.top - PAD.bottom;
+  const base = PAD.top + ph;
+  const x = t => PAD.left + (points.length === 1 ? pw / 2 : ((t - t0) / span) * pw);
+  const y = v => base - (v / maxPrice) * ph;
+  const last = points[points.length - 1];
+  const text = `${points.length} sale${points.length === 1 ? "" : "s"}; the last for ${last.price} credits.`;
+  const grid = [0, 0.5, 1].map(f => [
+    s("line", { class: f === 0 ? "axis" : "grid-line", x1: PAD.left, x2: W - PAD.right, y1: base - f * ph, y2: base - f * ph }),
+    s("text", { x: PAD.left - 6, y: base - f * ph + 4, "text-anchor": "end" }, fmt(maxPrice * f)),
+  ]);
+  const d = points.map((p, i) => `${i ? "L" : "M"}${x(p.timestamp).toFixed(1)},${y(p.price).toFixed(1)}`).join("");
+  const dots = points.map(p => s("circle", { class: "dot sale", cx: x(p.timestamp), cy: y(p.price), r: 3 },
+    s("title", {}, `${p.price} credits, block ${p.height}`)));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": text },
+    s("title", {}, text), grid, s("path", { class: "line", d }), dots,
+    s("text", { x: PAD.left, y: H - 8 }, new Date(t0).toISOString().slice(0, 10)),
+    s("text", { x: W - PAD.right, y: H - 8, "text-anchor": "end" }, new Date(last.timestamp).toISOString().slice(0, 10)));
+  return h("figure", { class: "chart price-chart" }, svg,
+    h("ul", { class: "legend" }, h("li", {}, h("span", { class: "key line", "aria-hidden": "true" }), "price paid, credits")),
+    h("figcaption", { class: "muted" }, text));
+}

@@ -1,7 +1,9 @@
-// Token: owner, kind, metadata, lease and lock state, full history, and the licence tree.
+// Token: owner, kind, metadata, lease and lock state, full history, the licence tree, and the market: its
+// listing, royalty, open offers, price history (a chart) and appraisals.
 // URL: /token/<id>.
 
 import { get, keyOfPath, memberName, resolveUrl } from "../api.js";
+import { priceChart } from "../chart.js";
 import { check, verdictEl } from "../check.js";
 import { badge, externalLink, facts, fmtTime, h, humanIdentifier, message, table, timeEl } from "../dom.js";
 
@@ -60,6 +62,46 @@ const EVENTS = {
   mint: "Minted", approve: "Approval", lease: "Lease", lock: "Locked", unlock: "Unlocked", transfer: "Transferred",
   burn: "Burned (decommissioned)",
 };
+
+/** The market card: listing, royalty, open offers, price history and appraisals (listings from this node). */
+async function marketCard(enc, signal) {
+  const [listing, prices, appraisals] = await Promise.all([
+    get(`/v1/market/listings/${enc}`, { signal }), get(`/v1/market/prices?token=${enc}&recent=100`, { signal }),
+    get(`/v1/market/appraisals/${enc}`, { signal }),
+  ]);
+  const l = listing.ok ? listing.body : null;
+  const sales = prices.ok ? prices.body.sales : [];
+  const found = appraisals.ok ? appraisals.body.appraisals : [];
+  const who = await names([l && l.listing && l.listing.seller, l && l.royalty && l.royalty.creator,
+    ...sales.flatMap(x => [x.seller, x.buyer]), ...found.map(a => a.appraiser)]);
+  const windows = prices.ok ? prices.body.windows : {};
+  const all = windows.all || windows["30d"];
+  const listed = l && l.listing
+    ? [h("strong", {}, `${l.listing.price} credits`), " by ", memberEl(l.listing.seller, who), " until ",
+      timeEl(l.listing.expires), " ", l.buyable ? badge("active", "For sale") : badge("expired", l.not_buyable_reason)]
+    : "not listed";
+  return h("section", { class: "card", id: "market", "aria-labelledby": "market-title" },
+    h("h2", { id: "market-title" }, "Market"),
+    facts([
+      ["Listing", listed],
+      ["Royalty", l && l.royalty ? [`${l.royalty.bps / 100}% of every later sale to `, memberEl(l.royalty.creator, who)]
+        : "none"],
+      ["Open offers", l && l.open_offers ? String(l.open_offers.length) : null],
+      ["Prices", all && all.count ? `last ${all.last}, median ${all.median}, average ${Math.round(all.vwap * 100) / 100} ` +
+        `credits over ${all.count} sale${all.count === 1 ? "" : "s"}` : "no sales yet"],
+    ]),
+    sales.length ? priceChart(sales) : null,
+    sales.length ? table(["When", "Price", "Royalty", "Seller → buyer", "How", "Block"], sales.map(x => h("tr", { "data-sale": x.seq },
+      h("td", {}, timeEl(x.timestamp)), h("td", { class: "num" }, String(x.price)), h("td", { class: "num" }, String(x.royalty)),
+      h("td", {}, memberEl(x.seller, who), " → ", memberEl(x.buyer, who)), h("td", {}, x.via),
+      h("td", { class: "num" }, h("a", { href: `/block/${x.height}` }, String(x.height)))))) : null,
+    h("h3", {}, "Appraisals"),
+    found.length ? table(["As of", "Value", "Method", "Appraiser", "Evidence"], found.map(a => h("tr", { "data-appraisal": a.seq },
+      h("td", {}, timeEl(a.date)), h("td", { class: "num" }, String(a.value)), h("td", { class: "wrap" }, a.method),
+      h("td", {}, memberEl(a.appraiser, who)), h("td", { class: "mono" }, a.evidence.slice(0, 16))))) : h("p", { class: "muted" }, "None."),
+    h("p", { class: "hint" }, "From this node, not checked in this browser (each balance, listing, offer and appraisal ",
+      "has a proof: ", h("code", {}, "ledger market show|appraisals TOKEN --proof"), ")."));
+}
 
 async function names(ids) {
   const unique = [...new Set(ids.filter(Boolean))];
@@ -122,5 +164,6 @@ export async function render(view, { params, signal }) {
     h("p", { class: "hint" }, "A listing from this node, not checked in this browser (each licence and each rights ",
       "check can be, with its proof: ", h("code", {}, "ledger rights check ... --proof"), ")."),
     licenceTree(tree, who)));
+  view.append(await marketCard(enc, signal));
   if (location.hash === "#licences") document.getElementById("licences").scrollIntoView();
 }

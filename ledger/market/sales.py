@@ -1,0 +1,126 @@
+"""The record of public sales, and the price statistics read from it.
+
+Theory of operation. Every sale the market settles (`ledger.market.trading`: tokens; `ledger.market.licences`:
+licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and index entries whose
+value is the price, time in ms as 16 digits: a token sale under `market/sa/<time>/<seq>` (all token sales),
+`market/st/<token>/<time>/<seq>` and `market/sk/<kind>/<time>/<seq>`; a licence sale under
+`market/sp/<purpose in hex>/<time>/<seq>` for each of its purposes. Block times never run back, so each index is in
+time order, and a window (the sales since T) is one forward scan from T, with no record read. The records are
+written only by `record_sale`, inside the transaction that sells.
+
+The statistics (`price_stats`) are a read, not state: the last price, the median and the volume-weighted
+average (VWAP) over each window, where each sale is one token or one licence, so the VWAP is the total paid
+over the count.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.codec import encode
+from ledger.state import StateView, TxContext, get_record
+
+COUNT_KEY = b"market/sales"
+ALL_PREFIX = b"market/sa/"
+DAY_MS = 86_400_000
+# The windows an answer reports, in ms (None: every sale).
+WINDOWS: dict[str, int | None] = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
+
+
+@dataclass(frozen=True)
+class Sale:
+    seq: int  # from 1
+    token: str
+    kind: str  # the token's asset kind
+    price: int  # credits the buyer paid
+    royalty: int  # of the price, paid to the token's creator (a licence sale: the share passed up the tree)
+    seller: str
+    buyer: str
+    via: str  # "listing" or "offer" (the token was sold), "licence" (a licence on it was)
+    height: int
+    timestamp: int  # ms, block time
+    tx_id: bytes
+    licence: str  # the licence sold; "" for a token sale
+    purposes: tuple[str, ...]  # the licence's purposes; () for a token sale
+
+
+def sale_key(seq: int) -> bytes:
+    return b"market/s/" + f"{seq:016d}".encode()
+
+
+def token_prefix(token: str) -> bytes:
+    return b"market/st/" + token.encode() + b"/"
+
+
+def kind_prefix(kind: str) -> bytes:
+    return b"market/sk/" + kind.encode() + b"/"
+
+
+def purpose_prefix(purpose: str) -> bytes:
+    # A purpose may hold "/" (token ids and kinds cannot): in hex, no purpose's keys fall under another's prefix.
+    return b"market/sp/" + purpose.encode().hex().encode() + b"/"
+
+
+def _suffix(timestamp: int, seq: int) -> bytes:
+    return f"{timestamp:016d}/{seq:016d}".encode()
+
+
+def time_start(prefix: bytes, since_ms: int) -> bytes:
+    """The first index key of `prefix` at or after `since_ms`."""
+    return prefix + f"{max(0, since_ms):016d}/".encode()
+
+
+def sale_count(view: StateView) -> int:
+    return get_record(view, int, COUNT_KEY) or 0
+
+
+def get_sale(view: StateView, seq: int) -> Sale | None:
+    return get_record(view, Sale, sale_key(seq))
+
+
+def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int, seller: str, buyer: str,
+                via: str, licence: str = "", purposes: tuple[str, ...] = ()) -> Sale:
+    seq = sale_count(ctx.state) + 1
+    sale = Sale(seq, token, kind, price, royalty, seller, buyer, via, ctx.height, ctx.timestamp, ctx.tx_id, licence,
+                purposes)
+    ctx.put(sale_key(seq), sale)
+    ctx.put(COUNT_KEY, seq)
+    suffix, price_bytes = _suffix(ctx.timestamp, seq), encode(price)
+    prefixes = ([purpose_prefix(p) for p in purposes] if licence
+                else [ALL_PREFIX, token_prefix(token), kind_prefix(kind)])
+    for prefix in prefixes:
+        ctx.state.put(prefix + suffix, price_bytes)
+    return sale
+
+
+def index_entry(key: bytes, prefix: bytes) -> tuple[int, int]:
+    """(time, seq) of an index key under `prefix`."""
+    timestamp, seq = key[len(prefix):].split(b"/")
+    return int(timestamp), int(seq)
+
+
+def _median(prices: list[int]) -> int | float:
+    middle = statistics.median(prices)
+    return int(middle) if float(middle).is_integer() else float(middle)
+
+
+def window_stats(prices: list[int]) -> dict[str, Any]:
+    """Count, volume, last, median and VWAP of prices in time order (nulls for none)."""
+    if not prices:
+        return {"count": 0, "volume": 0, "last": None, "median": None, "vwap": None}
+    volume = sum(prices)
+    return {"count": len(prices), "volume": volume, "last": prices[-1], "median": _median(prices),
+            "vwap": volume / len(prices)}
+
+
+def price_stats(entries: Iterable[tuple[int, int]], now_ms: int) -> dict[str, dict[str, Any]]:
+    """Each window of WINDOWS ending at `now_ms`, over (time, price) entries in time order."""
+    listed = list(entries)
+    out = {}
+    for name, length in WINDOWS.items():
+        since = None if length is None else now_ms - length
+        out[name] = window_stats([price for t, price in listed if since is None or t >= since])
+    return out
