@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,25 +35,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchnet import free_port, ledger
+
 from devnet.record import load_devnet
 
 PREFIX = "88.100.1"
 TARGET_BACKUP_S = 60.0
 TARGET_RESTORE_S = 120.0
-
-
-def ledger(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, timeout=6 * 3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout.decode()}\n"
-                         f"{proc.stderr.decode(errors='replace')[-3000:]}")
-    return proc.stdout.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed(fn: Any, *args: Any) -> tuple[float, Any]:

@@ -1,16 +1,33 @@
-"""Helpers the benchmarks share: restart a devnet node with other HTTP limits, resident memory and
-CPU time of a process from /proc."""
+"""Helpers the benchmarks share: run `ledger`, a free port, restart a devnet node with other HTTP limits,
+resident memory and CPU time of a process from /proc."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from devnet.processes import start_node, stop_pid, wait_healthy
+
+
+def ledger(*args: str, timeout: float = 6 * 3600) -> str:
+    """`ledger ARGS...`'s standard output; exits with its output when it fails."""
+    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout.decode()}\n"
+                         f"{proc.stderr.decode(errors='replace')[-3000:]}")
+    return proc.stdout.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 # `ledger node run` from another tree: its directory goes first on sys.path (before the working
 # directory, which may hold this tree), and the editable install's import hook is taken out.

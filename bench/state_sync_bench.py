@@ -32,28 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchnet import free_port, ledger
 
 from ledger.config import write_config
 from ledger.crypto import SigningKey
 
 PREFIX = "88.100.1"
 TARGET_STATE_SYNC_S = 60.0
-
-
-def ledger(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "ledger.cli", *args], capture_output=True, timeout=6 * 3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"ledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout.decode()}\n"
-                         f"{proc.stderr.decode(errors='replace')[-3000:]}")
-    return proc.stdout.decode()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_rows(path: Path, count: int) -> None:
