@@ -248,6 +248,11 @@ def test_a_pruning_observer_refuses_dropped_heights_and_answers_the_kept_ones(de
         assert old.status_code == 410, (old.text, get(url, "/v1/status"))
         assert old.json()["oldest"] == head - 1
         assert f"from {head - 1} on" in old.json()["message"]
+        # Market and governance reads of a pruned height answer 410 too, not a failed read of deleted nodes.
+        member = SigningKey.load(devnet["keys"]["org1"]).id
+        for read in (f"/v1/credits/{member}?height=2", f"/v1/governance/proposals/{'00' * 32}?height=2"):
+            answer = httpx.get(f"{url}{read}", timeout=10.0)
+            assert answer.status_code == 410 and answer.json()["oldest"] == head - 1, (read, answer.text)
         recent = httpx.get(f"{url}{path}?height={head - 1}&proof=true", timeout=10.0)
         assert recent.status_code == 200
         assert recent.json() == httpx.get(f"{validator}{path}?height={head - 1}&proof=true", timeout=10.0).json()

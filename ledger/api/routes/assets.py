@@ -12,11 +12,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from ledger.api.deps import NodeDep
+from ledger.api.deps import NodeDep, header_at
 from ledger.api.errors import ApiError, time_param_ms
 from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TIME, TIME_DESCRIPTION, TOKEN_ID
-from ledger.chain import BlockHeader
-from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.nft.assets import (
     AssetEvent,
@@ -77,18 +75,6 @@ async def list_assets(
     return {"height": node.chain.height, "owner": owner, "kind": kind, "assets": assets, "next_after": following}
 
 
-def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
-    """The header of committed block `height` (default: the head); 404 beyond the head."""
-    head = chain.head
-    if height is None or height == head.height:
-        return head
-    chain.require_state(height)  # below a state-synced node's base, or pruned: 410 naming what it holds
-    block = chain.get_block(height) if 0 <= height < head.height else None
-    if block is None:
-        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")
-    return block.header
-
-
 def _at(height: int | None) -> str:
     return "" if height is None else f" at height {height}"
 
@@ -101,7 +87,7 @@ async def asset(
     """The token as of `height` (default: the head) and its ERC-4907 `user_of` at that block's time. With
     `history=true`, its provenance: the latest (at most 1,000) events, from `history_start`. With `proof=true`,
     a proof of the token and of every event listed (docs/proofs.md)."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     record = get_asset(node.chain.view_at(at.height), token)
     if record is None:
         raise ApiError(404, "not_found", f"no asset {token!r}" + _at(height))
@@ -141,7 +127,7 @@ async def licence(
 ) -> dict[str, Any]:
     """A licence as of `height` and whether it is active at that block's time; with `proof=true`, a proof of
     the licence and of the ancestors its activity depends on."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     view = RecordingView(node.chain.view_at(at.height))
     record = get_licence(view, licence_id)
     if record is None:

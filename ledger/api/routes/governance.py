@@ -13,11 +13,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query
 
-from ledger.api.deps import NodeDep
+from ledger.api.deps import NodeDep, header_at
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64, MAX_HEIGHT
-from ledger.chain import BlockHeader
-from ledger.chaindb import ChainDB
 from ledger.codec import CodecError, to_plain
 from ledger.governance import (
     STATUSES,
@@ -40,16 +38,6 @@ MAX_LIST = 500
 MAX_SCAN = 10_000  # proposals looked at for one filtered listing
 Status = Literal["open", "executed", "rejected", "expired"]
 assert set(get_args(Status)) == set(STATUSES)  # noqa: S101 - the route's enum is the module's list
-
-
-def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
-    head = chain.head
-    if height is None or height == head.height:
-        return head
-    certified = chain.certified_header(height) if 0 <= height < head.height else None
-    if certified is None:
-        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")
-    return certified[0]
 
 
 def proposal_json(view: StateView, proposal: Proposal, timestamp: int) -> dict[str, Any]:
@@ -110,7 +98,7 @@ async def proposal(
     = None, proof: bool = False, anchor: bool = False,
 ) -> dict[str, Any]:
     """A proposal as of `height`; with `proof=true`, the state proof of its record."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     view = node.chain.view_at(at.height)
     record = get_proposal(view, proposal_id)
     if record is None:

@@ -15,11 +15,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query, Request
 
-from ledger.api.deps import NodeDep
+from ledger.api.deps import NodeDep, header_at
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID, charge
-from ledger.chain import BlockHeader
-from ledger.chaindb import ChainDB
 from ledger.codec import decode, to_plain
 from ledger.market.appraisals import appraisal_count, appraisal_key, get_appraisal
 from ledger.market.appraisals import count_key as appraisal_count_key
@@ -65,16 +63,6 @@ assert set(get_args(Kind)) == set(KINDS)  # noqa: S101 - the route's enum is the
 Height = Annotated[int | None, Query(ge=0, le=MAX_HEIGHT, description="a committed height (default: the head)")]
 
 
-def _header_at(chain: ChainDB, height: int | None) -> BlockHeader:
-    head = chain.head
-    if height is None or height == head.height:
-        return head
-    certified = chain.certified_header(height) if 0 <= height < head.height else None
-    if certified is None:
-        raise ApiError(404, "not_found", f"no committed block at height {height} (head is {head.height})")
-    return certified[0]
-
-
 @router.get("/v1/credits")
 async def supply(node: NodeDep) -> dict[str, Any]:
     """Credits ever issued and withdrawn by the treasury, and those outstanding (held by members), at the head."""
@@ -90,7 +78,7 @@ async def balance(
 ) -> dict[str, Any]:
     """A member's credits as of `height`: `available` to spend and `held` in escrow for its open offers; with
     `proof=true`, the state proof of its balance record `credits/b/<member>` (absent: zero)."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     found = get_balance(node.chain.view_at(at.height), member_id)
     body: dict[str, Any] = {"height": at.height, "member": member_id, "available": found.available,
                             "held": found.held}
@@ -107,7 +95,7 @@ async def listing(
     """The token's listing (null when not listed) and whether it can be bought at that block's time (a listing
     goes stale once the token changes), its royalty, and the ids of its open offers (at most 100; not covered
     by the proof, which covers the listing, the royalty and the token)."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     view = node.chain.view_at(at.height)
     if get_asset(view, token) is None:
         raise ApiError(404, "not_found", f"no asset {token!r}" + ("" if height is None else f" at height {height}"))
@@ -137,7 +125,7 @@ async def offer(
 ) -> dict[str, Any]:
     """An offer as stored (`offer`, what the proof proves) and its status at that block's time: an open offer
     past its expiry reads `expired` (its escrow returns at the first block after the end of that hour)."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     record = get_offer(node.chain.view_at(at.height), offer_id.lower())
     if record is None:
         raise ApiError(404, "not_found", f"no offer {offer_id}" + ("" if height is None else f" at height {height}"))
@@ -155,7 +143,7 @@ async def licence_offer(
 ) -> dict[str, Any]:
     """A licence offer as stored (`offer`: purposes, duration, price, sales made of at most `max_sales`) and its
     status at that block's time (open, sold_out, withdrawn or expired); with `proof=true`, its state proof."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     record = get_licence_offer(node.chain.view_at(at.height), offer_id.lower())
     if record is None:
         raise ApiError(404, "not_found", f"no licence offer {offer_id}" + ("" if height is None else
@@ -174,7 +162,7 @@ async def appraisals(
 ) -> dict[str, Any]:
     """The token's appraisals as of `height`, newest first (at most `limit`, 100; `total` counts them all); with
     `proof=true`, the state proof of the count and of each appraisal listed."""
-    at = _header_at(node.chain, height)
+    at = header_at(node.chain, height)
     view = node.chain.view_at(at.height)
     total = appraisal_count(view, token)
     seqs = list(range(total, max(0, total - limit), -1))
