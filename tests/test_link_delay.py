@@ -46,8 +46,9 @@ def test_the_chart_draws_one_coloured_line_per_node(tmp_path: Path) -> None:
     path = tmp_path / "run.png"
     series = {f"node{i}": [(t, 100.0 * (i + 1) + t) for t in range(10)] for i in range(4)}
     draw(path, [Panel("tx/s", series), Panel("latency, ms", {"node0": [(1, 5.0)]})], "seconds", "a run")
-    image = Image.open(path).convert("RGB")
-    assert image.format is None or image.size[0] == 1000
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size == (1000, 2 * 330 + 40), (png.format, png.size)
+        image = png.convert("RGB")
     colours = {c for _, c in image.getcolors(1 << 20) or []}
     for hex_colour in PALETTE[:4]:
         rgb = tuple(int(hex_colour[k:k + 2], 16) for k in (1, 3, 5))
