@@ -163,11 +163,13 @@ def _parent(app: LedgerApp, prev_hash: bytes) -> tuple[BlockHeader, ExecutedBloc
 
 
 def forge(chain: ChainDB, kind: str, txs: Sequence[bytes], honest: BlockHeader, parent_header: BlockHeader,
-          parent: ExecutedBlock | None) -> ExecutedBlock | None:
+          parent: ExecutedBlock | None, now_ms: int | None = None) -> ExecutedBlock | None:
     """The block of `kind` ("" for a valid one) with the batch `txs` on `parent`, executed as its proposer
-    would; None when the kind cannot be made here (time cannot run back from a parent at time zero)."""
+    would; None when the kind cannot be made here (time cannot run back from a parent at time zero).
+    `now_ms` is the forger's clock (the simulation's; by default the wall clock)."""
     if kind == "future":
-        return chain.build_block(txs, honest.view, time.time_ns() // 1_000_000 + FUTURE_MS, honest.proposer, parent)
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        return chain.build_block(txs, honest.view, now + FUTURE_MS, honest.proposer, parent)
     if kind == "backwards" and parent_header.timestamp < BACKWARDS_MS:
         return None
     built = chain.build_block(txs, honest.view, honest.timestamp, honest.proposer, parent)
