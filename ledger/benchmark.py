@@ -48,6 +48,7 @@ from ledger.market.trading import MarketBuy, MarketList
 from ledger.members import MemberAdd
 from ledger.nft.assets import AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant
+from ledger.profiling import Profilers, find_py_spy, write_report
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 from ledger.tx import compute_tx_id
 
@@ -244,11 +245,17 @@ def plot_run(path: Path, sampler: Sampler, done: list[list[tuple[float, float]]]
     draw(path, [rates, latency], "seconds since the first request", title)
 
 
+def committed_rate(committed: int, seconds: float) -> float:
+    return round(committed / seconds, 1)
+
+
 def run_bench(
     nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register",
-    link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700,
+    link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700, profile: Path | None = None,
 ) -> dict[str, Any]:
     log = sys.stderr
+    if profile is not None:
+        find_py_spy()  # before anything starts: say at once if it is missing
     print("measuring the Ed25519 verification ceiling...", file=log)
     ceiling = measure_verify_ceiling()
     per_core = measure_verify_ceiling(threads=1)
@@ -294,6 +301,10 @@ def run_bench(
 
         print("submitting...", file=log)
         sampler = Sampler([n["http"] for n in net["nodes"]]) if plot is not None else None
+        profilers = None
+        if profile is not None:
+            profilers = Profilers({f"node{i}": n["pid"] for i, n in enumerate(net["nodes"])}, profile)
+            print(f"sampling every node with py-spy into {profile}", file=log)
         started = time.perf_counter()
         if sampler is not None:
             sampler.start()
@@ -309,6 +320,11 @@ def run_bench(
                     while http.get(f"/v1/tx/{tx_id}").json().get("status") != "committed":
                         time.sleep(0.01)
         elapsed = time.perf_counter() - started
+        if profilers is not None and profile is not None:
+            title = (f"ledger bench: {nodes} validators, {workload}, {txs:,} transactions, "
+                     f"{committed_rate(len(latencies), elapsed)} committed tx/s while sampled")
+            written = write_report(profile, profilers.stop(), title)
+            print("profile written to " + ", ".join(str(p) for p in written), file=log)
         if sampler is not None and plot is not None:
             sampler.halt.set()
             sampler.join()
@@ -329,13 +345,14 @@ def run_bench(
             "failed": len(failures),
             "failure_reasons": dict(collections.Counter(failures)),
             "seconds": round(elapsed, 3),
-            "committed_tx_per_s": round(committed / elapsed, 1),
+            "committed_tx_per_s": committed_rate(committed, elapsed),
             "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
             "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1) if latencies else None,
             "verify_ceiling_tx_per_s": round(ceiling, 1),
             "verify_per_core_per_s": round(per_core, 1),
             "max_node_rss_mb": round(rss, 1),
             **({"plot": str(plot)} if plot is not None else {}),
+            **({"profile": str(profile)} if profile is not None else {}),
         }
     finally:
         with contextlib.suppress(DevnetError):

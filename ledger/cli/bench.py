@@ -12,13 +12,15 @@ from ledger.cli.common import Subcommands, add_command
 def cmd_bench(args: argparse.Namespace) -> int:
     from ledger.benchmark import run_bench  # imported here: it loads the devnet launcher and web clients
     from ledger.chart import PlotUnavailable
+    from ledger.profiling import ProfilerMissing
 
     if args.link_delay_ms < 0:
         raise SystemExit("--link-delay-ms must be 0 or more")
     try:
         result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload,
-                           link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port)
-    except PlotUnavailable as exc:
+                           link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
+                           profile=args.profile)
+    except (PlotUnavailable, ProfilerMissing) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
     return 0
@@ -30,7 +32,8 @@ def add_commands(sub: Subcommands) -> None:
                     "transactions from --clients members, has each submit msgpack batches over HTTP to its own "
                     "node, and prints committed tx/s, latency percentiles, the Ed25519 verification ceiling and "
                     "the largest node's memory. Progress goes to stderr. --link-delay-ms runs the validators as if "
-                    "in different plants (every peer link delayed, both ways); --plot draws the run.")
+                    "in different plants (every peer link delayed, both ways); --plot draws the run; --profile samples "
+                    "every node with py-spy while the load runs and writes a per-stage table and a flame graph.")
     p.add_argument("--nodes", type=int, default=1, help="validators (default 1)")
     p.add_argument("--txs", type=int, default=20_000, help="transactions in all (default 20000)")
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members (default 4)")
@@ -43,6 +46,9 @@ def add_commands(sub: Subcommands) -> None:
                    help="one-way delay on every peer link, through relays (default 0: direct links)")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw committed tx/s and commit latency over the run, one line per node (needs Pillow)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="sample every node process with py-spy during the load (needs py-spy: the 'profile' "
+                        "extra); writes DIR/nodeN.collapsed, DIR/stages.md and DIR/flame.svg")
     p.add_argument("--base-port", type=int, default=18700,
                    help="first HTTP port tried for the devnet (default 18700; ports in use are skipped)")
     p.set_defaults(func=cmd_bench)
