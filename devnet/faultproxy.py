@@ -17,6 +17,10 @@ answered `ok`:
 - `quit` (or the end of stdin): stop.
 
 Only peer links pass through the relays: a partitioned node still answers HTTP.
+
+`python -m devnet.faultproxy --spec FILE` runs detached instead (`ledger devnet up --link-delay-ms`): the
+same JSON from a file, with `"listen": [...]`, the port of each route's relay (so that the nodes' configs
+stay right across restarts), and no commands: it relays until it is stopped (SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -53,7 +58,7 @@ class Relays:
     def is_cut(self, ends: frozenset[int]) -> bool:
         return bool(ends & self.cut)
 
-    async def serve(self, src: int, dst: int, target_port: int) -> int:
+    async def serve(self, src: int, dst: int, target_port: int, listen: int = 0) -> int:
         ends = frozenset((src, dst))
 
         async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,7 +79,7 @@ class Relays:
                 self.conns.discard(conn)
                 conn.abort()
 
-        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        server = await asyncio.start_server(relay, "127.0.0.1", listen)
         port: int = server.sockets[0].getsockname()[1]
         return port
 
@@ -130,13 +135,37 @@ class Relays:
         return "ok"
 
 
+async def serve_spec(spec: dict[str, object]) -> tuple[Relays, list[int]]:
+    """Relays for every route of `spec`, each on its `listen` port if the spec names them; their ports."""
+    routes = spec["routes"]
+    assert isinstance(routes, list)
+    listen = spec.get("listen") or [0] * len(routes)
+    assert isinstance(listen, list) and len(listen) == len(routes)
+    relays = Relays(float(spec.get("delay_ms", 0)) / 1000)  # type: ignore[arg-type]
+    ports = [await relays.serve(int(src), int(dst), int(port), int(at))
+             for (src, dst, port), at in zip(routes, listen, strict=True)]
+    return relays, ports
+
+
+async def detached(spec_path: str) -> None:
+    with open(spec_path) as f:
+        await serve_spec(json.load(f))
+    print(f"relaying, spec {spec_path}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--spec":
+        await detached(sys.argv[2])
+        return
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    spec = json.loads(await reader.readline())
-    relays = Relays(float(spec.get("delay_ms", 0)) / 1000)
-    ports = [await relays.serve(int(src), int(dst), int(port)) for src, dst, port in spec["routes"]]
+    relays, ports = await serve_spec(json.loads(await reader.readline()))
     print(json.dumps({"ports": ports}), flush=True)
     while line := (await reader.readline()).decode():
         if line.strip() == "quit":

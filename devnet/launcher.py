@@ -21,6 +21,7 @@ from devnet.ethereum import setup as setup_ethereum
 from devnet.ethereum import stop_anvil
 from devnet.processes import free_ports, is_alive, start_node, stop_pid, wait_healthy
 from devnet.record import DevnetError, exists, load_devnet, save_devnet
+from devnet.relays import DelayedLinks
 from ledger.config import write_config
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator, save_genesis
@@ -128,6 +129,7 @@ def up(
     directory: Path, nodes: int | None = None, *, definition: Definition | None = None,
     base_port: int | None = None, batch_size: int | None = None, batch_wait_ms: int | None = None,
     ethereum: str | None = None, eth_key: str | None = None, observers: int | None = None,
+    link_delay_ms: float | None = None,
 ) -> dict[str, Any]:
     """Create (or reuse) the devnet and start every node that is not running; wait until all are healthy.
 
@@ -135,6 +137,8 @@ def up(
     `nodes` an existing devnet keeps its node count; without `ethereum` (anvil | none | an RPC URL)
     it keeps its current chain, and a new one takes the definition's. `observers` adds observers up to
     that many (an existing devnet keeps those it has); they start once the validators are healthy.
+    `link_delay_ms` sends every peer link between the validators through relays that delay it (see
+    `devnet.relays.DelayedLinks`); a devnet wired so keeps its relays, and a new value changes the delay.
     """
     definition = definition or load_definition()
     earlier = load_devnet(directory) if exists(directory) else None
@@ -152,6 +156,7 @@ def up(
             raise DevnetError(f"setting up Ethereum ({ethereum}) failed: {type(exc).__name__}: {exc}") from exc
         save_devnet(directory, data)
     log_dir = directory / "logs"
+    _delay_links(directory, data, link_delay_ms, log_dir)
     procs = {}
     for entry in data["nodes"]:
         if is_alive(entry.get("pid")):
@@ -180,8 +185,27 @@ def up(
     return data
 
 
+def _delay_links(directory: Path, data: dict[str, Any], delay_ms: float | None, log_dir: Path) -> None:
+    links = DelayedLinks(directory, data)
+    if delay_ms is not None and delay_ms < 0:
+        raise DevnetError("the link delay must be 0 ms or more")
+    if not links.wired:
+        if not delay_ms:
+            return
+        if any(is_alive(e.get("pid")) for e in data["nodes"]):
+            raise DevnetError("the devnet's validators run with direct peer links: `ledger devnet down` first, "
+                              "then `ledger devnet up --link-delay-ms` routes them through relays")
+        taken = [int(e["http"].rsplit(":", 1)[1]) for e in data["nodes"] + data.get("observers", [])]
+        taken += [json.loads((Path(e["home"]) / "config.json").read_text())["p2p"]["port"] for e in data["nodes"]]
+        links.wire(delay_ms, max(taken) + 1)
+    elif delay_ms is not None:
+        links.set_delay(delay_ms)
+    links.start(log_dir)
+    save_devnet(directory, data)
+
+
 def down(directory: Path) -> list[str]:
-    """Stop the devnet's nodes and its Anvil; the names of those that were running."""
+    """Stop the devnet's nodes, its Anvil and its link relays; the names of those that were running."""
     data = load_devnet(directory)
     stopped = []
     for entry in data.get("observers", []) + data["nodes"]:
@@ -192,6 +216,8 @@ def down(directory: Path) -> list[str]:
         entry["pid"] = None
     if stop_anvil(data):
         stopped.append("anvil")
+    if DelayedLinks(directory, data).stop():
+        stopped.append("relays")
     save_devnet(directory, data)
     return stopped
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -12,16 +13,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from devnet.processes import any_free_port
+from devnet.launcher import _delay_links
+from devnet.processes import any_free_port, is_alive
+from devnet.record import DevnetError
 from ledger.benchmark import committed_count, latency_series, rate_series
 from ledger.chart import PALETTE, Panel, draw, nice_ticks
-from tests.devnetutil import ledger
+from ledger.client import LedgerClient, Signer
+from ledger.crypto import SigningKey
+from ledger.resolver.registry import PrefixCreate
+from tests.devnetutil import devnet_down, devnet_up, ledger
 
 
 @given(st.floats(0, 1e9, allow_nan=False))
@@ -114,3 +121,48 @@ def test_bench_over_delayed_links_commits_everything_slower_than_the_delays_and_
     assert result["p50_ms"] >= 300, result
     image = Image.open(png)
     assert image.size[0] == 1000 and image.size[1] > 600
+
+
+def _commit_seconds(data: dict[str, Any], name: str) -> float:
+    """Seconds from submitting one prefix creation to the view-0 primary until it answered committed."""
+    with LedgerClient(data["nodes"][0]["http"]) as client:
+        admin = Signer(SigningKey.load(data["keys"]["admin"]), client)
+        started = time.monotonic()
+        result = admin.send("prefix.create", PrefixCreate(name, admin.key.id))
+        elapsed = time.monotonic() - started
+    assert result["status"] == "committed" and result["ok"], result
+    return elapsed
+
+
+def test_devnet_up_delays_the_peer_links_and_keeps_its_relays_across_down_and_up(tmp_path: Path) -> None:
+    directory = tmp_path / "devnet"
+    data = devnet_up(directory, 4, "--link-delay-ms", "100")
+    try:
+        spec = json.loads((directory / "links.json").read_text())
+        assert data["links"]["delay_ms"] == 100 and is_alive(data["links"]["pid"])
+        # Every validator dials every peer at a relay, never at the peer itself.
+        for node in data["nodes"]:
+            config = json.loads((Path(node["home"]) / "config.json").read_text())
+            assert {p["port"] for p in config["peers"]} <= set(spec["listen"]), config["peers"]
+            assert len(config["peers"]) == 3
+        # A commit takes at least three one-way trips (pre-prepare, prepare, commit), each 100 ms late.
+        assert _commit_seconds(data, "88.901") >= 0.3
+
+        relays = data["links"]["pid"]
+        ledger("devnet", "down", "--dir", str(directory))
+        assert not is_alive(relays), "devnet down left the relays running"
+        # Up again, with another delay: the same relay ports (the configs still name them), a new process.
+        data = devnet_up(directory, 4, "--link-delay-ms", "0")
+        assert data["links"]["delay_ms"] == 0 and is_alive(data["links"]["pid"])
+        assert json.loads((directory / "links.json").read_text())["listen"] == spec["listen"]
+        _commit_seconds(data, "88.902")
+    finally:
+        devnet_down(data)
+
+
+def test_a_devnet_running_with_direct_links_is_not_rewired_under_its_nodes(tmp_path: Path) -> None:
+    data = {"nodes": [{"pid": os.getpid(), "home": str(tmp_path), "http": "http://127.0.0.1:1"}]}
+    with pytest.raises(DevnetError, match="devnet down"):
+        _delay_links(tmp_path, data, 50.0, tmp_path / "logs")
+    assert "links" not in data
+    _delay_links(tmp_path, data, 0.0, tmp_path / "logs")  # no delay asked: nothing to wire, nothing refused

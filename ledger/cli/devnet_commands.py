@@ -70,7 +70,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         data = launcher.up(directory, args.nodes, definition=definition, base_port=args.base_port,
                            batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
-                           ethereum=args.ethereum, eth_key=args.eth_key, observers=args.observers)
+                           ethereum=args.ethereum, eth_key=args.eth_key, observers=args.observers,
+                           link_delay_ms=args.link_delay_ms)
     except DefinitionError as exc:  # an option out of range, e.g. --nodes 0
         raise CliError(str(exc), EXIT_USAGE) from exc
     except DevnetError as exc:
@@ -81,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"obs{i}   {n['http']}  id={n['id']}  pid={n['pid']}  (observer)")
     print(f"devnet: {directory / 'devnet.json'}  logs: {directory / 'logs'}")
     eth = data.get("ethereum") or {}
+    if data.get("links"):
+        print(f"peer links delayed {data['links']['delay_ms']:g} ms each way (relays pid {data['links']['pid']})")
     if eth.get("rpc"):
         print(f"anchoring to {eth['rpc']} (chain {eth['chain_id']}) contract {eth['anchor_contract']}")
     if args.demo:
@@ -182,6 +185,9 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--observers", type=int, metavar="K", help="observers: non-voting nodes that follow the "
                    "validators' certified blocks over HTTP, serve every read and forward writes (listed under "
                    "`observers` in devnet.json; an existing devnet keeps those it has and gains any missing)")
+    p.add_argument("--link-delay-ms", type=float, metavar="D",
+                   help="delay every peer link between the validators D ms each way, through relays (validators "
+                        "in different plants, on one host); kept by later `up`s, which can change D")
     p.add_argument("--demo", action="store_true", help="load the demo data the definition names (prefixes, "
                    "equipment identifiers, a token with licences); loading it again changes nothing")
     p.add_argument("--ethereum", default=None,
