@@ -10,9 +10,7 @@ has no event loop, clock or randomness of its own: what differs between the two 
 
 Performing one call's actions, in order (the rules of ledger/consensus/actions.py):
 - `Persist`: collected, and written in one synced batch before the next action that leaves the
-  node, so nothing signed is sent before its record is durable (and before a `Deliver`). Between
-  `hold` and `release` (the node holds for one turn of its event loop, the simulation for one step)
-  every action that leaves the node waits and the records of all calls gather into one synced write;
+  node, so nothing signed is sent before its record is durable;
 - `Send`/`Broadcast`/`ForwardTxs`: framed (first byte: what the rest is) and handed to the links;
 - `Deliver`: the application commits the block with its certificate (one atomic write) and the
   commit hook runs (acknowledging its transactions) before the replica is called again;
@@ -143,8 +141,6 @@ class Driver(Generic[C]):
         self._store = store
         self._links = links
         self._host = host
-        self._held: list[Action] | None = None  # while held (`hold`): what waits to leave the node
-        self._held_persist: list[Persist] = []
 
     @staticmethod
     def persisted(store: Store) -> dict[bytes, bytes]:
@@ -185,58 +181,31 @@ class Driver(Generic[C]):
     # --- performing actions ------------------------------------------------------------------------
 
     def perform(self, actions: Sequence[Action]) -> None:
-        holding = self._held is not None
-        persist = self._held_persist if holding else []
+        persist: list[Persist] = []
         for action in actions:
             if isinstance(action, Persist):
                 persist.append(action)
                 continue
+            if persist:  # persist before send
+                self._flush(persist)
+                persist = []
             if isinstance(action, Deliver):
-                if persist:  # the block is written after the records that preceded it
-                    self._flush(persist)
-                    persist.clear()
                 self._deliver(action)
-            elif self._held is not None:
-                self._held.append(action)
-            else:
-                if persist:  # persist before send
-                    self._flush(persist)
-                    persist.clear()
-                self._emit(action)
-        if persist and not holding:
+            elif isinstance(action, Send):
+                self._links.send(action.to, bytes([MSG_CONSENSUS]) + action.message)
+            elif isinstance(action, Broadcast):
+                self._links.broadcast(bytes([MSG_CONSENSUS]) + action.message)
+            elif isinstance(action, ForwardTxs):
+                for message in encode_forwards(action.txs):
+                    self._links.send(action.to, message)
+            elif isinstance(action, FetchBlocks):
+                self._links.start_catch_up()
+            elif isinstance(action, DropTxs):
+                self._host.on_dropped(action.txs, action.reason)
+            elif isinstance(action, Evidence):
+                self._host.on_evidence(action.first, action.second)
+        if persist:
             self._flush(persist)
-
-    def hold(self) -> None:
-        """From now until `release`, what would leave the node (messages, catch-up, reports to the host)
-        waits, and the records to persist gather: the calls in between cost one synced write, not one
-        each (a synced write is milliseconds of the event loop). Blocks are still delivered at once."""
-        if self._held is None:
-            self._held = []
-
-    def release(self) -> None:
-        """Write what gathered in one synced batch, then let out what waited, in order."""
-        held, self._held = self._held, None
-        if self._held_persist:
-            self._flush(self._held_persist)
-            self._held_persist = []
-        for action in held or ():
-            self._emit(action)
-
-    def _emit(self, action: Action) -> None:
-        """Perform one action that leaves the node (its records are durable by now)."""
-        if isinstance(action, Send):
-            self._links.send(action.to, bytes([MSG_CONSENSUS]) + action.message)
-        elif isinstance(action, Broadcast):
-            self._links.broadcast(bytes([MSG_CONSENSUS]) + action.message)
-        elif isinstance(action, ForwardTxs):
-            for message in encode_forwards(action.txs):
-                self._links.send(action.to, message)
-        elif isinstance(action, FetchBlocks):
-            self._links.start_catch_up()
-        elif isinstance(action, DropTxs):
-            self._host.on_dropped(action.txs, action.reason)
-        elif isinstance(action, Evidence):
-            self._host.on_evidence(action.first, action.second)
 
     def _flush(self, persist: list[Persist]) -> None:
         puts = [(NS.CONSENSUS + p.key, p.value) for p in persist if p.value]

@@ -158,7 +158,6 @@ class Node:
             self.metrics.expose_counters("ledger_transport", "Peer transport events", lambda: transport.metrics)
         self._on_fatal = on_fatal
         self.failed: ApplicationError | None = None
-        self._holding = False  # the driver holds its output until the end of this turn of the loop
         self._waiters: dict[bytes, list[asyncio.Future[Outcome | Refusal]]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
@@ -425,17 +424,7 @@ class Node:
 
     def _on_peer_message(self, peer: str, payload: bytes) -> None:
         self.peer_info.heard(peer, payload[1:] if payload[:1] == bytes([MSG_CONSENSUS]) else None)
-        if not self._holding:
-            # The messages of the other links handled in this turn of the loop (and anything else the
-            # driver does meanwhile) share one synced write: their output leaves once it is durable.
-            self._holding = True
-            self.driver.hold()
-            asyncio.get_running_loop().call_soon(self._release)
         self._drive(self.driver.on_peer_message, peer, payload)
-
-    def _release(self) -> None:
-        self._holding = False
-        self._drive(self.driver.release)
 
     async def _on_peer_request(self, peer: str, payload: bytes) -> bytes:
         return self.driver.serve(payload)

@@ -136,25 +136,6 @@ def test_a_decided_block_is_written_and_acknowledged_before_the_next_action() ->
     assert events == ["committed 1", "broadcast"]
 
 
-def test_held_calls_share_one_synced_write_and_nothing_leaves_before_it() -> None:
-    driver, events = _driver()
-    block, cert = _certify(FakeApp(CHAIN, VALIDATOR_KEYS), [b"t1"])
-    driver.hold()
-    driver.perform([Persist(b"accepted/a", b"1"), Broadcast(b"m1")])
-    driver.perform([Persist(b"vote/b", b"2"), Send(IDS[2], b"m2"), FetchBlocks(1)])
-    assert events == [], "something left (or was written) while held"
-    # A decided block is written at once, after the records gathered before it.
-    driver.perform([Persist(b"cert", b"3"), Deliver(block, cert), Persist(b"gone", b"")])
-    assert events == ["write 3+0 sync=True", "committed 1"]
-    driver.release()
-    assert events[2:] == ["write 0+1 sync=True", "broadcast", f"send {IDS[2]}", "catch-up"]
-    # Released: back to one write before each action that leaves.
-    driver.perform([Persist(b"view", b"4"), Broadcast(b"m3")])
-    assert events[6:] == ["write 1+0 sync=True", "broadcast"]
-    driver.release()  # nothing held: nothing happens
-    assert len(events) == 8
-
-
 def test_a_failed_write_of_a_decided_block_is_an_application_error() -> None:
     class FullDisk(FakeApp):
         def commit(self, block: Any, cert: CommitCertificate) -> Committed:

@@ -249,7 +249,6 @@ class Network:
         self.observed: Counter[str] = Counter()  # what a scenario saw happen (summed over a whole search)
         self.delivered = 0  # messages delivered
         self.trace: Transcript | None = None
-        self.hold_per_step = True  # each node holds its driver for a step (see `step`)
         self.nodes: list[SimNode] = []
         for i, k in enumerate(self.keys):
             self.nodes.append(self._make_node(i, k, self.app_factory()))
@@ -531,18 +530,6 @@ class Network:
 
     def step(self) -> None:
         self.time += 1
-        # As a node holds its driver for one turn of its event loop, a step's calls share one synced write.
-        held = [(n, n.driver) for n in self.nodes if n.running] if self.hold_per_step else []
-        for _, driver in held:
-            driver.hold()
-        try:
-            self._step()
-        finally:
-            for node, driver in held:
-                if node.running and node.driver is driver:  # a node that crashed meanwhile lost what it held
-                    driver.release()
-
-    def _step(self) -> None:
         while self._events and self._events[0][0] <= self.time:
             _, _, _, kind, payload = heapq.heappop(self._events)
             self._process(kind, payload)
