@@ -79,10 +79,12 @@ def measure_verify_ceiling(seconds: float = 1.0, threads: int | None = None) -> 
     return sum(counts) / (time.perf_counter() - started)
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A node's resident memory from /proc: VmRSS in all, RssAnon its own heap, RssFile the pages of mapped
+    files (LevelDB maps its table files: that part is the page cache of its reads, shared and reclaimable)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -331,7 +333,10 @@ def run_bench(
             plot_run(plot, sampler, done, started, f"ledger bench: {nodes} validators, {workload}, "
                      f"{txs:,} transactions, peer links delayed {link_delay_ms:g} ms each way")
             print(f"chart written to {plot}", file=log)
-        rss = max(_rss_mb(n["pid"]) for n in net["nodes"] if n.get("pid"))
+        pids = [n["pid"] for n in net["nodes"] if n.get("pid")]
+        rss = max(_rss_mb(p) for p in pids)
+        anon = max(_rss_mb(p, "RssAnon") for p in pids)
+        mapped = max(_rss_mb(p, "RssFile") for p in pids)
         committed = len(latencies)
         latencies.sort()
         return {
@@ -351,6 +356,8 @@ def run_bench(
             "verify_ceiling_tx_per_s": round(ceiling, 1),
             "verify_per_core_per_s": round(per_core, 1),
             "max_node_rss_mb": round(rss, 1),
+            "max_node_anon_mb": round(anon, 1),
+            "max_node_mapped_files_mb": round(mapped, 1),
             **({"plot": str(plot)} if plot is not None else {}),
             **({"profile": str(profile)} if profile is not None else {}),
         }
