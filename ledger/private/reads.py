@@ -1,0 +1,56 @@
+"""The signed request that reads private data: only a member of the collection gets the plaintext.
+
+The client signs, with its member key, the chain id, the collection, the key, its member id and the
+time in milliseconds. A node accepts it within `MAX_SKEW_MS` of its own clock and only once (it keeps
+the signatures it accepted for that long), so a captured request is worth nothing later or twice.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ledger.crypto import SigningKey, verify
+
+DOMAIN_PRIVATE_READ = b"ledger/private-read/v1"
+MAX_SKEW_MS = 60_000
+MEMBER_HEADER = "X-Ledger-Member"
+REQUEST_HEADER = "X-Ledger-Request"
+MAX_REMEMBERED = 100_000
+
+
+def sign_read(key: SigningKey, member_id: str, chain_id: str, collection: str, entry_key: str, now_ms: int) -> str:
+    """The value of the X-Ledger-Request header: `<time ms>.<signature hex>`."""
+    return f"{now_ms}.{key.sign(DOMAIN_PRIVATE_READ, (chain_id, collection, entry_key, member_id, now_ms)).hex()}"
+
+
+class ReadChecker:
+    """Checks read requests' signatures and times; remembers those accepted, to refuse them a second time."""
+
+    def __init__(self, chain_id: str) -> None:
+        self._chain_id = chain_id
+        self._seen: OrderedDict[bytes, int] = OrderedDict()  # signature -> its time, oldest first
+
+    def problem(self, token: str | None, public_key: bytes, member_id: str, collection: str, entry_key: str,
+                now_ms: int) -> str | None:
+        """Why `token` does not let `member_id` (key `public_key`) read the entry (None: it does)."""
+        if not token:
+            return f"a read of private data needs the {REQUEST_HEADER} header, signed by a member's key"
+        stamp, _, signature = token.partition(".")
+        try:
+            when, sig = int(stamp), bytes.fromhex(signature)
+        except ValueError:
+            return "the read request is malformed"
+        if abs(now_ms - when) > MAX_SKEW_MS:
+            return f"the read request's time is more than {MAX_SKEW_MS // 1000} s from the node's clock"
+        if not verify(public_key, DOMAIN_PRIVATE_READ, (self._chain_id, collection, entry_key, member_id, when), sig):
+            return "the read request is not signed by the member's current key"
+        self._forget(now_ms)
+        if sig in self._seen:
+            return "this read request was used already; sign a new one"
+        self._seen[sig] = when
+        return None
+
+    def _forget(self, now_ms: int) -> None:
+        while self._seen and (len(self._seen) >= MAX_REMEMBERED
+                              or next(iter(self._seen.values())) < now_ms - 2 * MAX_SKEW_MS):
+            self._seen.popitem(last=False)

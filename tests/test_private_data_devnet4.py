@@ -1,0 +1,103 @@
+"""Private data on a real 4-validator devnet: a collection of org1 and org2 (node1, node2); node0 (admin) and
+node3 (org3) are non-members. The plaintext reaches only the member nodes, is read only by a member's signed
+request, and after a purge is in no file of any home, while the commitment's proof still verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ledger.codec import decode
+from ledger.crypto import SigningKey
+from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, sign_read
+from ledger.private.records import PrivateEntry
+from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
+
+
+@pytest.fixture
+def net4(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    data = devnet_up(tmp_path / "devnet", 4)
+    try:
+        yield data
+    finally:
+        devnet_down(data)
+
+
+def homes_holding(data: dict[str, Any], needle: bytes) -> list[str]:
+    """The files under the nodes' homes that contain `needle` (LevelDB tables and logs included)."""
+    found = []
+    for node in data["nodes"]:
+        for root, _, files in os.walk(node["home"]):
+            for name in files:
+                path = Path(root) / name
+                try:
+                    if needle in path.read_bytes():
+                        found.append(str(path))
+                except OSError:  # a file LevelDB removed meanwhile
+                    continue
+    return found
+
+
+def signed_read(data: dict[str, Any], node: int, member: str, collection: str, key: str) -> httpx.Response:
+    signer = SigningKey.load(data["keys"][member])
+    token = sign_read(signer, signer.id, data["chain_id"], collection, key, time.time_ns() // 1_000_000)
+    return httpx.get(f"{data['nodes'][node]['http']}/v1/private/{collection}/{key}",
+                     headers={MEMBER_HEADER: signer.id, REQUEST_HEADER: token}, timeout=10)
+
+
+def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywhere(net4: dict[str, Any],
+                                                                                   tmp_path: Path) -> None:
+    d = ["--dir", net4["dir"]]
+    secret = b"PRIVATE-TERMS-" + os.urandom(16).hex().encode()
+    value_file = tmp_path / "terms.txt"
+    value_file.write_bytes(secret)
+    ledger("collection", "create", "deals", "--members", "org1,org2", *d)
+    put = json.loads(ledger("private", "put", "deals", "k1", "--file", str(value_file), "--key", "org1", *d).stdout)
+    assert put["status"] == "committed" and put["ok"]
+    assert put["node"] in (net4["nodes"][1]["http"], net4["nodes"][2]["http"])
+
+    # Both member nodes serve it to a member's signed request (one got it from the client, the other by fetching).
+    for node in (1, 2):
+        answer = wait_until(lambda n=node: signed_read(net4, n, "org2", "deals", "k1").json().get("value"), 15,
+                            f"node{node} to serve the private entry")
+        assert answer == __import__("base64").b64encode(secret).decode()
+    got = json.loads(ledger("private", "get", "deals", "k1", "--key", "org1", *d).stdout)
+    assert got["commitment"] == put["commitment"]
+
+    # A non-member's signed request, an unsigned one and a replayed one get 403.
+    assert signed_read(net4, 1, "org3", "deals", "k1").status_code == 403
+    assert httpx.get(f"{net4['nodes'][1]['http']}/v1/private/deals/k1", timeout=10).status_code == 403
+    signer = SigningKey.load(net4["keys"]["org2"])
+    token = sign_read(signer, signer.id, net4["chain_id"], "deals", "k1", time.time_ns() // 1_000_000)
+    headers = {MEMBER_HEADER: signer.id, REQUEST_HEADER: token}
+    url = f"{net4['nodes'][2]['http']}/v1/private/deals/k1"
+    assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    assert httpx.get(url, headers=headers, timeout=10).status_code == 403
+    # A put sent to a non-member node is refused by the CLI before anything is sent.
+    refused = ledger("private", "put", "deals", "k2", "--file", str(value_file), "--key", "org1",
+                     "--node", net4["nodes"][3]["http"], *d, check=False)
+    assert refused.returncode != 0 and "not of a member organisation" in refused.stderr
+
+    # The member nodes hold it on disk; no file under the non-members' homes contains it.
+    holders = homes_holding(net4, secret)
+    assert holders and all("/node1/" in p or "/node2/" in p for p in holders), holders
+
+    ledger("private", "purge", "deals", "k1", "--key", "org2", *d)
+    wait_until(lambda: not homes_holding(net4, secret), 15, "the plaintext to leave every home",
+               explain=lambda: str(homes_holding(net4, secret)))
+    assert signed_read(net4, 1, "org1", "deals", "k1").status_code == 404
+
+    # The commitment stays, and its proof verifies offline.
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(ledger("private", "proof", "deals", "k1", *d).stdout)
+    verdict = json.loads(ledger("verify", str(proof_file), "--genesis", net4["genesis"]).stdout)
+    assert verdict["valid"]
+    entry = decode(PrivateEntry, bytes.fromhex(json.loads(proof_file.read_text())["entries"][0]["value"]))
+    assert entry.purged and entry.commitment.hex() == put["commitment"]
