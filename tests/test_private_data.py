@@ -236,3 +236,23 @@ def test_the_commitment_binds_the_value_and_the_salt(a: bytes, b: bytes, salt: b
         assert commitment("c", "k", salt, a) != commitment("c", "k", salt, b)
     assert commitment("c", "k", salt, a) != commitment("c", "k", bytes(a ^ 0xFF for a in salt), a)
     assert commitment("c", "k", salt, a) != commitment("c", "k2", salt, a)
+
+
+# --- signed reads ------------------------------------------------------------------------------------------
+
+
+def test_a_read_request_counts_once_within_its_time_for_its_entry_and_signer_only() -> None:
+    from ledger.private.reads import MAX_SKEW_MS, ReadChecker, sign_read
+
+    now = T0
+    checker = ReadChecker(CHAIN)
+    token = sign_read(ORG1, ORG1.id, CHAIN, "deals", "k1", now)
+    assert checker.problem(token, ORG2.public_key, ORG1.id, "deals", "k1", now) is not None  # another key
+    assert checker.problem(token, ORG1.public_key, ORG1.id, "deals", "k2", now) is not None  # another entry
+    assert checker.problem(token, ORG1.public_key, ORG1.id, "deals", "k1", now + MAX_SKEW_MS + 1) is not None
+    assert checker.problem(token, ORG1.public_key, ORG1.id, "deals", "k1", now) is None
+    assert "used already" in (checker.problem(token, ORG1.public_key, ORG1.id, "deals", "k1", now + 1) or "")
+    other_chain = sign_read(ORG1, ORG1.id, "other", "deals", "k1", now)
+    assert checker.problem(other_chain, ORG1.public_key, ORG1.id, "deals", "k1", now) is not None
+    assert checker.problem(None, ORG1.public_key, ORG1.id, "deals", "k1", now) is not None
+    assert checker.problem("12.zz", ORG1.public_key, ORG1.id, "deals", "k1", now) == "the read request is malformed"
