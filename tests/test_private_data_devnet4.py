@@ -4,6 +4,7 @@ request, and after a purge is in no file of any home, while the commitment's pro
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -18,6 +19,7 @@ from ledger.codec import decode
 from ledger.crypto import SigningKey
 from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, sign_read
 from ledger.private.records import PrivateEntry
+from ledger.sealed import public_of
 from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
 
@@ -58,6 +60,11 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
     secret = b"PRIVATE-TERMS-" + os.urandom(16).hex().encode()
     value_file = tmp_path / "terms.txt"
     value_file.write_bytes(secret)
+    ledger("member", "enc-key", "--generate", str(tmp_path / "org1.x25519"), "--key", "org1", *d)
+    org1 = SigningKey.load(net4["keys"]["org1"]).id
+    registered = httpx.get(f"{net4['nodes'][0]['http']}/v1/members/{org1}/enc-key", timeout=10).json()
+    assert registered["enc_public_key"] == public_of(bytes.fromhex((tmp_path / "org1.x25519").read_text())).hex()
+    assert (tmp_path / "org1.x25519").stat().st_mode & 0o077 == 0
     ledger("collection", "create", "deals", "--members", "org1,org2", *d)
     put = json.loads(ledger("private", "put", "deals", "k1", "--file", str(value_file), "--key", "org1", *d).stdout)
     assert put["status"] == "committed" and put["ok"]
@@ -67,7 +74,7 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
     for node in (1, 2):
         answer = wait_until(lambda n=node: signed_read(net4, n, "org2", "deals", "k1").json().get("value"), 15,
                             f"node{node} to serve the private entry")
-        assert answer == __import__("base64").b64encode(secret).decode()
+        assert answer == base64.b64encode(secret).decode()
     got = json.loads(ledger("private", "get", "deals", "k1", "--key", "org1", *d).stdout)
     assert got["commitment"] == put["commitment"]
 

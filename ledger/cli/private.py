@@ -107,7 +107,7 @@ def cmd_put(args: argparse.Namespace) -> int:
         member = Signer(signing_key(args, "issuer"), client)
         tx = member.sign("private.put", PrivatePut(args.collection, args.key_name, digest))
         try:
-            r = client.http.post(f"/v1/private/{args.collection}/{args.key_name}",
+            r = client.http.post(f"/v1/private/{args.collection}",
                                  json={"tx": tx_to_plain(tx), "salt": salt.hex(),
                                        "value": base64.b64encode(value).decode()})
         except Exception as exc:  # httpx's errors: the node is unreachable

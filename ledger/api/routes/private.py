@@ -1,7 +1,8 @@
 """Private data over HTTP: collections, puts to a member node, signed reads, the public commitment.
 
+- `GET /v1/members/{id}/enc-key`: a member's X25519 encryption public key.
 - `GET /v1/collections/{name}`: a collection and its member organisations (public state).
-- `POST /v1/private/{collection}/{key}`: the plaintext, its salt and the signed `private.put`; accepted only
+- `POST /v1/private/{collection}`: the plaintext, its salt and the signed `private.put`; accepted only
   by a validator of a member organisation (`ledger.private.service`), which waits for the commit.
 - `GET /v1/private/{collection}/{key}`: the plaintext, to a request signed by a member of the collection
   (`ledger.private.reads`); anyone else gets 403.
@@ -20,13 +21,14 @@ from fastapi import APIRouter, Path, Query, Request
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
+from ledger.api.params import MEMBER_ID
 from ledger.codec import encode, to_plain
 from ledger.members import get_member
 from ledger.mempool import Outcome, Refusal
 from ledger.node import Node
 from ledger.private.module import PrivatePut, org_name
 from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER
-from ledger.private.records import MAX_KEY_LEN, entry_key, get_collection, get_entry
+from ledger.private.records import MAX_KEY_LEN, entry_key, get_collection, get_enc_key, get_entry
 from ledger.private.service import PrivateData, PutRefused
 from ledger.proofs import build_state_proof
 from ledger.tx import TxRejected, decode_payload, tx_from_plain
@@ -54,6 +56,15 @@ async def collection(name: NameParam, node: NodeDep) -> dict[str, Any]:
             "member_names": [org_name(view, m) for m in found.members], "created_height": found.created_height}
 
 
+@router.get("/v1/members/{member_id}/enc-key")
+async def enc_key(member_id: Annotated[str, Path(pattern=MEMBER_ID)], node: NodeDep) -> dict[str, Any]:
+    """The member's registered X25519 encryption public key (`member.enc_key`), to seal private terms to it."""
+    found = get_enc_key(node.chain.latest, member_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"member {member_id} registered no encryption key")
+    return {"member": member_id, "enc_public_key": found.hex(), "height": node.chain.height}
+
+
 @router.get("/v1/private/{collection}/{key}/entry")
 async def entry(collection: NameParam, key: KeyParam, node: NodeDep, proof: bool = False) -> dict[str, Any]:
     """The public side of an entry: its salted commitment, writer, height, and whether it was purged."""
@@ -66,18 +77,37 @@ async def entry(collection: NameParam, key: KeyParam, node: NodeDep, proof: bool
     return body
 
 
-@router.post("/v1/private/{collection}/{key}", responses={403: {"description": "not a member node or writer"}})
+_PUT_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["tx", "salt", "value"],
+        "properties": {
+            "tx": {"type": "object", "description": "the signed private.put (`ledger.tx.tx_to_plain`)"},
+            "salt": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "the commitment's salt, hex"},
+            "value": {"type": "string", "format": "byte", "description": "the plaintext, base64"},
+        },
+    }}},
+}
+
+
+@router.post("/v1/private/{collection}", openapi_extra={"requestBody": _PUT_BODY}, responses={
+    400: {"description": "malformed, or the value is not what the tx commits to"},
+    403: {"description": "this node's organisation, or the tx's sender, is not a member of the collection"},
+    409: {"description": "an observer"}, 413: {"description": "the value is too large"}})
 async def put(
-    collection: NameParam, key: KeyParam, request: Request, node: NodeDep,
+    collection: NameParam, request: Request, node: NodeDep,
     timeout: Annotated[float, Query(gt=0, le=120, description="seconds to wait for the commit")] = 30.0,
 ) -> dict[str, Any]:
     """Store private data: body `{"tx": signed private.put, "salt": hex, "value": base64}`. The node keeps the
-    plaintext only if its organisation is a member and the value and salt hash to the commitment."""
+    plaintext only if its organisation is a member and the value and salt hash to the commitment; it answers
+    once the transaction committed (or `timeout` passed: status pending)."""
     service = _service(node)
     if node.follower is not None:
         raise ApiError(409, "observer", "send private data to a validator of a member organisation")
     try:
         body = await request.json()
+        if not isinstance(body, dict):
+            raise TypeError("not an object")
         tx = tx_from_plain(body["tx"])
         salt, value = bytes.fromhex(body["salt"]), base64.b64decode(body["value"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
@@ -88,9 +118,9 @@ async def put(
         payload = decode_payload(tx)
     except TxRejected as exc:
         raise ApiError(400, exc.reason.value, exc.message) from exc
-    if tx.kind != "private.put" or not isinstance(payload, PrivatePut) or (payload.collection, payload.key) != (
-            collection, key):
-        raise ApiError(400, "malformed", f"the tx must be a private.put of {collection}/{key}")
+    if tx.kind != "private.put" or not isinstance(payload, PrivatePut) or payload.collection != collection:
+        raise ApiError(400, "malformed", f"the tx must be a private.put to {collection}")
+    key = payload.key
     found = get_collection(node.chain.latest, collection)
     if found is None:
         raise ApiError(404, "not_found", f"no collection {collection!r}")
