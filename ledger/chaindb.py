@@ -43,6 +43,7 @@ from ledger.governance import GovernanceModule
 from ledger.market.appraisals import AppraisalsModule
 from ledger.market.credits import CreditsModule
 from ledger.market.licences import LicenceMarketModule
+from ledger.market.private_offers import PrivateLicenceModule
 from ledger.market.trading import MarketModule
 from ledger.members import MembersModule
 from ledger.nft.assets import AssetsModule
@@ -125,7 +126,7 @@ def default_modules(genesis: Genesis) -> list[Module]:
         LicenceMarketModule(), AppraisalsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),
-        GovernanceModule(), ValidatorsModule(genesis), PrivateModule(),
+        GovernanceModule(), ValidatorsModule(genesis), PrivateModule(), PrivateLicenceModule(),
     ]
 
 

@@ -1,10 +1,12 @@
 """Private data on a real 4-validator devnet: a collection of org1 and org2 (node1, node2); node0 (admin) and
 node3 (org3) are non-members. The plaintext reaches only the member nodes, is read only by a member's signed
-request, and after a purge is in no file of any home, while the commitment's proof still verifies."""
+request, and after a purge is in no file of any home, while the commitment's proof still verifies. And a
+private licence offer through the CLI: its terms open for the buyer only and are in no node's files."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
@@ -15,17 +17,22 @@ from typing import Any
 import httpx
 import pytest
 
+from ledger.client import LedgerClient, Signer
 from ledger.codec import decode
 from ledger.crypto import SigningKey
+from ledger.nft.assets import AssetMint
+from ledger.private.module import EncKeySet
 from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, sign_read
 from ledger.private.records import PrivateEntry
-from ledger.sealed import public_of
+from ledger.sealed import generate_key, public_of
 from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
+pytestmark = pytest.mark.slow
 
-@pytest.fixture
-def net4(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    data = devnet_up(tmp_path / "devnet", 4)
+
+@pytest.fixture(scope="module")
+def net4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data = devnet_up(tmp_path_factory.mktemp("private") / "devnet", 4)
     try:
         yield data
     finally:
@@ -60,11 +67,6 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
     secret = b"PRIVATE-TERMS-" + os.urandom(16).hex().encode()
     value_file = tmp_path / "terms.txt"
     value_file.write_bytes(secret)
-    ledger("member", "enc-key", "--generate", str(tmp_path / "org1.x25519"), "--key", "org1", *d)
-    org1 = SigningKey.load(net4["keys"]["org1"]).id
-    registered = httpx.get(f"{net4['nodes'][0]['http']}/v1/members/{org1}/enc-key", timeout=10).json()
-    assert registered["enc_public_key"] == public_of(bytes.fromhex((tmp_path / "org1.x25519").read_text())).hex()
-    assert (tmp_path / "org1.x25519").stat().st_mode & 0o077 == 0
     ledger("collection", "create", "deals", "--members", "org1,org2", *d)
     put = json.loads(ledger("private", "put", "deals", "k1", "--file", str(value_file), "--key", "org1", *d).stdout)
     assert put["status"] == "committed" and put["ok"]
@@ -108,3 +110,40 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
     assert verdict["valid"]
     entry = decode(PrivateEntry, bytes.fromhex(json.loads(proof_file.read_text())["entries"][0]["value"]))
     assert entry.purged and entry.commitment.hex() == put["commitment"]
+
+
+def test_a_private_licence_offer_opens_for_its_buyer_only_and_its_terms_are_in_no_home(net4: dict[str, Any],
+                                                                                      tmp_path: Path) -> None:
+    d = ["--dir", net4["dir"]]
+
+    def out(*args: str) -> Any:
+        return json.loads(ledger(*args, *d).stdout)
+
+    # Set up through the SDK (the CLI's own commands are what this test is about): org1 and org3 register
+    # encryption keys, org1 mints the token; org2 registers its key through the CLI.
+    url = net4["nodes"][0]["http"]
+    signers = {org: Signer(SigningKey.load(net4["keys"][org]), LedgerClient(url)) for org in ("org1", "org3")}
+    for org, member in signers.items():
+        private, public = generate_key()
+        (tmp_path / f"{org}.x25519").write_text(private.hex())
+        member.send("member.enc_key", EncKeySet(public))
+    signers["org1"].send("asset.mint", AssetMint("P-1", "data", "https://d.example/p1", hashlib.sha256(b"p1").digest(),
+                                                 "", ""))
+    registered = out("member", "enc-key", "--generate", str(tmp_path / "org2.x25519"), "--key", "org2")
+    org2 = SigningKey.load(net4["keys"]["org2"]).id
+    assert httpx.get(f"{url}/v1/members/{org2}/enc-key", timeout=10).json()["enc_public_key"] == public_of(
+        bytes.fromhex((tmp_path / "org2.x25519").read_text())).hex() == registered["enc_public_key"]
+    assert (tmp_path / "org2.x25519").stat().st_mode & 0o077 == 0
+    terms = "audit yearly " + os.urandom(8).hex()
+    made = out("market", "licence-offer", "P-1", "--purpose", "analytics", "--days", "30", "--price", "7777",
+               "--private", "--buyer", "org2", "--terms", terms, "--key", "org1")
+    opened = out("market", "licence-terms", made["offer_id"], "--enc-key", str(tmp_path / "org2.x25519"))
+    assert (opened["price"], opened["terms"], opened["matches_commitment"]) == (7777, terms, True)
+    other = ledger("market", "licence-terms", made["offer_id"], "--enc-key", str(tmp_path / "org3.x25519"), *d,
+                   check=False)
+    assert other.returncode != 0 and "cannot open" in other.stderr
+    refused = ledger("market", "licence-buy", made["offer_id"], "--private", "--key", "org3", *d, check=False)
+    assert refused.returncode != 0 and "unauthorized" in refused.stderr
+    out("market", "licence-buy", made["offer_id"], "--private", "--key", "org2")
+    assert ledger("rights", "check", "P-1", "--holder", "org2", "--purpose", "analytics", *d).returncode == 0
+    assert not homes_holding(net4, terms.encode())
