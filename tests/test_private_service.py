@@ -209,3 +209,17 @@ def test_a_purge_interrupted_by_a_crash_finishes_at_the_next_start(tmp_path: Pat
     assert files_holding(path, b"CRASHED-PURGE")
     SideStore(path).close()
     assert not files_holding(path, b"CRASHED-PURGE")
+
+
+def test_a_node_holds_a_bounded_amount_of_values_waiting_for_their_commit(net: Network, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.private import service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_PENDING_BYTES", 10)
+    member = start(net, tmp_path, 0)
+    member.expect("deals", "a", bytes(32), b"123456", commitment("deals", "a", bytes(32), b"123456"))
+    with pytest.raises(PutRefused) as refused:
+        member.expect("deals", "b", bytes(32), b"123456", commitment("deals", "b", bytes(32), b"123456"))
+    assert refused.value.status == 503
+    member.forget(commitment("deals", "a", bytes(32), b"123456"))
+    member.expect("deals", "b", bytes(32), b"123456", commitment("deals", "b", bytes(32), b"123456"))

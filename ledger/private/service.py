@@ -43,6 +43,7 @@ log = logging.getLogger("ledger.private")
 
 FETCH = 0x50  # the first byte of a peer request for private data (block requests are msgpack arrays)
 RETRY_S = 1.0
+MAX_PENDING_BYTES = 64 << 20  # plaintexts waiting for their commit, in all (a put beyond waits its turn: 503)
 FETCH_TIMEOUT_S = 5.0
 
 
@@ -128,6 +129,8 @@ class PrivateData:
             raise PutRefused(413, "oversized", f"a private value is at most {MAX_VALUE_BYTES} bytes")
         if commitment(collection, key, salt, value) != committed_to:
             raise PutRefused(400, "bad_commitment", "the value and salt do not hash to the transaction's commitment")
+        if sum(len(a.value) for a in self._pending.values()) + len(value) > MAX_PENDING_BYTES:
+            raise PutRefused(503, "busy", "too many private values wait for their commit here; try again soon")
         self._pending[committed_to] = FetchAnswer(salt, value)
 
     def forget(self, committed_to: bytes) -> None:

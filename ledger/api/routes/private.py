@@ -93,7 +93,8 @@ _PUT_BODY = {
 @router.post("/v1/private/{collection}", openapi_extra={"requestBody": _PUT_BODY}, responses={
     400: {"description": "malformed, or the value is not what the tx commits to"},
     403: {"description": "this node's organisation, or the tx's sender, is not a member of the collection"},
-    409: {"description": "an observer"}, 413: {"description": "the value is too large"}})
+    409: {"description": "an observer"}, 413: {"description": "the value is too large"},
+    503: {"description": "too many values wait for their commit on this node"}})
 async def put(
     collection: NameParam, request: Request, node: NodeDep,
     timeout: Annotated[float, Query(gt=0, le=120, description="seconds to wait for the commit")] = 30.0,
