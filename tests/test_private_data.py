@@ -226,6 +226,10 @@ def test_a_member_purges_an_entry_whose_commitment_stays() -> None:
     entry = get_entry(ledger.state, "deals", "k1")
     assert entry is not None and entry.purged and entry.commitment == digest
     ledger.refused(ORG2, "private.purge", PrivatePurge("deals", "k1"), "inactive")
+    # A purged key takes a new value; a live one does not (its old bytes would outlive any purge).
+    again = commitment("deals", "k1", bytes(32), b"v2")
+    ledger.ok(ORG1, "private.put", PrivatePut("deals", "k1", again))
+    ledger.refused(ORG1, "private.put", PrivatePut("deals", "k1", digest), "already_exists")
     ledger.refused(ORG2, "private.purge", PrivatePurge("deals", "k9"), "not_found")
 
 

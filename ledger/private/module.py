@@ -3,7 +3,8 @@
 - `member.enc_key`: a member registers (or replaces) its X25519 encryption public key.
 - `node.org` (admin action): names the member organisation a node (validator or observer) belongs to.
 - `collection.create` (admin action): a collection and its member organisations.
-- `private.put`: a member of the collection commits to a value under a key: only the salted hash is state;
+- `private.put`: a member of the collection commits to a value under a key (one value until it is purged;
+  then the key may take a new one): only the salted hash is state;
   the plaintext travels beside the transaction to the member organisations' nodes (`ledger.private.service`).
 - `private.purge`: a member of the collection marks the entry purged; the commitment stays, so proofs of
   it still verify, and every node deletes the plaintext from its side store when it commits the purge.
@@ -124,6 +125,11 @@ def process_put(ctx: TxContext, p: PrivatePut) -> None:
     # The commitment is a sha256 hash.
     if len(p.commitment) != 32:
         raise TxRejected(Reject.INVALID_VALUE, "a commitment is 32 bytes")
+    existing = get_entry(ctx.state, p.collection, p.key)
+    # A key holds one value until it is purged: a replaced value would linger in the side stores' files,
+    # beyond the reach of a purge.
+    if existing is not None and not existing.purged:
+        raise TxRejected(Reject.ALREADY_EXISTS, f"{p.collection}/{p.key} holds a value; purge it first")
     ctx.put(entry_key(p.collection, p.key),
             PrivateEntry(p.collection, p.key, p.commitment, ctx.sender, ctx.height, False))
 

@@ -210,7 +210,10 @@ class PrivateData:
                 self._wake.clear()
                 await self._wake.wait()
             for collection, key in sorted(self._wanted):
-                await self._fetch(collection, key)
+                try:
+                    await self._fetch(collection, key)
+                except Exception:  # one entry's failure (a bad record, a store error) must not stop the loop
+                    log.exception("fetching %s/%s failed", collection, key)
             if self._wanted:
                 await asyncio.sleep(RETRY_S)
 
