@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ledger.cli.common import (
     EXIT_USAGE,
     CliError,
@@ -93,6 +95,19 @@ def member_node(args: argparse.Namespace, collection: str) -> str:
     raise CliError(f"no devnet node belongs to a member organisation of {collection!r}", EXIT_USAGE)
 
 
+def _answer(r: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a node's answer; LedgerError (with the node's reason) for an error answer."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"error": str(r.status_code), "message": r.text[:500]}
+    if not isinstance(body, dict):
+        body = {"value": body}
+    if r.status_code >= 400:
+        raise LedgerError(body.get("error", str(r.status_code)), body.get("message", ""), r.status_code, body)
+    return body
+
+
 def cmd_put(args: argparse.Namespace) -> int:
     try:
         value = Path(args.file).read_bytes()
@@ -110,11 +125,9 @@ def cmd_put(args: argparse.Namespace) -> int:
             r = client.http.post(f"/v1/private/{args.collection}",
                                  json={"tx": tx_to_plain(tx), "salt": salt.hex(),
                                        "value": base64.b64encode(value).decode()})
-        except Exception as exc:  # httpx's errors: the node is unreachable
-            raise CliError(f"cannot reach {url}: {exc}", EXIT_USAGE) from exc
-        body: dict[str, Any] = r.json()
-        if r.status_code >= 400:
-            raise LedgerError(body.get("error", str(r.status_code)), body.get("message", ""), r.status_code, body)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {url}: {exc}") from exc
+        body = _answer(r)
         check_result({"accepted": True, **body})
     print_json({"collection": args.collection, "key": args.key_name, "node": url, **body})
     return 0
@@ -127,11 +140,12 @@ def cmd_get(args: argparse.Namespace) -> int:
         member = client.get("/v1/members", public_key=key.public_key.hex())
         chain_id = client.status()["chain_id"]
         token = sign_read(key, member["id"], chain_id, args.collection, args.key_name, time.time_ns() // 1_000_000)
-        r = client.http.get(f"/v1/private/{args.collection}/{args.key_name}",
-                            headers={MEMBER_HEADER: member["id"], REQUEST_HEADER: token})
-        body: dict[str, Any] = r.json()
-        if r.status_code >= 400:
-            raise LedgerError(body.get("error", str(r.status_code)), body.get("message", ""), r.status_code, body)
+        try:
+            r = client.http.get(f"/v1/private/{args.collection}/{args.key_name}",
+                                headers={MEMBER_HEADER: member["id"], REQUEST_HEADER: token})
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {url}: {exc}") from exc
+        body = _answer(r)
     if args.out:
         Path(args.out).write_bytes(base64.b64decode(body["value"]))
         body = {**{k: v for k, v in body.items() if k != "value"}, "written_to": args.out}
