@@ -54,11 +54,15 @@ def homes_holding(data: dict[str, Any], needle: bytes) -> list[str]:
     return found
 
 
-def signed_read(data: dict[str, Any], node: int, member: str, collection: str, key: str) -> httpx.Response:
+def read_headers(data: dict[str, Any], member: str, collection: str, key: str) -> dict[str, str]:
     signer = SigningKey.load(data["keys"][member])
     token = sign_read(signer, signer.id, data["chain_id"], collection, key, time.time_ns() // 1_000_000)
+    return {MEMBER_HEADER: signer.id, REQUEST_HEADER: token}
+
+
+def signed_read(data: dict[str, Any], node: int, member: str, collection: str, key: str) -> httpx.Response:
     return httpx.get(f"{data['nodes'][node]['http']}/v1/private/{collection}/{key}",
-                     headers={MEMBER_HEADER: signer.id, REQUEST_HEADER: token}, timeout=10)
+                     headers=read_headers(data, member, collection, key), timeout=10)
 
 
 def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywhere(net4: dict[str, Any],
@@ -79,6 +83,18 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
         assert answer == base64.b64encode(secret).decode()
     got = json.loads(ledger("private", "get", "deals", "k1", "--key", "org1", *d).stdout)
     assert got["commitment"] == put["commitment"]
+    # Sealed to the reader's registered X25519 key, the value crosses plain HTTP unreadable.
+    private, public = generate_key()
+    (tmp_path / "org2.x25519").write_text(private.hex())
+    Signer(SigningKey.load(net4["keys"]["org2"]), LedgerClient(net4["nodes"][0]["http"])).send(
+        "member.enc_key", EncKeySet(public))
+    sealed = json.loads(ledger("private", "get", "deals", "k1", "--key", "org2", "--enc-key",
+                               str(tmp_path / "org2.x25519"), "--out", str(tmp_path / "out.bin"), *d).stdout)
+    assert (tmp_path / "out.bin").read_bytes() == secret and sealed["commitment"] == put["commitment"]
+    raw = httpx.get(f"{net4['nodes'][1]['http']}/v1/private/deals/k1", params={"sealed": "true"}, timeout=10,
+                    headers=read_headers(net4, "org2", "deals", "k1"))
+    assert raw.status_code == 200 and "value" not in raw.json()
+    assert secret not in raw.content and base64.b64encode(secret) not in raw.content
 
     # A non-member's signed request, an unsigned one and a replayed one get 403.
     assert signed_read(net4, 1, "org3", "deals", "k1").status_code == 403

@@ -32,9 +32,12 @@ from ledger.cli.common import (
 )
 from ledger.cli.governance import proposal_fields
 from ledger.client import LedgerClient, LedgerError, Signer, check_result
+from ledger.codec import CodecError, decode
 from ledger.private.module import CollectionCreate, NodeOrgSet, PrivatePurge, PrivatePut
-from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, sign_read
+from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, read_associated_data, sign_read
 from ledger.private.records import MAX_VALUE_BYTES, SALT_LEN, commitment
+from ledger.private.service import FetchAnswer
+from ledger.sealed import SealError, open_sealed
 from ledger.tx import tx_to_plain
 
 COLLECTION_DETAILS = """\
@@ -142,15 +145,36 @@ def cmd_get(args: argparse.Namespace) -> int:
         token = sign_read(key, member["id"], chain_id, args.collection, args.key_name, time.time_ns() // 1_000_000)
         try:
             r = client.http.get(f"/v1/private/{args.collection}/{args.key_name}",
+                                params={"sealed": "true"} if args.enc_key else {},
                                 headers={MEMBER_HEADER: member["id"], REQUEST_HEADER: token})
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach {url}: {exc}") from exc
         body = _answer(r)
+    if args.enc_key:
+        body = _unseal(args, body, chain_id, member["id"])
     if args.out:
         Path(args.out).write_bytes(base64.b64decode(body["value"]))
         body = {**{k: v for k, v in body.items() if k != "value"}, "written_to": args.out}
     print_json(body)
     return 0
+
+
+def _unseal(args: argparse.Namespace, body: dict[str, Any], chain_id: str, member: str) -> dict[str, Any]:
+    """The answer with its sealed value opened by --enc-key and checked against the commitment."""
+    try:
+        private = bytes.fromhex(Path(args.enc_key).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the encryption key {args.enc_key}: {exc}", EXIT_USAGE) from exc
+    try:
+        opened = decode(FetchAnswer, open_sealed(base64.b64decode(body["sealed"]), private,
+                                                  read_associated_data(chain_id, args.collection, args.key_name,
+                                                                       member)))
+    except (SealError, CodecError, KeyError, ValueError) as exc:
+        raise CliError(f"cannot open the sealed answer: {exc}") from exc
+    if commitment(args.collection, args.key_name, opened.salt, opened.value).hex() != body["commitment"]:
+        raise CliError("the value does not match its commitment: do not rely on it")
+    rest = {k: v for k, v in body.items() if k != "sealed"}
+    return {**rest, "salt": opened.salt.hex(), "value": base64.b64encode(opened.value).decode()}
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -193,10 +217,13 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--file", required=True, help=f"the value (at most {MAX_VALUE_BYTES} bytes)")
     add_write_options(p)
     p.set_defaults(func=cmd_put)
-    p = add_command(group, "get", "read an entry from a member node, with a request signed by --key")
+    p = add_command(group, "get", "read an entry from a member node, with a request signed by --key",
+                    "Over plain HTTP the value travels in the clear unless --enc-key is given.")
     p.add_argument("collection")
     p.add_argument("key_name", metavar="KEY")
     p.add_argument("--out", help="write the value to this file (default: base64 in the JSON)")
+    p.add_argument("--enc-key", help="your X25519 private key file (`ledger member enc-key --generate`): the node "
+                   "seals the value to your registered key, so nobody on the way reads it")
     add_write_options(p)
     p.set_defaults(func=cmd_get)
     p = add_command(group, "purge", "a member: remove an entry's value from every node (its hash stays)")

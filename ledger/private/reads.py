@@ -2,13 +2,16 @@
 
 The client signs, with its member key, the chain id, the collection, the key, its member id and the
 time in milliseconds. A node accepts it within `MAX_SKEW_MS` of its own clock and only once (it keeps
-the signatures it accepted for that long), so a captured request is worth nothing later or twice.
+the signatures it accepted for that long), so a captured request is worth nothing later or twice. The HTTP
+API is plain HTTP: a read with `sealed=true` gets the value sealed to the member's registered X25519 key,
+so that a network eavesdropper reads nothing.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from ledger.codec import encode
 from ledger.crypto import SigningKey, verify
 
 DOMAIN_PRIVATE_READ = b"ledger/private-read/v1"
@@ -21,6 +24,11 @@ MAX_REMEMBERED = 100_000
 def sign_read(key: SigningKey, member_id: str, chain_id: str, collection: str, entry_key: str, now_ms: int) -> str:
     """The value of the X-Ledger-Request header: `<time ms>.<signature hex>`."""
     return f"{now_ms}.{key.sign(DOMAIN_PRIVATE_READ, (chain_id, collection, entry_key, member_id, now_ms)).hex()}"
+
+
+def read_associated_data(chain_id: str, collection: str, entry_key: str, member_id: str) -> bytes:
+    """What a sealed read answer is bound to: it opens only as this entry's, for this member."""
+    return encode(("private-read", chain_id, collection, entry_key, member_id))
 
 
 class ReadChecker:

@@ -27,10 +27,11 @@ from ledger.members import get_member
 from ledger.mempool import Outcome, Refusal
 from ledger.node import Node
 from ledger.private.module import PrivatePut, org_name
-from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER
+from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, read_associated_data
 from ledger.private.records import MAX_KEY_LEN, entry_key, get_collection, get_enc_key, get_entry
-from ledger.private.service import PrivateData, PutRefused
+from ledger.private.service import FetchAnswer, PrivateData, PutRefused
 from ledger.proofs import build_state_proof
+from ledger.sealed import seal
 from ledger.tx import TxRejected, decode_payload, tx_from_plain
 
 router = APIRouter(tags=["private data"])
@@ -150,10 +151,16 @@ async def put(
     return result
 
 
-@router.get("/v1/private/{collection}/{key}", responses={403: {"description": "not signed by a member"}})
-async def read(collection: NameParam, key: KeyParam, request: Request, node: NodeDep) -> dict[str, Any]:
+@router.get("/v1/private/{collection}/{key}", responses={
+    403: {"description": "not signed by a member"}, 409: {"description": "sealed=true without an encryption key"}})
+async def read(
+    collection: NameParam, key: KeyParam, request: Request, node: NodeDep,
+    sealed: Annotated[bool, Query(description="seal the value and salt to the member's encryption key")] = False,
+) -> dict[str, Any]:
     """The plaintext (base64) with its salt and commitment, to a request signed by a member of the collection
-    (headers X-Ledger-Member: member id, X-Ledger-Request: `<time ms>.<signature>`, `ledger private get`)."""
+    (headers X-Ledger-Member: member id, X-Ledger-Request: `<time ms>.<signature>`, `ledger private get`). With
+    `sealed=true`, the value and salt come sealed to the member's registered X25519 key (`sealed`, base64),
+    so that nobody on the way reads them."""
     service = _service(node)
     view = node.chain.latest
     member_id = request.headers.get(MEMBER_HEADER, "")
@@ -179,6 +186,14 @@ async def read(collection: NameParam, key: KeyParam, request: Request, node: Nod
         why = "no such entry" if live is None else "purged" if live.purged else "not received yet"
         raise ApiError(404, "not_found", f"{collection}/{key}: {why}")
     record, held = readable
-    return {"collection": collection, "key": key, "commitment": record.commitment.hex(), "salt": held.salt.hex(),
-            "value": base64.b64encode(held.value).decode(), "writer": record.writer, "height": record.height}
+    answer = {"collection": collection, "key": key, "commitment": record.commitment.hex(), "writer": record.writer,
+              "height": record.height}
+    if not sealed:
+        return {**answer, "salt": held.salt.hex(), "value": base64.b64encode(held.value).decode()}
+    enc = get_enc_key(view, member.id)
+    if enc is None:
+        raise ApiError(409, "no_enc_key", f"{member.id} registered no encryption key (`ledger member enc-key`)")
+    box = seal(encode(FetchAnswer(held.salt, held.value)), [enc], read_associated_data(
+        node.chain.chain_id, collection, key, member.id))
+    return {**answer, "sealed": base64.b64encode(box).decode()}
 
