@@ -23,7 +23,12 @@ def build_node(config: NodeConfig) -> Node:
         follower = node.follower = Follower(node, config.observer)
         node.metrics.expose_gauges("ledger_observer", "An observer's validators: answering lately, bad blocks "
                                    "they served, failed requests", follower.gauges)
-    from ledger.private.service import PrivateData
+    from ledger.private.service import LinkSources, PrivateData, Sources
 
-    node.private = PrivateData(node, node.key.id, config.data_dir / "private.db")
+    sources: Sources = LinkSources(node)
+    if config.observer is not None:  # no peer links: the validators' HTTP, with requests signed by the node key
+        from ledger.private.http_fetch import HttpSources
+
+        sources = HttpSources(node.key, node.genesis.chain_id, config.observer.validators)
+    node.private = PrivateData(node, node.key.id, config.data_dir / "private.db", sources)
     return node

@@ -1,7 +1,8 @@
-"""Private data on a real 4-validator devnet: a collection of org1 and org2 (node1, node2); node0 (admin) and
-node3 (org3) are non-members. The plaintext reaches only the member nodes, is read only by a member's signed
-request, and after a purge is in no file of any home, while the commitment's proof still verifies. And a
-private licence offer through the CLI: its terms open for the buyer only and are in no node's files."""
+"""Private data on a real 4-validator devnet with an observer: a collection of org1 and org2 (node1, node2,
+and the observer, named org1's); node0 (admin) and node3 (org3) are non-members. The plaintext reaches only
+the member nodes, is read only by a member's signed request, and after a purge is in no file of any home,
+while the commitment's proof still verifies. And a private licence offer through the CLI: its terms open for
+the buyer only and are in no node's files."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import httpx
 import pytest
 
 from ledger.client import LedgerClient, Signer
-from ledger.codec import decode
+from ledger.codec import decode, encode
 from ledger.crypto import SigningKey
 from ledger.nft.assets import AssetMint
 from ledger.private.module import EncKeySet
-from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, sign_read
+from ledger.private.reads import MEMBER_HEADER, NODE_KEY_HEADER, REQUEST_HEADER, sign_fetch, sign_read
 from ledger.private.records import PrivateEntry
+from ledger.private.service import FETCH, FetchRequest
 from ledger.sealed import generate_key, public_of
 from tests.devnetutil import devnet_down, devnet_up, ledger, wait_until
 
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def net4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    data = devnet_up(tmp_path_factory.mktemp("private") / "devnet", 4)
+    data = devnet_up(tmp_path_factory.mktemp("private") / "devnet", 4, "--observers", "1")
     try:
         yield data
     finally:
@@ -42,7 +44,7 @@ def net4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def homes_holding(data: dict[str, Any], needle: bytes) -> list[str]:
     """The files under the nodes' homes that contain `needle` (LevelDB tables and logs included)."""
     found = []
-    for node in data["nodes"]:
+    for node in data["nodes"] + data["observers"]:
         for root, _, files in os.walk(node["home"]):
             for name in files:
                 path = Path(root) / name
@@ -71,6 +73,8 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
     secret = b"PRIVATE-TERMS-" + os.urandom(16).hex().encode()
     value_file = tmp_path / "terms.txt"
     value_file.write_bytes(secret)
+    observer = net4["observers"][0]
+    ledger("collection", "node-org", observer["id"], "org1", *d)  # an observer of org1, fetching over HTTP
     ledger("collection", "create", "deals", "--members", "org1,org2", *d)
     put = json.loads(ledger("private", "put", "deals", "k1", "--file", str(value_file), "--key", "org1", *d).stdout)
     assert put["status"] == "committed" and put["ok"]
@@ -81,6 +85,9 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
         answer = wait_until(lambda n=node: signed_read(net4, n, "org2", "deals", "k1").json().get("value"), 15,
                             f"node{node} to serve the private entry")
         assert answer == base64.b64encode(secret).decode()
+    observed = wait_until(lambda: httpx.get(f"{observer['http']}/v1/private/deals/k1", timeout=10, headers=read_headers(
+        net4, "org1", "deals", "k1")).json().get("value"), 15, "the observer of org1 to fetch the private entry")
+    assert observed == base64.b64encode(secret).decode()
     got = json.loads(ledger("private", "get", "deals", "k1", "--key", "org1", *d).stdout)
     assert got["commitment"] == put["commitment"]
     # Sealed to the reader's registered X25519 key, the value crosses plain HTTP unreadable.
@@ -112,7 +119,17 @@ def test_private_data_reaches_only_member_nodes_and_a_purge_removes_it_everywher
 
     # The member nodes hold it on disk; no file under the non-members' homes contains it.
     holders = homes_holding(net4, secret)
-    assert holders and all("/node1/" in p or "/node2/" in p for p in holders), holders
+    assert holders and all(any(f"/{home}/" in p for home in ("node1", "node2", "obs0")) for p in holders), holders
+    assert any("/obs0/" in p for p in holders)
+    # A node of no member organisation asking over HTTP gets nothing; a request not signed by its key, 403.
+    fetch = bytes([FETCH]) + encode(FetchRequest("deals", "k1", bytes.fromhex(put["commitment"])))
+    stranger, reply = SigningKey.generate(), generate_key()[1]
+    token = sign_fetch(stranger, net4["chain_id"], reply, fetch, time.time_ns() // 1_000_000)
+    for key, status in ((stranger.public_key, 404), (SigningKey.generate().public_key, 403)):
+        r = httpx.post(f"{net4['nodes'][1]['http']}/v1/private-fetch", timeout=10,
+                       json={"request": fetch.hex(), "reply_key": reply.hex()},
+                       headers={NODE_KEY_HEADER: key.hex(), REQUEST_HEADER: token})
+        assert r.status_code == status, r.text
 
     ledger("private", "purge", "deals", "k1", "--key", "org2", *d)
     wait_until(lambda: not homes_holding(net4, secret), 15, "the plaintext to leave every home",

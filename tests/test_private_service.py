@@ -16,7 +16,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator
 from ledger.private.module import CollectionCreate, PrivatePurge, PrivatePut
 from ledger.private.records import NodeOrg, commitment
-from ledger.private.service import FETCH, FetchAnswer, FetchRequest, PrivateData, PutRefused
+from ledger.private.service import FETCH, FetchAnswer, FetchRequest, LinkSources, PrivateData, PutRefused
 from ledger.private.sidestore import SideStore
 from ledger.state import VerifiedCache, get_nonce
 from ledger.store import MemoryStore
@@ -89,7 +89,8 @@ def net() -> Network:
 
 
 def start(net: Network, tmp_path: Path, index: int) -> PrivateData:
-    service = PrivateData(Host(net, NODES[index]), NODES[index].id, tmp_path / f"node{index}" / "private.db")
+    host = Host(net, NODES[index])
+    service = PrivateData(host, NODES[index].id, tmp_path / f"node{index}" / "private.db", LinkSources(host))
     return service
 
 

@@ -5,16 +5,23 @@ time in milliseconds. A node accepts it within `MAX_SKEW_MS` of its own clock an
 the signatures it accepted for that long), so a captured request is worth nothing later or twice. The HTTP
 API is plain HTTP: a read with `sealed=true` gets the value sealed to the member's registered X25519 key,
 so that a network eavesdropper reads nothing.
+
+An observer (no peer links) fetches private data from the validators' HTTP with a request signed by its node
+key (`sign_fetch`), carrying a one-time X25519 key the answer is sealed to; the validator answers as it
+answers a peer (`PrivateData.serve_fetch`: only a node of a member organisation).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from ledger.codec import encode
 from ledger.crypto import SigningKey, verify
 
 DOMAIN_PRIVATE_READ = b"ledger/private-read/v1"
+DOMAIN_NODE_FETCH = b"ledger/private-fetch/v1"
+NODE_KEY_HEADER = "X-Ledger-Node-Key"
 MAX_SKEW_MS = 60_000
 MEMBER_HEADER = "X-Ledger-Member"
 REQUEST_HEADER = "X-Ledger-Request"
@@ -24,6 +31,12 @@ MAX_REMEMBERED = 100_000
 def sign_read(key: SigningKey, member_id: str, chain_id: str, collection: str, entry_key: str, now_ms: int) -> str:
     """The value of the X-Ledger-Request header: `<time ms>.<signature hex>`."""
     return f"{now_ms}.{key.sign(DOMAIN_PRIVATE_READ, (chain_id, collection, entry_key, member_id, now_ms)).hex()}"
+
+
+def sign_fetch(node_key: SigningKey, chain_id: str, reply_key: bytes, request: bytes, now_ms: int) -> str:
+    """An observer's fetch request (`POST /v1/private-fetch`), signed by its node key."""
+    signature = node_key.sign(DOMAIN_NODE_FETCH, (chain_id, node_key.public_key, reply_key, request, now_ms))
+    return f"{now_ms}.{signature.hex()}"
 
 
 def read_associated_data(chain_id: str, collection: str, entry_key: str, member_id: str) -> bytes:
@@ -43,6 +56,20 @@ class ReadChecker:
         """Why `token` does not let `member_id` (key `public_key`) read the entry (None: it does)."""
         if not token:
             return f"a read of private data needs the {REQUEST_HEADER} header, signed by a member's key"
+        return self._check(token, public_key, DOMAIN_PRIVATE_READ,
+                           lambda when: (self._chain_id, collection, entry_key, member_id, when), now_ms,
+                           "the member's current key")
+
+    def fetch_problem(self, token: str | None, node_key: bytes, reply_key: bytes, request: bytes,
+                      now_ms: int) -> str | None:
+        """Why `token` is not a fetch request signed by the node key `node_key` (None: it is)."""
+        if not token:
+            return f"a fetch of private data needs the {REQUEST_HEADER} header, signed by the node's key"
+        return self._check(token, node_key, DOMAIN_NODE_FETCH,
+                           lambda when: (self._chain_id, node_key, reply_key, request, when), now_ms, "the node's key")
+
+    def _check(self, token: str, public_key: bytes, domain: bytes, signed: Callable[[int], object], now_ms: int,
+               whose: str) -> str | None:
         stamp, _, signature = token.partition(".")
         try:
             when, sig = int(stamp), bytes.fromhex(signature)
@@ -50,8 +77,8 @@ class ReadChecker:
             return "the read request is malformed"
         if abs(now_ms - when) > MAX_SKEW_MS:
             return f"the read request's time is more than {MAX_SKEW_MS // 1000} s from the node's clock"
-        if not verify(public_key, DOMAIN_PRIVATE_READ, (self._chain_id, collection, entry_key, member_id, when), sig):
-            return "the read request is not signed by the member's current key"
+        if not verify(public_key, domain, signed(when), sig):
+            return f"the read request is not signed by {whose}"
         self._forget(now_ms)
         if sig in self._seen:
             return "this read request was used already; sign a new one"

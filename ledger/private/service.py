@@ -29,6 +29,7 @@ from ledger.private.reads import ReadChecker
 from ledger.private.records import (
     ENTRY_PREFIX,
     MAX_VALUE_BYTES,
+    Collection,
     PrivateEntry,
     commitment,
     get_collection,
@@ -37,6 +38,7 @@ from ledger.private.records import (
     node_in_collection,
 )
 from ledger.private.sidestore import SideEntry, SideStore
+from ledger.state import StateView
 from ledger.store import NS, Store
 
 log = logging.getLogger("ledger.private")
@@ -70,9 +72,33 @@ class PrivateHost(Protocol):
 
     def add_peer_request_handler(self, kind: int, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None: ...
 
+
+class Sources(Protocol):
+    """Where a node fetches private data from: a validator's peer links (`LinkSources`), an observer's
+    validators over HTTP (`ledger.private.http_fetch.HttpSources`)."""
+
+    def candidates(self, view: StateView, collection: Collection) -> Sequence[str]: ...
+
+    async def request(self, source: str, payload: bytes, timeout: float) -> bytes | None: ...
+
+
+class PeerLinks(Protocol):
     def member_peers(self) -> Sequence[str]: ...
 
     async def request_peer(self, peer: str, payload: bytes, timeout: float) -> bytes | None: ...
+
+
+class LinkSources:
+    """A validator's sources: its connected peers of member organisations (never asks, so never tells, others)."""
+
+    def __init__(self, links: PeerLinks) -> None:
+        self._links = links
+
+    def candidates(self, view: StateView, collection: Collection) -> Sequence[str]:
+        return [p for p in self._links.member_peers() if node_in_collection(view, p, collection)]
+
+    async def request(self, source: str, payload: bytes, timeout: float) -> bytes | None:
+        return await self._links.request_peer(source, payload, timeout)
 
 
 class PutRefused(Exception):
@@ -82,8 +108,9 @@ class PutRefused(Exception):
 
 
 class PrivateData:
-    def __init__(self, host: PrivateHost, node_id: str, path: Path) -> None:
+    def __init__(self, host: PrivateHost, node_id: str, path: Path, sources: Sources) -> None:
         self._host = host
+        self._sources = sources
         self.node_id = node_id
         self.store = SideStore(path)
         self.reads = ReadChecker(host.chain.chain_id)  # signed read requests, each accepted once
@@ -230,10 +257,8 @@ class PrivateData:
         members = get_collection(view, collection)
         assert members is not None  # noqa: S101 - an entry exists only in a collection
         request = bytes([FETCH]) + encode(FetchRequest(collection, key, entry.commitment))
-        for peer in self._host.member_peers():
-            if not node_in_collection(view, peer, members):
-                continue  # never ask (or tell) a node of another organisation
-            raw = await self._host.request_peer(peer, request, FETCH_TIMEOUT_S)
+        for peer in self._sources.candidates(view, members):
+            raw = await self._sources.request(peer, request, FETCH_TIMEOUT_S)
             if not raw:
                 continue
             try:

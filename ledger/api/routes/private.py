@@ -1,5 +1,6 @@
 """Private data over HTTP: collections, puts to a member node, signed reads, the public commitment.
 
+- `POST /v1/private-fetch`: an observer's fetch, signed by its node key, answered sealed (`ledger.private.http_fetch`).
 - `GET /v1/members/{id}/enc-key`: a member's X25519 encryption public key.
 - `GET /v1/collections/{name}`: a collection and its member organisations (public state).
 - `POST /v1/private/{collection}`: the plaintext, its salt and the signed `private.put`; accepted only
@@ -23,13 +24,15 @@ from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import MEMBER_ID
 from ledger.codec import encode, to_plain
+from ledger.crypto import derive_id
 from ledger.members import get_member
 from ledger.mempool import Outcome, Refusal
 from ledger.node import Node
+from ledger.private.http_fetch import fetch_associated_data
 from ledger.private.module import PrivatePut, org_name
-from ledger.private.reads import MEMBER_HEADER, REQUEST_HEADER, read_associated_data
+from ledger.private.reads import MEMBER_HEADER, NODE_KEY_HEADER, REQUEST_HEADER, read_associated_data
 from ledger.private.records import MAX_KEY_LEN, entry_key, get_collection, get_enc_key, get_entry
-from ledger.private.service import FetchAnswer, PrivateData, PutRefused
+from ledger.private.service import FETCH, FetchAnswer, PrivateData, PutRefused
 from ledger.proofs import build_state_proof
 from ledger.sealed import seal
 from ledger.tx import TxRejected, decode_payload, tx_from_plain
@@ -55,6 +58,47 @@ async def collection(name: NameParam, node: NodeDep) -> dict[str, Any]:
         raise ApiError(404, "not_found", f"no collection {name!r}")
     return {"name": found.name, "members": list(found.members),
             "member_names": [org_name(view, m) for m in found.members], "created_height": found.created_height}
+
+
+_FETCH_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["request", "reply_key"],
+        "properties": {
+            "request": {"type": "string", "pattern": "^([0-9a-f]{2})+$", "description": "the fetch request, hex"},
+            "reply_key": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "X25519 key, hex"},
+        },
+    }}},
+}
+
+
+@router.post("/v1/private-fetch", openapi_extra={"requestBody": _FETCH_BODY}, responses={
+    400: {"description": "malformed"}, 403: {"description": "not signed by a node key"},
+    404: {"description": "not a member organisation's node, or not held here"}})
+async def fetch(request: Request, node: NodeDep) -> dict[str, Any]:
+    """An observer's fetch of private data (`ledger.private.http_fetch`), signed by its node key (headers
+    X-Ledger-Node-Key, X-Ledger-Request): answered, sealed to `reply_key`, only to a node of a member
+    organisation of the collection, as a peer's fetch is."""
+    service = _service(node)
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise TypeError("not an object")
+        payload, reply_key = bytes.fromhex(body["request"]), bytes.fromhex(body["reply_key"])
+        node_key = bytes.fromhex(request.headers.get(NODE_KEY_HEADER, ""))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(400, "malformed", f"the body must be {{request (hex), reply_key (hex)}}: {exc}") from exc
+    if len(reply_key) != 32 or len(node_key) != 32 or payload[:1] != bytes([FETCH]):
+        raise ApiError(400, "malformed", f"a fetch names a 32-byte reply key and node key ({NODE_KEY_HEADER})")
+    problem = service.reads.fetch_problem(request.headers.get(REQUEST_HEADER), node_key, reply_key, payload,
+                                          time.time_ns() // 1_000_000)
+    if problem is not None:
+        raise ApiError(403, "unauthorized", problem)
+    answer = await service.serve_fetch(derive_id(node_key), payload)
+    if not answer:
+        raise ApiError(404, "not_found", "not held here, or the asking node is of no member organisation")
+    sealed = seal(answer, [reply_key], fetch_associated_data(node.chain.chain_id, payload))
+    return {"sealed": base64.b64encode(sealed).decode()}
 
 
 @router.get("/v1/members/{member_id}/enc-key")
