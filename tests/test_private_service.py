@@ -224,3 +224,15 @@ def test_a_node_holds_a_bounded_amount_of_values_waiting_for_their_commit(net: N
     assert refused.value.status == 503
     member.forget(commitment("deals", "a", bytes(32), b"123456"))
     member.expect("deals", "b", bytes(32), b"123456", commitment("deals", "b", bytes(32), b"123456"))
+
+
+def test_a_value_whose_put_never_commits_is_let_go_after_a_while(net: Network, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.private import service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_PENDING_BYTES", 10)
+    member = start(net, tmp_path, 0)
+    member.expect("deals", "a", bytes(32), b"123456", commitment("deals", "a", bytes(32), b"123456"))
+    later = service_module.time.monotonic() + service_module.PENDING_TTL_S + 1
+    monkeypatch.setattr(service_module.time, "monotonic", lambda: later)
+    member.expect("deals", "b", bytes(32), b"123456", commitment("deals", "b", bytes(32), b"123456"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ log = logging.getLogger("ledger.private")
 FETCH = 0x50  # the first byte of a peer request for private data (block requests are msgpack arrays)
 RETRY_S = 1.0
 MAX_PENDING_BYTES = 64 << 20  # plaintexts waiting for their commit, in all (a put beyond waits its turn: 503)
+PENDING_TTL_S = 600.0  # a plaintext whose put has not committed by then is dropped
 FETCH_TIMEOUT_S = 5.0
 
 
@@ -114,7 +116,8 @@ class PrivateData:
         self.node_id = node_id
         self.store = SideStore(path)
         self.reads = ReadChecker(host.chain.chain_id)  # signed read requests, each accepted once
-        self._pending: dict[bytes, FetchAnswer] = {}  # commitment -> plaintext, until its put commits
+        # commitment -> (when it arrived, the plaintext), until its put commits or PENDING_TTL_S passes
+        self._pending: dict[bytes, tuple[float, FetchAnswer]] = {}
         self._wanted: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -156,9 +159,12 @@ class PrivateData:
             raise PutRefused(413, "oversized", f"a private value is at most {MAX_VALUE_BYTES} bytes")
         if commitment(collection, key, salt, value) != committed_to:
             raise PutRefused(400, "bad_commitment", "the value and salt do not hash to the transaction's commitment")
-        if sum(len(a.value) for a in self._pending.values()) + len(value) > MAX_PENDING_BYTES:
+        now = time.monotonic()
+        for stale in [c for c, (since, _) in self._pending.items() if now - since > PENDING_TTL_S]:
+            del self._pending[stale]  # its put never committed (refused after admission): let it go
+        if sum(len(a.value) for _, a in self._pending.values()) + len(value) > MAX_PENDING_BYTES:
             raise PutRefused(503, "busy", "too many private values wait for their commit here; try again soon")
-        self._pending[committed_to] = FetchAnswer(salt, value)
+        self._pending[committed_to] = (now, FetchAnswer(salt, value))
 
     def forget(self, committed_to: bytes) -> None:
         self._pending.pop(committed_to, None)
@@ -173,7 +179,8 @@ class PrivateData:
             if entry.purged:
                 self._purge(entry)
                 continue
-            answer = self._pending.pop(entry.commitment, None)
+            waiting = self._pending.pop(entry.commitment, None)
+            answer = None if waiting is None else waiting[1]
             if not self.holds_collection(entry.collection):
                 continue
             if answer is not None:
