@@ -26,6 +26,19 @@ from ledger.config import write_config
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, GenesisMember, GenesisValidator, save_genesis
 from ledger.governance import GovernanceSettings
+from ledger.private.records import NodeOrg
+
+
+def node_orgs(definition: Definition, node_keys: list[SigningKey]) -> tuple[NodeOrg, ...]:
+    """Each node's organisation, for private data: node<i> belongs to the member org<i> when there is one, node0
+    to the first admin (the consortium's operator); other nodes to none."""
+    names = {name for name, _ in definition.genesis_members()}
+    orgs = []
+    for i, key in enumerate(node_keys):
+        org = definition.first_admin() if i == 0 else f"org{i}"
+        if org in names:
+            orgs.append(NodeOrg(key.id, org))
+    return tuple(orgs)
 
 
 def create(directory: Path, definition: Definition) -> dict[str, Any]:
@@ -53,6 +66,7 @@ def create(directory: Path, definition: Definition) -> dict[str, Any]:
         members=tuple(GenesisMember(n, member_keys[n].public_key, roles) for n, roles in members),
         prefixes=(),
         governance=GovernanceSettings(definition.governance.approvals, definition.governance.expiry_ms),
+        node_orgs=node_orgs(definition, node_keys),
     )
     genesis_path = directory / "genesis.json"
     save_genesis(genesis, genesis_path)

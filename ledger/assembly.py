@@ -3,7 +3,7 @@
 The node knows nothing of anchoring; the anchoring service reaches the node through
 `ledger.anchor.port.AnchorNode`. Here the service is built for the node (when the config has an
 `ethereum` section) and attached, so the node starts it, stops it and shows its status; an observer's
-follower (`ledger.observer`) likewise.
+follower (`ledger.observer`) and the private data service (`ledger.private.service`) likewise.
 """
 
 from __future__ import annotations
@@ -23,4 +23,12 @@ def build_node(config: NodeConfig) -> Node:
         follower = node.follower = Follower(node, config.observer)
         node.metrics.expose_gauges("ledger_observer", "An observer's validators: answering lately, bad blocks "
                                    "they served, failed requests", follower.gauges)
+    from ledger.private.service import LinkSources, PrivateData, Sources
+
+    sources: Sources = LinkSources(node)
+    if config.observer is not None:  # no peer links: the validators' HTTP, with requests signed by the node key
+        from ledger.private.http_fetch import HttpSources
+
+        sources = HttpSources(node.key, node.genesis.chain_id, config.observer.validators)
+    node.private = PrivateData(node, node.key.id, config.data_dir / "private.db", sources)
     return node

@@ -43,10 +43,12 @@ from ledger.governance import GovernanceModule
 from ledger.market.appraisals import AppraisalsModule
 from ledger.market.credits import CreditsModule
 from ledger.market.licences import LicenceMarketModule
+from ledger.market.private_offers import PrivateLicenceModule
 from ledger.market.trading import MarketModule
 from ledger.members import MembersModule
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
+from ledger.private.module import PrivateModule
 from ledger.resolver.registry import RegistryModule
 from ledger.smt import EMPTY as EMPTY_ROOT
 from ledger.smt import SMTProof, SparseMerkleTree
@@ -124,7 +126,7 @@ def default_modules(genesis: Genesis) -> list[Module]:
         LicenceMarketModule(), AppraisalsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),
-        GovernanceModule(), ValidatorsModule(genesis),
+        GovernanceModule(), ValidatorsModule(genesis), PrivateModule(), PrivateLicenceModule(),
     ]
 
 

@@ -1,6 +1,7 @@
 """Genesis: the chain id, the validator set, the founding members with roles, initial prefixes, the
-governance settings (the approvals an admin action needs, how long a proposal stays open), and the
-anchoring settings (the Ethereum chain, the anchor contract, the validators' submitter addresses).
+governance settings (the approvals an admin action needs, how long a proposal stays open), the
+anchoring settings (the Ethereum chain, the anchor contract, the validators' submitter addresses), and
+the member organisation each node belongs to (`node_orgs`, for private data collections).
 
 The genesis file is JSON (the plain form of `Genesis`). Its canonical hash becomes block 0's
 `prev_hash`, so every node that accepts block 1 agrees on the same genesis.
@@ -26,6 +27,7 @@ from ledger.codec import CodecError, encode, from_plain, to_plain
 from ledger.crypto import derive_id, sha256
 from ledger.governance import GovernanceSettings, settings_state
 from ledger.members import ADMINS_KEY, check_roles, member_key, member_key_index, member_name_key, new_member
+from ledger.private.records import NodeOrg, node_org_key
 from ledger.resolver.identifiers import InvalidIdentifier, check_prefix
 from ledger.resolver.registry import Prefix, prefix_key
 from ledger.tx import TxRejected
@@ -59,6 +61,7 @@ class Genesis:
     prefixes: tuple[GenesisPrefix, ...]
     governance: GovernanceSettings | None = None  # None: one admin's approval suffices
     anchoring: AnchoringSettings | None = None  # None: no anchoring until governance sets it
+    node_orgs: tuple[NodeOrg, ...] | None = None  # None: no node belongs to an organisation until `node.org`
 
     def validator_keys(self) -> dict[str, bytes]:
         """Validator id -> public key."""
@@ -123,6 +126,20 @@ def check_genesis(genesis: Genesis) -> None:
             check_settings(genesis.anchoring)
         except TxRejected as exc:
             raise InvalidGenesis(f"anchoring: {exc.message}") from exc
+    _check_node_orgs(genesis)
+
+
+def _check_node_orgs(genesis: Genesis) -> None:
+    names = {m.name for m in genesis.members}
+    nodes = [o.node for o in genesis.node_orgs or ()]
+    # Each node is named once, by its id, and belongs to a founding member.
+    if len(set(nodes)) != len(nodes):
+        raise InvalidGenesis("node_orgs names a node twice")
+    for o in genesis.node_orgs or ():
+        if len(o.node) != 40 or any(c not in "0123456789abcdef" for c in o.node):
+            raise InvalidGenesis(f"node_orgs: {o.node!r} is not a node id (40 hex digits)")
+        if o.org not in names:
+            raise InvalidGenesis(f"node_orgs: {o.org!r} is not a genesis member")
 
 
 def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
@@ -146,6 +163,9 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
         state[ADMINS_KEY] = encode(tuple(admins))
     if genesis.anchoring is not None:
         state.update(anchoring_state(genesis.anchoring))
+    ids = {m.name: derive_id(m.public_key) for m in genesis.members}
+    for o in genesis.node_orgs or ():
+        state[node_org_key(o.node)] = encode(ids[o.org])
     return state
 
 

@@ -169,6 +169,10 @@ class Node:
         self.anchoring: Service | None = None
         # An observer's link to the validators (blocks in, writes out): attached by `build_node`.
         self.follower: Follower | None = None
+        # Private data (ledger/private/service.py): side store, fetches between member nodes; by `build_node`.
+        self.private: Service | None = None
+        # Peer requests of kinds beside block requests, by first byte (private data's fetches).
+        self._peer_request_handlers: dict[int, Callable[[str, bytes], Awaitable[bytes]]] = {}
 
     @property
     def replica(self) -> Replica:
@@ -188,10 +192,14 @@ class Node:
             self.anchoring.start()
         if self.follower is not None:
             self.follower.start()
+        if self.private is not None:
+            self.private.start()
         log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
                  self.chain.height)
 
     async def stop(self) -> None:
+        if self.private is not None:
+            await self.private.stop()
         if self.anchoring is not None:
             await self.anchoring.stop()
         if self.follower is not None:
@@ -427,7 +435,28 @@ class Node:
         self._drive(self.driver.on_peer_message, peer, payload)
 
     async def _on_peer_request(self, peer: str, payload: bytes) -> bytes:
+        handler = self._peer_request_handlers.get(payload[0]) if payload else None
+        if handler is not None:
+            return await handler(peer, payload)
         return self.driver.serve(payload)
+
+    def add_peer_request_handler(self, kind: int, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
+        """Serve peer requests whose first byte is `kind` (never a block request's: those are msgpack arrays)."""
+        self._peer_request_handlers[kind] = handler
+
+    def member_peers(self) -> list[str]:
+        """The validators this node has a link to (an observer: none)."""
+        return self.transport.connected_peers() if self.transport is not None else []
+
+    async def request_peer(self, peer: str, payload: bytes, timeout: float) -> bytes | None:
+        """A request to a peer over its link (None: it failed)."""
+        if self.transport is None:
+            return None
+        try:
+            return await self.transport.request(peer, payload, timeout=timeout)
+        except TransportError as exc:
+            log.info("request to %s failed: %s", peer[:8], exc)
+            return None
 
     async def _catch_up(self) -> None:
         """Run one catch-up round over the peer links."""
@@ -516,5 +545,6 @@ class Node:
             "uptime_s": round(time.time() - self.started_at, 1),
             "anchoring": self.anchoring.status() if self.anchoring is not None else disabled_status(),
             **({"observer": self.follower.status()} if self.follower is not None else {}),
+            **({"private_data": self.private.status()} if self.private is not None else {}),
             **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
         }

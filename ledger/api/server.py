@@ -29,6 +29,7 @@ from ledger.api.routes import (
     handles,
     market,
     members,
+    private,
     resolve,
     status,
     sync,
@@ -98,7 +99,7 @@ def create_app(home: str | Path | None = None, node: Node | None = None) -> Fast
     install_error_handlers(app)
     app.add_middleware(ErrorCountMiddleware)
     for module in (status, tx, blocks, handles, resolve, members, assets, market, anchors, evidence, governance, gs1,
-                   validators, explorer, sync, web, backup):
+                   validators, explorer, sync, web, backup, private):
         app.include_router(module.router)
     install_openapi(app)
     app.state.handle_cache = cache

@@ -26,6 +26,7 @@ from ledger.cli import (
     market,
     members,
     node,
+    private,
     resolve,
     validators,
 )
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (node, backup, devnet_commands, ids, resolve, bench, contracts, anchoring, assets, market, members,
-                  governance, validators):
+                  governance, validators, private):
         group.add_commands(sub)
     return parser
 

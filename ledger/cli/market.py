@@ -1,11 +1,13 @@
 """`ledger credits issue|withdraw|transfer|balance` and `ledger market list|unlist|buy|offer|accept|withdraw|
-licence-offer|licence-buy|appraise|appraisals|show|prices`: settlement credits, trading tokens and licences for
-them, appraisals."""
+licence-offer|licence-buy|licence-terms|appraise|appraisals|show|prices`: settlement credits, trading tokens and
+licences for them, appraisals."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ledger.cli.common import (
@@ -24,6 +26,7 @@ from ledger.cli.common import (
 )
 from ledger.cli.governance import proposal_fields
 from ledger.client import LedgerError
+from ledger.codec import encode
 from ledger.market.appraisals import Appraise
 from ledger.market.credits import MAX_AMOUNT, CreditsIssue, CreditsTransfer, CreditsWithdraw
 from ledger.market.licences import (
@@ -201,6 +204,10 @@ def cmd_withdraw_offer(args: argparse.Namespace) -> int:
 
 
 def cmd_licence_offer(args: argparse.Namespace) -> int:
+    if args.private:
+        return private_offer(args)
+    if args.buyer or args.terms:
+        raise CliError("--buyer and --terms are for a --private offer", EXIT_USAGE)
     price, until = parse_amount(args.price, "--price"), expiry(args.until, 30, LICENCE_OFFER_TERM_MS)
     if not 1 <= args.days <= MAX_DURATION_MS // DAY_MS:
         raise CliError(f"--days must be 1 to {MAX_DURATION_MS // DAY_MS}", EXIT_USAGE)
@@ -216,8 +223,82 @@ def cmd_licence_offer(args: argparse.Namespace) -> int:
     return 0
 
 
+def private_offer(args: argparse.Namespace) -> int:
+    """A licence offer to one buyer whose price and terms are sealed to the two parties' encryption keys."""
+    from ledger.client import LedgerClient
+    from ledger.market.private_offers import (
+        PrivateLicenceOfferMake,
+        PrivateTerms,
+        compute_private_offer_id,
+        terms_associated_data,
+        terms_commitment,
+    )
+    from ledger.sealed import seal
+
+    price, until = parse_amount(args.price, "--price"), expiry(args.until, 30, LICENCE_OFFER_TERM_MS)
+    if not args.buyer:
+        raise CliError("a --private offer names its --buyer", EXIT_USAGE)
+    if args.max != 1 or args.resale_share or args.terms_uri or args.terms_hash:
+        raise CliError("a --private offer sells one licence: no --max, --resale-share, --terms-uri or --terms-hash "
+                       "(give the terms with --terms)", EXIT_USAGE)
+    if not 1 <= args.days <= MAX_DURATION_MS // DAY_MS:
+        raise CliError(f"--days must be 1 to {MAX_DURATION_MS // DAY_MS}", EXIT_USAGE)
+    seller = signer(args, "issuer")
+    buyer = member_id(args.buyer, args)
+    keys = []
+    with LedgerClient(seller.client.url) as client:
+        for who in (seller.member_id, buyer):
+            try:
+                keys.append(bytes.fromhex(client.get(f"/v1/members/{who}/enc-key")["enc_public_key"]))
+            except LedgerError as exc:
+                raise CliError(f"member {who} has no encryption key: register one with `ledger member enc-key` "
+                               f"({exc.message})") from exc
+    terms = PrivateTerms(price, args.terms or "", os.urandom(32))
+    sealed = seal(encode(terms), keys, terms_associated_data(seller.chain_id, args.token, seller.member_id, buyer))
+    payload = PrivateLicenceOfferMake(args.token, args.parent or "", buyer, tuple(args.purpose), args.days * DAY_MS,
+                                      args.sublicensable, until, terms_commitment(terms), sealed)
+    result = seller.send("market.licence_offer_private", payload)
+    _done(result, offer_id=compute_private_offer_id(bytes.fromhex(result["tx_id"])), token=args.token, buyer=buyer,
+          purposes=sorted(set(args.purpose)), days=args.days, commitment=terms_commitment(terms).hex(),
+          expires=until, private=True)
+    return 0
+
+
+def cmd_licence_terms(args: argparse.Namespace) -> int:
+    """Open a private licence offer's sealed price and terms with a party's encryption key."""
+    from ledger.codec import decode
+    from ledger.market.private_offers import PrivateTerms, terms_associated_data, terms_commitment
+    from ledger.sealed import SealError, open_sealed
+
+    try:
+        private = bytes.fromhex(Path(args.enc_key).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the encryption key {args.enc_key}: {exc}", EXIT_USAGE) from exc
+    offer = fetch(args, f"/v1/market/private-licence-offers/{args.offer.lower()}")["offer"]
+    tx = fetch(args, f"/v1/tx/{offer['tx_id']}")["tx"]
+    chain_id = fetch(args, "/v1/status")["chain_id"]
+    bound = terms_associated_data(chain_id, offer["token"], offer["seller"], offer["buyer"])
+    try:
+        terms = decode(PrivateTerms, open_sealed(bytes.fromhex(tx["payload"]["sealed_terms"]), private, bound))
+    except SealError as exc:
+        raise CliError(f"cannot open the terms: {exc}") from exc
+    if terms_commitment(terms).hex() != offer["commitment"]:
+        raise CliError("the sealed terms do not match the offer's commitment: do not rely on them")
+    print_json({"offer_id": args.offer.lower(), "price": terms.price, "terms": terms.terms, "salt": terms.salt.hex(),
+                "commitment": offer["commitment"], "matches_commitment": True})
+    return 0
+
+
 def cmd_licence_buy(args: argparse.Namespace) -> int:
     offer_id = args.offer.lower()
+    if args.private:
+        from ledger.market.private_offers import PrivateLicenceBuy
+
+        buyer = signer(args, "issuer")
+        result = buyer.send("market.licence_buy_private", PrivateLicenceBuy(offer_id))
+        _done(result, offer_id=offer_id, holder=buyer.member_id,
+              licence_id=compute_licence_id(bytes.fromhex(result["tx_id"])), private=True)
+        return 0
     if args.price is not None:
         price = parse_amount(args.price, "--price")
     else:
@@ -337,12 +418,27 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--until", help="when the offer ends, ISO 8601 (default: 30 days; at most 365)")
     p.add_argument("--terms-uri", help="URI of the licence terms")
     p.add_argument("--terms-hash", help="sha256 of the terms, 64 hex digits")
+    p.add_argument("--private", action="store_true", help="one licence to --buyer: the price and --terms are sealed "
+                   "to the two parties' encryption keys (`ledger member enc-key`); the state holds only a salted "
+                   "commitment, and no credits move on the ledger (they would show the price): settle it "
+                   "between you")
+    p.add_argument("--buyer", help="with --private: the one member the offer is made to")
+    p.add_argument("--terms", help="with --private: the terms' text, sealed with the price")
     add_write_options(p)
     p.set_defaults(func=cmd_licence_offer)
+    p = add_command(group, "licence-terms", "open a private licence offer's price and terms (a party's key)",
+                    "Reads the offer and its offering transaction, opens the sealed terms with --enc-key (the file "
+                    "`ledger member enc-key --generate` wrote) and checks them against the offer's commitment.")
+    p.add_argument("offer", metavar="OFFER_ID", help="the private licence offer id (64 hex digits)")
+    p.add_argument("--enc-key", required=True, help="your X25519 private key file")
+    add_read_options(p)
+    p.set_defaults(func=cmd_licence_terms)
     p = add_command(group, "licence-buy", "buy a licence from a licence offer: pays and grants it together",
                     "Prints the licence id (`licence_id`); `ledger rights check` then allows its purposes.")
     p.add_argument("offer", metavar="OFFER_ID", help="the licence offer id (64 hex digits)")
     p.add_argument("--price", help="the offer's price you agree to (default: the offer's, as read now)")
+    p.add_argument("--private", action="store_true", help="take a private licence offer made to you (no credits "
+                   "move on the ledger)")
     add_write_options(p)
     p.set_defaults(func=cmd_licence_buy)
     p = add_command(group, "appraise", "record an appraisal of a token (appraiser role)",

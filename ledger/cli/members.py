@@ -1,4 +1,5 @@
-"""`ledger member add|remove|roles|rotate-key`: the admins manage members; a member rotates its own key.
+"""`ledger member add|remove|roles|rotate-key|enc-key`: the admins manage members; a member rotates its own key
+and registers its encryption key.
 
 Adding, removing and setting roles are admin actions: with a threshold above one they make a proposal
 (printed as `proposal`, with `status` open) that other admins approve with `ledger governance approve`."""
@@ -6,6 +7,7 @@ Adding, removing and setting roles are admin actions: with a threshold above one
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ledger.cli.common import (
     EXIT_USAGE,
@@ -83,8 +85,35 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enc_key(args: argparse.Namespace) -> int:
+    from ledger.private.module import EncKeySet
+    from ledger.sealed import generate_key
+
+    if bool(args.public_key) == bool(args.generate):
+        raise CliError("give --public-key HEX or --generate FILE", EXIT_USAGE)
+    if args.generate:
+        path = Path(args.generate)
+        if path.exists():
+            raise CliError(f"{path} exists; choose another file", EXIT_USAGE)
+        private, public = generate_key()
+        path.touch(mode=0o600)
+        path.write_text(private.hex() + "\n")
+    else:
+        try:
+            public = bytes.fromhex(args.public_key)
+        except ValueError:
+            public = b""
+        if len(public) != 32:
+            raise CliError("--public-key takes 64 hex digits (an X25519 public key)", EXIT_USAGE)
+    member = signer(args, "registrar")
+    result = member.send("member.enc_key", EncKeySet(public))
+    print_json({"member": member.member_id, "enc_public_key": public.hex(), "tx_id": result["tx_id"],
+                "height": result["height"], **({"private_key_file": args.generate} if args.generate else {})})
+    return 0
+
+
 def add_commands(sub: Subcommands) -> None:
-    members = add_group(sub, "member", "members: add, remove, roles, rotate-key", GROUP_DETAILS)
+    members = add_group(sub, "member", "members: add, remove, roles, rotate-key, enc-key", GROUP_DETAILS)
     roles_help = f"a role ({', '.join(ROLES)}); repeat for several"
     p = add_command(members, "add", "admin: add a member")
     p.add_argument("name", help="the member's name (unique; used to name it in commands)")
@@ -107,3 +136,10 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--new-key", required=True, help="the new key file (make one with `ledger keygen`)")
     add_write_options(p)
     p.set_defaults(func=cmd_rotate_key)
+    p = add_command(members, "enc-key", "register the signing member's X25519 encryption public key",
+                    "Private terms are encrypted to the parties' registered keys (ledger/sealed.py). --generate "
+                    "writes a new private key (64 hex digits, mode 0600) to FILE and registers its public key.")
+    p.add_argument("--public-key", help="an X25519 public key, 64 hex digits")
+    p.add_argument("--generate", metavar="FILE", help="or make a new key pair, the private key written to FILE")
+    add_write_options(p)
+    p.set_defaults(func=cmd_enc_key)

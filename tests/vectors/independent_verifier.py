@@ -151,11 +151,14 @@ class Genesis:
                   [[v["name"], bytes.fromhex(v["public_key"])] for v in d["validators"]],
                   [[m["name"], bytes.fromhex(m["public_key"]), list(m["roles"])] for m in d["members"]],
                   [[p["prefix"], p["owner"]] for p in d["prefixes"]]]
-        gov, anch = d.get("governance"), d.get("anchoring")
-        if gov is not None or anch is not None:  # the optional sections: a sixth and a seventh element
+        gov, anch, orgs = d.get("governance"), d.get("anchoring"), d.get("node_orgs")
+        # the optional sections: a sixth, a seventh and an eighth element, up to the last one present
+        if gov is not None or anch is not None or orgs is not None:
             record.append(None if gov is None else [gov["approvals"], gov["expiry_ms"]])
-        if anch is not None:
-            record.append([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
+        if anch is not None or orgs is not None:
+            record.append(None if anch is None else [anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
+        if orgs is not None:
+            record.append([[o["node"], o["org"]] for o in orgs])
         return H(pack(record))
 
     def header0(self) -> list[Any]:
@@ -177,6 +180,9 @@ class Genesis:
         anch = self.doc.get("anchoring")
         if anch is not None:
             state[b"anchor/settings"] = pack([anch["eth_chain_id"], anch["contract"], list(anch["submitters"])])
+        ids = {m["name"]: node_id(bytes.fromhex(m["public_key"])) for m in self.doc["members"]}
+        for o in self.doc.get("node_orgs") or ():
+            state[f"node-org/{o['node']}".encode()] = pack(ids[o["org"]])
         root = smt_root([(H(k), H(v)) for k, v in state.items()], 0)
         return [0, self.hash(), 0, self.doc["timestamp"], H(b""), root, H(b""), ""]
 

@@ -24,6 +24,7 @@ from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
 from ledger.market.licences import get_licence_offer, licence_offer_key
 from ledger.market.licences import status_at as licence_offer_status
+from ledger.market.private_offers import get_private_offer, private_offer_key
 from ledger.market.sales import (
     ALL_PREFIX,
     DAY_MS,
@@ -152,6 +153,23 @@ async def licence_offer(
                             "status": licence_offer_status(record, at.timestamp)}
     if proof:
         body["proof"] = build_state_proof(node.chain, licence_offer_key(record.id), at.height, anchor=anchor)
+    return body
+
+
+@router.get("/v1/market/private-licence-offers/{offer_id}")
+async def private_licence_offer(
+    offer_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, height: Height = None, proof: bool = False,
+) -> dict[str, Any]:
+    """A private licence offer as stored (`offer`: parties, purposes, duration, the commitment to the price and
+    terms, the offering tx whose payload carries them sealed to the parties); with `proof=true`, its state proof."""
+    at = header_at(node.chain, height)
+    record = get_private_offer(node.chain.view_at(at.height), offer_id.lower())
+    if record is None:
+        raise ApiError(404, "not_found", f"no private licence offer {offer_id}")
+    status = "expired" if record.status == OPEN and at.timestamp >= record.expires else record.status
+    body: dict[str, Any] = {"height": at.height, "offer": to_plain(record), "status": status}
+    if proof:
+        body["proof"] = build_state_proof(node.chain, private_offer_key(record.id), at.height)
     return body
 
 

@@ -31,11 +31,16 @@ export class Genesis {
     const d = doc;
     const record = [d.chain_id, d.timestamp, d.validators.map(v => [v.name, fromHex(v.public_key)]),
       d.members.map(m => [m.name, fromHex(m.public_key), [...m.roles]]), d.prefixes.map(p => [p.prefix, p.owner])];
-    // The optional sections: governance a sixth element, anchoring a seventh, when present (section 4).
+    // The optional sections: governance a sixth element, anchoring a seventh, node_orgs an eighth, up to the
+    // last one present (section 4).
     const gov = d.governance ?? null;
     const anch = d.anchoring ?? null;
-    if (gov !== null || anch !== null) record.push(gov === null ? null : [gov.approvals, gov.expiry_ms]);
-    if (anch !== null) record.push([anch.eth_chain_id, anch.contract, [...anch.submitters]]);
+    const orgs = d.node_orgs ?? null;
+    if (gov !== null || anch !== null || orgs !== null) record.push(gov === null ? null : [gov.approvals, gov.expiry_ms]);
+    if (anch !== null || orgs !== null) {
+      record.push(anch === null ? null : [anch.eth_chain_id, anch.contract, [...anch.submitters]]);
+    }
+    if (orgs !== null) record.push(orgs.map(o => [o.node, o.org]));
     this.hash = H(pack(record));
   }
 
@@ -62,6 +67,8 @@ export class Genesis {
       if (anch !== undefined && anch !== null) {
         put("anchor/settings", pack([anch.eth_chain_id, anch.contract, [...anch.submitters]]));
       }
+      const ids = new Map(this.doc.members.map(m => [m.name, nodeId(fromHex(m.public_key))]));
+      for (const o of this.doc.node_orgs ?? []) put(`node-org/${o.node}`, pack(ids.get(o.org)));
       this._header0 = [0, this.hash, 0, this.doc.timestamp, H(new Uint8Array(0)), smtRoot(state, 0),
         H(new Uint8Array(0)), ""];
     }
