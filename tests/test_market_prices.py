@@ -125,7 +125,9 @@ def part_sizes(state: Overlay, period: bytes) -> list[int]:
     sizes, total, volume = [], 0, 0
     for n, (low, count) in enumerate(zip(bucket.lows, bucket.parts, strict=True)):
         part = state.get(part_key(prices.ALL_SCOPE, period, low))
-        found, counts = unpack_part(part) if part else ([], [])
+        single = len(bucket.lows) == 1
+        assert (part is None) == single and (bucket.first != ([], [])) == (single and count > 0)
+        found, counts = bucket.first if single else unpack_part(part) if part else ([], [])
         high = bucket.lows[n + 1] if n + 1 < len(bucket.lows) else 2**64
         assert sum(counts) == count and all(low <= p < high for p in found)
         sizes.append(len(found))

@@ -37,8 +37,8 @@ from ledger.crypto import sha256
 from ledger.market import credits
 from ledger.market.sales import record_sale
 from ledger.nft.assets import get_asset
-from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, get_licence, grant
-from ledger.state import Handler, Overlay, StateView, TxContext, get_record
+from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, check_grant, get_licence, grant
+from ledger.state import Handler, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
 DAY_MS = 86_400_000
@@ -153,9 +153,8 @@ def process_offer(ctx: TxContext, p: LicenceOfferMake) -> None:
         raise TxRejected(Reject.EXPIRED if p.expires <= ctx.timestamp else Reject.INVALID_VALUE,
                          f"expiry must lie after block time and at most {MAX_OFFER_TERM_MS // DAY_MS} days ahead")
     # The seller could grant this licence now (owner of the token, or holder of an active sublicensable
-    # parent covering it): tried on a scratch overlay, whose writes are dropped.
-    trial = replace(ctx, state=Overlay(ctx.state))
-    grant(trial, _terms(trial, p, ctx.timestamp + p.duration_ms))
+    # parent covering it): the rights module's checks of a grant, without the grant.
+    check_grant(ctx, _terms(ctx, p, ctx.timestamp + p.duration_ms))
     offer = LicenceOffer(compute_licence_offer_id(ctx.tx_id), p.token, ctx.sender, p.parent, purposes, p.duration_ms,
                          p.sublicensable, p.terms_uri, p.terms_hash, p.price, p.max_sales, 0, p.expires, OPEN,
                          ctx.height, ctx.timestamp, p.resale_share_bps)

@@ -4,11 +4,13 @@ Theory of operation. Every sale `ledger.market.sales.record_sale` records is als
 to two buckets of each scope it belongs to (all token sales, the token, its kind; or a licence's purposes): the
 bucket of its UTC day and the bucket of all time. A bucket is a `PriceBucket` (count, volume, last price, the
 lows and counts of its parts) under `market/pb/<scope>/<period>`, and its prices' histogram (price -> sales at
-that price) is split into parts of at most PART_MAX distinct prices, each under
-`market/pp/<scope>/<period>/<low>`: part i holds the prices from `lows[i]` (the first is 0) up to the next
-part's low. A full part splits in two, so however many distinct prices a member sells at, no part grows past
-PART_MAX prices and a sale rewrites at most three records per bucket (the bucket's list of parts grows by one
-per PART_MAX / 2 distinct prices).
+that price) is split into parts of at most PART_MAX distinct prices: part i holds the prices from `lows[i]`
+(the first is 0) up to the next part's low. While a bucket has one part (most do: a token's, or a day's of a
+few prices) it is kept in the bucket record itself; once it splits, each is under
+`market/pp/<scope>/<period>/<low>`.
+A full part splits in two, so however many distinct prices a member sells at, no part grows past PART_MAX
+prices and a sale rewrites at most three records per bucket (the bucket's list of parts grows by one per
+PART_MAX / 2 distinct prices).
 
 A window (the sales at or after `since`, up to the head) is read as: the sales of `since`'s day at or after it,
 from the time index (`ledger.market.sales`, at most one day of sales), then the buckets of the following days
@@ -42,23 +44,30 @@ class PriceBucket:
     last: int  # the latest sale's price
     lows: tuple[int, ...]  # the lowest price of each histogram part, ascending; the first is 0
     parts: tuple[int, ...]  # sales in each part
+    first: tuple[list[int], list[int]]  # the only part (prices, sales at each) while there is one; else empty
 
 
-EMPTY = PriceBucket(0, 0, 0, (0,), (0,))
+def empty_bucket() -> PriceBucket:
+    return PriceBucket(0, 0, 0, (0,), (0,), ([], []))
 
 
 def pack_bucket(bucket: PriceBucket) -> bytes:
-    """count, last, volume (high and low 64 bits), the lows, the parts' counts: big-endian 64-bit unsigned
-    integers (raw, not msgpack: a bucket is read and rewritten at every sale of its scope)."""
-    volume = bucket.volume
-    return struct.pack(f">4Q{2 * len(bucket.lows)}Q", bucket.count, bucket.last, volume >> 64, volume & _LOW64,
-                       *bucket.lows, *bucket.parts)
+    """count, last, volume (high and low 64 bits), the number of parts, their lows, their counts, then the only
+    part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw, not
+    msgpack: a bucket is read and rewritten at every sale of its scope)."""
+    volume, n = bucket.volume, len(bucket.lows)
+    prices, counts = bucket.first
+    return struct.pack(f">5Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, volume >> 64, volume & _LOW64,
+                       n, *bucket.lows, *bucket.parts, *prices, *counts)
 
 
 def unpack_bucket(data: bytes) -> PriceBucket:
     flat = struct.unpack(f">{len(data) // 8}Q", data)
-    half = (len(flat) - 4) // 2
-    return PriceBucket(flat[0], (flat[2] << 64) | flat[3], flat[1], flat[4:4 + half], flat[4 + half:])
+    n = flat[4]
+    first = flat[5 + 2 * n:]
+    half = len(first) // 2
+    return PriceBucket(flat[0], (flat[2] << 64) | flat[3], flat[1], flat[5:5 + n], flat[5 + n:5 + 2 * n],
+                       (list(first[:half]), list(first[half:])))
 
 
 _LOW64 = (1 << 64) - 1
@@ -116,18 +125,21 @@ def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
 def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
     key = bucket_key(scope, period)
     raw_bucket = ctx.state.get(key)
-    bucket = unpack_bucket(raw_bucket) if raw_bucket else EMPTY
-    index = bisect.bisect_right(bucket.lows, price) - 1
-    low = bucket.lows[index]
-    raw = ctx.state.get(part_key(scope, period, low))
-    prices, counts = unpack_part(raw) if raw else ([], [])
+    bucket = unpack_bucket(raw_bucket) if raw_bucket else empty_bucket()
+    lows, parts = list(bucket.lows), list(bucket.parts)
+    index = bisect.bisect_right(lows, price) - 1
+    low = lows[index]
+    if len(lows) == 1:
+        prices, counts = bucket.first
+    else:
+        raw = ctx.state.get(part_key(scope, period, low))
+        prices, counts = unpack_part(raw) if raw else ([], [])
     at = bisect.bisect_left(prices, price)
     if at < len(prices) and prices[at] == price:
         counts[at] += 1
     else:
         prices.insert(at, price)
         counts.insert(at, 1)
-    lows, parts = list(bucket.lows), list(bucket.parts)
     parts[index] += 1
     if len(prices) > PART_MAX:  # split: the upper half becomes a part of its own
         half = len(prices) // 2
@@ -137,9 +149,13 @@ def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
         parts.insert(index + 1, sum(counts[half:]))
         parts[index] -= parts[index + 1]
         prices, counts = prices[:half], counts[:half]
-    ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
+    if len(lows) == 1:
+        first = (prices, counts)
+    else:  # (a bucket that just split moves its first part out of its record)
+        ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
+        first = ([], [])
     ctx.state.put(key, pack_bucket(PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows),
-                                               tuple(parts))))
+                                               tuple(parts), first)))
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -176,8 +192,9 @@ class WindowReader:
         self.cost.records += 1
         raw = self.view.get(bucket_key(self.scope, period))
         bucket = None if raw is None else unpack_bucket(raw)
-        parts: Parts = []
-        for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None else ():
+        single = bucket is not None and len(bucket.lows) == 1
+        parts: Parts = [bucket.first] if bucket is not None and single else []
+        for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None and not single else ():
             if count:
                 self.cost.records += 1
                 part = self.view.get(part_key(self.scope, period, low))

@@ -237,9 +237,9 @@ def process_licence_grant(ctx: TxContext, p: LicenceGrant) -> None:
     grant(ctx, p)
 
 
-def grant(ctx: TxContext, p: LicenceGrant, resale_share_bps: int = 0) -> Licence:
-    """Grant `p` as `ctx.sender` under the rules above (also how the market grants a licence it sold, with the
-    seller as sender, inside the buyer's transaction, and the offer's resale share); the licence granted."""
+def check_grant(ctx: TxContext, p: LicenceGrant) -> tuple[tuple[str, ...], int, int, str, tuple[str, ...]]:
+    """Whether `ctx.sender` could grant `p` now, without granting it (raises TxRejected if not): the licence's
+    purposes, start, depth and revoker, and the token's tree as it is."""
     purposes = _check_grant_fields(p)
     valid_from = p.valid_from or ctx.timestamp
     # The licence does not end in the past.
@@ -271,6 +271,13 @@ def grant(ctx: TxContext, p: LicenceGrant, resale_share_bps: int = 0) -> Licence
     # A token's tree is bounded.
     if len(tree) >= MAX_LICENCES_PER_TOKEN:
         raise TxRejected(Reject.INVALID_VALUE, f"token {p.token!r} has {MAX_LICENCES_PER_TOKEN} licences")
+    return purposes, valid_from, depth, revoker, tree
+
+
+def grant(ctx: TxContext, p: LicenceGrant, resale_share_bps: int = 0) -> Licence:
+    """Grant `p` as `ctx.sender` under the rules above (also how the market grants a licence it sold, with the
+    seller as sender, inside the buyer's transaction, and the offer's resale share); the licence granted."""
+    purposes, valid_from, depth, revoker, tree = check_grant(ctx, p)
     licence = Licence(
         compute_licence_id(ctx.tx_id), p.token, p.parent, depth, ctx.sender, p.holder, purposes, valid_from,
         p.valid_until, p.sublicensable, revoker, p.terms_uri, p.terms_hash, ctx.height, ctx.timestamp,
