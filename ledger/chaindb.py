@@ -44,7 +44,7 @@ from ledger.market.appraisals import AppraisalsModule
 from ledger.market.credits import CreditsModule
 from ledger.market.licences import LicenceMarketModule
 from ledger.market.private_offers import PrivateLicenceModule
-from ledger.market.trading import MarketModule
+from ledger.market.trading import MarketModule, set_royalty
 from ledger.members import MembersModule
 from ledger.nft.assets import AssetsModule
 from ledger.nft.rights import RightsModule
@@ -122,7 +122,8 @@ class SetLink:
 
 def default_modules(genesis: Genesis) -> list[Module]:
     return [
-        MembersModule(), RegistryModule(), AssetsModule(), RightsModule(), CreditsModule(), MarketModule(),
+        MembersModule(), RegistryModule(), AssetsModule(on_royalty=set_royalty), RightsModule(), CreditsModule(),
+        MarketModule(),
         LicenceMarketModule(), AppraisalsModule(),
         AnchorModule(lambda view, height: [v.id for v in validators_at(view, height, genesis)]),
         EvidenceModule(genesis.chain_id, lambda view, height: keys_of(validators_at(view, height, genesis))),

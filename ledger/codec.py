@@ -12,6 +12,11 @@ input, the input was not canonical (long-form headers, unsorted or duplicate map
 bytes...) and is rejected. So a signature always covers exactly one byte string per record.
 
 `to_plain`/`from_plain` give the JSON-facing form of the same records (bytes as lowercase hex).
+
+A field added to a record after records of it were stored is declared `appended(default)`, after every other
+field: a record whose appended fields hold their defaults encodes without them, exactly as before they existed,
+so old records still decode (and keep their bytes and hashes), and writing the default explicitly is not
+canonical (the encoding stays unique).
 """
 
 from __future__ import annotations
@@ -123,6 +128,24 @@ def _field_encoder(tp: Any) -> Callable[[Any], Any]:
     return _to_msgpack_tree
 
 
+APPENDED = "codec_appended"
+
+
+def appended(default: Any) -> Any:
+    """A record field added later (see the module's docstring): omitted from the encoding while at `default`."""
+    return dataclasses.field(default=default, metadata={APPENDED: True})
+
+
+def _appended_defaults(cls: type) -> tuple[Any, ...]:
+    """The defaults of the record's trailing appended fields, in field order (checked to be trailing)."""
+    fields = dataclasses.fields(cls)
+    flags = [bool(f.metadata.get(APPENDED)) for f in fields]
+    tail = len(flags) - flags.index(True) if True in flags else 0
+    if any(flags[:len(flags) - tail]) or not all(flags[len(flags) - tail:]):
+        raise TypeError(f"{cls.__name__}: appended fields must come after all others")
+    return tuple(f.default for f in fields[len(fields) - tail:])
+
+
 def _record_encoder(cls: type) -> Callable[[Any], Any]:
     enc = _encoder_cache.get(cls)
     if enc is not None:
@@ -139,7 +162,15 @@ def _record_encoder(cls: type) -> Callable[[Any], Any]:
             env[f"e{i}"] = _field_encoder(hints[n])
             check = f"    x{i} = e{i}(x{i})"
         lines.append(check)
-    lines.append(f"    return [{', '.join(f'x{i}' for i in range(len(names)))}]")
+    lines.append(f"    out = [{', '.join(f'x{i}' for i in range(len(names)))}]")
+    defaults = _appended_defaults(cls)
+    if defaults:  # drop the trailing appended fields at their defaults
+        env["_defaults"], env["_required"] = (None,) * (len(names) - len(defaults)) + defaults, len(names) - len(
+            defaults)
+        lines.append("    while len(out) > _required and type(out[-1]) is type(_defaults[len(out) - 1])"
+                     " and out[-1] == _defaults[len(out) - 1]:")
+        lines.append("        out.pop()")
+    lines.append("    return out")
     enc = _compile("\n".join(lines), "encode_record", env)
     _encoder_cache[cls] = enc
     return enc
@@ -284,12 +315,17 @@ def _compile_record_decoder(cls: type, names: tuple[str, ...], hints: dict[str, 
     """Generated decoder of the msgpack form: arity check, inline primitive checks, nested converters."""
     env: dict[str, Any] = {"cls": cls, "_fail": _fail, "_bad_type": _bad_type}
     xs = ", ".join(f"x{i}" for i in range(len(names)))
+    defaults = _appended_defaults(cls)
+    required = len(names) - len(defaults)
+    env["_defaults"] = defaults
     lines = [
         "def decode_record(v):",
         f"    if type(v) is not list: _fail('array for {cls.__name__}', v)",
-        f"    if len(v) != {len(names)}:",
+        f"    if not {required} <= len(v) <= {len(names)}:",
         f"        raise CodecError('{cls.__name__}: expected {len(names)} fields, got %d' % len(v))",
     ]
+    if defaults:  # absent appended fields take their defaults
+        lines.append(f"    if len(v) < {len(names)}: v = [*v, *_defaults[len(v) - {required}:]]")
     if names:
         lines.append(f"    {xs}, = v")
     for i, n in enumerate(names):
@@ -307,15 +343,19 @@ def _record_converter(cls: type) -> Callable[[Any, bool], Any]:
     names = _field_names(cls)
     convs: list[Callable[[Any, bool], Any]] = []
     fast: list[Callable[[Any], Any]] = []
+    defaults: list[Any] = []
 
     def conv_record(v: Any, plain: bool) -> Any:
         if not convs:  # resolved lazily so records may refer to each other
+            defaults.extend(_appended_defaults(cls))
             convs.extend(_converter(hints[n]) for n in names)
             fast.append(_compile_record_decoder(cls, names, hints))
         if not plain:
             return fast[0](v)
         if type(v) is not dict:
             _fail(f"object for {cls.__name__}", v)
+        if set(v) != set(names):
+            v = {**{n: to_plain(d) for n, d in zip(names[len(names) - len(defaults):], defaults, strict=True)}, **v}
         if set(v) != set(names):
             missing = sorted(set(names) - set(v))
             extra = sorted(set(v) - set(names))

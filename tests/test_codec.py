@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.codec import CodecError, decode, encode, from_plain, to_plain, unpack_strict
+from ledger.codec import CodecError, appended, decode, encode, from_plain, to_plain, unpack_strict
 
 INT64_MIN = -(2**63)
 UINT64_MAX = 2**64 - 1
@@ -388,3 +388,46 @@ def test_mutated_encodings_decode_only_to_their_canonical_value(value: Everythin
     else:
         del raw[pos]
     _decode_is_canonical_or_raises(Everything, bytes(raw))
+
+
+@dataclass(frozen=True)
+class Before:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class After:
+    name: str
+    size: int
+    share: int = appended(0)
+    note: str = appended("")
+
+
+def test_a_record_with_appended_fields_is_not_a_record_with_misplaced_ones() -> None:
+    @dataclass(frozen=True)
+    class Misplaced:
+        share: int = appended(0)
+        name: str = ""
+
+    with pytest.raises(CodecError, match="appended fields must come after all others"):
+        encode(Misplaced())
+
+
+@given(st.text(max_size=8), st.integers(0, 2**40), st.integers(0, 3), st.sampled_from(["", "x"]))
+def test_appended_fields_at_their_defaults_are_not_encoded_and_old_records_decode(
+        name: str, size: int, share: int, note: str) -> None:
+    old = encode(Before(name, size))
+    assert decode(After, old) == After(name, size) and encode(After(name, size)) == old
+    record = After(name, size, share, note)
+    raw = encode(record)
+    assert decode(After, raw) == record
+    # Only the trailing fields at their defaults are left out; the last one written is never its default.
+    assert len(msgpack.unpackb(raw)) == 2 + (2 if note else 1 if share else 0)
+    assert from_plain(After, {"name": name, "size": size}) == After(name, size)
+    assert from_plain(After, to_plain(record)) == record
+    # Writing a default out is not canonical: one encoding per record.
+    with pytest.raises(CodecError):
+        decode(After, msgpack.packb([name, size, share, ""], use_bin_type=True))
+    with pytest.raises(CodecError):
+        decode(After, msgpack.packb([name], use_bin_type=True))

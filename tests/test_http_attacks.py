@@ -4,7 +4,7 @@ answers normal requests, and its resident memory (from /proc) stayed under 400 M
 Clients are told apart by source address (127.0.0.x all reach the node): 127.0.0.1 is an attacker
 under every limit, 127.0.0.2 the normal client, 127.0.0.3 an attacker exempt from rate limits (so
 that what holds it is backpressure and the cache's design, not the rate limit), 127.0.0.4 a client
-of the rate-limit test."""
+of the rate-limit test, 127.0.0.5 a client asking price queries."""
 
 from __future__ import annotations
 
@@ -188,6 +188,21 @@ def test_an_empty_bucket_answers_429_with_retry_after_and_writes_have_their_own(
         answers = Reader(sock)
         sock.sendall(get(f"/api/handles/{SMALL}"))
         assert answers.answer()[0] == 200
+
+
+def test_a_client_asking_many_price_queries_is_refused_429_long_before_a_burst_of_plain_reads(
+        node: AttackedNode) -> None:
+    # A price query pays for the aggregate records it reads (here 33 absent day and all-time buckets: over 8
+    # tokens), so the 400-token burst that lets through 400 plain reads lets through about 44 of these.
+    with node.connect("127.0.0.5") as sock:
+        answers = Reader(sock)
+        statuses: list[int] = []
+        while len(statuses) < 200 and (not statuses or statuses[-1] != 429):
+            sock.sendall(get("/v1/market/prices?kind=data&recent=0"))  # one at a time: each is charged before the next
+            status, headers, body = answers.answer()
+            statuses.append(status)
+        assert set(statuses[:-1]) == {200} and 20 <= len(statuses) < 100, len(statuses)
+        assert int(headers["retry-after"]) >= 1 and b"rate_limited" in body
 
 
 def test_headers_over_the_limit_get_431(node: AttackedNode) -> None:

@@ -3,8 +3,11 @@ escrow, royalties, expiry, the sale record and the price statistics."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import pytest
 
+from ledger.codec import encode
 from ledger.governance import ProposalVote, compute_proposal_id, get_proposal
 from ledger.market import trading
 from ledger.market.appraisals import Appraise, appraisal_count, get_appraisal
@@ -20,9 +23,10 @@ from ledger.market.trading import (
     compute_offer_id,
     get_listing,
     get_offer,
+    get_royalty,
 )
 from ledger.members import MemberSetRoles
-from ledger.nft.assets import AssetLease, AssetLock, AssetTransfer, AssetUnlock, get_history
+from ledger.nft.assets import AssetLease, AssetLock, AssetTransfer, AssetUnlock, get_asset, get_history
 from tests.market_ledger import ADMIN2, DAY, HOUR, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
 
 
@@ -223,6 +227,32 @@ def test_a_royalty_is_set_once_by_the_minter_right_after_the_mint(ledger: Market
     ledger.ok(ORG1, "asset.mint", mint("D-2"))
     ledger.ok(ORG1, "asset.transfer", AssetTransfer("D-2", ORG2.id))
     ledger.refused(ORG1, "market.royalty", MarketRoyalty("D-2", 500), "invalid_value")
+
+
+def test_a_mint_sets_the_royalty_itself_for_good_and_a_refused_one_mints_nothing(ledger: MarketLedger) -> None:
+    funded(ledger, 1000)
+    ledger.refused(ORG1, "asset.mint", replace(mint("D-1"), royalty_bps=10_001), "invalid_value")
+    assert get_asset(ledger.state, "D-1") is None and get_royalty(ledger.state, "D-1") is None
+    ledger.ok(ORG1, "asset.mint", replace(mint("D-1", owner=ORG3.id), royalty_bps=500))
+    royalty = get_royalty(ledger.state, "D-1")
+    assert royalty is not None and (royalty.creator, royalty.bps) == (ORG1.id, 500)  # the minter, not the owner
+    ledger.refused(ORG1, "market.royalty", MarketRoyalty("D-1", 100), "already_exists")
+    ledger.ok(ORG3, "market.list", MarketList("D-1", 200, ledger.time + DAY))
+    ledger.ok(ORG2, "market.buy", MarketBuy("D-1", 200))
+    assert ledger.balance(ORG1).available == 10 and ledger.balance(ORG3).available == 190
+    # A mint without a royalty encodes as it did before the field: its transaction id is unchanged.
+    assert encode(mint("D-2")) == encode(AssetMintBefore(*(getattr(mint("D-2"), f) for f in (
+        "id", "kind", "uri", "sha256", "owner", "identifier"))))
+
+
+@dataclass(frozen=True)
+class AssetMintBefore:  # asset.mint's payload before it had royalty_bps
+    id: str
+    kind: str
+    uri: str
+    sha256: bytes
+    owner: str
+    identifier: str
 
 
 # --- prices ----------------------------------------------------------------------------------------

@@ -4,21 +4,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+import msgpack
 import pytest
 
 from ledger.benchmark import _market_batches
+from ledger.codec import CodecError, decode, encode
 from ledger.market.credits import CreditBalance, CreditsIssue
 from ledger.market.licences import (
     LicenceBuy,
     LicenceOfferMake,
     LicenceOfferRef,
+    LicenceShare,
     compute_licence_offer_id,
     get_licence_offer,
+    share_key,
 )
 from ledger.market.sales import get_sale
 from ledger.nft.assets import AssetTransfer
-from ledger.nft.rights import LicenceGrant, check, compute_licence_id
+from ledger.nft.rights import Licence, LicenceGrant, check, compute_licence_id, get_licence
 from ledger.tx import decode_tx
 from tests.market_ledger import CHAIN, DAY, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
 
@@ -116,6 +121,39 @@ def test_sublicences_sold_further_pass_shares_up_the_tree(ledger: MarketLedger) 
     assert ledger.balance(ORG1).available == 140 + 10
     sale = get_sale(ledger.state, 3)
     assert sale is not None and (sale.price, sale.royalty) == (2000, 100)
+    # Each licence carries the share it was sold with; its grantor is who the share is paid to.
+    found = [get_licence(ledger.state, i) for i in (root, sub)]
+    assert [(lic.grantor, lic.resale_share_bps) for lic in found if lic] == [(ORG1.id, 1000), (ORG2.id, 500)]
+    assert not [k for k in ledger.state.changes if k.startswith(b"market/lsh/")]  # no share record of its own
+
+
+def test_a_licence_sold_before_licences_carried_their_share_still_passes_its_share_record_up(
+        ledger: MarketLedger) -> None:
+    ledger.ok(TREASURY, "credits.issue", CreditsIssue(ORG3.id, 1000))
+    root_offer = compute_licence_offer_id(ledger.ok(ORG1, "market.licence_offer", offer(ledger)).tx_id)
+    root = compute_licence_id(ledger.ok(ORG2, "market.licence_buy", LicenceBuy(root_offer, 40)).tx_id)
+    # As an older chain stored it: the licence without a share, the share in a record of its own.
+    lic = get_licence(ledger.state, root)
+    assert lic is not None and lic.resale_share_bps == 0
+    assert encode(lic) == encode(replace(lic, resale_share_bps=0))
+    ledger.state.put(share_key(root), encode(LicenceShare(root, ORG1.id, 2500)))
+    sub_offer = compute_licence_offer_id(ledger.ok(ORG2, "market.licence_offer",
+                                                   offer(ledger, root, price=400, days=5)).tx_id)
+    ledger.ok(ORG3, "market.licence_buy", LicenceBuy(sub_offer, 400))
+    assert ledger.balance(ORG1).available == 40 + 100  # 25% of 400
+    assert ledger.balance(ORG2).available == 60 + 300
+
+
+def test_a_licence_record_from_before_the_share_field_decodes_with_the_same_bytes() -> None:
+    fields = ("L-1", "D-1", "", 0, "org1", "org2", ["analytics"], 1, 2, True, "", "", b"", 3, 4, False, "", 0, 0)
+    old = msgpack.packb(list(fields), use_bin_type=True)  # the 19 fields a licence had before
+    lic = decode(Licence, old)
+    assert lic.resale_share_bps == 0 and encode(lic) == old
+    with_share = encode(replace(lic, resale_share_bps=700))
+    assert decode(Licence, with_share).resale_share_bps == 700
+    assert with_share[3:] == old[3:] + encode(700)  # the same fields, and one more
+    with pytest.raises(CodecError):  # the default written out is not canonical: one encoding per licence
+        decode(Licence, msgpack.packb([*fields, 0], use_bin_type=True))
 
 
 def test_the_benchmarks_market_workload_commits_every_transaction() -> None:

@@ -24,8 +24,7 @@ from ledger.cli.common import (
     storage_identifier,
 )
 from ledger.cli.market import parse_bps
-from ledger.client import LedgerClient, LedgerError, check_result, deliver
-from ledger.market.trading import MarketRoyalty
+from ledger.client import LedgerClient
 from ledger.nft.assets import KINDS, AssetBurn, AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant, LicenceRevoke, compute_licence_id
 
@@ -60,21 +59,9 @@ def cmd_mint(args: argparse.Namespace) -> int:
     identifier = storage_identifier(args.identifier) if args.identifier else ""
     bps = parse_bps(args.royalty) if args.royalty is not None else None
     issuer = signer(args, "issuer")
-    mint = AssetMint(args.id, args.kind, args.uri, parse_sha256(args.hash), owner, identifier)
-    if bps is None:
-        result = issuer.send("asset.mint", mint)
-    else:
-        # The royalty is the token's next transaction after its mint (the only time the ledger takes it).
-        results = deliver(issuer.client, [issuer.sign("asset.mint", mint),
-                                          issuer.sign("market.royalty", MarketRoyalty(args.id, bps))],
-                          on_wait=issuer.on_wait)
-        issuer.learn(results)
-        result = results[0]
-        check_result(result, issuer)
-        try:
-            check_result(results[1], issuer)
-        except LedgerError as exc:
-            raise CliError(f"{args.id} was minted without its royalty: {exc.reason}: {exc.message}") from exc
+    # The royalty is set by the mint itself (so the token never exists without it).
+    mint = AssetMint(args.id, args.kind, args.uri, parse_sha256(args.hash), owner, identifier, bps or 0)
+    result = issuer.send("asset.mint", mint)
     print_json({"id": args.id, "owner": owner or issuer.member_id, "identifier": identifier or None,
                 "royalty_bps": bps, "tx_id": result["tx_id"], "height": result["height"]})
     return 0
@@ -154,7 +141,7 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--identifier", help="bind an equipment token to this identifier (any form `ledger resolve` takes)")
     p.add_argument("--owner", help="owner if not the minter (member name, key file or id)")
     p.add_argument("--royalty", metavar="BPS", help="the creator's share of every later sale's price, in basis points "
-                   "(1 to 10000; 500 = 5%%), fixed for good (ERC-2981)")
+                   "(1 to 10000; 500 = 5%%), set by the mint itself and fixed for good (ERC-2981)")
     add_write_options(p)
     p.set_defaults(func=cmd_mint)
     p = add_command(assets, "transfer", "transfer a token (its owner)")

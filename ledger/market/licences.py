@@ -9,11 +9,12 @@ children). `market.licence_buy` pays the seller and has the rights module grant 
 the seller the credits, or neither. Each purchase is recorded as a sale (`ledger.market.sales`, indexed by
 purpose).
 
-Shares up the tree: an offer may set `resale_share_bps`; each licence sold through it then carries a
-`LicenceShare` (`market/lsh/<licence id>`: the seller and the basis points). When its holder later sells
-sublicences of it, the holder pays that share of the price to whoever sold it the licence, who passes the
-share set on its own licence up in turn (a share of what it received), and so on up the tree while shares
-are set and amount to at least a credit. Licences granted directly (`licence.grant`) carry none.
+Shares up the tree: an offer may set `resale_share_bps`; each licence sold through it then carries that share
+itself (`Licence.resale_share_bps`; its grantor, the seller, is the beneficiary). When its holder later sells
+sublicences of it, the holder pays that share of the price to the licence's grantor, who passes the share set
+on its own licence up in turn (a share of what it received), and so on up the tree while shares are set and
+amount to at least a credit. Licences granted directly (`licence.grant`) carry none. (Chains from before kept
+the share in a `LicenceShare` under `market/lsh/<licence id>`; it is still read for a licence without one.)
 
 The rights module checks, at every purchase, what it checks at a grant: the seller still owns the token (a
 root) or still holds an active, sublicensable parent whose purposes and validity cover the licence.
@@ -36,8 +37,8 @@ from ledger.crypto import sha256
 from ledger.market import credits
 from ledger.market.sales import record_sale
 from ledger.nft.assets import get_asset
-from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, get_licence, grant
-from ledger.state import Handler, Overlay, StateView, TxContext, get_record
+from ledger.nft.rights import MAX_PURPOSE_LEN, MAX_PURPOSES, LicenceGrant, check_grant, get_licence, grant
+from ledger.state import Handler, StateView, TxContext, get_record
 from ledger.tx import Reject, TxRejected, register_kind
 
 DAY_MS = 86_400_000
@@ -152,9 +153,8 @@ def process_offer(ctx: TxContext, p: LicenceOfferMake) -> None:
         raise TxRejected(Reject.EXPIRED if p.expires <= ctx.timestamp else Reject.INVALID_VALUE,
                          f"expiry must lie after block time and at most {MAX_OFFER_TERM_MS // DAY_MS} days ahead")
     # The seller could grant this licence now (owner of the token, or holder of an active sublicensable
-    # parent covering it): tried on a scratch overlay, whose writes are dropped.
-    trial = replace(ctx, state=Overlay(ctx.state))
-    grant(trial, _terms(trial, p, ctx.timestamp + p.duration_ms))
+    # parent covering it): the rights module's checks of a grant, without the grant.
+    check_grant(ctx, _terms(ctx, p, ctx.timestamp + p.duration_ms))
     offer = LicenceOffer(compute_licence_offer_id(ctx.tx_id), p.token, ctx.sender, p.parent, purposes, p.duration_ms,
                          p.sublicensable, p.terms_uri, p.terms_hash, p.price, p.max_sales, 0, p.expires, OPEN,
                          ctx.height, ctx.timestamp, p.resale_share_bps)
@@ -193,9 +193,7 @@ def process_buy(ctx: TxContext, p: LicenceBuy) -> None:
     as_seller = replace(ctx, sender=offer.seller, roles=())
     licence = grant(as_seller, LicenceGrant(offer.token, offer.parent, ctx.sender, offer.purposes, 0,
                                             ctx.timestamp + offer.duration_ms, offer.sublicensable, offer.terms_uri,
-                                            offer.terms_hash))
-    if offer.resale_share_bps:
-        ctx.put(share_key(licence.id), LicenceShare(licence.id, offer.seller, offer.resale_share_bps))
+                                            offer.terms_hash), offer.resale_share_bps)
     passed_up = _pay_shares(ctx, offer.seller, offer.parent, offer.price)
     sold = offer.sold + 1
     status = SOLD_OUT if sold >= offer.max_sales else OPEN
@@ -211,14 +209,18 @@ def _pay_shares(ctx: TxContext, seller: str, parent: str, price: int) -> int:
     on while shares are set and amount to a credit. What the seller passed up."""
     payer, amount, licence_id, first = seller, price, parent, 0
     while licence_id:
-        share = get_share(ctx.state, licence_id)
-        cut = 0 if share is None else amount * share.bps // MAX_BPS
-        if share is None or cut == 0:
-            break
-        credits.pay(ctx, payer, share.beneficiary, cut)
-        first = first or cut
         licence = get_licence(ctx.state, licence_id)
-        payer, amount, licence_id = share.beneficiary, cut, licence.parent if licence is not None else ""
+        if licence is None:
+            break
+        beneficiary, bps = licence.grantor, licence.resale_share_bps
+        if not bps and (old := get_share(ctx.state, licence_id)) is not None:  # a licence sold before the field
+            beneficiary, bps = old.beneficiary, old.bps
+        cut = amount * bps // MAX_BPS
+        if cut == 0:
+            break
+        credits.pay(ctx, payer, beneficiary, cut)
+        first = first or cut
+        payer, amount, licence_id = beneficiary, cut, licence.parent
     return first
 
 

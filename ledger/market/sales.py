@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.codec import encode
+from ledger.market import prices
 from ledger.state import StateView, TxContext, get_record
 
 COUNT_KEY = b"market/sales"
@@ -93,6 +94,9 @@ def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int,
                 else [ALL_PREFIX, token_prefix(token), kind_prefix(kind)])
     for prefix in prefixes:
         ctx.state.put(prefix + suffix, price_bytes)
+    scopes = ([prices.purpose_scope(p) for p in purposes] if licence
+              else [prices.ALL_SCOPE, prices.token_scope(token), prices.kind_scope(kind)])
+    prices.add_sale(ctx, scopes, price)
     return sale
 
 

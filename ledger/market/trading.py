@@ -341,6 +341,14 @@ def process_withdraw_offer(ctx: TxContext, p: OfferRef) -> None:
     _close_offer(ctx, offer, WITHDRAWN)
 
 
+def set_royalty(ctx: TxContext, token: str, creator: str, bps: int) -> None:
+    """Set the royalty of a token being minted (`asset.mint` with `royalty_bps`; `ledger.nft.assets`)."""
+    # Basis points: 1 to 10,000 (100 %).
+    if not 1 <= bps <= MAX_BPS:
+        raise TxRejected(Reject.INVALID_VALUE, f"royalty must be 1 to {MAX_BPS} basis points")
+    ctx.put(royalty_key(token), Royalty(token, creator, bps))
+
+
 def process_royalty(ctx: TxContext, p: MarketRoyalty) -> None:
     asset = _token(ctx, p.token)
     # Only the token's creator sets its royalty.

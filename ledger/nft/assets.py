@@ -12,7 +12,9 @@ Rules (each `process_*` checks one condition per line and raises a typed `TxReje
 - mint: issuer role; id unique; kind in KINDS; metadata URI + its sha256; the owner (default the
   minter) is an active member. An equipment token may be bound to an existing identifier under a
   prefix the minter owns: the identifier's record gains a value of type NFT (next free index) whose
-  value is the token id, and the token names the identifier.
+  value is the token id, and the token names the identifier. A mint may set the token's royalty
+  (`royalty_bps`, ERC-2981 style: at mint, for good): the market module keeps it (`ledger.market.trading`,
+  handed to this module as `AssetsModule(on_royalty=...)`), refusing it, and so the mint, if out of range.
 - approve: by the owner or one of its operators; clears with "".
 - set_operator: the sender approves or withdraws an operator for all its tokens.
 - transfer: by the owner, the approved member or an operator; never while locked; to an active
@@ -36,10 +38,10 @@ Rules (each `process_*` checks one condition per line and raises a typed `TxReje
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ledger.codec import encode
+from ledger.codec import appended, encode
 from ledger.members import get_member
 from ledger.resolver.identifiers import InvalidIdentifier
 from ledger.resolver.registry import (
@@ -100,6 +102,9 @@ class AssetMint:
     sha256: bytes
     owner: str  # "" means the minter
     identifier: str  # "" means not bound
+    # Basis points of every later sale's price paid to the minter (0: none). Appended: a mint without one keeps
+    # the bytes, and so the transaction id, it had before the field.
+    royalty_bps: int = appended(0)
 
 
 @dataclass(frozen=True)
@@ -298,7 +303,10 @@ def _bind(ctx: TxContext, token: str, identifier: str) -> tuple[str, int]:
     return handle, index
 
 
-def process_asset_mint(ctx: TxContext, p: AssetMint) -> None:
+RoyaltyKeeper = Callable[[TxContext, str, str, int], None]  # (ctx, token, creator, bps): sets a token's royalty
+
+
+def process_asset_mint(ctx: TxContext, p: AssetMint, on_royalty: RoyaltyKeeper | None = None) -> None:
     ctx.require_role("issuer")
     _check_mint_fields(p)
     # Token ids are unique, burned ones included.
@@ -312,6 +320,11 @@ def process_asset_mint(ctx: TxContext, p: AssetMint) -> None:
                   False, False, 0, ctx.height, ctx.timestamp)
     _index(ctx, asset, True)
     _record_event(ctx, asset, "mint", "", owner, identifier)
+    if p.royalty_bps:
+        # A royalty needs the market that keeps it.
+        if on_royalty is None:
+            raise TxRejected(Reject.INVALID_VALUE, "this ledger keeps no royalties")
+        on_royalty(ctx, p.id, ctx.sender, p.royalty_bps)
 
 
 def process_asset_approve(ctx: TxContext, p: AssetApprove) -> None:
@@ -452,7 +465,16 @@ def process_asset_burn(ctx: TxContext, p: AssetBurn) -> None:
 
 
 class AssetsModule:
-    handlers: Mapping[str, Handler] = {
+    def __init__(self, on_royalty: RoyaltyKeeper | None = None) -> None:
+        """`on_royalty`: what keeps the royalty a mint sets (the market's `set_royalty`; None: a mint with one
+        is refused)."""
+
+        def mint(ctx: TxContext, p: AssetMint) -> None:
+            process_asset_mint(ctx, p, on_royalty)
+
+        self.handlers: Mapping[str, Handler] = {**self.HANDLERS, "asset.mint": mint}
+
+    HANDLERS: Mapping[str, Handler] = {
         "asset.mint": process_asset_mint,
         "asset.approve": process_asset_approve,
         "asset.set_operator": process_asset_set_operator,

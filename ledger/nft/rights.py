@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ledger.codec import encode
+from ledger.codec import appended, encode
 from ledger.crypto import sha256
 from ledger.members import get_member
 from ledger.nft.assets import MAX_URI_LEN, Asset, asset_key, get_asset
@@ -65,6 +65,9 @@ class Licence:
     revoked_by: str
     revoked_height: int
     revoked_at: int  # ms
+    # Of the price of each sublicence its holder sells, the basis points it passes up to its grantor (set when the
+    # licence was sold through a licence offer with a resale share; 0 otherwise, and in records from before it).
+    resale_share_bps: int = appended(0)
 
 
 @dataclass(frozen=True)
@@ -234,9 +237,9 @@ def process_licence_grant(ctx: TxContext, p: LicenceGrant) -> None:
     grant(ctx, p)
 
 
-def grant(ctx: TxContext, p: LicenceGrant) -> Licence:
-    """Grant `p` as `ctx.sender` under the rules above (also how the market grants a licence it sold, with the
-    seller as sender, inside the buyer's transaction); the licence granted."""
+def check_grant(ctx: TxContext, p: LicenceGrant) -> tuple[tuple[str, ...], int, int, str, tuple[str, ...]]:
+    """Whether `ctx.sender` could grant `p` now, without granting it (raises TxRejected if not): the licence's
+    purposes, start, depth and revoker, and the token's tree as it is."""
     purposes = _check_grant_fields(p)
     valid_from = p.valid_from or ctx.timestamp
     # The licence does not end in the past.
@@ -268,10 +271,17 @@ def grant(ctx: TxContext, p: LicenceGrant) -> Licence:
     # A token's tree is bounded.
     if len(tree) >= MAX_LICENCES_PER_TOKEN:
         raise TxRejected(Reject.INVALID_VALUE, f"token {p.token!r} has {MAX_LICENCES_PER_TOKEN} licences")
+    return purposes, valid_from, depth, revoker, tree
+
+
+def grant(ctx: TxContext, p: LicenceGrant, resale_share_bps: int = 0) -> Licence:
+    """Grant `p` as `ctx.sender` under the rules above (also how the market grants a licence it sold, with the
+    seller as sender, inside the buyer's transaction, and the offer's resale share); the licence granted."""
+    purposes, valid_from, depth, revoker, tree = check_grant(ctx, p)
     licence = Licence(
         compute_licence_id(ctx.tx_id), p.token, p.parent, depth, ctx.sender, p.holder, purposes, valid_from,
         p.valid_until, p.sublicensable, revoker, p.terms_uri, p.terms_hash, ctx.height, ctx.timestamp,
-        False, "", 0, 0,
+        False, "", 0, 0, resale_share_bps,
     )
     ctx.put(licence_key(licence.id), licence)
     ctx.state.put(token_list_key(p.token), encode((*tree, licence.id)))

@@ -38,8 +38,8 @@ def H(data: bytes) -> bytes:  # noqa: N802 - the page's name
 
 # --- section 2: canonical encoding; section 3: schemas ---------------------------------------------------
 
-# A schema is a list of (field, type); a type is "int" (any integer MessagePack carries), "bool", "text",
-# "bytes", ("list", T) or a schema.
+# A schema is a list of (field, type), or (field, type, default) for a field appended later; a type is "int"
+# (any integer MessagePack carries), "bool", "text", "bytes", ("list", T) or a schema.
 HANDLE_VALUE = [("index", "int"), ("type", "text"), ("value", "text"), ("ttl", "int"), ("timestamp", "int")]
 IDENTIFIER_RECORD = [("handle", "text"), ("values", ("list", HANDLE_VALUE)), ("created_height", "int"),
                      ("updated_height", "int"), ("created_at", "int"), ("created_by", "text"),
@@ -56,7 +56,7 @@ LICENCE = [("id", "text"), ("token", "text"), ("parent", "text"), ("depth", "int
            ("holder", "text"), ("purposes", ("list", "text")), ("valid_from", "int"), ("valid_until", "int"),
            ("sublicensable", "bool"), ("revoker", "text"), ("terms_uri", "text"), ("terms_hash", "bytes"),
            ("created_height", "int"), ("created_at", "int"), ("revoked", "bool"), ("revoked_by", "text"),
-           ("revoked_height", "int"), ("revoked_at", "int")]
+           ("revoked_height", "int"), ("revoked_at", "int"), ("resale_share_bps", "int", 0)]
 TEXT_LIST = ("list", "text")
 VALIDATOR = [("id", "text"), ("public_key", "bytes"), ("host", "text"), ("port", "int")]
 VALIDATOR_SET = [("seq", "int"), ("active_from", "int"), ("validators", ("list", VALIDATOR)), ("change", "text"),
@@ -89,9 +89,11 @@ def _decode_as(value: Any, typ: Any) -> Any:
         if type(value) is not list:
             raise ValueError("array")
         return [_decode_as(v, typ[1]) for v in value]
-    if type(value) is not list or len(value) != len(typ):
+    # A field with a default (a third element) was appended later: records at its default do not hold it.
+    required = sum(1 for field in typ if len(field) < 3)
+    if type(value) is not list or not required <= len(value) <= len(typ):
         raise ValueError("record arity")
-    return {name: _decode_as(v, t) for (name, t), v in zip(typ, value, strict=True)}
+    return {field[0]: _decode_as(value[i], field[1]) if i < len(value) else field[2] for i, field in enumerate(typ)}
 
 
 def _encode_json(value: Any, typ: Any) -> Any:
@@ -101,7 +103,10 @@ def _encode_json(value: Any, typ: Any) -> Any:
     if isinstance(typ, tuple):
         return [_encode_json(v, typ[1]) for v in value]
     if isinstance(typ, list):
-        return [_encode_json(value[name], t) for name, t in typ]
+        tree = [_encode_json(value[field[0]], field[1]) for field in typ]
+        while tree and len(typ[len(tree) - 1]) == 3 and tree[-1] == typ[len(tree) - 1][2]:
+            tree.pop()  # an appended field at its default is not written
+        return tree
     return value
 
 

@@ -3,7 +3,8 @@
 A balance, a listing or an offer is read at any committed `height` (default: the head); `proof=true` adds the
 state proof of the keys the answer rests on (docs/proofs.md), `anchor=true` the path to the latest Ethereum
 anchor. A balance no one has written reads as zero, and its proof is a proof of absence. The price statistics
-are computed from the sale record at the head (each sale is itself a state record: `market/s/<seq>`).
+are read at the head from the aggregates the state keeps per scope and UTC day (`ledger.market.prices`) and the
+sales' time indexes (each sale is itself a state record: `market/s/<seq>`).
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
 from ledger.market.licences import get_licence_offer, licence_offer_key
 from ledger.market.licences import status_at as licence_offer_status
+from ledger.market.prices import ALL_SCOPE, WindowReader, kind_scope, partial_day, purpose_scope, token_scope
 from ledger.market.private_offers import get_private_offer, private_offer_key
 from ledger.market.sales import (
     ALL_PREFIX,
-    DAY_MS,
+    WINDOWS,
+    Sale,
     get_sale,
     index_entry,
     kind_prefix,
-    price_stats,
     purpose_prefix,
     time_start,
     token_prefix,
+    window_stats,
 )
 from ledger.market.trading import (
     OPEN,
@@ -50,13 +53,19 @@ from ledger.market.trading import (
 from ledger.nft.assets import KINDS, asset_key, get_asset
 from ledger.nft.rights import MAX_PURPOSE_LEN
 from ledger.proofs import build_state_proof
+from ledger.state import StateView
 from ledger.store import NS, Store
 
 router = APIRouter(tags=["market"])
 MAX_OFFERS = 100  # open offers a listing answer names
-MAX_SCAN = 100_000  # sale index entries one price query reads
+MAX_SCAN = 100_000  # sale index entries a price window reads (the part of its first day before midnight)
 SCAN_SLICE = 2_000  # entries read between two turns of the event loop
-ENTRIES_PER_TOKEN = 20  # a query pays one read token per this many entries (about a cached answer's cost)
+# A query pays one read token (about a cached answer's cost, ~26 µs) per ENTRIES_PER_TOKEN index entries, per
+# RECORDS_PER_TOKEN aggregate records and per PAIRS_PER_TOKEN histogram pairs merged: measured on this code at
+# about 1.3 µs an entry, 7.6 µs a record and 0.07 µs a pair.
+ENTRIES_PER_TOKEN = 20
+RECORDS_PER_TOKEN = 4
+PAIRS_PER_TOKEN = 400
 MAX_RECENT = 100
 MAX_APPRAISALS = 100
 Kind = Literal["equipment", "data", "model", "document"]
@@ -193,30 +202,52 @@ async def appraisals(
     return body
 
 
-def iter_sales(store: Store, prefix: bytes, since_ms: int) -> Iterator[tuple[int, int, int]]:
-    """(time, seq, price) of the sales under the latest state's index `prefix` from `since_ms`, oldest first."""
+def _index_prices(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[int]:
+    """The prices of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)."""
     scan = NS.STATE_LATEST + prefix
+    end = time_start(scan, until_ms)
     for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
-        timestamp, seq = index_entry(key, scan)
-        yield timestamp, seq, decode(int, value, trusted=True)
+        if key >= end:
+            return
+        yield decode(int, value, trusted=True)
 
 
-def scan_sales(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
-    """The first MAX_SCAN of `iter_sales`; True if that cap cut it short."""
-    out = list(itertools.islice(iter_sales(store, prefix, since_ms), MAX_SCAN + 1))
-    return out[:MAX_SCAN], len(out) > MAX_SCAN
-
-
-async def _scan_yielding(store: Store, prefix: bytes, since_ms: int) -> tuple[list[tuple[int, int, int]], bool]:
-    """`scan_sales`, letting the loop run consensus messages every SCAN_SLICE entries (a long scan would hold it)."""
-    out: list[tuple[int, int, int]] = []
-    for entry in iter_sales(store, prefix, since_ms):
+async def _partial_day(store: Store, prefix: bytes, since_ms: int) -> list[int] | None:
+    """The prices of `since_ms`'s day at or after it (`ledger.market.prices.partial_day`), letting the loop run
+    consensus messages every SCAN_SLICE entries; None past MAX_SCAN (a flood that day)."""
+    span = partial_day(since_ms)
+    out: list[int] = []
+    for price in () if span is None else _index_prices(store, prefix, *span):
         if len(out) >= MAX_SCAN:
-            return out, True
-        out.append(entry)
+            return None
+        out.append(price)
         if len(out) % SCAN_SLICE == 0:
             await asyncio.sleep(0)
-    return out, False
+    return out
+
+
+async def read_windows(store: Store, view: StateView, scope: bytes, prefix: bytes, now_ms: int
+                       ) -> tuple[dict[str, dict[str, Any] | None], float]:
+    """Each window of WINDOWS ending at `now_ms` (None: its partial day held over MAX_SCAN sales), and what the
+    reads cost in read tokens."""
+    reader = WindowReader(view, scope)
+    windows: dict[str, dict[str, Any] | None] = {}
+    scanned = 0
+    for name, length in WINDOWS.items():
+        since = None if length is None else now_ms - length
+        partial = [] if since is None else await _partial_day(store, prefix, since)
+        scanned += MAX_SCAN if partial is None else len(partial)
+        windows[name] = None if partial is None else reader.window(since, now_ms, partial)
+    cost = (scanned / ENTRIES_PER_TOKEN + reader.cost.records / RECORDS_PER_TOKEN
+            + reader.cost.pairs / PAIRS_PER_TOKEN)
+    return windows, cost
+
+
+def _latest_sales(store: Store, view: StateView, prefix: bytes, count: int) -> list[Sale]:
+    """The latest `count` sales of an index, newest first."""
+    scan = NS.STATE_LATEST + prefix
+    found = (get_sale(view, index_entry(key, scan)[1]) for key, _ in store.iterate(scan, reverse=True))
+    return [s for s in itertools.islice(found, count) if s is not None]
 
 
 @router.get("/v1/market/prices")
@@ -232,28 +263,31 @@ async def prices(
     ignored): per window (24h, 7d, 30d,
     all, ending at the head block's time) the count, the volume (credits paid), the last price, the median
     and the volume-weighted average (each sale is one token); and the latest `recent` sales (at most 100).
-    At most 100,000 sales are read: beyond that, only the 30-day windows are given (`truncated`). A query
-    costs one read token per 20 sales read."""
+    The windows are read from per-day aggregates (`ledger.market.prices`) and, for the part of a window's first
+    day after its start, from the sales themselves: a window whose part holds over 100,000 sales is null
+    (`truncated`). A query costs one read token per 20 sales, 4 aggregate records or 400 histogram
+    entries read."""
     if purpose is not None:
         token = kind = None
-        prefix = purpose_prefix(purpose)
+        scope, prefix = purpose_scope(purpose), purpose_prefix(purpose)
+    elif token is not None:
+        scope, prefix = token_scope(token), token_prefix(token)
+    elif kind is not None:
+        scope, prefix = kind_scope(kind), kind_prefix(kind)
     else:
-        prefix = token_prefix(token) if token is not None else kind_prefix(kind) if kind is not None else ALL_PREFIX
-    head = node.chain.head
-    entries, truncated = await _scan_yielding(node.chain.store, prefix, 0)
-    scanned = len(entries)
-    if truncated:
-        entries, _ = await _scan_yielding(node.chain.store, prefix, head.timestamp - 30 * DAY_MS)
-        scanned += len(entries)
-    # A scan costs the client in proportion to what it read (the request itself paid for one token).
-    charge(request, scanned / ENTRIES_PER_TOKEN)
-    if token is not None and kind is not None:  # both: the token's sales, if it is of that kind (kinds never change)
-        asset = get_asset(node.chain.latest, token)
-        entries = entries if asset is not None and asset.kind == kind else []
-    stats = price_stats(((t, price) for t, _, price in entries), head.timestamp)
-    windows: dict[str, Any] = {**stats, "all": None} if truncated else dict(stats)
-    view = node.chain.latest
-    latest = [get_sale(view, seq) for _, seq, _ in entries[-recent:]] if recent else []
+        scope, prefix = ALL_SCOPE, ALL_PREFIX
+    head, view, store = node.chain.head, node.chain.latest, node.chain.store
+    # Both token and kind: the token's sales, if it is of that kind (kinds never change).
+    mismatch = token is not None and kind is not None and (
+        (asset := get_asset(view, token)) is None or asset.kind != kind)
+    if mismatch:
+        windows: dict[str, Any] = {name: window_stats([]) for name in WINDOWS}
+        latest: list[Sale] = []
+    else:
+        windows, cost = await read_windows(store, view, scope, prefix, head.timestamp)
+        # The client pays for what the query read beyond the one token the request itself took.
+        charge(request, cost)
+        latest = _latest_sales(store, view, prefix, recent) if recent else []
     return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "purpose": purpose,
-            "windows": windows,
-            "truncated": truncated, "sales": [to_plain(s) for s in reversed(latest) if s is not None]}
+            "windows": windows, "truncated": any(w is None for w in windows.values()),
+            "sales": [to_plain(s) for s in latest]}

@@ -26,7 +26,7 @@ export const LICENCE = [["id", "text"], ["token", "text"], ["parent", "text"], [
   ["holder", "text"], ["purposes", ["list", "text"]], ["valid_from", "int"], ["valid_until", "int"],
   ["sublicensable", "bool"], ["revoker", "text"], ["terms_uri", "text"], ["terms_hash", "bytes"],
   ["created_height", "int"], ["created_at", "int"], ["revoked", "bool"], ["revoked_by", "text"],
-  ["revoked_height", "int"], ["revoked_at", "int"]];
+  ["revoked_height", "int"], ["revoked_at", "int"], ["resale_share_bps", "int", 0]];
 export const TEXT_LIST = ["list", "text"];
 export const VALIDATOR = [["id", "text"], ["public_key", "bytes"], ["host", "text"], ["port", "int"]];
 export const VALIDATOR_SET = [["seq", "int"], ["active_from", "int"], ["validators", ["list", VALIDATOR]],
@@ -47,14 +47,22 @@ function asJson(value, type) {
   }
   if (!Array.isArray(value)) throw new Error("array");
   if (type[0] === "list") return value.map(v => asJson(v, type[1]));
-  if (value.length !== type.length) throw new Error("record arity");
-  return Object.fromEntries(type.map(([name, t], i) => [name, asJson(value[i], t)]));
+  // A field with a default (a third element) was appended later: absent from records at its default.
+  const required = type.filter(f => f.length < 3).length;
+  if (value.length < required || value.length > type.length) throw new Error("record arity");
+  return Object.fromEntries(type.map(([name, t, dflt], i) => [name, i < value.length ? asJson(value[i], t) : dflt]));
 }
 
 function asTree(value, type) {
   if (type === "bytes") return fromHex(value);
   if (Array.isArray(type) && type[0] === "list") return value.map(v => asTree(v, type[1]));
-  if (Array.isArray(type)) return type.map(([name, t]) => asTree(value[name], t));
+  if (Array.isArray(type)) {
+    const tree = type.map(([name, t]) => asTree(value[name], t));
+    while (tree.length > 0 && type[tree.length - 1].length === 3 && tree[tree.length - 1] === type[tree.length - 1][2]) {
+      tree.pop(); // an appended field at its default is not written
+    }
+    return tree;
+  }
   return value;
 }
 

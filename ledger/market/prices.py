@@ -1,0 +1,256 @@
+"""Price aggregates kept in state, so a price query reads O(days in its window) records, not O(sales).
+
+Theory of operation. Every sale `ledger.market.sales.record_sale` records is also added, in the same transaction,
+to two buckets of each scope it belongs to (all token sales, the token, its kind; or a licence's purposes): the
+bucket of its UTC day and the bucket of all time. A bucket is a `PriceBucket` (count, volume, last price, the
+lows and counts of its parts) under `market/pb/<scope>/<period>`, and its prices' histogram (price -> sales at
+that price) is split into parts of at most PART_MAX distinct prices: part i holds the prices from `lows[i]`
+(the first is 0) up to the next part's low. While a bucket has one part (most do: a token's, or a day's of a
+few prices) it is kept in the bucket record itself; once it splits, each is under
+`market/pp/<scope>/<period>/<low>`.
+A full part splits in two, so however many distinct prices a member sells at, no part grows past PART_MAX
+prices and a sale rewrites at most three records per bucket (the bucket's list of parts grows by one per
+PART_MAX / 2 distinct prices).
+
+A window (the sales at or after `since`, up to the head) is read as: the sales of `since`'s day at or after it,
+from the time index (`ledger.market.sales`, at most one day of sales), then the buckets of the following days
+whole (no sale is later than the head). `all` is the all-time bucket. The median merges the histograms read; the
+answer is exactly the scan's (`ledger.market.sales.price_stats`), which the property tests check.
+
+Deterministic: integers only, parts split at a fixed size, keys and values in fixed formats. Buckets and parts
+are packed big-endian integers, not msgpack records: they are read and rewritten at every sale of their scope,
+and the strict codec's decoding was most of that cost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.state import StateView, TxContext
+
+DAY_MS = 86_400_000
+PART_MAX = 128  # distinct prices a histogram part holds before it splits in two
+ALL_PERIOD = b"all"
+
+
+@dataclass(frozen=True)
+class PriceBucket:
+    count: int  # sales
+    volume: int  # their total price (below 2^128: stored as two 64-bit halves)
+    last: int  # the latest sale's price
+    lows: tuple[int, ...]  # the lowest price of each histogram part, ascending; the first is 0
+    parts: tuple[int, ...]  # sales in each part
+    first: tuple[list[int], list[int]]  # the only part (prices, sales at each) while there is one; else empty
+
+
+def empty_bucket() -> PriceBucket:
+    return PriceBucket(0, 0, 0, (0,), (0,), ([], []))
+
+
+def pack_bucket(bucket: PriceBucket) -> bytes:
+    """count, last, volume (high and low 64 bits), the number of parts, their lows, their counts, then the only
+    part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw, not
+    msgpack: a bucket is read and rewritten at every sale of its scope)."""
+    volume, n = bucket.volume, len(bucket.lows)
+    prices, counts = bucket.first
+    return struct.pack(f">5Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, volume >> 64, volume & _LOW64,
+                       n, *bucket.lows, *bucket.parts, *prices, *counts)
+
+
+def unpack_bucket(data: bytes) -> PriceBucket:
+    flat = struct.unpack(f">{len(data) // 8}Q", data)
+    n = flat[4]
+    first = flat[5 + 2 * n:]
+    half = len(first) // 2
+    return PriceBucket(flat[0], (flat[2] << 64) | flat[3], flat[1], flat[5:5 + n], flat[5 + n:5 + 2 * n],
+                       (list(first[:half]), list(first[half:])))
+
+
+_LOW64 = (1 << 64) - 1
+
+
+def token_scope(token: str) -> bytes:
+    return b"t/" + token.encode()
+
+
+def kind_scope(kind: str) -> bytes:
+    return b"k/" + kind.encode()
+
+
+def purpose_scope(purpose: str) -> bytes:
+    return b"p/" + purpose.encode().hex().encode()  # a purpose may hold "/"
+
+
+ALL_SCOPE = b"a"
+
+
+def day_period(timestamp: int) -> bytes:
+    return f"{timestamp // DAY_MS:08d}".encode()
+
+
+def bucket_key(scope: bytes, period: bytes) -> bytes:
+    # Periods are 8 digits or "all" and token ids hold no "/": no bucket's key is another's prefix.
+    return b"market/pb/" + scope + b"/" + period
+
+
+def part_key(scope: bytes, period: bytes, low: int) -> bytes:
+    return b"market/pp/" + scope + b"/" + period + b"/" + f"{low:016d}".encode()
+
+
+def pack_part(prices: list[int], counts: list[int]) -> bytes:
+    """A part's value: its prices ascending, then the sales at each, as big-endian 64-bit unsigned integers."""
+    return struct.pack(f">{2 * len(prices)}Q", *prices, *counts)
+
+
+def unpack_part(data: bytes) -> tuple[list[int], list[int]]:
+    flat = struct.unpack(f">{len(data) // 8}Q", data)
+    half = len(flat) // 2
+    return list(flat[:half]), list(flat[half:])
+
+
+# --- writing (inside the transaction that sells) ------------------------------------------------------------------
+
+
+def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
+    """Add one sale at `price` and the block's time to the day and all-time buckets of each scope."""
+    for scope in scopes:
+        for period in (day_period(ctx.timestamp), ALL_PERIOD):
+            _add(ctx, scope, period, price)
+
+
+def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
+    key = bucket_key(scope, period)
+    raw_bucket = ctx.state.get(key)
+    bucket = unpack_bucket(raw_bucket) if raw_bucket else empty_bucket()
+    lows, parts = list(bucket.lows), list(bucket.parts)
+    index = bisect.bisect_right(lows, price) - 1
+    low = lows[index]
+    if len(lows) == 1:
+        prices, counts = bucket.first
+    else:
+        raw = ctx.state.get(part_key(scope, period, low))
+        prices, counts = unpack_part(raw) if raw else ([], [])
+    at = bisect.bisect_left(prices, price)
+    if at < len(prices) and prices[at] == price:
+        counts[at] += 1
+    else:
+        prices.insert(at, price)
+        counts.insert(at, 1)
+    parts[index] += 1
+    if len(prices) > PART_MAX:  # split: the upper half becomes a part of its own
+        half = len(prices) // 2
+        upper_low = prices[half]
+        ctx.state.put(part_key(scope, period, upper_low), pack_part(prices[half:], counts[half:]))
+        lows.insert(index + 1, upper_low)
+        parts.insert(index + 1, sum(counts[half:]))
+        parts[index] -= parts[index + 1]
+        prices, counts = prices[:half], counts[:half]
+    if len(lows) == 1:
+        first = (prices, counts)
+    else:  # (a bucket that just split moves its first part out of its record)
+        ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
+        first = ([], [])
+    ctx.state.put(key, pack_bucket(PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows),
+                                               tuple(parts), first)))
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+
+def partial_day(since: int) -> tuple[int, int] | None:
+    """The times [since, next midnight) a window from `since` reads from the time index, not from a bucket; None
+    when `since` is a midnight (the window is whole days)."""
+    since = max(0, since)
+    return None if since % DAY_MS == 0 else (since, (since // DAY_MS + 1) * DAY_MS)
+
+
+@dataclass
+class Cost:
+    records: int = 0  # bucket and part records read
+    pairs: int = 0  # histogram pairs merged
+
+
+Parts = list[tuple[list[int], list[int]]]
+
+
+class WindowReader:
+    """Reads windows of one scope from a state view (the head's), counting what it reads (its client pays)."""
+
+    def __init__(self, view: StateView, scope: bytes) -> None:
+        self.view, self.scope = view, scope
+        self.cost = Cost()
+        self._buckets: dict[bytes, tuple[PriceBucket | None, Parts]] = {}  # a day read once for all windows
+
+    def _bucket(self, period: bytes) -> tuple[PriceBucket | None, Parts]:
+        cached = self._buckets.get(period)
+        if cached is not None:
+            return cached
+        self.cost.records += 1
+        raw = self.view.get(bucket_key(self.scope, period))
+        bucket = None if raw is None else unpack_bucket(raw)
+        single = bucket is not None and len(bucket.lows) == 1
+        parts: Parts = [bucket.first] if bucket is not None and single else []
+        for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None and not single else ():
+            if count:
+                self.cost.records += 1
+                part = self.view.get(part_key(self.scope, period, low))
+                if part:
+                    parts.append(unpack_part(part))
+        self._buckets[period] = (bucket, parts)
+        return bucket, parts
+
+    def window(self, since: int | None, now_ms: int, partial: list[int]) -> dict[str, Any]:
+        """Count, volume, last, median and VWAP of the sales at or after `since` (None: all), as
+        `ledger.market.sales.window_stats` gives them from a scan. `partial`: the prices, oldest first, of the
+        sales in `partial_day(since)` (read by the caller from the time index)."""
+        found: list[tuple[PriceBucket, Parts]] = []
+        if since is None:
+            periods = [ALL_PERIOD]
+        else:
+            first_full_day = -(-max(0, since) // DAY_MS)
+            periods = [f"{day:08d}".encode() for day in range(first_full_day, now_ms // DAY_MS + 1)]
+        for period in periods:
+            bucket, parts = self._bucket(period)
+            if bucket is not None:
+                found.append((bucket, parts))
+        return _combine(partial if since is not None else [], found, self.cost)
+
+
+def _combine(scanned: list[int], buckets: list[tuple[PriceBucket, Parts]],
+             cost: Cost) -> dict[str, Any]:
+    count = len(scanned) + sum(b.count for b, _ in buckets)
+    if not count:
+        return {"count": 0, "volume": 0, "last": None, "median": None, "vwap": None}
+    volume = sum(scanned) + sum(b.volume for b, _ in buckets)
+    last = buckets[-1][0].last if buckets else scanned[-1]  # buckets follow the scanned part in time
+    histogram: dict[int, int] = {}
+    for price in scanned:
+        histogram[price] = histogram.get(price, 0) + 1
+    for _, parts in buckets:
+        for prices, counts in parts:
+            cost.pairs += len(prices)
+            for price, n in zip(prices, counts, strict=True):
+                histogram[price] = histogram.get(price, 0) + n
+    return {"count": count, "volume": volume, "last": last, "median": _median(histogram, count),
+            "vwap": volume / count}
+
+
+def _median(histogram: dict[int, int], count: int) -> int | float:
+    """statistics.median of the multiset, by ranks (the same arithmetic, so the same answer)."""
+    ranks = [(count - 1) // 2, count // 2]
+    found: list[int] = []
+    seen = 0
+    for price in sorted(histogram):
+        seen += histogram[price]
+        while ranks and ranks[0] < seen:
+            found.append(price)
+            ranks.pop(0)
+        if not ranks:
+            break
+    middle = found[0] if count % 2 else (found[0] + found[1]) / 2
+    return int(middle) if float(middle).is_integer() else float(middle)
+

@@ -1,0 +1,193 @@
+"""Price aggregates (ledger.market.prices): the windows read from day and all-time buckets equal the scan of every
+sale (ledger.market.sales.price_stats), and no record grows with the number of distinct prices."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.api.routes import market as market_routes
+from ledger.api.routes.market import read_windows
+from ledger.codec import decode
+from ledger.market import prices
+from ledger.market.prices import WindowReader, bucket_key, part_key, partial_day, unpack_bucket, unpack_part
+from ledger.market.sales import (
+    ALL_PREFIX,
+    DAY_MS,
+    WINDOWS,
+    index_entry,
+    kind_prefix,
+    purpose_prefix,
+    record_sale,
+    time_start,
+    token_prefix,
+    window_stats,
+)
+from ledger.state import Overlay, TxContext
+from ledger.store import NS, MemoryStore
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MS + 12_345  # not on a day boundary
+
+
+class EmptyView:
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+
+def record(state: Overlay, sales: list[tuple[int, int, str, str, str]]) -> None:
+    """Sales of (time, price, token, kind, purpose); a purpose makes it a licence sale."""
+    for n, (t, price, token, kind, purpose) in enumerate(sales):
+        ctx = TxContext(state, "org1", (), n + 1, t, n.to_bytes(32, "big"))
+        if purpose:
+            record_sale(ctx, token, kind, price, 0, "org1", "org2", "licence", f"L-{n}", (purpose,))
+        else:
+            record_sale(ctx, token, kind, price, 0, "org1", "org2", "listing")
+
+
+def scan(state: Overlay, prefix: bytes, since: int, until: int | None = None) -> Iterator[tuple[int, int]]:
+    """(time, price) of the index entries under `prefix` in [since, until), oldest first (the reference)."""
+    low, high = time_start(prefix, since), time_start(prefix, until) if until is not None else prefix + b"\xff"
+    for key in sorted(k for k, v in state.changes.items() if v is not None and low <= k < high):
+        value = state.changes[key]
+        assert value is not None
+        yield index_entry(key, prefix)[0], decode(int, value)
+
+
+class Reader:
+    """A scope's windows as the route reads them: buckets from the state, the partial day from the index."""
+
+    def __init__(self, state: Overlay, scope: bytes, prefix: bytes) -> None:
+        self.state, self.prefix, self.buckets = state, prefix, WindowReader(state, scope)
+        self.entries = 0
+
+    def window(self, since: int | None, now: int) -> dict[str, object]:
+        span = None if since is None else partial_day(since)
+        partial = [] if span is None else [p for _, p in scan(self.state, self.prefix, *span)]
+        self.entries += len(partial)
+        return self.buckets.window(since, now, partial)
+
+
+def reference(state: Overlay, prefix: bytes, since: int | None) -> dict[str, object]:
+    return window_stats([p for t, p in scan(state, prefix, 0) if since is None or t >= since])
+
+
+SCOPES = [(prices.ALL_SCOPE, ALL_PREFIX), (prices.token_scope("T-1"), token_prefix("T-1")),
+          (prices.kind_scope("data"), kind_prefix("data")), (prices.purpose_scope("a/b"), purpose_prefix("a/b"))]
+
+sale_lists = st.lists(
+    st.tuples(st.integers(0, 40 * DAY_MS // 3_600_000), st.integers(0, 3_599_999),  # hour, ms within it
+              st.one_of(st.integers(1, 12), st.integers(1, 2**53 - 1)),  # repeated and distinct prices
+              st.sampled_from(["T-1", "T-2"]), st.sampled_from(["data", "model"]), st.sampled_from(["", "a/b", "c"])),
+    max_size=60)
+
+
+@settings(max_examples=150)
+@given(sale_lists, st.lists(st.integers(-DAY_MS, 45 * DAY_MS), max_size=4), st.sampled_from([2, 3, 128]))
+def test_windows_from_buckets_equal_the_scan_of_every_sale(
+        drawn: list[tuple[int, int, int, str, str, str]], offsets: list[int], part_max: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prices, "PART_MAX", part_max)  # small parts: splits happen often
+        timed = sorted((hour * 3_600_000 + ms, price, token, kind, purpose)
+                       for hour, ms, price, token, kind, purpose in drawn)
+        state = Overlay(EmptyView())
+        record(state, [(T0 + t, price, token, kind, purpose) for t, price, token, kind, purpose in timed])
+    now = T0 + (timed[-1][0] if timed else 0) + 1_000
+    windows = [None, now - DAY_MS, now - 7 * DAY_MS, now - 30 * DAY_MS, now, *(T0 + o for o in offsets)]
+    for scope, prefix in SCOPES:
+        read = Reader(state, scope, prefix)
+        for since in windows:
+            assert read.window(since, now) == reference(state, prefix, since), (scope, since)
+
+
+def test_a_window_starting_at_midnight_reads_whole_days_and_scans_nothing() -> None:
+    state = Overlay(EmptyView())
+    midnight = T0 - T0 % DAY_MS + 3 * DAY_MS
+    record(state, [(midnight - 1, 7, "T-1", "data", ""), (midnight, 5, "T-1", "data", ""),
+                   (midnight + 10, 9, "T-1", "data", ""), (midnight + 20, 1, "T-1", "data", "")])
+    read = Reader(state, prices.ALL_SCOPE, ALL_PREFIX)
+    assert read.window(midnight, midnight + 30) == {"count": 3, "volume": 15, "last": 1, "median": 5, "vwap": 5.0}
+    assert read.entries == 0
+    assert read.window(midnight - 1, midnight + 30) == {"count": 4, "volume": 22, "last": 1, "median": 6,
+                                                        "vwap": 5.5}
+    assert read.entries == 1  # the one sale of the day before, at or after the window's start
+
+
+def part_sizes(state: Overlay, period: bytes) -> list[int]:
+    """Distinct prices in each part of the all-scope bucket of `period`, checking the parts against the bucket."""
+    raw = state.get(bucket_key(prices.ALL_SCOPE, period))
+    assert raw is not None
+    bucket = unpack_bucket(raw)
+    assert bucket.lows[0] == 0 and list(bucket.lows) == sorted(set(bucket.lows))
+    sizes, total, volume = [], 0, 0
+    for n, (low, count) in enumerate(zip(bucket.lows, bucket.parts, strict=True)):
+        part = state.get(part_key(prices.ALL_SCOPE, period, low))
+        single = len(bucket.lows) == 1
+        assert (part is None) == single and (bucket.first != ([], [])) == (single and count > 0)
+        found, counts = bucket.first if single else unpack_part(part) if part else ([], [])
+        high = bucket.lows[n + 1] if n + 1 < len(bucket.lows) else 2**64
+        assert sum(counts) == count and all(low <= p < high for p in found)
+        sizes.append(len(found))
+        total += count
+        volume += sum(p * c for p, c in zip(found, counts, strict=True))
+    assert total == bucket.count and volume == bucket.volume
+    return sizes
+
+
+def test_a_flood_of_distinct_prices_splits_parts_and_no_record_outgrows_its_bound() -> None:
+    state = Overlay(EmptyView())
+    # One member sells at 1,000 distinct prices in one day, scattered so that every part fills and splits.
+    largest = 0
+    for n in range(1000):
+        record(state, [(T0 + n, 1 + (n * 7919) % 1000, "T-1", "data", "")])
+        sizes = part_sizes(state, prices.day_period(T0))
+        largest = max(largest, *sizes)
+        assert largest <= prices.PART_MAX
+    assert largest == prices.PART_MAX  # parts do fill up to the bound before splitting
+    assert len(part_sizes(state, prices.ALL_PERIOD)) >= 1000 // prices.PART_MAX
+    read = Reader(state, prices.ALL_SCOPE, ALL_PREFIX)
+    assert read.window(None, T0 + DAY_MS) == reference(state, ALL_PREFIX, None)
+
+
+def test_a_volume_past_64_bits_is_kept_exactly() -> None:
+    state = Overlay(EmptyView())
+    top = 2**53 - 1
+    record(state, [(T0 + n, top, "T-1", "data", "") for n in range(3000)])  # 3,000 * (2^53 - 1) > 2^64
+    stats = Reader(state, prices.ALL_SCOPE, ALL_PREFIX).window(None, T0 + 3000)
+    assert stats is not None and stats["volume"] == 3000 * top > 2**64
+
+
+def test_the_route_reads_the_same_windows_and_nulls_one_whose_partial_day_is_over_the_scan_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    state = Overlay(EmptyView())
+    now = T0 + 30 * DAY_MS
+    # Three sales in the 24h window's first (partial) day, one in the 7d window's, one today.
+    record(state, [(now - DAY_MS + n, 10 + n, "T-1", "data", "") for n in range(3)]
+           + [(now - 7 * DAY_MS, 7, "T-1", "data", ""), (now - 1, 99, "T-1", "data", "")])
+    store = MemoryStore()
+    store.write_batch([(NS.STATE_LATEST + k, v) for k, v in sorted(state.changes.items()) if v is not None])
+    latest = LatestView(store)
+    loop = asyncio.new_event_loop()
+    try:
+        windows, cost = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPE, ALL_PREFIX, now))
+        assert windows == {name: reference(state, ALL_PREFIX, None if length is None else now - length)
+                           for name, length in WINDOWS.items()}
+        assert cost > 0
+        monkeypatch.setattr(market_routes, "MAX_SCAN", 2)
+        windows, _ = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPE, ALL_PREFIX, now))
+    finally:
+        loop.close()
+    assert windows["24h"] is None  # its partial day holds 3 sales
+    assert windows["7d"] == reference(state, ALL_PREFIX, now - 7 * DAY_MS) and windows["7d"]["count"] == 5
+    assert windows["all"] is not None and windows["all"]["count"] == 5
+
+
+class LatestView:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.store.get(NS.STATE_LATEST + key)
