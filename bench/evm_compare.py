@@ -185,7 +185,7 @@ def deploy(url: str, deployer: LocalAccount, minters: list[str]) -> str:
     args = _word(32) + _word(len(minters)) + b"".join(_word(bytes.fromhex(m[2:])) for m in minters)
     data = bytes.fromhex(artifact["bytecode"].removeprefix("0x")) + args
     nonce = int(rpc(url, "eth_getTransactionCount", deployer.address, "latest"), 16)
-    tx = {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "data": data, "gas": 5_000_000,
+    tx: dict[str, Any] = {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "data": data, "gas": 5_000_000,
           "maxFeePerGas": MAX_FEE_WEI, "maxPriorityFeePerGas": TIP_WEI, "value": 0}
     raw = deployer.sign_transaction(tx).raw_transaction
     receipt = wait_receipt(url, rpc(url, "eth_sendRawTransaction", "0x" + raw.hex()))
@@ -223,7 +223,7 @@ def presign(accounts: list[LocalAccount], first_nonces: list[int], contract: str
         i = (token_id - 1) % len(accounts)
         account = accounts[i]
         nonce = first_nonces[i] + len(minters.mints[i])
-        tx = {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "to": contract,
+        tx: dict[str, Any] = {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "to": contract,
               "data": mint_calldata(account.address, token_id), "gas": gas, "maxFeePerGas": MAX_FEE_WEI,
               "maxPriorityFeePerGas": TIP_WEI, "value": 0}
         raw = bytes(account.sign_transaction(tx).raw_transaction)

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 from web3 import Web3
+from web3.contract import Contract
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "evm_compare.py"
@@ -43,9 +44,9 @@ def anvil_url(ec: ModuleType) -> Iterator[str]:
         yield url
 
 
-def _nft(url: str, address: str) -> object:
+def _nft(url: str, address: str) -> Contract:
     abi = json.loads((REPO / "contracts" / "build" / "BenchNFT.json").read_text())["abi"]
-    return Web3(Web3.HTTPProvider(url)).eth.contract(address=address, abi=abi)
+    return Web3(Web3.HTTPProvider(url)).eth.contract(address=Web3.to_checksum_address(address), abi=abi)
 
 
 def test_anvil_part_mints_every_token_to_its_minter(ec: ModuleType, anvil_url: str) -> None:
@@ -56,8 +57,8 @@ def test_anvil_part_mints_every_token_to_its_minter(ec: ModuleType, anvil_url: s
     nft = _nft(anvil_url, result["contract_address"])
     minters = result["minters"]
     assert len(minters) == 4
-    assert sum(nft.functions.balanceOf(m).call() for m in minters) == 24  # type: ignore[attr-defined]
-    owners = [nft.functions.ownerOf(token).call() for token in range(1, 25)]  # type: ignore[attr-defined]
+    assert sum(nft.functions.balanceOf(m).call() for m in minters) == 24
+    owners = [nft.functions.ownerOf(token).call() for token in range(1, 25)]
     assert owners == [minters[(token - 1) % 4] for token in range(1, 25)]
 
 
