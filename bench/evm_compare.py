@@ -243,6 +243,13 @@ class MinedWatcher(threading.Thread):
         self.error: str | None = None
 
     def run(self) -> None:
+        try:
+            self._watch()
+        except (httpx.HTTPError, ValueError, BenchError) as exc:  # said by mint_benchmark, not lost in a thread
+            self.error = f"watching the mined nonces failed: {exc}"
+            self.done.set()
+
+    def _watch(self) -> None:
         calls = [("eth_getTransactionCount", [a.address, "latest"]) for a in self.minters.accounts]
         deadline = time.monotonic() + self.timeout_s
         with httpx.Client(timeout=30) as http:
@@ -283,12 +290,16 @@ def send_all(url: str, minters: Minters, clients: int, batch: int) -> list[str]:
                 sent = time.perf_counter()
                 for mint in chunk:
                     mint.sent = sent
-                answers = rpc_batch(http, url, [("eth_sendRawTransaction", [m.raw]) for m in chunk])
+                try:
+                    answers = rpc_batch(http, url, [("eth_sendRawTransaction", [m.raw]) for m in chunk])
+                except (httpx.HTTPError, ValueError, BenchError) as exc:
+                    answers = [{"error": str(exc)}] * len(chunk)
                 bad = [f"{m.tx_hash}: {a.get('error')}" for m, a in zip(chunk, answers, strict=True)
                        if a.get("result") != m.tx_hash]
                 if bad:
                     with lock:
                         errors.extend(bad)
+                    return  # the account's later nonces cannot be mined now
 
     threads = [threading.Thread(target=client, args=(q,)) for q in per_client if q]
     for t in threads:
@@ -349,6 +360,8 @@ def mint_benchmark(url: str, txs: int, clients: int, accounts_per_client: int = 
     if watcher.error:
         raise BenchError(watcher.error)
     all_mints = [m for ms in minters.mints for m in ms]
+    if not all(m.mined for m in all_mints):
+        raise BenchError("the watcher stopped before every mint was seen mined")
     ended = max(m.mined for m in all_mints)
     elapsed = ended - started
     load_after = os.getloadavg()
