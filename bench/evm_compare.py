@@ -102,13 +102,14 @@ def mining_flags(mining: str, block_time: float) -> list[str]:
 
 @contextlib.contextmanager
 def anvil(mining: str = "auto", block_time: float = 1.0, log_dir: Path | None = None) -> Iterator[str]:
-    """A local Anvil (see mining_flags), quiet (no line per transaction) and keeping no history
-    (`--prune-history`: the benchmark reads only the head); yields its RPC URL; stopped by its pid on exit."""
+    """A local Anvil (see mining_flags), quiet (no line per transaction), otherwise with its defaults; yields its
+    RPC URL; stopped by its pid on exit. (Not `--prune-history`: with it, a read at "latest" raced the next
+    block and failed with BlockOutOfRangeError.)"""
     if not os.access(ANVIL, os.X_OK):
         raise BenchError(f"Anvil not found at {ANVIL}: run `make install` (npm ci in contracts/)")
     port = free_port()
     cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID), "--quiet",
-           "--prune-history", *mining_flags(mining, block_time)]
+           *mining_flags(mining, block_time)]
     with tempfile.TemporaryDirectory(prefix="evm-compare-") as tmp:
         log_path = (log_dir or Path(tmp)) / "anvil.log"
         with open(log_path, "wb") as log:
