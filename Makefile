@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	if [ -f contracts/package.json ]; then cd contracts && npm ci --no-audit --no-fund; fi
 	touch $(STAMP)
 
-# Recompile contracts/LedgerAnchor.sol with the pinned solcjs; commit contracts/build/LedgerAnchor.json.
+# Recompile contracts/*.sol with the pinned solcjs; commit contracts/build/LedgerAnchor.json and BenchNFT.json.
 contracts: install
 	$(PY) contracts/build.py
 

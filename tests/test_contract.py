@@ -60,13 +60,26 @@ def test_artifact_matches_fresh_compilation() -> None:
     assert build.render(build.compile_artifact(edited)) != committed
 
 
+def test_bench_nft_artifact_matches_fresh_compilation() -> None:
+    """The ERC-721 of bench/evm_compare.py, compiled with OpenZeppelin's sources from node_modules."""
+    build = _load_build_module()
+    if not (CONTRACTS / "node_modules" / "@openzeppelin" / "contracts").is_dir() or shutil.which("node") is None:
+        pytest.skip("contracts/node_modules or node is absent: run `make install` (npm ci in contracts/)")
+    fresh = build.compile_artifact(spec=build.BENCH_NFT)
+    committed = (CONTRACTS / "build" / "BenchNFT.json").read_text()
+    assert build.render(fresh) == committed, "contracts/build/BenchNFT.json is stale: run `make contracts`"
+    pkg = json.loads((CONTRACTS / "package.json").read_text())
+    assert fresh["npmPackages"] == {"@openzeppelin/contracts": pkg["devDependencies"]["@openzeppelin/contracts"]}
+    assert "ERC721InvalidSender" in {e["name"] for e in fresh["abi"] if e["type"] == "error"}
+
+
 def test_artifact_pins_compiler_settings() -> None:
     data = json.loads((CONTRACTS / "build" / "LedgerAnchor.json").read_text())
     assert data["settings"]["evmVersion"] in ("cancun", "prague")  # py-evm stops at Prague
     assert data["settings"]["optimizer"]["enabled"] is True
     pkg = json.loads((CONTRACTS / "package.json").read_text())
     deps = {**pkg.get("devDependencies", {}), **pkg.get("optionalDependencies", {})}
-    for name in ("solc", "@foundry-rs/anvil-linux-amd64"):
+    for name in ("solc", "@foundry-rs/anvil-linux-amd64", "@openzeppelin/contracts"):
         assert deps[name][0].isdigit(), f"{name} must be pinned to an exact version"
     assert data["compiler"]["version"].startswith(deps["solc"] + "+")
     assert (CONTRACTS / "package-lock.json").is_file()
