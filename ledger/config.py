@@ -220,12 +220,13 @@ class SyncSettings(_Settings):
     """How a node with an empty home joins the ledger (`sync`): `"mode": "blocks"` replays every block from
     its peers; `"mode": "state"` (or `node run --state-sync`) first takes a certified snapshot of the state
     from the HTTP URLs in `sources` (an observer's default: its validators), checking every chunk, then
-    catches up the blocks after it (ledger/snapshot/statesync.py). A home that holds blocks catches up by
-    blocks either way."""
+    catches up the blocks after it (ledger/snapshot/statesync.py), `fetchers` chunks of up to `chunk_bytes`
+    in flight at once. A home that holds blocks catches up by blocks either way."""
 
     mode: Literal["blocks", "state"] = "blocks"
     sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
     chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
+    fetchers: int = Field(default=4, ge=1, le=32)  # state chunks asked at once, spread over the sources
 
     @field_validator("sources")
     @classmethod
