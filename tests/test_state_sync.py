@@ -469,3 +469,18 @@ def test_a_config_with_a_bad_sync_setting_is_refused_by_name(tmp_path: Path) -> 
     write_config(tmp_path, {"http": {"port": 1}, "prune": {"keep_heights": 0}})
     with pytest.raises(ConfigError, match="prune.keep_heights"):
         NodeConfig.load(tmp_path)
+
+
+def test_a_stopped_state_synced_node_refuses_to_make_a_backup_no_restore_accepts(
+        changed: tuple[SetChain, int, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ledger.cli import main as cli_main
+    from tests.nodeutil import make_home
+
+    chain = changed[0]
+    home = make_home(tmp_path)
+    state_sync(home.path / "data", chain.genesis, ["http://p"], chunk_bytes=1024,
+               client=httpx.Client(transport=httpx.MockTransport(Peer(chain.db))))
+    out = tmp_path / "synced.ledger"
+    assert cli_main(["backup", "--home", str(home.path), "--out", str(out)]) == 1
+    assert f"joined by state sync at height {chain.db.height}" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
