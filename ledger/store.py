@@ -204,6 +204,12 @@ class LevelDBStore:
         """LevelDB's own snapshot: later batches are invisible to it, whole or not at all."""
         return _LevelDBSnapshot(self._db.snapshot())
 
+    def compact(self) -> None:
+        """Compact the whole key range now: the space of deleted records comes back at once rather than when
+        LevelDB's background compaction reaches them (a benchmark measuring disk use after pruning)."""
+        # Explicit bounds: plyvel's compact_range() without them compacted nothing here (plyvel 1.5.1).
+        self._db.compact_range(start=b"\x00", stop=b"\xff" * 8)  # every table's prefix is printable ASCII
+
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()
