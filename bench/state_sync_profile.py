@@ -1,15 +1,14 @@
-"""Where a state sync's time goes: one sync run in-process under cProfile, split into serving and joining work.
+"""Where a state sync's time goes: one sync run in-process, split into serving and joining work.
 
 It opens a stopped node's store (`--store`, a `data/ledger.db` no process holds) and syncs a new scratch store
 from it with `ledger.snapshot.statesync.state_sync`, the HTTP client replaced by a transport that calls the
-functions the `/v1/sync/*` routes call. So both sides run in this one process, on one thread each request, and
-the profile splits the wall time into:
+functions the `/v1/sync/*` routes call. So both sides run in this one process. The wall time is split into:
 
-* serving: walking the tree out of LevelDB (`preorder_from`: its reads, `store.get`, and the walk itself) and
-  encoding the chunk (msgpack);
-* joining: decoding the chunk, checking it (`Cursor.accept`: hashing every node), preparing the writes and
-  writing them (`LevelDBStore.write_batch`);
-* what is left: the sync's own bookkeeping and the transport.
+* serving, timed with a clock and never profiled (it runs on the sync's worker threads, or with the profiler
+  paused): walking the tree out of LevelDB (`preorder_from`: its reads and the walk) and encoding the chunk;
+* joining, under cProfile (which slows Python code): decoding the chunk, checking it (`Cursor.accept`: hashing
+  every node) and writing to LevelDB (`LevelDBStore.write_batch`);
+* what is left: the sync's own bookkeeping, the transport, and (with more than one fetcher) waiting.
 
 HTTP itself (a socket, the web framework) is not in it: compare the total with the same sync between two
 processes (bench/state_sync_bench.py) for that. The last line is one JSON object.
