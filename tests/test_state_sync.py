@@ -486,7 +486,7 @@ def test_a_stopped_state_synced_node_refuses_to_make_a_backup_no_restore_accepts
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
 
 
-def test_the_chunk_route_refuses_within_below_the_position_and_serves_one_subtree(tmp_path: Path) -> None:
+def test_the_chunk_route_serves_one_subtree_with_within(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from ledger.api.server import create_app
@@ -495,8 +495,6 @@ def test_the_chunk_route_refuses_within_below_the_position_and_serves_one_subtre
     home = make_home(tmp_path)
     with TestClient(create_app(home.path)) as client:
         root = client.get("/v1/blocks/latest").json()["header"]["state_root"]
-        refused = client.get("/v1/sync/state", params={"root": root, "depth": 1, "within": 2})
-        assert refused.status_code == 400 and "within" in refused.json()["message"]
         whole = decode(StateChunk, client.get("/v1/sync/state", params={"root": root}).content).nodes
         pair = children(whole[0])
         assert pair is not None and EMPTY not in pair
@@ -504,3 +502,5 @@ def test_the_chunk_route_refuses_within_below_the_position_and_serves_one_subtre
         left = decode(StateChunk, client.get("/v1/sync/state", params={
             "root": root, "depth": 1, "path": "0" * 64, "within": 1}).content).nodes
         assert 0 < len(left) < len(whole) - 1 and list(left) == list(whole[1:1 + len(left)])
+        below = client.get("/v1/sync/state", params={"root": root, "depth": 1, "path": "0" * 64, "within": 9})
+        assert decode(StateChunk, below.content).nodes == left  # within below the position: its own subtree

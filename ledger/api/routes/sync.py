@@ -81,11 +81,11 @@ async def sync_state(
     max_bytes: Annotated[int, Query(ge=1, le=MAX_CHUNK_BYTES, description="answer size in bytes, about")]
     = MAX_CHUNK_BYTES,
     within: Annotated[int, Query(ge=0, le=256, description="stay inside the subtree rooted at this depth on the "
-                                 "path to the node (0: to the end of the tree); at most `depth`")] = 0,
+                                 "path to the node (0: to the end of the tree; more than `depth`: the node's own "
+                                 "subtree)")] = 0,
 ) -> Response:
     """A chunk of the state tree of a root this node holds, for a node joining by state sync."""
-    if within > depth:
-        raise ApiError(400, "malformed", f"within ({within}) must not lie below depth ({depth})")
+    within = min(within, depth)  # below the position: the position's own subtree
     get = node.chain.store.get
     prefix = NS.STATE_NODE
 
