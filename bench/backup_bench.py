@@ -15,7 +15,10 @@ The issue's targets (with 1,000,000 identifiers: backup within 60 s, restore wit
 the figures; everything runs on this machine, so its load shows in them: the 1-minute load average is
 printed before and after. The last line is one JSON object with all figures.
 
-    .venv/bin/python bench/backup_bench.py [--ids 100000] [--batch 500] [--load]
+With `--dir DIR` the work directory is kept; a directory holding a devnet from an earlier run (of this
+benchmark or of bench/state_sync_bench.py) is restarted and its ledger reused, without an import.
+
+    .venv/bin/python bench/backup_bench.py [--ids 100000] [--batch 500] [--load] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=100_000, help="identifiers registered before the backup")
     parser.add_argument("--batch", type=int, default=500, help="`ledger id import --batch`")
     parser.add_argument("--load", action="store_true", help="keep registering while the backup runs")
-    parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end)")
+    parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end); one "
+                        "holding a devnet from an earlier run is reused as it is (--ids is then ignored)")
     args = parser.parse_args()
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="backup-bench-"))
     directory = work / "devnet"
@@ -109,23 +113,32 @@ def main() -> None:
     fig: dict[str, Any] = {"ids": args.ids, "load_avg_before": round(load_before, 2)}
     stop = threading.Event()
     try:
-        ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
-               "--base-port", str(free_port()))
-        ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
         rows = work / "ids.csv"
-        write_rows(rows, 0, args.ids)
-        seconds, _ = timed(ledger, "id", "import", str(rows), "--dir", str(directory), "--batch", str(args.batch))
-        fig["import_s"] = round(seconds, 1)
-        print(f"imported {args.ids} in {seconds:.1f} s", file=sys.stderr)
+        if (directory / "devnet.json").exists():
+            ledger("devnet", "up", "--dir", str(directory), "--detach")  # restarted as it was created
+            with rows.open() as f:  # the rows the first run imported
+                fig["ids"] = sum(1 for _ in f) - 1
+            fig["reused"] = True
+        else:
+            ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
+                   "--base-port", str(free_port()))
+            ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
+            write_rows(rows, 0, args.ids)
+            seconds, _ = timed(ledger, "id", "import", str(rows), "--dir", str(directory), "--batch",
+                               str(args.batch))
+            fig["import_s"] = round(seconds, 1)
+            print(f"imported {args.ids} in {seconds:.1f} s", file=sys.stderr)
         node = load_devnet(directory)["nodes"][0]
         home = Path(node["home"])
         fig["store_mb"] = dir_mb(home / "data")
 
-        loader = background_load(directory, args.ids, stop) if args.load else None
+        # New identifiers only: a reused ledger may hold some from an earlier --load already.
+        loader = background_load(directory, fig["ids"] + 10_000_000, stop) if args.load else None
         seconds, _ = timed(shutil.copytree, home / "data", work / "store-copy")
         fig["floor_copy_store_s"] = round(seconds, 2)
         shutil.rmtree(work / "store-copy")
         backup = work / "node.ledger"
+        backup.unlink(missing_ok=True)
         node_cpu, cli_cpu = process_cpu_s(node["pid"]), children_cpu_s()
         seconds, out = timed(ledger, "backup", "--home", str(home), "--out", str(backup))
         made = json.loads(out)
@@ -140,6 +153,7 @@ def main() -> None:
         seconds, _ = timed(sha256_file, backup)
         fig["floor_sha256_file_s"] = round(seconds, 2)
         fresh = home.parent / "restored"  # beside the node's home: the config names the genesis relative to it
+        shutil.rmtree(fresh, ignore_errors=True)  # left by an earlier run
         fresh.mkdir()
         for item in home.iterdir():
             if item.is_file():

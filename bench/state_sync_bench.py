@@ -15,7 +15,10 @@ The issue's target (with 1,000,000 identifiers: at the head by state sync within
 figures. Everything runs on this machine (the validator serves while the observer checks), so its load shows
 in them: the 1-minute load average is printed before and after. The last line is one JSON object.
 
-    .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay]
+With `--dir DIR` the work directory is kept; run again with the same `--dir`, the devnet there is restarted and
+its ledger reused (no import: building 1,000,000 identifiers takes long), and the joining nodes start afresh.
+
+    .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay] [--fetchers N] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -51,13 +54,15 @@ def dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
 
 
-def join(work: Path, name: str, genesis: str, validator: str, mode: str, timeout: float) -> dict[str, Any]:
-    """Start a new observer with `sync.mode` = `mode`; seconds until it holds the validator's head block."""
+def join(work: Path, name: str, genesis: str, validator: str, sync: dict[str, Any], timeout: float
+         ) -> dict[str, Any]:
+    """Start a new observer with these `sync` settings; seconds until it holds the validator's head block."""
     home = work / name
+    shutil.rmtree(home, ignore_errors=True)  # a home left by an earlier run would catch up from its blocks
     SigningKey.generate().save(home / "node.pem")
     port = free_port()
     write_config(home, {"genesis": os.path.relpath(genesis, home), "http": {"port": port}, "role": "observer",
-                        "observer": {"validators": [validator]}, "sync": {"mode": mode}})
+                        "observer": {"validators": [validator]}, "sync": sync})
     url = f"http://127.0.0.1:{port}"
     head = httpx.get(f"{validator}/v1/blocks/latest", timeout=30).json()
     started = time.perf_counter()
@@ -97,7 +102,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="`ledger id import --batch`")
     parser.add_argument("--skip-replay", action="store_true", help="do not time the replay from genesis")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a joining node may take")
-    parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end)")
+    parser.add_argument("--fetchers", type=int, help="the state-syncing node's sync.fetchers (default: the node's "
+                        "default; left out of its config, so the code before this setting can be measured too)")
+    parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end); one "
+                        "holding a devnet from an earlier run is reused as it is (--ids is then ignored)")
     args = parser.parse_args()
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="state-sync-bench-"))
     directory = work / "devnet"
@@ -105,15 +113,22 @@ def main() -> None:
     print(f"{os.cpu_count()} cores, load {load_before:.2f}", file=sys.stderr)
     fig: dict[str, Any] = {"ids": args.ids, "load_avg_before": round(load_before, 2)}
     try:
-        ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
-               "--base-port", str(free_port()))
-        ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
-        rows = work / "ids.csv"
-        write_rows(rows, args.ids)
-        t = time.perf_counter()
-        ledger("id", "import", str(rows), "--dir", str(directory), "--batch", str(args.batch))
-        fig["import_s"] = round(time.perf_counter() - t, 1)
-        print(f"imported {args.ids} in {fig['import_s']} s", file=sys.stderr)
+        if (directory / "devnet.json").exists():
+            ledger("devnet", "up", "--dir", str(directory), "--detach")  # restarted as it was created
+            fig["reused"] = True
+            with (work / "ids.csv").open() as f:  # the rows the first run imported
+                fig["ids"] = sum(1 for _ in f) - 1
+            print(f"reusing the devnet in {directory}", file=sys.stderr)
+        else:
+            ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
+                   "--base-port", str(free_port()))
+            ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
+            rows = work / "ids.csv"
+            write_rows(rows, args.ids)
+            t = time.perf_counter()
+            ledger("id", "import", str(rows), "--dir", str(directory), "--batch", str(args.batch))
+            fig["import_s"] = round(time.perf_counter() - t, 1)
+            print(f"imported {args.ids} in {fig['import_s']} s", file=sys.stderr)
         data = json.loads((directory / "devnet.json").read_text())
         node = data["nodes"][0]
         fig["validator_store_mb"] = dir_mb(Path(node["home"]) / "data")
@@ -121,10 +136,13 @@ def main() -> None:
         shutil.copytree(Path(node["home"]) / "data", work / "store-copy")
         fig["floor_copy_store_s"] = round(time.perf_counter() - t, 2)
         shutil.rmtree(work / "store-copy")
-        fig["state_sync"] = join(work, "by-state-sync", data["genesis"], node["http"], "state", args.timeout)
+        fetchers = {} if args.fetchers is None else {"fetchers": args.fetchers}
+        fig.update(fetchers)
+        fig["state_sync"] = join(work, "by-state-sync", data["genesis"], node["http"], {"mode": "state", **fetchers},
+                                 args.timeout)
         print(f"state sync: {json.dumps(fig['state_sync'])}", file=sys.stderr)
         if not args.skip_replay:
-            fig["replay"] = join(work, "by-replay", data["genesis"], node["http"], "blocks", args.timeout)
+            fig["replay"] = join(work, "by-replay", data["genesis"], node["http"], {"mode": "blocks"}, args.timeout)
             print(f"replay from genesis: {json.dumps(fig['replay'])}", file=sys.stderr)
     finally:
         if (directory / "devnet.json").exists():

@@ -220,12 +220,13 @@ class SyncSettings(_Settings):
     """How a node with an empty home joins the ledger (`sync`): `"mode": "blocks"` replays every block from
     its peers; `"mode": "state"` (or `node run --state-sync`) first takes a certified snapshot of the state
     from the HTTP URLs in `sources` (an observer's default: its validators), checking every chunk, then
-    catches up the blocks after it (ledger/snapshot/statesync.py). A home that holds blocks catches up by
-    blocks either way."""
+    catches up the blocks after it (ledger/snapshot/statesync.py), `fetchers` chunks of up to `chunk_bytes`
+    in flight at once. A home that holds blocks catches up by blocks either way."""
 
     mode: Literal["blocks", "state"] = "blocks"
     sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
     chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
+    fetchers: int = Field(default=4, ge=1, le=32)  # state chunks asked at once, spread over the sources
 
     @field_validator("sources")
     @classmethod
@@ -271,6 +272,9 @@ class NodeConfig(_Settings):
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line (`node run --log-json`)
     sync: SyncSettings = SyncSettings()  # how an empty home joins: replay blocks, or state sync first
     prune: PruneSettings = PruneSettings()  # archive (the default), or keep recent and anchored state only
+    # LevelDB tables held open (ledger/store.py MAX_OPEN_FILES): more makes random reads of a large store
+    # (serving a state sync) cheaper and the node's resident memory larger (up to about 2 MB a table).
+    leveldb_open_files: int = Field(default=200, ge=20, le=100_000)
 
     def sync_sources(self) -> tuple[str, ...]:
         """Where state sync takes its snapshot: `sync.sources`, else an observer's validators."""

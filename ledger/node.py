@@ -93,7 +93,9 @@ class Node:
         self.config = config
         self.key = load_node_key(config)  # decrypted with its configured passphrase if encrypted
         self.genesis = load_genesis(config.genesis)
-        self.store: Store = store if store is not None else LevelDBStore(config.data_dir / "ledger.db")
+        if store is None:
+            store = LevelDBStore(config.data_dir / "ledger.db", max_open_files=config.leveldb_open_files)
+        self.store: Store = store
         self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
         self.mempool = Mempool(self.chain, config.verify_threads)
         self.metrics = NodeMetrics()

@@ -15,6 +15,7 @@ from devnet import launcher
 from devnet.definition import load_definition
 from ledger.config import ConfigError, Endpoint, HttpEndpoint, HttpLimits, NodeConfig, write_config
 from ledger.genesis import load_genesis
+from ledger.store import MAX_OPEN_FILES
 from tests.nodeutil import make_home
 
 MINIMAL = {"http": {"port": 8700}}
@@ -56,6 +57,8 @@ def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settin
     ({**MINIMAL, "tick_ms": 0}, "tick_ms"),
     ({**MINIMAL, "batch_size": 1.5}, "batch_size"),
     ({**MINIMAL, "verify_threads": True}, "verify_threads"),
+    ({**MINIMAL, "leveldb_open_files": 5}, "leveldb_open_files"),
+    ({**MINIMAL, "sync": {"fetchers": 0}}, "sync.fetchers"),
     ({**MINIMAL, "node_key": 7}, "node_key"),
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 70000}]}, "peers[0].port"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_blocks": 0}}, "ethereum.interval_blocks"),
@@ -93,6 +96,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert config.p2p == Endpoint(host="127.0.0.1", port=0) and config.peers == ()
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)
+    assert (config.leveldb_open_files, config.sync.fetchers) == (MAX_OPEN_FILES, 4)
     eth = config.ethereum
     assert eth is not None and eth.chain_id is None and eth.deploy_block == 0 and not eth.dev_key_from_node_key
     assert (eth.interval_blocks, eth.interval_s, eth.grace_s, eth.max_backoff_s, eth.tx_timeout_s) == (

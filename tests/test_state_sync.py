@@ -5,6 +5,8 @@ calling the functions the routes call). tests/test_state_sync_process.py runs it
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -124,6 +126,44 @@ def test_nodes_beyond_the_end_of_the_tree_are_refused() -> None:
         cursor.accept([*chunk, chunk[0]])
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=100, max_value=5_000), st.lists(st.integers(0, 7), min_size=1, max_size=400))
+def test_a_walk_split_into_parts_in_any_order_holds_every_node_once(chunk_bytes: int, moves: list[int]) -> None:
+    """Cursors split off at any time and advanced in any order (as parallel fetchers do, each asking with its
+    `within`) accept every node of the tree exactly once, and nothing a peer sends lies outside its part."""
+    parts = [Cursor.start(ROOT)]
+    seen: list[bytes] = []
+    step = 0
+    while parts:
+        move = moves[step % len(moves)]
+        step += 1
+        cursor = parts[move % len(parts)]
+        if move >= 4 and (part := cursor.split()) is not None:
+            parts.append(part)
+            continue
+        at = cursor.next
+        chunk = preorder_from(NODES.get, ROOT, at.depth, at.path, chunk_bytes, cursor.within)
+        seen.extend(h for h, _ in cursor.accept(chunk))  # refuses anything beyond the cursor's part
+        parts = [c for c in parts if not c.done]
+    assert sorted(seen) == sorted(NODES) and len(seen) == len(NODES)
+
+
+def test_a_split_leaves_one_part_to_each_cursor() -> None:
+    cursor = Cursor.start(ROOT)
+    cursor.accept(preorder_from(NODES.get, ROOT, 0, 0, 300))
+    before = cursor.stack
+    part = cursor.split()
+    assert part is not None and part.stack == before[:1] and cursor.stack == before[1:]
+    assert part.within == cursor.within == before[0].depth
+    single = Cursor([before[0]])
+    assert single.split() is None and single.stack == before[:1]
+
+
+def test_within_below_the_position_is_refused() -> None:
+    with pytest.raises(ValueError, match="within"):
+        preorder_from(NODES.get, ROOT, 2, 0, 1000, within=3)
+
+
 # --- the offer check --------------------------------------------------------------------------------------
 
 
@@ -198,7 +238,7 @@ class Peer:
             return httpx.Response(200, content=encode(make_offer(self.chain)))
         q = request.url.params
         nodes = preorder_from(lambda h: self.chain.store.get(NS.STATE_NODE + h), bytes.fromhex(q["root"]),
-                              int(q["depth"]), int(q["path"], 16), int(q["max_bytes"]))
+                              int(q["depth"]), int(q["path"], 16), int(q["max_bytes"]), int(q["within"]))
         self.chunks += 1
         if self.corrupt:
             nodes[-1] = nodes[-1][:-1] + bytes([nodes[-1][-1] ^ 1])
@@ -249,6 +289,65 @@ def test_a_synced_store_answers_like_the_source_and_goes_on_committing_the_same_
     finally:
         store.close()
     assert not scratch_path(tmp_path).exists()
+
+
+class Concurrency:
+    """Wraps the peers' transport: counts the requests in flight at once (each held a moment, so that
+    parallel fetchers overlap)."""
+
+    def __init__(self, peers: dict[str, Peer]) -> None:
+        self.peers = peers
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.002)
+            return self.peers[f"{request.url.scheme}://{request.url.host}"](request)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_parallel_fetch_from_several_peers_passes_over_a_lying_one(changed: tuple[SetChain, int, int],
+                                                                  tmp_path: Path) -> None:
+    chain = changed[0]
+    source = chain.db
+    peers = {"http://liar": Peer(source, corrupt=True), "http://a": Peer(source), "http://b": Peer(source)}
+    transport = Concurrency(peers)
+    report = state_sync(tmp_path, chain.genesis, list(peers), chunk_bytes=128, fetchers=4, sleep=lambda s: None,
+                        client=httpx.Client(transport=httpx.MockTransport(transport)))
+    by_url = {s.url: s for s in report.sources}
+    liar, a, b = peers.values()
+    # The liar was asked first; every chunk it served was refused, and it was not asked again while honest
+    # peers answered (at most one request per fetcher was already under way).
+    assert 1 <= by_url["http://liar"].refused == liar.chunks <= 4
+    assert by_url["http://a"].refused == by_url["http://b"].refused == 0
+    # The honest peers shared the walk, several chunks in flight at once.
+    assert a.chunks > 0 and b.chunks > 0 and transport.most > 1
+    assert report.chunks == a.chunks + b.chunks
+    store = LevelDBStore(tmp_path / "ledger.db")
+    try:
+        synced = ChainDB(store, chain.genesis)
+        assert (synced.head_hash, synced.head.state_root) == (source.head_hash, source.head.state_root)
+        assert dict(store.iterate(NS.STATE_LATEST)) == dict(source.store.iterate(NS.STATE_LATEST))
+        assert dict(store.iterate(NS.STATE_NODE)).keys() == set(_nodes_of(source, source.head.state_root))
+    finally:
+        store.close()
+
+
+def _nodes_of(chain: ChainDB, root: bytes) -> list[bytes]:
+    """The keys (NS.STATE_NODE + hash) of every node of the tree under `root`."""
+    out, stack = [], [root]
+    while stack:
+        h = stack.pop()
+        out.append(NS.STATE_NODE + h)
+        pair = children(chain.store.get(NS.STATE_NODE + h) or b"")
+        stack.extend(x for x in pair or () if x != EMPTY)
+    return out
 
 
 def test_sync_resumes_where_a_killed_process_stopped(changed: tuple[SetChain, int, int], tmp_path: Path) -> None:
@@ -328,8 +427,13 @@ def test_when_every_source_dropped_the_version_being_fetched_it_starts_again_fro
     empty_blocks(chain, 3)
     first_root = chain.db.head.state_root
     peer = Peer(chain.db)
+    serial = threading.Lock()  # the in-memory chain is not to be read while a block commits: one request at a time
 
     def pruning_peer(request: httpx.Request) -> httpx.Response:
+        with serial:
+            return answer(request)
+
+    def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/sync/state" and peer.chunks == 2 and chain.db.height == 3:
             chain.run1(ADMIN, "validator.add", ValidatorAdd(NEW.public_key, "h", 9))  # a new head...
         if request.url.params.get("root") == first_root.hex() and chain.db.height > 3:
@@ -365,3 +469,38 @@ def test_a_config_with_a_bad_sync_setting_is_refused_by_name(tmp_path: Path) -> 
     write_config(tmp_path, {"http": {"port": 1}, "prune": {"keep_heights": 0}})
     with pytest.raises(ConfigError, match="prune.keep_heights"):
         NodeConfig.load(tmp_path)
+
+
+def test_a_stopped_state_synced_node_refuses_to_make_a_backup_no_restore_accepts(
+        changed: tuple[SetChain, int, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ledger.cli import main as cli_main
+    from tests.nodeutil import make_home
+
+    chain = changed[0]
+    home = make_home(tmp_path)
+    state_sync(home.path / "data", chain.genesis, ["http://p"], chunk_bytes=1024,
+               client=httpx.Client(transport=httpx.MockTransport(Peer(chain.db))))
+    out = tmp_path / "synced.ledger"
+    assert cli_main(["backup", "--home", str(home.path), "--out", str(out)]) == 1
+    assert f"joined by state sync at height {chain.db.height}" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_the_chunk_route_serves_one_subtree_with_within(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ledger.api.server import create_app
+    from tests.nodeutil import make_home
+
+    home = make_home(tmp_path)
+    with TestClient(create_app(home.path)) as client:
+        root = client.get("/v1/blocks/latest").json()["header"]["state_root"]
+        whole = decode(StateChunk, client.get("/v1/sync/state", params={"root": root}).content).nodes
+        pair = children(whole[0])
+        assert pair is not None and EMPTY not in pair
+        # The left subtree alone: what the walk sends from the left child, without the right subtree after it.
+        left = decode(StateChunk, client.get("/v1/sync/state", params={
+            "root": root, "depth": 1, "path": "0" * 64, "within": 1}).content).nodes
+        assert 0 < len(left) < len(whole) - 1 and list(left) == list(whole[1:1 + len(left)])
+        below = client.get("/v1/sync/state", params={"root": root, "depth": 1, "path": "0" * 64, "within": 9})
+        assert decode(StateChunk, below.content).nodes == left  # within below the position: its own subtree

@@ -96,6 +96,7 @@ def _header(path: Path) -> dict[str, Any]:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    from ledger.snapshot.archive import store_not_archive
     from ledger.snapshot.restore import store_path
     from ledger.store import LevelDBStore, StoreError
 
@@ -110,10 +111,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
     source = "running node"
     if args.node is None:
         try:  # a stopped node's store opens; a running node holds its lock and serves the backup itself
-            chunks = _from_stopped_node(LevelDBStore(db_path), _genesis(config))
-            source = "store (node stopped)"
+            store = LevelDBStore(db_path)
         except StoreError:
             chunks = _from_running_node(config, _local_url(config))
+        else:
+            problem = store_not_archive(store)
+            if problem is not None:  # refused now: a file no restore accepts is no backup
+                store.close()
+                raise CliError(f"cannot back up {args.home}: {problem}")
+            chunks = _from_stopped_node(store, _genesis(config))
+            source = "store (node stopped)"
     else:
         chunks = _from_running_node(config, args.node.rstrip("/"))
     started = time.monotonic()

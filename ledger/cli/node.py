@@ -83,7 +83,8 @@ def _state_sync(config: NodeConfig) -> None:
         if not wants_state_sync(config.data_dir):
             log.info("state sync: the home holds blocks already; catching up by blocks")
             return
-        state_sync(config.data_dir, load_genesis(config.genesis), sources, chunk_bytes=config.sync.chunk_bytes)
+        state_sync(config.data_dir, load_genesis(config.genesis), sources, chunk_bytes=config.sync.chunk_bytes,
+                   fetchers=config.sync.fetchers)
     except (StateSyncError, StoreError) as exc:
         raise CliError(str(exc)) from exc
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ledger.chain import Block, compute_block_hash
-from ledger.chaindb import HEAD_KEY
+from ledger.chaindb import BASE_KEY, HEAD_KEY, PRUNED_KEY
 from ledger.codec import CodecError, decode
 from ledger.genesis import Genesis
 from ledger.store import NS, Snapshot
@@ -85,6 +85,26 @@ class Manifest:
     parts: tuple[PartInfo, ...]
 
 
+def not_archive(base: int, pruned: bool) -> str | None:
+    """Why a backup of a store with this state-sync base and pruning could never be restored (a restore checks
+    every block and every state from genesis), or None for an archive node's store."""
+    if base > 0:
+        return (f"this node joined by state sync at height {base} and holds no blocks below it: a restore, which "
+                f"checks every block from genesis, would refuse its backup; back up an archive node (or "
+                f"state-sync a new one)")
+    if pruned:
+        return ("this node prunes its state: a restore, which checks the state of every height, would refuse its "
+                "backup; back up an archive node (or state-sync a new one)")
+    return None
+
+
+def store_not_archive(snapshot: Snapshot) -> str | None:
+    """`not_archive` of a store read directly (a stopped node's)."""
+    raw_base = snapshot.get(BASE_KEY)
+    return not_archive(0 if raw_base is None else int.from_bytes(raw_base, "big"),
+                       snapshot.get(PRUNED_KEY) is not None)
+
+
 def snapshot_head(snapshot: Snapshot) -> Head:
     raw = snapshot.get(HEAD_KEY)
     if raw is None:
@@ -104,7 +124,11 @@ _U32 = struct.Struct(">I")
 
 def write_stream(snapshot: Snapshot, genesis: Genesis, chunk_bytes: int = 1 << 20) -> Generator[bytes, None, None]:
     """The backup of `snapshot` as chunks of about `chunk_bytes`. The first chunk is the magic and the header
-    alone (a reader learns the height before the bulk arrives)."""
+    alone (a reader learns the height before the bulk arrives). Refuses (BackupError) a store that is not an
+    archive node's, whose backup no restore would accept."""
+    problem = store_not_archive(snapshot)
+    if problem is not None:
+        raise BackupError(problem)
     head = snapshot_head(snapshot)
     whole = hashlib.sha256()
     header = json.dumps({

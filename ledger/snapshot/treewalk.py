@@ -9,24 +9,32 @@ being the next node expected. A peer is asked for the nodes "from the position o
 the same stack from the root (`preorder_from`), so the walk can move from one peer to another after any
 chunk. `Cursor.accept` takes a chunk whole or not at all: one node that is not the expected one (a changed
 byte, a node left out, one added, the order changed) refuses it and leaves the cursor where it was.
+
+Walking in parallel: every entry of a cursor's stack is a whole subtree whose hash is already checked, so a
+cursor can be split (`Cursor.split`): its bottom entry (the largest subtree still to visit, the last in
+pre-order) becomes a cursor of its own, and the rest stays. Each cursor has a `within` depth: the walk stays
+inside the subtree rooted at that depth on the path to its position, and a peer is told so (`preorder_from`'s
+`within`: right subtrees passed above that depth are not sent). Cursors of one tree never overlap, so they
+can be asked of different peers at the same time, each chunk still checked against its checked parent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import hashlib
+from typing import NamedTuple
 
-from ledger.smt import EMPTY, MissingNodeError, NodeGetter, node_hash
+from ledger.smt import EMPTY, MissingNodeError, NodeGetter
 
 TOP_BIT = 255  # a position's path is a 256-bit integer, most significant bit first
+
+_sha256 = hashlib.sha256
 
 
 class ChunkRefused(ValueError):
     """A chunk of state-tree nodes failed its check against the certified root; the message says where."""
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """A subtree still to visit: its hash and where it sits (`depth` bits of `path` lead to it)."""
 
     hash: bytes
@@ -47,19 +55,28 @@ def leaf_entry(enc: bytes) -> tuple[bytes, bytes]:
     return enc[37:37 + klen], enc[37 + klen:]
 
 
-def _push_children(stack: list[Pending], left: bytes, right: bytes, depth: int, path: int) -> None:
-    # Right first, so the left subtree is visited next; empty subtrees hold nothing to send.
-    if right != EMPTY:
-        stack.append(Pending(right, depth + 1, path | (1 << (TOP_BIT - depth))))
-    if left != EMPTY:
-        stack.append(Pending(left, depth + 1, path))
+def _checked_hash(enc: bytes) -> bytes:
+    """ledger.smt.node_hash, inlined for the walk's hot loop (the format vectors pin both); ValueError if `enc`
+    is not a node's canonical encoding."""
+    if len(enc) == 65 and enc[0] == 1:
+        return _sha256(enc).digest()
+    if len(enc) >= 37 and enc[0] == 0:
+        end = 37 + int.from_bytes(enc[33:37], "big")
+        if end <= len(enc):
+            path = enc[1:33]
+            if _sha256(enc[37:end]).digest() != path:
+                raise ValueError("leaf path is not the hash of its key")
+            return _sha256(b"\x00" + path + _sha256(enc[end:]).digest()).digest()
+    raise ValueError("corrupt SMT node encoding")
 
 
 class Cursor:
-    """Where a joining node's walk of a certified tree stands (see the module docstring)."""
+    """Where a joining node's walk of a certified tree (or of one subtree of it) stands; see the module
+    docstring. `within`: the depth of the subtree it is confined to (0: the whole tree)."""
 
-    def __init__(self, stack: list[Pending]) -> None:
+    def __init__(self, stack: list[Pending], within: int = 0) -> None:
         self._stack = stack
+        self.within = within
 
     @classmethod
     def start(cls, root: bytes) -> Cursor:
@@ -78,71 +95,86 @@ class Cursor:
     def stack(self) -> tuple[Pending, ...]:
         return tuple(self._stack)
 
+    def split(self) -> Cursor | None:
+        """Hand the last subtree of this walk (the bottom of the stack: the shallowest, so the largest) to a new
+        cursor, and confine this one to what lies before it; None if there is only one subtree left."""
+        if len(self._stack) < 2:
+            return None
+        last = self._stack.pop(0)
+        self.within = last.depth  # the rest lies under the left sibling of `last`, at that depth
+        return Cursor([last], last.depth)
+
     def accept(self, nodes: list[bytes]) -> list[tuple[bytes, bytes]]:
         """Check `nodes` as the continuation of the walk; on success move on and return the (hash, encoding)
         of each, else raise ChunkRefused and stay. An empty chunk is refused while nodes remain."""
         if not nodes and self._stack:
             raise ChunkRefused("the chunk holds no nodes, but the tree is not complete")
         stack = list(self._stack)
+        pop, push = stack.pop, stack.append
         out = []
         for i, enc in enumerate(nodes):
             if not stack:
                 raise ChunkRefused(f"node {i} of the chunk lies beyond the end of the tree")
-            expected = stack.pop()
+            expected, depth, path = pop()
             try:
-                actual = node_hash(enc)
+                actual = _checked_hash(enc)
             except ValueError as exc:
                 raise ChunkRefused(f"node {i} of the chunk is not a tree node: {exc}") from None
-            if actual != expected.hash:
-                raise ChunkRefused(f"node {i} of the chunk (depth {expected.depth}) is not the node the certified "
-                                   f"root has there ({expected.hash.hex()[:16]}...)")
-            pair = children(enc)
-            if pair is not None:
-                _push_children(stack, pair[0], pair[1], expected.depth, expected.path)
+            if actual != expected:
+                raise ChunkRefused(f"node {i} of the chunk (depth {depth}) is not the node the certified "
+                                   f"root has there ({expected.hex()[:16]}...)")
+            if len(enc) == 65 and enc[0] == 1:  # internal
+                # Right first, so the left subtree is visited next; empty subtrees hold nothing to send.
+                right, left = enc[33:65], enc[1:33]
+                if right != EMPTY:
+                    push(Pending(right, depth + 1, path | (1 << (TOP_BIT - depth))))
+                if left != EMPTY:
+                    push(Pending(left, depth + 1, path))
             out.append((actual, enc))
         self._stack = stack
         return out
 
 
-def preorder_from(get_node: NodeGetter, root: bytes, depth: int, path: int, max_bytes: int) -> list[bytes]:
+def preorder_from(get_node: NodeGetter, root: bytes, depth: int, path: int, max_bytes: int,
+                  within: int = 0) -> list[bytes]:
     """The encodings of the tree under `root` in pre-order, from the node at (`depth`, `path`) on, until
-    `max_bytes` (at least one node). Empty if that position holds no node. Raises MissingNodeError if
-    `root` is not a tree this store holds."""
-    stack: list[Pending] = []
+    `max_bytes` (at least one node), staying inside the subtree rooted at depth `within` on the path to that
+    node (0: to the end of the tree). Empty if that position holds no node. Raises MissingNodeError if `root`
+    is not a tree this store holds, ValueError if `within` lies below `depth`."""
+    if not 0 <= within <= depth:
+        raise ValueError(f"within ({within}) must lie between 0 and depth ({depth})")
+    stack: list[bytes] = []  # the hashes still to visit: the walk needs no positions, only the order
     current, d = root, 0
     while d < depth and current != EMPTY:  # down to the position, remembering the right subtrees passed
-        enc = _load(get_node, current)
-        pair = children(enc)
+        pair = children(_load(get_node, current))
         if pair is None:
             return []  # a leaf above the position: nothing lies there
         if path >> (TOP_BIT - d) & 1:
             current = pair[1]
         else:
-            if pair[1] != EMPTY:
-                stack.append(Pending(pair[1], d + 1, path & ~((1 << (TOP_BIT - d)) - 1) | (1 << (TOP_BIT - d))))
+            if pair[1] != EMPTY and d >= within:
+                stack.append(pair[1])
             current = pair[0]
         d += 1
     if current == EMPTY:
         return []
-    stack.append(Pending(current, d, path))
+    stack.append(current)
     out: list[bytes] = []
     size = 0
-    for enc in _walk(get_node, stack):
+    pop, push = stack.pop, stack.append
+    while stack:
+        enc = _load(get_node, pop())
         out.append(enc)
         size += len(enc)
         if size >= max_bytes:
             break
+        if len(enc) == 65 and enc[0] == 1:
+            right, left = enc[33:65], enc[1:33]
+            if right != EMPTY:
+                push(right)
+            if left != EMPTY:
+                push(left)
     return out
-
-
-def _walk(get_node: NodeGetter, stack: list[Pending]) -> Iterator[bytes]:
-    while stack:
-        item = stack.pop()
-        enc = _load(get_node, item.hash)
-        yield enc
-        pair = children(enc)
-        if pair is not None:
-            _push_children(stack, pair[0], pair[1], item.depth, item.path)
 
 
 def _load(get_node: NodeGetter, h: bytes) -> bytes:

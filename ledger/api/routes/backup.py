@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
-from ledger.snapshot.archive import write_stream
+from ledger.snapshot.archive import not_archive, write_stream
 from ledger.snapshot.auth import HEADER, token_problem
 
 router = APIRouter(tags=["operations"])
@@ -42,10 +42,9 @@ async def backup(request: Request, node: NodeDep) -> StreamingResponse:
                             time.time_ns() // 1_000_000)
     if problem is not None:
         raise ApiError(403, "forbidden", problem)
-    if node.chain.base > 0 or node.chain.pruned is not None:
-        # A restore checks every block from genesis and the state each certificate was checked against.
-        raise ApiError(409, "not_archive", "this node joined by state sync or prunes its state: a restore could "
-                       "not check its backup from genesis; back up an archive node (or state-sync a new one)")
+    problem = not_archive(node.chain.base, node.chain.pruned is not None)
+    if problem is not None:
+        raise ApiError(409, "not_archive", problem)
     if id(node) in _running:
         raise ApiError(409, "busy", "a backup of this node is running; try again when it ends")
     _running.add(id(node))

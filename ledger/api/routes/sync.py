@@ -69,7 +69,8 @@ async def sync_snapshot(request: Request, node: NodeDep) -> Response:
 
 @router.get("/v1/sync/state", response_class=Response, responses={200: {
     "description": "a StateChunk in canonical msgpack: the nodes of the state tree under `root` in pre-order "
-                   "from the node at (`depth`, `path`) on, up to `max_bytes` (at least one node)",
+                   "from the node at (`depth`, `path`) on, up to `max_bytes` (at least one node), inside the "
+                   "subtree rooted at depth `within` on the path to that node",
     "content": {MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}})
 async def sync_state(
     request: Request, node: NodeDep,
@@ -79,13 +80,17 @@ async def sync_state(
     = "0" * PATH_HEX,
     max_bytes: Annotated[int, Query(ge=1, le=MAX_CHUNK_BYTES, description="answer size in bytes, about")]
     = MAX_CHUNK_BYTES,
+    within: Annotated[int, Query(ge=0, le=256, description="stay inside the subtree rooted at this depth on the "
+                                 "path to the node (0: to the end of the tree; more than `depth`: the node's own "
+                                 "subtree)")] = 0,
 ) -> Response:
     """A chunk of the state tree of a root this node holds, for a node joining by state sync."""
-    store = node.chain.store
+    within = min(within, depth)  # below the position: the position's own subtree
+    get = node.chain.store.get
+    prefix = NS.STATE_NODE
 
     def read() -> list[bytes]:
-        return preorder_from(lambda h: store.get(NS.STATE_NODE + h), bytes.fromhex(root), depth,
-                             int(path, 16), max_bytes)
+        return preorder_from(lambda h: get(prefix + h), bytes.fromhex(root), depth, int(path, 16), max_bytes, within)
 
     try:  # on a thread: a megabyte of tree reads would otherwise hold up consensus messages
         nodes = await asyncio.to_thread(read)
