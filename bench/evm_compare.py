@@ -34,8 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,9 +53,11 @@ from eth_utils import keccak, to_checksum_address
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+from devnet.ethereum import ANVIL, DEV_CHAIN_ID, anvil_running  # noqa: E402 - after the path is set
+from devnet.record import DevnetError  # noqa: E402
+
 ARTIFACT = REPO / "contracts" / "build" / "BenchNFT.json"
-CHAIN_ID = 31337
+CHAIN_ID = DEV_CHAIN_ID
 MINT_SELECTOR = bytes.fromhex("40c10f19")  # mint(address,uint256)
 BALANCE_OF_SELECTOR = bytes.fromhex("70a08231")  # balanceOf(address)
 FUNDS_WEI = 10**6 * 10**18  # set with anvil_setBalance: no funding transactions to wait for
@@ -74,12 +74,6 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 # Anvil and JSON-RPC
 # --------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def anvil_version() -> str:
@@ -103,37 +97,15 @@ def mining_flags(mining: str, block_time: float) -> list[str]:
 @contextlib.contextmanager
 def anvil(mining: str = "auto", block_time: float = 1.0, log_dir: Path | None = None) -> Iterator[str]:
     """A local Anvil (see mining_flags), quiet (no line per transaction), otherwise with its defaults; yields its
-    RPC URL; stopped by its pid on exit. (Not `--prune-history`: with it, a read at "latest" raced the next
-    block and failed with BlockOutOfRangeError.)"""
-    if not os.access(ANVIL, os.X_OK):
-        raise BenchError(f"Anvil not found at {ANVIL}: run `make install` (npm ci in contracts/)")
-    port = free_port()
-    cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID), "--quiet",
-           *mining_flags(mining, block_time)]
+    RPC URL; stopped on exit. (Not `--prune-history`: with it, a read at "latest" raced the next block and
+    failed with BlockOutOfRangeError.)"""
+    flags = ["--quiet", *mining_flags(mining, block_time)]
     with tempfile.TemporaryDirectory(prefix="evm-compare-") as tmp:
-        log_path = (log_dir or Path(tmp)) / "anvil.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError, BenchError):
-                    rpc(url, "eth_chainId")
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(f"Anvil did not start: {log_path.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.1)
-            yield url
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            with anvil_running((log_dir or Path(tmp)) / "anvil.log", *flags) as url:
+                yield url
+        except DevnetError as exc:
+            raise BenchError(str(exc)) from exc
 
 
 def rpc(url: str, method: str, *params: Any, http: httpx.Client | None = None) -> Any:

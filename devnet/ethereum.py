@@ -14,11 +14,13 @@ Anvil/Hardhat dev chain).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,32 @@ def start_anvil(directory: Path, port: int | None = None) -> tuple[int, str]:
     rpc = f"http://127.0.0.1:{port}"
     wait_rpc(rpc, proc, state_dir / "anvil.log")
     return proc.pid, rpc
+
+
+@contextlib.contextmanager
+def anvil_running(log_path: Path, *flags: str, timeout: float = 30.0) -> Iterator[str]:
+    """A throwaway Anvil for a test or a benchmark (nothing kept, unlike the devnet's), on a free port with
+    the dev chain id and `flags`; yields its RPC URL once it answers, and stops it on exit."""
+    if not os.access(ANVIL, os.X_OK):
+        raise DevnetError(f"Anvil not found at {ANVIL}: run `make install` (npm ci in contracts/)")
+    port = any_free_port()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(DEV_CHAIN_ID), *flags],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    rpc = f"http://127.0.0.1:{port}"
+    try:
+        wait_rpc(rpc, proc, log_path, timeout)
+        yield rpc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def wait_rpc(rpc: str, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +15,12 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
+from devnet.ethereum import ANVIL, DEV_CHAIN_ID, anvil_running
 from ledger.anchor import contract as ac
 
 REPO = Path(__file__).resolve().parents[1]
-ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil's first dev account
-ANVIL_CHAIN_ID = 31337
+ANVIL_CHAIN_ID = DEV_CHAIN_ID
 MAX_ANCHOR_GAS = 55_000
 
 pytestmark = pytest.mark.skipif(
@@ -31,40 +28,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(ANVIL_CHAIN_ID)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 2}))
-        while not w3.is_connected():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"anvil did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
+    with anvil_running(tmp_path_factory.mktemp("anvil") / "anvil.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 @pytest.fixture
