@@ -230,5 +230,26 @@ def verify(public_key: bytes, domain: bytes, obj: Any, signature: bytes) -> bool
     return verify_digest(public_key, signing_digest(domain, obj), signature)
 
 
+def sign_stamped(key: SigningKey, domain: bytes, signed: Callable[[int], object], now_ms: int) -> str:
+    """A request token `<time ms>.<signature hex>`: `key`'s signature of `signed(now_ms)` under `domain`."""
+    return f"{now_ms}.{key.sign(domain, signed(now_ms)).hex()}"
+
+
+def stamped_problem(token: str, public_key: bytes, domain: bytes, signed: Callable[[int], object], now_ms: int,
+                    max_skew_ms: int, what: str, whose: str) -> str | None:
+    """Why `token` (see `sign_stamped`) is not `public_key`'s signature of `signed(its time)` within
+    `max_skew_ms` of `now_ms` (None: it is); `what` names the token and `whose` the key in the answer."""
+    stamp, _, signature = token.partition(".")
+    try:
+        when, sig = int(stamp), bytes.fromhex(signature)
+    except ValueError:
+        return f"{what} is malformed"
+    if abs(now_ms - when) > max_skew_ms:
+        return f"{what}'s time is more than {max_skew_ms // 1000} s from the node's clock"
+    if not verify(public_key, domain, signed(when), sig):
+        return f"{what} is not signed by {whose}"
+    return None
+
+
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ledger.codec import encode
-from ledger.crypto import SigningKey, verify
+from ledger.crypto import SigningKey, sign_stamped, stamped_problem
 
 DOMAIN_PRIVATE_READ = b"ledger/private-read/v1"
 DOMAIN_NODE_FETCH = b"ledger/private-fetch/v1"
@@ -30,13 +30,14 @@ MAX_REMEMBERED = 100_000
 
 def sign_read(key: SigningKey, member_id: str, chain_id: str, collection: str, entry_key: str, now_ms: int) -> str:
     """The value of the X-Ledger-Request header: `<time ms>.<signature hex>`."""
-    return f"{now_ms}.{key.sign(DOMAIN_PRIVATE_READ, (chain_id, collection, entry_key, member_id, now_ms)).hex()}"
+    return sign_stamped(key, DOMAIN_PRIVATE_READ, lambda when: (chain_id, collection, entry_key, member_id, when),
+                        now_ms)
 
 
 def sign_fetch(node_key: SigningKey, chain_id: str, reply_key: bytes, request: bytes, now_ms: int) -> str:
     """An observer's fetch request (`POST /v1/private-fetch`), signed by its node key."""
-    signature = node_key.sign(DOMAIN_NODE_FETCH, (chain_id, node_key.public_key, reply_key, request, now_ms))
-    return f"{now_ms}.{signature.hex()}"
+    return sign_stamped(node_key, DOMAIN_NODE_FETCH,
+                        lambda when: (chain_id, node_key.public_key, reply_key, request, when), now_ms)
 
 
 def read_associated_data(chain_id: str, collection: str, entry_key: str, member_id: str) -> bytes:
@@ -70,19 +71,15 @@ class ReadChecker:
 
     def _check(self, token: str, public_key: bytes, domain: bytes, signed: Callable[[int], object], now_ms: int,
                whose: str) -> str | None:
+        problem = stamped_problem(token, public_key, domain, signed, now_ms, MAX_SKEW_MS, "the read request", whose)
+        if problem is not None:
+            return problem
         stamp, _, signature = token.partition(".")
-        try:
-            when, sig = int(stamp), bytes.fromhex(signature)
-        except ValueError:
-            return "the read request is malformed"
-        if abs(now_ms - when) > MAX_SKEW_MS:
-            return f"the read request's time is more than {MAX_SKEW_MS // 1000} s from the node's clock"
-        if not verify(public_key, domain, signed(when), sig):
-            return f"the read request is not signed by {whose}"
+        sig = bytes.fromhex(signature)
         self._forget(now_ms)
         if sig in self._seen:
             return "this read request was used already; sign a new one"
-        self._seen[sig] = when
+        self._seen[sig] = int(stamp)
         return None
 
     def _forget(self, now_ms: int) -> None:
