@@ -5,7 +5,6 @@ Ledger-level, in-process (the real state machine and modules over an overlay).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.chaindb import ChainDB, default_modules
+from ledger.chaindb import default_modules
 from ledger.codec import decode, encode
 from ledger.crypto import SigningKey
 from ledger.genesis import (
@@ -23,7 +22,6 @@ from ledger.genesis import (
     InvalidGenesis,
     check_genesis,
     genesis_state,
-    save_genesis,
 )
 from ledger.members import lookup_sender
 from ledger.private.module import CollectionCreate, EncKeySet, NodeOrgSet, PrivatePurge, PrivatePut
@@ -37,9 +35,8 @@ from ledger.private.records import (
 )
 from ledger.sealed import SealedBox, SealError, generate_key, open_sealed, seal
 from ledger.state import Overlay, StateMachine, TxResult, get_nonce, nonce_key
-from ledger.store import MemoryStore
 from ledger.tx import make_tx
-from tests.vectors import independent_verifier
+from tests.test_proof_vectors import assert_independent_block0
 
 CHAIN = "private-test"
 T0 = 1_700_000_000_000
@@ -175,13 +172,7 @@ def test_without_node_orgs_the_genesis_hashes_as_before_and_with_them_a_verifier
     with_orgs = private_genesis((NodeOrg(NODES[0].id, "org1"), NodeOrg(NODES[1].id, "org2")))
     assert with_orgs.hash() != without.hash()
     for genesis in (without, with_orgs):
-        path = tmp_path / "genesis.json"
-        save_genesis(genesis, path)
-        theirs = independent_verifier.Genesis(json.loads(path.read_text()))
-        assert theirs.hash() == genesis.hash()
-        block0 = ChainDB(MemoryStore(), genesis).get_block(0)
-        assert block0 is not None
-        assert theirs.header0()[5] == block0.header.state_root
+        assert_independent_block0(genesis, tmp_path)
 
 
 # --- collections, commitments, purges ----------------------------------------------------------------------

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from ledger.chaindb import ChainDB
 from ledger.cli import main as ledger_main
+from ledger.genesis import Genesis, save_genesis
 from ledger.resolver import gs1
 from ledger.resolver.identifiers import owner_prefix_candidates, parse_identifier
+from ledger.store import MemoryStore
 from tests.vectors import independent_verifier, make_proof_vectors
 
 VECTORS = make_proof_vectors.OUT
@@ -84,24 +87,27 @@ def test_the_pages_company_prefix_rule_is_the_resolvers() -> None:
     assert owner_prefix_candidates(ident) == [f"gs1:{digits[:n]}" for n in range(12, 3, -1)]
 
 
+def assert_independent_block0(genesis: Genesis, tmp_path: Path) -> None:
+    """The independent verifier reads `genesis` from its file to the same hash and block 0 state root."""
+    path = tmp_path / "genesis.json"
+    save_genesis(genesis, path)
+    theirs = independent_verifier.Genesis(json.loads(path.read_text()))
+    assert theirs.hash() == genesis.hash()
+    block0 = ChainDB(MemoryStore(), genesis).get_block(0)
+    assert block0 is not None
+    assert theirs.header0()[5] == block0.header.state_root
+
+
 def test_the_independent_verifier_computes_block_0_of_a_genesis_with_governance(tmp_path: Path) -> None:
     """The optional governance section changes the genesis hash and block 0's state; a verifier written
     from the page computes both as the ledger does (and as it did before, without the section)."""
-    from ledger.chaindb import ChainDB
     from ledger.crypto import SigningKey
-    from ledger.genesis import Genesis, GenesisMember, GenesisValidator, save_genesis
+    from ledger.genesis import GenesisMember, GenesisValidator
     from ledger.governance import GovernanceSettings
-    from ledger.store import MemoryStore
 
     keys = [SigningKey.from_seed(f"gov-genesis-{i}".encode()) for i in range(3)]
     members = tuple(GenesisMember(f"admin{i}", k.public_key, ("admin",)) for i, k in enumerate(keys))
     for governance in (None, GovernanceSettings(2, 86_400_000)):
         genesis = Genesis("gov-chain", 1_767_225_600_000, (GenesisValidator("v0", keys[0].public_key),),
                           members, (), governance)
-        path = tmp_path / "genesis.json"
-        save_genesis(genesis, path)
-        theirs = independent_verifier.Genesis(json.loads(path.read_text()))
-        assert theirs.hash() == genesis.hash()
-        block0 = ChainDB(MemoryStore(), genesis).get_block(0)
-        assert block0 is not None
-        assert theirs.header0()[5] == block0.header.state_root
+        assert_independent_block0(genesis, tmp_path)
