@@ -212,6 +212,21 @@ def test_a_purge_interrupted_by_a_crash_finishes_at_the_next_start(tmp_path: Pat
     assert not files_holding(path, b"CRASHED-PURGE")
 
 
+def test_a_purge_of_an_entry_not_held_leaves_the_store_as_it_is(tmp_path: Path) -> None:
+    from ledger.private.sidestore import SideEntry
+
+    path = tmp_path / "private.db"
+    store = SideStore(path)
+    store.put("c", "kept", SideEntry(bytes(32), bytes(32), b"KEPT"))
+    before = path.stat().st_ino
+    assert store.purge("c", "other") is False  # a node outside the collection, say
+    assert path.stat().st_ino == before, "the store was rewritten for an entry it never held"
+    assert not (tmp_path / "private.db.purging").exists()
+    assert store.purge("c", "kept") is True
+    assert path.stat().st_ino != before  # a purge of what it holds rewrites it
+    store.close()
+
+
 def test_a_node_holds_a_bounded_amount_of_values_waiting_for_their_commit(net: Network, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from ledger.private import service as service_module

@@ -59,11 +59,12 @@ class SideStore:
     def purge(self, collection: str, key: str) -> bool:
         """Delete the entry and rewrite the store without it, so its bytes leave the files; True if it was held."""
         k = side_key(collection, key)
-        held = self._db.get(k) is not None
+        if self._db.get(k) is None:
+            return False  # nothing of it here (a value is only ever removed by a purge, which rewrote the store)
         self._marker.touch()
         self._db.delete(k, sync=True)
         self._rewrite()
-        return held
+        return True
 
     def _rewrite(self) -> None:
         """Copy the live entries into a fresh store, remove the old one's files, and use the fresh one."""
