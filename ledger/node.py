@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from ledger import memtrim
 from ledger.anchor.records import disabled_status
 from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.config import NodeConfig, Peer, ticks
@@ -162,6 +163,7 @@ class Node:
         self.failed: ApplicationError | None = None
         self._waiters: dict[bytes, list[asyncio.Future[Outcome | Refusal]]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
@@ -190,6 +192,7 @@ class Node:
             await self.transport.start()
         if not self.observer:
             self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
+        self._trimmer = asyncio.create_task(memtrim.trim_periodically(), name="heap-trim")
         if self.anchoring is not None:
             self.anchoring.start()
         if self.follower is not None:
@@ -212,6 +215,7 @@ class Node:
         if self.transport is not None:
             await self.transport.stop()
         await cancel_and_wait(self._ticker)
+        await cancel_and_wait(self._trimmer)
         self.mempool.close()
         self.store.close()
 

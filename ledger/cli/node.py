@@ -32,13 +32,14 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     # Imported here: the server's dependencies would slow every other command's start.
     import gc
 
-    from ledger import logfmt
+    from ledger import logfmt, memtrim
     from ledger.api.server import create_app, serve
     from ledger.config import ConfigError, NodeConfig
     from ledger.genesis import load_genesis
     from ledger.keyfiles import load_node_key
     from ledger.store import LevelDBStore, StoreError
 
+    memtrim.limit_arenas()  # before any thread starts: later threads share these heaps
     logfmt.configure(json_lines=args.log_json)
     try:
         config = NodeConfig.load(args.home)
