@@ -247,6 +247,24 @@ def plot_run(path: Path, sampler: Sampler, done: list[list[tuple[float, float]]]
     draw(path, [rates, latency], "seconds since the first request", title)
 
 
+def rates_by_share(ends: list[tuple[float, int]], origin: float, parts: int = 10) -> list[float]:
+    """Committed tx/s over each successive `parts`-th of the transactions, in the order their requests were
+    answered: how throughput changes as the state grows (the last part runs on the fullest state).
+    `ends`: (time a request was answered, transactions it committed)."""
+    total = sum(n for _, n in ends)
+    if total == 0:
+        return []
+    rates: list[float] = []
+    done, start, count = 0, origin, 0
+    for ended, n in sorted(ends):
+        done += n
+        count += n
+        if done * parts >= (len(rates) + 1) * total:
+            rates.append(round(count / (ended - start), 1) if ended > start else 0.0)
+            start, count = ended, 0
+    return rates
+
+
 def committed_rate(committed: int, seconds: float) -> float:
     return round(committed / seconds, 1)
 
@@ -278,6 +296,7 @@ def run_bench(
         print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
         bodies = _presign(net, keys, txs, batch, workload, buyers)
         latencies: list[float] = []
+        answered: list[tuple[float, int]] = []  # (when, transactions committed) per request
         done: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]  # per node: (ended, seconds)
         failures: list[str] = []
         lock = threading.Lock()
@@ -296,6 +315,7 @@ def run_bench(
                     ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
                     with lock:
                         latencies.extend([elapsed] * len(ok))
+                        answered.append((ended, len(ok)))
                         done[i % nodes].append((ended, elapsed))
                         failures.extend(x.get("reason", "?") for x in results if x not in ok)
                         if results:
@@ -351,6 +371,7 @@ def run_bench(
             "failure_reasons": dict(collections.Counter(failures)),
             "seconds": round(elapsed, 3),
             "committed_tx_per_s": committed_rate(committed, elapsed),
+            "tx_per_s_by_tenth": rates_by_share(answered, started),
             "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
             "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1) if latencies else None,
             "verify_ceiling_tx_per_s": round(ceiling, 1),
