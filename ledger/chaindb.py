@@ -17,7 +17,10 @@ history (ledger/snapshot/history.py) it then takes the older blocks from peers, 
 `add_history` writes each checked batch (blocks, certificates, hash and tx index, history leaves) with
 the new oldest block (`blocks_from`, the `m/blocks-from` key) in one synced batch, and
 `finish_history` writes block 0 and the history accumulator's nodes once block 1 is in. Blocks are
-then answerable from `blocks_from` on; state stays answerable from `base` on. A pruned node
+then answerable from `blocks_from` on, state from `base` on. `replay_older` then executes blocks 0..base-1
+again, a slice at a time, over the state tree (its nodes are content-addressed: the live tree's are
+untouched), each block's state root checked against its header, writing each height's root and peaks and
+the outcomes of its transactions; the slice that reaches the base sets it to 0: an archive node. A pruned node
 (ledger/pruning.py) keeps the state of recent, anchored and validator-set heights only; a question about
 another height's state raises `Pruned` (a `NotHeld`), which names what is kept.
 """
@@ -80,6 +83,8 @@ SET_LINK_PREFIX = NS.META + b"set-link/"
 STATE_SYNC_KEY = NS.META + b"state-sync"  # what that state sync met, as JSON text (status, metrics)
 # Of such a store, while older blocks are fetched (ledger/snapshot/history.py): the oldest block held.
 BLOCKS_FROM_KEY = NS.META + b"blocks-from"
+# Of such a store holding every block: the height up to which the state below the base was replayed so far.
+REPLAYED_KEY = NS.META + b"replayed"
 # The outcome recorded in the tx index for a transaction of a fetched older block, which this node did not run.
 NOT_EXECUTED = "not_executed"
 HISTORY_TX_MESSAGE = "committed in a block this node fetched after joining by state sync; it did not execute it"
@@ -241,6 +246,7 @@ class ChainDB:
         # Decoded (header, certificate) of recently proven heights: committed blocks never change, and a
         # proof would otherwise decode a whole block (all its transactions) for its header.
         self._certified: dict[int, tuple[BlockHeader, CommitCertificate]] = {}
+        self._replay_machine: StateMachine | None = None  # executes old blocks (replay_older), apart from the live one
         self._fresh_nodes: set[bytes] | None = None  # while a pruning sweeps: state nodes written since its mark
         stored_genesis = store.get(GENESIS_KEY)
         if stored_genesis is None:
@@ -638,6 +644,68 @@ class ChainDB:
                  genesis.block_hash, ()))), (NS.BLOCK_BY_HASH + genesis.block_hash, hk), (BLOCKS_FROM_KEY, hk)]
         self.store.write_batch(puts, sync=True)
         self.blocks_from = 0
+
+    def replayed_height(self) -> int:
+        """The height up to which the state below the base was replayed (-1: none yet)."""
+        raw = self.store.get(REPLAYED_KEY)
+        return -1 if raw is None else int.from_bytes(raw, "big")
+
+    def replay_older(self, max_blocks: int) -> int:
+        """Execute up to `max_blocks` more blocks below the base from the last one replayed (block 0: the genesis
+        state), each over the state its parent left, and write in one synced batch their state roots, history
+        peaks, new state nodes and the outcomes of the transactions first committed there; the last slice sets
+        the base to 0. Returns the height replayed up to. InvalidBlock if a block's state root or history root is
+        not what its header says (the replay then stops: a bug, never a peer's doing, as the blocks are linked
+        to a certified one). Writes no key of the live head: may run on a thread beside commits."""
+        if self.blocks_from != 0 or self.base == 0:
+            raise ValueError("nothing to replay: the node must hold every block, and the state from a base above 0")
+        if self._replay_machine is None:
+            self._replay_machine = StateMachine(self.chain_id, default_modules(self.genesis),
+                                                validator_sender_lookup(self.genesis))
+        pending: dict[bytes, bytes] = {}  # this slice's new nodes, read before they are written
+        smt = SparseMerkleTree(lambda h: pending.get(h) or self._get_node(h), cache_size=50_000)
+        puts: list[tuple[bytes, bytes]] = []
+        done = self.replayed_height()
+        if done < 0:
+            genesis = self._genesis_block(smt)
+            pending.update(genesis.new_nodes)
+            root, history, done = genesis.block.header.state_root, genesis.history_after, 0
+            puts += [(NS.STATE_ROOT + height_key(0), root), (NS.HISTORY_PEAKS + height_key(0),
+                                                               encode(tuple(history.peaks)))]
+        else:
+            root = self.state_root_at(done) or b""
+            peaks = decode(tuple[bytes, ...], self.store.get(NS.HISTORY_PEAKS + height_key(done)) or b"")
+            history = merkle.HistoryAccumulator(done + 1, list(peaks))
+        last = min(done + max_blocks, self.base - 1)
+        for height in range(done + 1, last + 1):
+            block = self.get_block(height)
+            assert block is not None  # every block is held
+            header = block.header
+            if header.history_root != history.root():
+                raise InvalidBlock(f"replaying block {height}: its history root is not that of the blocks before it")
+            overlay = Overlay(RootView(smt, root))
+            results = self._replay_machine.execute_block(overlay, block.txs, height, header.timestamp, None,
+                                                         header.prev_hash)
+            root, nodes = smt.update(root, dict(sorted(overlay.changes.items())))
+            if root != header.state_root:
+                raise InvalidBlock(f"replaying block {height} gives state root {root.hex()[:16]}..., its header "
+                                   f"says {header.state_root.hex()[:16]}...")
+            pending.update(nodes)
+            history.append(compute_block_hash(header))
+            hk = height_key(height)
+            puts += [(NS.STATE_ROOT + hk, root), (NS.HISTORY_PEAKS + hk, encode(tuple(history.peaks)))]
+            for index, r in enumerate(results):
+                loc = self.get_tx_location(r.tx_id)
+                if loc is not None and (loc.height, loc.index) == (height, index):  # its first occurrence
+                    puts.append((NS.TX + r.tx_id, encode(TxLocation(height, index, r.ok, r.reason, r.message))))
+        puts += [(NS.STATE_NODE + h, node) for h, node in pending.items()]
+        puts.append((REPLAYED_KEY, height_key(last)))
+        if last == self.base - 1:
+            puts.append((BASE_KEY, height_key(0)))
+        self.store.write_batch(puts, sync=True)
+        if last == self.base - 1:
+            self.base = 0
+        return last
 
 def _with_state_root(header: BlockHeader, root: bytes) -> BlockHeader:
     return BlockHeader(

@@ -543,6 +543,8 @@ class Node:
             "state_root": head.state_root.hex(),
             "oldest_height": self.chain.base,  # above 0 for a node that joined by state sync
             "oldest_block": self.chain.blocks_from,  # below it while older blocks are fetched (`history`)
+            # Every height's blocks and state answerable: from genesis, or state-synced with its history replayed.
+            "archive": self.chain.base == 0 and self.chain.blocks_from == 0 and self.chain.pruned is None,
             # A pruning node: the state of every height from `from` on, and of the `kept` ones below it.
             "state_kept": None if self.chain.pruned is None else {"from": self.chain.pruned.below,
                                                                    "kept": list(self.chain.pruned.kept)},

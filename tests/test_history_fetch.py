@@ -26,8 +26,10 @@ from ledger.net.sync import BlockBatch, BlockRequest, CertifiedBlock, serve_bloc
 from ledger.proofs import build_state_proof
 from ledger.snapshot.history import HistoryFetch
 from ledger.snapshot.statesync import state_sync
-from ledger.store import LevelDBStore
+from ledger.state import StateMachine
+from ledger.store import NS, LevelDBStore, height_key
 from ledger.tx import compute_tx_id
+from ledger.validators import validator_sender_lookup
 from tests.test_chain_state import ORG1
 from tests.test_state_sync import Peer
 from tests.test_validator_set import SetChain, _changed_twice, empty_blocks
@@ -81,53 +83,88 @@ class BlockPeer:
         return httpx.Response(200, content=encode(batch))
 
 
-def _fetch(chain: ChainDB, peers: dict[str, Callable[[httpx.Request], httpx.Response]], batch: int = 4
-           ) -> HistoryFetch:
-    """Run a whole fetch over `peers` (asked in this order first)."""
-    async def sleep(_: float) -> None:
-        pass
-
+def _run(fetch: HistoryFetch, peers: dict[str, Callable[[httpx.Request], httpx.Response]]) -> HistoryFetch:
     async def run() -> HistoryFetch:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: peers[f"http://{r.url.host}"](r)))
-        fetch = HistoryFetch(chain, list(peers), batch, client=client, sleep=sleep)
-        async with client:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: peers[f"http://{r.url.host}"](r))) as c:
+            fetch._client = c
             await fetch.run()
         return fetch
 
     return asyncio.run(run())
 
 
+def _fetch(chain: ChainDB, peers: dict[str, Callable[[httpx.Request], httpx.Response]], batch: int = 4
+           ) -> HistoryFetch:
+    """Run a whole fetch (and replay) over `peers` (asked in this order first)."""
+    async def sleep(_: float) -> None:
+        pass
+
+    return _run(HistoryFetch(chain, list(peers), batch, sleep=sleep), peers)
+
+
 def _assert_same_history(mine: ChainDB, source: ChainDB) -> None:
-    """Every block below the base as the source has it, with its certificate, hash index and history nodes."""
-    assert mine.blocks_from == 0
-    for height in range(mine.base + 1):
+    """Every block below the base as the source has it, with its certificate, hash index and history nodes; and
+    (the replay done) the state of every height, its peaks and the outcome of every transaction."""
+    assert mine.blocks_from == 0 and mine.base == 0
+    top = source.height
+    for height in range(top + 1):
         assert mine.get_block(height) == source.get_block(height), height
         assert mine.get_certificate(height) == source.get_certificate(height), height
-        assert mine.history_proof(height, mine.base + 1) == source.history_proof(height, mine.base + 1), height
+        assert mine.history_proof(height, top + 1) == source.history_proof(height, top + 1), height
+        assert mine.state_root_at(height) == source.state_root_at(height), height
+        assert mine.store.get(NS.HISTORY_PEAKS + height_key(height)) == \
+            source.store.get(NS.HISTORY_PEAKS + height_key(height)), height
+    assert dict(mine.store.iterate(NS.TX)) == dict(source.store.iterate(NS.TX))
 
 
-# --- the whole fetch ---------------------------------------------------------------------------------------------
-
-
-def test_a_full_fetch_holds_every_block_and_old_transaction_like_the_source(source: SetChain, synced: ChainDB
-                                                                            ) -> None:
+def test_a_full_fetch_and_replay_make_an_archive_node_like_the_source(source: SetChain, synced: ChainDB) -> None:
     base = synced.base
     assert base == source.db.height and synced.blocks_from == base
     fetch = _fetch(synced, {"http://honest": BlockPeer(source.db)})
     _assert_same_history(synced, source.db)
     assert fetch.state == "done" and fetch.fetched == base - 1 and fetch.refused == 0
-    # The first occurrence of a transaction is indexed, not the later copy; its outcome is not claimed.
-    first = compute_tx_id(_first_tx(source.db))
-    theirs, mine = source.db.get_tx_location(first), synced.get_tx_location(first)
-    assert theirs is not None and mine is not None
-    assert (mine.height, mine.index, mine.reason) == (theirs.height, theirs.index, NOT_EXECUTED)
-    # Blocks answer at every height now; the state below the base is still not held, and says so.
-    synced.require_held(0)
-    with pytest.raises(NotHeld, match=f"the state of heights from {base} on"):
-        build_state_proof(synced, member_key(ORG1.id), base - 1)
-    # Reopened, the store knows it holds everything (nothing to fetch again).
-    assert ChainDB(synced.store, source.genesis).blocks_from == 0
-    assert _fetch(synced, {"http://honest": BlockPeer(source.db)}).fetched == 0
+    assert fetch.replayed == base and synced.replayed_height() == base - 1
+    # Proofs at old heights, as the source gives them (the set changes' blocks now answer from state too).
+    for height in (1, base // 2, base - 1):
+        assert build_state_proof(synced, member_key(ORG1.id), height) == \
+            build_state_proof(source.db, member_key(ORG1.id), height)
+    # Reopened, the store knows it is an archive (nothing to fetch or replay again).
+    reopened = ChainDB(synced.store, source.genesis)
+    assert (reopened.blocks_from, reopened.base) == (0, 0)
+    again = _fetch(reopened, {"http://honest": BlockPeer(source.db)})
+    assert (again.fetched, again.replayed) == (0, 0)
+
+
+def test_a_replay_killed_halfway_resumes_from_the_last_slice_written(source: SetChain, synced: ChainDB) -> None:
+    base = synced.base
+    synced_blocks = BlockPeer(source.db)
+    fetch = HistoryFetch(synced, ["http://p"])
+    fetch._replay = _no_replay  # type: ignore[method-assign]  # fetch the blocks only
+    _run(fetch, {"http://p": synced_blocks})
+    assert synced.replay_older(5) == 5 and synced.replay_older(5) == 10
+    reopened = ChainDB(synced.store, source.genesis)  # (a kill -9: each slice was written synced)
+    assert reopened.replayed_height() == 10 and reopened.base == base
+    fetch = _fetch(reopened, {"http://p": synced_blocks})
+    assert fetch.replayed == base - 11
+    _assert_same_history(reopened, source.db)
+
+
+def test_a_replay_whose_state_root_differs_from_the_header_stops_and_changes_nothing(source: SetChain,
+                                                                                     synced: ChainDB) -> None:
+    """Were this node's execution to differ from the chain's (a bug), the replay stops loudly; the base stays."""
+    base = synced.base
+    fetch = HistoryFetch(synced, ["http://p"])
+    synced._replay_machine = StateMachine(source.genesis.chain_id, [], validator_sender_lookup(source.genesis))
+    _run(fetch, {"http://p": BlockPeer(source.db)})
+    assert fetch.state == "replay_failed" and synced.base == base
+    first_tx_height = next(h for h in range(1, base) if (b := source.db.get_block(h)) and b.txs)
+    assert synced.replayed_height() < first_tx_height
+    with pytest.raises(NotHeld):
+        synced.require_state(first_tx_height)
+
+
+async def _no_replay() -> None:
+    pass
 
 
 def test_blocks_answer_from_the_oldest_fetched_while_the_fetch_is_under_way(source: SetChain, synced: ChainDB
@@ -137,6 +174,11 @@ def test_blocks_answer_from_the_oldest_fetched_while_the_fetch_is_under_way(sour
                (c := source.db.get_certificate(h))]
     synced.add_history(synced.check_history(entries))
     assert synced.blocks_from == base - 3
+    # Their transactions are indexed at their first occurrence; the outcome is not claimed before the replay.
+    first = compute_tx_id(_first_tx(source.db))
+    theirs, mine = source.db.get_tx_location(first), synced.get_tx_location(first)
+    assert theirs is not None and mine is not None and theirs.height < base - 3 <= mine.height
+    assert (mine.ok, mine.reason) == (False, NOT_EXECUTED)
     synced.require_held(base - 3)
     with pytest.raises(HistoryNotHeld, match=f"holds blocks from {base - 3} on") as refused:
         synced.require_held(base - 4)

@@ -4,8 +4,8 @@ A new observer state-syncs past a lying peer (a test-only proxy in front of a re
 a byte in every state chunk it passes on): it refuses those chunks, takes them from the others, and ends at
 the head with their block hash and state root. A new validator joins by `ledger devnet add-node
 --state-sync` and votes. An observer killed with -9 during its sync resumes and finishes. An observer with
-full history, killed with -9 while it fetches the blocks below its snapshot, resumes and then answers block 1
-and an old transaction like a validator. One devnet.
+full history, killed with -9 while it fetches the blocks below its snapshot, resumes, replays their state and
+then answers block 1, an old transaction and a proof below its snapshot like a validator. One devnet.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class StallingBlocks(BaseHTTPRequestHandler):
         pass
 
 
-def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers_old_blocks(
+def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers_old_heights(
         devnet: dict[str, Any], tmp_path: Path) -> None:
     validator = devnet["nodes"][1]["http"]
     for n in range(4):  # blocks enough below the snapshot for several batches of 2
@@ -319,20 +319,20 @@ def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers
         write_config(home, {**config, "sync": {**config["sync"], "sources": [validator]}})
         proc, url = start_observer(devnet, home, [])
         history = wait_until(lambda: (h := get(url, "/v1/status")["history"])["state"] == "done" and h, WAIT_S,
-                             "the restarted observer to hold every block")
+                             "the restarted observer to hold every block and replay their state")
         assert history["started_from"] == base - 4 and history["fetched"] == base - 5  # nothing lost or fetched twice
-        assert get(url, "/v1/status")["oldest_block"] == 0 and history["refused"] == 0
+        status = get(url, "/v1/status")
+        assert (status["oldest_block"], status["oldest_height"], status["archive"]) == (0, 0, True)
+        assert history["refused"] == 0 and history["replayed_to"] == base - 1
         for height in (0, 1, base - 1):
-            assert get(url, f"/v1/blocks/{height}")["hash"] == get(validator, f"/v1/blocks/{height}")["hash"]
+            assert get(url, f"/v1/blocks/{height}") == get(validator, f"/v1/blocks/{height}")
         old_tx = get(validator, "/v1/blocks/1")["txs"][0]["tx_id"]
-        mine, theirs = get(url, f"/v1/tx/{old_tx}"), get(validator, f"/v1/tx/{old_tx}")
-        assert (mine["height"], mine["index"], mine["tx"]) == (theirs["height"], theirs["index"], theirs["tx"])
-        assert mine["ok"] is None and mine["reason"] == "not_executed"
-        assert re.search(r'ledger_history\{what="blocks_from"\} 0', httpx.get(url + "/metrics", timeout=10.0).text)
-        assert "history: every block held" in (home / "node.log").read_text()
-        # The state below the snapshot is still not held, and the answer says so.
-        answer = httpx.get(f"{url}/v1/resolve/{PREFIX}/S-3?height={base - 1}", timeout=10.0)
-        assert answer.status_code == 410 and answer.json()["oldest"] == base
+        assert get(url, f"/v1/tx/{old_tx}") == get(validator, f"/v1/tx/{old_tx}")
+        # The state of a height below the snapshot, with a proof, as a validator answers it.
+        path = f"/v1/resolve/{PREFIX}/S-3?height={base - 1}&proof=true"
+        assert get(url, path) == get(validator, path)
+        assert re.search(r'ledger_history\{what="state_from"\} 0', httpx.get(url + "/metrics", timeout=10.0).text)
+        assert "an archive node" in (home / "node.log").read_text()
     finally:
         stop_pid(proc.pid)
         StallingBlocks.release.set()

@@ -1,4 +1,5 @@
-"""Full history for a node that joined by state sync: the blocks below its snapshot, fetched in the background.
+"""Full history for a node that joined by state sync: the blocks below its snapshot fetched in the background, then
+their state replayed: an archive node.
 
 Theory of operation. With `"sync": {"history": "full"}` a node whose store starts at a snapshot height B
 (ledger/snapshot/statesync.py) asks its sync sources for the blocks B-1, B-2, ... 1, newest first, in
@@ -14,10 +15,17 @@ fetch waits (1 s, doubling to 30 s) and goes on: it never gives up while the nod
 Each checked batch is written by the chain's owner (`ChainDB.add_history`) in one synced batch with the new
 oldest block held, so a process killed at any moment resumes from the last batch written and loses none.
 Once block 1 is in, `ChainDB.finish_history` writes block 0 (the genesis file makes it) and the history
-accumulator's nodes below B, which must end in the certified peaks B was written with. The node's blocks,
-certificates and transactions then answer at every height (`/v1/blocks/H`, `/v1/tx/{id}`); the outcome of
-a transaction below B reads `not_executed` (this node did not run it), and the state below B is still not
-held (re-executing from genesis is not built).
+accumulator's nodes below B, which must end in the certified peaks B was written with. Blocks, certificates
+and transactions then answer at every height (`/v1/blocks/H`, `/v1/tx/{id}`: the outcome of a transaction
+below B reads `not_executed` until the replay reaches it).
+
+Then the state: blocks 0..B-1 are executed again from the genesis state on a worker thread, a slice of
+`REPLAY_SLICE` blocks at a time (`ChainDB.replay_older`), each block's resulting state root checked against
+its header's, each slice's state nodes, roots, history peaks and transaction outcomes written in one synced
+batch with the height reached (a kill loses at most the slice under way). The state tree is
+content-addressed, so the replayed versions sit beside the live one and no key of the live head is written.
+The slice reaching B sets the oldest state held to 0: the node is an archive node (`"archive": true` in
+/v1/status), and proofs and `?height=H` answer at every height.
 
 Nothing here can be started, stopped or steered from outside: only the configuration turns it on, and the
 sources are those of `sync.sources` (an observer's validators by default). State owned here: the sources'
@@ -46,6 +54,7 @@ log = logging.getLogger("ledger.history")
 SYNC_PATH = "/v1/sync/blocks"
 MSGPACK = "application/msgpack"
 PROGRESS_EVERY_S = 5.0
+REPLAY_SLICE = 16  # blocks re-executed between two writes (a kill loses at most these)
 WAIT_FIRST_S, WAIT_MAX_S = 1.0, 30.0  # after every source failed in turn
 
 T = TypeVar("T")
@@ -81,8 +90,10 @@ class HistoryFetch:
         self._sleep = sleep
         self.started_from = chain.blocks_from  # the oldest block held when this process began fetching
         self.fetched = 0
-        self.state = "done" if chain.blocks_from == 0 else "waiting"
+        self.state = "done" if chain.base == 0 else "waiting"
         self.seconds = 0.0
+        self.replayed = 0  # heights whose state this process replayed
+        self.replay_seconds = 0.0
         self._task: asyncio.Task[None] | None = None
         self._thread: asyncio.Future[Any] | None = None  # a check or write running on a worker thread
         self._order = list(self.sources)  # in order of preference: a failing source goes to the back
@@ -102,13 +113,16 @@ class HistoryFetch:
             await self._client.aclose()
 
     def status(self) -> dict[str, Any]:
-        return {"mode": "full", "state": self.state, "blocks_from": self.chain.blocks_from, "base": self.chain.base,
-                "started_from": self.started_from, "fetched": self.fetched, "refused": self.refused,
-                "seconds": round(self.seconds, 2), "sources": [s.to_json() for s in self.sources]}
+        return {"mode": "full", "state": self.state, "blocks_from": self.chain.blocks_from,
+                "state_from": self.chain.base, "started_from": self.started_from, "fetched": self.fetched,
+                "refused": self.refused, "seconds": round(self.seconds, 2),
+                "replayed_to": self.chain.replayed_height(), "replay_seconds": round(self.replay_seconds, 2),
+                "sources": [s.to_json() for s in self.sources]}
 
     def gauges(self) -> dict[str, int]:
         """For /metrics (`ledger_history{what=...}`)."""
-        return {"blocks_from": self.chain.blocks_from, "fetched": self.fetched, "refused": self.refused}
+        return {"blocks_from": self.chain.blocks_from, "state_from": self.chain.base, "fetched": self.fetched,
+                "refused": self.refused}
 
     @property
     def refused(self) -> int:
@@ -117,13 +131,21 @@ class HistoryFetch:
     # --- fetching ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Fetch until every block is held (returns at once on a node that holds them)."""
-        if self.chain.blocks_from == 0:
-            return
-        if not self.sources:
-            self.state = "no_sources"
-            log.warning("history: no sources to fetch the blocks below %d from (sync.sources)", self.chain.base)
-            return
+        """Fetch until every block is held, then replay the state below the base (returns at once on a node
+        that holds both)."""
+        if self.chain.blocks_from > 0:
+            if not self.sources:
+                self.state = "no_sources"
+                log.warning("history: no sources to fetch the blocks below %d from (sync.sources)",
+                            self.chain.blocks_from)
+                return
+            await self._fetch()
+        if self.chain.base > 0:
+            await self._replay()
+        if self.chain.base == 0:
+            self.state = "done"
+
+    async def _fetch(self) -> None:
         started = last_log = time.monotonic()
         self.state = "fetching"
         log.info("history: fetching blocks %d..1 from %d sources", self.chain.blocks_from - 1, len(self.sources))
@@ -147,9 +169,31 @@ class HistoryFetch:
                          self.chain.blocks_from, self.fetched, self.fetched / max(self.seconds, 1e-9), self.refused)
         await self._on_thread(self.chain.finish_history)
         self.seconds = time.monotonic() - started
-        self.state = "done"
         log.info("history: every block held (0..%d); %d blocks fetched in %.1f s, %d batches refused",
                  self.chain.height, self.fetched, self.seconds, self.refused)
+
+    async def _replay(self) -> None:
+        """Re-execute blocks 0..base-1 on a worker thread, `REPLAY_SLICE` blocks a slice, each slice written
+        before the next (`ChainDB.replay_older`): a kill loses at most the slice under way."""
+        started = last_log = time.monotonic()
+        self.state = "replaying"
+        base, first = self.chain.base, self.chain.replayed_height() + 1
+        log.info("history: replaying the state of heights %d..%d", first, base - 1)
+        while self.chain.base > 0:
+            try:
+                height = await self._on_thread(lambda: self.chain.replay_older(REPLAY_SLICE))
+            except InvalidBlock as exc:
+                self.state = "replay_failed"
+                log.error("history: the replay stopped: %s (this node's execution disagrees with the chain's: "
+                          "report it)", exc)
+                return
+            self.replayed = height + 1 - first
+            if time.monotonic() - last_log >= PROGRESS_EVERY_S:
+                last_log = time.monotonic()
+                log.info("history: state replayed up to height %d of %d", height, base - 1)
+        self.replay_seconds = time.monotonic() - started
+        log.info("history: the state of every height is held (replayed 0..%d in %.1f s): an archive node",
+                 base - 1, self.replay_seconds)
 
     async def _step(self) -> bool:
         """Ask one source for the next batch below the oldest block held; True if it was written."""
