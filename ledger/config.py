@@ -300,6 +300,13 @@ class NodeConfig(_Settings):
             raise ValueError("an 'observer' section needs \"role\": \"observer\"")
         return self
 
+    @model_validator(mode="after")
+    def _full_history_is_not_pruned(self) -> NodeConfig:
+        if self.sync.history == "full" and self.prune.keep_heights is not None:
+            raise ValueError("\"sync\": {\"history\": \"full\"} makes an archive node, which keeps every height: "
+                             "remove prune.keep_heights, or keep the default \"history\": \"recent\"")
+        return self
+
     @field_validator("ethereum", mode="before")
     @classmethod
     def _empty_section_is_off(cls, value: Any) -> Any:

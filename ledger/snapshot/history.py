@@ -103,7 +103,7 @@ class HistoryFetch:
     def start(self) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout_s)
-        self._task = asyncio.create_task(self.run(), name="history-fetch")
+        self._task = asyncio.create_task(self._run_logged(), name="history-fetch")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -129,6 +129,15 @@ class HistoryFetch:
         return sum(s.refused for s in self.sources)
 
     # --- fetching ---------------------------------------------------------------------------------------
+
+    async def _run_logged(self) -> None:
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a store error or a bug: the node goes on serving what it holds
+            self.state = "failed"
+            log.exception("history: the fetch failed; it starts again with the node")
 
     async def run(self) -> None:
         """Fetch until every block is held, then replay the state below the base (returns at once on a node
