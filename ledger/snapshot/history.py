@@ -73,7 +73,8 @@ class HistorySource:
 
 
 class HistoryFetch:
-    """Fetches the blocks below a state-synced node's base from `sources` (see the module docstring)."""
+    """Fetches the blocks below a state-synced node's base from `sources`, then replays their state (see the module
+    docstring)."""
 
     def __init__(self, chain: ChainDB, sources: Sequence[str], batch: int = MAX_BLOCKS_PER_REPLY,
                  client: httpx.AsyncClient | None = None, timeout_s: float = 30.0,
