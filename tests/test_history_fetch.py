@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, compute_block_hash
-from ledger.chaindb import NOT_EXECUTED, ChainDB, HistoryNotHeld, NotHeld
+from ledger.chaindb import HEAD_KEY, NOT_EXECUTED, ChainDB, HistoryNotHeld, NotHeld
 from ledger.codec import CodecError, decode, encode
 from ledger.members import member_key
 from ledger.net.sync import BlockBatch, BlockRequest, CertifiedBlock, serve_blocks
@@ -120,8 +120,10 @@ def _assert_same_history(mine: ChainDB, source: ChainDB) -> None:
 def test_a_full_fetch_and_replay_make_an_archive_node_like_the_source(source: SetChain, synced: ChainDB) -> None:
     base = synced.base
     assert base == source.db.height and synced.blocks_from == base
+    live = (synced.store.get(HEAD_KEY), dict(synced.store.iterate(NS.STATE_LATEST)))
     fetch = _fetch(synced, {"http://honest": BlockPeer(source.db)})
     _assert_same_history(synced, source.db)
+    assert (synced.store.get(HEAD_KEY), dict(synced.store.iterate(NS.STATE_LATEST))) == live  # the head's keys
     assert fetch.state == "done" and fetch.fetched == base - 1 and fetch.refused == 0
     assert fetch.replayed == base and synced.replayed_height() == base - 1
     # Proofs at old heights, as the source gives them (the set changes' blocks now answer from state too).
