@@ -9,7 +9,10 @@ import. Then three new observers join it, one after the other, each a real `ledg
 * replay from genesis (`sync.mode` "blocks", the only way before): every block fetched, its certificate
   checked and its transactions executed again, until the same head;
 * the floor: copying the validator's store directory (`cp -r`, what any file-level copy of the state costs,
-  checking nothing).
+  checking nothing);
+* with `--history`, an archive by state sync (`"history": "full"`): at the head by state sync, then the blocks
+  below the snapshot fetched and checked, then their state replayed, until /v1/status says `"archive": true`:
+  beside the archive made by replaying from genesis above (the same blocks executed once each).
 
 The issue's target (with 1,000,000 identifiers: at the head by state sync within 60 s) is printed beside the
 figures. Everything runs on this machine (the validator serves while the observer checks), so its load shows
@@ -18,7 +21,7 @@ in them: the 1-minute load average is printed before and after. The last line is
 With `--dir DIR` the work directory is kept; run again with the same `--dir`, the devnet there is restarted and
 its ledger reused (no import: building 1,000,000 identifiers takes long), and the joining nodes start afresh.
 
-    .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay] [--fetchers N] [--dir DIR]
+    .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay] [--history] [--fetchers N] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ def dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
 
 
-def join(work: Path, name: str, genesis: str, validator: str, sync: dict[str, Any], timeout: float
-         ) -> dict[str, Any]:
-    """Start a new observer with these `sync` settings; seconds until it holds the validator's head block."""
+def join(work: Path, name: str, genesis: str, validator: str, sync: dict[str, Any], timeout: float,
+         archive: bool = False) -> dict[str, Any]:
+    """Start a new observer with these `sync` settings; seconds until it holds the validator's head block (and
+    with `archive`, until it says it is an archive node)."""
     home = work / name
     shutil.rmtree(home, ignore_errors=True)  # a home left by an earlier run would catch up from its blocks
     SigningKey.generate().save(home / "node.pem")
@@ -84,10 +88,22 @@ def join(work: Path, name: str, genesis: str, validator: str, sync: dict[str, An
             time.sleep(0.1)
         seconds = time.perf_counter() - started
         status = httpx.get(f"{url}/v1/status", timeout=30).json()
+        while archive and not status["archive"]:
+            if proc.poll() is not None or time.perf_counter() - started > timeout:
+                raise SystemExit(f"{name} not an archive node: {(home / 'node.log').read_text()[-3000:]}")
+            if status.get("history", {}).get("state") == "replay_failed":
+                raise SystemExit(f"{name}: the replay failed: {(home / 'node.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+            status = httpx.get(f"{url}/v1/status", timeout=30).json()
+        archive_s = time.perf_counter() - started
     finally:
         proc.terminate()
         proc.wait(timeout=60)
     out: dict[str, Any] = {"seconds": round(seconds, 1), "height": head["height"]}
+    if archive:
+        h = status["history"]
+        out.update(archive_s=round(archive_s, 1), history_fetch_s=h["seconds"], history_blocks=h["fetched"],
+                   history_replay_s=h["replay_seconds"], history_refused=h["refused"])
     if "state_sync" in status:
         s = status["state_sync"]
         out.update(sync_s=s["seconds"], chunks=s["chunks"], mib=round(s["bytes"] / 2**20, 1), nodes=s["nodes"],
@@ -101,6 +117,8 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=100_000, help="identifiers registered before the nodes join")
     parser.add_argument("--batch", type=int, default=500, help="`ledger id import --batch`")
     parser.add_argument("--skip-replay", action="store_true", help="do not time the replay from genesis")
+    parser.add_argument("--history", action="store_true", help="also time an archive made by state sync with "
+                        "\"history\": \"full\" (fetch the older blocks, replay their state)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a joining node may take")
     parser.add_argument("--fetchers", type=int, help="the state-syncing node's sync.fetchers (default: the node's "
                         "default; left out of its config, so the code before this setting can be measured too)")
@@ -144,6 +162,10 @@ def main() -> None:
         if not args.skip_replay:
             fig["replay"] = join(work, "by-replay", data["genesis"], node["http"], {"mode": "blocks"}, args.timeout)
             print(f"replay from genesis: {json.dumps(fig['replay'])}", file=sys.stderr)
+        if args.history:
+            fig["history"] = join(work, "by-history", data["genesis"], node["http"],
+                                  {"mode": "state", "history": "full", **fetchers}, args.timeout, archive=True)
+            print(f"state sync with full history: {json.dumps(fig['history'])}", file=sys.stderr)
     finally:
         if (directory / "devnet.json").exists():
             subprocess.run([sys.executable, "-m", "ledger.cli", "devnet", "down", "--dir", str(directory)],

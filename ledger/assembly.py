@@ -3,7 +3,8 @@
 The node knows nothing of anchoring; the anchoring service reaches the node through
 `ledger.anchor.port.AnchorNode`. Here the service is built for the node (when the config has an
 `ethereum` section) and attached, so the node starts it, stops it and shows its status; an observer's
-follower (`ledger.observer`) and the private data service (`ledger.private.service`) likewise.
+follower (`ledger.observer`), the private data service (`ledger.private.service`) and the fetch of older
+blocks of a node that joined by state sync (`ledger.snapshot.history`) likewise.
 """
 
 from __future__ import annotations
@@ -31,4 +32,10 @@ def build_node(config: NodeConfig) -> Node:
 
         sources = HttpSources(node.key, node.genesis.chain_id, config.observer.validators)
     node.private = PrivateData(node, node.key.id, config.data_dir / "private.db", sources)
+    if config.sync.history == "full" and node.chain.base > 0:
+        from ledger.snapshot.history import HistoryFetch
+
+        history = node.history = HistoryFetch(node.chain, config.sync_sources(), config.sync.history_batch)
+        node.metrics.expose_gauges("ledger_history", "Older blocks of a node that joined by state sync: the oldest "
+                                   "held, those fetched by this process, batches refused", history.gauges)
     return node

@@ -221,9 +221,16 @@ class SyncSettings(_Settings):
     its peers; `"mode": "state"` (or `node run --state-sync`) first takes a certified snapshot of the state
     from the HTTP URLs in `sources` (an observer's default: its validators), checking every chunk, then
     catches up the blocks after it (ledger/snapshot/statesync.py), `fetchers` chunks of up to `chunk_bytes`
-    in flight at once. A home that holds blocks catches up by blocks either way."""
+    in flight at once. A home that holds blocks catches up by blocks either way.
+
+    `"history": "full"`: a node that joined by state sync then fetches the blocks below its snapshot in the
+    background, newest first, `history_batch` blocks a request, from the same sources, each batch checked as a
+    hash chain down from the certified snapshot block (ledger/snapshot/history.py); `"recent"` (the default)
+    keeps only the blocks from the snapshot on."""
 
     mode: Literal["blocks", "state"] = "blocks"
+    history: Literal["recent", "full"] = "recent"
+    history_batch: int = Field(default=64, ge=1, le=64)  # older blocks asked of a source at once
     sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
     chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
     fetchers: int = Field(default=4, ge=1, le=32)  # state chunks asked at once, spread over the sources
@@ -291,6 +298,13 @@ class NodeConfig(_Settings):
                 raise ValueError("an observer does not anchor: remove the 'ethereum' section")
         elif self.observer is not None:
             raise ValueError("an 'observer' section needs \"role\": \"observer\"")
+        return self
+
+    @model_validator(mode="after")
+    def _full_history_is_not_pruned(self) -> NodeConfig:
+        if self.sync.history == "full" and self.prune.keep_heights is not None:
+            raise ValueError("\"sync\": {\"history\": \"full\"} makes an archive node, which keeps every height: "
+                             "remove prune.keep_heights, or keep the default \"history\": \"recent\"")
         return self
 
     @field_validator("ethereum", mode="before")

@@ -175,6 +175,8 @@ class Node:
         self.follower: Follower | None = None
         # Private data (ledger/private/service.py): side store, fetches between member nodes; by `build_node`.
         self.private: Service | None = None
+        # Older blocks of a node that joined by state sync (ledger/snapshot/history.py), with `"history": "full"`.
+        self.history: Service | None = None
         # Peer requests of kinds beside block requests, by first byte (private data's fetches).
         self._peer_request_handlers: dict[int, Callable[[str, bytes], Awaitable[bytes]]] = {}
 
@@ -199,10 +201,14 @@ class Node:
             self.follower.start()
         if self.private is not None:
             self.private.start()
+        if self.history is not None:
+            self.history.start()
         log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
                  self.chain.height)
 
     async def stop(self) -> None:
+        if self.history is not None:
+            await self.history.stop()
         if self.private is not None:
             await self.private.stop()
         if self.anchoring is not None:
@@ -540,6 +546,9 @@ class Node:
             "block_hash": self.chain.head_hash.hex(),
             "state_root": head.state_root.hex(),
             "oldest_height": self.chain.base,  # above 0 for a node that joined by state sync
+            "oldest_block": self.chain.blocks_from,  # below it while older blocks are fetched (`history`)
+            # Every height's blocks and state answerable: from genesis, or state-synced with its history replayed.
+            "archive": self.chain.base == 0 and self.chain.blocks_from == 0 and self.chain.pruned is None,
             # A pruning node: the state of every height from `from` on, and of the `kept` ones below it.
             "state_kept": None if self.chain.pruned is None else {"from": self.chain.pruned.below,
                                                                    "kept": list(self.chain.pruned.kept)},
@@ -553,4 +562,5 @@ class Node:
             **({"observer": self.follower.status()} if self.follower is not None else {}),
             **({"private_data": self.private.status()} if self.private is not None else {}),
             **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
+            **({"history": self.history.status()} if self.history is not None else {}),
         }

@@ -59,6 +59,8 @@ def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settin
     ({**MINIMAL, "verify_threads": True}, "verify_threads"),
     ({**MINIMAL, "leveldb_open_files": 5}, "leveldb_open_files"),
     ({**MINIMAL, "sync": {"fetchers": 0}}, "sync.fetchers"),
+    ({**MINIMAL, "sync": {"history": "all"}}, "sync.history"),
+    ({**MINIMAL, "sync": {"history": "full", "history_batch": 65}}, "sync.history_batch"),
     ({**MINIMAL, "node_key": 7}, "node_key"),
     ({**MINIMAL, "peers": [{"id": "a", "host": "h", "port": 70000}]}, "peers[0].port"),
     ({**MINIMAL, "ethereum": {**ETHEREUM, "interval_blocks": 0}}, "ethereum.interval_blocks"),
@@ -97,6 +99,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)
     assert (config.leveldb_open_files, config.sync.fetchers) == (MAX_OPEN_FILES, 4)
+    assert (config.sync.history, config.sync.history_batch) == ("recent", 64)  # blocks from the snapshot on only
     eth = config.ethereum
     assert eth is not None and eth.chain_id is None and eth.deploy_block == 0 and not eth.dev_key_from_node_key
     assert (eth.interval_blocks, eth.interval_s, eth.grace_s, eth.max_backoff_s, eth.tx_timeout_s) == (
@@ -208,3 +211,11 @@ def test_observer_settings_that_do_not_fit_the_role_are_refused(
         tmp_path: Path, settings: dict[str, Any], expected: str) -> None:
     message = refusal(tmp_path, {**MINIMAL, **settings})
     assert message.startswith(f"{tmp_path / 'config.json'}: {expected}")
+
+
+def test_full_history_with_pruning_is_refused(tmp_path: Path) -> None:
+    """Full history makes an archive node; a pruning round would delete the old state its replay writes."""
+    full = {"mode": "state", "history": "full"}
+    message = refusal(tmp_path, {**MINIMAL, "sync": full, "prune": {"keep_heights": 10}})
+    assert message.startswith(f"{tmp_path / 'config.json'}: \"sync\": {{\"history\": \"full\"}} makes an archive node")
+    assert load(tmp_path, {**MINIMAL, "sync": full}).sync.history == "full"

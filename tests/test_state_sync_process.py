@@ -3,7 +3,9 @@
 A new observer state-syncs past a lying peer (a test-only proxy in front of a real validator that changes
 a byte in every state chunk it passes on): it refuses those chunks, takes them from the others, and ends at
 the head with their block hash and state root. A new validator joins by `ledger devnet add-node
---state-sync` and votes. An observer killed with -9 during its sync resumes and finishes. One devnet.
+--state-sync` and votes. An observer killed with -9 during its sync resumes and finishes. An observer with
+full history, killed with -9 while it fetches the blocks below its snapshot, resumes, replays their state and
+then answers block 1, an old transaction and a proof below its snapshot like a validator. One devnet.
 """
 
 from __future__ import annotations
@@ -259,3 +261,79 @@ def test_a_pruning_observer_refuses_dropped_heights_and_answers_the_kept_ones(de
         assert "pruned the state below height" in (home / "node.log").read_text()
     finally:
         stop_pid(proc.pid)
+
+
+class StallingBlocks(BaseHTTPRequestHandler):
+    """Passes requests to a real validator until it has passed `batches` block requests (the history fetch's:
+    the observer follows its validators directly); then holds the next one until `release` is set."""
+
+    upstream = ""
+    batches = 2
+    passed = 0
+    release = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        cls = type(self)
+        if self.path.startswith("/v1/sync/blocks"):
+            if cls.passed >= cls.batches:
+                cls.release.wait(WAIT_S)
+                self.send_error(503)
+                return
+            cls.passed += 1
+        r = httpx.get(self.upstream + self.path, timeout=10.0)
+        self.send_response(r.status_code)
+        self.send_header("content-type", r.headers.get("content-type", "application/octet-stream"))
+        self.send_header("content-length", str(len(r.content)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(r.content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers_old_heights(
+        devnet: dict[str, Any], tmp_path: Path) -> None:
+    validator = devnet["nodes"][1]["http"]
+    for n in range(4):  # blocks enough below the snapshot for several batches of 2
+        register(validator, devnet["keys"], f"88.32{n}", 1)
+    StallingBlocks.upstream = validator
+    stalling = ThreadingHTTPServer(("127.0.0.1", 0), StallingBlocks)
+    threading.Thread(target=stalling.serve_forever, daemon=True).start()
+    home = tmp_path / "archive"
+    SigningKey.generate().save(home / "node.pem")
+    write_config(home, {"genesis": os.path.relpath(devnet["genesis"], home), "http": {"port": any_free_port()},
+                        "role": "observer", "verify_threads": 1, "observer": {"validators": [validator]},
+                        "sync": {"mode": "state", "sources": [f"http://127.0.0.1:{stalling.server_port}"],
+                                 "history": "full", "history_batch": 2}})
+    proc, url = start_observer(devnet, home, [])
+    try:
+        wait_until(lambda: StallingBlocks.passed >= StallingBlocks.batches, WAIT_S, "the history fetch to be under way")
+        status = wait_until(lambda: (s := get(url, "/v1/status"))["oldest_block"] == s["oldest_height"] - 4 and s,
+                            WAIT_S, "two batches to be written")
+        base = status["oldest_height"]
+        assert status["history"]["state"] == "fetching" and status["history"]["blocks_from"] == base - 4
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        config = json.loads((home / "config.json").read_text())
+        write_config(home, {**config, "sync": {**config["sync"], "sources": [validator]}})
+        proc, url = start_observer(devnet, home, [])
+        history = wait_until(lambda: (h := get(url, "/v1/status")["history"])["state"] == "done" and h, WAIT_S,
+                             "the restarted observer to hold every block and replay their state")
+        assert history["started_from"] == base - 4 and history["fetched"] == base - 5  # nothing lost or fetched twice
+        status = get(url, "/v1/status")
+        assert (status["oldest_block"], status["oldest_height"], status["archive"]) == (0, 0, True)
+        assert history["refused"] == 0 and history["replayed_to"] == base - 1
+        for height in (0, 1, base - 1):
+            assert get(url, f"/v1/blocks/{height}") == get(validator, f"/v1/blocks/{height}")
+        old_tx = get(validator, "/v1/blocks/1")["txs"][0]["tx_id"]
+        assert get(url, f"/v1/tx/{old_tx}") == get(validator, f"/v1/tx/{old_tx}")
+        # The state of a height below the snapshot, with a proof, as a validator answers it.
+        path = f"/v1/resolve/{PREFIX}/S-3?height={base - 1}&proof=true"
+        assert get(url, path) == get(validator, path)
+        assert re.search(r'ledger_history\{what="state_from"\} 0', httpx.get(url + "/metrics", timeout=10.0).text)
+        assert "an archive node" in (home / "node.log").read_text()
+    finally:
+        stop_pid(proc.pid)
+        StallingBlocks.release.set()
+        stalling.shutdown()

@@ -10,6 +10,7 @@ from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import MAX_HEIGHT
 from ledger.chain import compute_block_hash
+from ledger.chaindb import NOT_EXECUTED
 from ledger.codec import to_plain
 from ledger.node import Node
 from ledger.tx import TxRejected, compute_tx_id, decode_tx, tx_to_plain
@@ -29,7 +30,8 @@ def block_json(node: Node, height: int, full: bool) -> dict[str, Any]:
         loc = node.chain.get_tx_location(tx_id)
         entry: dict[str, Any] = {"tx_id": tx_id.hex()}
         if loc is not None and loc.height == height:
-            entry.update(ok=loc.ok, reason=loc.reason)
+            executed = loc.reason != NOT_EXECUTED  # a block fetched below a state-synced node's base
+            entry.update(ok=loc.ok if executed else None, reason=loc.reason)
         if full:
             try:
                 entry["tx"] = tx_to_plain(decode_tx(raw))

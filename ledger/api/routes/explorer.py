@@ -13,7 +13,7 @@ from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError, time_param_ms
 from ledger.api.params import IDENTIFIER_MAX, MAX_HEIGHT, PREFIX, TIME, TIME_DESCRIPTION, TOKEN_ID, charge
 from ledger.chain import compute_block_hash
-from ledger.chaindb import ChainDB, NotHeld
+from ledger.chaindb import ChainDB
 from ledger.codec import to_plain
 from ledger.crypto import derive_id
 from ledger.evidence import evidence_count
@@ -131,12 +131,12 @@ def _timestamp(chain: ChainDB, height: int) -> int:
 def _height_at(chain: ChainDB, at_ms: int, top: int) -> int:
     """The highest height <= `top` whose block time is <= `at_ms` (-1 if none): block times never
     decrease along the chain, so a binary search finds it."""
-    lo, hi = chain.base, top  # a state-synced node holds blocks from its base on
+    lo, hi = chain.blocks_from, top  # a state-synced node holds blocks from its base on (or older ones fetched)
     if top < lo:
         return -1
     if _timestamp(chain, lo) > at_ms:
-        if lo > 0:  # the block wanted lies below the base
-            raise NotHeld(lo - 1, lo)
+        if lo > 0:  # the block wanted lies below the oldest held
+            chain.require_held(lo - 1)
         return -1
     while lo < hi:
         mid = (lo + hi + 1) // 2

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64
+from ledger.chaindb import NOT_EXECUTED
 from ledger.codec import CodecError, encode, unpack_strict
 from ledger.mempool import Admission, Outcome, Refusal
 from ledger.observer import Follower, NoValidatorReachable
@@ -192,8 +193,10 @@ async def get_tx(tx_id: Annotated[str, Path(pattern=HEX64)], node: NodeDep, requ
         tx: Any = tx_to_plain(decode_tx(raw))
     except TxRejected:
         tx = raw.hex()
+    executed = loc.reason != NOT_EXECUTED  # committed below a state-synced node's base: its outcome is unknown here
     return {
-        "tx_id": tx_id, "status": "committed", "height": loc.height, "index": loc.index, "ok": loc.ok,
+        "tx_id": tx_id, "status": "committed", "height": loc.height, "index": loc.index,
+        "ok": loc.ok if executed else None,
         "reason": loc.reason, "message": loc.message, "tx": tx,
     }
 
