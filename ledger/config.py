@@ -221,12 +221,19 @@ class SyncSettings(_Settings):
     its peers; `"mode": "state"` (or `node run --state-sync`) first takes a certified snapshot of the state
     from the HTTP URLs in `sources` (an observer's default: its validators), checking every chunk, then
     catches up the blocks after it (ledger/snapshot/statesync.py), `fetchers` chunks of up to `chunk_bytes`
-    in flight at once. A home that holds blocks catches up by blocks either way."""
+    in flight at once. A home that holds blocks catches up by blocks either way.
+
+    Serving: a node exports its state tree ahead (ledger/snapshot/exports.py) once its head is `export_every`
+    heights past its newest export (0: never) and `export_min_interval_s` after the last one began, keeps the
+    newest `exports_kept`, and offers the newest to joining nodes."""
 
     mode: Literal["blocks", "state"] = "blocks"
     sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
     chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
     fetchers: int = Field(default=4, ge=1, le=32)  # state chunks asked at once, spread over the sources
+    export_every: int = Field(default=1000, ge=0)  # heights between state exports (0: none)
+    export_min_interval_s: float = Field(default=600.0, ge=0)  # and at least this long between their starts
+    exports_kept: int = Field(default=2, ge=1, le=100)  # finished exports kept on disk, the newest
 
     @field_validator("sources")
     @classmethod

@@ -44,6 +44,7 @@ from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.observer import Follower
 from ledger.pruning import prune
+from ledger.snapshot.exports import StateExports
 from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
@@ -165,6 +166,10 @@ class Node:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
+        # State exports made ahead for joining nodes (ledger/snapshot/exports.py), on a thread of their own.
+        sync = config.sync
+        self.exports = StateExports(self.chain, config.data_dir, sync.export_every, sync.export_min_interval_s,
+                                    sync.exports_kept)
         self._prune_again = False
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
@@ -196,6 +201,7 @@ class Node:
             self.follower.start()
         if self.private is not None:
             self.private.start()
+        self.exports.start()
         log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
                  self.chain.height)
 
@@ -209,6 +215,7 @@ class Node:
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
         await cancel_and_wait(self._pruning)
+        await asyncio.to_thread(self.exports.stop)  # before the store closes under its reads
         if self.transport is not None:
             await self.transport.stop()
         await cancel_and_wait(self._ticker)
@@ -371,6 +378,7 @@ class Node:
                 "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
         self._maybe_prune(height)
+        self.exports.after_commit(height)
 
     def _maybe_prune(self, height: int) -> None:
         settings = self.config.prune
@@ -549,4 +557,5 @@ class Node:
             **({"observer": self.follower.status()} if self.follower is not None else {}),
             **({"private_data": self.private.status()} if self.private is not None else {}),
             **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
+            "state_exports": self.exports.status(),  # what joining nodes are offered (ledger/snapshot/exports.py)
         }
