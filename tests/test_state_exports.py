@@ -284,3 +284,48 @@ def test_an_export_stopped_halfway_leaves_nothing(tmp_path: Path) -> None:
 def test_the_record_layout_is_pinned() -> None:
     """The sizes docs/architecture.md and the module docstring give; a change makes old exports unreadable."""
     assert (HEADER.size, RECORD.size, INDEX_ENTRY.size, TRAILER.size) == (80, 38, 50, 28)
+
+
+def test_a_node_offers_its_export_and_serves_its_chunks_from_the_file(tmp_path: Path) -> None:
+    """The routes on a real node (LevelDB store, HTTP app): the offer names the export's height while the head
+    moves on, chunks of its root come from the file, byte for byte the walk's, odd positions included."""
+    import json
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from ledger.api.server import create_app
+    from ledger.resolver.registry import IdRegister, ValueSpec
+    from ledger.tx import make_tx, tx_to_plain
+    from tests.nodeutil import CHAIN_ID, make_home
+
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    config = json.loads((home.path / "config.json").read_text())
+    config["sync"] = {"export_every": 2, "export_min_interval_s": 0}
+    (home.path / "config.json").write_text(json.dumps(config))
+    with TestClient(create_app(home.path)) as client:
+        for nonce in range(1, 4):  # one block each: heights 1, 2, 3; an export of height 2
+            values = (ValueSpec(1, "URL", f"https://twin.example/{nonce}"),)
+            tx = make_tx(home.org1, CHAIN_ID, nonce, "id.register", IdRegister(f"88.100.1/EQ-{nonce}", values))
+            assert client.post("/v1/tx?wait=true", json=tx_to_plain(tx)).json()["ok"] is True
+        for _ in range(200):
+            exports = client.get("/v1/status").json()["state_exports"]
+            if exports["exporting"] is None and exports["exports"]:
+                break
+            time.sleep(0.05)
+        assert [e["height"] for e in exports["exports"]] == [2]
+        assert client.get("/v1/status").json()["height"] == 3
+        offer = decode(SnapshotOffer, client.get("/v1/sync/snapshot").content)
+        assert offer.block.header.height == 2
+        check_offer(offer, home.genesis)
+        root = offer.block.header.state_root
+        node = client.app.state.node  # type: ignore[attr-defined]
+        get = lambda h: node.store.get(NS.STATE_NODE + h)  # noqa: E731
+        asks = [(0, 0, 1 << 20, 0), (1, 0, 200, 1), (1, (1 << 256) - 1, 300, 0), (3, 12345 << 200, 1, 9),
+                (256, 7, 100, 0)]
+        for depth, path, max_bytes, within in asks:
+            answer = client.get("/v1/sync/state", params={"root": root.hex(), "depth": depth, "path": f"{path:064x}",
+                                                            "max_bytes": max_bytes, "within": within})
+            assert decode(StateChunk, answer.content).nodes == tuple(preorder_from(
+                get, root, depth, path, max_bytes, min(within, depth)))
+        assert client.get("/v1/status").json()["state_exports"]["chunks_served"] == len(asks)

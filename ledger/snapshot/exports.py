@@ -55,6 +55,8 @@ class StateExports:
         self._started_at: float | None = None  # when the last export began
         self.running: int | None = None  # the height being exported
         self.last: dict[str, Any] | None = None  # what the last export did (for /v1/status)
+        self.chunks_served = 0  # chunks read from export files (the others were walked)
+        self.made = 0  # exports finished since the node started
 
     # --- on the event loop --------------------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class StateExports:
             seconds = time.monotonic() - started
             with self._lock:
                 self._files.append(export)
+                self.made += 1
             self.last = {"height": height, "nodes": info.nodes, "bytes": info.bytes, "seconds": round(seconds, 1)}
             log.info("state export of height %d: %d nodes, %.1f MiB in %.1f s", height, info.nodes,
                      info.bytes / 2**20, seconds)
@@ -180,7 +183,10 @@ class StateExports:
         if export is None:
             return None
         try:
-            return export.chunk(depth, path, max_bytes, within)
+            nodes = export.chunk(depth, path, max_bytes, within)
+            with self._lock:
+                self.chunks_served += 1
+            return nodes
         except FileNotFoundError:
             return None  # deleted meanwhile, a newer export having taken its place
         except (ExportDamaged, OSError) as exc:
@@ -194,7 +200,8 @@ class StateExports:
     def status(self) -> dict[str, Any]:
         with self._lock:
             files = [{"height": e.height, "nodes": e.info.nodes, "bytes": e.info.bytes} for e in self._files]
-        return {"exports": files, "exporting": self.running, "last": self.last}
+        return {"exports": files, "exporting": self.running, "last": self.last, "made": self.made,
+                "chunks_served": self.chunks_served}
 
 
 __all__ = ["DIR_NAME", "StateExports"]
