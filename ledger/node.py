@@ -35,7 +35,7 @@ from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.evidence import KIND as EVIDENCE_KIND
 from ledger.evidence import EquivocationEvidence
 from ledger.genesis import load_genesis
-from ledger.health import Readiness, judge
+from ledger.health import MAX_LAG, Readiness, judge
 from ledger.keyfiles import load_node_key
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
@@ -202,6 +202,7 @@ class Node:
         if self.private is not None:
             self.private.start()
         self.exports.start()
+        self._maybe_export(self.chain.height)
         log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
                  self.chain.height)
 
@@ -378,7 +379,15 @@ class Node:
                 "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
         self._maybe_prune(height)
-        self.exports.after_commit(height)
+        self._maybe_export(height)
+
+    def _maybe_export(self, height: int) -> None:
+        """A state export of `height` if one is due, unless this node is catching up: a height it passes on the
+        way to the head is not worth the reads (the export at the head follows once it is there)."""
+        catching_up = self._catch_up_task is not None and not self._catch_up_task.done()
+        claims = self.follower.claims() if self.follower is not None else []
+        if not catching_up and max(claims, default=height) - height <= MAX_LAG:
+            self.exports.after_commit(height)
 
     def _maybe_prune(self, height: int) -> None:
         settings = self.config.prune

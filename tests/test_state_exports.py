@@ -152,6 +152,7 @@ def changed() -> tuple[SetChain, int, int]:
 def _exports(chain: ChainDB, data_dir: Path, kept: int = 2, every: int = 1) -> StateExports:
     exports = StateExports(chain, data_dir, every=every, min_interval_s=0, kept=kept)
     exports.start()
+    exports.after_commit(chain.height)
     exports.wait()
     return exports
 
@@ -251,6 +252,7 @@ def test_exports_kept_bounds_the_files_on_disk_and_the_interval_holds_back_the_n
     now = [0.0]
     exports = StateExports(chain.db, tmp_path, every=2, min_interval_s=10, kept=2, clock=lambda: now[0])
     exports.start()
+    assert exports.after_commit(chain.db.height) == chain.db.height
     made = [chain.db.height]
     for _ in range(8):
         exports.wait()

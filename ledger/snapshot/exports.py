@@ -1,6 +1,7 @@
 """A serving node's state exports: made ahead in the background, kept on disk, served to joining nodes.
 
-Theory of operation (as Cosmos SDK state-sync snapshots). After a commit, when the head is `sync.export_every`
+Theory of operation (as Cosmos SDK state-sync snapshots). After a commit (the node does not ask while it is
+catching up), when the head is `sync.export_every`
 heights past the newest export (or there is none) and `sync.export_min_interval_s` has passed since the last
 one began, the node takes a LevelDB snapshot of its store (on the event loop, at once: a pruning round can
 then delete nothing the export still has to read) and a worker thread writes the head's state tree into
@@ -61,7 +62,7 @@ class StateExports:
     # --- on the event loop --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the exports on disk (dropping leftovers and damaged ones), then export now if one is due."""
+        """Open the exports on disk, dropping leftovers and damaged ones (the node then calls `after_commit`)."""
         for tmp in self.dir.glob(f"*{SUFFIX}.tmp"):
             log.warning("deleting %s, an export left unfinished by a stopped process", tmp.name)
             tmp.unlink(missing_ok=True)
@@ -81,7 +82,6 @@ class StateExports:
         with self._lock:
             self._files = sorted(files, key=lambda e: e.height)
         self._drop_old()
-        self.after_commit(self.chain.height)
 
     def _matches_chain(self, export: ExportFile) -> bool:
         h = export.height
