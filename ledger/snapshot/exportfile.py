@@ -64,10 +64,11 @@ def _key(depth: int, path: int) -> int:
 
 
 def write_export(get_node: Callable[[bytes], bytes | None], root: bytes, height: int, block_hash: bytes,
-                 target: Path, stop: threading.Event | None = None, block_records: int = BLOCK_RECORDS
-                 ) -> ExportInfo | None:
+                 target: Path, stop: threading.Event | None = None, block_records: int = BLOCK_RECORDS,
+                 pace: Callable[[], None] | None = None) -> ExportInfo | None:
     """Write the tree under `root` to `target` (through a temporary name, synced, then renamed); None if `stop`
-    was set meanwhile (nothing is left behind). Raises MissingNodeError if the store lacks a node of the tree."""
+    was set meanwhile (nothing is left behind). `pace` is called between blocks of records (to yield the CPU).
+    Raises MissingNodeError if the store lacks a node of the tree."""
     tmp = target.with_name(target.name + ".tmp")
     index: list[bytes] = []
     count = 0
@@ -92,6 +93,8 @@ def write_export(get_node: Callable[[bytes], bytes | None], root: bytes, height:
                     block_first = (depth, path.to_bytes(32, "big"))
                     if stop is not None and stop.is_set():
                         return None
+                    if pace is not None:
+                        pace()
                 record = RECORD.pack(depth, path.to_bytes(32, "big"), len(enc)) + enc
                 f.write(record)
                 block_crc = zlib.crc32(record, block_crc)
