@@ -166,11 +166,11 @@ class Node:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
+        self._prune_again = False
         # State exports made ahead for joining nodes (ledger/snapshot/exports.py), on a thread of their own.
         sync = config.sync
         self.exports = StateExports(self.chain, config.data_dir, sync.export_every, sync.export_min_interval_s,
                                     sync.exports_kept)
-        self._prune_again = False
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
