@@ -331,3 +331,41 @@ def test_a_node_offers_its_export_and_serves_its_chunks_from_the_file(tmp_path: 
             assert decode(StateChunk, answer.content).nodes == tuple(preorder_from(
                 get, root, depth, path, max_bytes, min(within, depth)))
         assert client.get("/v1/status").json()["state_exports"]["chunks_served"] == len(asks)
+
+
+def test_a_node_catching_up_asks_for_no_export(tmp_path: Path) -> None:
+    """Heights a node passes on its way to the head are not exported: not while its catch-up round runs, nor
+    while the validators an observer follows claim a head further on; once at the head, it asks."""
+    import asyncio
+
+    from ledger.config import NodeConfig
+    from ledger.node import Node
+    from tests.nodeutil import make_home
+
+    node = Node(NodeConfig.load(make_home(tmp_path).path), on_fatal=lambda exc: None)
+    asked: list[int] = []
+    node.exports.after_commit = asked.append  # type: ignore[assignment, method-assign]
+
+    class Behind:
+        def __init__(self, head: int) -> None:
+            self.head = head
+
+        def claims(self) -> list[int]:
+            return [self.head]
+
+    async def run() -> None:
+        node._catch_up_task = asyncio.create_task(asyncio.sleep(10))
+        node._maybe_export(5)
+        node._catch_up_task.cancel()
+        node._catch_up_task = None
+        node.follower = Behind(100)  # type: ignore[assignment]
+        node._maybe_export(50)
+        node.follower = Behind(101)  # type: ignore[assignment]
+        node._maybe_export(100)  # within a few blocks of the head the validators claim: caught up
+
+    try:
+        asyncio.run(run())
+        assert asked == [100]
+    finally:
+        node.follower = None
+        asyncio.run(node.stop())
