@@ -1,7 +1,12 @@
 """A new node at the head by state sync, beside one replaying from genesis, on the same ledger in the same run.
 
 On a one-validator devnet without anchoring, `--ids` identifiers (default 100,000) are registered with the bulk
-import. Then three new observers join it, one after the other, each a real `ledger node run` process:
+import. The validator, with its default settings, exports its state tree ahead (`sync.export_every`,
+ledger/snapshot/exports.py) once its head is 1,000 heights past its newest export: the time it takes to make
+that export (the node's own figure, and from the validator's start until it is offered), its size and the
+validator's resident memory meanwhile are printed. `--export-every N` sets it in the validator's config.json
+(0: no export, the head walked as before). Then three new observers join it, one after the other, each a real
+`ledger node run` process:
 
 * `--state-sync`: a certified snapshot in chunks, every chunk checked, then the blocks after it: seconds from
   the process's start until it holds the validator's head block (same hash), and what the sync reported
@@ -22,6 +27,7 @@ With `--dir DIR` the work directory is kept; run again with the same `--dir`, th
 its ledger reused (no import: building 1,000,000 identifiers takes long), and the joining nodes start afresh.
 
     .venv/bin/python bench/state_sync_bench.py [--ids 100000] [--skip-replay] [--history] [--fetchers N] [--dir DIR]
+        [--export-every N] [--keep-export]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,67 @@ def write_rows(path: Path, count: int) -> None:
 
 def dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+class PeakRss:
+    """The highest resident memory of process `pid` while it runs, sampled every 0.2 s on a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+
+    def stop(self) -> float:
+        """The peak so far in MB; sampling stops."""
+        self._done.set()
+        self._thread.join()
+        return round(self.peak_kb / 1024, 1)
+
+
+def set_export_every(home: Path, every: int | None) -> None:
+    """`sync.export_every` in the validator's config.json (None: the node's default, the key left out)."""
+    path = home / "config.json"
+    config = json.loads(path.read_text())
+    sync = config.get("sync", {})
+    sync.pop("export_every", None)
+    if every is not None:
+        sync["export_every"] = every
+    if sync:
+        config["sync"] = sync
+    else:
+        config.pop("sync", None)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def wait_export(validator: str, started: float, timeout: float) -> dict[str, Any]:
+    """Until the validator has no export under way: what it offers (an export's height, or its head when it has
+    none), and the figures of the export it made since `started`, if it made one."""
+    head = httpx.get(f"{validator}/v1/blocks/latest", timeout=30).json()["height"]
+    while True:
+        exports = httpx.get(f"{validator}/v1/status", timeout=30).json()["state_exports"]
+        if exports["exporting"] is None:
+            break
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"an export still under way after {timeout:.0f} s: {exports}")
+        time.sleep(0.2)
+    offered = exports["exports"][-1]["height"] if exports["exports"] else head
+    out: dict[str, Any] = {"head": head, "offered": offered}
+    last = exports["last"]
+    if last is not None:
+        out.update(height=last["height"], node_s=last["seconds"], since_start_s=round(time.perf_counter() - started, 1),
+                   nodes=last["nodes"], mb=round(last["bytes"] / 2**20, 1))
+    return out
 
 
 def join(work: Path, name: str, genesis: str, validator: str, sync: dict[str, Any], timeout: float,
@@ -122,6 +190,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a joining node may take")
     parser.add_argument("--fetchers", type=int, help="the state-syncing node's sync.fetchers (default: the node's "
                         "default; left out of its config, so the code before this setting can be measured too)")
+    parser.add_argument("--export-every", type=int, help="the validator's sync.export_every (default: the node's "
+                        "default; 0: no export, the head walked)")
+    parser.add_argument("--keep-export", action="store_true", help="with a reused --dir: keep the validator's "
+                        "export from an earlier run (its time is then not measured again)")
     parser.add_argument("--dir", help="work directory (default: a new temporary one, removed at the end); one "
                         "holding a devnet from an earlier run is reused as it is (--ids is then ignored)")
     args = parser.parse_args()
@@ -132,6 +204,11 @@ def main() -> None:
     fig: dict[str, Any] = {"ids": args.ids, "load_avg_before": round(load_before, 2)}
     try:
         if (directory / "devnet.json").exists():
+            home = Path(json.loads((directory / "devnet.json").read_text())["nodes"][0]["home"])
+            set_export_every(home, args.export_every)
+            if not args.keep_export:
+                shutil.rmtree(home / "data" / "state-exports", ignore_errors=True)  # an export made by this run
+            started = time.perf_counter()
             ledger("devnet", "up", "--dir", str(directory), "--detach")  # restarted as it was created
             fig["reused"] = True
             with (work / "ids.csv").open() as f:  # the rows the first run imported
@@ -140,6 +217,7 @@ def main() -> None:
         else:
             ledger("devnet", "up", "--nodes", "1", "--ethereum", "none", "--dir", str(directory), "--detach",
                    "--base-port", str(free_port()))
+            started = time.perf_counter()
             ledger("id", "prefix", PREFIX, "--owner", "org1", "--dir", str(directory))
             rows = work / "ids.csv"
             write_rows(rows, args.ids)
@@ -149,7 +227,13 @@ def main() -> None:
             print(f"imported {args.ids} in {fig['import_s']} s", file=sys.stderr)
         data = json.loads((directory / "devnet.json").read_text())
         node = data["nodes"][0]
-        fig["validator_store_mb"] = dir_mb(Path(node["home"]) / "data")
+        rss = PeakRss(node["pid"])
+        if args.export_every != 0:
+            fig["export"] = wait_export(node["http"], started, args.timeout)
+            fig["export"]["validator_peak_rss_mb"] = rss.stop()
+            rss = PeakRss(node["pid"])
+            print(f"export: {json.dumps(fig['export'])}", file=sys.stderr)
+        fig["validator_store_mb"] = dir_mb(Path(node["home"]) / "data" / "ledger.db")
         t = time.perf_counter()
         shutil.copytree(Path(node["home"]) / "data", work / "store-copy")
         fig["floor_copy_store_s"] = round(time.perf_counter() - t, 2)
@@ -158,6 +242,10 @@ def main() -> None:
         fig.update(fetchers)
         fig["state_sync"] = join(work, "by-state-sync", data["genesis"], node["http"], {"mode": "state", **fetchers},
                                  args.timeout)
+        fig["state_sync"]["validator_peak_rss_mb"] = rss.stop()
+        served = httpx.get(f"{node['http']}/v1/status", timeout=30).json()["state_exports"]["chunks_served"]
+        fig["state_sync"]["chunks_from_export"] = served
+        fig["load_avg_after_state_sync"] = round(os.getloadavg()[0], 2)
         print(f"state sync: {json.dumps(fig['state_sync'])}", file=sys.stderr)
         if not args.skip_replay:
             fig["replay"] = join(work, "by-replay", data["genesis"], node["http"], {"mode": "blocks"}, args.timeout)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -265,6 +266,13 @@ def rates_by_share(ends: list[tuple[float, int]], origin: float, parts: int = 10
     return rates
 
 
+def _set_exports(home: Path, every: int) -> None:
+    path = home / "config.json"
+    config = json.loads(path.read_text())
+    config["sync"] = {**config.get("sync", {}), "export_every": every, "export_min_interval_s": 0}
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def committed_rate(committed: int, seconds: float) -> float:
     return round(committed / seconds, 1)
 
@@ -272,7 +280,9 @@ def committed_rate(committed: int, seconds: float) -> float:
 def run_bench(
     nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register",
     link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700, profile: Path | None = None,
+    export_every: int | None = None,
 ) -> dict[str, Any]:
+    """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults)."""
     log = sys.stderr
     if profile is not None:
         find_py_spy()  # before anything starts: say at once if it is missing
@@ -285,11 +295,16 @@ def run_bench(
         print(f"starting a {nodes}-node devnet in {directory}...", file=log)
         # No anchoring: the figures are the ledger's own.
         overrides: dict[str, Any] = {"base_port": base_port, "batch_size": 2000, "batch_wait_ms": batch_wait_ms}
-        if link_delay_ms > 0:
+        if link_delay_ms > 0 or export_every is not None:
             definition = load_definition().with_overrides(nodes, base_port, 2000, batch_wait_ms)
             created = launcher.create(directory, definition)
-            relays = PeerRelays([Path(n["home"]) for n in created["nodes"]], link_delay_ms)
-            print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
+            if export_every is not None:
+                for n in created["nodes"]:
+                    _set_exports(Path(n["home"]), export_every)
+                print(f"every node exports its state every {export_every} heights", file=log)
+            if link_delay_ms > 0:
+                relays = PeerRelays([Path(n["home"]) for n in created["nodes"]], link_delay_ms)
+                print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
         keys = _setup_clients(net, clients)
         buyers = _setup_buyers(net, keys) if workload == "market" else None
@@ -359,6 +374,8 @@ def run_bench(
         mapped = max(_rss_mb(p, "RssFile") for p in pids)
         committed = len(latencies)
         latencies.sort()
+        exports = [httpx.get(f"{n['http']}/v1/status", timeout=30).json()["state_exports"]["made"]
+                   for n in net["nodes"]]
         return {
             "nodes": nodes,
             "workload": workload,
@@ -379,6 +396,7 @@ def run_bench(
             "max_node_rss_mb": round(rss, 1),
             "max_node_anon_mb": round(anon, 1),
             "max_node_mapped_files_mb": round(mapped, 1),
+            "state_exports_made": exports,  # per node, during setup and load (ledger/snapshot/exports.py)
             **({"plot": str(plot)} if plot is not None else {}),
             **({"profile": str(profile)} if profile is not None else {}),
         }

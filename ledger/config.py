@@ -226,7 +226,11 @@ class SyncSettings(_Settings):
     `"history": "full"`: a node that joined by state sync then fetches the blocks below its snapshot in the
     background, newest first, `history_batch` blocks a request, from the same sources, each batch checked as a
     hash chain down from the certified snapshot block (ledger/snapshot/history.py); `"recent"` (the default)
-    keeps only the blocks from the snapshot on."""
+    keeps only the blocks from the snapshot on.
+
+    Serving: a node exports its state tree ahead (ledger/snapshot/exports.py) once its head is `export_every`
+    heights past its newest export (0: never) and `export_min_interval_s` after the last one began, keeps the
+    newest `exports_kept`, and offers the newest to joining nodes."""
 
     mode: Literal["blocks", "state"] = "blocks"
     history: Literal["recent", "full"] = "recent"
@@ -234,6 +238,9 @@ class SyncSettings(_Settings):
     sources: tuple[str, ...] = Field(default=(), strict=False)  # e.g. "http://10.20.0.7:8700"
     chunk_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20)  # one state chunk asked of a source
     fetchers: int = Field(default=4, ge=1, le=32)  # state chunks asked at once, spread over the sources
+    export_every: int = Field(default=1000, ge=0)  # heights between state exports (0: none)
+    export_min_interval_s: float = Field(default=600.0, ge=0)  # and at least this long between their starts
+    exports_kept: int = Field(default=2, ge=1, le=100)  # finished exports kept on disk, the newest
 
     @field_validator("sources")
     @classmethod

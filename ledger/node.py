@@ -36,7 +36,7 @@ from ledger.driver import MSG_CONSENSUS, CatchUpPause, Driver
 from ledger.evidence import KIND as EVIDENCE_KIND
 from ledger.evidence import EquivocationEvidence
 from ledger.genesis import load_genesis
-from ledger.health import Readiness, judge
+from ledger.health import MAX_LAG, Readiness, judge
 from ledger.keyfiles import load_node_key
 from ledger.ledger_app import LedgerApp
 from ledger.mempool import MAX_VERIFIED, Admission, Mempool, Outcome, Refusal
@@ -45,6 +45,7 @@ from ledger.net.peers import PeerTracker
 from ledger.net.transport import Transport, TransportError
 from ledger.observer import Follower
 from ledger.pruning import prune
+from ledger.snapshot.exports import StateExports
 from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
@@ -168,6 +169,10 @@ class Node:
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._pruning: asyncio.Task[None] | None = None  # a pruning round (ledger/pruning.py), one at a time
         self._prune_again = False
+        # State exports made ahead for joining nodes (ledger/snapshot/exports.py), on a thread of their own.
+        sync = config.sync
+        self.exports = StateExports(self.chain, config.data_dir, sync.export_every, sync.export_min_interval_s,
+                                    sync.exports_kept)
         self.started_at = time.time()
         # Anchoring to Ethereum, when configured: attached by `ledger.assembly.build_node`.
         self.anchoring: Service | None = None
@@ -203,6 +208,8 @@ class Node:
             self.private.start()
         if self.history is not None:
             self.history.start()
+        self.exports.start()
+        self._maybe_export(self.chain.height)
         log.info("%s %s started at height %d", "observer" if self.observer else "node", self.key.id,
                  self.chain.height)
 
@@ -218,6 +225,7 @@ class Node:
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
         await cancel_and_wait(self._pruning)
+        await asyncio.to_thread(self.exports.stop)  # before the store closes under its reads
         if self.transport is not None:
             await self.transport.stop()
         await cancel_and_wait(self._ticker)
@@ -381,6 +389,15 @@ class Node:
                 "another transaction of the sender used its nonce; sign it again with the next one"))
         self.metrics.mempool.set(len(self.mempool))
         self._maybe_prune(height)
+        self._maybe_export(height)
+
+    def _maybe_export(self, height: int) -> None:
+        """A state export of `height` if one is due, unless this node is catching up: a height it passes on the
+        way to the head is not worth the reads (the export at the head follows once it is there)."""
+        catching_up = self._catch_up_task is not None and not self._catch_up_task.done()
+        claims = self.follower.claims() if self.follower is not None else []
+        if not catching_up and max(claims, default=height) - height <= MAX_LAG:
+            self.exports.after_commit(height)
 
     def _maybe_prune(self, height: int) -> None:
         settings = self.config.prune
@@ -563,4 +580,5 @@ class Node:
             **({"private_data": self.private.status()} if self.private is not None else {}),
             **({"state_sync": self.state_sync} if self.state_sync is not None else {}),
             **({"history": self.history.status()} if self.history is not None else {}),
+            "state_exports": self.exports.status(),  # what joining nodes are offered (ledger/snapshot/exports.py)
         }

@@ -19,7 +19,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload,
                            link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
-                           profile=args.profile)
+                           profile=args.profile, export_every=args.export_every)
     except (PlotUnavailable, ProfilerMissing) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
@@ -51,4 +51,8 @@ def add_commands(sub: Subcommands) -> None:
                         "extra); writes DIR/nodeN.collapsed, DIR/stages.md and DIR/flame.svg")
     p.add_argument("--base-port", type=int, default=18700,
                    help="first HTTP port tried for the devnet (default 18700; ports in use are skipped)")
+    p.add_argument("--export-every", type=int, metavar="N",
+                   help="every node's sync.export_every, with no minimum interval between exports (1: a state "
+                        "export of the head after every commit while none runs: exporting throughout the load); "
+                        "default: the nodes' defaults")
     p.set_defaults(func=cmd_bench)

@@ -78,9 +78,9 @@ class CheckedOffer:
         return self.header.state_root
 
 
-def make_offer(chain: ChainDB) -> SnapshotOffer:
-    """This node's head as a snapshot offer."""
-    height = chain.height
+def make_offer(chain: ChainDB, height: int | None = None) -> SnapshotOffer:
+    """Block `height` (default: the head) as a snapshot offer, with the set changes committed up to it."""
+    height = chain.height if height is None else height
     block, cert = chain.get_block(height), chain.get_certificate(height)
     if block is None or cert is None:
         raise LookupError(f"block {height} is missing")
@@ -88,6 +88,8 @@ def make_offer(chain: ChainDB) -> SnapshotOffer:
     peaks = decode(tuple[bytes, ...], raw_peaks) if raw_peaks is not None else ()
     links = []
     for change in sets_from(chain.latest, 1, chain.genesis)[1:]:
+        if change.committed_height > height:
+            break  # committed after the offered block: its state does not hold it yet
         header, link_cert, value, proof = chain.set_change(change.seq, change.committed_height)
         assert value is not None  # the state of the block that made a change holds it
         leaf = () if proof.leaf is None else proof.leaf

@@ -23,7 +23,6 @@ from ledger.codec import encode
 from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockRequest, serve_blocks
 from ledger.smt import MissingNodeError
 from ledger.snapshot.offer import StateChunk, make_offer
-from ledger.snapshot.treewalk import preorder_from
 from ledger.store import NS
 
 router = APIRouter(tags=["sync"])
@@ -57,12 +56,14 @@ PATH_HEX = 64
 
 
 @router.get("/v1/sync/snapshot", response_class=Response, responses={200: {
-    "description": "a SnapshotOffer (ledger/snapshot/offer.py) in canonical msgpack: this node's head block, its "
-                   "certificate, the history peaks before it and every validator-set change up to it",
+    "description": "a SnapshotOffer (ledger/snapshot/offer.py) in canonical msgpack: this node's newest state "
+                   "export's block (else its head block), its certificate, the history peaks before it and "
+                   "every validator-set change up to it",
     "content": {MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}})
 async def sync_snapshot(request: Request, node: NodeDep) -> Response:
-    """The newest certified block as a snapshot a joining node can check against the genesis file."""
-    body = encode(make_offer(node.chain))
+    """A certified block, with the state tree of its height ready to serve from an export file if this node
+    made one (ledger/snapshot/exports.py), as a snapshot a joining node can check against the genesis file."""
+    body = encode(make_offer(node.chain, node.exports.offer_height()))
     charge(request, len(body) // TOKEN_BYTES)
     return Response(body, media_type=MSGPACK)
 
@@ -88,9 +89,10 @@ async def sync_state(
     within = min(within, depth)  # below the position: the position's own subtree
     get = node.chain.store.get
     prefix = NS.STATE_NODE
+    exports = node.exports
 
-    def read() -> list[bytes]:
-        return preorder_from(lambda h: get(prefix + h), bytes.fromhex(root), depth, int(path, 16), max_bytes, within)
+    def read() -> list[bytes]:  # from an export file if one holds that root (a sequential read), else walked
+        return exports.serve(lambda h: get(prefix + h), bytes.fromhex(root), depth, int(path, 16), max_bytes, within)
 
     try:  # on a thread: a megabyte of tree reads would otherwise hold up consensus messages
         nodes = await asyncio.to_thread(read)
