@@ -14,7 +14,7 @@ from ledger.api.routes import market as market_routes
 from ledger.api.routes.market import read_windows
 from ledger.codec import decode
 from ledger.market import prices
-from ledger.market.prices import WindowReader, bucket_key, part_key, partial_day, unpack_bucket, unpack_part
+from ledger.market.prices import WindowReader, get_bucket, part_key, partial_day, unpack_part
 from ledger.market.sales import (
     ALL_PREFIX,
     DAY_MS,
@@ -118,9 +118,8 @@ def test_a_window_starting_at_midnight_reads_whole_days_and_scans_nothing() -> N
 
 def part_sizes(state: Overlay, period: bytes) -> list[int]:
     """Distinct prices in each part of the all-scope bucket of `period`, checking the parts against the bucket."""
-    raw = state.get(bucket_key(prices.ALL_SCOPE, period))
-    assert raw is not None
-    bucket = unpack_bucket(raw)
+    bucket = get_bucket(state, prices.ALL_SCOPE, period)
+    assert bucket is not None
     assert bucket.lows[0] == 0 and list(bucket.lows) == sorted(set(bucket.lows))
     sizes, total, volume = [], 0, 0
     for n, (low, count) in enumerate(zip(bucket.lows, bucket.parts, strict=True)):

@@ -3,23 +3,25 @@
 Theory of operation. Every sale `ledger.market.sales.record_sale` records is also added, in the same transaction,
 to two buckets of each scope it belongs to (all token sales, the token, its kind; or a licence's purposes): the
 bucket of its UTC day and the bucket of all time. A bucket is a `PriceBucket` (count, volume, last price, the
-lows and counts of its parts) under `market/pb/<scope>/<period>`, and its prices' histogram (price -> sales at
-that price) is split into parts of at most PART_MAX distinct prices: part i holds the prices from `lows[i]`
-(the first is 0) up to the next part's low. While a bucket has one part (most do: a token's, or a day's of a
-few prices) it is kept in the bucket record itself; once it splits, each is under
-`market/pp/<scope>/<period>/<low>`.
+lows and counts of its parts), and its prices' histogram (price -> sales at that price) is split into parts of at
+most PART_MAX distinct prices: part i holds the prices from `lows[i]` (the first is 0) up to the next part's low.
+A scope's all-time bucket and the bucket of the day of its latest sale are one record, its `Live` record under
+`market/pl/<scope>`, so a sale reads and writes one record per scope; the first sale of a later day moves the
+day before's bucket to its own record under `market/pb/<scope>/<day>` (once per scope and day that had sales).
+While a bucket has one part (most do: a token's, or a day's of a few prices) it is kept in the bucket itself;
+once it splits, each is under `market/pp/<scope>/<period>/<low>` (period: the day, or `all`).
 A full part splits in two, so however many distinct prices a member sells at, no part grows past PART_MAX
-prices and a sale rewrites at most three records per bucket (the bucket's list of parts grows by one per
-PART_MAX / 2 distinct prices).
+prices and a sale rewrites, per scope, its live record and at most two parts of each of its two buckets (a
+bucket's list of parts grows by one per PART_MAX / 2 distinct prices).
 
 A window (the sales at or after `since`, up to the head) is read as: the sales of `since`'s day at or after it,
 from the time index (`ledger.market.sales`, at most one day of sales), then the buckets of the following days
 whole (no sale is later than the head). `all` is the all-time bucket. The median merges the histograms read; the
 answer is exactly the scan's (`ledger.market.sales.price_stats`), which the property tests check.
 
-Deterministic: integers only, parts split at a fixed size, keys and values in fixed formats. Buckets and parts
-are packed big-endian integers, not msgpack records: they are read and rewritten at every sale of their scope,
-and the strict codec's decoding was most of that cost.
+Deterministic: integers only, parts split at a fixed size, keys and values in fixed formats. Live records,
+buckets and parts are packed big-endian integers, not msgpack records: they are read and rewritten at every
+sale of their scope, and the strict codec's decoding was most of that cost.
 """
 
 from __future__ import annotations
@@ -112,25 +114,79 @@ def unpack_part(data: bytes) -> tuple[list[int], list[int]]:
     return list(flat[:half]), list(flat[half:])
 
 
+# --- the scope's live record: its all-time bucket and the bucket of its latest day, one record -------------------
+
+
+@dataclass(frozen=True)
+class Live:
+    day: int  # the UTC day (days since 1970) of the scope's latest sale
+    all_time: PriceBucket
+    today: PriceBucket  # the buckets of earlier days are under `bucket_key`
+
+
+def live_key(scope: bytes) -> bytes:
+    return b"market/pl/" + scope
+
+
+def pack_live(live: Live) -> bytes:
+    """The day, the all-time bucket's length in 64-bit words, then the two buckets as `pack_bucket` writes them."""
+    all_time = pack_bucket(live.all_time)
+    return struct.pack(">2Q", live.day, len(all_time) // 8) + all_time + pack_bucket(live.today)
+
+
+def unpack_live(data: bytes) -> Live:
+    day, words = struct.unpack_from(">2Q", data)
+    split = 16 + 8 * words
+    return Live(day, unpack_bucket(data[16:split]), unpack_bucket(data[split:]))
+
+
+def get_live(view: StateView, scope: bytes) -> Live | None:
+    raw = view.get(live_key(scope))
+    return None if raw is None else unpack_live(raw)
+
+
+def get_bucket(view: StateView, scope: bytes, period: bytes) -> PriceBucket | None:
+    """The bucket of `period` (a day, or `all`): from the live record, or, for an earlier day, its own record."""
+    live = get_live(view, scope)
+    return None if live is None else _bucket_of(view, scope, live, period)
+
+
+def _bucket_of(view: StateView, scope: bytes, live: Live, period: bytes) -> PriceBucket | None:
+    if period == ALL_PERIOD:
+        return live.all_time
+    if period == day_period(live.day * DAY_MS):
+        return live.today
+    raw = view.get(bucket_key(scope, period))
+    return None if raw is None else unpack_bucket(raw)
+
+
 # --- writing (inside the transaction that sells) ------------------------------------------------------------------
 
 
 def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
-    """Add one sale at `price` and the block's time to the day and all-time buckets of each scope."""
+    """Add one sale at `price` and the block's time to the day and all-time buckets of each scope: one record each
+    (the live one), and the day before's bucket moved to its own record at the first sale of a later day."""
+    day = ctx.timestamp // DAY_MS
+    period = day_period(ctx.timestamp)
     for scope in scopes:
-        for period in (day_period(ctx.timestamp), ALL_PERIOD):
-            _add(ctx, scope, period, price)
+        live = get_live(ctx.state, scope)
+        today = empty_bucket()
+        if live is not None and live.day == day:
+            today = live.today
+        elif live is not None:  # block times never run back: the live day is over for good
+            ctx.state.put(bucket_key(scope, day_period(live.day * DAY_MS)), pack_bucket(live.today))
+        all_time = live.all_time if live is not None else empty_bucket()
+        ctx.state.put(live_key(scope), pack_live(Live(day, _add(ctx, scope, ALL_PERIOD, all_time, price),
+                                                      _add(ctx, scope, period, today, price))))
 
 
-def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
-    key = bucket_key(scope, period)
-    raw_bucket = ctx.state.get(key)
-    bucket = unpack_bucket(raw_bucket) if raw_bucket else empty_bucket()
+def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price: int) -> PriceBucket:
+    """`bucket` with one more sale at `price`; writes the parts it changes when it has more than one."""
     lows, parts = list(bucket.lows), list(bucket.parts)
     index = bisect.bisect_right(lows, price) - 1
     low = lows[index]
     if len(lows) == 1:
-        prices, counts = bucket.first
+        prices, counts = list(bucket.first[0]), list(bucket.first[1])
     else:
         raw = ctx.state.get(part_key(scope, period, low))
         prices, counts = unpack_part(raw) if raw else ([], [])
@@ -154,8 +210,7 @@ def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
     else:  # (a bucket that just split moves its first part out of its record)
         ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
         first = ([], [])
-    ctx.state.put(key, pack_bucket(PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows),
-                                               tuple(parts), first)))
+    return PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows), tuple(parts), first)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -184,14 +239,19 @@ class WindowReader:
         self.view, self.scope = view, scope
         self.cost = Cost()
         self._buckets: dict[bytes, tuple[PriceBucket | None, Parts]] = {}  # a day read once for all windows
+        self._live: tuple[Live | None] | None = None  # read once
 
     def _bucket(self, period: bytes) -> tuple[PriceBucket | None, Parts]:
         cached = self._buckets.get(period)
         if cached is not None:
             return cached
-        self.cost.records += 1
-        raw = self.view.get(bucket_key(self.scope, period))
-        bucket = None if raw is None else unpack_bucket(raw)
+        if self._live is None:
+            self.cost.records += 1
+            self._live = (get_live(self.view, self.scope),)
+        live = self._live[0]
+        if live is not None and period not in (ALL_PERIOD, day_period(live.day * DAY_MS)):
+            self.cost.records += 1
+        bucket = None if live is None else _bucket_of(self.view, self.scope, live, period)
         single = bucket is not None and len(bucket.lows) == 1
         parts: Parts = [bucket.first] if bucket is not None and single else []
         for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None and not single else ():
