@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.nft.assets import KINDS
 from ledger.state import StateView, TxContext
 
 DAY_MS = 86_400_000
@@ -44,31 +45,32 @@ class PriceBucket:
     count: int  # sales
     volume: int  # their total price (below 2^128: stored as two 64-bit halves)
     last: int  # the latest sale's price
+    last_seq: int  # ... and its sequence number (`ledger.market.sales`): which of several scopes' buckets is latest
     lows: tuple[int, ...]  # the lowest price of each histogram part, ascending; the first is 0
     parts: tuple[int, ...]  # sales in each part
     first: tuple[list[int], list[int]]  # the only part (prices, sales at each) while there is one; else empty
 
 
 def empty_bucket() -> PriceBucket:
-    return PriceBucket(0, 0, 0, (0,), (0,), ([], []))
+    return PriceBucket(0, 0, 0, 0, (0,), (0,), ([], []))
 
 
 def pack_bucket(bucket: PriceBucket) -> bytes:
-    """count, last, volume (high and low 64 bits), the number of parts, their lows, their counts, then the only
-    part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw, not
-    msgpack: a bucket is read and rewritten at every sale of its scope)."""
+    """count, last, last_seq, volume (high and low 64 bits), the number of parts, their lows, their counts, then
+    the only part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw,
+    not msgpack: a bucket is read and rewritten at every sale of its scope)."""
     volume, n = bucket.volume, len(bucket.lows)
     prices, counts = bucket.first
-    return struct.pack(f">5Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, volume >> 64, volume & _LOW64,
-                       n, *bucket.lows, *bucket.parts, *prices, *counts)
+    return struct.pack(f">6Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, bucket.last_seq, volume >> 64,
+                       volume & _LOW64, n, *bucket.lows, *bucket.parts, *prices, *counts)
 
 
 def unpack_bucket(data: bytes) -> PriceBucket:
     flat = struct.unpack(f">{len(data) // 8}Q", data)
-    n = flat[4]
-    first = flat[5 + 2 * n:]
+    n = flat[5]
+    first = flat[6 + 2 * n:]
     half = len(first) // 2
-    return PriceBucket(flat[0], (flat[2] << 64) | flat[3], flat[1], flat[5:5 + n], flat[5 + n:5 + 2 * n],
+    return PriceBucket(flat[0], (flat[3] << 64) | flat[4], flat[1], flat[2], flat[6:6 + n], flat[6 + n:6 + 2 * n],
                        (list(first[:half]), list(first[half:])))
 
 
@@ -87,7 +89,8 @@ def purpose_scope(purpose: str) -> bytes:
     return b"p/" + purpose.encode().hex().encode()  # a purpose may hold "/"
 
 
-ALL_SCOPE = b"a"
+# All token sales: the scopes of every kind, read together (a token's kind is one of KINDS, and never changes).
+ALL_SCOPES = tuple(kind_scope(kind) for kind in KINDS)
 
 
 def day_period(timestamp: int) -> bytes:
@@ -163,8 +166,8 @@ def _bucket_of(view: StateView, scope: bytes, live: Live, period: bytes) -> Pric
 # --- writing (inside the transaction that sells) ------------------------------------------------------------------
 
 
-def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
-    """Add one sale at `price` and the block's time to the day and all-time buckets of each scope: one record each
+def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int, seq: int) -> None:
+    """Add sale `seq` at `price` and the block's time to the day and all-time buckets of each scope: one record each
     (the live one), and the day before's bucket moved to its own record at the first sale of a later day."""
     day = ctx.timestamp // DAY_MS
     period = day_period(ctx.timestamp)
@@ -176,11 +179,11 @@ def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
         elif live is not None:  # block times never run back: the live day is over for good
             ctx.state.put(bucket_key(scope, day_period(live.day * DAY_MS)), pack_bucket(live.today))
         all_time = live.all_time if live is not None else empty_bucket()
-        ctx.state.put(live_key(scope), pack_live(Live(day, _add(ctx, scope, ALL_PERIOD, all_time, price),
-                                                      _add(ctx, scope, period, today, price))))
+        ctx.state.put(live_key(scope), pack_live(Live(day, _add(ctx, scope, ALL_PERIOD, all_time, price, seq),
+                                                      _add(ctx, scope, period, today, price, seq))))
 
 
-def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price: int) -> PriceBucket:
+def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price: int, seq: int) -> PriceBucket:
     """`bucket` with one more sale at `price`; writes the parts it changes when it has more than one."""
     lows, parts = list(bucket.lows), list(bucket.parts)
     index = bisect.bisect_right(lows, price) - 1
@@ -210,7 +213,7 @@ def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price
     else:  # (a bucket that just split moves its first part out of its record)
         ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
         first = ([], [])
-    return PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows), tuple(parts), first)
+    return PriceBucket(bucket.count + 1, bucket.volume + price, price, seq, tuple(lows), tuple(parts), first)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -233,50 +236,53 @@ Parts = list[tuple[list[int], list[int]]]
 
 
 class WindowReader:
-    """Reads windows of one scope from a state view (the head's), counting what it reads (its client pays)."""
+    """Reads windows of one scope, or of several together (all token sales: every kind's), from a state view (the
+    head's), counting what it reads (its client pays)."""
 
-    def __init__(self, view: StateView, scope: bytes) -> None:
-        self.view, self.scope = view, scope
+    def __init__(self, view: StateView, scopes: Sequence[bytes]) -> None:
+        self.view, self.scopes = view, tuple(scopes)
         self.cost = Cost()
-        self._buckets: dict[bytes, tuple[PriceBucket | None, Parts]] = {}  # a day read once for all windows
-        self._live: tuple[Live | None] | None = None  # read once
+        # A day read once for all windows, per scope; the live records, read once.
+        self._buckets: dict[tuple[bytes, bytes], tuple[PriceBucket | None, Parts]] = {}
+        self._live: dict[bytes, Live | None] = {}
 
-    def _bucket(self, period: bytes) -> tuple[PriceBucket | None, Parts]:
-        cached = self._buckets.get(period)
+    def _bucket(self, scope: bytes, period: bytes) -> tuple[PriceBucket | None, Parts]:
+        cached = self._buckets.get((scope, period))
         if cached is not None:
             return cached
-        if self._live is None:
+        if scope not in self._live:
             self.cost.records += 1
-            self._live = (get_live(self.view, self.scope),)
-        live = self._live[0]
+            self._live[scope] = get_live(self.view, scope)
+        live = self._live[scope]
         if live is not None and period not in (ALL_PERIOD, day_period(live.day * DAY_MS)):
             self.cost.records += 1
-        bucket = None if live is None else _bucket_of(self.view, self.scope, live, period)
+        bucket = None if live is None else _bucket_of(self.view, scope, live, period)
         single = bucket is not None and len(bucket.lows) == 1
         parts: Parts = [bucket.first] if bucket is not None and single else []
         for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None and not single else ():
             if count:
                 self.cost.records += 1
-                part = self.view.get(part_key(self.scope, period, low))
+                part = self.view.get(part_key(scope, period, low))
                 if part:
                     parts.append(unpack_part(part))
-        self._buckets[period] = (bucket, parts)
+        self._buckets[(scope, period)] = (bucket, parts)
         return bucket, parts
 
     def window(self, since: int | None, now_ms: int, partial: list[int]) -> dict[str, Any]:
         """Count, volume, last, median and VWAP of the sales at or after `since` (None: all), as
         `ledger.market.sales.window_stats` gives them from a scan. `partial`: the prices, oldest first, of the
-        sales in `partial_day(since)` (read by the caller from the time index)."""
+        sales in `partial_day(since)` (read by the caller from the time indexes of the scopes)."""
         found: list[tuple[PriceBucket, Parts]] = []
         if since is None:
             periods = [ALL_PERIOD]
         else:
             first_full_day = -(-max(0, since) // DAY_MS)
             periods = [f"{day:08d}".encode() for day in range(first_full_day, now_ms // DAY_MS + 1)]
-        for period in periods:
-            bucket, parts = self._bucket(period)
-            if bucket is not None:
-                found.append((bucket, parts))
+        for scope in self.scopes:
+            for period in periods:
+                bucket, parts = self._bucket(scope, period)
+                if bucket is not None:
+                    found.append((bucket, parts))
         return _combine(partial if since is not None else [], found, self.cost)
 
 
@@ -286,7 +292,8 @@ def _combine(scanned: list[int], buckets: list[tuple[PriceBucket, Parts]],
     if not count:
         return {"count": 0, "volume": 0, "last": None, "median": None, "vwap": None}
     volume = sum(scanned) + sum(b.volume for b, _ in buckets)
-    last = buckets[-1][0].last if buckets else scanned[-1]  # buckets follow the scanned part in time
+    # Buckets (whole days) follow the scanned part in time; of several, the one with the latest sale.
+    last = max(buckets, key=lambda found: found[0].last_seq)[0].last if buckets else scanned[-1]
     histogram: dict[int, int] = {}
     for price in scanned:
         histogram[price] = histogram.get(price, 0) + 1
