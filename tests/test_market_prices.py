@@ -173,8 +173,9 @@ def test_the_route_reads_the_same_windows_and_nulls_one_whose_partial_day_is_ove
     now = T0 + 30 * DAY_MS
     # Three sales in the 24h window's first (partial) day, one in the 7d window's, one today; of several kinds,
     # so that all token sales are read from every kind's index and aggregates.
-    record(state, [(now - DAY_MS + n, 10 + n, "T-1", ("model", "data", "equipment")[n], "") for n in range(3)]
-           + [(now - 7 * DAY_MS, 7, "T-1", "data", ""), (now - 1, 99, "T-2", "model", "")])
+    record(state, [(now - 7 * DAY_MS, 7, "T-1", "data", "")]
+           + [(now - DAY_MS + n, 10 + n, "T-1", ("model", "data", "equipment")[n], "") for n in range(3)]
+           + [(now - 1, 99, "T-2", "model", "")])  # in time order, as block times are
     store = MemoryStore()
     store.write_batch([(NS.STATE_LATEST + k, v) for k, v in sorted(state.changes.items()) if v is not None])
     latest = LatestView(store)

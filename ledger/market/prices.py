@@ -157,10 +157,15 @@ def get_bucket(view: StateView, scope: bytes, period: bytes) -> PriceBucket | No
 def _bucket_of(view: StateView, scope: bytes, live: Live, period: bytes) -> PriceBucket | None:
     if period == ALL_PERIOD:
         return live.all_time
-    if period == day_period(live.day * DAY_MS):
-        return live.today
-    raw = view.get(bucket_key(scope, period))
-    return None if raw is None else unpack_bucket(raw)
+    if _reads_record(live, period):
+        raw = view.get(bucket_key(scope, period))
+        return None if raw is None else unpack_bucket(raw)
+    return live.today if int(period) == live.day else None  # no sale since the live day
+
+
+def _reads_record(live: Live, period: bytes) -> bool:
+    """Whether the bucket of `period` is a record of its own: a day before the live one."""
+    return period != ALL_PERIOD and int(period) < live.day
 
 
 # --- writing (inside the transaction that sells) ------------------------------------------------------------------
@@ -254,7 +259,7 @@ class WindowReader:
             self.cost.records += 1
             self._live[scope] = get_live(self.view, scope)
         live = self._live[scope]
-        if live is not None and period not in (ALL_PERIOD, day_period(live.day * DAY_MS)):
+        if live is not None and _reads_record(live, period):
             self.cost.records += 1
         bucket = None if live is None else _bucket_of(self.view, scope, live, period)
         single = bucket is not None and len(bucket.lows) == 1
