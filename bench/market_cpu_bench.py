@@ -8,6 +8,8 @@ send a batch once the one before committed). Signatures are verified at executio
 Figures, each the minimum over --runs fresh ledgers (the machine is shared: the minimum is the least disturbed):
 - `tx_us` per kind: CPU time (`time.process_time`) of executing one transaction, signature check included;
 - `keys_per_tx` per kind: state keys the transaction writes (each a state-tree leaf and a LevelDB write);
+- per workload, `block_leaves_per_tx`: the blocks' distinct changed keys (the writes of one key by several
+  transactions of a block are one leaf), and `tree_nodes_per_tx`: the state-tree nodes the blocks wrote;
 - per workload: execution, state-tree update and commit (the synced LevelDB batch) per transaction.
 The ceiling printed beside them: Ed25519 verifications per second on one core, measured in the same run.
 Prints one JSON line last.
@@ -110,11 +112,20 @@ def run_once(workload: str, blocks: list[list[bytes]], now_ms: int) -> dict[str,
         machine = db.machine
         machine.execute_tx = timer.wrap(  # type: ignore[method-assign]
             machine.execute_tx, lambda block_state, raw, *a, **k: decode_tx(raw).kind)
-        db.smt.update = timer.wrap(db.smt.update, lambda *a: "state_tree")  # type: ignore[method-assign]
+        counts: dict[str, int] = collections.defaultdict(int)
+        update = db.smt.update
+
+        def counted_update(root: bytes, changes: Any) -> tuple[bytes, dict[bytes, bytes]]:
+            new_root, nodes = update(root, changes)
+            counts["leaves"] += len(changes)  # the block's distinct changed keys: its txs' writes of one key merge
+            counts["nodes"] += len(nodes)
+            return new_root, nodes
+
+        db.smt.update = timer.wrap(counted_update, lambda *a: "state_tree")  # type: ignore[method-assign]
         for txs in blocks:
             commit(txs)
         return {"seconds": dict(timer.seconds), "calls": dict(timer.calls), "height": db.height,
-                "txs": sum(len(b) for b in blocks)}
+                "txs": sum(len(b) for b in blocks), "counts": dict(counts)}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -185,6 +196,8 @@ def main() -> None:
         out[workload] = {
             "tx_us": {k: round(best[k] / runs[0]["calls"][k] * 1e6, 1) for k in tx_kinds},
             "keys_per_tx": keys_per_kind(blocks, now_ms, workload),
+            "block_leaves_per_tx": round(runs[0]["counts"]["leaves"] / total, 2),
+            "tree_nodes_per_tx": round(runs[0]["counts"]["nodes"] / total, 2),
             "execute_us_per_tx": round(execute / total * 1e6, 1),
             "state_tree_us_per_tx": round(best["state_tree"] / total * 1e6, 1),
             "commit_us_per_tx": round(best["commit"] / total * 1e6, 1),
