@@ -6,7 +6,8 @@ N sales (one kind, 1,000 tokens, 997 distinct prices, spread over 60 days) are r
 own `record_sale` (the sale, its index entries and the day and all-time aggregates of `ledger.market.prices`)
 into an overlay, written under the latest-state namespace of a LevelDB store in a temporary directory. Timed:
 the route's `read_windows` (the four windows: aggregates read, each window's first partial day scanned from the
-index), and for reference the scan it replaced (every index entry decoded, then `price_stats`). Not timed:
+index), the same for all token sales (`GET /v1/market/prices` without a kind: every kind's aggregates and indexes
+read and merged), and for reference the scan it replaced (every index entry decoded, then `price_stats`). Not timed:
 HTTP, and reading the latest `--recent` sale records (20 gets). Also printed: the read tokens the query charges
 its client, and the mean cost of `record_sale` per sale while filling (an in-memory overlay).
 
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from ledger.api.routes.market import read_windows
 from ledger.codec import decode
-from ledger.market.prices import kind_scope
-from ledger.market.sales import DAY_MS, kind_prefix, price_stats, record_sale
+from ledger.market.prices import ALL_SCOPES, kind_scope
+from ledger.market.sales import ALL_PREFIXES, DAY_MS, kind_prefix, price_stats, record_sale
 from ledger.state import Overlay, TxContext
 from ledger.store import NS, LevelDBStore
 
@@ -94,8 +95,11 @@ def main() -> None:
                 pass
 
         def query() -> None:
-            windows, cost = loop.run_until_complete(read_windows(store, view, kind_scope("data"), prefix, NOW))
+            windows, cost = loop.run_until_complete(read_windows(store, view, (kind_scope("data"),), (prefix,), NOW))
             charged.append(cost)
+
+        def query_all() -> None:  # all token sales: every kind's aggregates and indexes, merged
+            loop.run_until_complete(read_windows(store, view, ALL_SCOPES, ALL_PREFIXES, NOW))
 
         def scan_all() -> None:
             entries = ((int(k[len(raw_prefix):].split(b"/")[0]), decode(int, v, trusted=True))
@@ -107,6 +111,7 @@ def main() -> None:
             "sales": args.sales,
             "leveldb_iterate_ms_wall_cpu": timed(ceiling, args.runs),
             "query_ms_wall_cpu": timed(query, args.runs),
+            "query_all_sales_ms_wall_cpu": timed(query_all, args.runs),
             "scan_all_windows_ms_wall_cpu": timed(scan_all, args.runs),
             "query_read_tokens": round(charged[-1], 1),
             "record_sale_us": round(record_us, 1),

@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from devnet.processes import stop_pid
-from ledger.client import LedgerClient
+from ledger.client import LedgerClient, Signer
+from ledger.crypto import SigningKey
+from ledger.market.credits import CreditsIssue
+from ledger.market.trading import MarketBuy, MarketList
+from ledger.members import MemberSetRoles
+from ledger.nft.assets import AssetMint
 from tests.httpattack import (
     BIG,
     SMALL,
@@ -190,10 +195,24 @@ def test_an_empty_bucket_answers_429_with_retry_after_and_writes_have_their_own(
         assert answers.answer()[0] == 200
 
 
+def _sell_a_data_token(node: AttackedNode) -> None:
+    """org1 sells a token of kind data to org2 (credits from the admin, made treasurer for it)."""
+    client = LedgerClient(node.url)
+    admin, org1, org2 = (Signer(SigningKey.from_seed(seed), client) for seed in (b"admin", b"org1", b"org2"))
+    admin.send("member.roles", MemberSetRoles(admin.member_id, ("admin", "treasury")))
+    admin.send("credits.issue", CreditsIssue(org2.member_id, 100))
+    org1.send("asset.mint", AssetMint("PRICED-1", "data", "https://meta.example/p1", bytes(32), "", ""))
+    org1.send("market.list", MarketList("PRICED-1", 5, int(time.time() * 1000) + 86_400_000))
+    org2.send("market.buy", MarketBuy("PRICED-1", 5))
+    client.close()
+
+
 def test_a_client_asking_many_price_queries_is_refused_429_long_before_a_burst_of_plain_reads(
         node: AttackedNode) -> None:
-    # A price query pays for the aggregate records it reads (here 33 absent day and all-time buckets: over 8
-    # tokens), so the 400-token burst that lets through 400 plain reads lets through about 44 of these.
+    # A price query pays for the aggregate records it reads (with a sale today: the kind's live record and the
+    # 30 earlier days' buckets, absent: over 7 tokens), so the 400-token burst that lets through 400 plain reads
+    # lets through about 50 of these.
+    _sell_a_data_token(node)
     with node.connect("127.0.0.5") as sock:
         answers = Reader(sock)
         statuses: list[int] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from ledger.codec import encode
+from ledger.crypto import SigningKey
 from ledger.governance import ProposalVote, compute_proposal_id, get_proposal
 from ledger.market import trading
 from ledger.market.appraisals import Appraise, appraisal_count, get_appraisal
@@ -26,8 +27,19 @@ from ledger.market.trading import (
     get_royalty,
 )
 from ledger.members import MemberSetRoles
-from ledger.nft.assets import AssetLease, AssetLock, AssetTransfer, AssetUnlock, get_asset, get_history
-from tests.market_ledger import ADMIN2, DAY, HOUR, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
+from ledger.nft.assets import (
+    AssetLease,
+    AssetLock,
+    AssetTransfer,
+    AssetUnlock,
+    get_asset,
+    get_history,
+    kind_index_prefix,
+    owner_index_prefix,
+)
+from ledger.state import Overlay, get_nonce
+from ledger.tx import make_tx
+from tests.market_ledger import ADMIN2, CHAIN, DAY, HOUR, ORG1, ORG2, ORG3, TREASURY, MarketLedger, mint
 
 
 @pytest.fixture
@@ -306,3 +318,29 @@ def test_appraisers_record_appraisals_that_only_accumulate(ledger: MarketLedger)
     assert appraisal_count(ledger.state, "D-1") == 2
     assert [(a.value, a.method, a.appraiser) for a in found if a] == [(100, "cost", TREASURY.id),
                                                                      (140, "income", TREASURY.id)]
+
+
+def _written_by(ledger: MarketLedger, key: SigningKey, kind: str, payload: object) -> dict[bytes, bytes | None]:
+    """The state keys one transaction writes (in a block of its own), then applied to the ledger."""
+    ledger.height += 1
+    ledger.time += 1000
+    tx = make_tx(key, CHAIN, get_nonce(ledger.state, key.id) + 1, kind, payload)
+    block = Overlay(ledger.state)
+    [result] = ledger.machine.execute_block(block, [encode(tx)], ledger.height, ledger.time, prev_hash=bytes(32))
+    assert result.ok, result.message
+    block.merge_into(ledger.state)
+    return block.changes
+
+
+def test_a_sale_and_a_transfer_move_the_owner_index_entry_and_leave_the_kind_entry_unwritten(
+        ledger: MarketLedger) -> None:
+    funded(ledger)
+    ledger.ok(ORG1, "asset.mint", mint("D-1"))
+    ledger.ok(ORG1, "market.list", MarketList("D-1", 100, ledger.time + DAY))
+    sold = _written_by(ledger, ORG2, "market.buy", MarketBuy("D-1", 100))
+    moved = _written_by(ledger, ORG2, "asset.transfer", AssetTransfer("D-1", ORG3.id))
+    for changes, old, new in ((sold, ORG1, ORG2), (moved, ORG2, ORG3)):
+        assert changes[owner_index_prefix(old.id) + b"D-1"] is None
+        assert changes[owner_index_prefix(new.id) + b"D-1"] is not None
+        assert kind_index_prefix("data") + b"D-1" not in changes  # a kind never changes: nothing to rewrite
+    assert ledger.state.get(kind_index_prefix("data") + b"D-1") is not None

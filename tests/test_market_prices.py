@@ -14,11 +14,12 @@ from ledger.api.routes import market as market_routes
 from ledger.api.routes.market import read_windows
 from ledger.codec import decode
 from ledger.market import prices
-from ledger.market.prices import WindowReader, bucket_key, part_key, partial_day, unpack_bucket, unpack_part
+from ledger.market.prices import WindowReader, get_bucket, part_key, partial_day, unpack_part
 from ledger.market.sales import (
-    ALL_PREFIX,
+    ALL_PREFIXES,
     DAY_MS,
     WINDOWS,
+    get_sale,
     index_entry,
     kind_prefix,
     purpose_prefix,
@@ -48,40 +49,47 @@ def record(state: Overlay, sales: list[tuple[int, int, str, str, str]]) -> None:
             record_sale(ctx, token, kind, price, 0, "org1", "org2", "listing")
 
 
-def scan(state: Overlay, prefix: bytes, since: int, until: int | None = None) -> Iterator[tuple[int, int]]:
-    """(time, price) of the index entries under `prefix` in [since, until), oldest first (the reference)."""
-    low, high = time_start(prefix, since), time_start(prefix, until) if until is not None else prefix + b"\xff"
-    for key in sorted(k for k, v in state.changes.items() if v is not None and low <= k < high):
-        value = state.changes[key]
-        assert value is not None
-        yield index_entry(key, prefix)[0], decode(int, value)
+def scan(state: Overlay, prefixes: tuple[bytes, ...], since: int, until: int | None = None
+         ) -> Iterator[tuple[int, int]]:
+    """(time, price) of the index entries under `prefixes` in [since, until), oldest first (the reference)."""
+    found = []
+    for prefix in prefixes:
+        low, high = time_start(prefix, since), time_start(prefix, until) if until is not None else prefix + b"\xff"
+        for key, value in state.changes.items():
+            if value is not None and low <= key < high:
+                found.append((index_entry(key, prefix), decode(int, value)))
+    for (timestamp, _), price in sorted(found):
+        yield timestamp, price
 
 
 class Reader:
     """A scope's windows as the route reads them: buckets from the state, the partial day from the index."""
 
-    def __init__(self, state: Overlay, scope: bytes, prefix: bytes) -> None:
-        self.state, self.prefix, self.buckets = state, prefix, WindowReader(state, scope)
+    def __init__(self, state: Overlay, scopes: tuple[bytes, ...], prefixes: tuple[bytes, ...]) -> None:
+        self.state, self.prefixes, self.buckets = state, prefixes, WindowReader(state, scopes)
         self.entries = 0
 
     def window(self, since: int | None, now: int) -> dict[str, object]:
         span = None if since is None else partial_day(since)
-        partial = [] if span is None else [p for _, p in scan(self.state, self.prefix, *span)]
+        partial = [] if span is None else [p for _, p in scan(self.state, self.prefixes, *span)]
         self.entries += len(partial)
         return self.buckets.window(since, now, partial)
 
 
-def reference(state: Overlay, prefix: bytes, since: int | None) -> dict[str, object]:
-    return window_stats([p for t, p in scan(state, prefix, 0) if since is None or t >= since])
+def reference(state: Overlay, prefixes: tuple[bytes, ...], since: int | None) -> dict[str, object]:
+    return window_stats([p for t, p in scan(state, prefixes, 0) if since is None or t >= since])
 
 
-SCOPES = [(prices.ALL_SCOPE, ALL_PREFIX), (prices.token_scope("T-1"), token_prefix("T-1")),
-          (prices.kind_scope("data"), kind_prefix("data")), (prices.purpose_scope("a/b"), purpose_prefix("a/b"))]
+# All token sales (every kind's scope and index read together), one token's, one kind's, one purpose's.
+SCOPES = [(prices.ALL_SCOPES, ALL_PREFIXES), ((prices.token_scope("T-1"),), (token_prefix("T-1"),)),
+          ((prices.kind_scope("data"),), (kind_prefix("data"),)),
+          ((prices.purpose_scope("a/b"),), (purpose_prefix("a/b"),))]
 
 sale_lists = st.lists(
     st.tuples(st.integers(0, 40 * DAY_MS // 3_600_000), st.integers(0, 3_599_999),  # hour, ms within it
               st.one_of(st.integers(1, 12), st.integers(1, 2**53 - 1)),  # repeated and distinct prices
-              st.sampled_from(["T-1", "T-2"]), st.sampled_from(["data", "model"]), st.sampled_from(["", "a/b", "c"])),
+              st.sampled_from(["T-1", "T-2"]), st.sampled_from(["data", "model", "equipment"]),
+              st.sampled_from(["", "a/b", "c"])),
     max_size=60)
 
 
@@ -108,7 +116,7 @@ def test_a_window_starting_at_midnight_reads_whole_days_and_scans_nothing() -> N
     midnight = T0 - T0 % DAY_MS + 3 * DAY_MS
     record(state, [(midnight - 1, 7, "T-1", "data", ""), (midnight, 5, "T-1", "data", ""),
                    (midnight + 10, 9, "T-1", "data", ""), (midnight + 20, 1, "T-1", "data", "")])
-    read = Reader(state, prices.ALL_SCOPE, ALL_PREFIX)
+    read = Reader(state, prices.ALL_SCOPES, ALL_PREFIXES)
     assert read.window(midnight, midnight + 30) == {"count": 3, "volume": 15, "last": 1, "median": 5, "vwap": 5.0}
     assert read.entries == 0
     assert read.window(midnight - 1, midnight + 30) == {"count": 4, "volume": 22, "last": 1, "median": 6,
@@ -117,14 +125,13 @@ def test_a_window_starting_at_midnight_reads_whole_days_and_scans_nothing() -> N
 
 
 def part_sizes(state: Overlay, period: bytes) -> list[int]:
-    """Distinct prices in each part of the all-scope bucket of `period`, checking the parts against the bucket."""
-    raw = state.get(bucket_key(prices.ALL_SCOPE, period))
-    assert raw is not None
-    bucket = unpack_bucket(raw)
+    """Distinct prices in each part of the data kind's bucket of `period`, checking the parts against the bucket."""
+    bucket = get_bucket(state, prices.kind_scope("data"), period)
+    assert bucket is not None
     assert bucket.lows[0] == 0 and list(bucket.lows) == sorted(set(bucket.lows))
     sizes, total, volume = [], 0, 0
     for n, (low, count) in enumerate(zip(bucket.lows, bucket.parts, strict=True)):
-        part = state.get(part_key(prices.ALL_SCOPE, period, low))
+        part = state.get(part_key(prices.kind_scope("data"), period, low))
         single = len(bucket.lows) == 1
         assert (part is None) == single and (bucket.first != ([], [])) == (single and count > 0)
         found, counts = bucket.first if single else unpack_part(part) if part else ([], [])
@@ -148,15 +155,15 @@ def test_a_flood_of_distinct_prices_splits_parts_and_no_record_outgrows_its_boun
         assert largest <= prices.PART_MAX
     assert largest == prices.PART_MAX  # parts do fill up to the bound before splitting
     assert len(part_sizes(state, prices.ALL_PERIOD)) >= 1000 // prices.PART_MAX
-    read = Reader(state, prices.ALL_SCOPE, ALL_PREFIX)
-    assert read.window(None, T0 + DAY_MS) == reference(state, ALL_PREFIX, None)
+    read = Reader(state, prices.ALL_SCOPES, ALL_PREFIXES)
+    assert read.window(None, T0 + DAY_MS) == reference(state, ALL_PREFIXES, None)
 
 
 def test_a_volume_past_64_bits_is_kept_exactly() -> None:
     state = Overlay(EmptyView())
     top = 2**53 - 1
     record(state, [(T0 + n, top, "T-1", "data", "") for n in range(3000)])  # 3,000 * (2^53 - 1) > 2^64
-    stats = Reader(state, prices.ALL_SCOPE, ALL_PREFIX).window(None, T0 + 3000)
+    stats = Reader(state, prices.ALL_SCOPES, ALL_PREFIXES).window(None, T0 + 3000)
     assert stats is not None and stats["volume"] == 3000 * top > 2**64
 
 
@@ -164,25 +171,40 @@ def test_the_route_reads_the_same_windows_and_nulls_one_whose_partial_day_is_ove
         monkeypatch: pytest.MonkeyPatch) -> None:
     state = Overlay(EmptyView())
     now = T0 + 30 * DAY_MS
-    # Three sales in the 24h window's first (partial) day, one in the 7d window's, one today.
-    record(state, [(now - DAY_MS + n, 10 + n, "T-1", "data", "") for n in range(3)]
-           + [(now - 7 * DAY_MS, 7, "T-1", "data", ""), (now - 1, 99, "T-1", "data", "")])
+    # Three sales in the 24h window's first (partial) day, one in the 7d window's, one today; of several kinds,
+    # so that all token sales are read from every kind's index and aggregates.
+    record(state, [(now - 7 * DAY_MS, 7, "T-1", "data", "")]
+           + [(now - DAY_MS + n, 10 + n, "T-1", ("model", "data", "equipment")[n], "") for n in range(3)]
+           + [(now - 1, 99, "T-2", "model", "")])  # in time order, as block times are
     store = MemoryStore()
     store.write_batch([(NS.STATE_LATEST + k, v) for k, v in sorted(state.changes.items()) if v is not None])
     latest = LatestView(store)
     loop = asyncio.new_event_loop()
     try:
-        windows, cost = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPE, ALL_PREFIX, now))
-        assert windows == {name: reference(state, ALL_PREFIX, None if length is None else now - length)
+        windows, cost = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPES, ALL_PREFIXES, now))
+        assert windows == {name: reference(state, ALL_PREFIXES, None if length is None else now - length)
                            for name, length in WINDOWS.items()}
         assert cost > 0
         monkeypatch.setattr(market_routes, "MAX_SCAN", 2)
-        windows, _ = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPE, ALL_PREFIX, now))
+        windows, _ = loop.run_until_complete(read_windows(store, latest, prices.ALL_SCOPES, ALL_PREFIXES, now))
     finally:
         loop.close()
     assert windows["24h"] is None  # its partial day holds 3 sales
-    assert windows["7d"] == reference(state, ALL_PREFIX, now - 7 * DAY_MS) and windows["7d"]["count"] == 5
+    assert windows["7d"] == reference(state, ALL_PREFIXES, now - 7 * DAY_MS) and windows["7d"]["count"] == 5
     assert windows["all"] is not None and windows["all"]["count"] == 5
+
+
+def test_the_latest_sales_of_all_tokens_are_every_kinds_merged_newest_first() -> None:
+    state = Overlay(EmptyView())
+    kinds = ("data", "model", "equipment")
+    # Two sales a millisecond (the seq orders them), kinds in turn, every fourth a licence sale (not a token's).
+    record(state, [(T0 + n // 2, 10 + n, f"T-{n}", kinds[n % 3], "a/b" if n % 4 == 3 else "") for n in range(14)])
+    store = MemoryStore()
+    store.write_batch([(NS.STATE_LATEST + k, v) for k, v in sorted(state.changes.items()) if v is not None])
+    latest = market_routes._latest_sales(store, LatestView(store), ALL_PREFIXES, 6)
+    newest_first = [sale for sale in (get_sale(state, seq) for seq in range(14, 0, -1)) if sale and not sale.licence]
+    assert [sale.seq for sale in latest] == [sale.seq for sale in newest_first[:6]]
+    assert {sale.kind for sale in latest} == set(kinds)
 
 
 class LatestView:

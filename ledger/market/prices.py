@@ -3,33 +3,36 @@
 Theory of operation. Every sale `ledger.market.sales.record_sale` records is also added, in the same transaction,
 to two buckets of each scope it belongs to (all token sales, the token, its kind; or a licence's purposes): the
 bucket of its UTC day and the bucket of all time. A bucket is a `PriceBucket` (count, volume, last price, the
-lows and counts of its parts) under `market/pb/<scope>/<period>`, and its prices' histogram (price -> sales at
-that price) is split into parts of at most PART_MAX distinct prices: part i holds the prices from `lows[i]`
-(the first is 0) up to the next part's low. While a bucket has one part (most do: a token's, or a day's of a
-few prices) it is kept in the bucket record itself; once it splits, each is under
-`market/pp/<scope>/<period>/<low>`.
+lows and counts of its parts), and its prices' histogram (price -> sales at that price) is split into parts of at
+most PART_MAX distinct prices: part i holds the prices from `lows[i]` (the first is 0) up to the next part's low.
+A scope's all-time bucket and the bucket of the day of its latest sale are one record, its `Live` record under
+`market/pl/<scope>`, so a sale reads and writes one record per scope; the first sale of a later day moves the
+day before's bucket to its own record under `market/pb/<scope>/<day>` (once per scope and day that had sales).
+While a bucket has one part (most do: a token's, or a day's of a few prices) it is kept in the bucket itself;
+once it splits, each is under `market/pp/<scope>/<period>/<low>` (period: the day, or `all`).
 A full part splits in two, so however many distinct prices a member sells at, no part grows past PART_MAX
-prices and a sale rewrites at most three records per bucket (the bucket's list of parts grows by one per
-PART_MAX / 2 distinct prices).
+prices and a sale rewrites, per scope, its live record and at most two parts of each of its two buckets (a
+bucket's list of parts grows by one per PART_MAX / 2 distinct prices).
 
 A window (the sales at or after `since`, up to the head) is read as: the sales of `since`'s day at or after it,
 from the time index (`ledger.market.sales`, at most one day of sales), then the buckets of the following days
 whole (no sale is later than the head). `all` is the all-time bucket. The median merges the histograms read; the
 answer is exactly the scan's (`ledger.market.sales.price_stats`), which the property tests check.
 
-Deterministic: integers only, parts split at a fixed size, keys and values in fixed formats. Buckets and parts
-are packed big-endian integers, not msgpack records: they are read and rewritten at every sale of their scope,
-and the strict codec's decoding was most of that cost.
+Deterministic: integers only, parts split at a fixed size, keys and values in fixed formats. Live records,
+buckets and parts are packed big-endian integers, not msgpack records: they are read and rewritten at every
+sale of their scope, and the strict codec's decoding was most of that cost.
 """
 
 from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.nft.assets import KINDS
 from ledger.state import StateView, TxContext
 
 DAY_MS = 86_400_000
@@ -42,31 +45,32 @@ class PriceBucket:
     count: int  # sales
     volume: int  # their total price (below 2^128: stored as two 64-bit halves)
     last: int  # the latest sale's price
+    last_seq: int  # ... and its sequence number (`ledger.market.sales`): which of several scopes' buckets is latest
     lows: tuple[int, ...]  # the lowest price of each histogram part, ascending; the first is 0
     parts: tuple[int, ...]  # sales in each part
     first: tuple[list[int], list[int]]  # the only part (prices, sales at each) while there is one; else empty
 
 
 def empty_bucket() -> PriceBucket:
-    return PriceBucket(0, 0, 0, (0,), (0,), ([], []))
+    return PriceBucket(0, 0, 0, 0, (0,), (0,), ([], []))
 
 
 def pack_bucket(bucket: PriceBucket) -> bytes:
-    """count, last, volume (high and low 64 bits), the number of parts, their lows, their counts, then the only
-    part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw, not
-    msgpack: a bucket is read and rewritten at every sale of its scope)."""
+    """count, last, last_seq, volume (high and low 64 bits), the number of parts, their lows, their counts, then
+    the only part as `pack_part` writes it (nothing once there are more): big-endian 64-bit unsigned integers (raw,
+    not msgpack: a bucket is read and rewritten at every sale of its scope)."""
     volume, n = bucket.volume, len(bucket.lows)
     prices, counts = bucket.first
-    return struct.pack(f">5Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, volume >> 64, volume & _LOW64,
-                       n, *bucket.lows, *bucket.parts, *prices, *counts)
+    return struct.pack(f">6Q{2 * n + 2 * len(prices)}Q", bucket.count, bucket.last, bucket.last_seq, volume >> 64,
+                       volume & _LOW64, n, *bucket.lows, *bucket.parts, *prices, *counts)
 
 
 def unpack_bucket(data: bytes) -> PriceBucket:
     flat = struct.unpack(f">{len(data) // 8}Q", data)
-    n = flat[4]
-    first = flat[5 + 2 * n:]
+    n = flat[5]
+    first = flat[6 + 2 * n:]
     half = len(first) // 2
-    return PriceBucket(flat[0], (flat[2] << 64) | flat[3], flat[1], flat[5:5 + n], flat[5 + n:5 + 2 * n],
+    return PriceBucket(flat[0], (flat[3] << 64) | flat[4], flat[1], flat[2], flat[6:6 + n], flat[6 + n:6 + 2 * n],
                        (list(first[:half]), list(first[half:])))
 
 
@@ -85,7 +89,8 @@ def purpose_scope(purpose: str) -> bytes:
     return b"p/" + purpose.encode().hex().encode()  # a purpose may hold "/"
 
 
-ALL_SCOPE = b"a"
+# All token sales: the scopes of every kind, read together (a token's kind is one of KINDS, and never changes).
+ALL_SCOPES = tuple(kind_scope(kind) for kind in KINDS)
 
 
 def day_period(timestamp: int) -> bytes:
@@ -112,25 +117,84 @@ def unpack_part(data: bytes) -> tuple[list[int], list[int]]:
     return list(flat[:half]), list(flat[half:])
 
 
+# --- the scope's live record: its all-time bucket and the bucket of its latest day, one record -------------------
+
+
+@dataclass(frozen=True)
+class Live:
+    day: int  # the UTC day (days since 1970) of the scope's latest sale
+    all_time: PriceBucket
+    today: PriceBucket  # the buckets of earlier days are under `bucket_key`
+
+
+def live_key(scope: bytes) -> bytes:
+    return b"market/pl/" + scope
+
+
+def pack_live(live: Live) -> bytes:
+    """The day, the all-time bucket's length in 64-bit words, then the two buckets as `pack_bucket` writes them."""
+    all_time = pack_bucket(live.all_time)
+    return struct.pack(">2Q", live.day, len(all_time) // 8) + all_time + pack_bucket(live.today)
+
+
+def unpack_live(data: bytes) -> Live:
+    day, words = struct.unpack_from(">2Q", data)
+    split = 16 + 8 * words
+    return Live(day, unpack_bucket(data[16:split]), unpack_bucket(data[split:]))
+
+
+def get_live(view: StateView, scope: bytes) -> Live | None:
+    raw = view.get(live_key(scope))
+    return None if raw is None else unpack_live(raw)
+
+
+def get_bucket(view: StateView, scope: bytes, period: bytes) -> PriceBucket | None:
+    """The bucket of `period` (a day, or `all`): from the live record, or, for an earlier day, its own record."""
+    live = get_live(view, scope)
+    return None if live is None else _bucket_of(view, scope, live, period)
+
+
+def _bucket_of(view: StateView, scope: bytes, live: Live, period: bytes) -> PriceBucket | None:
+    if period == ALL_PERIOD:
+        return live.all_time
+    if _reads_record(live, period):
+        raw = view.get(bucket_key(scope, period))
+        return None if raw is None else unpack_bucket(raw)
+    return live.today if int(period) == live.day else None  # no sale since the live day
+
+
+def _reads_record(live: Live, period: bytes) -> bool:
+    """Whether the bucket of `period` is a record of its own: a day before the live one."""
+    return period != ALL_PERIOD and int(period) < live.day
+
+
 # --- writing (inside the transaction that sells) ------------------------------------------------------------------
 
 
-def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int) -> None:
-    """Add one sale at `price` and the block's time to the day and all-time buckets of each scope."""
+def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int, seq: int) -> None:
+    """Add sale `seq` at `price` and the block's time to the day and all-time buckets of each scope: one record each
+    (the live one), and the day before's bucket moved to its own record at the first sale of a later day."""
+    day = ctx.timestamp // DAY_MS
+    period = day_period(ctx.timestamp)
     for scope in scopes:
-        for period in (day_period(ctx.timestamp), ALL_PERIOD):
-            _add(ctx, scope, period, price)
+        live = get_live(ctx.state, scope)
+        today = empty_bucket()
+        if live is not None and live.day == day:
+            today = live.today
+        elif live is not None:  # block times never run back: the live day is over for good
+            ctx.state.put(bucket_key(scope, day_period(live.day * DAY_MS)), pack_bucket(live.today))
+        all_time = live.all_time if live is not None else empty_bucket()
+        ctx.state.put(live_key(scope), pack_live(Live(day, _add(ctx, scope, ALL_PERIOD, all_time, price, seq),
+                                                      _add(ctx, scope, period, today, price, seq))))
 
 
-def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
-    key = bucket_key(scope, period)
-    raw_bucket = ctx.state.get(key)
-    bucket = unpack_bucket(raw_bucket) if raw_bucket else empty_bucket()
+def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price: int, seq: int) -> PriceBucket:
+    """`bucket` with one more sale at `price`; writes the parts it changes when it has more than one."""
     lows, parts = list(bucket.lows), list(bucket.parts)
     index = bisect.bisect_right(lows, price) - 1
     low = lows[index]
     if len(lows) == 1:
-        prices, counts = bucket.first
+        prices, counts = list(bucket.first[0]), list(bucket.first[1])
     else:
         raw = ctx.state.get(part_key(scope, period, low))
         prices, counts = unpack_part(raw) if raw else ([], [])
@@ -154,8 +218,7 @@ def _add(ctx: TxContext, scope: bytes, period: bytes, price: int) -> None:
     else:  # (a bucket that just split moves its first part out of its record)
         ctx.state.put(part_key(scope, period, low), pack_part(prices, counts))
         first = ([], [])
-    ctx.state.put(key, pack_bucket(PriceBucket(bucket.count + 1, bucket.volume + price, price, tuple(lows),
-                                               tuple(parts), first)))
+    return PriceBucket(bucket.count + 1, bucket.volume + price, price, seq, tuple(lows), tuple(parts), first)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -178,45 +241,53 @@ Parts = list[tuple[list[int], list[int]]]
 
 
 class WindowReader:
-    """Reads windows of one scope from a state view (the head's), counting what it reads (its client pays)."""
+    """Reads windows of one scope, or of several together (all token sales: every kind's), from a state view (the
+    head's), counting what it reads (its client pays)."""
 
-    def __init__(self, view: StateView, scope: bytes) -> None:
-        self.view, self.scope = view, scope
+    def __init__(self, view: StateView, scopes: Sequence[bytes]) -> None:
+        self.view, self.scopes = view, tuple(scopes)
         self.cost = Cost()
-        self._buckets: dict[bytes, tuple[PriceBucket | None, Parts]] = {}  # a day read once for all windows
+        # A day read once for all windows, per scope; the live records, read once.
+        self._buckets: dict[tuple[bytes, bytes], tuple[PriceBucket | None, Parts]] = {}
+        self._live: dict[bytes, Live | None] = {}
 
-    def _bucket(self, period: bytes) -> tuple[PriceBucket | None, Parts]:
-        cached = self._buckets.get(period)
+    def _bucket(self, scope: bytes, period: bytes) -> tuple[PriceBucket | None, Parts]:
+        cached = self._buckets.get((scope, period))
         if cached is not None:
             return cached
-        self.cost.records += 1
-        raw = self.view.get(bucket_key(self.scope, period))
-        bucket = None if raw is None else unpack_bucket(raw)
+        if scope not in self._live:
+            self.cost.records += 1
+            self._live[scope] = get_live(self.view, scope)
+        live = self._live[scope]
+        if live is not None and _reads_record(live, period):
+            self.cost.records += 1
+        bucket = None if live is None else _bucket_of(self.view, scope, live, period)
         single = bucket is not None and len(bucket.lows) == 1
         parts: Parts = [bucket.first] if bucket is not None and single else []
         for low, count in zip(bucket.lows, bucket.parts, strict=True) if bucket is not None and not single else ():
             if count:
                 self.cost.records += 1
-                part = self.view.get(part_key(self.scope, period, low))
+                part = self.view.get(part_key(scope, period, low))
                 if part:
                     parts.append(unpack_part(part))
-        self._buckets[period] = (bucket, parts)
+        self._buckets[(scope, period)] = (bucket, parts)
         return bucket, parts
 
     def window(self, since: int | None, now_ms: int, partial: list[int]) -> dict[str, Any]:
         """Count, volume, last, median and VWAP of the sales at or after `since` (None: all), as
         `ledger.market.sales.window_stats` gives them from a scan. `partial`: the prices, oldest first, of the
-        sales in `partial_day(since)` (read by the caller from the time index)."""
+        sales in `partial_day(since)` (read by the caller from the time indexes of the scopes)."""
         found: list[tuple[PriceBucket, Parts]] = []
         if since is None:
             periods = [ALL_PERIOD]
         else:
             first_full_day = -(-max(0, since) // DAY_MS)
             periods = [f"{day:08d}".encode() for day in range(first_full_day, now_ms // DAY_MS + 1)]
-        for period in periods:
-            bucket, parts = self._bucket(period)
-            if bucket is not None:
-                found.append((bucket, parts))
+        for scope in self.scopes:
+            for period in periods:
+                bucket, parts = self._bucket(scope, period)
+                if bucket is not None:
+                    found.append((bucket, parts))
         return _combine(partial if since is not None else [], found, self.cost)
 
 
@@ -226,7 +297,8 @@ def _combine(scanned: list[int], buckets: list[tuple[PriceBucket, Parts]],
     if not count:
         return {"count": 0, "volume": 0, "last": None, "median": None, "vwap": None}
     volume = sum(scanned) + sum(b.volume for b, _ in buckets)
-    last = buckets[-1][0].last if buckets else scanned[-1]  # buckets follow the scanned part in time
+    # Buckets (whole days) follow the scanned part in time; of several, the one with the latest sale.
+    last = max(buckets, key=lambda found: found[0].last_seq)[0].last if buckets else scanned[-1]
     histogram: dict[int, int] = {}
     for price in scanned:
         histogram[price] = histogram.get(price, 0) + 1

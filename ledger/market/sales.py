@@ -2,11 +2,12 @@
 
 Theory of operation. Every sale the market settles (`ledger.market.trading`: tokens; `ledger.market.licences`:
 licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and index entries whose
-value is the price, time in ms as 16 digits: a token sale under `market/sa/<time>/<seq>` (all token sales),
-`market/st/<token>/<time>/<seq>` and `market/sk/<kind>/<time>/<seq>`; a licence sale under
-`market/sp/<purpose in hex>/<time>/<seq>` for each of its purposes. Block times never run back, so each index is in
-time order, and a window (the sales since T) is one forward scan from T, with no record read. The records are
-written only by `record_sale`, inside the transaction that sells.
+value is the price, time in ms as 16 digits: a token sale under `market/st/<token>/<time>/<seq>` and
+`market/sk/<kind>/<time>/<seq>`; a licence sale under `market/sp/<purpose in hex>/<time>/<seq>` for each of its
+purposes. Block times never run back, so each index is in time order, and a window (the sales since T) is one
+forward scan from T, with no record read. All token sales have no index of their own (one key fewer per sale):
+they are the sales of every kind, the kinds' scans merged by (time, seq). The records are written only by
+`record_sale`, inside the transaction that sells.
 
 The statistics (`price_stats`) are a read, not state: the last price, the median and the volume-weighted
 average (VWAP) over each window, where each sale is one token or one licence, so the VWAP is the total paid
@@ -22,10 +23,10 @@ from typing import Any
 
 from ledger.codec import encode
 from ledger.market import prices
+from ledger.nft.assets import KINDS
 from ledger.state import StateView, TxContext, get_record
 
 COUNT_KEY = b"market/sales"
-ALL_PREFIX = b"market/sa/"
 DAY_MS = 86_400_000
 # The windows an answer reports, in ms (None: every sale).
 WINDOWS: dict[str, int | None] = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
@@ -60,6 +61,10 @@ def kind_prefix(kind: str) -> bytes:
     return b"market/sk/" + kind.encode() + b"/"
 
 
+# All token sales: the indexes of every kind, read together (a token's kind is one of KINDS, and never changes).
+ALL_PREFIXES = tuple(kind_prefix(kind) for kind in KINDS)
+
+
 def purpose_prefix(purpose: str) -> bytes:
     # A purpose may hold "/" (token ids and kinds cannot): in hex, no purpose's keys fall under another's prefix.
     return b"market/sp/" + purpose.encode().hex().encode() + b"/"
@@ -90,13 +95,13 @@ def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int,
     ctx.put(sale_key(seq), sale)
     ctx.put(COUNT_KEY, seq)
     suffix, price_bytes = _suffix(ctx.timestamp, seq), encode(price)
-    prefixes = ([purpose_prefix(p) for p in purposes] if licence
-                else [ALL_PREFIX, token_prefix(token), kind_prefix(kind)])
+    # (All token sales are read as those of every kind: `ALL_PREFIXES`, `prices.ALL_SCOPES`.)
+    prefixes = [purpose_prefix(p) for p in purposes] if licence else [token_prefix(token), kind_prefix(kind)]
     for prefix in prefixes:
         ctx.state.put(prefix + suffix, price_bytes)
     scopes = ([prices.purpose_scope(p) for p in purposes] if licence
-              else [prices.ALL_SCOPE, prices.token_scope(token), prices.kind_scope(kind)])
-    prices.add_sale(ctx, scopes, price)
+              else [prices.token_scope(token), prices.kind_scope(kind)])
+    prices.add_sale(ctx, scopes, price, seq)
     return sale
 
 

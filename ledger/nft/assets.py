@@ -247,6 +247,14 @@ def _index(ctx: TxContext, asset: Asset, present: bool) -> None:
             ctx.state.delete(key)
 
 
+def _move_owner(ctx: TxContext, asset: Asset, owner: str) -> Asset:
+    """`asset` owned by `owner`, its owner index entry moved (its kind's entry stays: a kind never changes, and
+    rewriting it would cost a state write for nothing)."""
+    ctx.state.delete(owner_index_prefix(asset.owner) + asset.id.encode())
+    ctx.state.put(owner_index_prefix(owner) + asset.id.encode(), encode(asset.id))
+    return replace(asset, owner=owner, approved="", user="", user_expires=0)
+
+
 def _next_free_index(values: tuple[HandleValue, ...]) -> int:
     index = max((v.index for v in values), default=0) + 1
     return index + 1 if index == 100 else index  # 100 is HS_ADMIN, reserved
@@ -361,10 +369,7 @@ def process_asset_transfer(ctx: TxContext, p: AssetTransfer) -> None:
     # A transfer changes the owner.
     if p.to == asset.owner:
         raise TxRejected(Reject.INVALID_VALUE, f"{p.to} already owns {p.id!r}")
-    _index(ctx, asset, False)
-    moved = replace(asset, owner=p.to, approved="", user="", user_expires=0)
-    _index(ctx, moved, True)
-    _record_event(ctx, moved, "transfer", asset.owner, p.to)
+    _record_event(ctx, _move_owner(ctx, asset, p.to), "transfer", asset.owner, p.to)
 
 
 def process_asset_lease(ctx: TxContext, p: AssetLease) -> None:
@@ -431,10 +436,7 @@ def sell(ctx: TxContext, token: str, seller: str, buyer: str, detail: str) -> As
     # A sale changes the owner.
     if buyer == seller:
         raise TxRejected(Reject.INVALID_VALUE, f"{buyer} already owns {token!r}")
-    _index(ctx, asset, False)
-    moved = replace(asset, owner=buyer, approved="", user="", user_expires=0)
-    _index(ctx, moved, True)
-    return _record_event(ctx, moved, "transfer", seller, buyer, detail)
+    return _record_event(ctx, _move_owner(ctx, asset, buyer), "transfer", seller, buyer, detail)
 
 
 def _mark_decommissioned(ctx: TxContext, asset: Asset) -> None:

@@ -10,6 +10,7 @@ sales' time indexes (each sale is itself a state record: `market/s/<seq>`).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, get_args
@@ -25,10 +26,10 @@ from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
 from ledger.market.licences import get_licence_offer, licence_offer_key
 from ledger.market.licences import status_at as licence_offer_status
-from ledger.market.prices import ALL_SCOPE, WindowReader, kind_scope, partial_day, purpose_scope, token_scope
+from ledger.market.prices import ALL_SCOPES, WindowReader, kind_scope, partial_day, purpose_scope, token_scope
 from ledger.market.private_offers import get_private_offer, private_offer_key
 from ledger.market.sales import (
-    ALL_PREFIX,
+    ALL_PREFIXES,
     WINDOWS,
     Sale,
     get_sale,
@@ -202,22 +203,30 @@ async def appraisals(
     return body
 
 
-def _index_prices(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[int]:
-    """The prices of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)."""
+def _index_entries(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[tuple[bytes, int]]:
+    """(time/seq, price) of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)."""
     scan = NS.STATE_LATEST + prefix
     end = time_start(scan, until_ms)
     for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
         if key >= end:
             return
-        yield decode(int, value, trusted=True)
+        yield key[len(scan):], decode(int, value, trusted=True)
 
 
-async def _partial_day(store: Store, prefix: bytes, since_ms: int) -> list[int] | None:
+def _index_prices(store: Store, prefixes: tuple[bytes, ...], since_ms: int, until_ms: int) -> Iterator[int]:
+    """The prices of the sales under the indexes `prefixes` at times in [since_ms, until_ms), in (time, seq) order
+    (several indexes: all token sales, every kind's, merged)."""
+    scans = [_index_entries(store, prefix, since_ms, until_ms) for prefix in prefixes]
+    for _, price in scans[0] if len(scans) == 1 else heapq.merge(*scans, key=lambda entry: entry[0]):
+        yield price
+
+
+async def _partial_day(store: Store, prefixes: tuple[bytes, ...], since_ms: int) -> list[int] | None:
     """The prices of `since_ms`'s day at or after it (`ledger.market.prices.partial_day`), letting the loop run
     consensus messages every SCAN_SLICE entries; None past MAX_SCAN (a flood that day)."""
     span = partial_day(since_ms)
     out: list[int] = []
-    for price in () if span is None else _index_prices(store, prefix, *span):
+    for price in () if span is None else _index_prices(store, prefixes, *span):
         if len(out) >= MAX_SCAN:
             return None
         out.append(price)
@@ -226,16 +235,16 @@ async def _partial_day(store: Store, prefix: bytes, since_ms: int) -> list[int] 
     return out
 
 
-async def read_windows(store: Store, view: StateView, scope: bytes, prefix: bytes, now_ms: int
-                       ) -> tuple[dict[str, dict[str, Any] | None], float]:
+async def read_windows(store: Store, view: StateView, scopes: tuple[bytes, ...], prefixes: tuple[bytes, ...],
+                       now_ms: int) -> tuple[dict[str, dict[str, Any] | None], float]:
     """Each window of WINDOWS ending at `now_ms` (None: its partial day held over MAX_SCAN sales), and what the
-    reads cost in read tokens."""
-    reader = WindowReader(view, scope)
+    reads cost in read tokens. Several scopes (and their indexes) are read as one: all token sales."""
+    reader = WindowReader(view, scopes)
     windows: dict[str, dict[str, Any] | None] = {}
     scanned = 0
     for name, length in WINDOWS.items():
         since = None if length is None else now_ms - length
-        partial = [] if since is None else await _partial_day(store, prefix, since)
+        partial = [] if since is None else await _partial_day(store, prefixes, since)
         scanned += MAX_SCAN if partial is None else len(partial)
         windows[name] = None if partial is None else reader.window(since, now_ms, partial)
     cost = (scanned / ENTRIES_PER_TOKEN + reader.cost.records / RECORDS_PER_TOKEN
@@ -243,10 +252,14 @@ async def read_windows(store: Store, view: StateView, scope: bytes, prefix: byte
     return windows, cost
 
 
-def _latest_sales(store: Store, view: StateView, prefix: bytes, count: int) -> list[Sale]:
-    """The latest `count` sales of an index, newest first."""
-    scan = NS.STATE_LATEST + prefix
-    found = (get_sale(view, index_entry(key, scan)[1]) for key, _ in store.iterate(scan, reverse=True))
+def _latest_sales(store: Store, view: StateView, prefixes: tuple[bytes, ...], count: int) -> list[Sale]:
+    """The latest `count` sales of the indexes `prefixes` (merged), newest first."""
+    def newest_first(prefix: bytes) -> Iterator[tuple[int, int]]:
+        scan = NS.STATE_LATEST + prefix
+        return (index_entry(key, scan) for key, _ in store.iterate(scan, reverse=True))
+
+    merged = heapq.merge(*map(newest_first, prefixes), reverse=True)  # (time, seq): newest first across indexes
+    found = (get_sale(view, seq) for _, seq in merged)
     return [s for s in itertools.islice(found, count) if s is not None]
 
 
@@ -267,15 +280,17 @@ async def prices(
     day after its start, from the sales themselves: a window whose part holds over 100,000 sales is null
     (`truncated`). A query costs one read token per 20 sales, 4 aggregate records or 400 histogram
     entries read."""
+    scopes: tuple[bytes, ...]
+    prefixes: tuple[bytes, ...]
     if purpose is not None:
         token = kind = None
-        scope, prefix = purpose_scope(purpose), purpose_prefix(purpose)
+        scopes, prefixes = (purpose_scope(purpose),), (purpose_prefix(purpose),)
     elif token is not None:
-        scope, prefix = token_scope(token), token_prefix(token)
+        scopes, prefixes = (token_scope(token),), (token_prefix(token),)
     elif kind is not None:
-        scope, prefix = kind_scope(kind), kind_prefix(kind)
+        scopes, prefixes = (kind_scope(kind),), (kind_prefix(kind),)
     else:
-        scope, prefix = ALL_SCOPE, ALL_PREFIX
+        scopes, prefixes = ALL_SCOPES, ALL_PREFIXES
     head, view, store = node.chain.head, node.chain.latest, node.chain.store
     # Both token and kind: the token's sales, if it is of that kind (kinds never change).
     mismatch = token is not None and kind is not None and (
@@ -284,10 +299,10 @@ async def prices(
         windows: dict[str, Any] = {name: window_stats([]) for name in WINDOWS}
         latest: list[Sale] = []
     else:
-        windows, cost = await read_windows(store, view, scope, prefix, head.timestamp)
+        windows, cost = await read_windows(store, view, scopes, prefixes, head.timestamp)
         # The client pays for what the query read beyond the one token the request itself took.
         charge(request, cost)
-        latest = _latest_sales(store, view, prefix, recent) if recent else []
+        latest = _latest_sales(store, view, prefixes, recent) if recent else []
     return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "purpose": purpose,
             "windows": windows, "truncated": any(w is None for w in windows.values()),
             "sales": [to_plain(s) for s in latest]}
