@@ -96,7 +96,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert (limits.rate_limits, limits.reads_per_s, limits.writes_per_s, limits.exempt) == (True, 2000.0, 50.0, ())
     assert config.p2p == Endpoint(host="127.0.0.1", port=0) and config.peers == ()
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
-    assert config.batch_eager_inflight == 2
+    assert config.batch_eager_inflight == 0
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)
     assert (config.leveldb_open_files, config.sync.fetchers) == (MAX_OPEN_FILES, 4)
     eth = config.ethereum

@@ -267,12 +267,12 @@ async def _submit_and_tick(node: Node, raw: bytes) -> tuple[list[Any], list[Any]
     return admitted, await node.wait_committed([compute_tx_id(raw)], timeout=0.2)
 
 
-@pytest.mark.parametrize(("eager", "height"), [(None, 1), (0, 0)])
-def test_the_node_cuts_a_lone_transaction_at_once_unless_eager_batches_are_off(
+@pytest.mark.parametrize(("eager", "height"), [(2, 1), (None, 0)])
+def test_the_node_cuts_a_lone_transaction_at_once_only_with_eager_batches_on(
     tmp_path: Path, eager: int | None, height: int,
 ) -> None:
-    """`batch_eager_inflight` (default 2) reaches the replica: with nothing in flight the primary proposes
-    on submit, before any tick; with 0 it waits `batch_wait_ms` of ticks."""
+    """`batch_eager_inflight` reaches the replica: with 2 and nothing in flight the primary proposes on
+    submit, before any tick; by default (0) it waits `batch_wait_ms` of ticks."""
     home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
     if eager is not None:
         config = json.loads((home.path / "config.json").read_text())

@@ -68,7 +68,7 @@ def test_eager_inflight_beyond_the_pipeline_is_refused() -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 @pytest.mark.parametrize("seed", range(2))
 def test_scenarios_with_eager_batches(name: str, seed: int) -> None:
-    """Every fault scenario (crashes, loss, equivocation, censorship, partitions) with the node's default
-    of eager cuts while fewer than two blocks are in flight."""
+    """Every fault scenario (crashes, loss, equivocation, censorship, partitions) with eager cuts while
+    fewer than two blocks are in flight (`batch_eager_inflight: 2`)."""
     with configured(eager_inflight=2):
         SCENARIOS[name](seed)

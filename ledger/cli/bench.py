@@ -41,7 +41,7 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
     p.add_argument("--eager-inflight", type=int, choices=range(0, 5), metavar="N",
                    help="the primary cuts a partial batch at once while fewer than N of its blocks are in flight "
-                        "(0: always waits --batch-wait-ms; default: the node's, batch_eager_inflight)")
+                        "(default 0: always waits --batch-wait-ms, the node's default batch_eager_inflight)")
     p.add_argument("--workload", choices=("register", "mixed", "market"), default="register",
                    help="identifier registrations; asset mints, licence grants and transfers (mixed); or mints, "
                         "licence grants, listings, licence offers and purchases of both (market)")
