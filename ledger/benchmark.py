@@ -42,6 +42,7 @@ from devnet.relays import PeerRelays
 from ledger.chart import Panel, draw
 from ledger.client import LedgerClient, Signer
 from ledger.codec import encode
+from ledger.config import NodeConfig
 from ledger.crypto import DOMAIN_TX, SigningKey, signing_digest, verify_digest
 from ledger.market.credits import CreditsIssue
 from ledger.market.licences import LicenceBuy, LicenceOfferMake, compute_licence_offer_id
@@ -273,6 +274,14 @@ def _set_exports(home: Path, every: int) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
+def set_node_setting(homes: list[Path], name: str, value: Any) -> None:
+    """Write one setting into each node's config.json (before the nodes start)."""
+    for home in homes:
+        config = json.loads((home / "config.json").read_text())
+        config[name] = value
+        (home / "config.json").write_text(json.dumps(config, indent=2))
+
+
 def committed_rate(committed: int, seconds: float) -> float:
     return round(committed / seconds, 1)
 
@@ -281,6 +290,7 @@ def run_bench(
     nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register",
     link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700, profile: Path | None = None,
     export_every: int | None = None,
+    eager_inflight: int | None = None,
 ) -> dict[str, Any]:
     """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults)."""
     log = sys.stderr
@@ -295,16 +305,17 @@ def run_bench(
         print(f"starting a {nodes}-node devnet in {directory}...", file=log)
         # No anchoring: the figures are the ledger's own.
         overrides: dict[str, Any] = {"base_port": base_port, "batch_size": 2000, "batch_wait_ms": batch_wait_ms}
-        if link_delay_ms > 0 or export_every is not None:
-            definition = load_definition().with_overrides(nodes, base_port, 2000, batch_wait_ms)
-            created = launcher.create(directory, definition)
-            if export_every is not None:
-                for n in created["nodes"]:
-                    _set_exports(Path(n["home"]), export_every)
-                print(f"every node exports its state every {export_every} heights", file=log)
-            if link_delay_ms > 0:
-                relays = PeerRelays([Path(n["home"]) for n in created["nodes"]], link_delay_ms)
-                print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
+        definition = load_definition().with_overrides(nodes, base_port, 2000, batch_wait_ms)
+        homes = [Path(n["home"]) for n in launcher.create(directory, definition)["nodes"]]
+        if eager_inflight is not None:
+            set_node_setting(homes, "batch_eager_inflight", eager_inflight)
+        if export_every is not None:
+            for home in homes:
+                _set_exports(home, export_every)
+            print(f"every node exports its state every {export_every} heights", file=log)
+        if link_delay_ms > 0:
+            relays = PeerRelays(homes, link_delay_ms)
+            print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
         keys = _setup_clients(net, clients)
         buyers = _setup_buyers(net, keys) if workload == "market" else None
@@ -383,6 +394,7 @@ def run_bench(
             "clients": clients,
             "batch": batch,
             "link_delay_ms": link_delay_ms,
+            "eager_inflight": NodeConfig.load(homes[0]).batch_eager_inflight,
             "committed": committed,
             "failed": len(failures),
             "failure_reasons": dict(collections.Counter(failures)),

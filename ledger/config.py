@@ -278,7 +278,11 @@ class NodeConfig(_Settings):
     request_timeout_ms: int = Field(default=1500, ge=1)  # a forwarded client tx not ordered by then -> view change
     retransmit_ms: int = Field(default=500, ge=1)  # while stalled, resend own consensus messages this often
     verify_threads: int = Field(default=2, ge=1)  # signature-checking threads; 1 = verify on the event loop
-    batch_wait_ms: int = Field(default=30, ge=0)  # the primary cuts a partial batch after this wait
+    batch_wait_ms: int = Field(default=30, ge=0)  # the primary cuts a partial batch after this wait...
+    # ...or at once while fewer than this many of its blocks are in flight (at most the pipeline depth, 4;
+    # 0, the default: always wait). Off by default: over delayed links on a loaded machine it drew
+    # pass-over suspicions (docs/performance.md, "Over wide-area links"), and it saved latency only when idle.
+    batch_eager_inflight: int = Field(default=0, ge=0, le=4)
     ethereum: EthereumConfig | None = None  # anchoring; None = off
     # A validator votes; an observer follows certified blocks over HTTP and serves reads (ledger/observer.py).
     role: Literal["validator", "observer"] = "validator"

@@ -119,7 +119,7 @@ class Node:
         replica = Replica(
             ReplicaConfig(
                 self.genesis.chain_id, tuple(validators), batch_size=config.batch_size,
-                batch_ticks=ticks(config.batch_wait_ms, config.tick_ms),
+                batch_ticks=ticks(config.batch_wait_ms, config.tick_ms), eager_inflight=config.batch_eager_inflight,
                 view_change_ticks=ticks(config.view_change_timeout_ms, config.tick_ms),
                 request_timeout_ticks=ticks(config.request_timeout_ms, config.tick_ms),
                 retransmit_ticks=ticks(config.retransmit_ms, config.tick_ms),

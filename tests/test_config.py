@@ -55,6 +55,7 @@ def test_a_misspelt_nested_key_is_refused_naming_its_path(tmp_path: Path, settin
     ({"http": {"port": "8700"}}, "http.port"),  # a string, not a number
     ({"http": {"port": -1}}, "http.port"),
     ({**MINIMAL, "tick_ms": 0}, "tick_ms"),
+    ({**MINIMAL, "batch_eager_inflight": 5}, "batch_eager_inflight"),  # deeper than the pipeline
     ({**MINIMAL, "batch_size": 1.5}, "batch_size"),
     ({**MINIMAL, "verify_threads": True}, "verify_threads"),
     ({**MINIMAL, "leveldb_open_files": 5}, "leveldb_open_files"),
@@ -97,6 +98,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert (limits.rate_limits, limits.reads_per_s, limits.writes_per_s, limits.exempt) == (True, 2000.0, 50.0, ())
     assert config.p2p == Endpoint(host="127.0.0.1", port=0) and config.peers == ()
     assert (config.batch_size, config.tick_ms, config.batch_wait_ms, config.verify_threads) == (1000, 10, 30, 2)
+    assert config.batch_eager_inflight == 0
     assert (config.view_change_timeout_ms, config.request_timeout_ms, config.retransmit_ms) == (2000, 1500, 500)
     assert (config.leveldb_open_files, config.sync.fetchers) == (MAX_OPEN_FILES, 4)
     assert (config.sync.history, config.sync.history_batch) == ("recent", 64)  # blocks from the snapshot on only

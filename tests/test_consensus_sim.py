@@ -192,6 +192,27 @@ def test_restarted_primary_does_not_propose_its_in_flight_txs_again() -> None:
     assert all(len(n.committed_txs) == 8 for n in net.nodes)
 
 
+def test_long_links_do_not_make_an_honest_primary_suspected_of_passing_over() -> None:
+    """A block takes 16 ticks from proposal to delivery (one-way delays of 4 ticks), longer than the 6
+    ticks a backup's transaction must wait before a block without it counts as a pass-over. Blocks the
+    primary proposed before the forward reached it are delivered after those 6 ticks: they must not count
+    (they did, and 3 of them made the backup suspect an honest primary)."""
+    net = Network(4, 1, min_delay=20, max_delay=20, config={
+        "batch_size": 50, "max_batch_bytes": 100_000, "max_inflight": 6, "watermark_window": 30,
+        "request_timeout_ticks": 12, "view_change_ticks": 200})
+    flowing, lone = make_txs("flowing", 120), make_txs("lone", 3)
+    for i in range(0, len(flowing), 2):  # a steady stream to the primary keeps blocks with room in flight
+        net.submit(flowing[i:i + 2], 0)
+        if i == 40:
+            net.submit(lone, 1)
+        net.run(6)
+    assert_live(net, flowing + lone)
+    backup = net.nodes[1].replica
+    assert backup.metrics["suspected_passed_over"] == 0, dict(backup.metrics)
+    assert all(n.replica.view == 0 for n in net.nodes)
+    finish(net)
+
+
 def test_floods_stay_bounded() -> None:
     """Signed messages beyond the watermarks or for future views do not grow memory."""
     net = Network(4, 8)

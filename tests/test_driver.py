@@ -6,6 +6,7 @@ accepts, and stop (not guess) when the application fails."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,30 @@ async def _submit_and_tick(node: Node, raw: bytes) -> tuple[list[Any], list[Any]
         if node.failed is not None:
             break
     return admitted, await node.wait_committed([compute_tx_id(raw)], timeout=0.2)
+
+
+@pytest.mark.parametrize(("eager", "height"), [(2, 1), (None, 0)])
+def test_the_node_cuts_a_lone_transaction_at_once_only_with_eager_batches_on(
+    tmp_path: Path, eager: int | None, height: int,
+) -> None:
+    """`batch_eager_inflight` reaches the replica: with 2 and nothing in flight the primary proposes on
+    submit, before any tick; by default (0) it waits `batch_wait_ms` of ticks."""
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    if eager is not None:
+        config = json.loads((home.path / "config.json").read_text())
+        (home.path / "config.json").write_text(json.dumps({**config, "batch_eager_inflight": eager}))
+    node = Node(NodeConfig.load(home.path), on_fatal=pytest.fail)
+    raw = encode(make_tx(home.org1, CHAIN_ID, 1, "id.register",
+                         IdRegister("88.100.1/EQ-1", (ValueSpec(1, "URL", "https://twin.example/1"),))))
+
+    async def submit() -> None:
+        assert node.submit([raw])[0].accepted
+
+    try:
+        asyncio.run(submit())
+        assert node.chain.height == height
+    finally:
+        asyncio.run(node.stop())
 
 
 def test_the_simulation_runs_this_driver() -> None:

@@ -113,10 +113,11 @@ def test_a_delayed_relay_adds_the_delay_each_way_and_keeps_the_bytes_in_order(ec
 def test_bench_over_delayed_links_commits_everything_slower_than_the_delays_and_draws_the_run(tmp_path: Path) -> None:
     png = tmp_path / "bench.png"
     done = ledger("bench", "--nodes", "4", "--txs", "300", "--clients", "2", "--batch", "50",
-                  "--link-delay-ms", "100", "--plot", str(png), "--base-port", str(any_free_port()))
+                  "--link-delay-ms", "100", "--eager-inflight", "2", "--plot", str(png),
+                  "--base-port", str(any_free_port()))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["committed"] == 300 and result["failed"] == 0, result
-    assert result["link_delay_ms"] == 100
+    assert result["link_delay_ms"] == 100 and result["eager_inflight"] == 2  # as the nodes' config.json said
     # A commit takes at least three one-way trips (pre-prepare, prepare, commit), each delayed 100 ms.
     assert result["p50_ms"] >= 300, result
     image = Image.open(png)

@@ -19,7 +19,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload,
                            link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
-                           profile=args.profile, export_every=args.export_every)
+                           profile=args.profile, export_every=args.export_every,
+                           eager_inflight=args.eager_inflight)
     except (PlotUnavailable, ProfilerMissing) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
@@ -39,6 +40,9 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--clients", type=int, default=4, help="concurrent submitting members (default 4)")
     p.add_argument("--batch", type=int, default=175, help="transactions per HTTP request (default 175)")
     p.add_argument("--batch-wait-ms", type=int, default=30, help="how long the primary gathers a partial block")
+    p.add_argument("--eager-inflight", type=int, choices=range(0, 5), metavar="N",
+                   help="the primary cuts a partial batch at once while fewer than N of its blocks are in flight "
+                        "(default 0: always waits --batch-wait-ms, the node's default batch_eager_inflight)")
     p.add_argument("--workload", choices=("register", "mixed", "market"), default="register",
                    help="identifier registrations; asset mints, licence grants and transfers (mixed); or mints, "
                         "licence grants, listings, licence offers and purchases of both (market)")

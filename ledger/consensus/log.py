@@ -104,6 +104,7 @@ class Slot:
     preprepare_signature: bytes = b""
     pending: PrePrepare | None = None  # a checked pre-prepare of the current view, not yet accepted
     pending_signature: bytes = b""
+    accepted_at: int = -1  # the tick this replica accepted the pre-prepare (-1: not in the current view)
     prepares: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # sender -> (hash, sig)
     commits: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # sender -> (hash, sig)
     prepared: bool = False
@@ -119,6 +120,7 @@ class Slot:
         self.block_hash = self.prev_hash = self.preprepare_signature = b""
         self.pending = None
         self.pending_signature = b""
+        self.accepted_at = -1
         self.prepares = {}
         self.commits = {}
         self.prepared = False

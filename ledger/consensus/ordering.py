@@ -381,6 +381,7 @@ class Orderer:
         slot.view = view
         slot.block_hash, slot.prev_hash, slot.preprepare_signature = body.block_hash, body.prev_hash, pp_signature
         slot.pending = None
+        slot.accepted_at = self._ctx.clock.now
         slot.my_preprepare = my_pp
         me = self._ctx.signer.id
         if self._set(h).primary(view) != me and self._ctx.membership.is_member(me, h):
@@ -473,7 +474,12 @@ class Orderer:
             self._queue.remove(block.txs)
             cfg = self._ctx.config
             if self._queue.had_room_for_oldest(block.txs, cfg.batch_size, cfg.max_batch_bytes):
-                self._queue.pass_over(now, cfg.request_timeout_ticks // 2)
+                # Measured from when this replica saw the block proposed, not delivered: on long links a
+                # block proposed before a forward reached the primary is delivered long after it.
+                slot = self._slots.get(h)
+                accepted = slot is not None and slot.accepted_at >= 0 and slot.block_hash == cert.block_hash
+                seen = slot.accepted_at if slot is not None and accepted else now
+                self._queue.pass_over(seen, cfg.request_timeout_ticks // 2)
             self._views.delivered(now)
             self._changed = True
             if self._checkpoints.is_due(h):

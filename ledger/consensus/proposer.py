@@ -1,7 +1,10 @@
 """The primary's part of the normal case: cutting batches from the queue and building blocks on them.
 
 Theory of operation: while this replica is the active primary, a full batch (`batch_size`) is cut at
-once and a partial one after `batch_ticks` ticks. Each block is built on the block the log holds one
+once and a partial one after `batch_ticks` ticks, or at once while fewer than `eager_inflight` of its
+blocks are in flight: a nearly idle pipeline gains little from waiting (on long links a block takes
+several one-way delays to deliver, and the wait adds to each of them), while a busy one makes the queue
+grow into larger blocks meanwhile. Each block is built on the block the log holds one
 height below (pipelining), at the first height above the delivered head with no block of the current
 view, once the head reached the stable checkpoint and the installed new view's base, at most
 `max_inflight` above that head and below the high watermark, after every re-proposal the installed
@@ -65,7 +68,7 @@ class Proposer:
         if not self._views.active or self._views.primary != self._ctx.signer.id:
             return
         size = self._ctx.config.batch_size
-        while self._queue.unproposed >= size or (force and self._queue.unproposed > 0):
+        while self._queue.unproposed >= size or (self._queue.unproposed > 0 and (force or self._eager())):
             h = self._next_proposal_height()
             if h is None:
                 return
@@ -73,6 +76,11 @@ class Proposer:
             self._propose(h, txs)
             force = False
             self._waited = 0
+
+    def _eager(self) -> bool:
+        """Few enough of this primary's blocks are in flight to cut a partial batch without waiting."""
+        in_flight = self._log.first_free_height() - 1 - self._head.height
+        return in_flight < self._ctx.config.eager_inflight
 
     def _next_proposal_height(self) -> int | None:
         d = self._head.height

@@ -17,7 +17,11 @@ class ReplicaConfig:
     validators: tuple[str, ...]  # validator ids in primary-rotation order
     batch_size: int = 1000  # at most this many transactions per block...
     max_batch_bytes: int = MAX_BLOCK_TX_BYTES  # ...and at most this many bytes of them
-    batch_ticks: int = 1  # cut a partial batch after this many ticks
+    batch_ticks: int = 1  # cut a partial batch after this many ticks...
+    # ...or at once while fewer than this many of the primary's blocks are in flight above the delivered head
+    # (0: never). A nearly idle pipeline gains nothing from waiting; once it fills, the queue grows into
+    # larger blocks meanwhile. On long links that wait is most of what a partial batch would gather.
+    eager_inflight: int = 0
     checkpoint_interval: int = 10  # K: a checkpoint every K blocks
     watermark_window: int = 40  # high watermark = low watermark (stable checkpoint) + this
     max_inflight: int = 4  # pipelining depth above the last delivered block
@@ -46,6 +50,8 @@ def check_config(cfg: ReplicaConfig) -> None:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     # The pipeline is shorter than the activation delay: the set of every height in flight is known.
+    if not 0 <= cfg.eager_inflight <= cfg.max_inflight:
+        raise ConfigError("eager_inflight must be between 0 and max_inflight")
     if cfg.max_inflight >= cfg.activation_delay:
         raise ConfigError("max_inflight must be below activation_delay")
     # The window leaves room for a checkpoint interval and the pipeline above it.

@@ -12,7 +12,9 @@ Theory of operation (all in ticks):
   `request_timeout_ticks` since the transaction arrived (a backlog that is draining never starts a
   view change). A primary that keeps ordering others' transactions but not this one shows it
   differently: blocks with room to spare are delivered without it (ordering.py counts these
-  pass-overs). The first pass-over forwards the waiting transactions to the primary again (forwards
+  pass-overs, of blocks this replica saw proposed half a request timeout after the transaction arrived:
+  on long links a block proposed before the forward reached the primary is delivered much later).
+  The first pass-over forwards the waiting transactions to the primary again (forwards
   can be lost with a link); `max_passovers` of them make the replica suspect the primary. A transaction that
   survives `max_tx_strikes` view changes unordered is dropped as unorderable (invalid, or refused
   by every primary), and the driver hears of it (`DropTxs`), so it does not stay pending.

@@ -120,11 +120,12 @@ class TxQueue:
         used = sum(len(tx) for tx in block_txs)
         return len(block_txs) < batch_size and used + len(oldest[0]) <= max_bytes
 
-    def pass_over(self, now: int, min_wait: int) -> None:
-        """A block with room for the oldest transaction was delivered without it: count that, if
-        the oldest had waited `min_wait` (so its forward had time to reach the primary)."""
+    def pass_over(self, seen: int, min_wait: int) -> None:
+        """A block with room for the oldest transaction was delivered without it: count that, if the
+        oldest had waited `min_wait` when this replica saw the block proposed (`seen`: its forward had
+        time to reach the primary before the primary proposed it)."""
         oldest = self.oldest()
-        if oldest is not None and now - oldest[1].arrival >= min_wait:
+        if oldest is not None and seen - oldest[1].arrival >= min_wait:
             oldest[1].passed += 1
 
     def note_reforwarded(self, tx: bytes) -> None:

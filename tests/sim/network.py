@@ -186,11 +186,24 @@ def default_config(chain_id: str, validators: tuple[str, ...], **overrides: Any)
         view_change_ticks=8, request_timeout_ticks=24, retransmit_ticks=3, fetch_retry_ticks=4,
         max_buffered_per_peer=32,
     )
+    for settings in _configured:
+        base.update(settings)
     base.update(overrides)
     return ReplicaConfig(chain_id, validators, **base)
 
 
 _watchers: list[Callable[[Network], None]] = []
+_configured: list[dict[str, Any]] = []
+
+
+@contextlib.contextmanager
+def configured(**settings: Any) -> Iterator[None]:
+    """Every Network made inside the block runs its replicas with these settings (run a scenario so)."""
+    _configured.append(settings)
+    try:
+        yield
+    finally:
+        _configured.remove(settings)
 
 
 @contextlib.contextmanager
