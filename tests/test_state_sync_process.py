@@ -174,13 +174,14 @@ class StallingPeer(BaseHTTPRequestHandler):
     until `release` is set (the test kills the syncing node meanwhile: a kill in the middle, every time)."""
 
     upstream = ""
-    chunks = 20
+    held_path = "/v1/sync/state"
+    chunks = 20  # requests of `held_path` passed before one is held
     passed = 0
     release = threading.Event()
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
         cls = type(self)
-        if self.path.startswith("/v1/sync/state"):
+        if self.path.startswith(cls.held_path):
             if cls.passed >= cls.chunks:
                 cls.release.wait(WAIT_S)
                 self.send_error(503)
@@ -263,33 +264,14 @@ def test_a_pruning_observer_refuses_dropped_heights_and_answers_the_kept_ones(de
         stop_pid(proc.pid)
 
 
-class StallingBlocks(BaseHTTPRequestHandler):
-    """Passes requests to a real validator until it has passed `batches` block requests (the history fetch's:
-    the observer follows its validators directly); then holds the next one until `release` is set."""
+class StallingBlocks(StallingPeer):
+    """A StallingPeer for block requests (the history fetch's: the observer follows its validators directly):
+    holds the third."""
 
-    upstream = ""
-    batches = 2
+    held_path = "/v1/sync/blocks"
+    chunks = 2
     passed = 0
     release = threading.Event()
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-        cls = type(self)
-        if self.path.startswith("/v1/sync/blocks"):
-            if cls.passed >= cls.batches:
-                cls.release.wait(WAIT_S)
-                self.send_error(503)
-                return
-            cls.passed += 1
-        r = httpx.get(self.upstream + self.path, timeout=10.0)
-        self.send_response(r.status_code)
-        self.send_header("content-type", r.headers.get("content-type", "application/octet-stream"))
-        self.send_header("content-length", str(len(r.content)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(r.content)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers_old_heights(
@@ -308,7 +290,7 @@ def test_an_observer_with_full_history_killed_while_fetching_resumes_and_answers
                                  "history": "full", "history_batch": 2}})
     proc, url = start_observer(devnet, home, [])
     try:
-        wait_until(lambda: StallingBlocks.passed >= StallingBlocks.batches, WAIT_S, "the history fetch to be under way")
+        wait_until(lambda: StallingBlocks.passed >= StallingBlocks.chunks, WAIT_S, "the history fetch to be under way")
         status = wait_until(lambda: (s := get(url, "/v1/status"))["oldest_block"] == s["oldest_height"] - 4 and s,
                             WAIT_S, "two batches to be written")
         base = status["oldest_height"]
