@@ -68,6 +68,7 @@ __all__ = [
     "EMPTY",
     "MissingNodeError",
     "NodeGetter",
+    "RootView",
     "SMTProof",
     "SparseMerkleTree",
     "key_path",
@@ -431,3 +432,14 @@ class SparseMerkleTree:
 
         new_root = apply(root, 0, len(recs), 0)[0]
         return new_root, new_nodes
+
+
+class RootView:
+    """State as of one root of a tree: a state view (ledger/state.py) that reads by walking from the root."""
+
+    def __init__(self, smt: SparseMerkleTree, root: bytes) -> None:
+        self._smt = smt
+        self._root = root
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._smt.get(self._root, key)

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain import Block, CommitCertificate, InvalidBlock, compute_block_hash
-from ledger.chaindb import HEAD_KEY, NOT_EXECUTED, ChainDB, HistoryNotHeld, NotHeld
+from ledger.chain_history import NOT_EXECUTED
+from ledger.chaindb import HEAD_KEY, ChainDB, HistoryNotHeld, NotHeld
 from ledger.codec import CodecError, decode, encode
 from ledger.members import member_key
 from ledger.net.sync import BlockBatch, BlockRequest, CertifiedBlock, serve_blocks

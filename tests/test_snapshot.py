@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from ledger.api.server import create_app
 from ledger.chain import Block, CommitCertificate, ValidatorSignature, compute_commit_vote
-from ledger.chaindb import ChainDB, TxLocation
+from ledger.chain_history import TxLocation
+from ledger.chaindb import ChainDB
 from ledger.cli import main as cli_main
 from ledger.codec import decode, encode
 from ledger.crypto import DOMAIN_COMMIT, SigningKey

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ledger.chain import Block, compute_block_hash
-from ledger.chaindb import BASE_KEY, HEAD_KEY, PRUNED_KEY
+from ledger.chain_history import BASE_KEY
+from ledger.chaindb import HEAD_KEY, PRUNED_KEY
 from ledger.codec import CodecError, decode
 from ledger.genesis import Genesis
 from ledger.store import NS, Snapshot

@@ -33,10 +33,11 @@ from ledger.chain import (
     check_certificate,
     compute_block_hash,
 )
-from ledger.chaindb import GENESIS_KEY, HEAD_KEY, ChainDB, RootView, TxLocation
+from ledger.chain_history import TxLocation
+from ledger.chaindb import GENESIS_KEY, HEAD_KEY, ChainDB
 from ledger.codec import CodecError, decode, encode
 from ledger.genesis import Genesis
-from ledger.smt import MissingNodeError, SparseMerkleTree, node_hash
+from ledger.smt import MissingNodeError, RootView, SparseMerkleTree, node_hash
 from ledger.store import NS, MemoryStore, Store, height_key
 from ledger.tx import compute_tx_id
 from ledger.validators import keys_of, validators_at

@@ -35,10 +35,11 @@ from pathlib import Path
 import httpx
 
 from ledger import merkle
-from ledger.chaindb import BASE_KEY, GENESIS_KEY, HEAD_KEY, SET_LINK_PREFIX, STATE_SYNC_KEY, RootView
+from ledger.chain_history import BASE_KEY
+from ledger.chaindb import GENESIS_KEY, HEAD_KEY, SET_LINK_PREFIX, STATE_SYNC_KEY
 from ledger.codec import CodecError, decode, encode
 from ledger.genesis import Genesis
-from ledger.smt import SparseMerkleTree
+from ledger.smt import RootView, SparseMerkleTree
 from ledger.snapshot.offer import (
     CheckedOffer,
     OfferRefused,

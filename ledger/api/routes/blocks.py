@@ -10,7 +10,7 @@ from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import MAX_HEIGHT
 from ledger.chain import compute_block_hash
-from ledger.chaindb import NOT_EXECUTED
+from ledger.chain_history import NOT_EXECUTED
 from ledger.codec import to_plain
 from ledger.node import Node
 from ledger.tx import TxRejected, compute_tx_id, decode_tx, tx_to_plain

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from ledger.api.deps import NodeDep
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64
-from ledger.chaindb import NOT_EXECUTED
+from ledger.chain_history import NOT_EXECUTED
 from ledger.codec import CodecError, encode, unpack_strict
 from ledger.mempool import Admission, Outcome, Refusal
 from ledger.observer import Follower, NoValidatorReachable
