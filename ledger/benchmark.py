@@ -39,6 +39,7 @@ from devnet import launcher
 from devnet.definition import load_definition
 from devnet.record import DevnetError
 from devnet.relays import PeerRelays
+from ledger.bench_preload import preload as preload_state
 from ledger.chart import Panel, draw
 from ledger.client import LedgerClient, Signer
 from ledger.codec import encode
@@ -291,8 +292,10 @@ def run_bench(
     link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700, profile: Path | None = None,
     export_every: int | None = None,
     eager_inflight: int | None = None,
+    preload: int = 0,
 ) -> dict[str, Any]:
-    """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults)."""
+    """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults).
+    `preload`: identifiers registered before the timed load (ledger/bench_preload.py)."""
     log = sys.stderr
     if profile is not None:
         find_py_spy()  # before anything starts: say at once if it is missing
@@ -317,6 +320,7 @@ def run_bench(
             relays = PeerRelays(homes, link_delay_ms)
             print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
+        preloaded = preload_state(net, preload, log=log) if preload > 0 else {"preloaded": 0}
         keys = _setup_clients(net, clients)
         buyers = _setup_buyers(net, keys) if workload == "market" else None
         print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
@@ -408,7 +412,8 @@ def run_bench(
             "max_node_rss_mb": round(rss, 1),
             "max_node_anon_mb": round(anon, 1),
             "max_node_mapped_files_mb": round(mapped, 1),
-            "state_exports_made": exports,  # per node, during setup and load (ledger/snapshot/exports.py)
+            "state_exports_made": exports,
+            **preloaded,  # per node, during setup and load (ledger/snapshot/exports.py)
             **({"plot": str(plot)} if plot is not None else {}),
             **({"profile": str(profile)} if profile is not None else {}),
         }

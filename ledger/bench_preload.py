@@ -1,0 +1,86 @@
+"""`ledger bench --preload N`: a devnet's state filled with N identifiers before the timed load.
+
+Issue 17 asks whether throughput holds up with a large state (1,000,000 identifiers against an empty one).
+The identifiers go in the honest way, as signed `id.register` transactions committed by the validators'
+consensus, so every node's state tree, flat index and LevelDB tables are what that many registrations make.
+Members of their own (`preload0`...) with prefixes of their own (`88.901.N`) send them, so the timed load that
+follows (its members, prefixes and nonces) is the same as without a preload. Not timed as the load is: only
+its rate is reported. Signing is lazy, a batch at a time, so a million transactions never sit in memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from ledger.client import LedgerClient, Signer, deliver
+from ledger.crypto import SigningKey
+from ledger.members import MemberAdd
+from ledger.progress import Progress
+from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from ledger.tx import make_tx
+
+PRELOAD_BATCH = 1000  # transactions per request: fewer round trips than the load's 175, the same path
+PRELOAD_SENDERS = 4
+
+
+class PreloadFailed(RuntimeError):
+    """A preload transaction was refused: the state would not hold the identifiers asked for."""
+
+
+def preload_identifier(sender: int, n: int) -> IdRegister:
+    return IdRegister(f"88.901.{sender}/PRE-{n:08d}", (ValueSpec(1, "URL", f"https://twin.example/pre/{n}"),))
+
+
+def _split(count: int, parts: int) -> list[int]:
+    return [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
+
+
+def preload(net: dict[str, Any], count: int, senders: int = PRELOAD_SENDERS, batch: int = PRELOAD_BATCH,
+            log: TextIO | None = None) -> dict[str, Any]:
+    """Register `count` identifiers on the devnet `net` (its launcher record) from `senders` members of their own,
+    each sending to a node of its own in turn; returns the figures. PreloadFailed if any is refused."""
+    log = log or sys.stderr
+    nodes = [n["http"] for n in net["nodes"]]
+    admin_client = LedgerClient(nodes[0])
+    admin = Signer(SigningKey.load(net["keys"]["admin"]), admin_client)
+    keys = [SigningKey.generate() for _ in range(senders)]
+    for i, key in enumerate(keys):
+        admin.send("member.add", MemberAdd(f"preload{i}", key.public_key, ("registrar",)))
+        admin.send("prefix.create", PrefixCreate(f"88.901.{i}", key.id))
+    admin_client.close()
+    progress = Progress(count, "preloading identifiers", stream=log)
+    lock = threading.Lock()
+    refused: list[str] = []
+
+    def send(i: int, share: int) -> None:
+        client = LedgerClient(nodes[i % len(nodes)])
+        try:
+            for start in range(0, share, batch):
+                if refused:
+                    return
+                txs = [make_tx(keys[i], net["chain_id"], n + 1, "id.register", preload_identifier(i, n))
+                       for n in range(start, min(start + batch, share))]
+                answers = deliver(client, txs, wait_s=120.0)
+                bad = [a.get("reason") or a.get("status", "?") for a in answers
+                       if a.get("status") != "committed" or not a.get("ok")]
+                with lock:
+                    refused.extend(map(str, bad))
+                    progress.advance(len(txs) - len(bad), failed=len(bad))
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=send, args=(i, share)) for i, share in enumerate(_split(count, senders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    progress.close()
+    if refused:
+        raise PreloadFailed(f"{len(refused)} preload transactions were refused (first: {refused[0]})")
+    return {"preloaded": count, "preload_seconds": round(seconds, 1),
+            "preload_tx_per_s": round(count / seconds, 1) if seconds > 0 else None}
