@@ -43,3 +43,32 @@ def test_a_refused_registration_fails_the_preload(tmp_path: Path, monkeypatch: p
             preload(net, 5, senders=1, batch=5)
     finally:
         devnet_down(net)
+
+
+def test_rows_refused_for_their_nonce_alone_are_signed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under load a row refused before ordering leaves a gap, and the rows after it are refused `nonce_gap`:
+    they are not registered, so the preload signs them again and they commit."""
+    import ledger.bench_preload as bench_preload
+
+    real = bench_preload.deliver
+    calls: list[int] = []
+
+    def gap_once(client: object, txs: list, **kwargs: object) -> list:
+        calls.append(len(txs))
+        if len(calls) > 1:
+            return real(client, txs, **kwargs)  # type: ignore[arg-type]
+        half = len(txs) // 2  # the second half never reached the node: refused for the gap
+        sent = real(client, txs[:half], **kwargs)  # type: ignore[arg-type]
+        return sent + [{"status": "refused", "accepted": False, "reason": "nonce_gap"} for _ in txs[half:]]
+
+    monkeypatch.setattr(bench_preload, "deliver", gap_once)
+    net = devnet_up(tmp_path, 1)
+    try:
+        assert bench_preload.preload(net, 10, senders=1, batch=10)["preloaded"] == 10
+        assert calls == [10, 5]
+        url = net["nodes"][0]["http"]
+        for n in range(10):
+            handle = preload_identifier(0, n).handle
+            assert httpx.get(f"{url}/api/handles/{handle}", timeout=10).status_code == 200, handle
+    finally:
+        devnet_down(net)
