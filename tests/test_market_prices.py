@@ -12,18 +12,19 @@ from hypothesis import strategies as st
 
 from ledger.api.routes import market as market_routes
 from ledger.api.routes.market import read_windows
-from ledger.codec import decode
 from ledger.market import prices
 from ledger.market.prices import WindowReader, get_bucket, part_key, partial_day, unpack_part
 from ledger.market.sales import (
     ALL_PREFIXES,
     DAY_MS,
     WINDOWS,
+    Sale,
+    chunk_entries,
     get_sale,
-    index_entry,
     kind_prefix,
     purpose_prefix,
     record_sale,
+    sale_count,
     time_start,
     token_prefix,
     window_stats,
@@ -51,15 +52,27 @@ def record(state: Overlay, sales: list[tuple[int, int, str, str, str]]) -> None:
 
 def scan(state: Overlay, prefixes: tuple[bytes, ...], since: int, until: int | None = None
          ) -> Iterator[tuple[int, int]]:
-    """(time, price) of the index entries under `prefixes` in [since, until), oldest first (the reference)."""
+    """(time, price) of the index entries under `prefixes` in [since, until), oldest first (as the route scans)."""
     found = []
     for prefix in prefixes:
         low, high = time_start(prefix, since), time_start(prefix, until) if until is not None else prefix + b"\xff"
         for key, value in state.changes.items():
             if value is not None and low <= key < high:
-                found.append((index_entry(key, prefix), decode(int, value)))
-    for (timestamp, _), price in sorted(found):
+                found.extend(chunk_entries(key, value, prefix))
+    for timestamp, _, price in sorted(found):
         yield timestamp, price
+
+
+def indexed_in(sale: Sale) -> list[bytes]:
+    """The indexes a sale belongs in, from its record."""
+    return [purpose_prefix(p) for p in sale.purposes] if sale.licence else [token_prefix(sale.token),
+                                                                            kind_prefix(sale.kind)]
+
+
+def sales_in(state: Overlay, prefixes: tuple[bytes, ...]) -> list[Sale]:
+    """The sale records (not the indexes) of the indexes `prefixes`, in (time, seq) order."""
+    found = [get_sale(state, seq) for seq in range(1, sale_count(state) + 1)]
+    return [sale for sale in found if sale is not None and set(indexed_in(sale)) & set(prefixes)]
 
 
 class Reader:
@@ -77,7 +90,8 @@ class Reader:
 
 
 def reference(state: Overlay, prefixes: tuple[bytes, ...], since: int | None) -> dict[str, object]:
-    return window_stats([p for t, p in scan(state, prefixes, 0) if since is None or t >= since])
+    """A window's statistics from the sale records themselves: what the index and the aggregates must give."""
+    return window_stats([s.price for s in sales_in(state, prefixes) if since is None or s.timestamp >= since])
 
 
 # All token sales (every kind's scope and index read together), one token's, one kind's, one purpose's.
@@ -86,7 +100,8 @@ SCOPES = [(prices.ALL_SCOPES, ALL_PREFIXES), ((prices.token_scope("T-1"),), (tok
           ((prices.purpose_scope("a/b"),), (purpose_prefix("a/b"),))]
 
 sale_lists = st.lists(
-    st.tuples(st.integers(0, 40 * DAY_MS // 3_600_000), st.integers(0, 3_599_999),  # hour, ms within it
+    # hour, ms within it (often its first: several sales at one block time share an index chunk)
+    st.tuples(st.integers(0, 40 * DAY_MS // 3_600_000), st.one_of(st.just(0), st.integers(0, 3_599_999)),
               st.one_of(st.integers(1, 12), st.integers(1, 2**53 - 1)),  # repeated and distinct prices
               st.sampled_from(["T-1", "T-2"]), st.sampled_from(["data", "model", "equipment"]),
               st.sampled_from(["", "a/b", "c"])),
@@ -94,11 +109,13 @@ sale_lists = st.lists(
 
 
 @settings(max_examples=150)
-@given(sale_lists, st.lists(st.integers(-DAY_MS, 45 * DAY_MS), max_size=4), st.sampled_from([2, 3, 128]))
+@given(sale_lists, st.lists(st.integers(-DAY_MS, 45 * DAY_MS), max_size=4), st.sampled_from([2, 3, 128]),
+       st.sampled_from([1, 2, 64]))
 def test_windows_from_buckets_equal_the_scan_of_every_sale(
-        drawn: list[tuple[int, int, int, str, str, str]], offsets: list[int], part_max: int) -> None:
+        drawn: list[tuple[int, int, int, str, str, str]], offsets: list[int], part_max: int, chunk_max: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prices, "PART_MAX", part_max)  # small parts: splits happen often
+        patch.setattr(prices, "CHUNK_MAX", chunk_max)  # small chunks: full ones close often
         timed = sorted((hour * 3_600_000 + ms, price, token, kind, purpose)
                        for hour, ms, price, token, kind, purpose in drawn)
         state = Overlay(EmptyView())
@@ -205,6 +222,29 @@ def test_the_latest_sales_of_all_tokens_are_every_kinds_merged_newest_first() ->
     newest_first = [sale for sale in (get_sale(state, seq) for seq in range(14, 0, -1)) if sale and not sale.licence]
     assert [sale.seq for sale in latest] == [sale.seq for sale in newest_first[:6]]
     assert {sale.kind for sale in latest} == set(kinds)
+
+
+def test_a_blocks_sales_of_one_kind_share_index_chunks_of_at_most_chunk_max(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prices, "CHUNK_MAX", 4)
+    state = Overlay(EmptyView())
+    # Ten token sales of one kind at one block time, then two at the next; one licence sale among the first.
+    record(state, [(T0, 10 + n, f"T-{n}", "data", "") for n in range(10)] + [(T0, 5, "T-0", "data", "a/b")]
+           + [(T0 + 500, 30 + n, f"T-{n}", "data", "") for n in range(2)])
+    chunks = {key: value for key, value in state.changes.items() if key.startswith(kind_prefix("data"))}
+    sizes = [len(chunk_entries(key, value, kind_prefix("data"))) for key, value in sorted(chunks.items())]
+    assert sizes == [4, 4, 2, 2]  # full chunks close; a new block time opens a new chunk
+    assert sorted(chunks)[1] == kind_prefix("data") + f"{T0:016d}/{5:016d}".encode()  # named by its first sale
+    assert [p for _, p in scan(state, (kind_prefix("data"),), T0)] == [*range(10, 20), 30, 31]
+    token_keys = [key for key in state.changes if key.startswith(token_prefix("T-1"))]
+    assert len(token_keys) == 2  # a token's sales at two times
+    store = MemoryStore()
+    store.write_batch([(NS.STATE_LATEST + k, v) for k, v in sorted(state.changes.items()) if v is not None])
+    latest = market_routes._latest_sales(store, LatestView(store), (kind_prefix("data"),), 5)
+    assert [sale.price for sale in latest] == [31, 30, 19, 18, 17]
+    read = Reader(state, (prices.kind_scope("data"),), (kind_prefix("data"),))
+    assert read.window(T0 + 1, T0 + 600) == reference(state, (kind_prefix("data"),), T0 + 1)
+    assert read.window(T0 - 1, T0 + 600) == reference(state, (kind_prefix("data"),), T0 - 1)
+    assert read.window(T0 - 1, T0 + 600)["count"] == 12
 
 
 class LatestView:

@@ -1,13 +1,16 @@
 """The record of public sales, and the price statistics read from it.
 
 Theory of operation. Every sale the market settles (`ledger.market.trading`: tokens; `ledger.market.licences`:
-licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and index entries whose
-value is the price, time in ms as 16 digits: a token sale under `market/st/<token>/<time>/<seq>` and
-`market/sk/<kind>/<time>/<seq>`; a licence sale under `market/sp/<purpose in hex>/<time>/<seq>` for each of its
-purposes. Block times never run back, so each index is in time order, and a window (the sales since T) is one
-forward scan from T, with no record read. All token sales have no index of their own (one key fewer per sale):
-they are the sales of every kind, the kinds' scans merged by (time, seq). The records are written only by
-`record_sale`, inside the transaction that sells.
+licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and entries in time
+indexes: a token sale in its token's (`market/st/<token>/`) and its kind's (`market/sk/<kind>/`); a licence sale
+in each of its purposes' (`market/sp/<purpose in hex>/`). An index is a run of chunks: a chunk holds the sales of
+the index's scope at one block time, at most `prices.CHUNK_MAX`, as (seq, price) pairs of big-endian 64-bit
+integers, under `<prefix><time>/<seq>` (time in ms and the seq of its first sale, 16 digits each). So a block's
+sales of one kind or purpose rewrite one state key, not one each (the scope's live price record, which every
+sale rewrites anyway, says which chunk is open: `prices.add_sale`). Block times never run back, so each index is
+in (time, seq) order, and a window (the sales since T) is one forward scan from T, with no record read. All token
+sales have no index of their own (one key fewer per sale): they are the sales of every kind, the kinds' scans
+merged by (time, seq). The records are written only by `record_sale`, inside the transaction that sells.
 
 The statistics (`price_stats`) are a read, not state: the last price, the median and the volume-weighted
 average (VWAP) over each window, where each sale is one token or one licence, so the VWAP is the total paid
@@ -17,11 +20,11 @@ over the count.
 from __future__ import annotations
 
 import statistics
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.codec import encode
 from ledger.market import prices
 from ledger.nft.assets import KINDS
 from ledger.state import StateView, TxContext, get_record
@@ -94,21 +97,24 @@ def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int,
                 purposes)
     ctx.put(sale_key(seq), sale)
     ctx.put(COUNT_KEY, seq)
-    suffix, price_bytes = _suffix(ctx.timestamp, seq), encode(price)
     # (All token sales are read as those of every kind: `ALL_PREFIXES`, `prices.ALL_SCOPES`.)
     prefixes = [purpose_prefix(p) for p in purposes] if licence else [token_prefix(token), kind_prefix(kind)]
-    for prefix in prefixes:
-        ctx.state.put(prefix + suffix, price_bytes)
     scopes = ([prices.purpose_scope(p) for p in purposes] if licence
               else [prices.token_scope(token), prices.kind_scope(kind)])
-    prices.add_sale(ctx, scopes, price, seq)
+    entry = _ENTRY.pack(seq, price)
+    for prefix, chunk_seq in zip(prefixes, prices.add_sale(ctx, scopes, price, seq), strict=True):
+        key = prefix + _suffix(ctx.timestamp, chunk_seq)
+        ctx.state.put(key, entry if chunk_seq == seq else (ctx.state.get(key) or b"") + entry)
     return sale
 
 
-def index_entry(key: bytes, prefix: bytes) -> tuple[int, int]:
-    """(time, seq) of an index key under `prefix`."""
-    timestamp, seq = key[len(prefix):].split(b"/")
-    return int(timestamp), int(seq)
+_ENTRY = struct.Struct(">2Q")  # a chunk's (seq, price) pair
+
+
+def chunk_entries(key: bytes, value: bytes, prefix: bytes) -> list[tuple[int, int, int]]:
+    """(time, seq, price) of the sales in the index chunk `key` (under `prefix`) holding `value`, oldest first."""
+    timestamp = int(key[len(prefix):].split(b"/")[0])
+    return [(timestamp, seq, price) for seq, price in _ENTRY.iter_unpack(value)]
 
 
 def _median(prices: list[int]) -> int | float:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Query, Request
 from ledger.api.deps import NodeDep, header_at
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID, charge
-from ledger.codec import decode, to_plain
+from ledger.codec import to_plain
 from ledger.market.appraisals import appraisal_count, appraisal_key, get_appraisal
 from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
@@ -32,8 +32,8 @@ from ledger.market.sales import (
     ALL_PREFIXES,
     WINDOWS,
     Sale,
+    chunk_entries,
     get_sale,
-    index_entry,
     kind_prefix,
     purpose_prefix,
     time_start,
@@ -203,21 +203,22 @@ async def appraisals(
     return body
 
 
-def _index_entries(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[tuple[bytes, int]]:
-    """(time/seq, price) of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)."""
+def _index_entries(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[tuple[int, int, int]]:
+    """(time, seq, price) of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)
+    (a chunk's sales share its time: `ledger.market.sales`)."""
     scan = NS.STATE_LATEST + prefix
     end = time_start(scan, until_ms)
     for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
         if key >= end:
             return
-        yield key[len(scan):], decode(int, value, trusted=True)
+        yield from chunk_entries(key, value, scan)
 
 
 def _index_prices(store: Store, prefixes: tuple[bytes, ...], since_ms: int, until_ms: int) -> Iterator[int]:
     """The prices of the sales under the indexes `prefixes` at times in [since_ms, until_ms), in (time, seq) order
     (several indexes: all token sales, every kind's, merged)."""
     scans = [_index_entries(store, prefix, since_ms, until_ms) for prefix in prefixes]
-    for _, price in scans[0] if len(scans) == 1 else heapq.merge(*scans, key=lambda entry: entry[0]):
+    for _, _, price in scans[0] if len(scans) == 1 else heapq.merge(*scans):
         yield price
 
 
@@ -254,12 +255,13 @@ async def read_windows(store: Store, view: StateView, scopes: tuple[bytes, ...],
 
 def _latest_sales(store: Store, view: StateView, prefixes: tuple[bytes, ...], count: int) -> list[Sale]:
     """The latest `count` sales of the indexes `prefixes` (merged), newest first."""
-    def newest_first(prefix: bytes) -> Iterator[tuple[int, int]]:
+    def newest_first(prefix: bytes) -> Iterator[tuple[int, int, int]]:
         scan = NS.STATE_LATEST + prefix
-        return (index_entry(key, scan) for key, _ in store.iterate(scan, reverse=True))
+        for key, value in store.iterate(scan, reverse=True):
+            yield from reversed(chunk_entries(key, value, scan))
 
     merged = heapq.merge(*map(newest_first, prefixes), reverse=True)  # (time, seq): newest first across indexes
-    found = (get_sale(view, seq) for _, seq in merged)
+    found = (get_sale(view, seq) for _, seq, _ in merged)
     return [s for s in itertools.islice(found, count) if s is not None]
 
 
