@@ -247,6 +247,16 @@ def test_a_blocks_sales_of_one_kind_share_index_chunks_of_at_most_chunk_max(monk
     assert read.window(T0 - 1, T0 + 600)["count"] == 12
 
 
+def test_sales_are_kept_sixteen_to_a_record_and_each_is_read_back_by_its_seq() -> None:
+    state = Overlay(EmptyView())
+    record(state, [(T0 + n // 5, 100 + n, f"T-{n}", "data", "a" if n % 3 else "") for n in range(40)])
+    records = sorted(key for key in state.changes if key.startswith(b"market/s/"))
+    assert records == [b"market/s/" + f"{first:016d}".encode() for first in (1, 17, 33)]
+    assert [(sale.seq, sale.price) for sale in map(lambda n: get_sale(state, n), range(1, 41)) if sale] == [
+        (n + 1, 100 + n) for n in range(40)]
+    assert get_sale(state, 0) is None and get_sale(state, 41) is None and get_sale(state, 49) is None
+
+
 class LatestView:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store

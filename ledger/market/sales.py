@@ -1,9 +1,11 @@
 """The record of public sales, and the price statistics read from it.
 
 Theory of operation. Every sale the market settles (`ledger.market.trading`: tokens; `ledger.market.licences`:
-licences) appends one `Sale` under `market/s/<seq:016d>` (`market/sales` counts them) and entries in time
-indexes: a token sale in its token's (`market/st/<token>/`) and its kind's (`market/sk/<kind>/`); a licence sale
-in each of its purposes' (`market/sp/<purpose in hex>/`). An index is a run of chunks: a chunk holds the sales of
+licences) appends one `Sale` (`market/sales` counts them) to the record of its group of SALE_GROUP, under
+`market/s/<seq of the group's first:016d>` (each sale a 4-byte big-endian length then its canonical encoding; a
+block's sales rewrite a few records, not one each), and entries in time indexes: a token sale in its token's
+(`market/st/<token>/`) and its kind's (`market/sk/<kind>/`); a licence sale in each of its purposes'
+(`market/sp/<purpose in hex>/`). An index is a run of chunks: a chunk holds the sales of
 the index's scope at one block time, at most `prices.CHUNK_MAX`, as (seq, price) pairs of big-endian 64-bit
 integers, under `<prefix><time>/<seq>` (time in ms and the seq of its first sale, 16 digits each). So a block's
 sales of one kind or purpose rewrite one state key, not one each (the scope's live price record, which every
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.codec import decode, encode
 from ledger.market import prices
 from ledger.nft.assets import KINDS
 from ledger.state import StateView, TxContext, get_record
@@ -52,8 +55,12 @@ class Sale:
     purposes: tuple[str, ...]  # the licence's purposes; () for a token sale
 
 
+SALE_GROUP = 16  # sales a sale record holds: a block's sales rewrite a few keys, not one each
+
+
 def sale_key(seq: int) -> bytes:
-    return b"market/s/" + f"{seq:016d}".encode()
+    """The key of the record holding sale `seq`: named by the group's first seq (1, 17, 33, ...)."""
+    return b"market/s/" + f"{seq - (seq - 1) % SALE_GROUP:016d}".encode()
 
 
 def token_prefix(token: str) -> bytes:
@@ -87,7 +94,16 @@ def sale_count(view: StateView) -> int:
 
 
 def get_sale(view: StateView, seq: int) -> Sale | None:
-    return get_record(view, Sale, sale_key(seq))
+    raw = view.get(sale_key(seq)) if seq >= 1 else None
+    if raw is None:
+        return None
+    offset = 0
+    for _ in range((seq - 1) % SALE_GROUP):  # the sales before it in its group
+        offset += 4 + int.from_bytes(raw[offset:offset + 4], "big")
+    if offset >= len(raw):
+        return None
+    size = int.from_bytes(raw[offset:offset + 4], "big")
+    return decode(Sale, raw[offset + 4:offset + 4 + size], trusted=True)  # state bytes were encoded by this node
 
 
 def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int, seller: str, buyer: str,
@@ -95,16 +111,20 @@ def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int,
     seq = sale_count(ctx.state) + 1
     sale = Sale(seq, token, kind, price, royalty, seller, buyer, via, ctx.height, ctx.timestamp, ctx.tx_id, licence,
                 purposes)
-    ctx.put(sale_key(seq), sale)
+    encoded = encode(sale)
+    entry = len(encoded).to_bytes(4, "big") + encoded
+    # Appended to its group's record (the first of a group starts it): sales are numbered in order.
+    key = sale_key(seq)
+    ctx.state.put(key, entry if (seq - 1) % SALE_GROUP == 0 else (ctx.state.get(key) or b"") + entry)
     ctx.put(COUNT_KEY, seq)
     # (All token sales are read as those of every kind: `ALL_PREFIXES`, `prices.ALL_SCOPES`.)
     prefixes = [purpose_prefix(p) for p in purposes] if licence else [token_prefix(token), kind_prefix(kind)]
     scopes = ([prices.purpose_scope(p) for p in purposes] if licence
               else [prices.token_scope(token), prices.kind_scope(kind)])
-    entry = _ENTRY.pack(seq, price)
+    pair = _ENTRY.pack(seq, price)
     for prefix, chunk_seq in zip(prefixes, prices.add_sale(ctx, scopes, price, seq), strict=True):
         key = prefix + _suffix(ctx.timestamp, chunk_seq)
-        ctx.state.put(key, entry if chunk_seq == seq else (ctx.state.get(key) or b"") + entry)
+        ctx.state.put(key, pair if chunk_seq == seq else (ctx.state.get(key) or b"") + pair)
     return sale
 
 
