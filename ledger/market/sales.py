@@ -7,12 +7,14 @@ block's sales rewrite a few records, not one each), and entries in time indexes:
 (`market/st/<token>/`) and its kind's (`market/sk/<kind>/`); a licence sale in each of its purposes'
 (`market/sp/<purpose in hex>/`). An index is a run of chunks: a chunk holds the sales of
 the index's scope at one block time, at most `prices.CHUNK_MAX`, as (seq, price) pairs of big-endian 64-bit
-integers, under `<prefix><time>/<seq>` (time in ms and the seq of its first sale, 16 digits each). So a block's
-sales of one kind or purpose rewrite one state key, not one each (the scope's live price record, which every
-sale rewrites anyway, says which chunk is open: `prices.add_sale`). Block times never run back, so each index is
-in (time, seq) order, and a window (the sales since T) is one forward scan from T, with no record read. All token
-sales have no index of their own (one key fewer per sale): they are the sales of every kind, the kinds' scans
-merged by (time, seq). The records are written only by `record_sale`, inside the transaction that sells.
+integers. The open chunk (the newest) is kept in the scope's live price record, which every sale rewrites anyway
+(`prices.add_sale`); once closed (at the scope's first sale at a later block time, or full) it is written under
+`<prefix><time>/<seq>` (time in ms and the seq of its first sale, 16 digits each). So a block's sales of one
+kind or purpose write one index record, not one each, and a token sold once writes none. Block times never run
+back, so each index is in (time, seq) order, and a window (the sales since T) is one forward scan from T, then the
+open chunk, with no sale record read. All token sales have no index of their own (one key fewer per sale): they
+are the sales of every kind, the kinds' scans merged by (time, seq). The records are written only by
+`record_sale`, inside the transaction that sells.
 
 The statistics (`price_stats`) are a read, not state: the last price, the median and the volume-weighted
 average (VWAP) over each window, where each sale is one token or one licence, so the VWAP is the total paid
@@ -22,7 +24,6 @@ over the count.
 from __future__ import annotations
 
 import statistics
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -121,20 +122,28 @@ def record_sale(ctx: TxContext, token: str, kind: str, price: int, royalty: int,
     prefixes = [purpose_prefix(p) for p in purposes] if licence else [token_prefix(token), kind_prefix(kind)]
     scopes = ([prices.purpose_scope(p) for p in purposes] if licence
               else [prices.token_scope(token), prices.kind_scope(kind)])
-    pair = _ENTRY.pack(seq, price)
-    for prefix, chunk_seq in zip(prefixes, prices.add_sale(ctx, scopes, price, seq), strict=True):
-        key = prefix + _suffix(ctx.timestamp, chunk_seq)
-        ctx.state.put(key, pair if chunk_seq == seq else (ctx.state.get(key) or b"") + pair)
+    for prefix, closed in zip(prefixes, prices.add_sale(ctx, scopes, price, seq), strict=True):
+        if closed is not None:  # the scope's chunk before this sale's, out of its live record into the index
+            timestamp, first, pairs = closed
+            ctx.state.put(prefix + _suffix(timestamp, first), pairs)
     return sale
 
 
-_ENTRY = struct.Struct(">2Q")  # a chunk's (seq, price) pair
+def chunk_entries(timestamp: int, pairs: bytes) -> list[tuple[int, int, int]]:
+    """(time, seq, price) of the sales of a chunk at block time `timestamp` holding `pairs`, oldest first."""
+    return [(timestamp, seq, price) for seq, price in prices.CHUNK_PAIR.iter_unpack(pairs)]
 
 
-def chunk_entries(key: bytes, value: bytes, prefix: bytes) -> list[tuple[int, int, int]]:
-    """(time, seq, price) of the sales in the index chunk `key` (under `prefix`) holding `value`, oldest first."""
-    timestamp = int(key[len(prefix):].split(b"/")[0])
-    return [(timestamp, seq, price) for seq, price in _ENTRY.iter_unpack(value)]
+def index_entries(key: bytes, pairs: bytes, prefix: bytes) -> list[tuple[int, int, int]]:
+    """(time, seq, price) of the sales of the closed chunk under `key` (of the index `prefix`), oldest first."""
+    return chunk_entries(int(key[len(prefix):].split(b"/")[0]), pairs)
+
+
+def open_entries(view: StateView, scope: bytes) -> tuple[int, list[tuple[int, int, int]]]:
+    """(seq of its first sale, its sales) of the scope's open chunk, in its live price record: the newest sales of
+    the index, which has every sale before that seq (0, []: no sale yet)."""
+    found = prices.open_chunk(view, scope)
+    return (0, []) if found is None else (found[1], chunk_entries(found[0], found[2]))
 
 
 def _median(prices: list[int]) -> int | float:
