@@ -4,7 +4,8 @@ A balance, a listing or an offer is read at any committed `height` (default: the
 state proof of the keys the answer rests on (docs/proofs.md), `anchor=true` the path to the latest Ethereum
 anchor. A balance no one has written reads as zero, and its proof is a proof of absence. The price statistics
 are read at the head from the aggregates the state keeps per scope and UTC day (`ledger.market.prices`) and the
-sales' time indexes (each sale is itself a state record: `market/s/<seq>`).
+sales' time indexes (their closed chunks, and each scope's open chunk in its live record; the sales themselves
+are state records, sixteen to a record: `ledger.market.sales`).
 """
 
 from __future__ import annotations
