@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -28,9 +29,8 @@ import time
 from pathlib import Path
 
 from ledger.api.routes.market import read_windows
-from ledger.codec import decode
 from ledger.market.prices import ALL_SCOPES, kind_scope
-from ledger.market.sales import ALL_PREFIXES, DAY_MS, kind_prefix, price_stats, record_sale
+from ledger.market.sales import ALL_PREFIXES, DAY_MS, index_entries, kind_prefix, open_entries, price_stats, record_sale
 from ledger.state import Overlay, TxContext
 from ledger.store import NS, LevelDBStore
 
@@ -102,8 +102,8 @@ def main() -> None:
             loop.run_until_complete(read_windows(store, view, ALL_SCOPES, ALL_PREFIXES, NOW))
 
         def scan_all() -> None:
-            entries = ((int(k[len(raw_prefix):].split(b"/")[0]), decode(int, v, trusted=True))
-                       for k, v in store.iterate(raw_prefix))
+            closed = (entry for k, v in store.iterate(raw_prefix) for entry in index_entries(k, v, raw_prefix))
+            entries = ((t, price) for t, _, price in itertools.chain(closed, open_entries(view, kind_scope("data"))[1]))
             price_stats(entries, NOW)
 
         ceiling()  # warm the cache: every run reads from memory

@@ -6,7 +6,8 @@ bucket of its UTC day and the bucket of all time. A bucket is a `PriceBucket` (c
 lows and counts of its parts), and its prices' histogram (price -> sales at that price) is split into parts of at
 most PART_MAX distinct prices: part i holds the prices from `lows[i]` (the first is 0) up to the next part's low.
 A scope's all-time bucket and the bucket of the day of its latest sale are one record, its `Live` record under
-`market/pl/<scope>`, so a sale reads and writes one record per scope; the first sale of a later day moves the
+`market/pl/<scope>` (which also holds the scope's open time-index chunk: a token sold once has no index record of
+its own), so a sale reads and writes one record per scope; the first sale of a later day moves the
 day before's bucket to its own record under `market/pb/<scope>/<day>` (once per scope and day that had sales).
 While a bucket has one part (most do: a token's, or a day's of a few prices) it is kept in the bucket itself;
 once it splits, each is under `market/pp/<scope>/<period>/<low>` (period: the day, or `all`).
@@ -37,6 +38,10 @@ from ledger.state import StateView, TxContext
 
 DAY_MS = 86_400_000
 PART_MAX = 128  # distinct prices a histogram part holds before it splits in two
+# Sales of one scope at one block time a time-index chunk holds (`ledger.market.sales`): a block's sales of a kind
+# or purpose share one state key, and rewriting a chunk in the block's overlay stays cheap.
+CHUNK_MAX = 64
+CHUNK_PAIR = struct.Struct(">2Q")  # a chunk's (seq, price) of one sale
 ALL_PERIOD = b"all"
 
 
@@ -125,6 +130,11 @@ class Live:
     day: int  # the UTC day (days since 1970) of the scope's latest sale
     all_time: PriceBucket
     today: PriceBucket  # the buckets of earlier days are under `bucket_key`
+    # The scope's open time-index chunk (`ledger.market.sales`), kept here until it closes: the block time of its
+    # sales, the seq of its first, and its (seq, price) pairs (CHUNK_PAIR each, at most CHUNK_MAX).
+    chunk_time: int = 0
+    chunk_seq: int = 0
+    chunk: bytes = b""
 
 
 def live_key(scope: bytes) -> bytes:
@@ -132,15 +142,25 @@ def live_key(scope: bytes) -> bytes:
 
 
 def pack_live(live: Live) -> bytes:
-    """The day, the all-time bucket's length in 64-bit words, then the two buckets as `pack_bucket` writes them."""
+    """The day, the open index chunk's time, first seq and number of sales, the all-time bucket's length in 64-bit
+    words, the two buckets as `pack_bucket` writes them, then the open chunk's (seq, price) pairs."""
     all_time = pack_bucket(live.all_time)
-    return struct.pack(">2Q", live.day, len(all_time) // 8) + all_time + pack_bucket(live.today)
+    head = struct.pack(">5Q", live.day, live.chunk_time, live.chunk_seq, len(live.chunk) // CHUNK_PAIR.size,
+                       len(all_time) // 8)
+    return head + all_time + pack_bucket(live.today) + live.chunk
 
 
 def unpack_live(data: bytes) -> Live:
-    day, words = struct.unpack_from(">2Q", data)
-    split = 16 + 8 * words
-    return Live(day, unpack_bucket(data[16:split]), unpack_bucket(data[split:]))
+    day, chunk_time, chunk_seq, chunk_len, words = struct.unpack_from(">5Q", data)
+    split, chunk_at = 40 + 8 * words, len(data) - chunk_len * CHUNK_PAIR.size
+    return Live(day, unpack_bucket(data[40:split]), unpack_bucket(data[split:chunk_at]), chunk_time, chunk_seq,
+                data[chunk_at:])
+
+
+def open_chunk(view: StateView, scope: bytes) -> tuple[int, int, bytes] | None:
+    """The scope's open time-index chunk: (block time, seq of its first sale, its pairs); None before any sale."""
+    live = get_live(view, scope)
+    return None if live is None else (live.chunk_time, live.chunk_seq, live.chunk)
 
 
 def get_live(view: StateView, scope: bytes) -> Live | None:
@@ -171,11 +191,16 @@ def _reads_record(live: Live, period: bytes) -> bool:
 # --- writing (inside the transaction that sells) ------------------------------------------------------------------
 
 
-def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int, seq: int) -> None:
+def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int, seq: int) -> list[tuple[int, int, bytes] | None]:
     """Add sale `seq` at `price` and the block's time to the day and all-time buckets of each scope: one record each
-    (the live one), and the day before's bucket moved to its own record at the first sale of a later day."""
+    (the live one), and the day before's bucket moved to its own record at the first sale of a later day; and to
+    the scope's open time-index chunk, in the same record. Returns, per scope, the chunk this sale closed (time,
+    first seq, pairs), for `ledger.market.sales` to write under its own key: a chunk closes at the scope's first
+    sale of a later block time, or when it holds CHUNK_MAX sales."""
     day = ctx.timestamp // DAY_MS
     period = day_period(ctx.timestamp)
+    pair = CHUNK_PAIR.pack(seq, price)
+    closed: list[tuple[int, int, bytes] | None] = []
     for scope in scopes:
         live = get_live(ctx.state, scope)
         today = empty_bucket()
@@ -184,8 +209,16 @@ def add_sale(ctx: TxContext, scopes: Iterable[bytes], price: int, seq: int) -> N
         elif live is not None:  # block times never run back: the live day is over for good
             ctx.state.put(bucket_key(scope, day_period(live.day * DAY_MS)), pack_bucket(live.today))
         all_time = live.all_time if live is not None else empty_bucket()
+        if live is not None and live.chunk_time == ctx.timestamp and len(live.chunk) < CHUNK_MAX * CHUNK_PAIR.size:
+            chunk_seq, chunk = live.chunk_seq, live.chunk + pair
+            closed.append(None)
+        else:
+            chunk_seq, chunk = seq, pair
+            closed.append(None if live is None else (live.chunk_time, live.chunk_seq, live.chunk))
         ctx.state.put(live_key(scope), pack_live(Live(day, _add(ctx, scope, ALL_PERIOD, all_time, price, seq),
-                                                      _add(ctx, scope, period, today, price, seq))))
+                                                      _add(ctx, scope, period, today, price, seq),
+                                                      ctx.timestamp, chunk_seq, chunk)))
+    return closed
 
 
 def _add(ctx: TxContext, scope: bytes, period: bytes, bucket: PriceBucket, price: int, seq: int) -> PriceBucket:

@@ -4,7 +4,8 @@ A balance, a listing or an offer is read at any committed `height` (default: the
 state proof of the keys the answer rests on (docs/proofs.md), `anchor=true` the path to the latest Ethereum
 anchor. A balance no one has written reads as zero, and its proof is a proof of absence. The price statistics
 are read at the head from the aggregates the state keeps per scope and UTC day (`ledger.market.prices`) and the
-sales' time indexes (each sale is itself a state record: `market/s/<seq>`).
+sales' time indexes (their closed chunks, and each scope's open chunk in its live record; the sales themselves
+are state records, sixteen to a record: `ledger.market.sales`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi import APIRouter, Path, Query, Request
 from ledger.api.deps import NodeDep, header_at
 from ledger.api.errors import ApiError
 from ledger.api.params import HEX64, MAX_HEIGHT, MEMBER_ID, TOKEN_ID, charge
-from ledger.codec import decode, to_plain
+from ledger.codec import to_plain
 from ledger.market.appraisals import appraisal_count, appraisal_key, get_appraisal
 from ledger.market.appraisals import count_key as appraisal_count_key
 from ledger.market.credits import balance_key, get_balance, get_supply
@@ -33,8 +34,9 @@ from ledger.market.sales import (
     WINDOWS,
     Sale,
     get_sale,
-    index_entry,
+    index_entries,
     kind_prefix,
+    open_entries,
     purpose_prefix,
     time_start,
     token_prefix,
@@ -203,30 +205,41 @@ async def appraisals(
     return body
 
 
-def _index_entries(store: Store, prefix: bytes, since_ms: int, until_ms: int) -> Iterator[tuple[bytes, int]]:
-    """(time/seq, price) of the sales under the latest state's index `prefix` at times in [since_ms, until_ms)."""
+# The time indexes a query reads, each (its prefix, its scope: whose live price record holds its open chunk).
+Indexes = tuple[tuple[bytes, bytes], ...]
+
+
+def _index_entries(store: Store, view: StateView, prefix: bytes, scope: bytes, since_ms: int, until_ms: int
+                   ) -> Iterator[tuple[int, int, int]]:
+    """(time, seq, price) of the sales of one index at times in [since_ms, until_ms): its closed chunks under the
+    latest state's `prefix`, then its open chunk, in the live price record of `scope` (`ledger.market.sales`). The
+    live record is read first: the index then holds every sale before its open chunk; a chunk closed since (its
+    first seq not below the open one's) is left to the next query."""
+    first_open, newest = open_entries(view, scope)
     scan = NS.STATE_LATEST + prefix
     end = time_start(scan, until_ms)
     for key, value in store.iterate(scan, start=time_start(scan, since_ms)):
-        if key >= end:
-            return
-        yield key[len(scan):], decode(int, value, trusted=True)
+        entries = index_entries(key, value, scan)
+        if key >= end or entries[0][1] >= first_open:
+            break
+        yield from entries
+    yield from (entry for entry in newest if since_ms <= entry[0] < until_ms)
 
 
-def _index_prices(store: Store, prefixes: tuple[bytes, ...], since_ms: int, until_ms: int) -> Iterator[int]:
-    """The prices of the sales under the indexes `prefixes` at times in [since_ms, until_ms), in (time, seq) order
-    (several indexes: all token sales, every kind's, merged)."""
-    scans = [_index_entries(store, prefix, since_ms, until_ms) for prefix in prefixes]
-    for _, price in scans[0] if len(scans) == 1 else heapq.merge(*scans, key=lambda entry: entry[0]):
+def _index_prices(store: Store, view: StateView, indexes: Indexes, since_ms: int, until_ms: int) -> Iterator[int]:
+    """The prices of the sales of `indexes` at times in [since_ms, until_ms), in (time, seq) order (several
+    indexes: all token sales, every kind's, merged)."""
+    scans = [_index_entries(store, view, prefix, scope, since_ms, until_ms) for prefix, scope in indexes]
+    for _, _, price in scans[0] if len(scans) == 1 else heapq.merge(*scans):
         yield price
 
 
-async def _partial_day(store: Store, prefixes: tuple[bytes, ...], since_ms: int) -> list[int] | None:
+async def _partial_day(store: Store, view: StateView, indexes: Indexes, since_ms: int) -> list[int] | None:
     """The prices of `since_ms`'s day at or after it (`ledger.market.prices.partial_day`), letting the loop run
     consensus messages every SCAN_SLICE entries; None past MAX_SCAN (a flood that day)."""
     span = partial_day(since_ms)
     out: list[int] = []
-    for price in () if span is None else _index_prices(store, prefixes, *span):
+    for price in () if span is None else _index_prices(store, view, indexes, *span):
         if len(out) >= MAX_SCAN:
             return None
         out.append(price)
@@ -238,13 +251,15 @@ async def _partial_day(store: Store, prefixes: tuple[bytes, ...], since_ms: int)
 async def read_windows(store: Store, view: StateView, scopes: tuple[bytes, ...], prefixes: tuple[bytes, ...],
                        now_ms: int) -> tuple[dict[str, dict[str, Any] | None], float]:
     """Each window of WINDOWS ending at `now_ms` (None: its partial day held over MAX_SCAN sales), and what the
-    reads cost in read tokens. Several scopes (and their indexes) are read as one: all token sales."""
+    reads cost in read tokens. Several scopes (and their indexes, in the same order) are read as one: all token
+    sales."""
     reader = WindowReader(view, scopes)
+    indexes = tuple(zip(prefixes, scopes, strict=True))
     windows: dict[str, dict[str, Any] | None] = {}
     scanned = 0
     for name, length in WINDOWS.items():
         since = None if length is None else now_ms - length
-        partial = [] if since is None else await _partial_day(store, prefixes, since)
+        partial = [] if since is None else await _partial_day(store, view, indexes, since)
         scanned += MAX_SCAN if partial is None else len(partial)
         windows[name] = None if partial is None else reader.window(since, now_ms, partial)
     cost = (scanned / ENTRIES_PER_TOKEN + reader.cost.records / RECORDS_PER_TOKEN
@@ -252,14 +267,21 @@ async def read_windows(store: Store, view: StateView, scopes: tuple[bytes, ...],
     return windows, cost
 
 
-def _latest_sales(store: Store, view: StateView, prefixes: tuple[bytes, ...], count: int) -> list[Sale]:
-    """The latest `count` sales of the indexes `prefixes` (merged), newest first."""
-    def newest_first(prefix: bytes) -> Iterator[tuple[int, int]]:
+def _latest_sales(store: Store, view: StateView, scopes: tuple[bytes, ...], prefixes: tuple[bytes, ...],
+                  count: int) -> list[Sale]:
+    """The latest `count` sales of the indexes `prefixes` (merged; their scopes in the same order), newest first."""
+    def newest_first(prefix: bytes, scope: bytes) -> Iterator[tuple[int, int, int]]:
+        first_open, newest = open_entries(view, scope)  # first: see `_index_entries`
+        yield from reversed(newest)
         scan = NS.STATE_LATEST + prefix
-        return (index_entry(key, scan) for key, _ in store.iterate(scan, reverse=True))
+        for key, value in store.iterate(scan, reverse=True):
+            entries = index_entries(key, value, scan)
+            if entries[0][1] < first_open:  # (a chunk closed since the live record was read is in `newest`)
+                yield from reversed(entries)
 
-    merged = heapq.merge(*map(newest_first, prefixes), reverse=True)  # (time, seq): newest first across indexes
-    found = (get_sale(view, seq) for _, seq in merged)
+    scans = [newest_first(prefix, scope) for prefix, scope in zip(prefixes, scopes, strict=True)]
+    merged = heapq.merge(*scans, reverse=True)  # (time, seq): newest first across indexes
+    found = (get_sale(view, seq) for _, seq, _ in merged)
     return [s for s in itertools.islice(found, count) if s is not None]
 
 
@@ -302,7 +324,7 @@ async def prices(
         windows, cost = await read_windows(store, view, scopes, prefixes, head.timestamp)
         # The client pays for what the query read beyond the one token the request itself took.
         charge(request, cost)
-        latest = _latest_sales(store, view, prefixes, recent) if recent else []
+        latest = _latest_sales(store, view, scopes, prefixes, recent) if recent else []
     return {"height": head.height, "at": head.timestamp, "token": token, "kind": kind, "purpose": purpose,
             "windows": windows, "truncated": any(w is None for w in windows.values()),
             "sales": [to_plain(s) for s in latest]}
