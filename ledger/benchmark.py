@@ -249,6 +249,34 @@ def committed_count(metrics: str) -> int:
     return int(total)
 
 
+def block_figures(metrics: str) -> dict[str, Any]:
+    """From a node's Prometheus text: blocks committed, transactions per block, the mean time to write and
+    apply a block, and the consensus replica's event counters (timers that fired, messages dropped) that are
+    not zero: what to look at when a run commits less than it was offered."""
+    values: dict[str, float] = {}
+    events: dict[str, int] = {}
+    for line in metrics.splitlines():
+        name, _, value = line.rpartition(" ")
+        if line.startswith("#") or not name:
+            continue
+        if name.startswith("ledger_consensus_total{"):
+            event = name.split('"')[1] if '"' in name else name
+            if float(value):
+                events[event] = int(float(value))
+        else:
+            values[name] = float(value)
+    blocks = values.get("ledger_blocks_committed_total", 0.0)
+    txs = values.get("ledger_tx_committed_total", 0.0) + values.get("ledger_tx_failed_total", 0.0)
+    count = values.get("ledger_block_commit_seconds_count", 0.0)
+    return {
+        "blocks": int(blocks),
+        "txs_per_block": round(txs / blocks, 1) if blocks else None,
+        "block_commit_ms_mean": round(values.get("ledger_block_commit_seconds_sum", 0.0) / count * 1000, 1)
+        if count else None,
+        "consensus_events": events,
+    }
+
+
 def rate_series(samples: list[tuple[float, int]], origin: float) -> list[tuple[float, float]]:
     """(seconds since `origin`, tx/s since the previous sample) for each sample after the first."""
     return [(t1 - origin, (c1 - c0) / (t1 - t0)) for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False)
@@ -422,7 +450,7 @@ def run_bench(
         started = time.perf_counter()
         lags: list[float] = []
         if rate is not None:
-            lags = send_on_schedule(sends, lambda request, t0: post(request.client, request.index, t0))
+            lags = send_on_schedule(sends, lambda request, t0: post(request.client, request.number, t0))
         else:
             threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
             for t in threads:
@@ -457,6 +485,7 @@ def run_bench(
         latencies.sort()
         exports = [httpx.get(f"{n['http']}/v1/status", timeout=30).json()["state_exports"]["made"]
                    for n in net["nodes"]]
+        node0 = block_figures(httpx.get(f"{net['nodes'][0]['http']}/metrics", timeout=30).text)
         return {
             "nodes": nodes,
             "workload": workload,
@@ -479,6 +508,7 @@ def run_bench(
             "max_node_rss_mb": round(rss, 1),
             "max_node_anon_mb": round(anon, 1),
             "max_node_mapped_files_mb": round(mapped, 1),
+            "node0_blocks": node0,  # the view-0 primary's blocks and consensus events, setup included
             "state_exports_made": exports,  # per node, during setup and load (ledger/snapshot/exports.py)
             **(_open_loop_figures(rate, sizes, sends, lags, answered, started, committed, elapsed)
                if rate is not None else {"load": "closed loop"}),

@@ -21,7 +21,7 @@ from typing import NamedTuple
 class Send(NamedTuple):
     at: float  # seconds after the schedule's start
     client: int
-    index: int  # the client's request number
+    number: int  # the client's request number, from 0
     size: int  # transactions in the request
 
 
