@@ -9,6 +9,11 @@ until every node has committed the last transaction; latency is per transaction,
 until the node answered that it committed. The ceiling printed beside it, Ed25519 verifications per second
 on this machine (all cores), is measured in the same run.
 
+That is a closed loop: a client sends its next batch once the one before committed, so throughput is about
+(clients x batch) / latency. With `rate`, an open loop instead (`ledger.openloop`): the requests go out on a
+fixed schedule, R tx/s in all, whatever was answered; each request is signed by a member of its own, so that
+requests in flight together cannot fail each other's nonces whatever order they reach the primary in.
+
 With a link delay, every peer link passes through a relay (`devnet.relays`) that delivers each byte D ms
 after it arrived, both ways: validators in different plants, on one host. (Linux netem on the loopback
 device would delay every packet of the host, the clients' HTTP and the relays' too, and needs
