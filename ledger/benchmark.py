@@ -421,22 +421,29 @@ def run_bench(
         https = [httpx.Client(base_url=net["nodes"][i % nodes]["http"], timeout=180,
                               limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
                  for i in range(clients)]
-        last_ids: dict[int, tuple[int, str]] = {}  # client -> (its latest request answered, that one's last tx)
+        last_ids: dict[int, tuple[int, str]] = {}  # client -> (its latest request answered, its last ordered tx)
 
         def post(i: int, k: int, t0: float) -> None:
-            r = https[i].post("/v1/tx", content=bodies[i][k], params={"wait": "true", "timeout": "120"},
-                              headers={"content-type": "application/msgpack"})
+            try:
+                r = https[i].post("/v1/tx", content=bodies[i][k], params={"wait": "true", "timeout": "120"},
+                                  headers={"content-type": "application/msgpack"})
+                answer = r.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                answer = {"error": f"unanswered: {type(exc).__name__}"}
             ended = time.perf_counter()
             elapsed = ended - t0
-            results = r.json().get("results", [])
+            results = answer.get("results", [])
             ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
             with lock:
                 latencies.extend([elapsed] * len(ok))
                 answered.append((ended, len(ok)))
                 done[i % nodes].append((ended, elapsed))
                 failures.extend(x.get("reason", "?") for x in results if x not in ok)
-                if results and k >= last_ids.get(i, (-1, ""))[0]:
-                    last_ids[i] = (k, results[-1]["tx_id"])
+                if "results" not in answer:  # refused whole (overloaded, too large) or no answer: every tx of it
+                    failures.extend([str(answer.get("error", "?"))] * len(msgpack.unpackb(bodies[i][k])))
+                ordered = [x for x in results if x.get("status") == "committed"]  # refused ones never commit
+                if ordered and k >= last_ids.get(i, (-1, ""))[0]:
+                    last_ids[i] = (k, ordered[-1]["tx_id"])
 
         def client_loop(i: int) -> None:
             for k in range(len(bodies[i])):
