@@ -438,7 +438,7 @@ def run_bench(
                 latencies.extend([elapsed] * len(ok))
                 answered.append((ended, len(ok)))
                 done[i % nodes].append((ended, elapsed))
-                failures.extend(x.get("reason", "?") for x in results if x not in ok)
+                failures.extend(x.get("reason") or x.get("status", "?") for x in results if x not in ok)
                 if "results" not in answer:  # refused whole (overloaded, too large) or no answer: every tx of it
                     failures.extend([str(answer.get("error", "?"))] * len(msgpack.unpackb(bodies[i][k])))
                 ordered = [x for x in results if x.get("status") == "committed"]  # refused ones never commit
