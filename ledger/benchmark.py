@@ -226,6 +226,16 @@ def _presign(
     return bodies
 
 
+def presign_one_request_each(net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int, clients: int,
+                             workload: str) -> list[list[bytes]]:
+    """The open loop's request bodies per client: sender j's transactions (at most `batch`, nonces from 1)
+    make request j, and client i sends requests i, i + C, i + 2C, ..."""
+    if len(keys) * batch < txs:
+        raise ValueError(f"{len(keys)} senders cannot carry {txs} transactions in requests of {batch}")
+    one_each = _presign(net, keys, txs, batch, workload)
+    return [[b for bodies in one_each[i::clients] for b in bodies] for i in range(clients)]
+
+
 class Sampler(threading.Thread):
     """Each node's committed transactions (counted by its /metrics), every `every` seconds until stopped."""
 
@@ -409,9 +419,7 @@ def run_bench(
             print(f"adding {requests} senders, one per request...", file=log)
             keys = _setup_senders(net, requests)
             print(f"pre-signing {txs} {workload} transactions from {requests} members...", file=log)
-            one_each = _presign(net, keys, txs, batch, workload)
-            # Client i sends requests i, i + C, i + 2C, ...: each request one sender's whole batch.
-            bodies = [[b for bs in one_each[i::clients] for b in bs] for i in range(clients)]
+            bodies = presign_one_request_each(net, keys, txs, batch, clients, workload)
         latencies: list[float] = []
         answered: list[tuple[float, int]] = []  # (when, transactions committed) per request
         done: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]  # per node: (ended, seconds)

@@ -128,3 +128,36 @@ def test_bench_refuses_a_rate_it_cannot_offer_before_starting_anything(argv: lis
 
     with pytest.raises(SystemExit, match=message):
         main(["bench", "--nodes", "4", *argv])
+
+
+@pytest.mark.parametrize("workload", ["register", "mixed"])
+def test_each_open_loop_request_is_one_senders_whole_batch_from_its_first_nonce(workload: str) -> None:
+    import msgpack
+
+    from ledger.benchmark import presign_one_request_each
+    from ledger.crypto import SigningKey
+    from ledger.tx import decode_payload, decode_tx
+
+    keys = [SigningKey.generate() for _ in range(6)]  # 1,000 transactions in requests of 175: 6 senders
+    bodies = presign_one_request_each({"chain_id": "bench-test"}, keys, 1000, 175, 4, workload)
+    assert [len(b) for b in bodies] == [2, 2, 1, 1]  # client i sends requests i and i + 4
+    requests = [bodies[0][0], bodies[1][0], bodies[2][0], bodies[3][0], bodies[0][1], bodies[1][1]]
+    total = 0
+    for j, body in enumerate(requests):
+        txs = [decode_tx(raw) for raw in msgpack.unpackb(body)]
+        assert {tx.sender for tx in txs} == {keys[j].id}  # request j: sender j only
+        assert [tx.nonce for tx in txs] == list(range(1, len(txs) + 1))  # needs no other request first
+        if workload == "mixed":
+            # Every grant and transfer is of a token minted earlier in the same request.
+            minted: set[str] = set()
+            for tx in txs:
+                payload = decode_payload(tx)
+                token = payload.token if tx.kind == "licence.grant" else payload.id
+                if tx.kind == "asset.mint":
+                    minted.add(token)
+                else:
+                    assert token in minted, tx
+        total += len(txs)
+    assert total == 1000
+    with pytest.raises(ValueError, match="cannot carry"):
+        presign_one_request_each({"chain_id": "bench-test"}, keys[:5], 1000, 175, 4, workload)
