@@ -9,6 +9,11 @@ until every node has committed the last transaction; latency is per transaction,
 until the node answered that it committed. The ceiling printed beside it, Ed25519 verifications per second
 on this machine (all cores), is measured in the same run.
 
+That is a closed loop: a client sends its next batch once the one before committed, so throughput is about
+(clients x batch) / latency. With `rate`, an open loop instead (`ledger.openloop`): the requests go out on a
+fixed schedule, R tx/s in all, whatever was answered; each request is signed by a member of its own, so that
+requests in flight together cannot fail each other's nonces whatever order they reach the primary in.
+
 With a link delay, every peer link passes through a relay (`devnet.relays`) that delivers each byte D ms
 after it arrived, both ways: validators in different plants, on one host. (Linux netem on the loopback
 device would delay every packet of the host, the clients' HTTP and the relays' too, and needs
@@ -51,6 +56,7 @@ from ledger.market.trading import MarketBuy, MarketList
 from ledger.members import MemberAdd
 from ledger.nft.assets import AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant
+from ledger.openloop import lag_figures, open_loop_schedule, schedule_seconds, send_on_schedule, steady_rate
 from ledger.profiling import Profilers, find_py_spy, write_report
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
 from ledger.tx import compute_tx_id
@@ -102,6 +108,27 @@ def _setup_clients(net: dict[str, Any], clients: int) -> list[SigningKey]:
     for i, key in enumerate(keys):
         admin.send("member.add", MemberAdd(f"bench{i}", key.public_key, ("issuer", "registrar")))
         admin.send("prefix.create", PrefixCreate(f"88.900.{i}", key.id))
+    client.close()
+    return keys
+
+
+def _setup_senders(net: dict[str, Any], count: int) -> list[SigningKey]:
+    """For the open loop: one fresh member (registrar and issuer, with a prefix) per request, added by the
+    admin in a few requests. A request's transactions then never wait on another request's nonces: requests
+    in flight together may reach the primary in any order (a backup forwards its clients' transactions),
+    and one sender's later nonces ordered before its earlier ones fail for the gap."""
+    client = LedgerClient(net["nodes"][0]["http"], timeout=120)
+    admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
+    keys = [SigningKey.generate() for _ in range(count)]
+    txs = []
+    for i, key in enumerate(keys):
+        txs.append(admin.sign("member.add", MemberAdd(f"bench{i}", key.public_key, ("issuer", "registrar"))))
+        txs.append(admin.sign("prefix.create", PrefixCreate(f"88.900.{i}", key.id)))
+    for j in range(0, len(txs), 500):  # one request at a time: in nonce order
+        results = client.submit(txs[j : j + 500], wait=True, timeout=90)
+        bad = [r for r in results if not (r.get("status") == "committed" and r.get("ok"))]
+        if bad:
+            raise DevnetError(f"adding the benchmark's senders failed: {bad[0]}")
     client.close()
     return keys
 
@@ -200,6 +227,16 @@ def _presign(
     return bodies
 
 
+def presign_one_request_each(net: dict[str, Any], keys: list[SigningKey], txs: int, batch: int, clients: int,
+                             workload: str) -> list[list[bytes]]:
+    """The open loop's request bodies per client: sender j's transactions (at most `batch`, nonces from 1)
+    make request j, and client i sends requests i, i + C, i + 2C, ..."""
+    if len(keys) * batch < txs:
+        raise ValueError(f"{len(keys)} senders cannot carry {txs} transactions in requests of {batch}")
+    one_each = _presign(net, keys, txs, batch, workload)
+    return [[b for bodies in one_each[i::clients] for b in bodies] for i in range(clients)]
+
+
 class Sampler(threading.Thread):
     """Each node's committed transactions (counted by its /metrics), every `every` seconds until stopped."""
 
@@ -226,6 +263,34 @@ def committed_count(metrics: str) -> int:
         if name in ("ledger_tx_committed_total", "ledger_tx_failed_total"):
             total += float(value)
     return int(total)
+
+
+def block_figures(metrics: str) -> dict[str, Any]:
+    """From a node's Prometheus text: blocks committed, transactions per block, the mean time to write and
+    apply a block, and the consensus replica's event counters (timers that fired, messages dropped) that are
+    not zero: what to look at when a run commits less than it was offered."""
+    values: dict[str, float] = {}
+    events: dict[str, int] = {}
+    for line in metrics.splitlines():
+        name, _, value = line.rpartition(" ")
+        if line.startswith("#") or not name:
+            continue
+        if name.startswith("ledger_consensus_total{"):
+            event = name.split('"')[1] if '"' in name else name
+            if float(value):
+                events[event] = int(float(value))
+        else:
+            values[name] = float(value)
+    blocks = values.get("ledger_blocks_committed_total", 0.0)
+    txs = values.get("ledger_tx_committed_total", 0.0) + values.get("ledger_tx_failed_total", 0.0)
+    count = values.get("ledger_block_commit_seconds_count", 0.0)
+    return {
+        "blocks": int(blocks),
+        "txs_per_block": round(txs / blocks, 1) if blocks else None,
+        "block_commit_ms_mean": round(values.get("ledger_block_commit_seconds_sum", 0.0) / count * 1000, 1)
+        if count else None,
+        "consensus_events": events,
+    }
 
 
 def rate_series(samples: list[tuple[float, int]], origin: float) -> list[tuple[float, float]]:
@@ -287,15 +352,42 @@ def committed_rate(committed: int, seconds: float) -> float:
     return round(committed / seconds, 1)
 
 
+def _open_loop_figures(rate: float, sizes: list[list[int]], sends: list[Any], lags: list[float],
+                       answered: list[tuple[float, int]], started: float, committed: int,
+                       elapsed: float) -> dict[str, Any]:
+    """What an open-loop run offered and what its senders managed: the offered rate, how long the schedule
+    ran, the committed rate while it ran, and how far behind schedule the requests went out."""
+    span = schedule_seconds(sizes, rate)
+    return {
+        "load": "open loop",
+        "offered_tx_per_s": rate,
+        "schedule_s": round(span, 3),
+        "requests": len(sends),
+        # Committed over the whole run (ramp and drain included) against what was offered: below 1, the
+        # ledger (or the senders) did not keep up.
+        "committed_of_offered": round(committed / elapsed / rate, 3) if elapsed > 0 else None,
+        "steady_committed_tx_per_s": steady_rate(answered, started, span),
+        "send_lag": lag_figures(lags, span / max(1, len(sends))),
+    }
+
+
 def run_bench(
     nodes: int, txs: int, clients: int, batch: int, batch_wait_ms: int = 30, workload: str = "register",
     link_delay_ms: float = 0.0, plot: Path | None = None, base_port: int = 18700, profile: Path | None = None,
     export_every: int | None = None,
     eager_inflight: int | None = None,
     preload: int = 0,
+    rate: float | None = None,
+    relay_links: bool = False,
 ) -> dict[str, Any]:
     """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults).
-    `preload`: identifiers registered before the timed load (ledger/bench_preload.py)."""
+    `rate`: an open loop offering that many tx/s in all (`ledger.openloop`); None: the closed loop.
+    `preload`: identifiers registered before the timed load (ledger/bench_preload.py).
+    `relay_links`: every peer link through the relays even with no delay (the baseline of delayed runs, the
+    relay's own cost included)."""
+    if rate is not None and workload == "market":
+        raise ValueError("the market workload runs only as a closed loop: its purchases need the batch before "
+                         "committed")
     log = sys.stderr
     if profile is not None:
         find_py_spy()  # before anything starts: say at once if it is missing
@@ -316,40 +408,58 @@ def run_bench(
             for home in homes:
                 _set_exports(home, export_every)
             print(f"every node exports its state every {export_every} heights", file=log)
-        if link_delay_ms > 0:
+        if link_delay_ms > 0 or relay_links:
             relays = PeerRelays(homes, link_delay_ms)
-            print(f"every peer link delayed {link_delay_ms:g} ms each way (relays)", file=log)
+            print(f"every peer link through a relay, delayed {link_delay_ms:g} ms each way", file=log)
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
         preloaded = preload_state(net, preload, log=log) if preload > 0 else {"preloaded": 0}
-        keys = _setup_clients(net, clients)
-        buyers = _setup_buyers(net, keys) if workload == "market" else None
-        print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
-        bodies = _presign(net, keys, txs, batch, workload, buyers)
+        if rate is None:
+            keys = _setup_clients(net, clients)
+            buyers = _setup_buyers(net, keys) if workload == "market" else None
+            print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
+            bodies = _presign(net, keys, txs, batch, workload, buyers)
+        else:
+            requests = -(-txs // batch)
+            print(f"adding {requests} senders, one per request...", file=log)
+            keys = _setup_senders(net, requests)
+            print(f"pre-signing {txs} {workload} transactions from {requests} members...", file=log)
+            bodies = presign_one_request_each(net, keys, txs, batch, clients, workload)
         latencies: list[float] = []
         answered: list[tuple[float, int]] = []  # (when, transactions committed) per request
         done: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]  # per node: (ended, seconds)
         failures: list[str] = []
         lock = threading.Lock()
-        last_ids: list[str] = []
+
+        https = [httpx.Client(base_url=net["nodes"][i % nodes]["http"], timeout=180,
+                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+                 for i in range(clients)]
+        last_ids: dict[int, tuple[int, str]] = {}  # client -> (its latest request answered, its last ordered tx)
+
+        def post(i: int, k: int, t0: float) -> None:
+            try:
+                r = https[i].post("/v1/tx", content=bodies[i][k], params={"wait": "true", "timeout": "120"},
+                                  headers={"content-type": "application/msgpack"})
+                answer = r.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                answer = {"error": f"unanswered: {type(exc).__name__}"}
+            ended = time.perf_counter()
+            elapsed = ended - t0
+            results = answer.get("results", [])
+            ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
+            with lock:
+                latencies.extend([elapsed] * len(ok))
+                answered.append((ended, len(ok)))
+                done[i % nodes].append((ended, elapsed))
+                failures.extend(x.get("reason") or x.get("status", "?") for x in results if x not in ok)
+                if "results" not in answer:  # refused whole (overloaded, too large) or no answer: every tx of it
+                    failures.extend([str(answer.get("error", "?"))] * len(msgpack.unpackb(bodies[i][k])))
+                ordered = [x for x in results if x.get("status") == "committed"]  # refused ones never commit
+                if ordered and k >= last_ids.get(i, (-1, ""))[0]:
+                    last_ids[i] = (k, ordered[-1]["tx_id"])
 
         def client_loop(i: int) -> None:
-            url = net["nodes"][i % nodes]["http"]
-            with httpx.Client(base_url=url, timeout=180) as http:
-                for body in bodies[i]:
-                    t0 = time.perf_counter()
-                    r = http.post("/v1/tx", content=body, params={"wait": "true", "timeout": "120"},
-                                  headers={"content-type": "application/msgpack"})
-                    ended = time.perf_counter()
-                    elapsed = ended - t0
-                    results = r.json().get("results", [])
-                    ok = [x for x in results if x.get("status") == "committed" and x.get("ok")]
-                    with lock:
-                        latencies.extend([elapsed] * len(ok))
-                        answered.append((ended, len(ok)))
-                        done[i % nodes].append((ended, elapsed))
-                        failures.extend(x.get("reason", "?") for x in results if x not in ok)
-                        if results:
-                            last_ids.append(results[-1]["tx_id"])
+            for k in range(len(bodies[i])):
+                post(i, k, time.perf_counter())
 
         print("submitting...", file=log)
         sampler = Sampler([n["http"] for n in net["nodes"]]) if plot is not None else None
@@ -357,18 +467,26 @@ def run_bench(
         if profile is not None:
             profilers = Profilers({f"node{i}": n["pid"] for i, n in enumerate(net["nodes"])}, profile)
             print(f"sampling every node with py-spy into {profile}", file=log)
-        started = time.perf_counter()
+        sizes = [[len(msgpack.unpackb(b)) for b in client_bodies] for client_bodies in bodies]
+        sends = open_loop_schedule(sizes, rate) if rate is not None else []
         if sampler is not None:
             sampler.start()
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        started = time.perf_counter()
+        lags: list[float] = []
+        if rate is not None:
+            lags = send_on_schedule(sends, lambda request, t0: post(request.client, request.number, t0))
+        else:
+            threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        for http in https:
+            http.close()
         # Done when every node has committed every client's last transaction.
         for n in net["nodes"]:
             with httpx.Client(base_url=n["http"], timeout=10) as http:
-                for tx_id in last_ids:
+                for _, tx_id in last_ids.values():
                     while http.get(f"/v1/tx/{tx_id}").json().get("status") != "committed":
                         time.sleep(0.01)
         elapsed = time.perf_counter() - started
@@ -391,6 +509,7 @@ def run_bench(
         latencies.sort()
         exports = [httpx.get(f"{n['http']}/v1/status", timeout=30).json()["state_exports"]["made"]
                    for n in net["nodes"]]
+        node0 = block_figures(httpx.get(f"{net['nodes'][0]['http']}/metrics", timeout=30).text)
         return {
             "nodes": nodes,
             "workload": workload,
@@ -398,6 +517,7 @@ def run_bench(
             "clients": clients,
             "batch": batch,
             "link_delay_ms": link_delay_ms,
+            "links": "relays" if relays is not None else "direct",
             "eager_inflight": NodeConfig.load(homes[0]).batch_eager_inflight,
             "committed": committed,
             "failed": len(failures),
@@ -412,8 +532,11 @@ def run_bench(
             "max_node_rss_mb": round(rss, 1),
             "max_node_anon_mb": round(anon, 1),
             "max_node_mapped_files_mb": round(mapped, 1),
-            "state_exports_made": exports,
-            **preloaded,  # per node, during setup and load (ledger/snapshot/exports.py)
+            "node0_blocks": node0,  # the view-0 primary's blocks and consensus events, setup included
+            "state_exports_made": exports,  # per node, during setup and load (ledger/snapshot/exports.py)
+            **preloaded,
+            **(_open_loop_figures(rate, sizes, sends, lags, answered, started, committed, elapsed)
+               if rate is not None else {"load": "closed loop"}),
             **({"plot": str(plot)} if plot is not None else {}),
             **({"profile": str(profile)} if profile is not None else {}),
         }

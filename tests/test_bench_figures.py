@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.benchmark import rates_by_share
+from ledger.benchmark import block_figures, rates_by_share
 
 
 def test_rates_by_share_follow_the_order_requests_were_answered() -> None:
@@ -21,3 +21,21 @@ def test_rates_by_share_count_every_transaction_of_a_part() -> None:
 def test_no_transactions_no_rates() -> None:
     assert rates_by_share([], origin=0.0) == []
     assert rates_by_share([(1.0, 0)], origin=0.0) == []
+
+
+def test_block_figures_read_blocks_block_sizes_and_the_consensus_events_that_happened() -> None:
+    metrics = "\n".join([
+        "# HELP ledger_blocks_committed_total Blocks committed",
+        "ledger_blocks_committed_total 4.0",
+        "ledger_tx_committed_total 350.0",
+        "ledger_tx_failed_total 50.0",
+        "ledger_block_commit_seconds_sum 0.2",
+        "ledger_block_commit_seconds_count 4.0",
+        'ledger_consensus_total{event="blocks_delivered"} 4.0',
+        'ledger_consensus_total{event="view_changes"} 0.0',
+        'ledger_consensus_total{event="suspected_stalled"} 2.0',
+    ])
+    assert block_figures(metrics) == {"blocks": 4, "txs_per_block": 100.0, "block_commit_ms_mean": 50.0,
+                                      "consensus_events": {"blocks_delivered": 4, "suspected_stalled": 2}}
+    assert block_figures("") == {"blocks": 0, "txs_per_block": None, "block_commit_ms_mean": None,
+                                 "consensus_events": {}}

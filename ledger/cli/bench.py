@@ -19,11 +19,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SystemExit("--link-delay-ms must be 0 or more")
     if args.preload < 0:
         raise SystemExit("--preload must be 0 or more")
+    if args.rate is not None and args.rate <= 0:
+        raise SystemExit("--rate must be above 0 tx/s")
+    if args.rate is not None and args.workload == "market":
+        raise SystemExit("--rate: the market workload runs only as a closed loop (each batch buys what the batch "
+                         "before listed, so it is sent once that one committed); use --workload register or mixed")
     try:
         result = run_bench(args.nodes, args.txs, args.clients, args.batch, args.batch_wait_ms, args.workload,
                            link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
                            profile=args.profile, export_every=args.export_every,
-                           eager_inflight=args.eager_inflight, preload=args.preload)
+                           eager_inflight=args.eager_inflight, rate=args.rate,
+                           relay_links=args.relay_links, preload=args.preload)
     except (PlotUnavailable, ProfilerMissing, PreloadFailed) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
@@ -51,6 +57,16 @@ def add_commands(sub: Subcommands) -> None:
                         "licence grants, listings, licence offers and purchases of both (market)")
     p.add_argument("--link-delay-ms", type=float, default=0.0, metavar="D",
                    help="one-way delay on every peer link, through relays (default 0: direct links)")
+    p.add_argument("--relay-links", action="store_true",
+                   help="route the peer links through the relays even with no delay: the fair 0 ms baseline "
+                        "for --link-delay-ms runs (the relay's own CPU cost counted in both)")
+    p.add_argument("--rate", type=float, metavar="R",
+                   help="an open loop: offer R tx/s in all, each client sending its batches on a fixed schedule "
+                        "(R / clients tx/s each, several requests in flight, never waiting for a commit), and "
+                        "print the offered and committed rates and how far behind schedule the requests went out "
+                        "(send_lag). Default: a closed loop, each client sending its next batch once the one "
+                        "before committed (throughput is then about clients x batch / latency). Register and "
+                        "mixed workloads only: the market's purchases need the batch before committed")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw committed tx/s and commit latency over the run, one line per node (needs Pillow)")
     p.add_argument("--profile", type=Path, metavar="DIR",
