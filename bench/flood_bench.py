@@ -37,7 +37,8 @@ from benchnet import MODES, cpu_seconds, restart_with_limits, rss_mb
 
 from devnet import launcher
 from devnet.processes import stop_pid
-from ledger.benchmark import _presign, _setup_clients
+from ledger.bench_members import add_bench_members
+from ledger.benchmark import _presign
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -134,7 +135,7 @@ def main() -> None:
         Signer(org1, client).send("id.register", IdRegister(FLOOD_HANDLE, (ValueSpec(1, "URL", "https://twin/f"),)))
         restart_with_limits(flooded, MODES[args.limits], directory / "logs")
         print(f"flooding node {index} ({args.target}) with {args.flood} reads; its limits: {args.limits}", file=log)
-        keys = _setup_clients(net, len(others))
+        keys = add_bench_members(net, len(others), "bench", "88.900", ("issuer", "registrar"))
         print(f"pre-signing {args.txs} registrations...", file=log)
         bodies = _presign(net, keys, args.txs, args.batch)
         target = f"{flooded['http']}/api/handles/{FLOOD_HANDLE}" + ("?proof=true&auth=true" if args.flood == "proof"

@@ -15,12 +15,11 @@ import threading
 import time
 from typing import Any, TextIO
 
+from ledger.bench_members import add_bench_members
 from ledger.client import LedgerClient, Signer, deliver
-from ledger.crypto import SigningKey
 from ledger.id_import import NONCE_REFUSALS
-from ledger.members import MemberAdd
 from ledger.progress import Progress
-from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from ledger.resolver.registry import IdRegister, ValueSpec
 
 PRELOAD_BATCH = 1000  # transactions per request: fewer round trips than the load's 175, the same path
 PRELOAD_SENDERS = 4
@@ -45,13 +44,7 @@ def preload(net: dict[str, Any], count: int, senders: int = PRELOAD_SENDERS, bat
     each sending to a node of its own in turn; returns the figures. PreloadFailed if any is refused."""
     log = log or sys.stderr
     nodes = [n["http"] for n in net["nodes"]]
-    admin_client = LedgerClient(nodes[0])
-    admin = Signer(SigningKey.load(net["keys"]["admin"]), admin_client)
-    keys = [SigningKey.generate() for _ in range(senders)]
-    for i, key in enumerate(keys):
-        admin.send("member.add", MemberAdd(f"preload{i}", key.public_key, ("registrar",)))
-        admin.send("prefix.create", PrefixCreate(f"88.901.{i}", key.id))
-    admin_client.close()
+    keys = add_bench_members(net, senders, "preload", "88.901", ("registrar",))
     progress = Progress(count, "preloading identifiers", stream=log)
     lock = threading.Lock()
     refused: list[str] = []

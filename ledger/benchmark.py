@@ -44,6 +44,7 @@ from devnet import launcher
 from devnet.definition import load_definition
 from devnet.record import DevnetError
 from devnet.relays import PeerRelays
+from ledger.bench_members import add_bench_members
 from ledger.bench_preload import preload as preload_state
 from ledger.chart import Panel, draw
 from ledger.client import LedgerClient, Signer
@@ -58,7 +59,7 @@ from ledger.nft.assets import AssetMint, AssetTransfer
 from ledger.nft.rights import LicenceGrant
 from ledger.openloop import lag_figures, open_loop_schedule, schedule_seconds, send_on_schedule, steady_rate
 from ledger.profiling import Profilers, find_py_spy, write_report
-from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
+from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.tx import compute_tx_id
 
 
@@ -98,39 +99,6 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     except OSError:
         pass
     return 0.0
-
-
-def _setup_clients(net: dict[str, Any], clients: int) -> list[SigningKey]:
-    """One fresh member per client (registrar and issuer), each owning a prefix of its own."""
-    client = LedgerClient(net["nodes"][0]["http"])
-    admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
-    keys = [SigningKey.generate() for _ in range(clients)]
-    for i, key in enumerate(keys):
-        admin.send("member.add", MemberAdd(f"bench{i}", key.public_key, ("issuer", "registrar")))
-        admin.send("prefix.create", PrefixCreate(f"88.900.{i}", key.id))
-    client.close()
-    return keys
-
-
-def _setup_senders(net: dict[str, Any], count: int) -> list[SigningKey]:
-    """For the open loop: one fresh member (registrar and issuer, with a prefix) per request, added by the
-    admin in a few requests. A request's transactions then never wait on another request's nonces: requests
-    in flight together may reach the primary in any order (a backup forwards its clients' transactions),
-    and one sender's later nonces ordered before its earlier ones fail for the gap."""
-    client = LedgerClient(net["nodes"][0]["http"], timeout=120)
-    admin = Signer(SigningKey.load(net["keys"]["admin"]), client)
-    keys = [SigningKey.generate() for _ in range(count)]
-    txs = []
-    for i, key in enumerate(keys):
-        txs.append(admin.sign("member.add", MemberAdd(f"bench{i}", key.public_key, ("issuer", "registrar"))))
-        txs.append(admin.sign("prefix.create", PrefixCreate(f"88.900.{i}", key.id)))
-    for j in range(0, len(txs), 500):  # one request at a time: in nonce order
-        results = client.submit(txs[j : j + 500], wait=True, timeout=90)
-        bad = [r for r in results if not (r.get("status") == "committed" and r.get("ok"))]
-        if bad:
-            raise DevnetError(f"adding the benchmark's senders failed: {bad[0]}")
-    client.close()
-    return keys
 
 
 def _registration(i: int, n: int) -> tuple[str, Any]:
@@ -414,14 +382,16 @@ def run_bench(
         net = launcher.up(directory, nodes, ethereum="none", **overrides)
         preloaded = preload_state(net, preload, log=log) if preload > 0 else {"preloaded": 0}
         if rate is None:
-            keys = _setup_clients(net, clients)
+            keys = add_bench_members(net, clients, "bench", "88.900", ("issuer", "registrar"))
             buyers = _setup_buyers(net, keys) if workload == "market" else None
             print(f"pre-signing {txs} {workload} transactions from {clients} members...", file=log)
             bodies = _presign(net, keys, txs, batch, workload, buyers)
         else:
             requests = -(-txs // batch)
             print(f"adding {requests} senders, one per request...", file=log)
-            keys = _setup_senders(net, requests)
+            # A member per request: requests in flight together may reach the primary in any order (a backup
+            # forwards its clients' transactions), and one sender's later nonces ordered first fail for the gap.
+            keys = add_bench_members(net, requests, "bench", "88.900", ("issuer", "registrar"))
             print(f"pre-signing {txs} {workload} transactions from {requests} members...", file=log)
             bodies = presign_one_request_each(net, keys, txs, batch, clients, workload)
         latencies: list[float] = []
