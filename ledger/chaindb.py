@@ -200,8 +200,10 @@ class ChainDB(ChainHistory):
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        # Bounded: each cached node costs a few hundred bytes; the top levels are what matter.
-        self.smt = SparseMerkleTree(self._get_node, cache_size=200_000)
+        # Bounded: each cached node costs a few hundred bytes. The top 17 levels (131,072 nodes at most, about
+        # 36 MB) stay in memory whatever the generations drop: with 1,000,000 identifiers that took a third of
+        # the node reads out of a block (docs/performance.md, "A large state").
+        self.smt = SparseMerkleTree(self._get_node, cache_size=100_000, pin_depth=17)
         self.machine = StateMachine(
             genesis.chain_id, modules if modules is not None else default_modules(genesis),
             validator_sender_lookup(genesis),

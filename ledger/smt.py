@@ -230,11 +230,17 @@ class SparseMerkleTree:
     here, so a caller may write them lazily but must not drop them).
     """
 
-    def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000) -> None:
+    def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000, pin_depth: int = 0) -> None:
         self._get_node = get_node
         self._half = max(cache_size, 0) // 2
         self._hot: dict[bytes, _Node] = {}
         self._cold: dict[bytes, _Node] = {}
+        # The current nodes of the top `pin_depth` levels, kept apart from the generations: a block's
+        # random keys touch each of the lower of these levels too rarely to survive a generation flip,
+        # yet every update walks through them. A replaced node leaves; at most 2**pin_depth nodes.
+        self._pin_depth = pin_depth
+        self._pin_limit = 1 << pin_depth if pin_depth else 0
+        self._pinned: dict[bytes, _Node] = {}
 
     # --- node cache ---
 
@@ -247,9 +253,24 @@ class SparseMerkleTree:
                 self._cold = hot
                 self._hot = {}
 
-    def _load(self, h: bytes) -> _Node:
+    def _pin(self, h: bytes, node: _Node) -> None:
+        pinned = self._pinned
+        if len(pinned) >= self._pin_limit:
+            pinned.clear()  # stale entries (blocks executed but never committed): start over
+        pinned[h] = node
+
+    def _load(self, h: bytes, depth: int = 256) -> _Node:
         node = self._hot.get(h)
         if node is not None:
+            return node
+        if depth < self._pin_depth:
+            node = self._pinned.get(h)
+            if node is None:
+                enc = self._get_node(h)
+                if enc is None:
+                    raise MissingNodeError(h.hex())
+                node = _decode(enc)
+                self._pin(h, node)
             return node
         node = self._cold.get(h)
         if node is None:
@@ -271,7 +292,7 @@ class SparseMerkleTree:
         hot = self._hot
         load = self._load
         while h != EMPTY:
-            node = hot.get(h) or load(h)
+            node = hot.get(h) or load(h, 255 - shift)
             if len(node) == 2:
                 h = node[bits >> shift & 1]
                 shift -= 1
@@ -288,7 +309,7 @@ class SparseMerkleTree:
         h = root
         load = self._load
         while h != EMPTY:
-            node = load(h)
+            node = load(h, 255 - shift)
             if len(node) == 2:
                 bit = bits >> shift & 1
                 siblings.append(node[1 - bit])
@@ -352,6 +373,9 @@ class SparseMerkleTree:
         remember = self._remember
         load = self._load
         sha256 = _sha256
+        pin_depth = self._pin_depth
+        pin = self._pin
+        unpin = self._pinned.pop
 
         def split(lo: int, hi: int, depth: int) -> int:
             # All paths in [lo, hi) agree above `depth`; the right half starts at
@@ -359,19 +383,19 @@ class SparseMerkleTree:
             s = 255 - depth
             return bisect_left(ints, ((ints[lo] >> s) | 1) << s, lo, hi)
 
-        def make_leaf(i: int) -> bytes:
+        def make_leaf(i: int, depth: int) -> bytes:
             path, key, v = paths[i], keys[i], vals[i]
             assert v is not None
             h = sha256(b"\x00" + path + sha256(v).digest()).digest()
             new_nodes[h] = b"\x00" + path + len(key).to_bytes(4, "big") + key + v
-            remember(h, (path, key, v))
+            (pin if depth < pin_depth else remember)(h, (path, key, v))
             return h
 
-        def make_internal(left: bytes, right: bytes) -> bytes:
+        def make_internal(left: bytes, right: bytes, depth: int) -> bytes:
             enc = b"\x01" + left + right
             h = sha256(enc).digest()
             new_nodes[h] = enc
-            remember(h, (left, right))
+            (pin if depth < pin_depth else remember)(h, (left, right))
             return h
 
         def build(lo: int, hi: int, depth: int, extra_int: int, extra: bytes | None) -> tuple[bytes, int]:
@@ -384,7 +408,7 @@ class SparseMerkleTree:
             if cnt == 1:
                 if extra is not None:
                     return extra, _K_LEAF
-                return make_leaf(bisect_left(ins, ins[lo] + 1, lo, hi + 1) - 1), _K_LEAF
+                return make_leaf(bisect_left(ins, ins[lo] + 1, lo, hi + 1) - 1, depth), _K_LEAF
             # cnt >= 2 implies at least one insert, so the slice is non-empty.
             mid = split(lo, hi, depth)
             if extra is not None and extra_int >> (255 - depth) & 1:
@@ -393,17 +417,17 @@ class SparseMerkleTree:
             else:
                 left = build(lo, mid, depth + 1, extra_int, extra)[0]
                 right = build(mid, hi, depth + 1, 0, None)[0]
-            return make_internal(left, right), _K_INTERNAL
+            return make_internal(left, right, depth), _K_INTERNAL
 
-        def is_leaf(h: bytes, kind: int) -> bool:
+        def is_leaf(h: bytes, kind: int, depth: int) -> bool:
             if kind == _K_UNKNOWN:
-                return len(load(h)) == 3
+                return len(load(h, depth)) == 3
             return kind == _K_LEAF
 
         def apply(h: bytes, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
             if h == EMPTY:
                 return build(lo, hi, depth, 0, None)
-            node = load(h)
+            node = load(h, depth)
             if len(node) == 2:
                 old_l, old_r = node
                 mid = split(lo, hi, depth)
@@ -411,22 +435,27 @@ class SparseMerkleTree:
                 nr, kr = apply(old_r, mid, hi, depth + 1) if mid < hi else (old_r, _K_UNKNOWN)
                 if nl == old_l and nr == old_r:
                     return h, _K_INTERNAL
+                if depth < pin_depth:
+                    unpin(h, None)  # replaced (an older root still reads it from the store)
                 # Keep the tree canonical after deletions: a lone leaf next to an
                 # empty sibling moves up into this node's place.
                 if nl == EMPTY:
                     if nr == EMPTY:
                         return EMPTY, _K_EMPTY
-                    if is_leaf(nr, kr):
+                    if is_leaf(nr, kr, depth + 1):
                         return nr, _K_LEAF
-                elif nr == EMPTY and is_leaf(nl, kl):
+                elif nr == EMPTY and is_leaf(nl, kl, depth + 1):
                     return nl, _K_LEAF
-                return make_internal(nl, nr), _K_INTERNAL
+                return make_internal(nl, nr, depth), _K_INTERNAL
             # An old leaf: rebuild this slot from it and the changes that land here.
             lint = int.from_bytes(node[0], "big")
             i = bisect_left(ints, lint, lo, hi)
-            if i < hi and ints[i] == lint:
-                if hi - lo == 1 and vals[i] == node[2]:
-                    return h, _K_LEAF  # rewrite with the same value
+            same = i < hi and ints[i] == lint
+            if same and hi - lo == 1 and vals[i] == node[2]:
+                return h, _K_LEAF  # rewrite with the same value
+            if depth < pin_depth:
+                unpin(h, None)
+            if same:
                 return build(lo, hi, depth, 0, None)  # overwritten or deleted
             return build(lo, hi, depth, lint, h)
 

@@ -130,6 +130,13 @@ def test_bench_refuses_a_rate_it_cannot_offer_before_starting_anything(argv: lis
         main(["bench", "--nodes", "4", *argv])
 
 
+def test_bench_refuses_fewer_open_tables_than_a_node_accepts() -> None:
+    from ledger.cli import main
+
+    with pytest.raises(SystemExit, match="--open-tables must be 20 or more"):
+        main(["bench", "--open-tables", "5"])
+
+
 @pytest.mark.parametrize("workload", ["register", "mixed"])
 def test_each_open_loop_request_is_one_senders_whole_batch_from_its_first_nonce(workload: str) -> None:
     import msgpack

@@ -99,6 +99,56 @@ def test_every_version_matches_model(history: list[Changes], cache_size: int) ->
 
 
 @settings(max_examples=150)
+@given(history_st, st.sampled_from([1, 2, 3]), st.sampled_from([3, 0]))
+def test_pinned_top_levels_answer_every_version(history: list[Changes], pin_depth: int, cache_size: int) -> None:
+    # The same instance that wrote every version (its pinned levels replaced, and cleared when over the
+    # limit of 2**pin_depth) reads every old and new version as the model says.
+    store: dict[bytes, bytes] = {}
+    tree = SparseMerkleTree(store.get, cache_size=cache_size, pin_depth=pin_depth)
+    roots, models = [EMPTY], [{}]
+    for changes in history:
+        root, nodes = tree.update(roots[-1], changes)
+        store.update(nodes)
+        roots.append(root)
+        models.append(_apply(models[-1], changes))
+    for root, model in zip(roots, models, strict=True):
+        assert root == _fresh_root(model)
+        for k in {*PROBE_KEYS, *model}:
+            assert tree.get(root, k) == model.get(k)
+            assert verify_proof(root, k, model.get(k), tree.prove(root, k))
+
+
+def test_pinned_top_levels_are_not_read_from_the_store_again() -> None:
+    store: dict[bytes, bytes] = {}
+    base = {f"k{i}".encode(): b"v" for i in range(2_000)}
+    root, nodes = SparseMerkleTree(store.get, cache_size=0).update(EMPTY, base)
+    store.update(nodes)
+    first = {f"n{i}".encode(): b"w" for i in range(200)}
+    second = {f"m{i}".encode(): b"x" for i in range(200)}
+    # Both blocks reach every one of the 8 subtrees under depth 3, so each walks all 15 nodes above depth 4.
+    for block in (first, second):
+        assert len({key_path(k)[0] >> 5 for k in block}) == 8
+
+    def reads_of_second_block(pin_depth: int) -> int:
+        reads = 0
+
+        def counting_get(h: bytes) -> bytes | None:
+            nonlocal reads
+            reads += 1
+            return store.get(h)
+
+        tree = SparseMerkleTree(counting_get, cache_size=0, pin_depth=pin_depth)
+        after_first, new = tree.update(root, first)
+        store.update(new)
+        reads = 0
+        tree.update(after_first, second)
+        return reads
+
+    # The first block's new top nodes stay pinned: the second reads none of them from the store.
+    assert reads_of_second_block(4) == reads_of_second_block(0) - 15
+
+
+@settings(max_examples=150)
 @given(history_st)
 def test_proofs_for_every_key_at_every_version(history: list[Changes]) -> None:
     roots, models, store = _run(history)

@@ -19,6 +19,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SystemExit("--link-delay-ms must be 0 or more")
     if args.preload < 0:
         raise SystemExit("--preload must be 0 or more")
+    if args.open_tables is not None and args.open_tables < 20:
+        raise SystemExit("--open-tables must be 20 or more (a node's leveldb_open_files)")
     if args.rate is not None and args.rate <= 0:
         raise SystemExit("--rate must be above 0 tx/s")
     if args.rate is not None and args.workload == "market":
@@ -29,7 +31,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
                            profile=args.profile, export_every=args.export_every,
                            eager_inflight=args.eager_inflight, rate=args.rate,
-                           relay_links=args.relay_links, preload=args.preload)
+                           relay_links=args.relay_links, preload=args.preload, open_tables=args.open_tables)
     except (PlotUnavailable, ProfilerMissing, PreloadFailed) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
@@ -78,6 +80,9 @@ def add_commands(sub: Subcommands) -> None:
                    help="every node's sync.export_every, with no minimum interval between exports (1: a state "
                         "export of the head after every commit while none runs: exporting throughout the load); "
                         "default: the nodes' defaults")
+    p.add_argument("--open-tables", type=int, metavar="N",
+                   help="every node's leveldb_open_files: LevelDB tables held open (default: the nodes' default, "
+                        "200). More makes reads of a large state cheaper and maps more of the store into memory")
     p.add_argument("--preload", type=int, default=0, metavar="N",
                    help="register N identifiers (members and prefixes of their own, through consensus) before the "
                         "timed load, to measure it on a large state; reported as preloaded, preload_tx_per_s "
