@@ -204,6 +204,10 @@ class ChainDB(ChainHistory):
         # 36 MB) stay in memory whatever the generations drop: with 1,000,000 identifiers that took a third of
         # the node reads out of a block (docs/performance.md, "A large state").
         self.smt = SparseMerkleTree(self._get_node, cache_size=100_000, pin_depth=17)
+        # The new tree nodes of blocks executed and not yet committed, by height: a block built on a pending
+        # parent walks the parent's nodes, which reach the store only when the parent commits, and the cache
+        # may have dropped them. A commit forgets its height and every lower one (blocks never committed).
+        self._pending_nodes: dict[int, list[dict[bytes, bytes]]] = {}
         self.machine = StateMachine(
             genesis.chain_id, modules if modules is not None else default_modules(genesis),
             validator_sender_lookup(genesis),
@@ -234,6 +238,11 @@ class ChainDB(ChainHistory):
     # --- opening ---------------------------------------------------------------------------------
 
     def _get_node(self, node_hash: bytes) -> bytes | None:
+        for blocks in self._pending_nodes.values():
+            for nodes in blocks:
+                enc = nodes.get(node_hash)
+                if enc is not None:
+                    return enc
         return self.store.get(NS.STATE_NODE + node_hash)
 
     def _write_genesis(self) -> None:
@@ -337,7 +346,7 @@ class ChainDB(ChainHistory):
             history_root=history.root(),
             proposer=proposer,
         )
-        return self._execute(Block(header, tuple(txs)), parent, base, history, tip.state_root)
+        return self._hold(self._execute(Block(header, tuple(txs)), parent, base, history, tip.state_root))
 
     def execute_block(self, block: Block, parent: ExecutedBlock | None = None) -> ExecutedBlock:
         """Check a block someone else proposed against its parent and re-execute it."""
@@ -347,6 +356,11 @@ class ChainDB(ChainHistory):
         # Executing the transactions yields the state root the header claims.
         if executed.block.header != block.header:
             raise InvalidBlock("state_root does not match the executed transactions")
+        return self._hold(executed)
+
+    def _hold(self, executed: ExecutedBlock) -> ExecutedBlock:
+        """Serve a valid pending block's new nodes to blocks built on it until it commits (or is passed)."""
+        self._pending_nodes.setdefault(executed.block.header.height, []).append(executed.new_nodes)
         return executed
 
     # --- committing ------------------------------------------------------------------------------
@@ -397,6 +411,8 @@ class ChainDB(ChainHistory):
         puts.extend(extra)
         puts.append((HEAD_KEY, hk))
         self.store.write_batch(puts, deletes, sync=True)
+        for height in [h for h in self._pending_nodes if h <= header.height]:
+            del self._pending_nodes[height]
         self.history = history
         self.head = header
         self.head_hash = executed.block_hash

@@ -226,8 +226,9 @@ class SparseMerkleTree:
     The object holds no root: every call names the root (version) it works
     on, so one instance serves all heights. ``get_node`` maps a node hash to
     its encoding (None if absent). Nodes returned by :meth:`update` must be
-    made readable through ``get_node`` by the caller (they are also cached
-    here, so a caller may write them lazily but must not drop them).
+    readable through ``get_node`` before an update or a read of their version
+    needs them: the cache may have dropped them already (a caller that writes
+    them only at commit serves them from memory until then).
     """
 
     def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000, pin_depth: int = 0) -> None:
@@ -256,21 +257,28 @@ class SparseMerkleTree:
     def _pin(self, h: bytes, node: _Node) -> None:
         pinned = self._pinned
         if len(pinned) >= self._pin_limit:
-            pinned.clear()  # stale entries (blocks executed but never committed): start over
+            # Stale entries (an update on an older root, a block executed but never committed): start over.
+            pinned.clear()
         pinned[h] = node
 
-    def _load(self, h: bytes, depth: int = 256) -> _Node:
-        node = self._hot.get(h)
-        if node is not None:
-            return node
-        if depth < self._pin_depth:
-            node = self._pinned.get(h)
+    def _load_pinned(self, h: bytes, depth: int) -> _Node:
+        """A node an update walks through: above `pin_depth` it stays pinned until an update replaces it."""
+        if depth >= self._pin_depth:
+            return self._load(h)
+        node = self._pinned.get(h)
+        if node is None:
+            node = self._hot.get(h)
             if node is None:
                 enc = self._get_node(h)
                 if enc is None:
                     raise MissingNodeError(h.hex())
                 node = _decode(enc)
-                self._pin(h, node)
+            self._pin(h, node)
+        return node
+
+    def _load(self, h: bytes) -> _Node:
+        node = self._hot.get(h) or self._pinned.get(h)
+        if node is not None:
             return node
         node = self._cold.get(h)
         if node is None:
@@ -292,7 +300,7 @@ class SparseMerkleTree:
         hot = self._hot
         load = self._load
         while h != EMPTY:
-            node = hot.get(h) or load(h, 255 - shift)
+            node = hot.get(h) or load(h)
             if len(node) == 2:
                 h = node[bits >> shift & 1]
                 shift -= 1
@@ -309,7 +317,7 @@ class SparseMerkleTree:
         h = root
         load = self._load
         while h != EMPTY:
-            node = load(h, 255 - shift)
+            node = load(h)
             if len(node) == 2:
                 bit = bits >> shift & 1
                 siblings.append(node[1 - bit])
@@ -371,7 +379,7 @@ class SparseMerkleTree:
 
         new_nodes: dict[bytes, bytes] = {}
         remember = self._remember
-        load = self._load
+        load = self._load_pinned
         sha256 = _sha256
         pin_depth = self._pin_depth
         pin = self._pin

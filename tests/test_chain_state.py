@@ -373,6 +373,34 @@ def test_blocks_built_on_a_pending_parent_commit_in_order(chain: Chain) -> None:
             assert verify_proof(reopened.state_root_at(height), key, value, proof)  # type: ignore[arg-type]
 
 
+def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -> None:
+    """A block built on a pending parent walks the parent's new tree nodes, which are written only when the
+    parent commits: the chain serves them itself, whatever its tree's cache has dropped."""
+    db = chain.db
+    db.smt = SparseMerkleTree(db._get_node, cache_size=0)  # a cache that keeps nothing
+    pending: list[ExecutedBlock] = []
+    for i in range(3):
+        raw = encode(make_tx(ORG1, CHAIN, i + 1, "id.register", IdRegister(f"88/p{i}", URL)))
+        parent = pending[-1] if pending else None
+        pending.append(db.build_block([raw], view=0, timestamp=T0 + 1000 * (i + 1), proposer=V0.id, parent=parent))
+    assert [r.reason for e in pending for r in e.results] == ["", "", ""]
+    # A follower executes the same pipeline with no cache either, then both commit it.
+    follower = ChainDB(MemoryStore(), chain.genesis)
+    follower.smt = SparseMerkleTree(follower._get_node, cache_size=0)
+    followed: list[ExecutedBlock] = []
+    for e in pending:
+        followed.append(follower.execute_block(e.block, parent=followed[-1] if followed else None))
+    for database, blocks in ((db, pending), (follower, followed)):
+        for e in blocks:
+            database.commit(e, sign_cert(CHAIN, e.block.header, [V0]))
+        assert database._pending_nodes == {}  # committed: served by the store from now on
+    assert follower.head_hash == db.head_hash
+    for i in range(3):
+        key = identifier_key(f"88/p{i}")
+        _h, value, proof = follower.prove(key, 3)
+        assert value is not None and verify_proof(follower.state_root_at(3), key, value, proof)
+
+
 def test_history_proofs_verify_against_later_headers(chain: Chain) -> None:
     for i in range(10):
         chain.run(chain.tx(ORG1, "id.register", IdRegister(f"88/h{i}", URL)))
