@@ -203,7 +203,7 @@ class ChainDB(ChainHistory):
         # Bounded: each cached node costs a few hundred bytes. The top 17 levels (131,072 nodes at most, about
         # 36 MB) stay in memory whatever the generations drop: with 1,000,000 identifiers that took a third of
         # the node reads out of a block (docs/performance.md, "A large state").
-        self.smt = SparseMerkleTree(self._get_node, cache_size=100_000, pin_depth=17)
+        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=17)
         # The new tree nodes of blocks executed and not yet committed, by height: a block built on a pending
         # parent walks the parent's nodes, which reach the store only when the parent commits, and the cache
         # may have dropped them. A commit forgets its height and every lower one (blocks never committed).
@@ -238,7 +238,11 @@ class ChainDB(ChainHistory):
     # --- opening ---------------------------------------------------------------------------------
 
     def _get_node(self, node_hash: bytes) -> bytes | None:
-        for blocks in self._pending_nodes.values():
+        return self.store.get(NS.STATE_NODE + node_hash)
+
+    def _get_tree_node(self, node_hash: bytes) -> bytes | None:
+        """The live tree's node: of a pending block, else from the store."""
+        for blocks in list(self._pending_nodes.values()):  # a copy: a proof may read on a thread during a commit
             for nodes in blocks:
                 enc = nodes.get(node_hash)
                 if enc is not None:

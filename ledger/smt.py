@@ -52,8 +52,11 @@ whose path does not agree with the key's path for the whole length of the
 proof, so a proof made for one key cannot be reused for another.
 
 A decoded-node cache (two generations of dicts: a cheap approximation of LRU
-that costs one dict lookup on a hit) keeps the upper levels of the tree and
-recently written nodes in memory.
+that costs one dict lookup on a hit) keeps recently used and written nodes in
+memory. An update may also pin the top ``pin_depth`` levels: a block of
+random keys passes through every node near the root but through each node a
+little higher than the bottom too rarely for the generations to keep it, and
+those are what a large tree would read from the store on every update.
 """
 
 from __future__ import annotations

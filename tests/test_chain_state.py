@@ -377,7 +377,7 @@ def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -
     """A block built on a pending parent walks the parent's new tree nodes, which are written only when the
     parent commits: the chain serves them itself, whatever its tree's cache has dropped."""
     db = chain.db
-    db.smt = SparseMerkleTree(db._get_node, cache_size=0)  # a cache that keeps nothing
+    db.smt = SparseMerkleTree(db._get_tree_node, cache_size=0)  # a cache that keeps nothing
     pending: list[ExecutedBlock] = []
     for i in range(3):
         raw = encode(make_tx(ORG1, CHAIN, i + 1, "id.register", IdRegister(f"88/p{i}", URL)))
@@ -386,7 +386,7 @@ def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -
     assert [r.reason for e in pending for r in e.results] == ["", "", ""]
     # A follower executes the same pipeline with no cache either, then both commit it.
     follower = ChainDB(MemoryStore(), chain.genesis)
-    follower.smt = SparseMerkleTree(follower._get_node, cache_size=0)
+    follower.smt = SparseMerkleTree(follower._get_tree_node, cache_size=0)
     followed: list[ExecutedBlock] = []
     for e in pending:
         followed.append(follower.execute_block(e.block, parent=followed[-1] if followed else None))
