@@ -200,10 +200,11 @@ class ChainDB(ChainHistory):
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        # Bounded: each cached node costs a few hundred bytes. The top 17 levels (131,072 nodes at most, about
-        # 36 MB) stay in memory whatever the generations drop: with 1,000,000 identifiers that took a third of
-        # the node reads out of a block (docs/performance.md, "A large state").
-        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=17)
+        # Bounded: each cached node costs a few hundred bytes. The top 16 levels (65,535 nodes at most) stay in
+        # memory whatever the generations drop: with 1,000,000 identifiers that took a quarter of the node reads
+        # out of a block; 17 levels took a third but cost 50 MB more of heap at 100,000 transactions
+        # (docs/performance.md, "A large state").
+        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=16)
         # The new tree nodes of blocks executed and not yet committed, by height: a block built on a pending
         # parent walks the parent's nodes, which reach the store only when the parent commits, and the cache
         # may have dropped them. A commit forgets its height and every lower one (blocks never committed).

@@ -239,12 +239,12 @@ class SparseMerkleTree:
         self._half = max(cache_size, 0) // 2
         self._hot: dict[bytes, _Node] = {}
         self._cold: dict[bytes, _Node] = {}
-        # The current nodes of the top `pin_depth` levels, kept apart from the generations: a block's
-        # random keys touch each of the lower of these levels too rarely to survive a generation flip,
-        # yet every update walks through them. A replaced node leaves; at most 2**pin_depth nodes.
+        # The top `pin_depth` levels, kept apart from the generations: a block's random keys pass each
+        # node of the lower of these levels too rarely to survive a generation flip, yet every update
+        # walks through them. One slot per position (1 << depth | the path's first `depth` bits): the
+        # node last written or read there, so at most 2**pin_depth - 1 nodes, none of them stale for long.
         self._pin_depth = pin_depth
-        self._pin_limit = 1 << pin_depth if pin_depth else 0
-        self._pinned: dict[bytes, _Node] = {}
+        self._pinned: dict[int, tuple[bytes, _Node]] = {}
 
     # --- node cache ---
 
@@ -257,30 +257,28 @@ class SparseMerkleTree:
                 self._cold = hot
                 self._hot = {}
 
-    def _pin(self, h: bytes, node: _Node) -> None:
-        pinned = self._pinned
-        if len(pinned) >= self._pin_limit:
-            # Stale entries (an update on an older root, a block executed but never committed): start over.
-            pinned.clear()
-        pinned[h] = node
-
-    def _load_pinned(self, h: bytes, depth: int) -> _Node:
-        """A node an update walks through: above `pin_depth` it stays pinned until an update replaces it."""
+    def _load_at(self, h: bytes, depth: int, path: int, pin: bool = False) -> _Node:
+        """Node `h`, found at `depth` on the way to `path` (a 256-bit path as an int); `pin`: an update walks
+        it, so it takes its position's slot (a read of an old version leaves the slots to the newest)."""
         if depth >= self._pin_depth:
             return self._load(h)
-        node = self._pinned.get(h)
+        slot = 1 << depth | path >> (256 - depth)
+        pinned = self._pinned.get(slot)
+        if pinned is not None and pinned[0] == h:
+            return pinned[1]
+        if not pin:
+            return self._load(h)
+        node = self._hot.get(h)
         if node is None:
-            node = self._hot.get(h)
-            if node is None:
-                enc = self._get_node(h)
-                if enc is None:
-                    raise MissingNodeError(h.hex())
-                node = _decode(enc)
-            self._pin(h, node)
+            enc = self._get_node(h)
+            if enc is None:
+                raise MissingNodeError(h.hex())
+            node = _decode(enc)
+        self._pinned[slot] = (h, node)
         return node
 
     def _load(self, h: bytes) -> _Node:
-        node = self._hot.get(h) or self._pinned.get(h)
+        node = self._hot.get(h)
         if node is not None:
             return node
         node = self._cold.get(h)
@@ -301,9 +299,9 @@ class SparseMerkleTree:
         shift = 255
         h = root
         hot = self._hot
-        load = self._load
+        load = self._load_at
         while h != EMPTY:
-            node = hot.get(h) or load(h)
+            node = hot.get(h) or load(h, 255 - shift, bits)
             if len(node) == 2:
                 h = node[bits >> shift & 1]
                 shift -= 1
@@ -318,9 +316,9 @@ class SparseMerkleTree:
         shift = 255
         siblings: list[bytes] = []
         h = root
-        load = self._load
+        load = self._load_at
         while h != EMPTY:
-            node = load(h)
+            node = load(h, 255 - shift, bits)
             if len(node) == 2:
                 bit = bits >> shift & 1
                 siblings.append(node[1 - bit])
@@ -382,11 +380,10 @@ class SparseMerkleTree:
 
         new_nodes: dict[bytes, bytes] = {}
         remember = self._remember
-        load = self._load_pinned
+        load = self._load_at
         sha256 = _sha256
         pin_depth = self._pin_depth
-        pin = self._pin
-        unpin = self._pinned.pop
+        pinned = self._pinned
 
         def split(lo: int, hi: int, depth: int) -> int:
             # All paths in [lo, hi) agree above `depth`; the right half starts at
@@ -399,14 +396,20 @@ class SparseMerkleTree:
             assert v is not None
             h = sha256(b"\x00" + path + sha256(v).digest()).digest()
             new_nodes[h] = b"\x00" + path + len(key).to_bytes(4, "big") + key + v
-            (pin if depth < pin_depth else remember)(h, (path, key, v))
+            if depth < pin_depth:
+                pinned[1 << depth | ints[i] >> (256 - depth)] = (h, (path, key, v))
+            else:
+                remember(h, (path, key, v))
             return h
 
-        def make_internal(left: bytes, right: bytes, depth: int) -> bytes:
+        def make_internal(left: bytes, right: bytes, depth: int, lo: int) -> bytes:
             enc = b"\x01" + left + right
             h = sha256(enc).digest()
             new_nodes[h] = enc
-            (pin if depth < pin_depth else remember)(h, (left, right))
+            if depth < pin_depth:  # changes[lo] lies below this node: its path names the position
+                pinned[1 << depth | ints[lo] >> (256 - depth)] = (h, (left, right))
+            else:
+                remember(h, (left, right))
             return h
 
         def build(lo: int, hi: int, depth: int, extra_int: int, extra: bytes | None) -> tuple[bytes, int]:
@@ -428,17 +431,17 @@ class SparseMerkleTree:
             else:
                 left = build(lo, mid, depth + 1, extra_int, extra)[0]
                 right = build(mid, hi, depth + 1, 0, None)[0]
-            return make_internal(left, right, depth), _K_INTERNAL
+            return make_internal(left, right, depth, lo), _K_INTERNAL
 
-        def is_leaf(h: bytes, kind: int, depth: int) -> bool:
+        def is_leaf(h: bytes, kind: int) -> bool:
             if kind == _K_UNKNOWN:
-                return len(load(h, depth)) == 3
+                return len(self._load(h)) == 3
             return kind == _K_LEAF
 
         def apply(h: bytes, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
             if h == EMPTY:
                 return build(lo, hi, depth, 0, None)
-            node = load(h, depth)
+            node = load(h, depth, ints[lo], True)
             if len(node) == 2:
                 old_l, old_r = node
                 mid = split(lo, hi, depth)
@@ -446,26 +449,22 @@ class SparseMerkleTree:
                 nr, kr = apply(old_r, mid, hi, depth + 1) if mid < hi else (old_r, _K_UNKNOWN)
                 if nl == old_l and nr == old_r:
                     return h, _K_INTERNAL
-                if depth < pin_depth:
-                    unpin(h, None)  # replaced (an older root still reads it from the store)
                 # Keep the tree canonical after deletions: a lone leaf next to an
                 # empty sibling moves up into this node's place.
                 if nl == EMPTY:
                     if nr == EMPTY:
                         return EMPTY, _K_EMPTY
-                    if is_leaf(nr, kr, depth + 1):
+                    if is_leaf(nr, kr):
                         return nr, _K_LEAF
-                elif nr == EMPTY and is_leaf(nl, kl, depth + 1):
+                elif nr == EMPTY and is_leaf(nl, kl):
                     return nl, _K_LEAF
-                return make_internal(nl, nr, depth), _K_INTERNAL
+                return make_internal(nl, nr, depth, lo), _K_INTERNAL
             # An old leaf: rebuild this slot from it and the changes that land here.
             lint = int.from_bytes(node[0], "big")
             i = bisect_left(ints, lint, lo, hi)
             same = i < hi and ints[i] == lint
             if same and hi - lo == 1 and vals[i] == node[2]:
                 return h, _K_LEAF  # rewrite with the same value
-            if depth < pin_depth:
-                unpin(h, None)
             if same:
                 return build(lo, hi, depth, 0, None)  # overwritten or deleted
             return build(lo, hi, depth, lint, h)

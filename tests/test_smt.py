@@ -101,8 +101,8 @@ def test_every_version_matches_model(history: list[Changes], cache_size: int) ->
 @settings(max_examples=150)
 @given(history_st, st.sampled_from([1, 2, 3]), st.sampled_from([3, 0]))
 def test_pinned_top_levels_answer_every_version(history: list[Changes], pin_depth: int, cache_size: int) -> None:
-    # The same instance that wrote every version (its pinned levels replaced, and cleared when over the
-    # limit of 2**pin_depth) reads every old and new version as the model says.
+    # The same instance that wrote every version (each position's pinned node replaced by the newer) reads
+    # every old and new version as the model says.
     store: dict[bytes, bytes] = {}
     tree = SparseMerkleTree(store.get, cache_size=cache_size, pin_depth=pin_depth)
     roots, models = [EMPTY], [{}]
