@@ -268,12 +268,7 @@ class SparseMerkleTree:
             return pinned[1]
         if not pin:
             return self._load(h)
-        node = self._hot.get(h)
-        if node is None:
-            enc = self._get_node(h)
-            if enc is None:
-                raise MissingNodeError(h.hex())
-            node = _decode(enc)
+        node = self._hot.get(h) or self._cold.get(h) or self._fetch(h)
         self._pinned[slot] = (h, node)
         return node
 
@@ -281,14 +276,15 @@ class SparseMerkleTree:
         node = self._hot.get(h)
         if node is not None:
             return node
-        node = self._cold.get(h)
-        if node is None:
-            enc = self._get_node(h)
-            if enc is None:
-                raise MissingNodeError(h.hex())
-            node = _decode(enc)
+        node = self._cold.get(h) or self._fetch(h)
         self._remember(h, node)
         return node
+
+    def _fetch(self, h: bytes) -> _Node:
+        enc = self._get_node(h)
+        if enc is None:
+            raise MissingNodeError(h.hex())
+        return _decode(enc)
 
     # --- reads ---
 
