@@ -43,14 +43,17 @@ def run(store_dir: Path, pin: int, cache: int, tables: int, blocks: int, block_k
             raise SystemExit(f"{store_dir} holds no ledger (no head)")
         root = store.get(NS.STATE_ROOT + head)
         assert root is not None
-        reads: list[bytes] = []
-        spent = [0.0]
+        reads = 0
+        spent = 0.0
+        last = root
 
         def get_node(h: bytes) -> bytes | None:
+            nonlocal reads, spent, last
             started = time.perf_counter()
             value = store.get(NS.STATE_NODE + h)
-            spent[0] += time.perf_counter() - started
-            reads.append(h)
+            spent += time.perf_counter() - started
+            reads += 1
+            last = h
             return value
 
         tree = SparseMerkleTree(get_node, cache_size=cache, pin_depth=pin)
@@ -64,15 +67,15 @@ def run(store_dir: Path, pin: int, cache: int, tables: int, blocks: int, block_k
             times.append(time.perf_counter() - started)
         # The ceiling: LevelDB's cost of a read whose table is open and whose block is in memory (one node
         # read again and again), against which the reads above pay for opening tables and reading blocks.
-        again = NS.STATE_NODE + reads[-1]
+        again = NS.STATE_NODE + last
         started = time.perf_counter()
         for _ in range(10_000):
             store.get(again)
         warm_us = (time.perf_counter() - started) / 10_000 * 1e6
         return {
             "pinned_levels": pin, "cache": cache, "open_tables": tables,
-            "node_reads_per_block": round(len(reads) / blocks),
-            "read_us": round(spent[0] / max(1, len(reads)) * 1e6, 1),
+            "node_reads_per_block": round(reads / blocks),
+            "read_us": round(spent / max(1, reads) * 1e6, 1),
             "ms_per_block_first10": round(sum(times[:10]) / len(times[:10]) * 1000, 1),
             "ms_per_block_last20": round(sum(times[-20:]) / len(times[-20:]) * 1000, 1),
             "ceiling_warm_read_us": round(warm_us, 1),

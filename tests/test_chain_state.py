@@ -401,6 +401,19 @@ def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -
         assert value is not None and verify_proof(follower.state_root_at(3), key, value, proof)
 
 
+def test_a_block_that_fails_its_check_leaves_no_nodes_held(chain: Chain) -> None:
+    """A lying proposer's block whose state root is wrong is refused, and the chain holds none of its tree
+    nodes for blocks built on it."""
+    good = chain.build([chain.tx(ORG1, "id.register", IdRegister("88/a", URL))])
+    forged = Block(replace(good.block.header, state_root=bytes(32)), good.block.txs)
+    follower = ChainDB(MemoryStore(), chain.genesis)
+    with pytest.raises(InvalidBlock):
+        follower.execute_block(forged)
+    assert follower._pending_nodes == {}
+    follower.execute_block(good.block)
+    assert list(follower._pending_nodes) == [1]
+
+
 def test_history_proofs_verify_against_later_headers(chain: Chain) -> None:
     for i in range(10):
         chain.run(chain.tx(ORG1, "id.register", IdRegister(f"88/h{i}", URL)))
