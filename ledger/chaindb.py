@@ -243,7 +243,7 @@ class ChainDB(ChainHistory):
 
     def _get_tree_node(self, node_hash: bytes) -> bytes | None:
         """The live tree's node: of a pending block, else from the store."""
-        for blocks in list(self._pending_nodes.values()):  # a copy: a proof may read on a thread during a commit
+        for blocks in self._pending_nodes.values():  # (the live tree runs on the event loop only, as do commits)
             for nodes in blocks:
                 enc = nodes.get(node_hash)
                 if enc is not None:
