@@ -331,10 +331,17 @@ def test_a_running_validator_that_lies_about_anchors_in_test_mode(net: tuple[Pat
             for h in range(start, goal + 1):
                 r = httpx.get(f"{u}/v1/anchors/{h}")
                 assert r.status_code == 404 or r.json()["tx_hash"] != "0x" + FAKE_TX.hex(), (u, h)
-        # The liar's own latest anchor: node0 may already have committed a later one than the node asked.
+        # The liar's proof cites an honest anchor at or above the one its status names: anchoring goes on
+        # (the attestations are blocks too), so a later anchor may take effect between the two requests.
         anchored = _anchoring(urls[3])["last_anchored_height"]
         answer = LedgerClient(urls[3]).resolve("88.300/e2000", height=anchored, proof=True)
-        assert answer["proof"]["anchor"]["height"] == anchored and answer["proof"]["anchor"]["tx_hash"] != FAKE_TX.hex()
+        cited = answer["proof"]["anchor"]
+        wait_until(lambda: httpx.get(f"{urls[0]}/v1/anchors/{cited['height']}").status_code == 200, 30,
+                   "node0 holding the anchor the liar's proof cites")
+        record = httpx.get(f"{urls[0]}/v1/anchors/{cited['height']}").json()
+        assert cited["height"] >= anchored and cited["tx_hash"] != FAKE_TX.hex(), (cited, anchored)
+        assert "0x" + cited["tx_hash"] == record["tx_hash"], (cited, record)
+        assert cited["submitter"] == record["submitter"], (cited, record)
         print(f"anchored to height {anchored} beside a validator lying since height {start}")
     finally:
         stop_pid(proc.pid)
