@@ -150,6 +150,8 @@ class Node:
         self.driver = Driver(replica, self.app, self.store, self, self)
         # Consensus counters include dropped messages by reason (bad signature, non-validator, ...).
         self.metrics.expose_counters("ledger_consensus", "Consensus replica events", lambda: self.replica.metrics)
+        self.metrics.expose_gauges("ledger_consensus_pace", "How long deliveries have been taking, and the "
+                                   "timeouts that watch the primary allowing for it (ms)", self._pace)
         # What the state sync that filled this home met (ledger/snapshot/statesync.py), if it joined that way.
         self.state_sync = self.chain.state_sync_report()
         if self.state_sync is not None:
@@ -550,6 +552,11 @@ class Node:
                 if seen.height is not None and fresh:
                     claims.append(seen.height)
         return judge(height, claims, validators)
+
+    def _pace(self) -> dict[str, int]:
+        views, tick = self.replica.views, self.config.tick_ms
+        return {"recent_wait_ms": views.recent_wait * tick, "progress_timeout_ms": views.progress_timeout() * tick,
+                "request_timeout_ms": views.paced(self.replica.config.request_timeout_ticks) * tick}
 
     def status(self) -> dict[str, Any]:
         head = self.chain.head

@@ -183,6 +183,8 @@ def test_metrics_and_docs(client: TestClient, home: Home) -> None:
     assert "ledger_height 1.0" in text
     assert "ledger_tx_committed_total 1.0" in text
     assert 'ledger_consensus_total{event="dropped_bad_signature"} 0.0' in text
+    # The timeouts that watch the primary, as the pace of deliveries stretches them (none yet: as configured).
+    assert 'ledger_consensus_pace{what="request_timeout_ms"} 1500.0' in text, text
     assert client.get("/docs").status_code == 200
     assert "/v1/tx" in client.get("/openapi.json").json()["paths"]
 

@@ -9,7 +9,7 @@ Theory of operation (all in ticks):
   when it runs out, the replica moves on to the next view.
 - Request timer (censorship resistance), on backups, for the oldest queued client transaction. It
   measures a lack of progress, not the age of a queue: it runs out when no block was delivered for
-  `request_timeout_ticks` since the transaction arrived (a backlog that is draining never starts a
+  `request_timeout_ticks` (paced) since the transaction arrived (a backlog that is draining never starts a
   view change). A primary that keeps ordering others' transactions but not this one shows it
   differently: blocks with room to spare are delivered without it (ordering.py counts these
   pass-overs, of blocks this replica saw proposed half a request timeout after the transaction arrived:
@@ -24,7 +24,8 @@ Theory of operation (all in ticks):
   retransmission periods (its checkpoint instead at a checkpoint height, where the vote is collected):
   a replica that missed that block learns from f+1 of them that it is behind, and fetches it, even
   when no new transaction comes.
-Timeouts double per consecutive view change, capped, and reset on delivery (views.py).
+Timeouts double per consecutive view change, capped, and reset on delivery (views.py). The progress
+and request timers also allow for the recent pace of deliveries, up to a cap (views.py, "The pace").
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Timers:
         while (oldest := queue.oldest()) is not None:
             tx, entry = oldest
             idle = now - max(entry.arrival, self._head.last_delivery)
-            if idle < cfg.request_timeout_ticks and entry.passed < cfg.max_passovers:
+            if idle < self._views.paced(cfg.request_timeout_ticks) and entry.passed < cfg.max_passovers:
                 if entry.passed > entry.reforwarded:
                     # Passed over: perhaps our forward was lost; the primary gets what waits again.
                     queue.note_reforwarded(tx)

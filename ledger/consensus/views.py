@@ -9,6 +9,14 @@ Two timers, in ticks, share one timeout that doubles with each consecutive view 
 and resets on delivery: the progress timer (`last_progress`: in-flight work that makes no progress
 means the primary is faulty) and the new-view timer (`vc_started`: a view change that installs no
 view in time moves on to the next one). timers.py decides when they run out.
+
+The pace: the timers that watch the primary's progress (the progress timer, and the request timer of
+timers.py) allow for how long deliveries have been taking. A node whose blocks take longer to execute
+and write than the configured timeouts (a large state on a busy machine) would otherwise suspect every
+primary in turn, and each view change would stop ordering for a while. The allowance is `PACE_FACTOR`
+times the longest wait for a delivery among the last `PACE_WINDOW` (a wait counts only while work was
+in flight), and never more than `MAX_PACE_MULTIPLE` times the configured timeout: a primary that
+delays its blocks on purpose gains at most that, and one that stops delivering is still suspected.
 """
 
 from __future__ import annotations
@@ -19,6 +27,10 @@ from typing import Any
 
 from ledger.consensus.membership import Membership
 from ledger.consensus.messages import Envelope
+
+PACE_WINDOW = 16  # deliveries whose waits the pace remembers
+PACE_FACTOR = 3  # a timer allows this many times the longest recent wait...
+MAX_PACE_MULTIPLE = 4  # ...but never more than this many times its configured timeout
 
 
 class ViewState:
@@ -33,6 +45,7 @@ class ViewState:
         self._backoff = 0
         self._vc_started = 0
         self._last_progress = 0
+        self._waits: deque[int] = deque(maxlen=PACE_WINDOW)
 
     @property
     def view(self) -> int:
@@ -57,10 +70,23 @@ class ViewState:
         return self._nv_base
 
     def timeout(self) -> int:
+        """The new-view timer's timeout, and the progress timer's before the pace."""
         return self._base_timeout << min(self._backoff, self._max_backoff)
 
+    @property
+    def recent_wait(self) -> int:
+        """The longest wait for a delivery (ticks of in-flight work) among the last PACE_WINDOW."""
+        return max(self._waits, default=0)
+
+    def paced(self, configured: int) -> int:
+        """A timeout of `configured` ticks, allowing for the recent pace of deliveries (capped)."""
+        return max(configured, min(PACE_FACTOR * self.recent_wait, MAX_PACE_MULTIPLE * configured))
+
+    def progress_timeout(self) -> int:
+        return max(self.timeout(), self.paced(self._base_timeout))
+
     def is_progress_overdue(self, now: int) -> bool:
-        return now - self._last_progress >= self.timeout()
+        return now - self._last_progress >= self.progress_timeout()
 
     def is_new_view_overdue(self, now: int) -> bool:
         return now - self._vc_started >= self.timeout()
@@ -87,6 +113,7 @@ class ViewState:
 
     def delivered(self, now: int) -> None:
         """A block was decided in this view: the progress timer restarts and back-off resets."""
+        self._waits.append(now - self._last_progress)
         self._last_progress = now
         self._backoff = 0
 

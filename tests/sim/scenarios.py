@@ -22,7 +22,7 @@ from ledger.consensus.messages import (
 )
 from ledger.crypto import SigningKey
 from tests.sim.byzantine import equivocator, whisperer
-from tests.sim.checks import assert_live, finish, load, make_txs
+from tests.sim.checks import assert_live, describe_nodes, finish, load, make_txs
 from tests.sim.network import Network
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -344,6 +344,51 @@ def scenario_restart_into_higher_view(seed: int) -> None:
     finish(net)
 
 
+# One-way delays (steps) of a network that slows down as a ledger's state grows: each no more than twice
+# the one before, so the pace the replicas measured still covers the next. At the last, the primary
+# waits about 25 ticks for a delivery: three times the progress timeout of default_config (8 ticks) and
+# about its request timeout (24), within the cap of four times each.
+SLOWING_DELAYS = (4, 8, 14, 22, 30)
+
+
+def _slow_down_gradually(net: Network, prefix: str) -> list[bytes]:
+    """A steady stream of transactions to the backups while every link's delay grows step by step."""
+    sent: list[bytes] = []
+    for delay in SLOWING_DELAYS:
+        net.min_delay, net.max_delay = delay, delay + 2
+        txs = make_txs(f"{prefix}-{delay}", 24)
+        for i in range(0, len(txs), 2):
+            net.submit(txs[i:i + 2], 1 + (i // 2) % 3)
+            net.run(delay * 2)
+        sent += txs
+        assert_live(net, sent, within=40 * delay * 6)
+    return sent
+
+
+def scenario_slowing_network(seed: int) -> None:
+    """Deliveries slow down, gradually, to several times the configured timeouts (as blocks take longer
+    to execute and write while a state grows on a busy machine): the replicas allow for the pace they
+    measure, so an honest primary that keeps delivering is never suspected."""
+    net = Network(4, seed)
+    _slow_down_gradually(net, "slowing")
+    assert net.total_metric("view_changes") == 0, describe_nodes(net)
+    assert all(n.replica.view == 0 for n in net.nodes)
+    finish(net)
+
+
+def scenario_silent_primary_on_a_slow_network(seed: int) -> None:
+    """On a network slowed down as above, the primary goes silent (crashes) with transactions waiting:
+    the allowance for the pace is capped, so the backups still suspect it and change the view."""
+    net = Network(4, seed)
+    before = _slow_down_gradually(net, "before")
+    net.crash(0)
+    after = make_txs("after", 6)
+    load(net, after, every=20, chunk=2, index=1)
+    assert_live(net, before + after, within=20_000, retry_every=2000)
+    assert all(n.replica.view > 0 for n in net.honest_running())
+    finish(net)
+
+
 SCENARIOS = {
     "seven_nodes": scenario_seven_nodes,
     "lossy": scenario_lossy,
@@ -363,4 +408,6 @@ SCENARIOS = {
     "one_way_links": scenario_one_way_links,
     "pause_during_view_change": scenario_pause_during_view_change,
     "restart_into_higher_view": scenario_restart_into_higher_view,
+    "slowing_network": scenario_slowing_network,
+    "silent_primary_on_a_slow_network": scenario_silent_primary_on_a_slow_network,
 }
