@@ -370,7 +370,12 @@ class ChainDB(ChainHistory):
 
     # --- committing ------------------------------------------------------------------------------
 
-    def commit(self, executed: ExecutedBlock, cert: CommitCertificate) -> None:
+    def commit(
+        self, executed: ExecutedBlock, cert: CommitCertificate,
+        extra: Iterable[tuple[bytes, bytes]] = (), deleted: Iterable[bytes] = (),
+    ) -> None:
+        """Write a block on the head, with its certificate (and `extra` records of other owners, and
+        `deleted` keys of theirs: the replica's, in the same synced write)."""
         header = executed.block.header
         # Blocks commit in order, each on the current head.
         if header.height != self.head.height + 1 or header.prev_hash != self.head_hash:
@@ -378,12 +383,13 @@ class ChainDB(ChainHistory):
         # The certificate is for this block.
         if cert.block_hash != executed.block_hash:
             raise InvalidBlock("certificate names another block")
-        self._write(executed, cert)
+        self._write(executed, cert, extra, deleted)
         if self.verified is not None:  # a committed tx is never executed again
             self.verified.discard(r.tx_id for r in executed.results)
 
     def _write(
-        self, executed: ExecutedBlock, cert: CommitCertificate, extra: Iterable[tuple[bytes, bytes]] = ()
+        self, executed: ExecutedBlock, cert: CommitCertificate, extra: Iterable[tuple[bytes, bytes]] = (),
+        deleted: Iterable[bytes] = (),
     ) -> None:
         header = executed.block.header
         hk = height_key(header.height)
@@ -403,7 +409,7 @@ class ChainDB(ChainHistory):
         puts.extend((NS.STATE_NODE + h, node) for h, node in executed.new_nodes.items())
         if self._fresh_nodes is not None:
             self._fresh_nodes.update(executed.new_nodes)
-        deletes = []
+        deletes = list(deleted)
         for key, value in executed.changes.items():
             if value is None:
                 deletes.append(NS.STATE_LATEST + key)

@@ -10,7 +10,9 @@ has no event loop, clock or randomness of its own: what differs between the two 
 
 Performing one call's actions, in order (the rules of ledger/consensus/actions.py):
 - `Persist`: collected, and written in one synced batch before the next action that leaves the
-  node, so nothing signed is sent before its record is durable;
+  node, so nothing signed is sent before its record is durable; records collected before a `Deliver`
+  go into the block's own synced write instead (one `fsync` where there were two: the certificate
+  record the replica persists just before each delivery);
 - `Send`/`Broadcast`/`ForwardTxs`: framed (first byte: what the rest is) and handed to the links;
 - `Deliver`: the application commits the block with its certificate (one atomic write) and the
   commit hook runs (acknowledging its transactions) before the replica is called again;
@@ -70,8 +72,12 @@ C_contra = TypeVar("C_contra", contravariant=True)
 class ChainApplication(Application, Protocol[C_co]):
     """The application as the driver uses it: the replica's Application, plus writing blocks."""
 
-    def commit(self, block: Block, certificate: CommitCertificate) -> C_co:
-        """Write a block the replica delivered, with its certificate, in one atomic batch."""
+    def commit(
+        self, block: Block, certificate: CommitCertificate,
+        records: Sequence[tuple[bytes, bytes]] = (), deleted: Sequence[bytes] = (),
+    ) -> C_co:
+        """Write a block the replica delivered, with its certificate and the replica's `records` (puts) and
+        `deleted` keys, in one atomic synced batch."""
         ...
 
     def apply_certified(self, block: Block, certificate: CommitCertificate) -> C_co:
@@ -186,12 +192,14 @@ class Driver(Generic[C]):
             if isinstance(action, Persist):
                 persist.append(action)
                 continue
+            if isinstance(action, Deliver):
+                self._deliver(action, persist)  # the records ride in the block's synced write
+                persist = []
+                continue
             if persist:  # persist before send
                 self._flush(persist)
                 persist = []
-            if isinstance(action, Deliver):
-                self._deliver(action)
-            elif isinstance(action, Send):
+            if isinstance(action, Send):
                 self._links.send(action.to, bytes([MSG_CONSENSUS]) + action.message)
             elif isinstance(action, Broadcast):
                 self._links.broadcast(bytes([MSG_CONSENSUS]) + action.message)
@@ -207,17 +215,25 @@ class Driver(Generic[C]):
         if persist:
             self._flush(persist)
 
-    def _flush(self, persist: list[Persist]) -> None:
+    @staticmethod
+    def _records(persist: list[Persist]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
         puts = [(NS.CONSENSUS + p.key, p.value) for p in persist if p.value]
         deletes = [NS.CONSENSUS + p.key for p in persist if not p.value]
+        return puts, deletes
+
+    def _flush(self, persist: list[Persist]) -> None:
+        puts, deletes = self._records(persist)
         self._store.write_batch(puts, deletes, sync=True)
 
-    def _deliver(self, action: Deliver) -> None:
+    def _deliver(self, action: Deliver, persist: list[Persist]) -> None:
         block = action.block
         if block.header.height <= self.app.committed_height():
+            if persist:
+                self._flush(persist)
             return  # applied already by catch-up
+        puts, deletes = self._records(persist)
         try:
-            committed = self.app.commit(block, action.certificate)
+            committed = self.app.commit(block, action.certificate, puts, deletes)
         except Exception as exc:
             raise ApplicationError(f"writing decided block {block.header.height} failed: {exc!r}") from exc
         self._learn_set(block.header.height)

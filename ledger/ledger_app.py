@@ -67,13 +67,17 @@ class LedgerApp:
     def committed_height(self) -> int:
         return self.chain.height
 
-    def commit(self, block: Block, cert: CommitCertificate) -> ExecutedBlock:
-        """Write a committed block; re-execute if it was never executed here (e.g. after a restart)."""
+    def commit(
+        self, block: Block, cert: CommitCertificate,
+        records: Sequence[tuple[bytes, bytes]] = (), deleted: Sequence[bytes] = (),
+    ) -> ExecutedBlock:
+        """Write a committed block (with the replica's records, in the same write); re-execute it if it was
+        never executed here (e.g. after a restart)."""
         started = time.perf_counter()
         executed = self.pending.pop(cert.block_hash, None)
         if executed is None:
             executed = self.chain.execute_block(block)
-        self.chain.commit(executed, cert)
+        self.chain.commit(executed, cert, records, deleted)
         # Pending blocks at or below the committed height can no longer commit.
         height = self.chain.height
         for h, e in list(self.pending.items()):

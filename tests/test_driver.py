@@ -139,7 +139,7 @@ def test_a_decided_block_is_written_and_acknowledged_before_the_next_action() ->
 
 def test_a_failed_write_of_a_decided_block_is_an_application_error() -> None:
     class FullDisk(FakeApp):
-        def commit(self, block: Any, cert: CommitCertificate) -> Committed:
+        def commit(self, block: Any, cert: CommitCertificate, records: Any = (), deleted: Any = ()) -> Committed:
             raise OSError("no space left on device")
 
     driver, events = _driver(FullDisk(CHAIN, VALIDATOR_KEYS))

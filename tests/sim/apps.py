@@ -140,7 +140,10 @@ class FakeApp:
     def get_certificate(self, height: int) -> CommitCertificate | None:
         return self.certs[height] if height < len(self.certs) else None
 
-    def commit(self, block: Block, cert: CommitCertificate) -> Committed:
+    def commit(
+        self, block: Block, cert: CommitCertificate,
+        records: Sequence[tuple[bytes, bytes]] = (), deleted: Sequence[bytes] = (),
+    ) -> Committed:
         h = block.header
         if h != self._expected(self.blocks[-1], block.txs, h.view, h.timestamp, h.proposer):
             raise SafetyViolation(f"block {h.height} does not extend the committed head")
@@ -149,6 +152,8 @@ class FakeApp:
         self.hashes.append(compute_block_hash(h))
         self._note_sets(block)
         self.pending = {k: b for k, b in self.pending.items() if b.header.height > h.height}
+        if records or deleted:  # the replica's records, written with the block (as LevelDB writes both at once)
+            self.store.write_batch(records, deleted)
         return Committed(block, cert)
 
     def apply_certified(self, block: Block, cert: CommitCertificate) -> Committed:
@@ -179,7 +184,10 @@ class SimApp(Protocol):
     def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block: ...
     def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool: ...
     def committed_height(self) -> int: ...
-    def commit(self, block: Block, cert: CommitCertificate) -> Any: ...
+    def commit(
+        self, block: Block, cert: CommitCertificate,
+        records: Sequence[tuple[bytes, bytes]] = (), deleted: Sequence[bytes] = (),
+    ) -> Any: ...
     def apply_certified(self, block: Block, cert: CommitCertificate) -> Any: ...
     def serve_blocks(self, request: BlockRequest) -> BlockBatch: ...
     def validator_set_decided(self, height: int) -> tuple[int, tuple[str, ...], dict[str, bytes]] | None: ...
