@@ -556,7 +556,7 @@ class Node:
     def _pace(self) -> dict[str, int]:
         views, tick = self.replica.views, self.config.tick_ms
         return {"recent_wait_ms": views.recent_wait * tick, "progress_timeout_ms": views.progress_timeout() * tick,
-                "request_timeout_ms": views.paced(self.replica.config.request_timeout_ticks) * tick}
+                "request_timeout_ms": views.request_timeout() * tick}
 
     def status(self) -> dict[str, Any]:
         head = self.chain.head

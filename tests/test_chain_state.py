@@ -51,7 +51,7 @@ from ledger.resolver.registry import (
 )
 from ledger.smt import EMPTY, SparseMerkleTree, verify_proof
 from ledger.state import VerifiedCache, get_nonce, nonce_key
-from ledger.store import NS, MemoryStore
+from ledger.store import NS, MemoryStore, Store
 from ledger.tx import SignedTx, TxBody, make_tx
 
 CHAIN = "test-chain"
@@ -114,9 +114,9 @@ class Chain:
     """A ChainDB over a MemoryStore, committing blocks certified by the single validator; it keeps
     the verifications of its executions, as a node's does."""
 
-    def __init__(self, genesis: Genesis | None = None) -> None:
+    def __init__(self, genesis: Genesis | None = None, store: Store | None = None) -> None:
         self.genesis = genesis or make_genesis(prefixes=(("88", ORG1),))
-        self.db = ChainDB(MemoryStore(), self.genesis, verified=VerifiedCache(10_000))
+        self.db = ChainDB(store if store is not None else MemoryStore(), self.genesis, verified=VerifiedCache(10_000))
 
     def nonce(self, key: SigningKey) -> int:
         return get_nonce(self.db.latest, key.id) + 1
@@ -854,58 +854,28 @@ def test_replica_delivers_a_certified_block_for_a_full_batch(chain: Chain) -> No
     assert replica.tick() == []
 
 
-def test_the_replica_s_records_before_a_delivery_ride_in_the_block_s_one_synced_write(chain: Chain) -> None:
+def test_the_replica_s_records_before_a_delivery_ride_in_the_block_s_one_synced_write() -> None:
     """One fsync where there were two: the certificate record a replica persists just before each delivery
     is written with the block, atomically, and before anything that follows the delivery leaves."""
     from ledger.consensus.actions import Broadcast, Persist
     from ledger.driver import Driver
-    from ledger.store import NS
+    from tests.test_driver import RecordingHost, RecordingLinks, RecordingStore
 
+    events: list[str] = []
+    chain = Chain(store=RecordingStore(events))
     replica, app = _replica(chain, batch_size=1, batch_ticks=5)
     [deliver] = replica.submit(_registrations(1))
     assert isinstance(deliver, Deliver)
-    events: list[str] = []
-    store = chain.db.store
-    write = store.write_batch
-
-    def recording_write(puts: Any, deletes: Any = (), sync: bool = True) -> None:
-        puts, deletes = list(puts), list(deletes)
-        events.append(f"write sync={sync}" + (" +record" if (NS.CONSENSUS + b"certificate", b"c") in puts else "")
-                      + (" -record" if NS.CONSENSUS + b"old" in deletes else ""))
-        write(puts, deletes, sync)
-
-    class Links:
-        def send(self, peer: str, payload: bytes) -> None:
-            events.append("send")
-
-        def broadcast(self, payload: bytes) -> None:
-            events.append("broadcast")
-
-        def start_catch_up(self) -> None:
-            pass
-
-    class Host:
-        def admit(self, txs: Sequence[bytes]) -> list[bytes]:
-            return list(txs)
-
-        def on_committed(self, result: Any) -> None:
-            events.append(f"committed {chain.db.height}")
-
-        def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
-            pass
-
-        def on_evidence(self, first: bytes, second: bytes) -> None:
-            pass
-
-    store.write_batch = recording_write  # type: ignore[method-assign]
-    driver = Driver(replica, app, store, Links(), Host())
+    driver = Driver(replica, app, chain.db.store, RecordingLinks(events), RecordingHost(events))
+    events.clear()
     driver.perform([Persist(b"certificate", b"c"), Persist(b"old", b""), deliver, Broadcast(b"after")])
-    assert events == ["write sync=True +record -record", "committed 1", "broadcast"]
-    assert Driver.persisted(store) == {b"certificate": b"c"} and chain.db.height == 1
+    [write, *rest] = events
+    assert write.startswith("write ") and write.endswith(" sync=True") and rest == ["committed 1", "broadcast"]
+    assert Driver.persisted(chain.db.store) == {b"certificate": b"c"} and chain.db.height == 1
     # A block applied already (by catch-up) is not written again; the records still are, on their own.
     events.clear()
     driver.perform([Persist(b"certificate", b"c"), deliver, Broadcast(b"after")])
-    assert events == ["write sync=True +record", "broadcast"]
+    assert events == ["write 1+0 sync=True", "broadcast"]
 
 
 def test_replica_cuts_a_partial_batch_after_batch_ticks(chain: Chain) -> None:

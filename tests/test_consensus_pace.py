@@ -9,10 +9,11 @@ from ledger.consensus.membership import Membership
 from ledger.consensus.views import MAX_PACE_MULTIPLE, PACE_FACTOR, PACE_WINDOW, ViewState
 
 BASE = 20  # ticks: the progress timeout before any back-off
+REQUEST = 50  # ticks: the request timeout
 
 
 def make_views() -> ViewState:
-    return ViewState(Membership(("a", "b", "c", "d"), Head(0), 16), BASE, 6)
+    return ViewState(Membership(("a", "b", "c", "d"), Head(0), 16), BASE, 6, REQUEST)
 
 
 def deliver_after(views: ViewState, start: int, waits: list[int]) -> int:
@@ -27,7 +28,7 @@ def deliver_after(views: ViewState, start: int, waits: list[int]) -> int:
 def test_timeouts_are_the_configured_ones_until_deliveries_take_longer() -> None:
     views = make_views()
     deliver_after(views, 0, [2, 3, 2])
-    assert views.progress_timeout() == BASE and views.paced(50) == 50
+    assert views.progress_timeout() == BASE and views.request_timeout() == REQUEST
 
 
 def test_the_allowance_is_a_multiple_of_the_longest_recent_wait() -> None:
@@ -35,7 +36,7 @@ def test_the_allowance_is_a_multiple_of_the_longest_recent_wait() -> None:
     deliver_after(views, 0, [10, 30, 12])
     assert views.recent_wait == 30
     assert views.progress_timeout() == min(PACE_FACTOR * 30, MAX_PACE_MULTIPLE * BASE)
-    assert views.paced(50) == PACE_FACTOR * 30
+    assert views.request_timeout() == PACE_FACTOR * 30
 
 
 def test_the_allowance_never_exceeds_the_cap_however_slow_the_deliveries() -> None:
@@ -43,7 +44,7 @@ def test_the_allowance_never_exceeds_the_cap_however_slow_the_deliveries() -> No
     views = make_views()
     deliver_after(views, 0, [10_000] * PACE_WINDOW)
     assert views.progress_timeout() == MAX_PACE_MULTIPLE * BASE
-    assert views.paced(50) == MAX_PACE_MULTIPLE * 50
+    assert views.request_timeout() == MAX_PACE_MULTIPLE * REQUEST
     assert views.is_progress_overdue(PACE_WINDOW * 10_000 + MAX_PACE_MULTIPLE * BASE)
 
 

@@ -128,7 +128,8 @@ class Replica:
         self._clock = Clock()
         out = self._out = Outbox(lambda: self._membership.current.n == 1, self.metrics)
         ctx = Context(config, membership, Signer(key, config.chain_id), out, self._clock, self.metrics)
-        self.views = ViewState(membership, config.view_change_ticks, config.max_backoff_exponent)
+        self.views = ViewState(membership, config.view_change_ticks, config.max_backoff_exponent,
+                               config.request_timeout_ticks)
         self.checkpoints = Checkpoints(ctx, delivered)
         self._queue = TxQueue(config.max_pending_txs)
         self.orderer = Orderer(ctx, app, self.head, self.views, self.checkpoints, self._queue)

@@ -108,7 +108,7 @@ class Timers:
         while (oldest := queue.oldest()) is not None:
             tx, entry = oldest
             idle = now - max(entry.arrival, self._head.last_delivery)
-            if idle < self._views.paced(cfg.request_timeout_ticks) and entry.passed < cfg.max_passovers:
+            if idle < self._views.request_timeout() and entry.passed < cfg.max_passovers:
                 if entry.passed > entry.reforwarded:
                     # Passed over: perhaps our forward was lost; the primary gets what waits again.
                     queue.note_reforwarded(tx)

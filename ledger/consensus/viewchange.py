@@ -175,7 +175,7 @@ class ViewChanger:
         """How long (ticks) a suspicion counts: twice the longest timer that raises one. A suspecting
         replica whose reason holds suspects again (the progress timer, every tick while overdue) or
         repeats its suspicion while stalled (timers.py), so a real fault keeps it alive."""
-        return 2 * max(self._views.progress_timeout(), self._views.paced(self._ctx.config.request_timeout_ticks))
+        return 2 * max(self._views.progress_timeout(), self._views.request_timeout())
 
     @property
     def buffered(self) -> int:

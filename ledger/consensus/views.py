@@ -34,9 +34,10 @@ MAX_PACE_MULTIPLE = 4  # ...but never more than this many times its configured t
 
 
 class ViewState:
-    def __init__(self, membership: Membership, base_timeout: int, max_backoff: int) -> None:
+    def __init__(self, membership: Membership, base_timeout: int, max_backoff: int, request_timeout: int) -> None:
         self._membership = membership
         self._base_timeout = base_timeout
+        self._request_timeout = request_timeout
         self._max_backoff = max_backoff
         self._view = 0
         self._active = True
@@ -84,6 +85,10 @@ class ViewState:
 
     def progress_timeout(self) -> int:
         return max(self.timeout(), self.paced(self._base_timeout))
+
+    def request_timeout(self) -> int:
+        """The request timer's timeout (timers.py), paced."""
+        return self.paced(self._request_timeout)
 
     def is_progress_overdue(self, now: int) -> bool:
         return now - self._last_progress >= self.progress_timeout()
