@@ -7,6 +7,7 @@ serve blocks to a peer that is behind).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,8 @@ from ledger.chaindb import ChainDB, ExecutedBlock
 from ledger.consensus.membership import DecidedSet
 from ledger.net.sync import BlockBatch, BlockRequest, serve_blocks
 from ledger.validators import keys_of, latest_set
+
+log = logging.getLogger("ledger.driver")
 
 
 class LedgerApp:
@@ -47,19 +50,31 @@ class LedgerApp:
         self.pending[executed.block_hash] = executed
         return executed.block
 
-    def validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
-        now = self.clock_ms()
-        # Block time may not run ahead of this node's clock by more than the allowed skew...
-        if block.header.timestamp > now + self.max_clock_skew_ms:
+    def timely(self, block: Block) -> bool:
+        # Block time lags this node's clock by no more than the allowed skew (licence expiry reads it).
+        lag = self.clock_ms() - block.header.timestamp
+        if lag > self.max_clock_skew_ms:
+            _refused(block, f"its time is {lag} ms behind this node's clock")
             return False
-        # ...nor, for a block proposed just now, lag behind it by more (licence expiry reads it).
-        if fresh and block.header.timestamp < now - self.max_clock_skew_ms:
+        return self._not_ahead(block)
+
+    def _not_ahead(self, block: Block) -> bool:
+        # Block time may not run ahead of this node's clock by more than the allowed skew.
+        ahead = block.header.timestamp - self.clock_ms()
+        if ahead > self.max_clock_skew_ms:
+            _refused(block, f"its time is {ahead} ms ahead of this node's clock")
+            return False
+        return True
+
+    def validate(self, block: Block, parent: bytes | None) -> bool:
+        if not self._not_ahead(block):
             return False
         if self.preverify is not None:
             self.preverify(block.txs)
         try:
             executed = self.chain.execute_block(block, self._parent(parent))
-        except InvalidBlock:
+        except InvalidBlock as exc:
+            _refused(block, str(exc))
             return False
         self.pending[executed.block_hash] = executed
         return True
@@ -102,3 +117,9 @@ class LedgerApp:
         if latest.seq == 0 or latest.committed_height != height:
             return None
         return latest.active_from, tuple(v.id for v in latest.validators), keys_of(latest.validators)
+
+
+def _refused(block: Block, reason: str) -> None:
+    """Say why a proposed block was refused: the replica only counts it."""
+    log.warning("refused block %d of view %d from %s: %s", block.header.height, block.header.view,
+                block.header.proposer, reason)

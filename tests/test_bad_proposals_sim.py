@@ -44,9 +44,9 @@ GENESIS = Genesis(
     members=(GenesisMember("admin", ADMIN.public_key, ("admin",)),),
     prefixes=(GenesisPrefix("88.100", derive_id(ADMIN.public_key)),),
 )
-# Each kind, what a backup's refusal of it is counted as.
+# Each kind, what a backup's refusal of it is counted as (block time far ahead: on receipt).
 KINDS = {
-    "future": "invalid_blocks", "backwards": "invalid_blocks", "oversized": "invalid_blocks",
+    "future": "untimely_blocks", "backwards": "invalid_blocks", "oversized": "invalid_blocks",
     "frame": "dropped_malformed", "other_proposer": "dropped_invalid", "not_a_block": "dropped_malformed",
 }
 assert set(PROPOSAL_KINDS) <= set(KINDS)

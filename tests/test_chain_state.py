@@ -25,7 +25,17 @@ from ledger.chain import (
 )
 from ledger.chaindb import ChainDB, ExecutedBlock, GenesisMismatch
 from ledger.codec import encode
-from ledger.consensus.actions import Deliver
+from ledger.consensus.actions import Broadcast, Deliver
+from ledger.consensus.messages import (
+    Commit,
+    Prepare,
+    PrePrepare,
+    Vote,
+    decode_body,
+    decode_envelope,
+    encode_envelope,
+    sign_message,
+)
 from ledger.consensus.replica import Replica
 from ledger.consensus.settings import ReplicaConfig
 from ledger.crypto import DOMAIN_COMMIT, DOMAIN_PREPARE, DOMAIN_TX, SigningKey
@@ -915,14 +925,57 @@ def test_replica_batches_cut_in_one_call_commit_in_order(chain: Chain) -> None:
 # === block time and proposer, as backups check them ==========================================
 
 
-@pytest.mark.parametrize(("lag_ms", "fresh", "accepted"), [
-    (0, True, True), (29_000, True, True), (31_000, True, False),  # a fresh block far behind our clock
-    (-31_000, True, False), (-31_000, False, False),  # far ahead: never
-    (31 * 60_000, False, True),  # a block a new view forces again: its age does not matter
+@pytest.mark.parametrize(("lag_ms", "timely", "valid"), [
+    (0, True, True), (29_000, True, True),
+    (31_000, False, True),  # far behind our clock: refused on receipt, but a new view may force it again
+    (31 * 60_000, False, True),  # (a decided block's age does not matter)
+    (-31_000, False, False),  # far ahead: never
 ])
-def test_backups_refuse_a_fresh_block_far_from_their_clock(chain: Chain, lag_ms: int, fresh: bool,
-                                                           accepted: bool) -> None:
+def test_backups_refuse_a_block_whose_time_is_far_from_their_clock(chain: Chain, lag_ms: int, timely: bool,
+                                                                   valid: bool) -> None:
     built = chain.db.build_block(_registrations(1), view=0, timestamp=T0 + 1000, proposer=V0.id)
     follower = ChainDB(MemoryStore(), chain.genesis)
     app = LedgerApp(follower, clock_ms=lambda: T0 + 1000 + lag_ms)
-    assert app.validate(built.block, None, fresh) is accepted
+    assert app.timely(built.block) is timely
+    assert app.validate(built.block, None) is valid
+
+
+def test_a_backup_judges_block_time_on_receipt_not_when_it_gets_to_execute_the_block() -> None:
+    """Under load a backup takes a block in on time but executes it only once the pipeline lets it (here:
+    after block 1 is delivered, 31 s later). The primary was on time; the backup's own delay is not held
+    against it: the block is accepted and prepared, as a block received late (on its own clock) is not."""
+    genesis = make_genesis(VALIDATORS, prefixes=(("88", ORG1),))
+    primary = Chain(genesis)
+    one = primary.db.build_block(_registrations(2), view=0, timestamp=T0 + 1000, proposer=V0.id)
+    two = primary.db.build_block(_registrations(2, 3), view=0, timestamp=T0 + 1000, proposer=V0.id, parent=one)
+    now = [T0 + 1000]
+    app = LedgerApp(ChainDB(MemoryStore(), genesis), clock_ms=lambda: now[0])
+    backup = VALIDATORS[1]
+    config = ReplicaConfig(CHAIN, tuple(k.id for k in VALIDATORS), max_inflight=1)
+    replica = Replica(config, backup, app, genesis.validator_keys())
+
+    def deliver(key: SigningKey, body: Any, attachment: bytes = b"") -> list[Any]:
+        return replica.step(key.id, encode_envelope(sign_message(key, CHAIN, body, attachment)))
+
+    def prepared(actions: list[Any]) -> list[int]:
+        bodies = [decode_body(decode_envelope(a.message)) for a in actions if isinstance(a, Broadcast)]
+        return [b.height for b in bodies if isinstance(b, Prepare)]
+
+    assert prepared(deliver(V0, PrePrepare(0, 1, one.block_hash, one.block.header.prev_hash), encode(one.block))) == [1]
+    # Block 2 arrives on time, beyond the pipeline (one block in flight): it waits, unexecuted.
+    assert deliver(V0, PrePrepare(0, 2, two.block_hash, one.block_hash), encode(two.block)) == []
+    now[0] += 31_000  # more than the allowed skew
+    deliver(VALIDATORS[2], Prepare(0, 1, one.block_hash))
+    for key in (V0, VALIDATORS[2]):
+        deliver(key, Commit(0, 1, one.block_hash))
+    for key in (V0, VALIDATORS[2]):  # the certificate: 2f+1 votes with this backup's
+        actions = deliver(key, Vote(1, 0, one.block_hash))
+    assert [a.block.header.height for a in actions if isinstance(a, Deliver)] == [1]
+    assert prepared(actions) == [2]  # block 2, executed now, is accepted
+    assert replica.metrics["invalid_blocks"] == replica.metrics["untimely_blocks"] == 0
+    # The same block received only now, 31 s after its time, is refused on receipt.
+    late = LedgerApp(ChainDB(MemoryStore(), genesis), clock_ms=lambda: now[0])
+    other = Replica(config, VALIDATORS[2], late, genesis.validator_keys())
+    raw = encode_envelope(sign_message(V0, CHAIN, PrePrepare(0, 1, one.block_hash, one.block.header.prev_hash),
+                                       encode(one.block)))
+    assert other.step(V0.id, raw) == [] and other.metrics["untimely_blocks"] == 1

@@ -238,7 +238,7 @@ def test_a_block_naming_another_proposer_or_view_is_refused() -> None:
 class _BrokenApp(FakeApp):
     """An application whose disk fails: every execution raises."""
 
-    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool:
+    def validate(self, block: Block, parent: bytes | None) -> bool:
         raise OSError("read error on the state store")
 
     def propose(self, txs: Any, view: int, proposer: str, parent: bytes | None) -> Block:

@@ -26,13 +26,19 @@ class Application(Protocol):
         """Execute `txs` on `parent` and return the resulting block (header with state root)."""
         ...
 
-    def validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
-        """Re-execute a proposed block on `parent`; True if its header is exactly what execution gives.
+    def timely(self, block: Block) -> bool:
+        """A block proposed in the current view, just received: is its time near this node's clock?
 
-        `fresh`: proposed in the current view, so its time must be near this node's clock. False for
-        a block a new view forces again (decided blocks may be among them, whatever their age) and
-        for one this replica accepted before a restart.
+        Asked on receipt, not when the block is executed: a backup that reaches the block late (still
+        executing the ones before it, or waiting for them) must not count its own delay against the
+        primary. A block a new view forces again is not asked (decided blocks may be among them,
+        whatever their age).
         """
+        ...
+
+    def validate(self, block: Block, parent: bytes | None) -> bool:
+        """Re-execute a proposed block on `parent`; True if its header is exactly what execution gives
+        (and its time is not ahead of this node's clock by more than the allowed skew)."""
         ...
 
     def committed_height(self) -> int:

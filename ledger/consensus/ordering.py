@@ -229,6 +229,10 @@ class Orderer:
             else:
                 self._blocks.setdefault(body.block_hash, block)  # a retransmission may bring a missing block
             return
+        # Block time is judged on receipt (see Application.timely) for a block proposed afresh.
+        if expected is None and h > self._head.height and not self._app.timely(block):
+            self._ctx.metrics["untimely_blocks"] += 1
+            return
         self._blocks[body.block_hash] = block
         slot.pending = body
         slot.pending_signature = env.signature
@@ -298,9 +302,9 @@ class Orderer:
         if slot.prepared and not slot.committed and slot.count_commits() >= self._set(slot.height).quorum:
             self._on_committed(slot)
 
-    def _validate(self, block: Block, parent: bytes | None, fresh: bool) -> bool:
+    def _validate(self, block: Block, parent: bytes | None) -> bool:
         try:
-            ok = bool(self._app.validate(block, parent, fresh))
+            ok = bool(self._app.validate(block, parent))
         except Exception as exc:
             raise ApplicationError(f"validating block {block.header.height} failed: {exc!r}") from exc
         if ok:
@@ -320,7 +324,7 @@ class Orderer:
         block = self._blocks.get(slot.block_hash)
         if block is None or not self.is_executed(height - 1):
             return False
-        return self._validate(block, self.parent_hash(height), fresh=False)  # accepted here already
+        return self._validate(block, self.parent_hash(height))  # accepted here already
 
     def parent_hash(self, height: int) -> bytes | None:
         """Hash of the block this replica holds at height-1 (None: the committed head, unknown)."""
@@ -362,7 +366,7 @@ class Orderer:
             # Executing it gives exactly its header.
             if block is None or (
                 body.block_hash not in self._executed
-                and not self._validate(block, self.parent_hash(h), fresh=self._views.expected.get(h) is None)
+                and not self._validate(block, self.parent_hash(h))
             ):
                 self._ctx.metrics["invalid_blocks"] += 1
                 slot.pending = None

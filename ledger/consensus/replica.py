@@ -90,7 +90,7 @@ from ledger.errors import ConfigError
 METRICS = (
     "dropped_malformed", "dropped_sender_mismatch", "dropped_non_validator", "dropped_from_self",
     "dropped_bad_signature", "dropped_out_of_window", "dropped_stale", "dropped_invalid",
-    "dropped_queue_full", "equivocations", "invalid_blocks", "view_changes", "new_views",
+    "dropped_queue_full", "equivocations", "invalid_blocks", "untimely_blocks", "view_changes", "new_views",
     "blocks_delivered", "fetch_requests", "txs_forwarded", "txs_dropped_unordered", "internal_errors",
     "equivocations_reported", "suspected_stalled", "suspected_passed_over", "suspected_unordered",
 )

@@ -116,7 +116,10 @@ class FakeApp:
         self.pending[compute_block_hash(block.header)] = block
         return block
 
-    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool:
+    def timely(self, block: Block) -> bool:
+        return True  # its block time is a step counter, not a clock
+
+    def validate(self, block: Block, parent: bytes | None) -> bool:
         tip = self._tip(parent)
         h = block.header
         if tip is None or h.timestamp < tip.header.timestamp:
@@ -182,7 +185,8 @@ class SimApp(Protocol):
     def store(self) -> Store: ...
 
     def propose(self, txs: Sequence[bytes], view: int, proposer: str, parent: bytes | None) -> Block: ...
-    def validate(self, block: Block, parent: bytes | None, fresh: bool = True) -> bool: ...
+    def timely(self, block: Block) -> bool: ...
+    def validate(self, block: Block, parent: bytes | None) -> bool: ...
     def committed_height(self) -> int: ...
     def commit(
         self, block: Block, cert: CommitCertificate,
