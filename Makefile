@@ -46,7 +46,7 @@ devnet: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger devnet
+	$(VENV)/bin/mypy ledger devnet bench
 
 # Ends by listing skipped tests with their reasons (tests/conftest.py); HYPOTHESIS_PROFILE=ci|soak.
 test: install lint

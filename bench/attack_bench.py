@@ -117,7 +117,7 @@ def slow_headers(address: tuple[str, int]) -> str:
             except OSError:
                 data = b""
             if not data or data.startswith(b"HTTP/1.1 503"):
-                open_.discard(key.fileobj)  # type: ignore[arg-type]
+                open_.discard(key.fileobj)
                 selector.unregister(key.fileobj)
     for sock in socks:
         sock.close()
