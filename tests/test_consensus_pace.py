@@ -1,6 +1,7 @@
 """The pace the timers that watch the primary allow for (ledger/consensus/views.py): what it remembers,
-what it counts, and its cap. The simulations `slowing_network` and `silent_primary_on_a_slow_network`
-(tests/sim/scenarios.py) show what it is for, and that a silent primary is still replaced."""
+what it counts, and its cap; and the request timer's back-off. The simulations `slowing_network`,
+`silent_primary_on_a_slow_network` and `slow_from_the_start` (tests/sim/scenarios.py) show what they are
+for, and that a silent primary is still replaced."""
 
 from __future__ import annotations
 
@@ -71,3 +72,23 @@ def test_back_off_after_view_changes_still_applies_above_the_pace() -> None:
     views.leave(1, 100)
     views.leave(2, 200)
     assert views.progress_timeout() == BASE << 2
+
+
+def test_the_request_timer_doubles_per_consecutive_view_change_and_resets_on_delivery() -> None:
+    """As in Castro-Liskov: with no pace measured yet (a network restarted on a large state), blocks
+    slower than the request timeout would otherwise have every view suspected in turn, for ever."""
+    views = make_views()
+    views.leave(1, 100)
+    views.enter(1, {}, 0, 110)
+    views.leave(2, 300)
+    assert views.request_timeout() == REQUEST << 2
+    views.enter(2, {}, 0, 310)
+    views.delivered(315)  # quickly: no pace to allow for
+    assert views.request_timeout() == REQUEST
+
+
+def test_the_request_timer_back_off_is_capped_like_the_others() -> None:
+    views = make_views()
+    for view in range(1, 20):
+        views.leave(view, view * 100)
+    assert views.request_timeout() == REQUEST << 6 and views.progress_timeout() == BASE << 6

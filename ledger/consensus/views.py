@@ -8,7 +8,8 @@ its base (`nv_base`); blocks at or below the base are certified and must be fetc
 Two timers, in ticks, share one timeout that doubles with each consecutive view change (capped)
 and resets on delivery: the progress timer (`last_progress`: in-flight work that makes no progress
 means the primary is faulty) and the new-view timer (`vc_started`: a view change that installs no
-view in time moves on to the next one). timers.py decides when they run out.
+view in time moves on to the next one). The request timer of timers.py doubles with them, from its
+own timeout, as in Castro-Liskov. timers.py decides when they run out.
 
 The pace: the timers that watch the primary's progress (the progress timer, and the request timer of
 timers.py) allow for how long deliveries have been taking. A node whose blocks take longer to execute
@@ -87,8 +88,10 @@ class ViewState:
         return max(self.timeout(), self.paced(self._base_timeout))
 
     def request_timeout(self) -> int:
-        """The request timer's timeout (timers.py), paced."""
-        return self.paced(self._request_timeout)
+        """The request timer's timeout (timers.py): doubled per consecutive view change like the others (a
+        network slower than the configured timeout from the start has no pace measured yet), and paced."""
+        backed_off = self._request_timeout << min(self._backoff, self._max_backoff)
+        return max(backed_off, self.paced(self._request_timeout))
 
     def is_progress_overdue(self, now: int) -> bool:
         return now - self._last_progress >= self.progress_timeout()

@@ -349,6 +349,7 @@ def scenario_restart_into_higher_view(seed: int) -> None:
 # waits about 25 ticks for a delivery: three times the progress timeout of default_config (8 ticks) and
 # about its request timeout (24), within the cap of four times each.
 SLOWING_DELAYS = (4, 8, 14, 22, 30)
+SLOW_START_DELAY = 120  # steps a message takes: a block comes several request timeouts after its transaction
 
 
 def _slow_down_gradually(net: Network, prefix: str) -> list[bytes]:
@@ -389,6 +390,21 @@ def scenario_silent_primary_on_a_slow_network(seed: int) -> None:
     finish(net)
 
 
+def scenario_slow_from_the_start(seed: int) -> None:
+    """Deliveries take longer than the request timeout from the first transaction on, with no pace
+    measured yet (a network restarted on a large state, whose first blocks execute on cold caches): the
+    backups suspect the primary, but each view change doubles the request timer too, as in Castro-Liskov,
+    so a few view changes give a primary time to deliver and no transaction is given up. (With the
+    request timer not doubling, its suspicions changed views for ever and nothing committed.)"""
+    net = Network(4, seed, min_delay=SLOW_START_DELAY, max_delay=SLOW_START_DELAY + 2)
+    txs = make_txs("slow-start", 24)
+    load(net, txs, every=SLOW_START_DELAY, chunk=2, index=1)
+    assert_live(net, txs, within=20_000)
+    assert net.total_metric("txs_dropped_unordered") == 0, describe_nodes(net)
+    assert max(n.replica.metrics["view_changes"] for n in net.nodes) <= 10, describe_nodes(net)
+    finish(net)
+
+
 SCENARIOS = {
     "seven_nodes": scenario_seven_nodes,
     "lossy": scenario_lossy,
@@ -410,4 +426,5 @@ SCENARIOS = {
     "restart_into_higher_view": scenario_restart_into_higher_view,
     "slowing_network": scenario_slowing_network,
     "silent_primary_on_a_slow_network": scenario_silent_primary_on_a_slow_network,
+    "slow_from_the_start": scenario_slow_from_the_start,
 }
