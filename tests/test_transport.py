@@ -32,6 +32,7 @@ from ledger.net import Transport, TransportError, certs
 from ledger.net.frames import LENGTH, FrameType, encode_frame, read_frame
 from ledger.net.gate import HandshakeGate, address_key
 from ledger.net.handshake import LinkTls, accept_handshake, dial_handshake, validators_by_key
+from ledger.net.heartbeat import ECHO, MAX_STALL_ALLOWANCE, STALL, HeartbeatWatcher, announced_stall, round_trip
 from ledger.net.link import LinkState
 from ledger.net.peers import PeerSeen, describe_peer
 
@@ -848,6 +849,63 @@ def test_a_long_run_of_slow_messages_does_not_keep_heartbeats_waiting() -> None:
             await a.transport.stop()
 
     run(scenario())
+
+
+def test_a_peer_that_announced_its_stalls_keeps_its_links_through_the_next_one() -> None:
+    # As a validator on a large state: executing a block blocks its loop for longer than dead_after. The
+    # first such stall costs its links (nothing announced it); its heartbeats then say how long its loop
+    # was blocked, and its peer waits that much longer before closing the next time.
+    a, b = cluster(2, heartbeat_interval=0.05, dead_after=0.3)
+    handled: list[bytes] = []
+
+    def busy(sender: str, payload: bytes) -> None:
+        time.sleep(float(payload.decode()))  # blocks b's loop, as executing a block does
+        handled.append(payload)
+
+    b.transport._on_message = busy
+    b_done = threading.Event()
+
+    async def run_b() -> None:
+        await b.transport.start()
+        while not b_done.is_set():
+            await asyncio.sleep(0.02)
+        await b.transport.stop()
+
+    b_thread = threading.Thread(target=lambda: asyncio.run(run_b()), daemon=True)
+
+    async def scenario() -> None:
+        try:
+            await a.transport.start()
+            b_thread.start()
+            await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links up")
+            assert a.transport.send(b.key.id, b"0.9")  # three times dead_after, unannounced
+            await wait_for(lambda: len(handled) == 1, 10, "b's first stall")
+            await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links back")
+            first = a.transport.metrics["links_dead"]
+            assert first >= 1  # closed: a could not tell a busy peer from a dead link
+            await asyncio.sleep(0.3)  # heartbeats announce b's stall
+            assert a.transport.send(b.key.id, b"0.8")
+            await wait_for(lambda: len(handled) == 2, 10, "b's second stall")
+            await asyncio.sleep(0.2)
+            assert a.transport.metrics["links_dead"] == first  # this time a waited for it
+            assert b.transport.metrics["links_dead"] == 0  # b's own stall never counts against a
+            assert a.transport.link_state(b.key.id).connected
+        finally:
+            b_done.set()
+            b_thread.join(5)
+            await a.transport.stop()
+
+    run(scenario(), limit=30)
+
+
+def test_a_heartbeat_announces_a_stall_only_in_the_new_body_and_never_beyond_the_cap() -> None:
+    ping = encode_frame(FrameType.PING, ECHO.pack(5_000_000_000) + STALL.pack(2_500))
+    assert announced_stall(ping[4:]) == 2.5 and round_trip(ping[4:], 6.0) == 1.0
+    old = encode_frame(FrameType.PONG, ECHO.pack(5_000_000_000))  # an older node's: the echo only
+    assert announced_stall(old[4:]) == 0.0 and round_trip(old[4:], 5.5) == 0.5
+    watcher = HeartbeatWatcher(0.05, 0.3, {}, list, list, lambda link, frame: None)
+    watcher.heard("liar", encode_frame(FrameType.PING, ECHO.pack(0) + STALL.pack(2**32 - 1))[4:])
+    assert watcher._peer_stalls["liar"] == MAX_STALL_ALLOWANCE * 0.3
 
 
 def test_the_network_view_of_a_peer_is_the_transports_account_of_both_directions() -> None:

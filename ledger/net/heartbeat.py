@@ -7,6 +7,15 @@ link, in either direction, it has heard nothing on (not a frame, not a piece of 
 wakes far too late (this process was paused, or its loop blocked), silence is counted afresh from
 that moment, so a node coming back from a pause does not drop links whose peers' frames it simply
 has not read yet.
+
+A peer's loop blocks too (executing a large block on a large state takes seconds), and it cannot
+answer meanwhile. So each PING and PONG also says how long the sender's own loop was blocked at most
+in the last `STALL_MEMORY` seconds (the watcher sees it: it wakes that late), and a link is closed
+only after `dead_after` plus what its peer announced, capped at `MAX_STALL_ALLOWANCE` times
+`dead_after`: a busy peer keeps its links, and a peer that lies about its stalls gains at most that
+much patience for its own links. A peer whose frames stop for another reason (a middlebox silenced
+the link) announced nothing unusual before, and is closed as before. Older peers' 8-byte bodies
+announce nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from ledger.net.frames import FrameType, encode_frame
@@ -21,15 +31,30 @@ from ledger.net.link import Link
 
 log = logging.getLogger("ledger.net")
 
-PING_BODY = struct.Struct(">Q")  # the sender's loop time in nanoseconds, echoed in the PONG
+ECHO = struct.Struct(">Q")  # a PING's sender's loop time in nanoseconds, which the PONG echoes
+STALL = struct.Struct(">I")  # after it, in both: the sender's longest recent loop stall, milliseconds
+STALL_MEMORY = 60.0  # seconds a stall of this node's loop is announced after it happened
+STALL_HISTORY = 16  # stalls remembered
+MAX_STALL_ALLOWANCE = 4  # a peer's announced stall extends its links' silence by at most this x dead_after
+STALL_MAX_MS = 2**32 - 1
 
 
 def round_trip(pong_body: bytes, now: float) -> float | None:
-    """Seconds since the PING that a PONG echoes (loop time `now`), None for a malformed echo."""
-    if len(pong_body) != 1 + PING_BODY.size:
+    """Seconds since the PING that a PONG (frame body, type byte first) echoes, at loop time `now`; None
+    for a malformed echo."""
+    if len(pong_body) not in (1 + ECHO.size, 1 + ECHO.size + STALL.size):
         return None
-    (sent_ns,) = PING_BODY.unpack_from(pong_body, 1)
+    (sent_ns,) = ECHO.unpack_from(pong_body, 1)
     return max(0.0, now - sent_ns / 1e9)
+
+
+def announced_stall(body: bytes) -> float:
+    """Seconds of loop stall a PING or PONG (frame body, type byte first) announces; 0 if none (an older
+    peer's body, or a malformed one)."""
+    if len(body) != 1 + ECHO.size + STALL.size:
+        return 0.0
+    (ms,) = STALL.unpack_from(body, 1 + ECHO.size)
+    return ms / 1000
 
 
 class HeartbeatWatcher:
@@ -47,6 +72,24 @@ class HeartbeatWatcher:
         self._every_link = every_link
         self._write = write
         self._awake_since = 0.0  # loop time this node last resumed after a stall
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=STALL_HISTORY)  # (loop time, seconds blocked)
+        self._peer_stalls: dict[str, float] = {}  # peer id -> the stall it announced last, seconds (capped)
+
+    def own_stall(self, now: float) -> float:
+        """The longest this node's loop was blocked in the last STALL_MEMORY seconds."""
+        return max((s for t, s in self._stalls if now - t <= STALL_MEMORY), default=0.0)
+
+    def heard(self, peer_id: str, body: bytes) -> None:
+        """A PING or PONG from `peer_id`: remember the stall it announced."""
+        self._peer_stalls[peer_id] = min(announced_stall(body), MAX_STALL_ALLOWANCE * self._dead_after)
+
+    def pong(self, ping_body: bytes, now: float) -> bytes:
+        """The PONG frame answering a PING (frame body, type byte first): its echo and this node's stall."""
+        echo = ping_body[1:1 + ECHO.size]
+        return encode_frame(FrameType.PONG, echo + STALL.pack(self._stall_ms(now)))
+
+    def _stall_ms(self, now: float) -> int:
+        return min(int(self.own_stall(now) * 1000), STALL_MAX_MS)
 
     async def run(self) -> None:
         """Every interval: ping each outgoing link, close every link silent for `dead_after`."""
@@ -62,15 +105,17 @@ class HeartbeatWatcher:
             now = loop.time()
             if now - due > stall:
                 self._awake_since = now
+            if now - due > interval:  # blocked: the peers heard nothing from this node meanwhile
+                self._stalls.append((now, now - due + interval))
             due = now + interval
-            ping = encode_frame(FrameType.PING, PING_BODY.pack(int(now * 1e9)))
+            ping = encode_frame(FrameType.PING, ECHO.pack(int(now * 1e9)) + STALL.pack(self._stall_ms(now)))
             for link in list(self._outgoing()):
                 if not link.writer.is_closing():
                     self._metrics["heartbeats_sent"] += 1
                     self._write(link, ping)
             for link in list(self._every_link()):
                 silent = now - max(link.last_heard, self._awake_since)
-                if silent > self._dead_after and not link.closed:
+                if silent > self._dead_after + self._peer_stalls.get(link.peer_id, 0.0) and not link.closed:
                     self._metrics["links_dead"] += 1
                     log.warning("closing the link with %s: silent for %.1f s", link.peer_id[:8], silent)
                     link.abort()

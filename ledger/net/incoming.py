@@ -26,7 +26,6 @@ from ledger.net.frames import (
     REQUEST_OVERHEAD,
     FrameError,
     FrameType,
-    encode_frame,
     encode_request_frame,
     split_request_body,
 )
@@ -54,7 +53,10 @@ class IncomingLinks:
         max_incoming_per_peer: int,
         max_serving_per_link: int,
         max_frame: int,
+        answer_ping: Callable[[Link, bytes], bytes],
     ) -> None:
+        """`answer_ping`: the PONG frame for a PING frame's body read on a link (the heartbeat watcher's)."""
+        self._answer_ping = answer_ping
         self._on_message = on_message
         self._on_request = on_request
         self._metrics = metrics
@@ -123,7 +125,7 @@ class IncomingLinks:
                 elif ftype == FrameType.PING:
                     self._metrics["heartbeats_received"] += 1
                     self._metrics["heartbeats_sent"] += 1
-                    self._write(link, encode_frame(FrameType.PONG, body[1:]))
+                    self._write(link, self._answer_ping(link, body))
                 elif ftype == FrameType.REQUEST:
                     request_id, payload = split_request_body(body)
                     self._answer(link, request_id, payload)

@@ -188,13 +188,14 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state = "new"  # -> "running" -> "stopped"
         self.metrics: dict[str, int] = dict.fromkeys(METRICS, 0)
-        self._incoming = IncomingLinks(
-            lambda peer, body: self._on_message(peer, body), on_request, self.metrics, self._read, self._write,
-            self._guard_reads, self._spawn, max_incoming_per_peer, max_serving_per_link, max_frame,
-        )
         self._heartbeats = HeartbeatWatcher(
             heartbeat_interval, dead_after, self.metrics, lambda: self._out_links.values(),
             lambda: [*self._out_links.values(), *self._incoming], self._write,
+        )
+        self._incoming = IncomingLinks(
+            lambda peer, body: self._on_message(peer, body), on_request, self.metrics, self._read, self._write,
+            self._guard_reads, self._spawn, max_incoming_per_peer, max_serving_per_link, max_frame,
+            self._answer_ping,
         )
         self._listener = Listener(
             listen, self._tls, self._by_key, key.id, handshake_timeout=handshake_timeout,
@@ -468,6 +469,7 @@ class Transport:
             ftype, body = await self._read(link)
             if ftype == FrameType.PONG:
                 self.metrics["heartbeats_received"] += 1
+                self._heartbeats.heard(link.peer_id, body)
                 rtt = round_trip(body, asyncio.get_running_loop().time())
                 if rtt is not None:
                     link.rtt = rtt
@@ -484,6 +486,10 @@ class Transport:
             else:
                 reason = payload[:200].decode("utf-8", "replace")
                 fut.set_exception(TransportError(f"{link.peer_id} could not answer: {reason}"))
+
+    def _answer_ping(self, link: Link, body: bytes) -> bytes:
+        self._heartbeats.heard(link.peer_id, body)
+        return self._heartbeats.pong(body, asyncio.get_running_loop().time())
 
     # --- shared ------------------------------------------------------------------------------
 
