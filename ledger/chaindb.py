@@ -65,7 +65,7 @@ from ledger.nft.rights import RightsModule
 from ledger.private.module import PrivateModule
 from ledger.resolver.registry import RegistryModule
 from ledger.smt import EMPTY as EMPTY_ROOT
-from ledger.smt import RootView, SMTProof, SparseMerkleTree
+from ledger.smt import MissingNodeError, RootView, SMTProof, SparseMerkleTree
 from ledger.state import Module, Overlay, StateMachine, StateView, TxResult, VerifiedCache
 from ledger.store import NS, Store, height_key
 from ledger.validators import (
@@ -499,6 +499,19 @@ class ChainDB(ChainHistory):
 
     def state_root_at(self, height: int) -> bytes | None:
         return self.store.get(NS.STATE_ROOT + height_key(height))
+
+    def warm_state_tree(self) -> int:
+        """Read the top levels of the head's state tree into memory, as a node starts: on a large state the
+        first blocks would otherwise read them one at a time at random and take several times the usual
+        (long enough for the validators to suspect each primary in turn). The nodes read; 0 when this
+        store does not hold the head's tree."""
+        root = self.state_root_at(self.height)
+        if root is None:
+            return 0
+        try:
+            return self.smt.warm(root)
+        except MissingNodeError:
+            return 0  # execution will say so, loudly, if it needs them
 
     def view_at(self, height: int | None = None) -> Any:
         """A read-only state view at `height` (the head when None)."""

@@ -99,6 +99,10 @@ class Node:
             store = LevelDBStore(config.data_dir / "ledger.db", max_open_files=config.leveldb_open_files)
         self.store: Store = store
         self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
+        started = time.perf_counter()
+        warmed = self.chain.warm_state_tree()
+        if warmed > 1_000:
+            log.info("read the top of the state tree (%d nodes) in %.1f s", warmed, time.perf_counter() - started)
         self.mempool = Mempool(self.chain, config.verify_threads)
         self.metrics = NodeMetrics()
         self.metrics.height.set(self.chain.height)

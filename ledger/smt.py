@@ -340,6 +340,23 @@ class SparseMerkleTree:
             else:
                 yield node[1], node[2]
 
+    def warm(self, root: bytes) -> int:
+        """Read the top ``pin_depth`` levels of version ``root`` into the pinned slots, a level at a time
+        and each level in hash order (the order a store keyed by hash holds them), so that the first
+        blocks after a start do not read them one by one at random. Returns the nodes read."""
+        level = [(root, 0)] if root != EMPTY else []  # (hash, position below the level's depth)
+        read = 0
+        for depth in range(self._pin_depth):
+            below: list[tuple[bytes, int]] = []
+            for h, position in sorted(level):
+                node = self._fetch(h)
+                read += 1
+                self._pinned[1 << depth | position] = (h, node)
+                if len(node) == 2:
+                    below += [(child, position << 1 | bit) for bit, child in enumerate(node) if child != EMPTY]
+            level = below
+        return read
+
     # --- writes ---
 
     def update(self, root: bytes, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:

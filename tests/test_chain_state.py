@@ -267,6 +267,31 @@ def test_reopening_a_store_restores_the_head(chain: Chain) -> None:
     assert encode(a.block) == encode(b.block)
 
 
+def test_a_reopened_store_reads_the_top_of_its_state_tree_once_and_then_builds_without_it(chain: Chain) -> None:
+    chain.run(*[chain.tx(ORG1, "id.register", IdRegister(f"88/w{i}", URL), nonce=i + 1) for i in range(40)])
+    reads: list[bytes] = []
+
+    class Counting(MemoryStore):
+        def get(self, key: bytes) -> bytes | None:
+            if key.startswith(NS.STATE_NODE):
+                reads.append(key)
+            return super().get(key)
+
+    store = Counting()
+    store.write_batch(list(chain.db.store.iterate(b"")))
+    reopened = ChainDB(store, chain.genesis)
+    reads.clear()
+    warmed = reopened.warm_state_tree()
+    assert warmed == len(reads) == len(set(reads)) > 40  # every node of this small tree, once
+    top = set(reads)
+    reads.clear()
+    raws = [encode(make_tx(ORG1, CHAIN, 41, "id.register", IdRegister("88/after", URL)))]
+    built = reopened.build_block(raws, view=0, timestamp=T0 + 10_000, proposer=V0.id)
+    assert built.block == chain.db.build_block(raws, view=0, timestamp=T0 + 10_000, proposer=V0.id).block
+    assert not top & set(reads)
+    assert ChainDB(MemoryStore(), chain.genesis).warm_state_tree() > 0  # genesis's own state
+
+
 def _two_dbs() -> tuple[Chain, ChainDB]:
     proposer = Chain()
     follower = ChainDB(MemoryStore(), proposer.genesis)

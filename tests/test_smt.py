@@ -148,6 +148,43 @@ def test_pinned_top_levels_are_not_read_from_the_store_again() -> None:
     assert reads_of_second_block(4) == reads_of_second_block(0) - 15
 
 
+@settings(max_examples=100)
+@given(history_st, st.sampled_from([1, 2, 4]))
+def test_a_warmed_tree_reads_none_of_its_top_levels_again_and_answers_as_the_model(
+    history: list[Changes], pin_depth: int,
+) -> None:
+    roots, models, store = _run(history)
+    root, model = roots[-1], models[-1]
+    fetched: list[bytes] = []
+
+    def counting_get(h: bytes) -> bytes | None:
+        fetched.append(h)
+        return store.get(h)
+
+    tree = SparseMerkleTree(counting_get, cache_size=0, pin_depth=pin_depth)
+    assert tree.warm(root) == len(fetched) == len(set(fetched))  # each node of the top levels once
+    warmed = set(fetched)
+    fetched.clear()
+    for k in {*PROBE_KEYS, *model}:
+        assert tree.get(root, k) == model.get(k)
+    changes: Changes = {b"\x00": b"new", next(iter(model), b"\x01"): b"changed"}  # (a deletion may read a
+    # sibling by hash to see whether it moves up)
+    new_root, _ = tree.update(root, changes)
+    assert new_root == _fresh_root(_apply(model, changes))
+    assert not warmed & set(fetched)  # the reads and the update found the top levels pinned
+
+
+def test_warming_reads_each_level_in_hash_order() -> None:
+    store: dict[bytes, bytes] = {}
+    root, nodes = SparseMerkleTree(store.get, cache_size=0).update(EMPTY, {b"k%d" % i: b"v" for i in range(500)})
+    store.update(nodes)
+    order: list[bytes] = []
+    tree = SparseMerkleTree(lambda h: order.append(h) or store.get(h), cache_size=0, pin_depth=5)
+    assert tree.warm(root) == 1 + 2 + 4 + 8 + 16  # 500 keys fill the top five levels
+    levels = [order[:1], order[1:3], order[3:7], order[7:15], order[15:31]]
+    assert all(level == sorted(level) for level in levels)
+
+
 @settings(max_examples=150)
 @given(history_st)
 def test_proofs_for_every_key_at_every_version(history: list[Changes]) -> None:
