@@ -810,33 +810,50 @@ def test_a_stalled_node_does_not_drop_links_whose_frames_it_has_not_read_yet() -
     run(scenario())
 
 
+class OwnLoop:
+    """A node's transport on an event loop of its own thread, as in another process; each message it gets
+    blocks that loop for `blocking(payload)` seconds, as executing a block does, and is kept in `handled`."""
+
+    def __init__(self, node: Node, blocking: Callable[[bytes], float]) -> None:
+        self._node = node
+        self.handled: list[bytes] = []
+
+        def handle(sender: str, payload: bytes) -> None:
+            time.sleep(blocking(payload))
+            self.handled.append(payload)
+
+        node.transport._on_message = handle
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        await self._node.transport.start()
+        while not self._done.is_set():
+            await asyncio.sleep(0.02)
+        await self._node.transport.stop()
+
+    async def start_beside(self, other: Node) -> None:
+        """Start `other` on this loop and the node on its own; return once `other`'s link to it is up."""
+        await other.transport.start()
+        self._thread.start()
+        await wait_for(lambda: other.transport.link_state(self._node.key.id).connected, 5, "the links up")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+
 def test_a_long_run_of_slow_messages_does_not_keep_heartbeats_waiting() -> None:
     # As a validator catching up after a restart: a backlog of messages, each handled on its loop for
     # a while (a block to execute). Its peer, in another process (here: a loop on another thread),
     # must keep hearing it, or it drops links that are alive.
     a, b = cluster(2, heartbeat_interval=0.05, dead_after=0.5)
-    handled: list[bytes] = []
-
-    def slow(sender: str, payload: bytes) -> None:
-        time.sleep(0.08)  # blocks b's loop, as executing a block does
-        handled.append(payload)
-
-    b.transport._on_message = slow
-    b_done = threading.Event()
-
-    async def run_b() -> None:
-        await b.transport.start()
-        while not b_done.is_set():
-            await asyncio.sleep(0.02)
-        await b.transport.stop()
-
-    b_thread = threading.Thread(target=lambda: asyncio.run(run_b()), daemon=True)
+    b_loop = OwnLoop(b, lambda payload: 0.08)
+    handled = b_loop.handled
 
     async def scenario() -> None:
         try:
-            await a.transport.start()
-            b_thread.start()
-            await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links up")
+            await b_loop.start_beside(a)
             for i in range(30):  # 2.4 s of work for b, about five times dead_after
                 assert a.transport.send(b.key.id, b"m%d" % i)
             await wait_for(lambda: len(handled) == 30, 10, "b to handle the backlog")
@@ -844,8 +861,7 @@ def test_a_long_run_of_slow_messages_does_not_keep_heartbeats_waiting() -> None:
             assert a.transport.metrics["links_dead"] == 0 and b.transport.metrics["links_dead"] == 0
             assert a.transport.link_state(b.key.id).connected
         finally:
-            b_done.set()
-            b_thread.join(5)
+            b_loop.stop()
             await a.transport.stop()
 
     run(scenario())
@@ -856,28 +872,12 @@ def test_a_peer_that_announced_its_stalls_keeps_its_links_through_the_next_one()
     # first such stall costs its links (nothing announced it); its heartbeats then say how long its loop
     # was blocked, and its peer waits that much longer before closing the next time.
     a, b = cluster(2, heartbeat_interval=0.05, dead_after=0.3)
-    handled: list[bytes] = []
-
-    def busy(sender: str, payload: bytes) -> None:
-        time.sleep(float(payload.decode()))  # blocks b's loop, as executing a block does
-        handled.append(payload)
-
-    b.transport._on_message = busy
-    b_done = threading.Event()
-
-    async def run_b() -> None:
-        await b.transport.start()
-        while not b_done.is_set():
-            await asyncio.sleep(0.02)
-        await b.transport.stop()
-
-    b_thread = threading.Thread(target=lambda: asyncio.run(run_b()), daemon=True)
+    b_loop = OwnLoop(b, lambda payload: float(payload.decode()))  # the message says how long
+    handled = b_loop.handled
 
     async def scenario() -> None:
         try:
-            await a.transport.start()
-            b_thread.start()
-            await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links up")
+            await b_loop.start_beside(a)
             assert a.transport.send(b.key.id, b"0.9")  # three times dead_after, unannounced
             await wait_for(lambda: len(handled) == 1, 10, "b's first stall")
             await wait_for(lambda: a.transport.link_state(b.key.id).connected, 5, "the links back")
@@ -891,8 +891,7 @@ def test_a_peer_that_announced_its_stalls_keeps_its_links_through_the_next_one()
             assert b.transport.metrics["links_dead"] == 0  # b's own stall never counts against a
             assert a.transport.link_state(b.key.id).connected
         finally:
-            b_done.set()
-            b_thread.join(5)
+            b_loop.stop()
             await a.transport.stop()
 
     run(scenario(), limit=30)
