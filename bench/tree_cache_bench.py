@@ -11,10 +11,10 @@ open, its block in memory), the least a read from LevelDB costs here.
 
     .venv/bin/python bench/tree_cache_bench.py --store DIR/nodes/node0/data/ledger.db
 
-A configuration is `PIN:CACHE:TABLES[:TABLE_MB]` (pinned levels, node-cache size, LevelDB open tables, and
-optionally a table size: the copy is first rewritten into tables of that size, by a full compaction); the
-default set is the node's before (0:200000:200) and now (16:100000:200), and 17 levels, and 1,000 open
-tables. `file_rss_mb` is the process's resident file pages after the blocks: the table pages LevelDB mapped.
+A configuration is `PIN:CACHE:TABLES` (pinned levels, node-cache size, LevelDB open tables); the default
+set is the node's before (0:200000:200) and now (16:100000:200), and 17 levels, and 1,000 open tables.
+`file_rss_mb` is the process's resident file pages after the blocks (the table pages LevelDB mapped, and the
+program's own files), `table_files` the tables of the copy.
 """
 
 from __future__ import annotations
@@ -35,18 +35,6 @@ from ledger.smt import SparseMerkleTree  # noqa: E402
 from ledger.store import NS, LevelDBStore  # noqa: E402
 
 CONFIGS = ("0:200000:200", "16:100000:200", "17:100000:200", "16:100000:1000")
-
-
-def rewrite(store_dir: Path, table_mb: int) -> int:
-    """Rewrite the store into tables of `table_mb` MB (a full compaction); the number of tables after."""
-    import plyvel
-
-    db = plyvel.DB(str(store_dir), max_file_size=table_mb << 20, write_buffer_size=32 << 20, compression=None)
-    try:
-        db.compact_range()
-    finally:
-        db.close()
-    return len(list(store_dir.glob("*.ldb")))
 
 
 def _file_rss_mb() -> float:
@@ -112,7 +100,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, required=True, help="a node's ledger.db (copied, never written)")
     ap.add_argument("--blocks", type=int, default=100)
     ap.add_argument("--block-keys", type=int, default=1_500, help="new keys a block")
-    ap.add_argument("--config", action="append", metavar="PIN:CACHE:TABLES[:TABLE_MB]",
+    ap.add_argument("--config", action="append", metavar="PIN:CACHE:TABLES",
                     help=f"a configuration to run (repeatable; default: {' '.join(CONFIGS)})")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -120,23 +108,14 @@ def main() -> None:
         raise SystemExit(f"{args.store} is not a LevelDB directory")
     for config in args.config or CONFIGS:
         try:
-            pin, cache, tables, *size = (int(x) for x in config.split(":"))
-            if len(size) > 1:
-                raise ValueError
+            pin, cache, tables = (int(x) for x in config.split(":"))
         except ValueError:
-            raise SystemExit(f"--config {config!r}: expected PIN:CACHE:TABLES[:TABLE_MB], integers") from None
+            raise SystemExit(f"--config {config!r}: expected PIN:CACHE:TABLES, three integers") from None
         with tempfile.TemporaryDirectory(prefix="tree-cache-bench-") as tmp:
             copy = Path(tmp) / "ledger.db"
             print(f"copying {args.store} for {config}...", file=sys.stderr)
             shutil.copytree(args.store, copy)
-            rewritten: dict = {}
-            if size:
-                print(f"rewriting the copy into {size[0]} MB tables...", file=sys.stderr)
-                started = time.perf_counter()
-                rewrite(copy, size[0])
-                rewritten = {"table_mb": size[0], "rewrite_s": round(time.perf_counter() - started, 1)}
-            figures = run(copy, pin, cache, tables, args.blocks, args.block_keys, args.seed)
-            print(json.dumps({**figures, **rewritten}), flush=True)
+            print(json.dumps(run(copy, pin, cache, tables, args.blocks, args.block_keys, args.seed)), flush=True)
 
 
 if __name__ == "__main__":
