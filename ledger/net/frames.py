@@ -10,7 +10,8 @@ the frame type; request, response and error frames then carry an 8-byte big-endi
     ERROR     0x13 | request id | utf-8 reason  the listener could not answer the request
     PING      0x14 | 8 bytes | 4 bytes          heartbeat: loop time; the sender's recent stall, ms
     PONG      0x15 | the PING's 8 bytes | 4 b.  its answer: the echo; the listener's recent stall
-                                                (`ledger.net.heartbeat`; older nodes send the 8 bytes only)
+                                                (`ledger.net.heartbeat`; an older node's PING is the
+                                                8 bytes, its PONG the PING's body echoed whole)
 
 The length is checked against the reader's limit before anything is allocated for the body, so a
 peer announcing a 4 GiB frame costs four bytes of memory and a closed connection.
