@@ -505,11 +505,8 @@ class ChainDB(ChainHistory):
         first blocks would otherwise read them one at a time at random and take several times the usual
         (long enough for the validators to suspect each primary in turn). The nodes read; 0 when this
         store does not hold the head's tree."""
-        root = self.state_root_at(self.height)
-        if root is None:
-            return 0
         try:
-            return self.smt.warm(root)
+            return self.smt.warm(self.head.state_root)
         except MissingNodeError:
             return 0  # execution will say so, loudly, if it needs them
 

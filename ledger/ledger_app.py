@@ -52,22 +52,23 @@ class LedgerApp:
 
     def timely(self, block: Block) -> bool:
         # Block time lags this node's clock by no more than the allowed skew (licence expiry reads it).
-        lag = self.clock_ms() - block.header.timestamp
+        now = self.clock_ms()
+        lag = now - block.header.timestamp
         if lag > self.max_clock_skew_ms:
             _refused(block, f"its time is {lag} ms behind this node's clock")
             return False
-        return self._not_ahead(block)
+        return self._not_ahead(block, now)
 
-    def _not_ahead(self, block: Block) -> bool:
+    def _not_ahead(self, block: Block, now: int) -> bool:
         # Block time may not run ahead of this node's clock by more than the allowed skew.
-        ahead = block.header.timestamp - self.clock_ms()
+        ahead = block.header.timestamp - now
         if ahead > self.max_clock_skew_ms:
             _refused(block, f"its time is {ahead} ms ahead of this node's clock")
             return False
         return True
 
     def validate(self, block: Block, parent: bytes | None) -> bool:
-        if not self._not_ahead(block):
+        if not self._not_ahead(block, self.clock_ms()):
             return False
         if self.preverify is not None:
             self.preverify(block.txs)

@@ -904,7 +904,8 @@ def test_a_heartbeat_announces_a_stall_only_in_the_new_body_and_never_beyond_the
     assert announced_stall(old[4:]) == 0.0 and round_trip(old[4:], 5.5) == 0.5
     watcher = HeartbeatWatcher(0.05, 0.3, {}, list, list, lambda link, frame: None)
     watcher.heard("liar", encode_frame(FrameType.PING, ECHO.pack(0) + STALL.pack(2**32 - 1))[4:])
-    assert watcher._peer_stalls["liar"] == MAX_STALL_ALLOWANCE * 0.3
+    assert watcher.patience("liar") == 0.3 + MAX_STALL_ALLOWANCE * 0.3
+    assert watcher.patience("quiet") == 0.3  # a peer that announced nothing
 
 
 def test_the_network_view_of_a_peer_is_the_transports_account_of_both_directions() -> None:

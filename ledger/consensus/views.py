@@ -71,9 +71,13 @@ class ViewState:
         """The highest base of a new view installed: certified, to be fetched rather than ordered."""
         return self._nv_base
 
+    def _backed_off(self, configured: int) -> int:
+        """`configured` ticks doubled per consecutive view change, capped."""
+        return configured << min(self._backoff, self._max_backoff)
+
     def timeout(self) -> int:
         """The new-view timer's timeout, and the progress timer's before the pace."""
-        return self._base_timeout << min(self._backoff, self._max_backoff)
+        return self._backed_off(self._base_timeout)
 
     @property
     def recent_wait(self) -> int:
@@ -90,8 +94,7 @@ class ViewState:
     def request_timeout(self) -> int:
         """The request timer's timeout (timers.py): doubled per consecutive view change like the others (a
         network slower than the configured timeout from the start has no pace measured yet), and paced."""
-        backed_off = self._request_timeout << min(self._backoff, self._max_backoff)
-        return max(backed_off, self.paced(self._request_timeout))
+        return max(self._backed_off(self._request_timeout), self.paced(self._request_timeout))
 
     def is_progress_overdue(self, now: int) -> bool:
         return now - self._last_progress >= self.progress_timeout()

@@ -75,9 +75,13 @@ class HeartbeatWatcher:
         self._stalls: deque[tuple[float, float]] = deque(maxlen=STALL_HISTORY)  # (loop time, seconds blocked)
         self._peer_stalls: dict[str, float] = {}  # peer id -> the stall it announced last, seconds (capped)
 
-    def own_stall(self, now: float) -> float:
+    def _own_stall(self, now: float) -> float:
         """The longest this node's loop was blocked in the last STALL_MEMORY seconds."""
         return max((s for t, s in self._stalls if now - t <= STALL_MEMORY), default=0.0)
+
+    def patience(self, peer_id: str) -> float:
+        """How long a link with `peer_id` may stay silent: `dead_after` and the stall the peer announced."""
+        return self._dead_after + self._peer_stalls.get(peer_id, 0.0)
 
     def heard(self, peer_id: str, body: bytes) -> None:
         """A PING or PONG from `peer_id`: remember the stall it announced."""
@@ -89,7 +93,7 @@ class HeartbeatWatcher:
         return encode_frame(FrameType.PONG, echo + STALL.pack(self._stall_ms(now)))
 
     def _stall_ms(self, now: float) -> int:
-        return min(int(self.own_stall(now) * 1000), STALL_MAX_MS)
+        return min(int(self._own_stall(now) * 1000), STALL_MAX_MS)
 
     async def run(self) -> None:
         """Every interval: ping each outgoing link, close every link silent for `dead_after`."""
@@ -98,12 +102,12 @@ class HeartbeatWatcher:
         # Woken this much late, this node was paused or its loop blocked: what its peers sent meanwhile
         # is unread, so their silence proves nothing yet. Below it, a live peer's frames (one per
         # interval) are at most interval + this apart: less than dead_after, so no live link is closed.
-        stall = max(interval, self._dead_after - 2 * interval)
+        late_limit = max(interval, self._dead_after - 2 * interval)
         due = loop.time() + interval
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             now = loop.time()
-            if now - due > stall:
+            if now - due > late_limit:
                 self._awake_since = now
             if now - due > interval:  # blocked: the peers heard nothing from this node meanwhile
                 self._stalls.append((now, now - due + interval))
@@ -115,7 +119,7 @@ class HeartbeatWatcher:
                     self._write(link, ping)
             for link in list(self._every_link()):
                 silent = now - max(link.last_heard, self._awake_since)
-                if silent > self._dead_after + self._peer_stalls.get(link.peer_id, 0.0) and not link.closed:
+                if silent > self.patience(link.peer_id) and not link.closed:
                     self._metrics["links_dead"] += 1
                     log.warning("closing the link with %s: silent for %.1f s", link.peer_id[:8], silent)
                     link.abort()
