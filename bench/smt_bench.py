@@ -61,7 +61,7 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get, cache_size=args.cache_size)
+    tree = SparseMerkleTree(lambda birth, h: store.get(h), cache_size=args.cache_size)  # all born at 0
     root = EMPTY
 
     t0 = time.perf_counter()

@@ -38,7 +38,8 @@ from ledger.genesis import load_genesis
 from ledger.snapshot.offer import StateChunk, make_offer
 from ledger.snapshot.statesync import state_sync
 from ledger.snapshot.treewalk import preorder_from
-from ledger.store import NS, LevelDBStore
+from ledger.store import LevelDBStore
+from ledger.tree_store import node_getter, root_birth_getter
 
 # (label, file suffix, function name): cumulative time of these functions of the joining side.
 PARTS = [
@@ -64,8 +65,10 @@ class Serving:
             self.profile.disable()
         q = request.url.params
         t0 = time.perf_counter()
-        nodes = preorder_from(lambda h: self.chain.store.get(NS.STATE_NODE + h), bytes.fromhex(q["root"]),
-                              int(q["depth"]), int(q["path"], 16), int(q["max_bytes"]), int(q.get("within", 0)))
+        root = bytes.fromhex(q["root"])
+        nodes = preorder_from(node_getter(self.chain.store.get), root, int(q["depth"]), int(q["path"], 16),
+                              int(q["max_bytes"]), int(q.get("within", 0)),
+                              root_birth_getter(self.chain.store.get)(root))
         t1 = time.perf_counter()
         body = encode(StateChunk(tuple(nodes)))
         t2 = time.perf_counter()

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ledger.chaindb import HEAD_KEY  # noqa: E402
 from ledger.smt import SparseMerkleTree  # noqa: E402
 from ledger.store import NS, LevelDBStore  # noqa: E402
+from ledger.tree_store import node_getter, node_key, node_puts, root_birth_getter  # noqa: E402
 
 CONFIGS = ("0:200000:200", "16:100000:200", "17:100000:200", "16:100000:1000")
 
@@ -54,29 +55,32 @@ def run(store_dir: Path, pin: int, cache: int, tables: int, blocks: int, block_k
         assert root is not None
         reads = 0
         spent = 0.0
-        last = root
+        last = node_key(0, root)
+        height = int.from_bytes(head, "big")
+        stored_node = node_getter(store.get)
 
-        def get_node(h: bytes) -> bytes | None:
+        def get_node(birth: int, h: bytes) -> bytes | None:
             nonlocal reads, spent, last
             started = time.perf_counter()
-            value = store.get(NS.STATE_NODE + h)
+            value = stored_node(birth, h)
             spent += time.perf_counter() - started
             reads += 1
-            last = h
+            last = node_key(birth, h)
             return value
 
-        tree = SparseMerkleTree(get_node, cache_size=cache, pin_depth=pin)
+        tree = SparseMerkleTree(get_node, cache_size=cache, pin_depth=pin, root_birth=root_birth_getter(store.get))
         rng = random.Random(seed)
         times = []
         for _ in range(blocks):
             changes = {rng.randbytes(20): rng.randbytes(120) for _ in range(block_keys)}
             started = time.perf_counter()
-            root, nodes = tree.update(root, changes)
-            store.write_batch([(NS.STATE_NODE + h, enc) for h, enc in nodes.items()], sync=False)
+            height += 1
+            root, nodes = tree.update(root, changes, height)
+            store.write_batch(node_puts(height, nodes, root, tree.new_root_birth), sync=False)
             times.append(time.perf_counter() - started)
         # The ceiling: LevelDB's cost of a read whose table is open and whose block is in memory (one node
         # read again and again), against which the reads above pay for opening tables and reading blocks.
-        again = NS.STATE_NODE + last
+        again = last
         started = time.perf_counter()
         for _ in range(10_000):
             store.get(again)

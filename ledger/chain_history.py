@@ -26,6 +26,7 @@ from ledger.codec import decode, encode
 from ledger.smt import RootView, SparseMerkleTree
 from ledger.state import Overlay, StateMachine
 from ledger.store import NS, Store, height_key
+from ledger.tree_store import node_key
 from ledger.tx import compute_tx_id
 
 # A store filled by state sync holds blocks from this height on only (ledger/snapshot/statesync.py).
@@ -83,7 +84,7 @@ class _Chain(Protocol):
     def state_root_at(self, height: int) -> bytes | None: ...
     def get_tx_location(self, tx_id: bytes) -> TxLocation | None: ...
     def replayed_height(self) -> int: ...
-    def _get_node(self, node_hash: bytes) -> bytes | None: ...
+    def _get_node(self, birth: int, node_hash: bytes) -> bytes | None: ...
     def _genesis_block(self, smt: SparseMerkleTree | None = None) -> _Block0: ...
     def _replay_state_machine(self) -> StateMachine: ...
 
@@ -202,7 +203,10 @@ class ChainHistory:
             raise ValueError("nothing to replay: the node must hold every block, and the state from a base above 0")
         machine = self._replay_state_machine()
         pending: dict[bytes, bytes] = {}  # this slice's new nodes, read before they are written
-        smt = SparseMerkleTree(lambda h: pending.get(h) or self._get_node(h), cache_size=50_000)
+        # Every node it writes is born at 0 (stored by hash, as state sync stored the base's): the states below
+        # the base are written beside the live tree's, not after it.
+        smt = SparseMerkleTree(lambda birth, h: pending.get(h) if birth == 0 and h in pending
+                               else self._get_node(birth, h), cache_size=50_000)
         puts: list[tuple[bytes, bytes]] = []
         done = self.replayed_height()
         if done < 0:
@@ -236,7 +240,7 @@ class ChainHistory:
                 loc = self.get_tx_location(r.tx_id)
                 if loc is not None and (loc.height, loc.index) == (height, index):  # its first occurrence
                     puts.append((NS.TX + r.tx_id, encode(TxLocation(height, index, r.ok, r.reason, r.message))))
-        puts += [(NS.STATE_NODE + h, node) for h, node in pending.items()]
+        puts += [(node_key(0, h), node) for h, node in pending.items()]
         puts.append((REPLAYED_KEY, height_key(last)))
         if last == self.base - 1:
             puts.append((BASE_KEY, height_key(0)))

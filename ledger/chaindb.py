@@ -68,6 +68,7 @@ from ledger.smt import EMPTY as EMPTY_ROOT
 from ledger.smt import MissingNodeError, RootView, SMTProof, SparseMerkleTree
 from ledger.state import Module, Overlay, StateMachine, StateView, TxResult, VerifiedCache
 from ledger.store import NS, Store, height_key
+from ledger.tree_store import HASH_BYTES, node_getter, node_puts, root_birth_getter
 from ledger.validators import (
     ACTIVATION_DELAY,
     Validator,
@@ -161,7 +162,8 @@ class ExecutedBlock:
     block_hash: bytes
     results: list[TxResult]
     changes: dict[bytes, bytes | None]
-    new_nodes: dict[bytes, bytes]
+    new_nodes: dict[bytes, bytes]  # written at the block's height (ledger/tree_store.py)
+    root_birth: int  # the height its state root's node was written at
     state_after: StateView
     history_after: merkle.HistoryAccumulator  # includes this block's hash
     history_nodes: list[tuple[int, int, bytes]]  # accumulator nodes completed by this block
@@ -204,11 +206,14 @@ class ChainDB(ChainHistory):
         # memory whatever the generations drop: with 1,000,000 identifiers that took a quarter of the node reads
         # out of a block; 17 levels took a third but cost 50 MB more of heap at 100,000 transactions
         # (docs/performance.md, "A large state").
-        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=16)
-        # The new tree nodes of blocks executed and not yet committed, by height: a block built on a pending
-        # parent walks the parent's nodes, which reach the store only when the parent commits, and the cache
-        # may have dropped them. A commit forgets its height and every lower one (blocks never committed).
-        self._pending_nodes: dict[int, list[dict[bytes, bytes]]] = {}
+        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=16,
+                                    root_birth=self._root_birth)
+        # Blocks executed and not yet committed, by height: a block built on a pending parent walks the parent's
+        # new tree nodes, which reach the store only when the parent commits, and the cache may have dropped
+        # them. A commit forgets its height and every lower one (blocks never committed).
+        self._pending: dict[int, list[ExecutedBlock]] = {}
+        self._stored_node = node_getter(store.get)
+        self._stored_root_birth = root_birth_getter(store.get)
         self.machine = StateMachine(
             genesis.chain_id, modules if modules is not None else default_modules(genesis),
             validator_sender_lookup(genesis),
@@ -238,17 +243,24 @@ class ChainDB(ChainHistory):
 
     # --- opening ---------------------------------------------------------------------------------
 
-    def _get_node(self, node_hash: bytes) -> bytes | None:
-        return self.store.get(NS.STATE_NODE + node_hash)
+    def _get_node(self, birth: int, node_hash: bytes) -> bytes | None:
+        return self._stored_node(birth, node_hash)
 
-    def _get_tree_node(self, node_hash: bytes) -> bytes | None:
-        """The live tree's node: of a pending block, else from the store."""
-        for blocks in self._pending_nodes.values():  # (the live tree runs on the event loop only, as do commits)
-            for nodes in blocks:
-                enc = nodes.get(node_hash)
-                if enc is not None:
-                    return enc
-        return self.store.get(NS.STATE_NODE + node_hash)
+    def _get_tree_node(self, birth: int, node_hash: bytes) -> bytes | None:
+        """The live tree's node: of a pending block of that height, else from the store."""
+        for executed in self._pending.get(birth, ()):  # (the live tree runs on the event loop only, as do commits)
+            stored = executed.new_nodes.get(node_hash)
+            if stored is not None:
+                return stored
+        return self._stored_node(birth, node_hash)
+
+    def _root_birth(self, root: bytes) -> int:
+        """The birth of a state root's node: of a pending block's root, else as recorded at its commit."""
+        for blocks in self._pending.values():
+            for executed in blocks:
+                if executed.block.header.state_root == root:
+                    return executed.root_birth
+        return self._stored_root_birth(root)
 
     def _write_genesis(self) -> None:
         executed = self._genesis_block()
@@ -258,7 +270,7 @@ class ChainDB(ChainHistory):
     def _genesis_block(self, smt: SparseMerkleTree | None = None) -> ExecutedBlock:
         """Block 0, which the genesis file makes (every node computes the same)."""
         changes: dict[bytes, bytes | None] = dict(genesis_state(self.genesis))
-        root, nodes = (smt or self.smt).update(EMPTY_ROOT, changes)
+        root, nodes = (smt or self.smt).update(EMPTY_ROOT, changes)  # born at 0: stored by hash
         header = BlockHeader(
             height=0,
             prev_hash=self.genesis.hash(),
@@ -273,7 +285,7 @@ class ChainDB(ChainHistory):
         block_hash = compute_block_hash(header)
         history = merkle.HistoryAccumulator(0, [])
         history_nodes = history.append(block_hash)
-        return ExecutedBlock(block, block_hash, [], changes, nodes, self.latest, history, history_nodes)
+        return ExecutedBlock(block, block_hash, [], changes, nodes, 0, self.latest, history, history_nodes)
 
     def _load_head(self) -> None:
         raw = self.store.get(HEAD_KEY)
@@ -324,7 +336,8 @@ class ChainDB(ChainHistory):
         results = self.machine.execute_block(overlay, block.txs, header.height, header.timestamp, self.verified,
                                              header.prev_hash)
         changes = dict(sorted(overlay.changes.items()))
-        root, nodes = self.smt.update(parent_root, changes)
+        root, nodes = self.smt.update(parent_root, changes, header.height)
+        root_birth = self.smt.new_root_birth
         if header.state_root != root:
             header = _with_state_root(header, root)
             block = Block(header, block.txs)
@@ -332,7 +345,7 @@ class ChainDB(ChainHistory):
         history_after = merkle.HistoryAccumulator(history.size, list(history.peaks))
         history_nodes = history_after.append(block_hash)
         return ExecutedBlock(
-            block, block_hash, results, changes, nodes, _ChangesView(base, changes), history_after,
+            block, block_hash, results, changes, nodes, root_birth, _ChangesView(base, changes), history_after,
             history_nodes,
         )
 
@@ -365,7 +378,7 @@ class ChainDB(ChainHistory):
 
     def _hold(self, executed: ExecutedBlock) -> ExecutedBlock:
         """Serve a valid pending block's new nodes to blocks built on it until it commits (or is passed)."""
-        self._pending_nodes.setdefault(executed.block.header.height, []).append(executed.new_nodes)
+        self._pending.setdefault(executed.block.header.height, []).append(executed)
         return executed
 
     # --- committing ------------------------------------------------------------------------------
@@ -406,7 +419,7 @@ class ChainDB(ChainHistory):
                 continue
             indexed.add(r.tx_id)
             puts.append((NS.TX + r.tx_id, encode(TxLocation(header.height, i, r.ok, r.reason, r.message))))
-        puts.extend((NS.STATE_NODE + h, node) for h, node in executed.new_nodes.items())
+        puts.extend(node_puts(header.height, executed.new_nodes, header.state_root, executed.root_birth))
         if self._fresh_nodes is not None:
             self._fresh_nodes.update(executed.new_nodes)
         deletes = list(deleted)
@@ -422,8 +435,8 @@ class ChainDB(ChainHistory):
         puts.extend(extra)
         puts.append((HEAD_KEY, hk))
         self.store.write_batch(puts, deletes, sync=True)
-        for height in [h for h in self._pending_nodes if h <= header.height]:
-            del self._pending_nodes[height]
+        for height in [h for h in self._pending if h <= header.height]:
+            del self._pending[height]
         self.history = history
         self.head = header
         self.head_hash = executed.block_hash
@@ -464,10 +477,11 @@ class ChainDB(ChainHistory):
         may make a node equal to one that was unreachable when the sweep's mark began)."""
         self._fresh_nodes = set() if on else None
 
-    def delete_state_nodes(self, hashes: Iterable[bytes]) -> int:
-        """Delete these state nodes, except any written since tracking began; how many were deleted."""
+    def delete_state_nodes(self, keys: Iterable[bytes]) -> int:
+        """Delete these state-node records (ledger/tree_store.py), except any of a node with the content of one
+        written since tracking began; how many were deleted."""
         fresh = self._fresh_nodes if self._fresh_nodes is not None else set()
-        doomed = [NS.STATE_NODE + h for h in hashes if h not in fresh]
+        doomed = [key for key in keys if key[-HASH_BYTES:] not in fresh]
         self.store.write_batch([], doomed, sync=False)
         return len(doomed)
 

@@ -13,7 +13,8 @@ A round (`prune`) runs on the node's event loop, where commits run, with its slo
 it computes the plan, has the chain refuse the dropped heights from then on (`ChainDB.set_pruned`, so no
 reader meets a half-deleted tree), starts tracking the nodes commits write, takes a LevelDB snapshot,
 marks on a thread every node reachable from a kept root (a subtree already marked is not walked again:
-nodes are content-addressed and shared between versions) and lists the snapshot's unmarked nodes, then
+nodes are content-addressed and shared between versions) and lists the snapshot's records of unmarked
+nodes (both layouts of ledger/tree_store.py), then
 deletes those in batches on the loop. A node that a commit wrote since the mark began is never deleted,
 even if an old, unreachable node had the same content. Blocks, certificates and history are kept: only
 state versions go.
@@ -29,8 +30,9 @@ from dataclasses import dataclass
 from ledger.anchor.records import latest_effective_height
 from ledger.anchor.settings import get_settings
 from ledger.chaindb import ChainDB, PrunedState
-from ledger.smt import EMPTY
+from ledger.smt import EMPTY, child_births
 from ledger.store import NS, Snapshot
+from ledger.tree_store import node_getter, node_records, root_birth_getter
 from ledger.validators import sets_from
 
 log = logging.getLogger("ledger.pruning")
@@ -77,23 +79,28 @@ def plan(chain: ChainDB, keep_heights: int) -> Plan | None:
 
 
 def unreachable(snapshot: Snapshot, roots: tuple[bytes, ...]) -> tuple[int, list[bytes]]:
-    """(how many nodes the roots reach, the hashes of the snapshot's other state nodes)."""
+    """(how many nodes the roots reach, the keys of the snapshot's node records of every other node).
+
+    Marked by hash: every copy of a reachable node is kept, whatever its birth (the same content written at
+    two heights names children of the same content, so each copy's children are kept too), and a walk that
+    meets a marked hash again does not go below it."""
     marked: set[bytes] = set()
-    stack = [r for r in roots if r != EMPTY]
+    get_node = node_getter(snapshot.get)
+    root_birth = root_birth_getter(snapshot.get)
+    stack = [(r, root_birth(r)) for r in roots if r != EMPTY]
     while stack:
-        h = stack.pop()
+        h, birth = stack.pop()
         if h in marked:
             continue
         marked.add(h)
-        enc = snapshot.get(NS.STATE_NODE + h)
-        if enc is None:  # not in this store (nothing to keep, and nothing to delete)
+        stored = get_node(birth, h)
+        if stored is None:  # not in this store (nothing to keep, and nothing to delete)
             continue
-        if len(enc) == 65 and enc[0] == 1:
-            for child in (enc[1:33], enc[33:65]):
+        if stored[0] == 1:
+            for child, child_birth in zip((stored[1:33], stored[33:65]), child_births(stored), strict=True):
                 if child != EMPTY and child not in marked:
-                    stack.append(child)
-    cut = len(NS.STATE_NODE)
-    return len(marked), [k[cut:] for k, _ in snapshot.iterate(NS.STATE_NODE) if k[cut:] not in marked]
+                    stack.append((child, child_birth))
+    return len(marked), [key for key, h, _ in node_records(snapshot.iterate) if h not in marked]
 
 
 def prune_now(chain: ChainDB, keep_heights: int) -> PruneResult | None:

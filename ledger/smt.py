@@ -33,6 +33,20 @@ write atomically with its block. Node encodings::
 A leaf carries the key and value so :meth:`get` needs no second table and the
 state can be listed (:meth:`items`).
 
+Where a node is stored: a node is addressed by its *birth* (the height of the
+update that wrote it, which the caller names) and its hash, so that a store
+can key nodes by birth first and each block's nodes land together, after all
+older ones (the Jellyfish tree keys nodes by version for the same reason). A
+parent therefore records its children's births beside its encoding::
+
+    stored internal: encoding || left birth u64be || right birth u64be
+                     (or the encoding alone when both births are 0)
+    stored leaf:     the encoding
+
+Birth 0 means "stored by hash alone" (a store written before births, state
+sync, and block 0), so older stores read as they are. Hashes, roots and
+proofs depend on the encodings only, never on births.
+
 Batch update: changes are hashed to paths and sorted once; one recursion walks
 down the old tree, at each node splitting the sorted slice at the first path
 whose bit at this depth is 1 (a bisect, because every path in the slice shares
@@ -71,23 +85,32 @@ __all__ = [
     "EMPTY",
     "MissingNodeError",
     "NodeGetter",
+    "RootBirth",
     "RootView",
     "SMTProof",
     "SparseMerkleTree",
+    "child_births",
+    "encoding",
     "key_path",
     "leaf_hash",
     "node_hash",
+    "stored_internal",
     "verify_proof",
 ]
 
 EMPTY = bytes(32)
 
-NodeGetter = Callable[[bytes], bytes | None]
+# (birth, hash) -> the stored node (its encoding, and its children's births if not 0), or None.
+NodeGetter = Callable[[int, bytes], bytes | None]
+RootBirth = Callable[[bytes], int]
 
 _sha256 = hashlib.sha256
 
-# Decoded nodes: internal = (left, right); leaf = (path, key, value).
-_Node = tuple[bytes, ...]
+# Decoded nodes, each ending in the birth of the copy it was read from (or written as):
+# internal = (left, right, left birth, right birth, birth); leaf = (path, key, value, birth).
+_Node = tuple[Any, ...]
+_INTERNAL = 5
+_BIRTH = 8  # bytes of a birth in a stored internal node
 
 # What the update recursion knows about a subtree it returns.
 _K_UNKNOWN = -1  # untouched subtree: not loaded, kind not known
@@ -109,24 +132,51 @@ def leaf_hash(path: bytes, value_hash: bytes) -> bytes:
     return _sha256(b"\x00" + path + value_hash).digest()
 
 
-def _decode(enc: bytes) -> _Node:
-    if len(enc) == 65 and enc[0] == 1:
-        return (enc[1:33], enc[33:65])
-    if len(enc) >= 37 and enc[0] == 0:
-        klen = int.from_bytes(enc[33:37], "big")
+def _decode(stored: bytes, birth: int) -> _Node:
+    """A stored node (see the module docstring) read from its copy of `birth`."""
+    if stored[:1] == b"\x01":
+        if len(stored) == 65:
+            return (stored[1:33], stored[33:65], 0, 0, birth)
+        if len(stored) == 65 + 2 * _BIRTH:
+            return (stored[1:33], stored[33:65], int.from_bytes(stored[65:73], "big"),
+                    int.from_bytes(stored[73:81], "big"), birth)
+    elif len(stored) >= 37 and stored[0] == 0:
+        klen = int.from_bytes(stored[33:37], "big")
         end = 37 + klen
-        if end <= len(enc):
-            return (enc[1:33], enc[37:end], enc[end:])
+        if end <= len(stored):
+            return (stored[1:33], stored[37:end], stored[end:], birth)
     raise ValueError("corrupt SMT node encoding")
 
 
-def node_hash(enc: bytes) -> bytes:
-    """The hash a node encoding is stored under (what a node store fetched from elsewhere is checked
-    against); ValueError if `enc` is not a node's canonical encoding."""
-    node = _decode(enc)
-    if len(node) == 2:
-        return _sha256(enc).digest()
-    path, key, value = node
+def stored_internal(left: bytes, right: bytes, left_birth: int, right_birth: int) -> bytes:
+    """How an internal node is stored: its encoding, then its children's births unless both are 0."""
+    enc = b"\x01" + left + right
+    if left_birth or right_birth:
+        return enc + left_birth.to_bytes(_BIRTH, "big") + right_birth.to_bytes(_BIRTH, "big")
+    return enc
+
+
+def encoding(stored: bytes) -> bytes:
+    """The canonical encoding of a stored node (what is hashed, and what a peer is sent)."""
+    if len(stored) == 65 + 2 * _BIRTH and stored[0] == 1:
+        return stored[:65]
+    return stored
+
+
+def child_births(stored: bytes) -> tuple[int, int]:
+    """The births of a stored internal node's (left, right) children."""
+    if len(stored) == 65 + 2 * _BIRTH:
+        return int.from_bytes(stored[65:73], "big"), int.from_bytes(stored[73:81], "big")
+    return 0, 0
+
+
+def node_hash(stored: bytes) -> bytes:
+    """The hash a stored node is addressed by (what a node store fetched from elsewhere is checked
+    against); ValueError if `stored` is not a node's canonical encoding (with its children's births)."""
+    node = _decode(stored, 0)
+    if len(node) == _INTERNAL:
+        return _sha256(stored[:65]).digest()
+    path, key, value, _ = node
     if _sha256(key).digest() != path:
         raise ValueError("leaf path is not the hash of its key")
     return leaf_hash(path, _sha256(value).digest())
@@ -224,19 +274,26 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: SMTProof) 
 
 
 class SparseMerkleTree:
-    """Versioned SMT over a content-addressed node store.
+    """Versioned SMT over a node store addressed by (birth, hash).
 
     The object holds no root: every call names the root (version) it works
-    on, so one instance serves all heights. ``get_node`` maps a node hash to
-    its encoding (None if absent). Nodes returned by :meth:`update` must be
-    readable through ``get_node`` before an update or a read of their version
-    needs them: the cache may have dropped them already (a caller that writes
-    them only at commit serves them from memory until then).
+    on, so one instance serves all heights. ``get_node(birth, hash)`` returns
+    the stored node (None if absent) and ``root_birth(root)`` the birth of a
+    root's node (0 if the store has no record of it: stored by hash). Nodes
+    returned by :meth:`update` must be readable through ``get_node`` (and the
+    new root's birth through ``root_birth``) before an update or a read of
+    their version needs them: the cache may have dropped them already (a
+    caller that writes them only at commit serves them from memory until then).
     """
 
-    def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000, pin_depth: int = 0) -> None:
+    def __init__(self, get_node: NodeGetter, cache_size: int = 1_000_000, pin_depth: int = 0,
+                 root_birth: RootBirth | None = None) -> None:
         self._get_node = get_node
+        self._root_birth = root_birth or _stored_by_hash
         self._half = max(cache_size, 0) // 2
+        # Cached by hash; each decoded node ends in the birth of its copy, and a walk uses it only for the copy
+        # its parent names: the same content written at two births may name children of different births,
+        # and one of them may be a block never committed (a pipelined block a view change passed over).
         self._hot: dict[bytes, _Node] = {}
         self._cold: dict[bytes, _Node] = {}
         # The top `pin_depth` levels, kept apart from the generations: a block's random keys pass each
@@ -245,6 +302,7 @@ class SparseMerkleTree:
         # node last written or read there, so at most 2**pin_depth - 1 nodes, none of them stale for long.
         self._pin_depth = pin_depth
         self._pinned: dict[int, tuple[bytes, _Node]] = {}
+        self.new_root_birth = 0  # the birth of the root the last update returned
 
     # --- node cache ---
 
@@ -257,49 +315,58 @@ class SparseMerkleTree:
                 self._cold = hot
                 self._hot = {}
 
-    def _load_at(self, h: bytes, depth: int, path: int, pin: bool = False) -> _Node:
-        """Node `h`, found at `depth` on the way to `path` (a 256-bit path as an int); `pin`: an update walks
-        it, so it takes its position's slot (a read of an old version leaves the slots to the newest)."""
+    def _load_at(self, h: bytes, birth: int, depth: int, path: int, pin: bool = False) -> _Node:
+        """Node (`birth`, `h`), found at `depth` on the way to `path` (a 256-bit path as an int); `pin`: an update
+        walks it, so it takes its position's slot (a read of an old version leaves the slots to the newest)."""
         if depth >= self._pin_depth:
-            return self._load(h)
+            return self._load(h, birth)
         slot = 1 << depth | path >> (256 - depth)
         pinned = self._pinned.get(slot)
-        if pinned is not None and pinned[0] == h:
+        if pinned is not None and pinned[0] == h and pinned[1][-1] == birth:
             return pinned[1]
         if not pin:
-            return self._load(h)
-        node = self._hot.get(h) or self._cold.get(h) or self._fetch(h)
+            return self._load(h, birth)
+        node = self._cached(h, birth) or self._fetch(h, birth)
         self._pinned[slot] = (h, node)
         return node
 
-    def _load(self, h: bytes) -> _Node:
+    def _cached(self, h: bytes, birth: int) -> _Node | None:
+        node = self._hot.get(h) or self._cold.get(h)
+        return node if node is not None and node[-1] == birth else None
+
+    def _load(self, h: bytes, birth: int) -> _Node:
         node = self._hot.get(h)
-        if node is not None:
+        if node is not None and node[-1] == birth:
             return node
-        node = self._cold.get(h) or self._fetch(h)
+        node = self._cached(h, birth) or self._fetch(h, birth)
         self._remember(h, node)
         return node
 
-    def _fetch(self, h: bytes) -> _Node:
-        enc = self._get_node(h)
-        if enc is None:
-            raise MissingNodeError(h.hex())
-        return _decode(enc)
+    def _fetch(self, h: bytes, birth: int) -> _Node:
+        stored = self._get_node(birth, h)
+        if stored is None:
+            raise MissingNodeError(h.hex() if not birth else f"{h.hex()} (written at height {birth})")
+        return _decode(stored, birth)
 
     # --- reads ---
 
     def get(self, root: bytes, key: bytes) -> bytes | None:
         """Value of ``key`` in version ``root``, or None if absent."""
+        if root == EMPTY:
+            return None
         path = _sha256(key).digest()
         bits = int.from_bytes(path, "big")
         shift = 255
-        h = root
+        h, birth = root, self._root_birth(root)
         hot = self._hot
         load = self._load_at
         while h != EMPTY:
-            node = hot.get(h) or load(h, 255 - shift, bits)
-            if len(node) == 2:
-                h = node[bits >> shift & 1]
+            node = hot.get(h)
+            if node is None or node[-1] != birth:
+                node = load(h, birth, 255 - shift, bits)
+            if len(node) == _INTERNAL:
+                bit = bits >> shift & 1
+                h, birth = node[bit], node[2 + bit]
                 shift -= 1
             else:
                 return node[2] if node[0] == path else None
@@ -312,13 +379,14 @@ class SparseMerkleTree:
         shift = 255
         siblings: list[bytes] = []
         h = root
+        birth = self._root_birth(root) if root != EMPTY else 0
         load = self._load_at
         while h != EMPTY:
-            node = load(h, 255 - shift, bits)
-            if len(node) == 2:
+            node = load(h, birth, 255 - shift, bits)
+            if len(node) == _INTERNAL:
                 bit = bits >> shift & 1
                 siblings.append(node[1 - bit])
-                h = node[bit]
+                h, birth = node[bit], node[2 + bit]
                 shift -= 1
             elif node[0] == path:
                 return SMTProof(tuple(siblings))
@@ -328,43 +396,48 @@ class SparseMerkleTree:
 
     def items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
         """All (key, value) pairs of version ``root``, in path order."""
-        stack = [root]
+        stack = [] if root == EMPTY else [(root, self._root_birth(root))]
         while stack:
-            h = stack.pop()
-            if h == EMPTY:
-                continue
-            node = self._load(h)
-            if len(node) == 2:
-                stack.append(node[1])
-                stack.append(node[0])
+            h, birth = stack.pop()
+            node = self._load(h, birth)
+            if len(node) == _INTERNAL:
+                if node[1] != EMPTY:
+                    stack.append((node[1], node[3]))
+                if node[0] != EMPTY:
+                    stack.append((node[0], node[2]))
             else:
                 yield node[1], node[2]
 
     def warm(self, root: bytes) -> int:
         """Read the top ``pin_depth`` levels of version ``root`` into the pinned slots, a level at a time
-        and each level in hash order (the order a store keyed by hash holds them), so that the first
-        blocks after a start do not read them one by one at random. Returns the nodes read."""
-        level = [(root, 0)] if root != EMPTY else []  # (hash, position below the level's depth)
+        and each level in store order (birth, then hash), so that the first blocks after a start do not
+        read them one by one at random. Returns the nodes read."""
+        # (birth, hash, position below the level's depth)
+        level = [(self._root_birth(root), root, 0)] if root != EMPTY else []
         read = 0
         for depth in range(self._pin_depth):
-            below: list[tuple[bytes, int]] = []
-            for h, position in sorted(level):
-                node = self._fetch(h)
+            below: list[tuple[int, bytes, int]] = []
+            for birth, h, position in sorted(level):
+                node = self._fetch(h, birth)
                 read += 1
                 self._pinned[1 << depth | position] = (h, node)
-                if len(node) == 2:
-                    below += [(child, position << 1 | bit) for bit, child in enumerate(node) if child != EMPTY]
+                if len(node) == _INTERNAL:
+                    below += [(node[2 + bit], node[bit], position << 1 | bit) for bit in (0, 1)
+                              if node[bit] != EMPTY]
             level = below
         return read
 
     # --- writes ---
 
-    def update(self, root: bytes, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
-        """Apply ``changes`` (value None = delete) to version ``root``.
+    def update(self, root: bytes, changes: Mapping[bytes, bytes | None], birth: int = 0
+               ) -> tuple[bytes, dict[bytes, bytes]]:
+        """Apply ``changes`` (value None = delete) to version ``root``, writing new nodes at ``birth``.
 
-        Returns ``(new_root, new_nodes)`` where ``new_nodes`` maps hash ->
-        encoding for every node of the new version not already in ``root``'s
-        tree. ``root`` itself is left intact.
+        Returns ``(new_root, new_nodes)`` where ``new_nodes`` maps hash -> stored
+        node for every node of the new version not already in ``root``'s tree
+        (each to be stored at ``birth``). ``root`` itself is left intact. The new
+        root's birth (``birth``, or an older one when the new root is a node that
+        was there before) is left in ``new_root_birth``.
         """
         recs: list[tuple[bytes, bytes, bytes | None]] = []
         for k, v in changes.items():
@@ -373,7 +446,9 @@ class SparseMerkleTree:
             if v is not None and not isinstance(v, bytes):
                 raise TypeError(f"SMT values must be bytes or None, not {type(v).__name__}")
             recs.append((_sha256(k).digest(), k, v))
+        root_birth = self._root_birth(root) if root != EMPTY else 0
         if not recs:
+            self.new_root_birth = root_birth
             return root, {}
         # Paths are unique per key, so sorting on them alone is a total order:
         # the result cannot depend on the mapping's iteration order.
@@ -409,81 +484,90 @@ class SparseMerkleTree:
             assert v is not None
             h = sha256(b"\x00" + path + sha256(v).digest()).digest()
             new_nodes[h] = b"\x00" + path + len(key).to_bytes(4, "big") + key + v
+            node = (path, key, v, birth)
             if depth < pin_depth:
-                pinned[1 << depth | ints[i] >> (256 - depth)] = (h, (path, key, v))
+                pinned[1 << depth | ints[i] >> (256 - depth)] = (h, node)
             else:
-                remember(h, (path, key, v))
+                remember(h, node)
             return h
 
-        def make_internal(left: bytes, right: bytes, depth: int, lo: int) -> bytes:
-            enc = b"\x01" + left + right
-            h = sha256(enc).digest()
-            new_nodes[h] = enc
+        def make_internal(left: bytes, lb: int, right: bytes, rb: int, depth: int, lo: int) -> bytes:
+            stored = stored_internal(left, right, lb, rb)
+            h = sha256(stored[:65]).digest()
+            new_nodes[h] = stored
+            node = (left, right, lb, rb, birth)
             if depth < pin_depth:  # changes[lo] lies below this node: its path names the position
-                pinned[1 << depth | ints[lo] >> (256 - depth)] = (h, (left, right))
+                pinned[1 << depth | ints[lo] >> (256 - depth)] = (h, node)
             else:
-                remember(h, (left, right))
+                remember(h, node)
             return h
 
-        def build(lo: int, hi: int, depth: int, extra_int: int, extra: bytes | None) -> tuple[bytes, int]:
+        # A subtree the recursion returns: (hash, kind, birth of its node).
+        Sub = tuple[bytes, int, int]
+
+        def build(lo: int, hi: int, depth: int, extra_int: int, extra: bytes | None, extra_birth: int) -> Sub:
             """Fresh canonical subtree of the inserts in [lo, hi) plus the old leaf ``extra``."""
             cnt = ins[hi] - ins[lo]
             if extra is not None:
                 cnt += 1
             if cnt == 0:
-                return EMPTY, _K_EMPTY
+                return EMPTY, _K_EMPTY, 0
             if cnt == 1:
                 if extra is not None:
-                    return extra, _K_LEAF
-                return make_leaf(bisect_left(ins, ins[lo] + 1, lo, hi + 1) - 1, depth), _K_LEAF
+                    return extra, _K_LEAF, extra_birth
+                return make_leaf(bisect_left(ins, ins[lo] + 1, lo, hi + 1) - 1, depth), _K_LEAF, birth
             # cnt >= 2 implies at least one insert, so the slice is non-empty.
             mid = split(lo, hi, depth)
             if extra is not None and extra_int >> (255 - depth) & 1:
-                left = build(lo, mid, depth + 1, 0, None)[0]
-                right = build(mid, hi, depth + 1, extra_int, extra)[0]
+                left = build(lo, mid, depth + 1, 0, None, 0)
+                right = build(mid, hi, depth + 1, extra_int, extra, extra_birth)
             else:
-                left = build(lo, mid, depth + 1, extra_int, extra)[0]
-                right = build(mid, hi, depth + 1, 0, None)[0]
-            return make_internal(left, right, depth, lo), _K_INTERNAL
+                left = build(lo, mid, depth + 1, extra_int, extra, extra_birth)
+                right = build(mid, hi, depth + 1, 0, None, 0)
+            return make_internal(left[0], left[2], right[0], right[2], depth, lo), _K_INTERNAL, birth
 
-        def is_leaf(h: bytes, kind: int) -> bool:
-            if kind == _K_UNKNOWN:
-                return len(self._load(h)) == 3
-            return kind == _K_LEAF
+        def is_leaf(sub: Sub) -> bool:
+            if sub[1] == _K_UNKNOWN:
+                return len(self._load(sub[0], sub[2])) != _INTERNAL
+            return sub[1] == _K_LEAF
 
-        def apply(h: bytes, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
+        def apply(h: bytes, hb: int, lo: int, hi: int, depth: int) -> Sub:
             if h == EMPTY:
-                return build(lo, hi, depth, 0, None)
-            node = load(h, depth, ints[lo], True)
-            if len(node) == 2:
-                old_l, old_r = node
+                return build(lo, hi, depth, 0, None, 0)
+            node = load(h, hb, depth, ints[lo], True)
+            if len(node) == _INTERNAL:
+                old_l, old_r, old_lb, old_rb, _ = node
                 mid = split(lo, hi, depth)
-                nl, kl = apply(old_l, lo, mid, depth + 1) if lo < mid else (old_l, _K_UNKNOWN)
-                nr, kr = apply(old_r, mid, hi, depth + 1) if mid < hi else (old_r, _K_UNKNOWN)
-                if nl == old_l and nr == old_r:
-                    return h, _K_INTERNAL
+                nl = apply(old_l, old_lb, lo, mid, depth + 1) if lo < mid else (old_l, _K_UNKNOWN, old_lb)
+                nr = apply(old_r, old_rb, mid, hi, depth + 1) if mid < hi else (old_r, _K_UNKNOWN, old_rb)
+                if nl[0] == old_l and nr[0] == old_r:
+                    return h, _K_INTERNAL, hb
                 # Keep the tree canonical after deletions: a lone leaf next to an
                 # empty sibling moves up into this node's place.
-                if nl == EMPTY:
-                    if nr == EMPTY:
-                        return EMPTY, _K_EMPTY
-                    if is_leaf(nr, kr):
-                        return nr, _K_LEAF
-                elif nr == EMPTY and is_leaf(nl, kl):
-                    return nl, _K_LEAF
-                return make_internal(nl, nr, depth, lo), _K_INTERNAL
+                if nl[0] == EMPTY:
+                    if nr[0] == EMPTY:
+                        return EMPTY, _K_EMPTY, 0
+                    if is_leaf(nr):
+                        return nr[0], _K_LEAF, nr[2]
+                elif nr[0] == EMPTY and is_leaf(nl):
+                    return nl[0], _K_LEAF, nl[2]
+                return make_internal(nl[0], nl[2], nr[0], nr[2], depth, lo), _K_INTERNAL, birth
             # An old leaf: rebuild this slot from it and the changes that land here.
             lint = int.from_bytes(node[0], "big")
             i = bisect_left(ints, lint, lo, hi)
             same = i < hi and ints[i] == lint
             if same and hi - lo == 1 and vals[i] == node[2]:
-                return h, _K_LEAF  # rewrite with the same value
+                return h, _K_LEAF, hb  # rewrite with the same value
             if same:
-                return build(lo, hi, depth, 0, None)  # overwritten or deleted
-            return build(lo, hi, depth, lint, h)
+                return build(lo, hi, depth, 0, None, 0)  # overwritten or deleted
+            return build(lo, hi, depth, lint, h, hb)
 
-        new_root = apply(root, 0, len(recs), 0)[0]
+        new_root, _, self.new_root_birth = apply(root, root_birth, 0, len(recs), 0)
         return new_root, new_nodes
+
+
+def _stored_by_hash(root: bytes) -> int:
+    return 0
 
 
 class RootView:

@@ -25,7 +25,9 @@ class NS:
     CERT = b"c/"  # height(8) -> encoded CommitCertificate
     BLOCK_BY_HASH = b"h/"  # block hash -> height(8)
     TX = b"t/"  # tx id -> encoded TxLocation
-    STATE_NODE = b"n/"  # sparse Merkle node hash -> node encoding
+    STATE_NODE = b"n/"  # sparse Merkle node hash -> node encoding (birth 0: ledger/tree_store.py)
+    STATE_NODE_AT = b"v/"  # birth height(8) || node hash -> node encoding || children's births
+    ROOT_BIRTH = b"o/"  # state root hash -> the birth height(8) of its node, when not 0
     STATE_LATEST = b"s/"  # state key -> latest value
     STATE_ROOT = b"r/"  # height(8) -> state root
     HISTORY_NODE = b"a/"  # level(1) index(8) -> history accumulator node

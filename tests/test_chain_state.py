@@ -273,7 +273,7 @@ def test_a_reopened_store_reads_the_top_of_its_state_tree_once_and_then_builds_w
 
     class Counting(MemoryStore):
         def get(self, key: bytes) -> bytes | None:
-            if key.startswith(NS.STATE_NODE):
+            if key.startswith((NS.STATE_NODE, NS.STATE_NODE_AT)):
                 reads.append(key)
             return super().get(key)
 
@@ -412,7 +412,7 @@ def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -
     """A block built on a pending parent walks the parent's new tree nodes, which are written only when the
     parent commits: the chain serves them itself, whatever its tree's cache has dropped."""
     db = chain.db
-    db.smt = SparseMerkleTree(db._get_tree_node, cache_size=0)  # a cache that keeps nothing
+    db.smt = SparseMerkleTree(db._get_tree_node, cache_size=0, root_birth=db._root_birth)  # a cache that keeps nothing
     pending: list[ExecutedBlock] = []
     for i in range(3):
         raw = encode(make_tx(ORG1, CHAIN, i + 1, "id.register", IdRegister(f"88/p{i}", URL)))
@@ -421,14 +421,14 @@ def test_a_pipeline_of_pending_blocks_needs_no_cached_tree_nodes(chain: Chain) -
     assert [r.reason for e in pending for r in e.results] == ["", "", ""]
     # A follower executes the same pipeline with no cache either, then both commit it.
     follower = ChainDB(MemoryStore(), chain.genesis)
-    follower.smt = SparseMerkleTree(follower._get_tree_node, cache_size=0)
+    follower.smt = SparseMerkleTree(follower._get_tree_node, cache_size=0, root_birth=follower._root_birth)
     followed: list[ExecutedBlock] = []
     for e in pending:
         followed.append(follower.execute_block(e.block, parent=followed[-1] if followed else None))
     for database, blocks in ((db, pending), (follower, followed)):
         for e in blocks:
             database.commit(e, sign_cert(CHAIN, e.block.header, [V0]))
-        assert database._pending_nodes == {}  # committed: served by the store from now on
+        assert database._pending == {}  # committed: served by the store from now on
     assert follower.head_hash == db.head_hash
     for i in range(3):
         key = identifier_key(f"88/p{i}")
@@ -444,9 +444,9 @@ def test_a_block_that_fails_its_check_leaves_no_nodes_held(chain: Chain) -> None
     follower = ChainDB(MemoryStore(), chain.genesis)
     with pytest.raises(InvalidBlock):
         follower.execute_block(forged)
-    assert follower._pending_nodes == {}
+    assert follower._pending == {}
     follower.execute_block(good.block)
-    assert list(follower._pending_nodes) == [1]
+    assert list(follower._pending) == [1]
 
 
 def test_history_proofs_verify_against_later_headers(chain: Chain) -> None:
@@ -684,7 +684,7 @@ def test_failed_transactions_change_nothing_but_the_senders_nonce(blocks: list[l
         flat = _flat_latest(db)
         root = db.head.state_root
         assert dict(db.smt.items(root)) == flat
-        fresh_root, _ = SparseMerkleTree(lambda _h: None).update(EMPTY, dict(flat))
+        fresh_root, _ = SparseMerkleTree(lambda _b, _h: None).update(EMPTY, dict(flat))
         assert fresh_root == root == db.state_root_at(db.height)
 
 

@@ -12,8 +12,9 @@ import pytest
 from ledger.chaindb import ChainDB, Pruned
 from ledger.pruning import plan, prune, prune_now
 from ledger.resolver.registry import IdRegister, identifier_key
-from ledger.smt import MissingNodeError, SparseMerkleTree
-from ledger.store import NS, LevelDBStore
+from ledger.smt import MissingNodeError
+from ledger.store import LevelDBStore
+from ledger.tree_store import node_records, tree_over
 from tests.test_anchor_attest import FOUR, AnchorChain
 from tests.test_chain_state import ORG1, URL
 
@@ -40,7 +41,7 @@ def answers(db: ChainDB, height: int) -> tuple[bytes | None, ...] | None:
 
 
 def state_nodes(db: ChainDB) -> int:
-    return sum(1 for _ in db.store.iterate(NS.STATE_NODE))
+    return sum(1 for _ in node_records(db.store.iterate))
 
 
 def test_every_anchored_height_stays_answerable_and_the_dropped_ones_are_refused() -> None:
@@ -91,12 +92,11 @@ def test_a_state_node_written_while_a_round_sweeps_is_never_deleted() -> None:
     db = c.db
     db.track_new_nodes(True)
     c.work(1)
-    fresh = [k[len(NS.STATE_NODE):] for k, _ in db.store.iterate(NS.STATE_NODE)
-             if k[len(NS.STATE_NODE):] in (db._fresh_nodes or set())]
+    fresh = [key for key, h, _ in node_records(db.store.iterate) if h in (db._fresh_nodes or set())]
     assert fresh
     assert db.delete_state_nodes(fresh) == 0
     db.track_new_nodes(False)
-    assert all(db.store.get(NS.STATE_NODE + h) is not None for h in fresh)
+    assert all(db.store.get(key) is not None for key in fresh)
 
 
 def test_commits_during_a_round_on_leveldb_lose_nothing(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_commits_during_a_round_on_leveldb_lose_nothing(tmp_path: Path) -> None:
         asyncio.run(scenario())
         pruned = db.pruned
         assert pruned is not None
-        on_disk = SparseMerkleTree(lambda h: store.get(NS.STATE_NODE + h), cache_size=0)  # no cached nodes
+        on_disk = tree_over(store.get, cache_size=0)  # no cached nodes
         for h in (*pruned.kept, *range(pruned.below, db.height + 1)):  # every kept tree is whole
             root = db.state_root_at(h)
             assert root is not None

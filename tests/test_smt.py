@@ -20,6 +20,7 @@ from ledger.smt import (
     leaf_hash,
     verify_proof,
 )
+from tests.tree_nodes import BirthStore, by_hash
 
 Changes = dict[bytes, bytes | None]
 
@@ -47,7 +48,7 @@ def _apply(model: dict[bytes, bytes], changes: Changes) -> dict[bytes, bytes]:
 
 def _check_content_address(h: bytes, enc: bytes) -> None:
     if enc[0] == 1:
-        assert len(enc) == 65 and hashlib.sha256(enc).digest() == h
+        assert len(enc) in (65, 81) and hashlib.sha256(enc[:65]).digest() == h
     else:
         assert enc[0] == 0
         path, klen = enc[1:33], int.from_bytes(enc[33:37], "big")
@@ -58,25 +59,26 @@ def _check_content_address(h: bytes, enc: bytes) -> None:
 
 def _run(
     history: list[Changes], cache_size: int = 1_000_000
-) -> tuple[list[bytes], list[dict[bytes, bytes]], dict[bytes, bytes]]:
-    """Apply batches; return the root and model of every version and the node store."""
-    store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get, cache_size=cache_size)
+) -> tuple[list[bytes], list[dict[bytes, bytes]], BirthStore]:
+    """Apply batches, the n-th written at birth n; return the root and model of every version and the node
+    store."""
+    store = BirthStore()
+    tree = store.tree(cache_size=cache_size)
     roots: list[bytes] = [EMPTY]
     models: list[dict[bytes, bytes]] = [{}]
-    for changes in history:
-        root, nodes = tree.update(roots[-1], changes)
+    for birth, changes in enumerate(history, 1):
+        root, nodes = tree.update(roots[-1], changes, birth)
         for h, enc in nodes.items():
             _check_content_address(h, enc)
-        store.update(nodes)
+        store.nodes.update(((birth, h), enc) for h, enc in nodes.items())
+        store.roots[root] = tree.new_root_birth
         roots.append(root)
         models.append(_apply(models[-1], changes))
     return roots, models, store
 
 
 def _fresh_root(model: dict[bytes, bytes]) -> bytes:
-    empty: dict[bytes, bytes] = {}
-    return SparseMerkleTree(empty.get).update(EMPTY, dict(model))[0]
+    return SparseMerkleTree(by_hash({})).update(EMPTY, dict(model))[0]
 
 
 # ---------------------------------------------------------------- model checks
@@ -86,8 +88,8 @@ def _fresh_root(model: dict[bytes, bytes]) -> bytes:
 @given(history_st, st.sampled_from([1_000_000, 3, 0]))
 def test_every_version_matches_model(history: list[Changes], cache_size: int) -> None:
     roots, models, store = _run(history, cache_size)
-    # A fresh, cache-less tree sees only the nodes update() returned.
-    reader = SparseMerkleTree(store.get, cache_size=0)
+    # A fresh, cache-less tree sees only the nodes update() returned, at the births they were written at.
+    reader = store.tree(cache_size=0)
     for root, model in zip(roots, models, strict=True):
         for k in {*PROBE_KEYS, *model}:
             assert reader.get(root, k) == model.get(k)
@@ -103,12 +105,11 @@ def test_every_version_matches_model(history: list[Changes], cache_size: int) ->
 def test_pinned_top_levels_answer_every_version(history: list[Changes], pin_depth: int, cache_size: int) -> None:
     # The same instance that wrote every version (each position's pinned node replaced by the newer) reads
     # every old and new version as the model says.
-    store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get, cache_size=cache_size, pin_depth=pin_depth)
+    store = BirthStore()
+    tree = store.tree(cache_size=cache_size, pin_depth=pin_depth)
     roots, models = [EMPTY], [{}]
-    for changes in history:
-        root, nodes = tree.update(roots[-1], changes)
-        store.update(nodes)
+    for birth, changes in enumerate(history, 1):
+        root = store.update(tree, roots[-1], changes, birth)
         roots.append(root)
         models.append(_apply(models[-1], changes))
     for root, model in zip(roots, models, strict=True):
@@ -118,11 +119,46 @@ def test_pinned_top_levels_answer_every_version(history: list[Changes], pin_dept
             assert verify_proof(root, k, model.get(k), tree.prove(root, k))
 
 
+@settings(max_examples=100)
+@given(history_st, st.lists(batch_st, min_size=8, max_size=8), st.sampled_from([0, 2]), st.sampled_from([3, 1_000]))
+def test_updates_never_stored_leave_no_wrong_node_behind(
+    history: list[Changes], passed_over: list[Changes], pin_depth: int, cache_size: int,
+) -> None:
+    # Before each stored update, one at the same birth whose nodes are never stored (a pipelined block that a view
+    # change passed over). Its nodes may have the content of nodes stored at other births but name children of its
+    # own, never stored: the instance that cached them must still read every stored version as the model says.
+    store = BirthStore()
+    tree = store.tree(cache_size=cache_size, pin_depth=pin_depth)
+    roots, models = [EMPTY], [{}]
+    for birth, (changes, dropped) in enumerate(zip(history, passed_over, strict=False), 1):
+        tree.update(roots[-1], dropped, birth)
+        roots.append(store.update(tree, roots[-1], changes, birth))
+        models.append(_apply(models[-1], changes))
+    for root, model in zip(roots, models, strict=False):
+        for k in {*PROBE_KEYS, *model}:
+            assert tree.get(root, k) == model.get(k)
+        assert dict(tree.items(root)) == model
+    tree.update(roots[-1], {k: b"again" for k in PROBE_KEYS}, len(roots))  # and update the newest
+
+
+def test_a_cached_node_is_used_only_for_the_copy_its_parent_names() -> None:
+    # Version 1 is {a: 1, b: 1}; version 2 sets a to 2. An update at birth 3 that sets a back to 1 and is never
+    # stored (a block a view change passed over) makes version 1's root again, naming its own new leaf. Read
+    # through version 1's root as stored at birth 1, the cached copy from birth 3 must not be used.
+    store = BirthStore()
+    tree = store.tree(cache_size=2)  # each remembered node drops the one before
+    root1 = store.update(tree, EMPTY, {b"a": b"1", b"b": b"1"}, 1)
+    root2 = store.update(tree, root1, {b"a": b"2"}, 2)
+    again, _ = tree.update(root2, {b"a": b"1"}, 3)
+    assert again == root1
+    assert tree.get(root1, b"a") == b"1" and tree.get(root1, b"b") == b"1"
+    assert (3, root1) not in store.nodes and (1, root1) in store.reads
+
+
 def test_pinned_top_levels_are_not_read_from_the_store_again() -> None:
-    store: dict[bytes, bytes] = {}
+    store = BirthStore()
     base = {f"k{i}".encode(): b"v" for i in range(2_000)}
-    root, nodes = SparseMerkleTree(store.get, cache_size=0).update(EMPTY, base)
-    store.update(nodes)
+    root = store.update(store.tree(cache_size=0), EMPTY, base, 1)
     first = {f"n{i}".encode(): b"w" for i in range(200)}
     second = {f"m{i}".encode(): b"x" for i in range(200)}
     # Both blocks reach every one of the 8 subtrees under depth 3, so each walks all 15 nodes above depth 4.
@@ -130,19 +166,11 @@ def test_pinned_top_levels_are_not_read_from_the_store_again() -> None:
         assert len({key_path(k)[0] >> 5 for k in block}) == 8
 
     def reads_of_second_block(pin_depth: int) -> int:
-        reads = 0
-
-        def counting_get(h: bytes) -> bytes | None:
-            nonlocal reads
-            reads += 1
-            return store.get(h)
-
-        tree = SparseMerkleTree(counting_get, cache_size=0, pin_depth=pin_depth)
-        after_first, new = tree.update(root, first)
-        store.update(new)
-        reads = 0
-        tree.update(after_first, second)
-        return reads
+        tree = store.tree(cache_size=0, pin_depth=pin_depth)
+        after_first = store.update(tree, root, first, 2)
+        store.reads.clear()
+        tree.update(after_first, second, 3)
+        return len(store.reads)
 
     # The first block's new top nodes stay pinned: the second reads none of them from the store.
     assert reads_of_second_block(4) == reads_of_second_block(0) - 15
@@ -155,13 +183,9 @@ def test_a_warmed_tree_reads_none_of_its_top_levels_again_and_answers_as_the_mod
 ) -> None:
     roots, models, store = _run(history)
     root, model = roots[-1], models[-1]
-    fetched: list[bytes] = []
-
-    def counting_get(h: bytes) -> bytes | None:
-        fetched.append(h)
-        return store.get(h)
-
-    tree = SparseMerkleTree(counting_get, cache_size=0, pin_depth=pin_depth)
+    fetched = store.reads
+    fetched.clear()
+    tree = store.tree(cache_size=0, pin_depth=pin_depth)
     assert tree.warm(root) == len(fetched) == len(set(fetched))  # each node of the top levels once
     warmed = set(fetched)
     fetched.clear()
@@ -169,27 +193,29 @@ def test_a_warmed_tree_reads_none_of_its_top_levels_again_and_answers_as_the_mod
         assert tree.get(root, k) == model.get(k)
     changes: Changes = {b"\x00": b"new", next(iter(model), b"\x01"): b"changed"}  # (a deletion may read a
     # sibling by hash to see whether it moves up)
-    new_root, _ = tree.update(root, changes)
+    new_root, _ = tree.update(root, changes, len(history) + 1)
     assert new_root == _fresh_root(_apply(model, changes))
     assert not warmed & set(fetched)  # the reads and the update found the top levels pinned
 
 
-def test_warming_reads_each_level_in_hash_order() -> None:
-    store: dict[bytes, bytes] = {}
-    root, nodes = SparseMerkleTree(store.get, cache_size=0).update(EMPTY, {b"k%d" % i: b"v" for i in range(500)})
-    store.update(nodes)
-    order: list[bytes] = []
-    tree = SparseMerkleTree(lambda h: order.append(h) or store.get(h), cache_size=0, pin_depth=5)
-    assert tree.warm(root) == 1 + 2 + 4 + 8 + 16  # 500 keys fill the top five levels
+def test_warming_reads_each_level_in_store_order() -> None:
+    store = BirthStore()
+    tree = store.tree(cache_size=0)
+    root = store.update(tree, EMPTY, {b"k%d" % i: b"v" for i in range(500)}, 1)
+    root = store.update(tree, root, {b"k%d" % i: b"w" for i in range(0, 500, 100)}, 2)  # the top levels mix births
+    store.reads.clear()
+    assert store.tree(cache_size=0, pin_depth=5).warm(root) == 1 + 2 + 4 + 8 + 16  # 500 keys fill five levels
+    order = store.reads
     levels = [order[:1], order[1:3], order[3:7], order[7:15], order[15:31]]
-    assert all(level == sorted(level) for level in levels)
+    assert all(level == sorted(level) for level in levels)  # by (birth, hash), as the store keys them
+    assert {birth for birth, _ in order} == {1, 2}
 
 
 @settings(max_examples=150)
 @given(history_st)
 def test_proofs_for_every_key_at_every_version(history: list[Changes]) -> None:
     roots, models, store = _run(history)
-    reader = SparseMerkleTree(store.get, cache_size=0)
+    reader = store.tree(cache_size=0)
     for root, model in zip(roots, models, strict=True):
         other_roots = [r for r in roots if r != root]
         for k in {*PROBE_KEYS, *model}:
@@ -255,11 +281,11 @@ def test_deleting_everything_gives_empty_root(model: dict[bytes, bytes], rnd: ra
 @given(st.dictionaries(keys_st, values_st, max_size=30), batch_st)
 def test_update_is_deterministic_and_pure(base: dict[bytes, bytes], changes: Changes) -> None:
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get)
+    tree = SparseMerkleTree(by_hash(store))
     root, nodes = tree.update(EMPTY, dict(base))
     store.update(nodes)
     a = tree.update(root, changes)
-    b = SparseMerkleTree(store.get).update(root, dict(reversed(list(changes.items()))))
+    b = SparseMerkleTree(by_hash(store)).update(root, dict(reversed(list(changes.items()))))
     assert a == b
     # The old version is untouched.
     for k, v in base.items():
@@ -271,7 +297,7 @@ def test_update_is_deterministic_and_pure(base: dict[bytes, bytes], changes: Cha
 
 def _tree_with(n: int) -> tuple[SparseMerkleTree, bytes, dict[bytes, bytes]]:
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get)
+    tree = SparseMerkleTree(by_hash(store))
     model = {b"k%d" % i: b"v%d" % i for i in range(n)}
     root, nodes = tree.update(EMPTY, dict(model))
     store.update(nodes)
@@ -434,7 +460,7 @@ def test_chain_of_shared_prefix_collapses_on_delete() -> None:
             best = (shared, k)
     assert best is not None and best[0] >= 8
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get)
+    tree = SparseMerkleTree(by_hash(store))
     root, nodes = tree.update(EMPTY, {b"a": b"1", best[1]: b"2"})
     store.update(nodes)
     proof = tree.prove(root, b"a")
@@ -447,7 +473,7 @@ def test_chain_of_shared_prefix_collapses_on_delete() -> None:
 def test_larger_random_workload_against_model() -> None:
     rnd = random.Random(7)
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(store.get, cache_size=5_000)
+    tree = SparseMerkleTree(by_hash(store), cache_size=5_000)
     model: dict[bytes, bytes] = {}
     root = EMPTY
     roots = []
@@ -460,7 +486,7 @@ def test_larger_random_workload_against_model() -> None:
         store.update(nodes)
         model = _apply(model, changes)
         roots.append((root, dict(model)))
-    reader = SparseMerkleTree(store.get, cache_size=0)
+    reader = SparseMerkleTree(by_hash(store), cache_size=0)
     for root, snapshot in roots[::3]:
         assert root == _fresh_root(snapshot)
         for i in range(0, 3000, 7):

@@ -330,7 +330,8 @@ def test_a_rewritten_backup_is_refused_where_it_lies(chain: ChainDB, tmp_path: P
 
 
 def _records_of(chain: ChainDB) -> Iterator[bytes]:
-    return (k for k in sorted(_all(chain.store)) if k[:2] in (NS.BLOCK, NS.CERT, NS.STATE_NODE, NS.STATE_LATEST))
+    return (k for k in sorted(_all(chain.store)) if k[:2] in (NS.BLOCK, NS.CERT, NS.STATE_NODE, NS.STATE_NODE_AT,
+                                                                    NS.ROOT_BIRTH, NS.STATE_LATEST))
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])

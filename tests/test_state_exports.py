@@ -28,15 +28,16 @@ from ledger.snapshot.exportfile import (
 from ledger.snapshot.exports import DIR_NAME, StateExports
 from ledger.snapshot.offer import SnapshotOffer, StateChunk, check_offer, check_state_agrees, make_offer
 from ledger.snapshot.statesync import state_sync
-from ledger.snapshot.treewalk import children, preorder_from
-from ledger.store import NS, LevelDBStore
+from ledger.snapshot.treewalk import children, preorder_from, preorder_in
+from ledger.store import LevelDBStore
 from ledger.validators import ACTIVATION_DELAY
 from tests.test_validator_set import SetChain, _changed_twice, empty_blocks
+from tests.tree_nodes import by_hash
 
 
 def _tree(keys: list[int]) -> tuple[dict[bytes, bytes], bytes]:
     nodes: dict[bytes, bytes] = {}
-    root, new = SparseMerkleTree(nodes.get).update(EMPTY, {f"k{k}".encode(): b"v" * (k % 7) for k in keys})
+    root, new = SparseMerkleTree(by_hash(nodes)).update(EMPTY, {f"k{k}".encode(): b"v" * (k % 7) for k in keys})
     nodes.update(new)
     return nodes, root
 
@@ -58,7 +59,7 @@ def _positions(nodes: dict[bytes, bytes], root: bytes) -> list[tuple[int, int]]:
 
 def _export(tmp: Path, nodes: dict[bytes, bytes], root: bytes, block_records: int = 3) -> ExportFile:
     target = tmp / "t.export"
-    info = write_export(nodes.get, root, 7, b"\x01" * 32, target, block_records=block_records)
+    info = write_export(by_hash(nodes), root, 7, b"\x01" * 32, target, block_records=block_records)
     assert info is not None and not target.with_name("t.export.tmp").exists()
     return ExportFile(target)
 
@@ -82,14 +83,14 @@ def test_an_export_answers_every_request_byte_for_byte_as_the_walk(
         else:
             depth, path = depth_any, noise
         within = pick % (depth + 1)
-        assert export.chunk(depth, path, max_bytes, within) == preorder_from(nodes.get, root, depth, path,
+        assert export.chunk(depth, path, max_bytes, within) == preorder_from(by_hash(nodes), root, depth, path,
                                                                              max_bytes, within)
 
 
 def test_an_export_refuses_a_within_below_the_position_as_the_walk(tmp_path: Path) -> None:
     nodes, root = _tree(list(range(50)))
     export = _export(tmp_path, nodes, root)
-    for ask in (lambda: export.chunk(1, 0, 100, 2), lambda: preorder_from(nodes.get, root, 1, 0, 100, 2)):
+    for ask in (lambda: export.chunk(1, 0, 100, 2), lambda: preorder_from(by_hash(nodes), root, 1, 0, 100, 2)):
         with pytest.raises(ValueError, match="within"):
             ask()
 
@@ -124,7 +125,7 @@ def test_a_damaged_block_is_noticed_when_read(tmp_path: Path) -> None:
     _edit_record(export.path, 20, fix_checksums=False)
     with pytest.raises(ExportDamaged, match="block 2 .* checksum"):
         export.chunk(0, 0, 1 << 20)
-    assert export.chunk(0, 0, 1) == preorder_from(nodes.get, root, 0, 0, 1)  # the blocks before it still read
+    assert export.chunk(0, 0, 1) == preorder_from(by_hash(nodes), root, 0, 0, 1)  # the blocks before it still read
 
 
 @pytest.mark.parametrize("damage", [
@@ -174,9 +175,9 @@ class ExportingPeer:
                                    int(q["max_bytes"]), int(q["within"]))
         return httpx.Response(200, content=encode(StateChunk(tuple(nodes))))
 
-    def _walk_get(self, h: bytes) -> bytes | None:
+    def _walk_get(self, key: bytes) -> bytes | None:
         self.walked += 1
-        return self.chain.store.get(NS.STATE_NODE + h)
+        return self.chain.store.get(key)
 
 
 def test_an_offer_below_the_head_carries_the_set_changes_up_to_its_height(changed: tuple[SetChain, int, int]
@@ -226,9 +227,9 @@ def test_a_damaged_export_is_deleted_and_the_store_walked_instead(changed: tuple
     newest = exports.newest()
     assert newest is not None
     _edit_record(newest.path, 1, fix_checksums=False)
-    get = lambda h: source.store.get(NS.STATE_NODE + h)  # noqa: E731
+    get = source.store.get
     root = newest.root
-    assert exports.serve(get, root, 0, 0, 1 << 20, 0) == preorder_from(get, root, 0, 0, 1 << 20, 0)
+    assert exports.serve(get, root, 0, 0, 1 << 20, 0) == preorder_in(get, root, 0, 0, 1 << 20, 0)
     assert "damaged, walking the store instead" in caplog.text
     assert not newest.path.exists() and exports.offer_height() is None  # the head is offered again
 
@@ -240,7 +241,7 @@ def test_leftovers_of_a_killed_export_and_exports_of_another_store_are_deleted_a
     folder.mkdir()
     (folder / f"{source.height:016d}.export.tmp").write_bytes(b"half written")
     nodes, root = _tree(list(range(10)))  # a tree this store does not hold at that height
-    write_export(nodes.get, root, source.height, b"\x02" * 32, folder / f"{source.height - 1:016d}.export")
+    write_export(by_hash(nodes), root, source.height, b"\x02" * 32, folder / f"{source.height - 1:016d}.export")
     exports = StateExports(source, tmp_path, every=0, min_interval_s=0, kept=2)  # makes none of its own
     exports.start()
     assert list(folder.iterdir()) == [] and exports.offer_height() is None
@@ -272,7 +273,7 @@ def test_an_export_stopped_halfway_leaves_nothing(tmp_path: Path) -> None:
     stop = threading.Event()
     reads = 0
 
-    def slow_get(h: bytes) -> bytes | None:
+    def slow_get(birth: int, h: bytes) -> bytes | None:
         nonlocal reads
         reads += 1
         if reads == 100:
@@ -322,13 +323,13 @@ def test_a_node_offers_its_export_and_serves_its_chunks_from_the_file(tmp_path: 
         check_offer(offer, home.genesis)
         root = offer.block.header.state_root
         node = client.app.state.node  # type: ignore[attr-defined]
-        get = lambda h: node.store.get(NS.STATE_NODE + h)  # noqa: E731
+        get = node.store.get
         asks = [(0, 0, 1 << 20, 0), (1, 0, 200, 1), (1, (1 << 256) - 1, 300, 0), (3, 12345 << 200, 1, 9),
                 (256, 7, 100, 0)]
         for depth, path, max_bytes, within in asks:
             answer = client.get("/v1/sync/state", params={"root": root.hex(), "depth": depth, "path": f"{path:064x}",
                                                             "max_bytes": max_bytes, "within": within})
-            assert decode(StateChunk, answer.content).nodes == tuple(preorder_from(
+            assert decode(StateChunk, answer.content).nodes == tuple(preorder_in(
                 get, root, depth, path, max_bytes, min(within, depth)))
         assert client.get("/v1/status").json()["state_exports"]["chunks_served"] == len(asks)
 

@@ -21,7 +21,7 @@ from ledger.chaindb import ChainDB, NotHeld
 from ledger.codec import decode, encode
 from ledger.members import member_key
 from ledger.proofs import build_state_proof, verify_state_proof
-from ledger.smt import EMPTY, SparseMerkleTree
+from ledger.smt import EMPTY, SparseMerkleTree, node_hash
 from ledger.snapshot.offer import (
     OfferRefused,
     SnapshotOffer,
@@ -31,11 +31,12 @@ from ledger.snapshot.offer import (
     make_offer,
 )
 from ledger.snapshot.statesync import StateSyncError, scratch_path, state_sync
-from ledger.snapshot.treewalk import ChunkRefused, Cursor, children, leaf_entry, preorder_from
+from ledger.snapshot.treewalk import ChunkRefused, Cursor, children, leaf_entry, preorder_from, preorder_in
 from ledger.store import NS, LevelDBStore
 from ledger.validators import ValidatorAdd
 from tests.test_chain_state import ADMIN, ORG1, VALIDATORS, make_genesis
 from tests.test_validator_set import NEW, SetChain, _changed_twice, empty_blocks
+from tests.tree_nodes import by_hash
 
 # --- the chunk check ------------------------------------------------------------------------------------
 
@@ -44,7 +45,7 @@ def _tree(n: int) -> tuple[dict[bytes, bytes], bytes, dict[bytes, bytes]]:
     """(node store, root, entries) of a tree of `n` entries."""
     nodes: dict[bytes, bytes] = {}
     entries = {f"key-{i}".encode(): f"value-{i}".encode() * (1 + i % 3) for i in range(n)}
-    root, new = SparseMerkleTree(nodes.get).update(EMPTY, entries)
+    root, new = SparseMerkleTree(by_hash(nodes)).update(EMPTY, entries)
     nodes.update(new)
     return nodes, root, entries
 
@@ -58,7 +59,7 @@ def _walk(chunk_bytes: int) -> dict[bytes, bytes]:
     leaves: dict[bytes, bytes] = {}
     while not cursor.done:
         at = cursor.next
-        chunk = preorder_from(NODES.get, ROOT, at.depth, at.path, chunk_bytes)
+        chunk = preorder_from(by_hash(NODES), ROOT, at.depth, at.path, chunk_bytes)
         for _, enc in cursor.accept(chunk):
             if children(enc) is None:
                 key, value = leaf_entry(enc)
@@ -78,7 +79,7 @@ def _chunks(chunk_bytes: int) -> list[tuple[Cursor, list[bytes]]]:
     out = []
     while not cursor.done:
         at = cursor.next
-        chunk = preorder_from(NODES.get, ROOT, at.depth, at.path, chunk_bytes)
+        chunk = preorder_from(by_hash(NODES), ROOT, at.depth, at.path, chunk_bytes)
         out.append((Cursor(list(cursor.stack)), chunk))
         cursor.accept(chunk)
     return out
@@ -142,7 +143,7 @@ def test_a_walk_split_into_parts_in_any_order_holds_every_node_once(chunk_bytes:
             parts.append(part)
             continue
         at = cursor.next
-        chunk = preorder_from(NODES.get, ROOT, at.depth, at.path, chunk_bytes, cursor.within)
+        chunk = preorder_from(by_hash(NODES), ROOT, at.depth, at.path, chunk_bytes, cursor.within)
         seen.extend(h for h, _ in cursor.accept(chunk))  # refuses anything beyond the cursor's part
         parts = [c for c in parts if not c.done]
     assert sorted(seen) == sorted(NODES) and len(seen) == len(NODES)
@@ -150,7 +151,7 @@ def test_a_walk_split_into_parts_in_any_order_holds_every_node_once(chunk_bytes:
 
 def test_a_split_leaves_one_part_to_each_cursor() -> None:
     cursor = Cursor.start(ROOT)
-    cursor.accept(preorder_from(NODES.get, ROOT, 0, 0, 300))
+    cursor.accept(preorder_from(by_hash(NODES), ROOT, 0, 0, 300))
     before = cursor.stack
     part = cursor.split()
     assert part is not None and part.stack == before[:1] and cursor.stack == before[1:]
@@ -161,7 +162,7 @@ def test_a_split_leaves_one_part_to_each_cursor() -> None:
 
 def test_within_below_the_position_is_refused() -> None:
     with pytest.raises(ValueError, match="within"):
-        preorder_from(NODES.get, ROOT, 2, 0, 1000, within=3)
+        preorder_from(by_hash(NODES), ROOT, 2, 0, 1000, within=3)
 
 
 # --- the offer check --------------------------------------------------------------------------------------
@@ -237,8 +238,8 @@ class Peer:
         if request.url.path == "/v1/sync/snapshot":
             return httpx.Response(200, content=encode(make_offer(self.chain)))
         q = request.url.params
-        nodes = preorder_from(lambda h: self.chain.store.get(NS.STATE_NODE + h), bytes.fromhex(q["root"]),
-                              int(q["depth"]), int(q["path"], 16), int(q["max_bytes"]), int(q["within"]))
+        nodes = preorder_in(self.chain.store.get, bytes.fromhex(q["root"]), int(q["depth"]), int(q["path"], 16),
+                            int(q["max_bytes"]), int(q["within"]))
         self.chunks += 1
         if self.corrupt:
             nodes[-1] = nodes[-1][:-1] + bytes([nodes[-1][-1] ^ 1])
@@ -340,14 +341,8 @@ def test_parallel_fetch_from_several_peers_passes_over_a_lying_one(changed: tupl
 
 
 def _nodes_of(chain: ChainDB, root: bytes) -> list[bytes]:
-    """The keys (NS.STATE_NODE + hash) of every node of the tree under `root`."""
-    out, stack = [], [root]
-    while stack:
-        h = stack.pop()
-        out.append(NS.STATE_NODE + h)
-        pair = children(chain.store.get(NS.STATE_NODE + h) or b"")
-        stack.extend(x for x in pair or () if x != EMPTY)
-    return out
+    """The keys by hash (NS.STATE_NODE + hash: how state sync stores them) of every node of the tree under `root`."""
+    return [NS.STATE_NODE + node_hash(enc) for enc in preorder_in(chain.store.get, root, 0, 0, 1 << 40)]
 
 
 def test_sync_resumes_where_a_killed_process_stopped(changed: tuple[SetChain, int, int], tmp_path: Path) -> None:

@@ -320,7 +320,7 @@ def _check_recovered(child: ModuleType, data_dir: Path, acked: int) -> int:
         # The state at the head is exactly what the header's state root commits to.
         flat = {k[len(NS.STATE_LATEST):]: v for k, v in store.iterate(NS.STATE_LATEST)}
         assert dict(db.smt.items(db.head.state_root)) == flat
-        assert SparseMerkleTree(lambda _h: None).update(EMPTY, flat)[0] == db.head.state_root
+        assert SparseMerkleTree(lambda _b, _h: None).update(EMPTY, flat)[0] == db.head.state_root
         # Acknowledged identifiers resolve; nothing of a block past the head is visible.
         for h in range(1, head + 1):
             for i in range(child.block_size(h)):

@@ -1,7 +1,9 @@
 """The backup file: a point-in-time copy of a node's store, written as a stream and read back part by part.
 
 Theory of operation: a backup holds the tables a node cannot rebuild from the others (`PARTS`: blocks,
-certificates, state-tree nodes, the latest-value index, the tx index). Everything else in a store is
+certificates, state-tree nodes (both layouts of ledger/tree_store.py, and the roots' births), the
+latest-value index, the tx index). A backup made before nodes were stored by birth lists fewer parts
+(`PARTS_BEFORE_BIRTHS`) and is restored as it is. Everything else in a store is
 derived from these and is rebuilt by the restore (`ledger.snapshot.checks`), never copied: a hash index
 or a history node read from a file would have to be trusted. The replica's persisted votes (`k/`) are
 left out: they belong to the store they were cast from.
@@ -54,7 +56,11 @@ PARTS: dict[str, bytes] = {
     "state_nodes": NS.STATE_NODE,
     "state": NS.STATE_LATEST,
     "tx_index": NS.TX,
+    "state_nodes_at": NS.STATE_NODE_AT,  # (ledger/tree_store.py) after the parts that older backups hold
+    "root_births": NS.ROOT_BIRTH,
 }
+# The parts of a backup made before nodes were stored by birth: still restored (every node is then by hash).
+PARTS_BEFORE_BIRTHS = ["blocks", "certificates", "state_nodes", "state", "tx_index"]
 
 
 class BackupError(ValueError):
@@ -290,8 +296,9 @@ class BackupReader:
             self.header = _json(self._reader, "header")
             if self.header.get("format") != FORMAT:
                 raise BackupError(f"backup format {self.header.get('format')!r} is not {FORMAT}")
-            if self.header.get("parts") != list(PARTS):
+            if self.header.get("parts") not in (list(PARTS), PARTS_BEFORE_BIRTHS):
                 raise BackupError(f"the header lists parts {self.header.get('parts')!r}, expected {list(PARTS)}")
+            self.parts: list[str] = list(self.header["parts"])
         except BackupError:
             self._file.close()
             raise
@@ -303,7 +310,7 @@ class BackupReader:
     def records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(part name, key, value) in file order; checks framing, prefixes, order and, at the end, every digest."""
         reader = self._reader
-        names = list(PARTS)
+        names = self.parts
         index = 0
         digests = {name: hashlib.sha256() for name in names}
         counts = dict.fromkeys(names, 0)

@@ -4,7 +4,9 @@ Theory of operation: nothing in the source is believed. What can be proven is ch
 file, the one trust root:
 
 - every state-tree node is stored under its own hash (`check_state_node`, while loading), so a tree read
-  from a certified root reads exactly what the validators committed;
+  from a certified root reads exactly what the validators committed; the births a node names for its
+  children, and those recorded for roots (ledger/tree_store.py), name nodes the store holds
+  (`check_births`: the hashes do not cover them, and a wrong one would make a height's reads fail);
 - block 0 is the block this genesis makes; every later block links to its parent's hash and history root,
   its tx root covers its transactions, and its certificate holds a quorum of the validator set in force at
   its height, read (`validators_at`) from the state of the block before it, itself certified;
@@ -37,8 +39,9 @@ from ledger.chain_history import TxLocation
 from ledger.chaindb import GENESIS_KEY, HEAD_KEY, ChainDB
 from ledger.codec import CodecError, decode, encode
 from ledger.genesis import Genesis
-from ledger.smt import MissingNodeError, RootView, SparseMerkleTree, node_hash
+from ledger.smt import EMPTY, MissingNodeError, RootView, child_births, node_hash
 from ledger.store import NS, MemoryStore, Store, height_key
+from ledger.tree_store import BIRTH_BYTES, is_node_key, node_getter, node_records, tree_over
 from ledger.tx import compute_tx_id
 from ledger.validators import keys_of, validators_at
 
@@ -57,13 +60,46 @@ class CheckedHead:
 
 
 def check_state_node(key: bytes, value: bytes) -> None:
-    """A state-tree node record (`n/` + hash -> encoding) is stored under its own hash."""
+    """A state-tree node record (ledger/tree_store.py: by hash, or by birth and hash) is stored under its own
+    hash. (Its children's births are not checked: a wrong one makes a node missing, never a wrong node.)"""
+    name = key[-32:].hex()[:16]
+    if not is_node_key(key):
+        raise CheckFailed(f"state node record {key[:40].hex()}... has no node key")
     try:
         actual = node_hash(value)
     except ValueError as exc:
-        raise CheckFailed(f"state node {key[len(NS.STATE_NODE):].hex()[:16]}...: {exc}") from None
-    if NS.STATE_NODE + actual != key:
-        raise CheckFailed(f"state node {key[len(NS.STATE_NODE):].hex()[:16]}... is not stored under its hash")
+        raise CheckFailed(f"state node {name}...: {exc}") from None
+    if not key.endswith(actual):
+        raise CheckFailed(f"state node {name}... is not stored under its hash")
+
+
+def check_births(store: Store, on_record: Callable[[int], None] = lambda n: None) -> None:
+    """Each child birth a stored node names, and each root's recorded birth, finds a node with that hash."""
+    get_node = node_getter(store.get)
+    done = 0
+    for key, _, stored in node_records(store.iterate):
+        if len(stored) != 65 and stored[0] == 1:  # an internal node stored with its children's births
+            births = child_births(stored)
+            for child, birth in zip((stored[1:33], stored[33:65]), births, strict=True):
+                if (child == EMPTY and birth != 0) or (child != EMPTY and get_node(birth, child) is None):
+                    raise CheckFailed(f"state node {key[-32:].hex()[:16]}... names a child at height {birth} that "
+                                      f"the backup does not hold")
+            if births == (0, 0):
+                raise CheckFailed(f"state node {key[-32:].hex()[:16]}... is not stored in its canonical form")
+        done += 1
+        if done % 10_000 == 0:
+            on_record(10_000)
+    on_record(done % 10_000)
+    for key, value in store.iterate(NS.ROOT_BIRTH):
+        root = key[len(NS.ROOT_BIRTH):]
+        if get_node(int.from_bytes(value, "big"), root) is None:
+            raise CheckFailed(f"the record of state root {root.hex()[:16]}... names a height that does not hold it")
+
+
+def check_root_birth(key: bytes, value: bytes) -> None:
+    """A root's birth record names a root hash and a height."""
+    if len(key) != len(NS.ROOT_BIRTH) + 32 or len(value) != BIRTH_BYTES:
+        raise CheckFailed(f"root birth record {key[:40].hex()}... is malformed")
 
 
 def _decode(cls: type, raw: bytes, what: str) -> object:
@@ -98,7 +134,7 @@ def check_chain(store: Store, genesis: Genesis, block_count: int, cert_count: in
     if cert_count != block_count:
         raise CheckFailed(f"the backup holds {block_count} blocks but {cert_count} certificates")
     reference = ChainDB(MemoryStore(), genesis)  # block 0 and its certificate, as this genesis makes them
-    smt = SparseMerkleTree(lambda h: store.get(NS.STATE_NODE + h), cache_size=100_000)
+    smt = tree_over(store.get, cache_size=100_000)
     writer = _Writer(store)
     history = merkle.HistoryAccumulator(0, [])
     parent: BlockHeader | None = None
@@ -167,7 +203,7 @@ def _check_tx_index(store: Store, block: Block, height: int) -> int:
 def check_state(store: Store, head: CheckedHead, state_count: int,
                 on_leaf: Callable[[int], None] = lambda n: None) -> None:
     """The latest-value index is exactly the leaves of the head's certified state tree."""
-    smt = SparseMerkleTree(lambda h: store.get(NS.STATE_NODE + h), cache_size=0)
+    smt = tree_over(store.get, cache_size=0)
     leaves = 0
     try:
         for key, value in smt.items(head.state_root):

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.smt import EMPTY, MissingNodeError
+from ledger.smt import EMPTY, MissingNodeError, NodeGetter, child_births, encoding
 
 MAGIC = b"LSTEXP\x00\x01"
 END = b"LSTEND\x00\x01"
@@ -63,12 +63,12 @@ def _key(depth: int, path: int) -> int:
     return path << DEPTH_BITS | depth
 
 
-def write_export(get_node: Callable[[bytes], bytes | None], root: bytes, height: int, block_hash: bytes,
+def write_export(get_node: NodeGetter, root: bytes, height: int, block_hash: bytes,
                  target: Path, stop: threading.Event | None = None, block_records: int = BLOCK_RECORDS,
-                 pace: Callable[[], None] | None = None) -> ExportInfo | None:
-    """Write the tree under `root` to `target` (through a temporary name, synced, then renamed); None if `stop`
-    was set meanwhile (nothing is left behind). `pace` is called between blocks of records (to yield the CPU).
-    Raises MissingNodeError if the store lacks a node of the tree."""
+                 pace: Callable[[], None] | None = None, root_birth: int = 0) -> ExportInfo | None:
+    """Write the tree under `root` (its node written at `root_birth`) to `target` (through a temporary name, synced,
+    then renamed); None if `stop` was set meanwhile (nothing is left behind). `pace` is called between blocks of
+    records (to yield the CPU). Raises MissingNodeError if the store lacks a node of the tree."""
     tmp = target.with_name(target.name + ".tmp")
     index: list[bytes] = []
     count = 0
@@ -79,13 +79,14 @@ def write_export(get_node: Callable[[bytes], bytes | None], root: bytes, height:
             offset = len(header)
             block_start, block_crc, in_block = offset, 0, 0
             block_first: tuple[int, bytes] = (0, b"")
-            stack = [] if root == EMPTY else [(root, 0, 0)]
+            stack = [] if root == EMPTY else [(root, root_birth, 0, 0)]
             pop, push = stack.pop, stack.append
             while stack:
-                h, depth, path = pop()
-                enc = get_node(h)
-                if enc is None:
+                h, birth, depth, path = pop()
+                stored = get_node(birth, h)
+                if stored is None:
                     raise MissingNodeError(h.hex())
+                enc = encoding(stored)
                 if in_block == block_records:
                     index.append(INDEX_ENTRY.pack(*block_first, block_start, offset - block_start, block_crc))
                     block_start, block_crc, in_block = offset, 0, 0
@@ -103,10 +104,11 @@ def write_export(get_node: Callable[[bytes], bytes | None], root: bytes, height:
                 count += 1
                 if len(enc) == 65 and enc[0] == 1:
                     right, left = enc[33:65], enc[1:33]
+                    left_birth, right_birth = child_births(stored)
                     if right != EMPTY:
-                        push((right, depth + 1, path | (1 << (TOP_BIT - depth))))
+                        push((right, right_birth, depth + 1, path | (1 << (TOP_BIT - depth))))
                     if left != EMPTY:
-                        push((left, depth + 1, path))
+                        push((left, left_birth, depth + 1, path))
             if in_block:
                 index.append(INDEX_ENTRY.pack(*block_first, block_start, offset - block_start, block_crc))
             index_bytes = b"".join(index)

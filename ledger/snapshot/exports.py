@@ -26,10 +26,11 @@ from typing import Any
 
 from ledger.chain import compute_block_hash
 from ledger.chaindb import ChainDB
-from ledger.smt import MissingNodeError, NodeGetter
+from ledger.smt import MissingNodeError
 from ledger.snapshot.exportfile import ExportDamaged, ExportFile, write_export
-from ledger.snapshot.treewalk import preorder_from
+from ledger.snapshot.treewalk import preorder_in
 from ledger.store import NS
+from ledger.tree_store import node_getter, root_birth_getter
 
 log = logging.getLogger("ledger.exports")
 
@@ -144,11 +145,11 @@ class StateExports:
 
     def _export(self, snapshot: Any, root: bytes, height: int, block_hash: bytes) -> None:
         started = time.monotonic()
-        prefix = NS.STATE_NODE
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            info = write_export(lambda h: snapshot.get(prefix + h), root, height, block_hash,
-                                self.dir / f"{height:016d}{SUFFIX}", self._stop, pace=_Pacer())
+            info = write_export(node_getter(snapshot.get), root, height, block_hash,
+                                self.dir / f"{height:016d}{SUFFIX}", self._stop, pace=_Pacer(),
+                                root_birth=root_birth_getter(snapshot.get)(root))
             if info is None:
                 return
             export = ExportFile(self.dir / f"{height:016d}{SUFFIX}")
@@ -184,13 +185,14 @@ class StateExports:
         newest = self.newest()
         return None if newest is None else newest.height
 
-    def serve(self, get_node: NodeGetter, root: bytes, depth: int, path: int, max_bytes: int, within: int
-              ) -> list[bytes]:
-        """`preorder_from(get_node, root, ...)`: read from an export of `root` if there is one, else walked."""
+    def serve(self, get: Callable[[bytes], bytes | None], root: bytes, depth: int, path: int, max_bytes: int,
+              within: int) -> list[bytes]:
+        """`preorder_from` of `root` in the store read by `get`: from an export of `root` if there is one, else
+        walked."""
         exported = self.chunk(root, depth, path, max_bytes, within)
         if exported is not None:
             return exported
-        return preorder_from(get_node, root, depth, path, max_bytes, within)
+        return preorder_in(get, root, depth, path, max_bytes, within)
 
     def chunk(self, root: bytes, depth: int, path: int, max_bytes: int, within: int) -> list[bytes] | None:
         """The chunk from an export of `root`, or None when there is none (or it proved damaged: then it is

@@ -15,7 +15,16 @@ from typing import TextIO
 from ledger.genesis import Genesis
 from ledger.progress import Progress
 from ledger.snapshot.archive import BackupError, BackupReader
-from ledger.snapshot.checks import CheckedHead, CheckFailed, check_chain, check_state, check_state_node, write_head
+from ledger.snapshot.checks import (
+    CheckedHead,
+    CheckFailed,
+    check_births,
+    check_chain,
+    check_root_birth,
+    check_state,
+    check_state_node,
+    write_head,
+)
 from ledger.store import LevelDBStore
 
 LOAD_BATCH_BYTES = 8 << 20
@@ -63,6 +72,10 @@ def restore(backup: Path, data_dir: Path, genesis: Genesis, stream: TextIO | Non
         finally:
             reader.close()
         counts = {p.name: p.records for p in manifest.parts}
+        births = Progress(counts["state_nodes"] + counts.get("state_nodes_at", 0), "restore: checking node links",
+                          stream)
+        check_births(store, births.advance)
+        births.close()
         blocks = Progress(counts["blocks"], "restore: checking blocks", stream)
         head = check_chain(store, genesis, counts["blocks"], counts["certificates"], counts["tx_index"],
                            lambda _: blocks.advance())
@@ -94,8 +107,10 @@ def _load(reader: BackupReader, store: LevelDBStore, stream: TextIO | None) -> i
     size = records = 0
     done = reader.offset
     for part, key, value in reader.records():
-        if part == "state_nodes":
+        if part in ("state_nodes", "state_nodes_at"):
             check_state_node(key, value)
+        elif part == "root_births":
+            check_root_birth(key, value)
         batch.append((key, value))
         size += len(key) + len(value)
         records += 1

@@ -39,7 +39,7 @@ from ledger.chain_history import BASE_KEY
 from ledger.chaindb import GENESIS_KEY, HEAD_KEY, SET_LINK_PREFIX, STATE_SYNC_KEY
 from ledger.codec import CodecError, decode, encode
 from ledger.genesis import Genesis
-from ledger.smt import RootView, SparseMerkleTree
+from ledger.smt import RootView
 from ledger.snapshot.offer import (
     CheckedOffer,
     OfferRefused,
@@ -50,6 +50,7 @@ from ledger.snapshot.offer import (
 )
 from ledger.snapshot.treewalk import ChunkRefused, Cursor, Pending, leaf_entry
 from ledger.store import NS, LevelDBStore, height_key
+from ledger.tree_store import node_key, tree_over
 
 log = logging.getLogger("ledger.statesync")
 
@@ -181,7 +182,7 @@ class _Sync:
                 self._wipe()
                 self.gone.clear()
                 checked, cursors = self._choose()
-        smt = SparseMerkleTree(lambda h: self.store.get(NS.STATE_NODE + h), cache_size=1000)
+        smt = tree_over(self.store.get, cache_size=1000)
         try:
             check_state_agrees(checked, RootView(smt, checked.state_root), self.genesis)
         except OfferRefused as exc:
@@ -296,7 +297,7 @@ class _Sync:
         self.failures = 0
         source.failing = 0
         self.gone.clear()
-        puts = [(NS.STATE_NODE + h, enc) for h, enc in accepted]
+        puts = [(node_key(0, h), enc) for h, enc in accepted]  # a peer sends no births: stored by hash
         puts.extend((NS.STATE_LATEST + key, value) for key, value in
                     (leaf_entry(enc) for _, enc in accepted if enc[0] == 0))
         puts.append((CURSORS_KEY, _pack_cursors([cursor, *others])))

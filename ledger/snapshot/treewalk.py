@@ -21,9 +21,11 @@ can be asked of different peers at the same time, each chunk still checked again
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import NamedTuple
 
-from ledger.smt import EMPTY, MissingNodeError, NodeGetter
+from ledger.smt import EMPTY, MissingNodeError, NodeGetter, child_births, encoding
+from ledger.tree_store import node_getter, root_birth_getter
 
 TOP_BIT = 255  # a position's path is a 256-bit integer, most significant bit first
 
@@ -136,52 +138,63 @@ class Cursor:
 
 
 def preorder_from(get_node: NodeGetter, root: bytes, depth: int, path: int, max_bytes: int,
-                  within: int = 0) -> list[bytes]:
-    """The encodings of the tree under `root` in pre-order, from the node at (`depth`, `path`) on, until
-    `max_bytes` (at least one node), staying inside the subtree rooted at depth `within` on the path to that
-    node (0: to the end of the tree). Empty if that position holds no node. Raises MissingNodeError if `root`
-    is not a tree this store holds, ValueError if `within` lies below `depth`."""
+                  within: int = 0, root_birth: int = 0) -> list[bytes]:
+    """The encodings of the tree under `root` (its node written at `root_birth`) in pre-order, from the node at
+    (`depth`, `path`) on, until `max_bytes` (at least one node), staying inside the subtree rooted at depth
+    `within` on the path to that node (0: to the end of the tree). Empty if that position holds no node. Raises
+    MissingNodeError if `root` is not a tree this store holds, ValueError if `within` lies below `depth`."""
     if not 0 <= within <= depth:
         raise ValueError(f"within ({within}) must lie between 0 and depth ({depth})")
-    stack: list[bytes] = []  # the hashes still to visit: the walk needs no positions, only the order
-    current, d = root, 0
-    while d < depth and current != EMPTY:  # down to the position, remembering the right subtrees passed
-        pair = children(_load(get_node, current))
+    # The (hash, birth) of the subtrees still to visit: the walk needs no positions, only the order.
+    stack: list[tuple[bytes, int]] = []
+    current, d = (root, root_birth), 0
+    while d < depth and current[0] != EMPTY:  # down to the position, remembering the right subtrees passed
+        stored = _load(get_node, current)
+        pair = children(encoding(stored))
         if pair is None:
             return []  # a leaf above the position: nothing lies there
+        births = child_births(stored)
         if path >> (TOP_BIT - d) & 1:
-            current = pair[1]
+            current = (pair[1], births[1])
         else:
             if pair[1] != EMPTY and d >= within:
-                stack.append(pair[1])
-            current = pair[0]
+                stack.append((pair[1], births[1]))
+            current = (pair[0], births[0])
         d += 1
-    if current == EMPTY:
+    if current[0] == EMPTY:
         return []
     stack.append(current)
     out: list[bytes] = []
     size = 0
     pop, push = stack.pop, stack.append
     while stack:
-        enc = _load(get_node, pop())
+        stored = _load(get_node, pop())
+        enc = encoding(stored)
         out.append(enc)
         size += len(enc)
         if size >= max_bytes:
             break
-        if len(enc) == 65 and enc[0] == 1:
+        if enc[0] == 1:
             right, left = enc[33:65], enc[1:33]
+            left_birth, right_birth = child_births(stored)
             if right != EMPTY:
-                push(right)
+                push((right, right_birth))
             if left != EMPTY:
-                push(left)
+                push((left, left_birth))
     return out
 
 
-def _load(get_node: NodeGetter, h: bytes) -> bytes:
-    enc = get_node(h)
-    if enc is None:
-        raise MissingNodeError(h.hex())
-    return enc
+def preorder_in(get: Callable[[bytes], bytes | None], root: bytes, depth: int, path: int, max_bytes: int,
+                within: int = 0) -> list[bytes]:
+    """`preorder_from` over the nodes of a store (or snapshot) that `get` reads (ledger/tree_store.py)."""
+    return preorder_from(node_getter(get), root, depth, path, max_bytes, within, root_birth_getter(get)(root))
 
 
-__all__ = ["ChunkRefused", "Cursor", "Pending", "children", "leaf_entry", "preorder_from"]
+def _load(get_node: NodeGetter, ref: tuple[bytes, int]) -> bytes:
+    stored = get_node(ref[1], ref[0])
+    if stored is None:
+        raise MissingNodeError(ref[0].hex())
+    return stored
+
+
+__all__ = ["ChunkRefused", "Cursor", "Pending", "children", "leaf_entry", "preorder_from", "preorder_in"]

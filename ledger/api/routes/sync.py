@@ -23,7 +23,6 @@ from ledger.codec import encode
 from ledger.net.sync import MAX_BLOCKS_PER_REPLY, BlockRequest, serve_blocks
 from ledger.smt import MissingNodeError
 from ledger.snapshot.offer import StateChunk, make_offer
-from ledger.store import NS
 
 router = APIRouter(tags=["sync"])
 
@@ -88,11 +87,10 @@ async def sync_state(
     """A chunk of the state tree of a root this node holds, for a node joining by state sync."""
     within = min(within, depth)  # below the position: the position's own subtree
     get = node.chain.store.get
-    prefix = NS.STATE_NODE
     exports = node.exports
 
     def read() -> list[bytes]:  # from an export file if one holds that root (a sequential read), else walked
-        return exports.serve(lambda h: get(prefix + h), bytes.fromhex(root), depth, int(path, 16), max_bytes, within)
+        return exports.serve(get, bytes.fromhex(root), depth, int(path, 16), max_bytes, within)
 
     try:  # on a thread: a megabyte of tree reads would otherwise hold up consensus messages
         nodes = await asyncio.to_thread(read)
