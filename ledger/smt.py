@@ -350,14 +350,19 @@ class SparseMerkleTree:
 
     # --- reads ---
 
-    def get(self, root: bytes, key: bytes) -> bytes | None:
-        """Value of ``key`` in version ``root``, or None if absent."""
+    def root_birth(self, root: bytes) -> int:
+        """The birth of ``root``'s node (0 for the empty tree)."""
+        return 0 if root == EMPTY else self._root_birth(root)
+
+    def get(self, root: bytes, key: bytes, root_birth: int | None = None) -> bytes | None:
+        """Value of ``key`` in version ``root`` (whose birth :meth:`root_birth` answers, unless given), or None
+        if absent."""
         if root == EMPTY:
             return None
         path = _sha256(key).digest()
         bits = int.from_bytes(path, "big")
         shift = 255
-        h, birth = root, self._root_birth(root)
+        h, birth = root, self._root_birth(root) if root_birth is None else root_birth
         hot = self._hot
         load = self._load_at
         while h != EMPTY:
@@ -576,6 +581,9 @@ class RootView:
     def __init__(self, smt: SparseMerkleTree, root: bytes) -> None:
         self._smt = smt
         self._root = root
+        self._birth: int | None = None  # the root's, asked once (a store read) at the first get
 
     def get(self, key: bytes) -> bytes | None:
-        return self._smt.get(self._root, key)
+        if self._birth is None:
+            self._birth = self._smt.root_birth(self._root)
+        return self._smt.get(self._root, key, self._birth)
