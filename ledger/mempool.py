@@ -13,6 +13,15 @@ itself (an `anchor.attest` attestation). For each tx of a batch, in this order:
 4. then the signatures of all survivors at once (`verify_parallel`: libsodium on a thread pool);
 5. the limit on pending transactions.
 
+An accepted tx goes to consensus (`take_released`) only once the one before it can execute first: its
+nonce is the sender's next, or the sender's previous nonce went to consensus before it. Until then it
+waits here (*gapped*): a sender's requests sent without waiting for each other, which arrive out of
+order, are ordered by nonce instead of failing `nonce_gap` in a block (which would use up their ids for
+good: the same signed bytes are a duplicate from then on). A gapped tx goes on when its predecessor
+arrives or commits (through any node), and is refused `nonce_gap` if that does not happen within
+`GAP_WAIT_S` (refused before ordering, it may be sent again as it is). At most
+`MAX_GAPPED_PER_SENDER` of a sender's txs wait so.
+
 Execution re-checks every envelope (`StateMachine.check_envelope`, the consensus rule) with the
 same functions, so what admission accepts at a state also passes execution at that state.
 Admission is this node's early refusal; execution decides. An accepted tx's verification goes into
@@ -27,8 +36,9 @@ the replica's queue (the node passes `limit` into its ReplicaConfig) and the Ver
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -42,6 +52,8 @@ MAX_PENDING = 200_000  # admitted transactions not yet committed, per node
 MAX_FORWARDED_PER_MESSAGE = 10_000  # transactions in one batch a backup forwards to the primary
 MAX_VERIFIED = 2 * MAX_PENDING  # verifications kept: the pending txs and those of proposed blocks
 MAX_REFUSALS = 100_000  # admitted txs given up on, remembered so a client can still ask why
+GAP_WAIT_S = 60.0  # how long an accepted tx waits for its sender's previous nonce to arrive
+MAX_GAPPED_PER_SENDER = 1_000
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,8 @@ class _Checked(NamedTuple):  # a tuple: built for every admitted tx, on the hot 
 
 
 class Mempool:
-    def __init__(self, chain: ChainDB, verify_threads: int = 1, limit: int = MAX_PENDING) -> None:
+    def __init__(self, chain: ChainDB, verify_threads: int = 1, limit: int = MAX_PENDING,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if chain.verified is None:
             raise ValueError("the mempool needs a chain with a VerifiedCache")
         self.chain = chain
@@ -101,6 +114,10 @@ class Mempool:
         self._held: dict[bytes, tuple[str, int, bytes]] = {}  # pending tx id -> (sender, nonce, raw bytes)
         self._by_sender: dict[str, set[bytes]] = {}  # sender -> its pending tx ids
         self._refused: OrderedDict[bytes, Refusal] = OrderedDict()
+        self._clock = clock
+        self._ordered: dict[str, set[int]] = {}  # sender -> the nonces of its pending txs gone to consensus
+        self._gapped: dict[str, dict[int, tuple[bytes, float]]] = {}  # sender -> nonce -> (tx id, since when)
+        self._released: list[bytes] = []  # raw txs gone to consensus, not yet taken
 
     def close(self) -> None:
         if self._pool is not None:
@@ -115,6 +132,40 @@ class Mempool:
     def remove_committed(self, tx_ids: Iterable[bytes]) -> None:
         for tx_id in tx_ids:
             self._forget(tx_id)
+
+    def take_released(self) -> list[bytes]:
+        """The accepted txs that may go to consensus now, in the order they may execute (each sender's by
+        nonce), once each: after an admission, and after a commit (`advanced`)."""
+        released, self._released = self._released, []
+        return released
+
+    def has_released(self) -> bool:
+        return bool(self._released)
+
+    def gapped(self) -> int:
+        """How many accepted txs wait for their sender's previous nonce."""
+        return sum(len(g) for g in self._gapped.values())
+
+    def advanced(self, senders: Iterable[str]) -> None:
+        """A commit used nonces of `senders`: their gapped txs that may execute next go on (`take_released`)."""
+        view = self.chain.latest
+        for sender in senders:
+            gapped = self._gapped.get(sender)
+            next_nonce = get_nonce(view, sender) + 1
+            if gapped and next_nonce in gapped:
+                self._release_from(sender, next_nonce)
+
+    def expire_gaps(self) -> list[Refusal]:
+        """Refuse (`nonce_gap`) the gapped txs that waited `GAP_WAIT_S` for their predecessor."""
+        since = self._clock() - GAP_WAIT_S
+        doomed = [(tx_id, nonce) for gapped in self._gapped.values() for nonce, (tx_id, at) in gapped.items()
+                  if at <= since]
+        out: list[Refusal] = []
+        for tx_id, nonce in doomed:
+            out += self.refuse([tx_id], Reject.NONCE_GAP.value,
+                               f"nonce {nonce} waited {GAP_WAIT_S:.0f} s for its sender's nonce {nonce - 1}, which "
+                               f"this node did not receive; send that one, then this one again (it was not ordered)")
+        return out
 
     def outdated(self, senders: Iterable[str]) -> list[tuple[bytes, bytes]]:
         """(tx id, raw bytes) of the pending txs of `senders` whose nonce the committed state has used
@@ -177,13 +228,37 @@ class Mempool:
             except TxRejected as exc:
                 results[i] = Admission(c.tx_id, False, exc.reason.value, exc.message)
                 continue
+            sender, nonce = c.tx.sender, c.tx.nonce
+            gapped = self._gapped.get(sender, {})
+            ordered = self._ordered.get(sender, ())
+            goes_on = nonce == get_nonce(view, sender) + 1 or nonce - 1 in ordered
+            if not goes_on and (nonce in gapped or len(gapped) >= MAX_GAPPED_PER_SENDER):
+                waiting = "another transaction with it" if nonce in gapped else f"{len(gapped)} of this sender's"
+                results[i] = Admission(c.tx_id, False, Reject.NONCE_GAP.value,
+                                       f"nonce {nonce} skips ahead, and {waiting} already wait for earlier nonces")
+                continue
             self._remember(c)
             self._pending.add(c.tx_id)
-            self._held[c.tx_id] = (c.tx.sender, c.tx.nonce, raws[i])
-            self._by_sender.setdefault(c.tx.sender, set()).add(c.tx_id)
+            self._held[c.tx_id] = (sender, nonce, raws[i])
+            self._by_sender.setdefault(sender, set()).add(c.tx_id)
             self._refused.pop(c.tx_id, None)
+            self._gapped.setdefault(sender, {})[nonce] = (c.tx_id, self._clock())
+            if goes_on:
+                self._release_from(sender, nonce)
             results[i] = Admission(c.tx_id, True)
         return [r for r in results if r is not None]  # every index was filled above
+
+    def _release_from(self, sender: str, nonce: int) -> None:
+        """The gapped tx of `sender` with `nonce` goes to consensus, and so do those after it in a run."""
+        gapped = self._gapped[sender]
+        ordered = self._ordered.setdefault(sender, set())
+        while nonce in gapped:
+            tx_id, _ = gapped.pop(nonce)
+            ordered.add(nonce)
+            self._released.append(self._held[tx_id][2])
+            nonce += 1
+        if not gapped:
+            del self._gapped[sender]
 
     def preverify(self, txs: Sequence[bytes]) -> None:
         """Verify a proposed block's signatures on the pool before the block executes.
@@ -214,10 +289,21 @@ class Mempool:
         self._pending.discard(tx_id)
         held = self._held.pop(tx_id, None)
         if held is not None:
-            ids = self._by_sender[held[0]]
+            sender, nonce, _ = held
+            ids = self._by_sender[sender]
             ids.discard(tx_id)
             if not ids:
-                del self._by_sender[held[0]]
+                del self._by_sender[sender]
+            gapped = self._gapped.get(sender)
+            if gapped is not None and gapped.get(nonce, (b"",))[0] == tx_id:
+                del gapped[nonce]
+                if not gapped:
+                    del self._gapped[sender]
+            elif sender in self._ordered:
+                ordered = self._ordered[sender]
+                ordered.discard(nonce)
+                if not ordered:
+                    del self._ordered[sender]
 
     def _decode(self, raw: bytes) -> tuple[SignedTx, Any]:
         """The tx and its payload, after the stateless checks; raises TxRejected."""

@@ -282,10 +282,24 @@ class Node:
     # --- admission -------------------------------------------------------------------------------
 
     def submit(self, raws: Sequence[bytes]) -> list[Admission]:
-        """Admit transactions (`Mempool.admit`); accepted ones go to the replica. Results are in input order."""
+        """Admit transactions (`Mempool.admit`); accepted ones go to the replica, each once the one before it of
+        its sender may execute first (`Mempool.take_released`). Results are in input order."""
         results = self._admit(raws)
-        self._drive(self.driver.submit, [raw for raw, r in zip(raws, results, strict=True) if r.accepted])
+        self._submit_released()
         return results
+
+    def _submit_released_soon(self) -> None:
+        """After this step of the driver (a commit runs inside one), not from within it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand, without a loop (tests): the next submission takes them
+            return
+        loop.call_soon(self._submit_released)
+
+    def _submit_released(self) -> None:
+        released = self.mempool.take_released()
+        if released:
+            self._drive(self.driver.submit, released)
 
     def _admit(self, raws: Sequence[bytes]) -> list[Admission]:
         results = self.mempool.admit(raws)
@@ -305,8 +319,10 @@ class Node:
     # --- the driver's host -------------------------------------------------------------------------
 
     def admit(self, raws: Sequence[bytes]) -> list[bytes]:
-        """Transactions a backup forwarded to this primary: the same admission as a client's."""
-        return [raw for raw, r in zip(raws, self._admit(raws), strict=True) if r.accepted]
+        """Transactions a backup forwarded to this primary: the same admission as a client's (what the replica
+        queues: those that may go on, and any others they let go on)."""
+        self._admit(raws)
+        return self.mempool.take_released()
 
     def on_evidence(self, first: bytes, second: bytes) -> None:
         """This replica met a validator's two contradicting messages: record them in the ledger."""
@@ -393,6 +409,11 @@ class Node:
             self._answer_refused(self.mempool.refuse(
                 [tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
                 "another transaction of the sender used its nonce; sign it again with the next one"))
+        # Transactions that waited for a nonce this block used go on; those that waited too long are refused.
+        self.mempool.advanced(senders)
+        self._answer_refused(self.mempool.expire_gaps())
+        if self.mempool.has_released():
+            self._submit_released_soon()
         self.metrics.mempool.set(len(self.mempool))
         self._maybe_prune(height)
         self._maybe_export(height)

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from ledger.chain import CommitCertificate, ValidatorSignature
+from ledger.chain import Block, CommitCertificate, ValidatorSignature
 from ledger.codec import encode
 from ledger.config import NodeConfig
 from ledger.consensus.actions import Broadcast, Deliver, FetchBlocks, ForwardTxs, Persist, Send
@@ -32,13 +32,14 @@ from ledger.driver import (
     encode_forwards,
 )
 from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
-from ledger.net.sync import BlockRequest
+from ledger.net.sync import BlockBatch, BlockRequest, CertifiedBlock
 from ledger.node import Node
 from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.store import NS, MemoryStore
 from ledger.tx import compute_tx_id, make_tx
 from tests.nodeutil import CHAIN_ID, make_home
 from tests.sim.network import Committed, FakeApp, Network, default_config
+from tests.test_chain_state import sign_cert
 
 KEYS = [SigningKey.from_seed(f"driver-validator-{i}".encode()) for i in range(4)]
 IDS = tuple(k.id for k in KEYS)
@@ -289,6 +290,40 @@ def test_the_node_cuts_a_lone_transaction_at_once_only_with_eager_batches_on(
         assert node.chain.height == height
     finally:
         asyncio.run(node.stop())
+
+
+def test_a_senders_requests_sent_without_waiting_commit_in_nonce_order(tmp_path: Path) -> None:
+    """Nonce 2 reaches the node before nonce 1, and nonce 4 before nonce 3, which commits through a block the
+    node did not order itself (catch-up): every one commits, none failed `nonce_gap`."""
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    node = Node(NodeConfig.load(home.path), on_fatal=pytest.fail)
+    urls = (ValueSpec(1, "URL", "https://twin.example/1"),)
+    raws = [encode(make_tx(home.org1, CHAIN_ID, n, "id.register", IdRegister(f"88.100.1/EQ-{n}", urls)))
+            for n in (1, 2, 3, 4)]
+
+    async def scenario() -> list[Any]:
+        assert node.submit([raws[1]])[0].accepted  # waits for nonce 1
+        assert node.submit([raws[0]])[0].accepted
+        for _ in range(50):
+            node._drive(node.driver.tick)
+        assert node.submit([raws[3]])[0].accepted  # waits for nonce 3
+        # Nonce 3 arrives in a certified block fetched from a peer (it was sent to another validator).
+        header = node.chain.build_block([raws[2]], 0, node.chain.head.timestamp + 1, "node0").block.header
+        cert = sign_cert(CHAIN_ID, header, [home.validator])
+        fetch = node.driver.catch_up(["peer"])
+        next(fetch)
+        fetch.send(encode(BlockBatch(header.height, (CertifiedBlock(Block(header, (raws[2],)), cert),))))
+        assert node.chain.height == header.height
+        await asyncio.sleep(0)  # the release runs after the commit's step
+        for _ in range(50):
+            node._drive(node.driver.tick)
+        return await node.wait_committed([compute_tx_id(raw) for raw in raws], timeout=1.0)
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        asyncio.run(node.stop())
+    assert [(o.ok, o.reason) for o in outcomes] == [(True, "")] * 4, outcomes
 
 
 def test_the_simulation_runs_this_driver() -> None:

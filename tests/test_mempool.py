@@ -14,6 +14,7 @@ import pytest
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
+import ledger.mempool
 import ledger.state
 from ledger.anchor.records import AnchorRecord
 from ledger.chain import CommitCertificate
@@ -24,7 +25,7 @@ from ledger.crypto import DOMAIN_TX, SigningKey, verify_many, verify_parallel
 from ledger.driver import MSG_FORWARD
 from ledger.genesis import Genesis, GenesisMember, GenesisPrefix, GenesisValidator
 from ledger.members import MembersModule
-from ledger.mempool import MAX_FORWARDED_PER_MESSAGE, Admission, Mempool
+from ledger.mempool import GAP_WAIT_S, MAX_FORWARDED_PER_MESSAGE, Admission, Mempool
 from ledger.node import Node
 from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.state import VerifiedCache
@@ -415,3 +416,74 @@ def test_the_mutations_reach_every_verdict_of_the_shared_checks(verdict: str) ->
     quick = settings(max_examples=2000, phases=[Phase.generate], database=None)
     raw = find(mutated_txs(), lambda r: _admission_verdict(r) == verdict, settings=quick)
     assert _admission_verdict(raw) == verdict
+
+
+# --------------------------------------------------------------------------------------------------
+# A sender's transactions go to consensus in nonce order
+# --------------------------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_senders_transactions_arriving_out_of_order_go_to_consensus_in_nonce_order() -> None:
+    chain = new_chain()
+    pool = Mempool(chain)
+    n1, n2, n3, n5 = (register(ORG1, n) for n in (1, 2, 3, 5))
+    assert reasons(pool.admit([n3])) == [""] and pool.take_released() == []  # waits for nonce 2
+    assert reasons(pool.admit([n2, n5])) == ["", ""] and pool.take_released() == []
+    assert pool.gapped() == 3 and all(pool.is_pending(compute_tx_id(r)) for r in (n2, n3, n5))
+    assert reasons(pool.admit([n1])) == [""]
+    assert pool.take_released() == [n1, n2, n3]  # nonce 5 still waits for 4
+    executed = commit(chain, [n1, n2, n3])
+    assert [r.reason for r in executed.results] == ["", "", ""]  # no nonce_gap: the order they execute in
+    pool.remove_committed(r.tx_id for r in executed.results)
+    pool.advanced([ORG1.id])
+    assert pool.take_released() == [] and pool.gapped() == 1
+    n4 = register(ORG1, 4)
+    assert reasons(pool.admit([n4])) == [""] and pool.take_released() == [n4, n5]
+    assert pool.gapped() == 0
+
+
+def test_a_waiting_transaction_goes_on_when_its_predecessor_commits_through_another_node() -> None:
+    chain = new_chain()
+    pool = Mempool(chain)
+    n2 = register(ORG1, 2)
+    assert reasons(pool.admit([n2, register(ORG2, 3)])) == ["", ""]
+    assert pool.take_released() == []
+    commit(chain, [register(ORG1, 1)])  # sent to another validator, never seen here
+    pool.advanced([ORG1.id, ORG2.id])
+    assert pool.take_released() == [n2] and pool.gapped() == 1  # org2's nonce 3 still lacks 1 and 2
+
+
+def test_a_transaction_whose_predecessor_never_comes_is_refused_and_can_be_sent_again() -> None:
+    chain = new_chain()
+    clock = _Clock()
+    pool = Mempool(chain, clock=clock)
+    n2 = register(ORG1, 2)
+    assert reasons(pool.admit([n2])) == [""]
+    clock.now += GAP_WAIT_S - 1
+    assert pool.expire_gaps() == []
+    clock.now += 1
+    (refusal,) = pool.expire_gaps()
+    assert (refusal.tx_id, refusal.reason) == (compute_tx_id(n2), "nonce_gap") and "nonce 1" in refusal.message
+    assert not pool.is_pending(refusal.tx_id) and pool.refusal(refusal.tx_id) == refusal
+    assert pool.gapped() == 0 and pool.take_released() == []
+    # Never ordered, so the same signed bytes are not a duplicate: sent again after its predecessor, it goes on.
+    n1 = register(ORG1, 1)
+    assert reasons(pool.admit([n1, n2])) == ["", ""] and pool.take_released() == [n1, n2]
+
+
+def test_waiting_transactions_are_bounded_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger.mempool, "MAX_GAPPED_PER_SENDER", 2)
+    pool = Mempool(new_chain())
+    assert reasons(pool.admit([register(ORG1, n) for n in (3, 4)])) == ["", ""]
+    assert reasons(pool.admit([register(ORG1, 5), register(ORG1, 3, "-twin"), register(ORG2, 9)])) == [
+        "nonce_gap", "nonce_gap", ""]  # over the bound; a second tx for a waiting nonce; another sender's
+    assert reasons(pool.admit([register(ORG1, 1), register(ORG1, 2)])) == ["", ""]
+    assert len(pool.take_released()) == 4  # nonces 1 to 4, the ones that waited included
