@@ -4,11 +4,12 @@ after every older one.
 Theory of operation: a node written by the block of height h (its *birth*, ledger/smt.py) is stored under
 `v/` || h (8 bytes) || hash, so a block's nodes form one run of keys after all others, which LevelDB's
 compaction merges with little else on its way down the levels (by hash, every block's nodes landed all over
-the key space and were rewritten level after level: docs/performance.md, "Height-first node keys"). Birth 0 is the older layout, `n/` ||
-hash: stores written before births, block 0, and what state sync fetches (a peer's nodes arrive without
-births). A root's birth is recorded under `o/` || root when it is not 0 (the header names the root by hash
-alone). Nodes are content-addressed, so a wrong birth can only make a node missing, never wrong: every
-record is checked against its hash where it enters from outside (restore, state sync).
+the key space and were rewritten level after level: docs/performance.md, "Height-first node keys"). Birth 0
+is the older layout, `n/` || hash: stores written before births, block 0, and what state sync fetches (a
+peer's nodes arrive without births). A root's birth is recorded under `o/` || root when it is not 0 (the
+header names the root by hash alone). Nodes are content-addressed, so a wrong birth can only make a node
+missing, never wrong: every record is checked against its hash where it enters from outside (restore,
+state sync).
 
 This module owns the key layout: every reader and writer of tree nodes goes through it.
 """
