@@ -139,12 +139,19 @@ class Mempool:
         released, self._released = self._released, []
         return released
 
-    def has_released(self) -> bool:
-        return bool(self._released)
-
     def gapped(self) -> int:
         """How many accepted txs wait for their sender's previous nonce."""
         return sum(len(g) for g in self._gapped.values())
+
+    def after_commit(self, senders: Iterable[str]) -> tuple[list[bytes], list[Refusal]]:
+        """A commit used nonces of `senders`: (the raw txs consensus must drop, the refusals to answer). Pending
+        txs whose nonce it used (signed with a nonce read from a node still behind) are refused at once, so their
+        client signs them again; gapped txs that may execute next go on; those that waited too long are refused."""
+        stale = self.outdated(senders)
+        refusals = self.refuse([tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
+                               "another transaction of the sender used its nonce; sign it again with the next one")
+        self.advanced(senders)
+        return [raw for _, raw in stale], refusals + self.expire_gaps()
 
     def advanced(self, senders: Iterable[str]) -> None:
         """A commit used nonces of `senders`: their gapped txs that may execute next go on (`take_released`)."""

@@ -18,6 +18,7 @@ node that cannot execute must not vote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -50,7 +51,7 @@ from ledger.state import VerifiedCache, nonce_key
 from ledger.store import LevelDBStore, Store
 from ledger.system_txs import SystemTxs
 from ledger.tasks import cancel_and_wait
-from ledger.tx import Reject, compute_tx_id
+from ledger.tx import compute_tx_id
 from ledger.validators import COUNT_KEY, ValidatorSet, sets_from
 
 log = logging.getLogger("ledger.node")
@@ -282,23 +283,13 @@ class Node:
     # --- admission -------------------------------------------------------------------------------
 
     def submit(self, raws: Sequence[bytes]) -> list[Admission]:
-        """Admit transactions (`Mempool.admit`); accepted ones go to the replica, each once the one before it of
-        its sender may execute first (`Mempool.take_released`). Results are in input order."""
+        """Admit transactions (`Mempool.admit`); released ones go to the replica. Results are in input order."""
         results = self._admit(raws)
         self._submit_released()
         return results
 
-    def _submit_released_soon(self) -> None:
-        """After this step of the driver (a commit runs inside one), not from within it."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # driven by hand, without a loop (tests): the next submission takes them
-            return
-        loop.call_soon(self._submit_released)
-
     def _submit_released(self) -> None:
-        released = self.mempool.take_released()
-        if released:
+        if released := self.mempool.take_released():
             self._drive(self.driver.submit, released)
 
     def _admit(self, raws: Sequence[bytes]) -> list[Admission]:
@@ -319,8 +310,7 @@ class Node:
     # --- the driver's host -------------------------------------------------------------------------
 
     def admit(self, raws: Sequence[bytes]) -> list[bytes]:
-        """Transactions a backup forwarded to this primary: the same admission as a client's (what the replica
-        queues: those that may go on, and any others they let go on)."""
+        """Transactions a backup forwarded to this primary: the same admission as a client's; the released ones."""
         self._admit(raws)
         return self.mempool.take_released()
 
@@ -400,20 +390,12 @@ class Node:
             for fut in self._waiters.pop(r.tx_id, ()):
                 if not fut.done():
                     fut.set_result(Outcome(r.tx_id, height, index, r.ok, r.reason, r.message))
-        # Pending txs whose nonce this block used (signed with a nonce read from a node still behind)
-        # can never execute: refused now, so their client signs them again at once.
         senders = [k[len(NONCE_PREFIX):].decode() for k in executed.changes if k.startswith(NONCE_PREFIX)]
-        stale = self.mempool.outdated(senders)
-        if stale:
-            self.driver.withdraw([raw for _, raw in stale])
-            self._answer_refused(self.mempool.refuse(
-                [tx_id for tx_id, _ in stale], Reject.REPLAYED_NONCE.value,
-                "another transaction of the sender used its nonce; sign it again with the next one"))
-        # Transactions that waited for a nonce this block used go on; those that waited too long are refused.
-        self.mempool.advanced(senders)
-        self._answer_refused(self.mempool.expire_gaps())
-        if self.mempool.has_released():
-            self._submit_released_soon()
+        withdrawn, refusals = self.mempool.after_commit(senders)
+        self.driver.withdraw(withdrawn)
+        self._answer_refused(refusals)
+        with contextlib.suppress(RuntimeError):  # released: sent after the driver's step this runs in (no loop: later)
+            asyncio.get_running_loop().call_soon(self._submit_released)
         self.metrics.mempool.set(len(self.mempool))
         self._maybe_prune(height)
         self._maybe_export(height)
