@@ -119,28 +119,6 @@ def test_pinned_top_levels_answer_every_version(history: list[Changes], pin_dept
             assert verify_proof(root, k, model.get(k), tree.prove(root, k))
 
 
-@settings(max_examples=100)
-@given(history_st, st.lists(batch_st, min_size=8, max_size=8), st.sampled_from([0, 2]), st.sampled_from([3, 1_000]))
-def test_updates_never_stored_leave_no_wrong_node_behind(
-    history: list[Changes], passed_over: list[Changes], pin_depth: int, cache_size: int,
-) -> None:
-    # Before each stored update, one at the same birth whose nodes are never stored (a pipelined block that a view
-    # change passed over). Its nodes may have the content of nodes stored at other births but name children of its
-    # own, never stored: the instance that cached them must still read every stored version as the model says.
-    store = BirthStore()
-    tree = store.tree(cache_size=cache_size, pin_depth=pin_depth)
-    roots, models = [EMPTY], [{}]
-    for birth, (changes, dropped) in enumerate(zip(history, passed_over, strict=False), 1):
-        tree.update(roots[-1], dropped, birth)
-        roots.append(store.update(tree, roots[-1], changes, birth))
-        models.append(_apply(models[-1], changes))
-    for root, model in zip(roots, models, strict=False):
-        for k in {*PROBE_KEYS, *model}:
-            assert tree.get(root, k) == model.get(k)
-        assert dict(tree.items(root)) == model
-    tree.update(roots[-1], {k: b"again" for k in PROBE_KEYS}, len(roots))  # and update the newest
-
-
 def test_a_cached_node_is_used_only_for_the_copy_its_parent_names() -> None:
     # Version 1 is {a: 1, b: 1}; version 2 sets a to 2. An update at birth 3 that sets a back to 1 and is never
     # stored (a block a view change passed over) makes version 1's root again, naming its own new leaf. Read
