@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,10 +40,28 @@ def free_ports(count: int, start: int) -> list[int]:
     return ports
 
 
+# Ports below the kernel's ephemeral range: a port found free there cannot be taken, before the node that is
+# to listen on it starts, by the source port of some outgoing connection (a peer dialling, an HTTP client).
+_LOWEST_PICKED = 15000
+_SPARE_ABOVE = 200  # room for the consecutive ports of a devnet started from the picked one
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def any_free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port chosen at random below the ephemeral range, with room above it for a devnet's ports."""
+    highest = max(_LOWEST_PICKED + 1, _ephemeral_low() - _SPARE_ABOVE)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(_LOWEST_PICKED, highest)
+        if port_free(port):
+            return port
+    raise DevnetError("no free port below the ephemeral range")
 
 
 def is_alive(pid: int | None) -> bool:

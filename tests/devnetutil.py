@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import random
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from devnet.processes import stop_pid
+from devnet.processes import any_free_port, stop_pid
 
 
 def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -29,8 +27,8 @@ def ledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def devnet_up(directory: Path, nodes: int, *extra: str) -> dict[str, Any]:
     """`ledger devnet up --nodes NODES --detach [EXTRA...]` in `directory`, without Ethereum unless EXTRA says
     `--ethereum`; its devnet.json, plus `dir` (and `extra_pids` for restarts)."""
-    # A per-process base port keeps parallel runs apart; `devnet up` still skips ports in use.
-    port = random.Random(os.getpid() * 16 + nodes).randrange(20000, 40000)
+    # A random base below the ephemeral range; `devnet up` still skips ports in use.
+    port = any_free_port()
     # `--ethereum none` first: the definition's Anvil is for tests that ask for it (a later --ethereum wins).
     ledger("devnet", "up", "--nodes", str(nodes), "--dir", str(directory), "--detach", "--base-port", str(port),
            "--ethereum", "none", *extra)

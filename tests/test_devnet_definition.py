@@ -4,8 +4,6 @@ demo data it names."""
 from __future__ import annotations
 
 import json
-import os
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 
 from devnet.definition import DEFAULT_DEFINITION, DefinitionError, load_definition
 from devnet.demo.loader import read_assets, read_equipment
+from devnet.processes import any_free_port
 from ledger.client import LedgerClient
 from ledger.genesis import load_genesis
 from tests.devnetutil import devnet_down, devnet_up, ledger
@@ -47,7 +46,7 @@ assets = "{demo}/assets.toml"
 
 
 def edited_definition(tmp_path: Path, **changes: str) -> Path:
-    port = random.Random(os.getpid()).randrange(40000, 50000)
+    port = any_free_port()
     text = EDITED.format(port=port, demo=DEFAULT_DEFINITION.parent / "demo")
     for old, new in changes.items():
         text = text.replace(old, new)
