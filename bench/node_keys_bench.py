@@ -34,11 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ledger.store import LevelDBStore  # noqa: E402
 
 NODE_BYTES = 65  # a branch node: two child hashes and a tag
+OTHER_BYTES = 60  # a latest value or a transaction's location
 
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of the process
     return usage.ru_utime + usage.ru_stime
+
+
+def _file_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _settle(idle_s: float = 2.0, timeout_s: float = 300.0) -> None:
@@ -57,12 +65,13 @@ def _settle(idle_s: float = 2.0, timeout_s: float = 300.0) -> None:
 
 
 def _key(layout: str, height: int, node_hash: bytes) -> bytes:
-    return node_hash if layout == "hash" else height.to_bytes(8, "big") + node_hash
+    return b"n/" + node_hash if layout == "hash" else b"v/" + height.to_bytes(8, "big") + node_hash
 
 
-def run(layout: str, directory: Path, blocks: int, nodes: int, reads: int, open_tables: int, seed: int) -> dict:
+def run(layout: str, directory: Path, blocks: int, nodes: int, others: int, reads: int, open_tables: int,
+        max_file_mb: int, seed: int) -> dict:
     rng = random.Random(seed)
-    store = LevelDBStore(directory, max_open_files=open_tables)
+    store = LevelDBStore(directory, max_open_files=open_tables, max_file_mb=max_file_mb)
     sample: list[bytes] = []  # keys to read back, drawn evenly from every block
     try:
         started_cpu, started = _cpu_s(), time.perf_counter()
@@ -72,6 +81,8 @@ def run(layout: str, directory: Path, blocks: int, nodes: int, reads: int, open_
                 key = _key(layout, height, rng.randbytes(32))
                 batch.append((key, rng.randbytes(NODE_BYTES)))
             sample.extend(k for k, _ in rng.sample(batch, max(1, reads // blocks)))
+            # The block's other records, at random keys that sort before the nodes' (latest values, tx index).
+            batch.extend((b"s/" + rng.randbytes(32), rng.randbytes(OTHER_BYTES)) for _ in range(others))
             store.write_batch(batch, sync=False)
         write_wall = time.perf_counter() - started
         _settle()
@@ -79,7 +90,7 @@ def run(layout: str, directory: Path, blocks: int, nodes: int, reads: int, open_
     finally:
         store.close()
     # Reopen (an empty table cache, as after a restart), then read at random.
-    store = LevelDBStore(directory, max_open_files=open_tables)
+    store = LevelDBStore(directory, max_open_files=open_tables, max_file_mb=max_file_mb)
     try:
         rng.shuffle(sample)
         started = time.perf_counter()
@@ -92,14 +103,17 @@ def run(layout: str, directory: Path, blocks: int, nodes: int, reads: int, open_
         for _ in range(10_000):
             store.get(again)
         warm_us = (time.perf_counter() - started) / 10_000 * 1e6
+        mapped_mb = _file_rss_mb()  # the table pages the reads left mapped (LevelDB maps the tables it holds open)
     finally:
         store.close()
     size = sum(p.stat().st_size for p in directory.glob("*.ldb"))
     return {
-        "layout": layout, "blocks": blocks, "nodes_per_block": nodes, "open_tables": open_tables,
+        "layout": layout, "blocks": blocks, "nodes_per_block": nodes, "others_per_block": others,
+        "open_tables": open_tables, "max_file_mb": max_file_mb,
         "write_wall_s": round(write_wall, 1), "write_cpu_s": round(write_cpu, 1),
         "table_files": len(list(directory.glob("*.ldb"))), "tables_mb": round(size / 2**20),
         "reads": len(sample), "read_us": round(read_us, 1), "ceiling_warm_read_us": round(warm_us, 1),
+        "file_rss_mb_after_reads": mapped_mb,
     }
 
 
@@ -108,6 +122,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=300)
     ap.add_argument("--nodes", type=int, default=30_000, help="records a block (default 30000: ~1,400 keys changed "
                     "at a million identifiers, ~21 nodes each)")
+    ap.add_argument("--others", type=int, default=0, help="records a block at random keys besides the nodes "
+                    "(a node's block also writes its changed keys' latest values and its transactions' locations)")
+    ap.add_argument("--max-file-mb", type=int, default=2, help="LevelDB's table size (its default, and the node's: 2)")
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--open-tables", type=int, default=200, help="LevelDB tables held open (the node's default)")
     ap.add_argument("--layout", action="append", choices=("hash", "height"), help="default: both")
@@ -118,7 +135,8 @@ def main() -> None:
         for layout in args.layout or ("hash", "height"):
             path = Path(tmp) / layout
             os.makedirs(path)
-            figures = run(layout, path, args.blocks, args.nodes, args.reads, args.open_tables, args.seed)
+            figures = run(layout, path, args.blocks, args.nodes, args.others, args.reads, args.open_tables,
+                          args.max_file_mb, args.seed)
             print(json.dumps(figures), flush=True)
 
 

@@ -348,12 +348,14 @@ def run_bench(
     rate: float | None = None,
     relay_links: bool = False,
     open_tables: int | None = None,
+    table_mb: int | None = None,
 ) -> dict[str, Any]:
     """`export_every`: each node's `sync.export_every`, with no minimum interval (None: the nodes' defaults).
     `rate`: an open loop offering that many tx/s in all (`ledger.openloop`); None: the closed loop.
     `preload`: identifiers registered before the timed load (ledger/bench_preload.py).
     `relay_links`: every peer link through the relays even with no delay (the baseline of delayed runs, the
-    relay's own cost included). `open_tables`: each node's `leveldb_open_files` (None: the default)."""
+    relay's own cost included). `open_tables`: each node's `leveldb_open_files`, `table_mb` its `leveldb_table_mb`
+    (None: the defaults)."""
     if rate is not None and workload == "market":
         raise ValueError("the market workload runs only as a closed loop: its purchases need the batch before "
                          "committed")
@@ -375,6 +377,8 @@ def run_bench(
             set_node_setting(homes, "batch_eager_inflight", eager_inflight)
         if open_tables is not None:
             set_node_setting(homes, "leveldb_open_files", open_tables)
+        if table_mb is not None:
+            set_node_setting(homes, "leveldb_table_mb", table_mb)
         if export_every is not None:
             for home in homes:
                 _set_exports(home, export_every)
@@ -493,6 +497,7 @@ def run_bench(
             "links": "relays" if relays is not None else "direct",
             "eager_inflight": NodeConfig.load(homes[0]).batch_eager_inflight,
             "open_tables": NodeConfig.load(homes[0]).leveldb_open_files,
+            "table_mb": NodeConfig.load(homes[0]).leveldb_table_mb,
             "committed": committed,
             "failed": len(failures),
             "failure_reasons": dict(collections.Counter(failures)),

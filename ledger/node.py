@@ -97,7 +97,8 @@ class Node:
         self.key = load_node_key(config)  # decrypted with its configured passphrase if encrypted
         self.genesis = load_genesis(config.genesis)
         if store is None:
-            store = LevelDBStore(config.data_dir / "ledger.db", max_open_files=config.leveldb_open_files)
+            store = LevelDBStore(config.data_dir / "ledger.db", max_open_files=config.leveldb_open_files,
+                                 max_file_mb=config.leveldb_table_mb)
         self.store: Store = store
         self.chain = ChainDB(self.store, self.genesis, verified=VerifiedCache(MAX_VERIFIED))
         started = time.perf_counter()

@@ -159,7 +159,8 @@ MAX_OPEN_FILES = 200
 class LevelDBStore:
     """LevelDB through plyvel. One process owns a directory at a time (LevelDB locks it)."""
 
-    def __init__(self, path: str | Path, cache_mb: int = 32, max_open_files: int = MAX_OPEN_FILES) -> None:
+    def __init__(self, path: str | Path, cache_mb: int = 32, max_open_files: int = MAX_OPEN_FILES,
+                 max_file_mb: int = 2) -> None:
         import plyvel  # local import keeps plyvel out of modules that only need the protocol
 
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -170,6 +171,7 @@ class LevelDBStore:
                 compression=None,  # hashes and signatures do not compress; snappy only costs CPU
                 write_buffer_size=32 << 20,  # fewer, larger level-0 files: less compaction per block
                 max_open_files=max_open_files,
+                max_file_size=max_file_mb << 20,
             )
         except plyvel.IOError as exc:
             raise StoreError(f"cannot open {path}: {exc} (is another node using this home?)") from exc

@@ -117,15 +117,16 @@ def test_bench_open_loop_over_delayed_links_commits_everything_slower_than_the_d
     png = tmp_path / "bench.png"
     # An open loop: 6 requests of 50, one every 1/12 s, several in flight over 100 ms links.
     done = ledger("bench", "--nodes", "4", "--txs", "300", "--clients", "2", "--batch", "50", "--rate", "600",
-                  "--link-delay-ms", "100", "--eager-inflight", "2", "--open-tables", "300", "--plot", str(png),
+                  "--link-delay-ms", "100", "--eager-inflight", "2", "--open-tables", "300", "--table-mb", "4",
+                  "--plot", str(png),
                   "--base-port", str(any_free_port()))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["committed"] == 300 and result["failed"] == 0, result
     assert result["load"] == "open loop" and result["offered_tx_per_s"] == 600 and result["requests"] == 6, result
     assert result["schedule_s"] == 0.5 and set(result["send_lag"]) == {"p50_ms", "p99_ms", "max_ms", "late"}
     assert result["node0_blocks"]["blocks"] > 0 and result["links"] == "relays", result
-    assert (result["link_delay_ms"], result["eager_inflight"], result["open_tables"]) == (100, 2, 300)  # as the
-    # nodes' config.json said
+    assert (result["link_delay_ms"], result["eager_inflight"], result["open_tables"], result["table_mb"]) == (
+        100, 2, 300, 4)  # as the nodes' config.json said
     # A commit takes at least three one-way trips (pre-prepare, prepare, commit), each delayed 100 ms.
     assert result["p50_ms"] >= 300, result
     image = Image.open(png)

@@ -137,6 +137,13 @@ def test_bench_refuses_fewer_open_tables_than_a_node_accepts() -> None:
         main(["bench", "--open-tables", "5"])
 
 
+def test_bench_refuses_a_table_size_a_node_does_not_accept() -> None:
+    from ledger.cli import main
+
+    with pytest.raises(SystemExit, match="--table-mb must be 1 to 256"):
+        main(["bench", "--table-mb", "0"])
+
+
 @pytest.mark.parametrize("workload", ["register", "mixed"])
 def test_each_open_loop_request_is_one_senders_whole_batch_from_its_first_nonce(workload: str) -> None:
     import msgpack

@@ -119,6 +119,23 @@ def test_leveldb_keeps_data_across_reopen(tmp_path: Path) -> None:
     s.close()
 
 
+@pytest.mark.parametrize("table_mb", [1, 8])
+def test_leveldb_writes_tables_of_the_size_it_is_given(tmp_path: Path, table_mb: int) -> None:
+    """`leveldb_table_mb` reaches LevelDB: 12 MB of records at random keys, compacted, make tables of about
+    that size (1 MB: a dozen or more files; 8 MB: two or three)."""
+    rng = random.Random(5)
+    s = LevelDBStore(tmp_path / "db", max_file_mb=table_mb)
+    for _ in range(2):  # the second round overlaps the first, so compaction merges them into new tables
+        for _ in range(6):
+            s.write_batch([(rng.randbytes(32), rng.randbytes(1000)) for _ in range(1024)], sync=False)
+        s.compact()
+    s.close()
+    tables = [p.stat().st_size for p in (tmp_path / "db").glob("*.ldb")]
+    assert sum(tables) > 12 << 20
+    assert max(tables) <= (table_mb << 20) * 1.05
+    assert len(tables) == pytest.approx(12 / table_mb, rel=0.5, abs=1)
+
+
 # Small key alphabet so batches overwrite, delete and share prefixes.
 _key_st = st.binary(max_size=3).map(lambda b: bytes(x % 3 * 0x7F for x in b))
 _batch_st = st.tuples(

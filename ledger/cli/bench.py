@@ -21,6 +21,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SystemExit("--preload must be 0 or more")
     if args.open_tables is not None and args.open_tables < 20:
         raise SystemExit("--open-tables must be 20 or more (a node's leveldb_open_files)")
+    if args.table_mb is not None and not 1 <= args.table_mb <= 256:
+        raise SystemExit("--table-mb must be 1 to 256 (a node's leveldb_table_mb)")
     if args.rate is not None and args.rate <= 0:
         raise SystemExit("--rate must be above 0 tx/s")
     if args.rate is not None and args.workload == "market":
@@ -31,7 +33,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            link_delay_ms=args.link_delay_ms, plot=args.plot, base_port=args.base_port,
                            profile=args.profile, export_every=args.export_every,
                            eager_inflight=args.eager_inflight, rate=args.rate,
-                           relay_links=args.relay_links, preload=args.preload, open_tables=args.open_tables)
+                           relay_links=args.relay_links, preload=args.preload, open_tables=args.open_tables,
+                           table_mb=args.table_mb)
     except (PlotUnavailable, ProfilerMissing, PreloadFailed) as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(result))
@@ -83,6 +86,9 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--open-tables", type=int, metavar="N",
                    help="every node's leveldb_open_files: LevelDB tables held open (default: the nodes' default, "
                         "200). More makes reads of a large state cheaper and maps more of the store into memory")
+    p.add_argument("--table-mb", type=int, metavar="MB",
+                   help="every node's leveldb_table_mb: the size of LevelDB's table files (default: the nodes' "
+                        "default, 2). Larger tables are fewer to hold open")
     p.add_argument("--preload", type=int, default=0, metavar="N",
                    help="register N identifiers (members and prefixes of their own, through consensus) before the "
                         "timed load, to measure it on a large state; reported as preloaded, preload_tx_per_s "
