@@ -60,7 +60,8 @@ def tree_over(get: Get, **options: int) -> SparseMerkleTree:
 
 def node_puts(birth: int, nodes: dict[bytes, bytes], root: bytes, root_birth: int) -> list[tuple[bytes, bytes]]:
     """The records of an update's new nodes (written at `birth`) and of its root's birth."""
-    puts = [(node_key(birth, h), stored) for h, stored in nodes.items()]
+    prefix = node_key(birth, b"")  # one block's nodes share it: tens of thousands of them at a million keys
+    puts = [(prefix + h, stored) for h, stored in nodes.items()]
     if root_birth:
         puts.append((NS.ROOT_BIRTH + root, root_birth.to_bytes(BIRTH_BYTES, "big")))
     return puts
