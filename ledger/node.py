@@ -63,8 +63,7 @@ EXIT_APPLICATION_FAILED = 70  # EX_SOFTWARE
 
 
 class Service(Protocol):
-    """A service that runs beside the node (anchoring): started after it, stopped before it,
-    its status shown in the node's."""
+    """A service beside the node (anchoring): started after it, stopped before it, its status in the node's."""
 
     def start(self) -> None: ...
 
@@ -87,10 +86,8 @@ def exit_process(exc: BaseException) -> None:
 
 
 class Node:
-    def __init__(
-        self, config: NodeConfig, store: Store | None = None,
-        on_fatal: Callable[[BaseException], None] = exit_process,
-    ) -> None:
+    def __init__(self, config: NodeConfig, store: Store | None = None,
+                 on_fatal: Callable[[BaseException], None] = exit_process) -> None:
         """`on_fatal` runs once the application failed (after the error is logged); by default it
         ends the process (tests running nodes in-process pass another)."""
         self.config = config
@@ -255,6 +252,8 @@ class Node:
             try:
                 for _ in range(due):
                     self._drive(self.driver.tick)
+                if self.mempool.gapped():  # refused in time on a chain where nothing commits, too
+                    self._answer_refused(self.mempool.expire_gaps())
                 self.metrics.view.set(self.replica.view)
                 if self.replica.view != view:
                     view = self._log_view_change(view)

@@ -31,7 +31,7 @@ from ledger.driver import (
     decode_forwarded,
     encode_forwards,
 )
-from ledger.mempool import MAX_FORWARDED_PER_MESSAGE
+from ledger.mempool import MAX_FORWARDED_PER_MESSAGE, Refusal
 from ledger.net.sync import BlockBatch, BlockRequest, CertifiedBlock
 from ledger.node import Node
 from ledger.resolver.registry import IdRegister, ValueSpec
@@ -324,6 +324,31 @@ def test_a_senders_requests_sent_without_waiting_commit_in_nonce_order(tmp_path:
     finally:
         asyncio.run(node.stop())
     assert [(o.ok, o.reason) for o in outcomes] == [(True, "")] * 4, outcomes
+
+
+def test_a_transaction_waiting_for_its_predecessor_is_refused_in_time_when_nothing_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nonce 2 arrives alone on an idle chain: its client hears `nonce_gap` once the wait is over, without any
+    commit or other submission to notice it."""
+    monkeypatch.setattr("ledger.mempool.GAP_WAIT_S", 0.3)
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    node = Node(NodeConfig.load(home.path), on_fatal=pytest.fail)
+    urls = (ValueSpec(1, "URL", "https://twin.example/2"),)
+    raw = encode(make_tx(home.org1, CHAIN_ID, 2, "id.register", IdRegister("88.100.1/EQ-2", urls)))
+
+    async def scenario() -> list[Any]:
+        await node.start()
+        assert node.submit([raw])[0].accepted  # waits for nonce 1, which never comes
+        return await node.wait_committed([compute_tx_id(raw)], timeout=5.0)
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        asyncio.run(node.stop())
+    # (None: no answer within the 5 s)
+    assert [(type(o), getattr(o, "reason", None)) for o in outcomes] == [(Refusal, "nonce_gap")], outcomes
+    assert node.chain.height == 0  # nothing committed: the node's ticks refused it
 
 
 def test_the_simulation_runs_this_driver() -> None:
