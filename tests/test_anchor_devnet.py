@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from devnet import launcher
 from devnet.ethereum import ANVIL, start_anvil
-from devnet.processes import is_alive, stop_pid
+from devnet.processes import any_free_port, is_alive, stop_pid
 from devnet.record import load_devnet, save_devnet
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
@@ -30,17 +29,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _base_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1]) % 20_000 + 20_000
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     directory = tmp_path_factory.mktemp("anchor-devnet")
     try:
-        data = launcher.up(directory, 4, base_port=_base_port(), ethereum="anvil")
+        data = launcher.up(directory, 4, base_port=any_free_port(), ethereum="anvil")
         yield directory, data
     finally:
         launcher.down(directory)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from web3.types import RPCEndpoint
 
 from devnet import launcher
 from devnet.ethereum import ANVIL
-from devnet.processes import is_alive, start_node, stop_pid, wait_healthy
+from devnet.processes import any_free_port, is_alive, start_node, stop_pid, wait_healthy
 from devnet.record import load_devnet
 from ledger.anchor import contract as ac
 from ledger.anchor.ethclient import GWEI, Web3ChainClient
@@ -159,17 +158,11 @@ class Net:
         launcher.down(self.dir)
 
 
-def _base_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1]) % 20_000 + 20_000
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     directory = tmp_path_factory.mktemp("anchor-faults")
     try:
-        net = Net(directory, launcher.up(directory, 4, base_port=_base_port(), ethereum="anvil"))
+        net = Net(directory, launcher.up(directory, 4, base_port=any_free_port(), ethereum="anvil"))
     except BaseException:
         launcher.down(directory)
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from devnet import launcher
-from devnet.processes import stop_pid, wait_healthy
+from devnet.processes import any_free_port, stop_pid, wait_healthy
 from ledger.client import LedgerClient, Signer, resolve_path
 from ledger.consensus.evidence import check_equivocation
 from ledger.consensus.messages import KIND_PREPREPARE
@@ -44,12 +43,6 @@ ROWS = 150
 PREFIX = "88.400"
 REPO = Path(__file__).resolve().parent.parent
 SKEW_MS = 30_000  # the block time bound a validator allows from its own clock (LedgerApp.max_clock_skew_ms)
-
-
-def _base_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1]) % 20_000 + 20_000
 
 
 def _get(url: str) -> Any:
@@ -75,7 +68,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         began = time.monotonic()
-        data = launcher.up(directory, 4, base_port=_base_port(), ethereum="anvil")
+        data = launcher.up(directory, 4, base_port=any_free_port(), ethereum="anvil")
         print(f"\ndevnet up (4 validators, Anvil): {time.monotonic() - began:.1f} s")
         nodes = data["nodes"]
         primary = _get(f"{nodes[0]['http']}/v1/status")
