@@ -293,7 +293,8 @@ class NodeConfig(_Settings):
     # LevelDB tables held open (ledger/store.py MAX_OPEN_FILES): more makes random reads of a large store
     # (serving a state sync) cheaper and the node's resident memory larger (up to about 2 MB a table).
     leveldb_open_files: int = Field(default=200, ge=20, le=100_000)
-    # LevelDB's table size in MB (its own default is 2). Larger tables mean fewer of them to hold open.
+    # LevelDB's table size in MB (its own default is 2). Larger tables are fewer: more of a large store stays
+    # open (cheaper reads) and mapped into memory (docs/performance.md, "Larger tables").
     leveldb_table_mb: int = Field(default=2, ge=1, le=256)
 
     def sync_sources(self) -> tuple[str, ...]:
