@@ -13,7 +13,7 @@ import pytest
 
 from devnet.definition import DEFAULT_DEFINITION, DefinitionError, load_definition
 from devnet.demo.loader import read_assets, read_equipment
-from devnet.processes import any_free_port
+from devnet.processes import any_free_port, port_free
 from ledger.client import LedgerClient
 from ledger.genesis import load_genesis
 from tests.devnetutil import devnet_down, devnet_up, ledger
@@ -53,6 +53,15 @@ def edited_definition(tmp_path: Path, **changes: str) -> Path:
     path = tmp_path / "devnet.toml"
     path.write_text(text)
     return path
+
+
+def test_ports_picked_for_devnets_are_free_and_below_the_ephemeral_range() -> None:
+    """An outgoing connection's source port comes from the ephemeral range: a devnet port picked there could be
+    taken before its node listens (a CI run failed so). Each pick leaves room for a devnet's ports above it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picks = [any_free_port() for _ in range(50)]
+    assert all(port + 100 < low and port_free(port) for port in picks), (low, picks)
+    assert len(set(picks)) > 40  # drawn at random, so parallel runs seldom meet
 
 
 def test_the_shipped_definition_and_demo_files_load() -> None:
