@@ -36,6 +36,7 @@ the replica's queue (the node passes `limit` into its ReplicaConfig) and the Ver
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -117,6 +118,7 @@ class Mempool:
         self._clock = clock
         self._ordered: dict[str, set[int]] = {}  # sender -> the nonces of its pending txs gone to consensus
         self._gapped: dict[str, dict[int, tuple[bytes, float]]] = {}  # sender -> nonce -> (tx id, since when)
+        self._next_expiry = math.inf  # no gapped tx is due before it: expire_gaps looks only from then on
         self._released: list[bytes] = []  # raw txs gone to consensus, not yet taken
 
     def close(self) -> None:
@@ -163,10 +165,16 @@ class Mempool:
                 self._release_from(sender, next_nonce)
 
     def expire_gaps(self) -> list[Refusal]:
-        """Refuse (`nonce_gap`) the gapped txs that waited `GAP_WAIT_S` for their predecessor."""
-        since = self._clock() - GAP_WAIT_S
+        """Refuse (`nonce_gap`) the gapped txs that waited `GAP_WAIT_S` for their predecessor. Cheap until one
+        is due (the node asks on every tick)."""
+        now = self._clock()
+        if now < self._next_expiry:
+            return []
+        since = now - GAP_WAIT_S
         doomed = [(tx_id, nonce) for gapped in self._gapped.values() for nonce, (tx_id, at) in gapped.items()
                   if at <= since]
+        self._next_expiry = min((at + GAP_WAIT_S for gapped in self._gapped.values() for _, at in gapped.values()
+                                 if at > since), default=math.inf)
         out: list[Refusal] = []
         for tx_id, nonce in doomed:
             out += self.refuse([tx_id], Reject.NONCE_GAP.value,
@@ -249,9 +257,12 @@ class Mempool:
             self._held[c.tx_id] = (sender, nonce, raws[i])
             self._by_sender.setdefault(sender, set()).add(c.tx_id)
             self._refused.pop(c.tx_id, None)
-            self._gapped.setdefault(sender, {})[nonce] = (c.tx_id, self._clock())
+            now = self._clock()
+            self._gapped.setdefault(sender, {})[nonce] = (c.tx_id, now)
             if goes_on:
                 self._release_from(sender, nonce)
+            else:
+                self._next_expiry = min(self._next_expiry, now + GAP_WAIT_S)
             results[i] = Admission(c.tx_id, True)
         return [r for r in results if r is not None]  # every index was filled above
 

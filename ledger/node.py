@@ -252,8 +252,8 @@ class Node:
             try:
                 for _ in range(due):
                     self._drive(self.driver.tick)
-                if self.mempool.gapped():  # refused in time on a chain where nothing commits, too
-                    self._answer_refused(self.mempool.expire_gaps())
+                if expired := self.mempool.expire_gaps():  # refused in time when nothing commits, too
+                    self._answer_refused(expired)
                 self.metrics.view.set(self.replica.view)
                 if self.replica.view != view:
                     view = self._log_view_change(view)

@@ -479,6 +479,25 @@ def test_a_transaction_whose_predecessor_never_comes_is_refused_and_can_be_sent_
     assert reasons(pool.admit([n1, n2])) == ["", ""] and pool.take_released() == [n1, n2]
 
 
+def test_each_waiting_transaction_is_refused_at_its_own_time() -> None:
+    """Waits that began at different times end at different times: after refusing the first, the mempool still
+    knows when the next is due (it does not look again before then)."""
+    chain = new_chain()
+    clock = _Clock()
+    pool = Mempool(chain, clock=clock)
+    first, second = register(ORG1, 3), register(ORG2, 5)
+    assert reasons(pool.admit([first])) == [""]
+    clock.now += GAP_WAIT_S / 2
+    assert reasons(pool.admit([second])) == [""]
+    clock.now += GAP_WAIT_S / 2
+    assert [r.tx_id for r in pool.expire_gaps()] == [compute_tx_id(first)]
+    clock.now += GAP_WAIT_S / 2 - 1
+    assert pool.expire_gaps() == [] and pool.gapped() == 1
+    clock.now += 1
+    assert [r.tx_id for r in pool.expire_gaps()] == [compute_tx_id(second)]
+    assert pool.gapped() == 0
+
+
 def test_waiting_transactions_are_bounded_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger.mempool, "MAX_GAPPED_PER_SENDER", 2)
     pool = Mempool(new_chain())
