@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ledger.benchmark import proc_memory_mb  # noqa: E402
 from ledger.store import LevelDBStore  # noqa: E402
 
 NODE_BYTES = 65  # a branch node: two child hashes and a tag
@@ -40,13 +41,6 @@ OTHER_BYTES = 60  # a latest value or a transaction's location
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of the process
     return usage.ru_utime + usage.ru_stime
-
-
-def _file_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def _settle(idle_s: float = 2.0, timeout_s: float = 300.0) -> None:
@@ -103,7 +97,8 @@ def run(layout: str, directory: Path, blocks: int, nodes: int, others: int, read
         for _ in range(10_000):
             store.get(again)
         warm_us = (time.perf_counter() - started) / 10_000 * 1e6
-        mapped_mb = _file_rss_mb()  # the table pages the reads left mapped (LevelDB maps the tables it holds open)
+        # The table pages the reads left mapped (LevelDB maps the tables it holds open).
+        mapped_mb = round(proc_memory_mb(os.getpid(), "RssFile"), 1)
     finally:
         store.close()
     size = sum(p.stat().st_size for p in directory.glob("*.ldb"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -30,19 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ledger.benchmark import proc_memory_mb  # noqa: E402
 from ledger.chaindb import HEAD_KEY  # noqa: E402
 from ledger.smt import SparseMerkleTree  # noqa: E402
 from ledger.store import NS, LevelDBStore  # noqa: E402
 from ledger.tree_store import node_getter, node_key, node_puts, root_birth_getter  # noqa: E402
 
 CONFIGS = ("0:200000:200", "16:100000:200", "17:100000:200", "16:100000:1000")
-
-
-def _file_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def run(store_dir: Path, pin: int, cache: int, tables: int, blocks: int, block_keys: int, seed: int) -> dict:
@@ -92,7 +87,7 @@ def run(store_dir: Path, pin: int, cache: int, tables: int, blocks: int, block_k
             "ms_per_block_first10": round(sum(times[:10]) / len(times[:10]) * 1000, 1),
             "ms_per_block_last20": round(sum(times[-20:]) / len(times[-20:]) * 1000, 1),
             "ceiling_warm_read_us": round(warm_us, 1),
-            "file_rss_mb": _file_rss_mb(),
+            "file_rss_mb": round(proc_memory_mb(os.getpid(), "RssFile"), 1),
             "table_files": len(list(store_dir.glob("*.ldb"))),
         }
     finally:

@@ -89,8 +89,8 @@ def measure_verify_ceiling(seconds: float = 1.0, threads: int | None = None) -> 
     return sum(counts) / (time.perf_counter() - started)
 
 
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """A node's resident memory from /proc: VmRSS in all, RssAnon its own heap, RssFile the pages of mapped
+def proc_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory from /proc: VmRSS in all, RssAnon its own heap, RssFile the pages of mapped
     files (LevelDB maps its table files: that part is the page cache of its reads, shared and reclaimable)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -479,9 +479,9 @@ def run_bench(
                      f"{txs:,} transactions, peer links delayed {link_delay_ms:g} ms each way")
             print(f"chart written to {plot}", file=log)
         pids = [n["pid"] for n in net["nodes"] if n.get("pid")]
-        rss = max(_rss_mb(p) for p in pids)
-        anon = max(_rss_mb(p, "RssAnon") for p in pids)
-        mapped = max(_rss_mb(p, "RssFile") for p in pids)
+        rss = max(proc_memory_mb(p) for p in pids)
+        anon = max(proc_memory_mb(p, "RssAnon") for p in pids)
+        mapped = max(proc_memory_mb(p, "RssFile") for p in pids)
         committed = len(latencies)
         latencies.sort()
         exports = [httpx.get(f"{n['http']}/v1/status", timeout=30).json()["state_exports"]["made"]
