@@ -1,5 +1,6 @@
-"""What the key layout of state-tree nodes costs LevelDB: keys by hash (today) against keys that begin with
-the height that wrote them (as the Jellyfish Merkle tree keys nodes by version).
+"""What the key layout of state-tree nodes costs LevelDB: keys by hash (the older layout) against keys that begin
+with the height that wrote them (the node's since 3 December 2026, ledger/tree_store.py; as the Jellyfish Merkle
+tree keys nodes by version).
 
 For each layout it writes `--blocks` blocks of `--nodes` node-like records (65-byte values, as a tree node's
 encoding) into a fresh LevelDB store with the node's options, one batch a block, then reads `--reads`
@@ -11,10 +12,13 @@ block in memory).
 
     .venv/bin/python bench/node_keys_bench.py [--blocks 300] [--nodes 30000] [--reads 100000]
 
-The layouts differ only in the key: `hash` is the 32-byte hash (random); `height` is the 8-byte height
-followed by the hash, so each block's keys sort after every earlier block's. A reader of the height
-layout must know the height of the node it wants (a parent would record its children's), which this
-benchmark does, as such a tree would.
+The layouts differ only in the key, made by `tree_store.node_key`: `hash` is `n/` and the 32-byte hash
+(random); `height` is `v/`, the 8-byte height and the hash, so each block's keys sort after every earlier
+block's. A reader of the height layout must know the height of the node it wants (a parent records its
+children's), which this benchmark does, as the tree does. `--others N` adds, to each block, N records at
+random keys that sort before the nodes (a block's latest values and tx index), and `--max-file-mb` sets
+LevelDB's table size: with both, the run shows why a large store's node reads open tables (docs/performance.md,
+"Larger tables"). `file_rss_mb_after_reads` is the table pages the reads left mapped.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.benchmark import proc_memory_mb  # noqa: E402
-from ledger.store import LevelDBStore  # noqa: E402
+from ledger.store import NS, LevelDBStore  # noqa: E402
+from ledger.tree_store import node_key  # noqa: E402
 
 NODE_BYTES = 65  # a branch node: two child hashes and a tag
 OTHER_BYTES = 60  # a latest value or a transaction's location
@@ -59,7 +64,7 @@ def _settle(idle_s: float = 2.0, timeout_s: float = 300.0) -> None:
 
 
 def _key(layout: str, height: int, node_hash: bytes) -> bytes:
-    return b"n/" + node_hash if layout == "hash" else b"v/" + height.to_bytes(8, "big") + node_hash
+    return node_key(0 if layout == "hash" else height, node_hash)  # birth 0 is the layout by hash alone
 
 
 def run(layout: str, directory: Path, blocks: int, nodes: int, others: int, reads: int, open_tables: int,
@@ -76,7 +81,7 @@ def run(layout: str, directory: Path, blocks: int, nodes: int, others: int, read
                 batch.append((key, rng.randbytes(NODE_BYTES)))
             sample.extend(k for k, _ in rng.sample(batch, max(1, reads // blocks)))
             # The block's other records, at random keys that sort before the nodes' (latest values, tx index).
-            batch.extend((b"s/" + rng.randbytes(32), rng.randbytes(OTHER_BYTES)) for _ in range(others))
+            batch.extend((NS.STATE_LATEST + rng.randbytes(32), rng.randbytes(OTHER_BYTES)) for _ in range(others))
             store.write_batch(batch, sync=False)
         write_wall = time.perf_counter() - started
         _settle()
