@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import json
 import os
 import random
 import selectors
@@ -22,9 +24,12 @@ from hypothesis import strategies as st
 from ledger import merkle
 from ledger.chain import check_certificate, compute_block_hash
 from ledger.chaindb import ChainDB
+from ledger.config import NodeConfig, write_config
+from ledger.node import Node
 from ledger.resolver.registry import get_identifier
 from ledger.smt import EMPTY, SparseMerkleTree
 from ledger.store import NS, LevelDBStore, MemoryStore, Store
+from tests.nodeutil import make_home
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,6 +139,26 @@ def test_leveldb_writes_tables_of_the_size_it_is_given(tmp_path: Path, table_mb:
     assert sum(tables) > 12 << 20
     assert max(tables) <= (table_mb << 20) * 1.05
     assert len(tables) == pytest.approx(12 / table_mb, rel=0.5, abs=1)
+
+
+def test_a_nodes_store_takes_the_table_size_of_its_config(tmp_path: Path) -> None:
+    """`leveldb_table_mb` in config.json reaches the node's own store (the test above: LevelDB then honours it)."""
+    home = make_home(tmp_path)
+    config = json.loads((home.path / "config.json").read_text())
+    write_config(home.path, {**config, "leveldb_table_mb": 1})
+    node = Node(NodeConfig.load(home.path), on_fatal=lambda exc: pytest.fail(str(exc)))
+    store = node.store
+    assert isinstance(store, LevelDBStore)
+    rng = random.Random(6)
+    try:
+        for _ in range(2):  # as above: the second round overlaps the first, so compaction writes new tables
+            for _ in range(6):
+                store.write_batch([(rng.randbytes(32), rng.randbytes(1000)) for _ in range(1024)], sync=False)
+            store.compact()
+    finally:
+        asyncio.run(node.stop())
+    tables = [p.stat().st_size for p in (home.path / "data" / "ledger.db").glob("*.ldb")]
+    assert sum(tables) > 12 << 20 and max(tables) <= (1 << 20) * 1.05
 
 
 # Small key alphabet so batches overwrite, delete and share prefixes.
