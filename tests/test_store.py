@@ -124,18 +124,28 @@ def test_leveldb_keeps_data_across_reopen(tmp_path: Path) -> None:
     s.close()
 
 
+def _write_12_mb_and_compact(store: LevelDBStore, seed: int) -> None:
+    """12 MB of records at random keys in two rounds, each compacted: the second overlaps the first, so
+    compaction writes new tables (a single flushed table would be moved down whole, whatever its size)."""
+    rng = random.Random(seed)
+    for _ in range(2):
+        for _ in range(6):
+            store.write_batch([(rng.randbytes(32), rng.randbytes(1000)) for _ in range(1024)], sync=False)
+        store.compact()
+
+
+def _table_sizes(db: Path) -> list[int]:
+    return [p.stat().st_size for p in db.glob("*.ldb")]
+
+
 @pytest.mark.parametrize("table_mb", [1, 8])
 def test_leveldb_writes_tables_of_the_size_it_is_given(tmp_path: Path, table_mb: int) -> None:
-    """`leveldb_table_mb` reaches LevelDB: 12 MB of records at random keys, compacted, make tables of about
-    that size (1 MB: a dozen or more files; 8 MB: two or three)."""
-    rng = random.Random(5)
+    """`max_file_mb` reaches LevelDB: 12 MB of records make tables of about that size (1 MB: a dozen or more
+    files; 8 MB: two or three)."""
     s = LevelDBStore(tmp_path / "db", max_file_mb=table_mb)
-    for _ in range(2):  # the second round overlaps the first, so compaction merges them into new tables
-        for _ in range(6):
-            s.write_batch([(rng.randbytes(32), rng.randbytes(1000)) for _ in range(1024)], sync=False)
-        s.compact()
+    _write_12_mb_and_compact(s, seed=5)
     s.close()
-    tables = [p.stat().st_size for p in (tmp_path / "db").glob("*.ldb")]
+    tables = _table_sizes(tmp_path / "db")
     assert sum(tables) > 12 << 20
     assert max(tables) <= (table_mb << 20) * 1.05
     assert len(tables) == pytest.approx(12 / table_mb, rel=0.5, abs=1)
@@ -147,17 +157,12 @@ def test_a_nodes_store_takes_the_table_size_of_its_config(tmp_path: Path) -> Non
     config = json.loads((home.path / "config.json").read_text())
     write_config(home.path, {**config, "leveldb_table_mb": 1})
     node = Node(NodeConfig.load(home.path), on_fatal=lambda exc: pytest.fail(str(exc)))
-    store = node.store
-    assert isinstance(store, LevelDBStore)
-    rng = random.Random(6)
+    assert isinstance(node.store, LevelDBStore)
     try:
-        for _ in range(2):  # as above: the second round overlaps the first, so compaction writes new tables
-            for _ in range(6):
-                store.write_batch([(rng.randbytes(32), rng.randbytes(1000)) for _ in range(1024)], sync=False)
-            store.compact()
+        _write_12_mb_and_compact(node.store, seed=6)
     finally:
         asyncio.run(node.stop())
-    tables = [p.stat().st_size for p in (home.path / "data" / "ledger.db").glob("*.ldb")]
+    tables = _table_sizes(home.path / "data" / "ledger.db")
     assert sum(tables) > 12 << 20 and max(tables) <= (1 << 20) * 1.05
 
 
