@@ -195,6 +195,32 @@ class Mempool:
                 out.extend((i, self._held[i][2]) for i in ids if self._held[i][1] <= used)
         return out
 
+    def give_up(self, tx_ids: Sequence[bytes], reason: str) -> tuple[list[bytes], list[Refusal]]:
+        """Consensus gave up ordering `tx_ids`: (the raw txs consensus must drop besides, the refusals to answer).
+        Their senders' later txs gone to consensus cannot execute before these are sent again: ordered
+        without them they would fail `nonce_gap` for good, so they are given back (refused `reason`) too."""
+        stranded = self._stranded_by(tx_ids)
+        return [raw for _, raw in stranded], (
+            self.refuse(tx_ids, reason, "consensus could not order it through several view changes; submit it again")
+            + self.refuse([i for i, _ in stranded], reason, "consensus gave up on an earlier nonce of its sender, "
+                          "so it could not execute; submit it again after that one"))
+
+    def _stranded_by(self, tx_ids: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+        """(tx id, raw bytes) of the pending txs gone to consensus after `tx_ids` in their senders' nonces."""
+        first: dict[str, int] = {}  # sender -> its lowest nonce given up on
+        for tx_id in tx_ids:
+            held = self._held.get(tx_id)
+            if held is not None:
+                sender, nonce, _ = held
+                first[sender] = min(nonce, first.get(sender, nonce))
+        out: list[tuple[bytes, bytes]] = []
+        for sender, nonce in first.items():
+            ordered, gapped = self._ordered.get(sender, ()), self._gapped.get(sender, {})
+            later = [(n, i) for i in self._by_sender[sender] if (n := self._held[i][1]) > nonce
+                     and n in ordered and gapped.get(n, (b"",))[0] != i]
+            out.extend((i, self._held[i][2]) for _, i in sorted(later))
+        return out
+
     def refuse(self, tx_ids: Iterable[bytes], reason: str, message: str) -> list[Refusal]:
         """Give up on pending transactions (consensus could not order them); each is remembered,
         within a bound, as refused with `reason`, and may be submitted again."""

@@ -348,9 +348,11 @@ class Node:
         return out
 
     def on_dropped(self, txs: Sequence[bytes], reason: str) -> None:
-        """Consensus gave up ordering these admitted transactions: they are refused, not pending."""
-        message = "consensus could not order it through several view changes; submit it again"
-        self._answer_refused(self.mempool.refuse((compute_tx_id(raw) for raw in txs), reason, message))
+        """Consensus gave up ordering these admitted transactions: they are refused, not pending, and so are
+        their senders' later ones (which could only fail without them)."""
+        withdrawn, refusals = self.mempool.give_up([compute_tx_id(raw) for raw in txs], reason)
+        self.driver.withdraw(withdrawn)
+        self._answer_refused(refusals)
 
     def _answer_refused(self, refusals: Sequence[Refusal]) -> None:
         for refusal in refusals:

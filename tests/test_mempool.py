@@ -266,6 +266,41 @@ def test_a_node_refuses_and_unqueues_pending_txs_whose_nonce_a_committed_block_u
         asyncio.run(node.stop())
 
 
+def test_when_consensus_gives_up_a_tx_its_senders_later_ones_come_back_with_it() -> None:
+    """Ordered without their predecessor, the later nonces would fail `nonce_gap` for good (their ids used
+    up): they are refused `unordered` with it, so the client sends all again, and they go on in order."""
+    chain = new_chain()
+    pool = Mempool(chain)
+    n1, n2, n3, n5 = (register(ORG1, n) for n in (1, 2, 3, 5))
+    other = register(ORG2, 1)
+    assert reasons(pool.admit([n1, n2, n3, n5, other])) == [""] * 5
+    assert pool.take_released() == [n1, n2, n3, other] and pool.gapped() == 1  # nonce 5 waits for 4
+    withdrawn, refusals = pool.give_up([compute_tx_id(n2)], "unordered")
+    assert withdrawn == [n3]  # n1 is before it; org2's tx and the waiting nonce 5 never depended on it
+    assert [(r.tx_id, r.reason) for r in refusals] == [(compute_tx_id(r), "unordered") for r in (n2, n3)]
+    assert "earlier nonce" in refusals[1].message
+    assert [pool.is_pending(compute_tx_id(r)) for r in (n1, n2, n3, n5, other)] == [True, False, False, True, True]
+    assert reasons(pool.admit([n2, n3])) == ["", ""] and pool.take_released() == [n2, n3]
+    executed = commit(chain, [n1, n2, n3])
+    assert [r.reason for r in executed.results] == ["", "", ""]
+
+
+def test_a_node_unqueues_a_senders_later_txs_when_consensus_gives_up_on_one(tmp_path: Path) -> None:
+    home = make_home(tmp_path, prefixes=(("88.100.1", "org1"),))
+    node = Node(NodeConfig.load(home.path))
+    try:
+        n1, n2, n3 = (register(home.org1, n, chain_id=CHAIN_ID) for n in (1, 2, 3))
+        assert [a.accepted for a in node.mempool.admit([n1, n2, n3])] == [True] * 3
+        node.driver.submit(node.mempool.take_released())
+        assert node.replica.pending == 3
+        node.driver.withdraw([n1])  # the replica dropped it, and says so:
+        node.on_dropped([n1], "unordered")
+        assert node.replica.pending == 0
+        assert [node.mempool.refusal(compute_tx_id(r)).reason for r in (n1, n2, n3)] == ["unordered"] * 3  # type: ignore[union-attr]
+    finally:
+        asyncio.run(node.stop())
+
+
 # --------------------------------------------------------------------------------------------------
 # Block pre-verification shares the checks and the parallel verification
 # --------------------------------------------------------------------------------------------------
