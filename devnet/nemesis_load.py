@@ -37,6 +37,7 @@ from ledger.resolver.registry import IdRegister, ValueSpec
 from ledger.tx import SignedTx, compute_tx_id
 
 MANUAL_RETRIES = 3  # by hand, through other live validators, before a batch is given up as failed
+NONCE_REFUSALS = frozenset({"nonce_gap", "replayed_nonce"})  # rows a client signs again under a fresh nonce
 
 
 class RecordingSigner(Signer):
@@ -120,29 +121,39 @@ class Client(threading.Thread):
 
     def _txs(self, batch: Batch, handles: list[str]) -> None:
         assert self.signer is not None
-        txs = [self.signer.sign("id.register", IdRegister(h, (ValueSpec(1, "URL", f"https://n.example/{h}"),)))
-               for h in handles]
+        todo = {h: self._signed_row(h) for h in handles}
         node = batch.node
         for attempt in range(MANUAL_RETRIES + 1):
             try:
-                results = deliver(self.client(node), txs, wait_s=30, give_up_after_s=self.give_up_s,
-                                  on_wait=self._counted(batch))
+                results = deliver(self.client(node), list(todo.values()), wait_s=30,
+                                  give_up_after_s=self.give_up_s, on_wait=self._counted(batch))
                 self.signer.learn(results)
             except LedgerError as exc:
                 batch.errors.append(f"node{node}: {exc.reason}: {exc.message}")
             else:
-                for h, r in zip(handles, results, strict=True):
+                resign: list[str] = []
+                for h, r in zip(list(todo), results, strict=True):
                     if r.get("status") == "committed" and r.get("ok"):
                         batch.acked[h] = self.signer.signed[h]
+                        del todo[h]
                     else:
                         batch.errors.append(f"node{node}: {h}: {r.get('reason')}: {r.get('message')}")
-                if len(batch.acked) == len(handles):
+                        if r.get("reason") in NONCE_REFUSALS:
+                            resign.append(h)
+                if not todo:
                     batch.first_try_ok = attempt == 0
                     return
-                # Rows refused for good are not retried by sending the same bytes: give up on them.
-                return
+                if len(resign) < len(todo):
+                    return  # refused for good, and not for its nonce: signing again would not help
+                # An operator signs such rows again under fresh nonces (their ids are used up) and sends them.
+                self.signer.resync()
+                todo = {h: self._signed_row(h) for h in resign}
             batch.manual_retries += 1
             node = self._another(node)
+
+    def _signed_row(self, handle: str) -> SignedTx:
+        assert self.signer is not None
+        return self.signer.sign("id.register", IdRegister(handle, (ValueSpec(1, "URL", f"https://n.example/{handle}"),)))
 
     def _import(self, batch: Batch, handles: list[str]) -> None:
         assert self.signer is not None
