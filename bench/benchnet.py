@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet.processes import start_node, stop_pid, wait_healthy
+from ledger.benchmark import proc_memory_mb
 
 
 def ledger(*args: str, timeout: float = 6 * 3600) -> str:
@@ -74,10 +75,7 @@ def _start_from(source: Path, home: str, log_dir: Path) -> subprocess.Popen[byte
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_memory_mb(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 from devnet.processes import is_alive, start_node, stop_pid
 from devnet.record import load_devnet, save_devnet
+from ledger.benchmark import proc_memory_mb
 
 PREFIX = "88.100.1"
 REFERENCE_IDS = 1000
@@ -86,13 +87,7 @@ def free_port() -> int:
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM of a process, and VmRSS split into private (RssAnon) and file-backed (RssFile:
     LevelDB maps its table files, so pages it read count as resident until unmapped), in MB."""
-    out: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[name] = round(int(value.split()[0]) / 1024, 1)
-    return out
+    return {name: round(proc_memory_mb(pid, name), 1) for name in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
 
 
 class PeakMemory:
