@@ -218,6 +218,11 @@ def figures(seed: int, faults: list[Fault], batches: list[Batch], verdict: Verdi
         "batches_acknowledged_first_try_pct": round(100 * first / len(batches), 2) if batches else 0.0,
         "batches_retried_by_hand": sum(1 for b in batches if b.manual_retries and len(b.acked) == b.rows),
         "batches_failed": len(failed),
+        # What the client was told, for the batches that needed a hand (the first few of each).
+        "batches_retried_or_failed": [
+            {"client": b.client, "kind": b.kind, "node": b.node, "acked": len(b.acked), "rows": b.rows,
+             "manual_retries": b.manual_retries, "errors": b.errors[:3]}
+            for b in batches if b.manual_retries or len(b.acked) < b.rows][:5],
         "import_batches": sum(1 for b in batches if b.kind == "import"),
         "longest_batch_s": round(max((b.ended - b.started for b in batches), default=0.0), 2),
         "transactions_acknowledged": verdict.acknowledged, "lost": len(verdict.lost),
@@ -254,6 +259,7 @@ def summary(fig: dict[str, Any]) -> str:
         f"(fault {fig['longest_link_outage_fault']}; "
         f"median {fig['median_link_outage_s']} s; target 2 s)",
         f"faults not recovered within {RECOVERY_S:.0f} s: {fig['faults_not_recovered'] or 'none'}",
+        *(f"batch retried by hand or failed: {json.dumps(b)}" for b in fig["batches_retried_or_failed"]),
         "PASSED" if fig["passed"] else "FAILED",
     ])
 

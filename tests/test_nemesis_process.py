@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from devnet.nemesis import Fault, figures, summary
+from devnet.nemesis_check import Verdict
+from devnet.nemesis_load import Batch
+
 pytestmark = pytest.mark.slow
 
 FAULTS = 20
@@ -34,7 +38,9 @@ def test_twenty_faults_lose_nothing_and_every_batch_is_acknowledged(
         capture_output=True, text=True, timeout=900,
     )
     with capsys.disabled():
-        print("\n[nemesis] " + "\n[nemesis] ".join(proc.stdout.splitlines()[-9:-1]), file=sys.stderr)
+        lines = proc.stdout.splitlines()
+        first = max((i for i, line in enumerate(lines) if line.startswith("seed ")), default=len(lines) - 1)
+        print("\n[nemesis] " + "\n[nemesis] ".join(lines[first:-1]), file=sys.stderr)  # the summary
     assert proc.stdout.strip(), proc.stderr[-3000:]
     fig = json.loads(proc.stdout.strip().splitlines()[-1])
     assert fig["faults"] == FAULTS and fig["faults_not_recovered"] == [], proc.stdout[-3000:]
@@ -50,6 +56,20 @@ def test_twenty_faults_lose_nothing_and_every_batch_is_acknowledged(
     # validator catches up (rows refused for a stale nonce are now signed again, not failed).
     assert fig["batches_acknowledged_first_try_pct"] >= 95.0, proc.stdout[-3000:]
     assert fig["passed"] and proc.returncode == 0
+
+
+def test_the_summary_names_what_each_batch_retried_by_hand_or_failed_was_told() -> None:
+    fault = Fault(0, "kill", 1, True, 1.0, link_outage_s=0.5, recovered_s=0.8)
+    fine = Batch(0, "txs", 0, 0.0, 2, ended=1.0, first_try_ok=True, acked={"a": ["1"], "b": ["2"]})
+    retried = Batch(1, "txs", 2, 0.0, 2, ended=3.0, manual_retries=1, acked={"c": ["3", "4"], "d": ["5"]},
+                    errors=["node2: 88.1/c: nonce_gap: nonce 7 is not next"])
+    failed = Batch(2, "import", 3, 0.0, 2, ended=9.0, manual_retries=3, errors=["node3: unavailable: no quorum"])
+    fig = figures(1, [fault], [fine, retried, failed], Verdict(chains_agree=True), 10.0)
+    assert fig["batches_retried_by_hand"] == 1 and fig["batches_failed"] == 1 and not fig["passed"]
+    assert [b["client"] for b in fig["batches_retried_or_failed"]] == [1, 2]
+    text = summary(fig)
+    assert "nonce_gap: nonce 7 is not next" in text and "unavailable: no quorum" in text
+    assert sum("retried by hand or failed" in line for line in text.splitlines()) == 2
 
 
 def _failed_batches(directory: Path) -> str:
