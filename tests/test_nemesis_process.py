@@ -16,12 +16,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devnet import nemesis_load
 from devnet.nemesis import Fault, figures, summary
 from devnet.nemesis_check import Verdict
 from devnet.nemesis_load import Batch
+from ledger.codec import encode
+from ledger.crypto import SigningKey
+from ledger.tx import compute_tx_id
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +75,55 @@ def test_the_summary_names_what_each_batch_retried_by_hand_or_failed_was_told() 
     text = summary(fig)
     assert "nonce_gap: nonce 7 is not next" in text and "unavailable: no quorum" in text
     assert sum("retried by hand or failed" in line for line in text.splitlines()) == 2
+
+
+class _FakeNode:
+    """What a RecordingSigner asks of a node: the chain id and the member's committed nonce."""
+
+    url = "http://fake"
+
+    def __init__(self) -> None:
+        self.nonce = 0
+
+    def status(self) -> dict[str, Any]:
+        return {"chain_id": "fake"}
+
+    def member(self, member_id: str) -> dict[str, Any]:
+        return {"id": member_id, "nonce": self.nonce}
+
+
+def test_a_txs_client_signs_rows_refused_for_their_nonce_again_and_gives_up_on_other_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = _FakeNode()
+    sent: list[list[int]] = []
+
+    def deliver(_client: Any, txs: list[Any], **_kw: Any) -> list[dict[str, Any]]:
+        sent.append([t.nonce for t in txs])
+        if len(sent) == 1:  # the first row commits; the second fails on its nonce, the third for good
+            node.nonce = 1
+            return [{"tx_id": compute_tx_id(encode(txs[0])).hex(), "status": "committed", "ok": True},
+                    {"status": "committed", "ok": False, "reason": "nonce_gap", "message": "not next"},
+                    {"status": "refused", "accepted": False, "reason": "nonce_gap", "message": "waited"}]
+        return [{"tx_id": compute_tx_id(encode(t)).hex(), "status": "committed", "ok": True} for t in txs]
+
+    monkeypatch.setattr(nemesis_load, "deliver", deliver)
+    client = nemesis_load.Client(0, "txs", SigningKey.from_seed(b"nemesis-test"), "88.1", ["http://fake"] * 2,
+                                 lambda: [0, 1], 3, 3, 5.0, 1, tmp_path / "client0.jsonl")
+    client._http = {0: node, 1: node}  # type: ignore[dict-item]
+    client.signer = nemesis_load.RecordingSigner(client.key, node)  # type: ignore[arg-type]
+    batch = nemesis_load.Batch(0, "txs", 0, 0.0, 3)
+    client._txs(batch, ["88.1/a", "88.1/b", "88.1/c"])
+    assert sent == [[1, 2, 3], [2, 3]]  # signed again from the next unused nonce, as one request
+    assert sorted(batch.acked) == ["88.1/a", "88.1/b", "88.1/c"] and batch.manual_retries == 1
+    assert [len(batch.acked[h]) for h in ("88.1/a", "88.1/b", "88.1/c")] == [1, 2, 2]  # each signature is checked
+
+    sent.clear()
+    monkeypatch.setattr(nemesis_load, "deliver", lambda _c, txs, **_kw: [
+        {"status": "refused", "accepted": False, "reason": "unauthorized", "message": "no"} for _ in txs])
+    refused = nemesis_load.Batch(0, "txs", 0, 0.0, 1)
+    client._txs(refused, ["88.1/d"])
+    assert refused.acked == {} and refused.manual_retries == 0  # not for its nonce: signing again would not help
 
 
 def _failed_batches(directory: Path) -> str:
