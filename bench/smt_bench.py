@@ -56,12 +56,14 @@ def main() -> None:
     ap.add_argument("--block-size", type=int, default=1_000)
     ap.add_argument("--reads", type=int, default=10_000)
     ap.add_argument("--cache-size", type=int, default=1_000_000)
+    ap.add_argument("--pin-depth", type=int, default=0, help="top levels kept in memory (a node pins 16)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
     store: dict[bytes, bytes] = {}
-    tree = SparseMerkleTree(lambda birth, h: store.get(h), cache_size=args.cache_size)  # all born at 0
+    tree = SparseMerkleTree(lambda birth, h: store.get(h), cache_size=args.cache_size,  # all born at 0
+                            pin_depth=args.pin_depth)
     root = EMPTY
 
     t0 = time.perf_counter()
@@ -118,6 +120,7 @@ def main() -> None:
         "sha256_65B_ceiling_per_s": round(ceiling),
         "node_hash_floor_ms_per_block": round((hashes_per_block + args.block_size) / ceiling * 1e3, 2),
         "cache_size": args.cache_size,
+        "pin_depth": args.pin_depth,
         "python": sys.version.split()[0],
     }
     print(json.dumps(result))

@@ -86,7 +86,6 @@ SET_LINK_PREFIX = NS.META + b"set-link/"
 STATE_SYNC_KEY = NS.META + b"state-sync"  # what that state sync met, as JSON text (status, metrics)
 # A pruned store (ledger/pruning.py): the state of heights below `below` is gone, except those listed.
 PRUNED_KEY = NS.META + b"pruned"
-TREE_CACHE_NODES, TREE_PIN_DEPTH = 100_000, 16  # the state tree's node cache and pinned levels (see __init__)
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ class ChainDB(ChainHistory):
         # memory whatever the generations drop: with 1,000,000 identifiers that took a quarter of the node reads
         # out of a block; 17 levels took a third but cost 50 MB more of heap at 100,000 transactions
         # (docs/performance.md, "A large state").
-        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=TREE_CACHE_NODES, pin_depth=TREE_PIN_DEPTH,
+        self.smt = SparseMerkleTree(self._get_tree_node, cache_size=100_000, pin_depth=16,
                                     root_birth=self._root_birth)
         # Blocks executed and not yet committed, by height: a block built on a pending parent walks the parent's
         # new tree nodes, which reach the store only when the parent commits, and the cache may have dropped
