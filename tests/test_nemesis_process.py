@@ -56,7 +56,7 @@ def test_twenty_faults_lose_nothing_and_every_batch_is_acknowledged(
     assert fig["repeated_tx_ids"] == 0  # no tx id in two blocks
     assert all(n == 0 for n in fig["missing_on_nodes"].values())
     assert fig["one_chain"]
-    assert fig["batches_failed"] == 0, _failed_batches(tmp_path / "devnet")
+    assert fig["batches_failed"] == 0, fig["batches_retried_or_failed"]  # what those batches were told
     # Not 100%: on a loaded machine a batch can still outlast a client's patience while a restarted
     # validator catches up (rows refused for a stale nonce are now signed again, not failed).
     assert fig["batches_acknowledged_first_try_pct"] >= 95.0, proc.stdout[-3000:]
@@ -79,8 +79,6 @@ def test_the_summary_names_what_each_batch_retried_by_hand_or_failed_was_told() 
 
 class _FakeNode:
     """What a RecordingSigner asks of a node: the chain id and the member's committed nonce."""
-
-    url = "http://fake"
 
     def __init__(self) -> None:
         self.nonce = 0
@@ -116,7 +114,8 @@ def test_a_txs_client_signs_rows_refused_for_their_nonce_again_and_gives_up_on_o
     client._txs(batch, ["88.1/a", "88.1/b", "88.1/c"])
     assert sent == [[1, 2, 3], [2, 3]]  # signed again from the next unused nonce, as one request
     assert sorted(batch.acked) == ["88.1/a", "88.1/b", "88.1/c"] and batch.manual_retries == 1
-    assert [len(batch.acked[h]) for h in ("88.1/a", "88.1/b", "88.1/c")] == [1, 2, 2]  # each signature is checked
+    # Every id signed for a row is kept, so the check finds whichever of them committed.
+    assert [len(batch.acked[h]) for h in ("88.1/a", "88.1/b", "88.1/c")] == [1, 2, 2]
 
     sent.clear()
     monkeypatch.setattr(nemesis_load, "deliver", lambda _c, txs, **_kw: [
@@ -124,15 +123,3 @@ def test_a_txs_client_signs_rows_refused_for_their_nonce_again_and_gives_up_on_o
     refused = nemesis_load.Batch(0, "txs", 0, 0.0, 1)
     client._txs(refused, ["88.1/d"])
     assert refused.acked == {} and refused.manual_retries == 0  # not for its nonce: signing again would not help
-
-
-def _failed_batches(directory: Path) -> str:
-    """The clients' log lines of the batches not wholly acknowledged, with what each was told."""
-    lines = []
-    for log in sorted(directory.glob("client*.jsonl")):
-        for line in log.read_text().splitlines():
-            batch = json.loads(line)
-            if len(batch["acked"]) < batch["rows"]:
-                batch["acked"] = len(batch["acked"])
-                lines.append(f"{log.name}: {json.dumps(batch)[:3000]}")
-    return "\n".join(lines)
