@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchnet import restart_with_limits, rss_mb
+from benchnet import restart_with_limits
 
 from devnet.processes import stop_pid
+from ledger.benchmark import proc_memory_mb
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -47,13 +48,13 @@ def ledger(*args: str) -> None:
 
 
 def peak_rss(pid: int, attack: Callable[[], Any]) -> tuple[float, Any]:
-    peak = rss_mb(pid)
+    peak = proc_memory_mb(pid)
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.wait(0.02):
-            peak = max(peak, rss_mb(pid))
+            peak = max(peak, proc_memory_mb(pid))
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -62,7 +63,7 @@ def peak_rss(pid: int, attack: Callable[[], Any]) -> tuple[float, Any]:
     finally:
         stop.set()
         sampler.join()
-    return max(peak, rss_mb(pid)), outcome
+    return max(peak, proc_memory_mb(pid)), outcome
 
 
 def request(path: str) -> bytes:
@@ -168,7 +169,7 @@ def main() -> None:
         Signer(org1, client).send("id.register", IdRegister(BIG, values))
         httpx.get(f"{url}/api/handles/{BIG}")
         httpx.get(f"{url}/api/handles/{BIG}")
-        rest = rss_mb(node["pid"])
+        rest = proc_memory_mb(node["pid"])
         print(f"node at rest: {rest:.0f} MB", file=sys.stderr)
         result: dict[str, Any] = {"rest_mb": round(rest)}
         for name, attack in (("chunked_200mb_body", chunked_body), ("pipelining_never_reading", pipelining),
@@ -176,7 +177,7 @@ def main() -> None:
             try:
                 peak, outcome = peak_rss(node["pid"], lambda a=attack: a(address))  # type: ignore[misc]
             except OSError as exc:
-                peak, outcome = rss_mb(node["pid"]), f"failed: {exc}"
+                peak, outcome = proc_memory_mb(node["pid"]), f"failed: {exc}"
             try:
                 answered = httpx.get(f"{url}/v1/status", timeout=10).status_code == 200
             except httpx.HTTPError:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from devnet.processes import start_node, stop_pid, wait_healthy
-from ledger.benchmark import proc_memory_mb
 
 
 def ledger(*args: str, timeout: float = 6 * 3600) -> str:
@@ -72,10 +71,6 @@ def _start_from(source: Path, home: str, log_dir: Path) -> subprocess.Popen[byte
     log = open(log_dir / f"{Path(home).name}.log", "ab")  # noqa: SIM115 - owned by the child process
     return subprocess.Popen([sys.executable, "-c", _LAUNCH, str(source), "node", "run", "--home", home],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def rss_mb(pid: int) -> float:
-    return proc_memory_mb(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:

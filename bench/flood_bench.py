@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchnet import MODES, cpu_seconds, restart_with_limits, rss_mb
+from benchnet import MODES, cpu_seconds, restart_with_limits
 
 from devnet import launcher
 from devnet.processes import stop_pid
 from ledger.bench_members import add_bench_members
-from ledger.benchmark import _presign
+from ledger.benchmark import _presign, proc_memory_mb
 from ledger.client import LedgerClient, Signer
 from ledger.crypto import SigningKey
 from ledger.resolver.registry import IdRegister, PrefixCreate, ValueSpec
@@ -154,7 +154,8 @@ def main() -> None:
                 end = time.monotonic()
                 phase = {"round": round_, "phase": kind, **load.window(start, end),
                          "flooded_node_cpu_pct": round(100 * (cpu_seconds(flooded["pid"]) - cpu0) / (end - start)),
-                         "flooded_node_rss_mb": round(rss_mb(flooded["pid"])), **({"flood": flood} if flood else {})}
+                         "flooded_node_rss_mb": round(proc_memory_mb(flooded["pid"])),
+                         **({"flood": flood} if flood else {})}
                 phases.append(phase)
                 print(json.dumps(phase), file=log)
         quiet = statistics.mean(p["committed_tx_per_s"] for p in phases if p["phase"] == "quiet")
